@@ -1,0 +1,49 @@
+"""Sessions anyone can run: ``nox -s tests lint typecheck bench docs``."""
+
+from __future__ import annotations
+
+import nox
+
+nox.options.sessions = ["lint", "typecheck", "tests"]
+nox.options.reuse_existing_virtualenvs = True
+
+TEST_DEPS = ["pytest>=8.2", "pytest-asyncio>=0.24", "pytest-timeout>=2.3", "aiolimiter>=1.1"]
+TYPE_DEPS = ["mypy>=1.11", *TEST_DEPS, "types-redis; python_version<'3'"]
+BENCH_DEPS = ["aiolimiter>=1.1", "matplotlib>=3.8"]
+DOCS_DEPS = ["mkdocs-material>=9.5", "mkdocstrings[python]>=0.26"]
+
+
+@nox.session
+def tests(session: nox.Session) -> None:
+    """Run the test suite against the emulator and the local Redis server."""
+    session.install("-e", ".[all]", *TEST_DEPS)
+    session.run("pytest", *session.posargs)
+
+
+@nox.session
+def lint(session: nox.Session) -> None:
+    """Ruff's linter and formatter check."""
+    session.install("ruff>=0.6")
+    session.run("ruff", "check", ".")
+    session.run("ruff", "format", "--check", ".")
+
+
+@nox.session
+def typecheck(session: nox.Session) -> None:
+    """mypy --strict over the package and the typing examples."""
+    session.install("-e", ".[all]", *TYPE_DEPS)
+    session.run("mypy", "--strict")
+
+
+@nox.session
+def bench(session: nox.Session) -> None:
+    """Benchmarks: ratios measured side by side in one run."""
+    session.install("-e", ".[all]", *BENCH_DEPS)
+    session.run("python", "-m", "benchmarks", *session.posargs)
+
+
+@nox.session
+def docs(session: nox.Session) -> None:
+    """Build the documentation site with --strict."""
+    session.install("-e", ".[all]", *DOCS_DEPS)
+    session.run("mkdocs", "build", "--strict")
