@@ -1,0 +1,297 @@
+"""Requests and responses as data: no I/O here.
+
+`build_request` turns an endpoint, an id and a page position into the path,
+query and JSON body to send; `decode_page` turns a status and a body into a
+page of rows or raises the error they mean. The session is a thin shell that
+moves these over HTTP, so all of this is tested without a network.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
+
+import attrs
+import httpx
+
+from ._endpoints import Endpoint
+from ._errors import MalformedResponseError, error_for_response
+
+__all__ = [
+    "REGION_HOSTS",
+    "PageQuery",
+    "RawPage",
+    "WireRequest",
+    "auth_headers",
+    "base_url",
+    "build_request",
+    "decode_page",
+    "scrub",
+]
+
+#: The API's host in each region. Pass one as ``Session(host=...)``.
+REGION_HOSTS: Mapping[str, str] = {
+    "singapore": "api.leadsquared.com",
+    "us": "api-us11.leadsquared.com",
+    "mumbai": "api-in21.leadsquared.com",
+    "hyderabad": "api-in22.leadsquared.com",
+    "ireland": "api-ir31.leadsquared.com",
+    "canada": "api-ca12.leadsquared.com",
+    "middle-east": "api-me61.leadsquared.com",
+}
+
+_ACCESS_KEY_HEADER = "x-LSQ-AccessKey"
+_SECRET_KEY_HEADER = "x-LSQ-SecretKey"
+
+
+@attrs.frozen
+class WireRequest:
+    """One POST to send: the path under the base URL, its query and JSON body."""
+
+    path: str
+    params: dict[str, str]
+    json: dict[str, Any]
+
+
+@attrs.frozen
+class RawPage:
+    """One page as the API sent it.
+
+    Attributes:
+        record_count: the ``RecordCount`` the server reported (the total number
+            of matching rows), or None when it sent none.
+        rows: the rows of ``List``, as decoded from JSON.
+    """
+
+    record_count: int | None
+    rows: list[dict[str, Any]]
+
+
+@attrs.frozen
+class PageQuery:
+    """Everything about a paged call except the page's position.
+
+    Built by the session from the caller's arguments, after checking them, so a
+    bad argument fails before anything is sent.
+    """
+
+    endpoint: Endpoint[Any]
+    id_value: str
+    filter_value: str | None = None
+    columns: tuple[str, ...] | None = None
+    sort_by: str | None = None
+    descending: bool = True
+
+    @classmethod
+    def checked(
+        cls,
+        endpoint: Endpoint[Any],
+        id_value: object,
+        *,
+        filter_value: object = None,
+        columns: Iterable[str] | str | None = None,
+        sort_by: object = None,
+        descending: object = True,
+    ) -> PageQuery:
+        """Check the caller's arguments and build the query.
+
+        Raises:
+            TypeError: an id, filter, column or sort name that is not a str.
+            ValueError: an empty id, filter, column or sort name.
+        """
+        id_value = _checked_text(endpoint.id_parameter, id_value)
+        if filter_value is not None:
+            filter_value = _checked_text(endpoint.filter_parameter, filter_value)
+        if sort_by is not None:
+            sort_by = _checked_text("sort_by", sort_by)
+        if not isinstance(descending, bool):
+            raise TypeError(f"descending must be a bool, not {type(descending).__name__}")
+        return cls(
+            endpoint,
+            id_value,
+            filter_value,
+            _checked_columns(columns, endpoint.id_key),
+            sort_by,
+            descending,
+        )
+
+
+def _checked_text(name: str, value: object) -> str:
+    if not isinstance(value, str):
+        raise TypeError(f"{name} must be a str, not {type(value).__name__}")
+    if not value.strip():
+        raise ValueError(f"{name} must not be empty")
+    return value
+
+
+def _checked_columns(columns: Iterable[str] | str | None, id_key: str) -> tuple[str, ...] | None:
+    if columns is None:
+        return None
+    names = columns.split(",") if isinstance(columns, str) else list(columns)
+    checked = tuple(_checked_text("a column name", name).strip() for name in names)
+    if not checked:
+        raise ValueError("columns must name at least one field")
+    # Without its id a row cannot become a record, nor be told apart from a
+    # row seen on an earlier page.
+    return checked if id_key in checked else (id_key, *checked)
+
+
+def build_request(query: PageQuery, page_index: int, page_size: int) -> WireRequest:
+    """The POST that asks for one page (``PageIndex`` is 1-based)."""
+    endpoint = query.endpoint
+    params = {endpoint.id_parameter: query.id_value}
+    if query.filter_value is not None:
+        params[endpoint.filter_parameter] = query.filter_value
+    body: dict[str, Any] = {"Paging": {"PageIndex": page_index, "PageSize": page_size}}
+    if query.columns is not None:
+        body["Columns"] = {"Include_CSV": ",".join(query.columns)}
+    if query.sort_by is not None:
+        body["Sorting"] = {
+            "ColumnName": query.sort_by,
+            "Direction": "1" if query.descending else "0",
+        }
+    return WireRequest(endpoint.path, params, body)
+
+
+def decode_page(
+    status: int,
+    body: bytes,
+    *,
+    endpoint: str,
+    secrets: Sequence[str] = (),
+) -> RawPage:
+    """Decode an answer into a page, or raise the error it means.
+
+    Raises:
+        ResponseError: one of its subclasses, chosen by `error_for_response`,
+            for an error status or an error envelope (which may come with 200).
+        MalformedResponseError: a successful status whose body is not a page.
+    """
+    document = _loads_or_invalid(body)
+    if status != 200 or (isinstance(document, dict) and _is_error_envelope(document)):
+        text = scrub(_text(body), secrets)
+        if text != _text(body):
+            # The server echoed a secret: take the envelope from the scrubbed text.
+            document = _loads_or_invalid(text.encode())
+        envelope = document if isinstance(document, dict) else None
+        raise error_for_response(status, endpoint=endpoint, envelope=envelope, body=text)
+    if document is _INVALID:
+        raise MalformedResponseError(
+            "the answer is not valid JSON (cut short?)",
+            endpoint=endpoint,
+            status=status,
+            transient=True,
+            body=scrub(_text(body), secrets),
+        )
+    rows = document.get("List") if isinstance(document, dict) else None
+    if not isinstance(rows, list) or not all(isinstance(row, dict) for row in rows):
+        raise MalformedResponseError(
+            'the answer has no "List" of rows',
+            endpoint=endpoint,
+            status=status,
+            body=scrub(_text(body), secrets),
+        )
+    assert isinstance(document, dict)
+    return RawPage(_record_count(document.get("RecordCount")), rows)
+
+
+_INVALID: Any = object()
+
+
+def _loads_or_invalid(body: bytes) -> Any:
+    try:
+        return json.loads(body) if body else None
+    except (UnicodeDecodeError, json.JSONDecodeError):
+        return _INVALID
+
+
+def _is_error_envelope(document: Mapping[str, Any]) -> bool:
+    return document.get("Status") == "Error" or "ExceptionType" in document
+
+
+def _record_count(value: object) -> int | None:
+    # RecordCount is documented as a number; like every number of this API it
+    # may come as a string, and a nonsense value is no reason to fail a page.
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return value if value >= 0 else None
+    if isinstance(value, str) and value.strip().isdigit():
+        return int(value)
+    return None
+
+
+def _text(body: bytes) -> str:
+    return body.decode("utf-8", errors="replace")
+
+
+def scrub(text: str, secrets: Sequence[str]) -> str:
+    """Replace every occurrence of a secret in ``text``."""
+    for secret in secrets:
+        if secret:
+            text = text.replace(secret, "***")
+    return text
+
+
+def auth_headers(access_key: str, secret_key: str) -> dict[str, str]:
+    """The headers that carry the keys (never the URL: URLs end up in logs).
+
+    Raises:
+        TypeError: a key that is not a str.
+        ValueError: an empty key, or one with white space or control characters.
+    """
+    for name, key in (("access_key", access_key), ("secret_key", secret_key)):
+        if not isinstance(key, str):
+            raise TypeError(f"{name} must be a str, not {type(key).__name__}")
+        if not key:
+            raise ValueError(f"{name} must not be empty")
+        if any(char.isspace() or not char.isprintable() for char in key):
+            # Never echo the key: it may be the secret.
+            raise ValueError(f"{name} holds white space or control characters")
+    return {_ACCESS_KEY_HEADER: access_key, _SECRET_KEY_HEADER: secret_key}
+
+
+def base_url(host: str) -> httpx.URL:
+    """The base URL for a region host name or a full URL, ending in ``/``.
+
+    ``api-in21.leadsquared.com`` gives ``https://api-in21.leadsquared.com/v2/``;
+    a full URL is taken as it is, with ``/v2/`` added when it has no path.
+
+    Raises:
+        TypeError: a host that is not a str.
+        ValueError: an empty or malformed host, a scheme other than http(s),
+            or plain http to a host other than loopback.
+    """
+    if not isinstance(host, str):
+        raise TypeError(f"host must be a str, not {type(host).__name__}")
+    text = host.strip()
+    if not text:
+        raise ValueError("host must not be empty")
+    if "://" not in text:
+        text = f"https://{text}"
+    try:
+        url = httpx.URL(text)
+    except httpx.InvalidURL as exc:
+        raise ValueError(f"host is not a valid host name or URL: {host!r}") from exc
+    if url.scheme not in ("http", "https") or not url.host:
+        raise ValueError(f"host must be a host name or an http(s) URL, not {host!r}")
+    if url.query or url.fragment or url.userinfo:
+        raise ValueError("host must not carry a query, a fragment or credentials")
+    if url.scheme == "http" and not _is_loopback(url.host):
+        raise ValueError(
+            f"plain http is refused for {url.host}: the keys would cross the network "
+            "unencrypted; use https (http is allowed for loopback hosts only)"
+        )
+    path = url.path if url.path not in ("", "/") else "/v2/"
+    return url.copy_with(path=path if path.endswith("/") else f"{path}/")
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost" or host.endswith(".localhost"):
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False

@@ -1,0 +1,229 @@
+"""Request building and response decoding, without any HTTP."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+import leadsq_async as lsq
+from leadsq_async._endpoints import ACTIVITIES_OF_OPPORTUNITY, OPPORTUNITIES_OF_LEAD
+from leadsq_async._wire import PageQuery, auth_headers, base_url, build_request, decode_page
+
+ENDPOINT = OPPORTUNITIES_OF_LEAD.path
+
+
+def page_body(rows: list[dict[str, object]], record_count: object) -> bytes:
+    return json.dumps({"RecordCount": record_count, "List": rows}).encode()
+
+
+def envelope(exception_type: str, message: str) -> bytes:
+    return json.dumps(
+        {"Status": "Error", "ExceptionType": exception_type, "ExceptionMessage": message}
+    ).encode()
+
+
+def test_request_puts_paging_in_the_body_one_based() -> None:
+    """PageIndex and PageSize travel in the JSON body's Paging object."""
+    query = PageQuery.checked(OPPORTUNITIES_OF_LEAD, "lead-1")
+    request = build_request(query, 3, 250)
+    assert request.json == {"Paging": {"PageIndex": 3, "PageSize": 250}}
+    assert request.path == "OpportunityManagement.svc/GetOpportunitiesOfLead"
+
+
+def test_request_names_the_id_and_optional_filter_in_the_query() -> None:
+    """The id and the optional type code are query parameters; keys are not."""
+    query = PageQuery.checked(ACTIVITIES_OF_OPPORTUNITY, "opp-1", filter_value="168")
+    request = build_request(query, 1, 25)
+    assert request.params == {"opportunityId": "opp-1", "activityEventCode": "168"}
+
+
+def test_request_carries_columns_with_the_id_and_sorting() -> None:
+    """Columns become Include_CSV (the id added) and Sorting a ColumnName and Direction."""
+    query = PageQuery.checked(
+        OPPORTUNITIES_OF_LEAD,
+        "lead-1",
+        columns=["Status", "Owner"],
+        sort_by="Owner",
+        descending=False,
+    )
+    request = build_request(query, 1, 10)
+    assert request.json["Columns"] == {"Include_CSV": "OpportunityId,Status,Owner"}
+    assert request.json["Sorting"] == {"ColumnName": "Owner", "Direction": "0"}
+
+
+@pytest.mark.parametrize("bad", ["", "   "])
+def test_empty_id_is_refused(bad: str) -> None:
+    """An empty id raises ValueError."""
+    with pytest.raises(ValueError, match="leadId"):
+        PageQuery.checked(OPPORTUNITIES_OF_LEAD, bad)
+
+
+@pytest.mark.parametrize("bad", [None, 42, b"lead"])
+def test_non_str_id_is_refused(bad: object) -> None:
+    """An id that is not a str raises TypeError."""
+    with pytest.raises(TypeError, match="leadId"):
+        PageQuery.checked(OPPORTUNITIES_OF_LEAD, bad)
+
+
+def test_keys_travel_in_headers() -> None:
+    """The keys become the x-LSQ-* headers."""
+    assert auth_headers("access", "secret") == {
+        "x-LSQ-AccessKey": "access",
+        "x-LSQ-SecretKey": "secret",
+    }
+
+
+@pytest.mark.parametrize("bad", ["", "has space", "line\nbreak"])
+def test_bad_key_is_refused_without_echoing_it(bad: str) -> None:
+    """A malformed key raises ValueError whose message does not show the key."""
+    with pytest.raises(ValueError, match="secret_key") as info:
+        auth_headers("access", bad)
+    assert not bad or bad not in str(info.value)
+
+
+@pytest.mark.parametrize(
+    ("host", "expected"),
+    [
+        ("api-in21.leadsquared.com", "https://api-in21.leadsquared.com/v2/"),
+        ("https://api.leadsquared.com/v2", "https://api.leadsquared.com/v2/"),
+        ("http://127.0.0.1:8123", "http://127.0.0.1:8123/v2/"),
+        ("http://localhost:8123/v2/", "http://localhost:8123/v2/"),
+        ("http://[::1]:8123", "http://[::1]:8123/v2/"),
+    ],
+)
+def test_host_becomes_a_base_url(host: str, expected: str) -> None:
+    """A region host or a full URL gives the base URL under /v2/."""
+    assert str(base_url(host)) == expected
+
+
+@pytest.mark.parametrize("host", ["http://api.leadsquared.com", "http://10.0.0.1:80"])
+def test_plain_http_is_refused_off_loopback(host: str) -> None:
+    """Plain http to a host that is not loopback raises ValueError."""
+    with pytest.raises(ValueError, match="plain http"):
+        base_url(host)
+
+
+@pytest.mark.parametrize("host", ["", "ftp://api.leadsquared.com", "https://a.com/?x=1"])
+def test_malformed_host_is_refused(host: str) -> None:
+    """An empty host, another scheme or a query raises ValueError."""
+    with pytest.raises(ValueError, match="host"):
+        base_url(host)
+
+
+def test_decode_returns_rows_and_record_count() -> None:
+    """A page decodes to its RecordCount and rows."""
+    page = decode_page(200, page_body([{"OpportunityId": "a"}], 7), endpoint=ENDPOINT)
+    assert page.record_count == 7
+    assert page.rows == [{"OpportunityId": "a"}]
+
+
+def test_decode_reads_a_record_count_sent_as_a_string() -> None:
+    """RecordCount "12" is read as 12, like the API's other numbers."""
+    assert decode_page(200, page_body([], "12"), endpoint=ENDPOINT).record_count == 12
+
+
+def test_decode_tolerates_a_missing_record_count() -> None:
+    """A page without RecordCount still decodes, with record_count None."""
+    body = json.dumps({"List": []}).encode()
+    assert decode_page(200, body, endpoint=ENDPOINT).record_count is None
+
+
+def test_rate_limit_envelope_with_status_200_is_a_rate_limit_error() -> None:
+    """HTTP 200 carrying MXAPIRateLimitExceededException raises RateLimitError."""
+    body = envelope(
+        "MXAPIRateLimitExceededException", "API calls exceeded the limit of 10 in 5 second(s)"
+    )
+    with pytest.raises(lsq.RateLimitError) as info:
+        decode_page(200, body, endpoint=ENDPOINT)
+    assert info.value.limit == (10, 5.0)
+    assert info.value.status == 200
+
+
+def test_429_is_a_rate_limit_error() -> None:
+    """HTTP 429 raises RateLimitError, transient."""
+    body = envelope(
+        "MXAPIRateLimitExceededException", "API calls exceeded the limit of 25 in 5 second(s)"
+    )
+    with pytest.raises(lsq.RateLimitError) as info:
+        decode_page(429, body, endpoint=ENDPOINT)
+    assert info.value.transient
+    assert info.value.limit == (25, 5.0)
+
+
+def test_500_with_envelope_is_an_api_error_that_is_not_transient() -> None:
+    """A business error (500 with the envelope) is an APIError, never retried."""
+    body = envelope("MXDuplicateEntryException", "Lead does not exist in the system")
+    with pytest.raises(lsq.APIError) as info:
+        decode_page(500, body, endpoint=ENDPOINT)
+    error = info.value
+    assert not error.transient
+    assert error.exception_type == "MXDuplicateEntryException"
+    assert error.exception_message == "Lead does not exist in the system"
+    assert error.endpoint == ENDPOINT
+    assert "Lead does not exist" in str(error)
+
+
+def test_bare_500_is_a_transient_server_error() -> None:
+    """A 500 without the envelope is a ServerError, retried."""
+    body = b'{"Message": "There was an error processing the request."}'
+    with pytest.raises(lsq.ServerError) as info:
+        decode_page(500, body, endpoint=ENDPOINT)
+    assert info.value.transient
+    assert "error processing the request" in str(info.value)
+
+
+@pytest.mark.parametrize("status", [502, 503, 504])
+def test_html_from_the_cdn_is_a_transient_server_error(status: int) -> None:
+    """An HTML error page from the CDN is a ServerError naming the page's title."""
+    body = b"<html><head><title>503 Service Temporarily Unavailable</title></head></html>"
+    with pytest.raises(lsq.ServerError, match="Service Temporarily Unavailable") as info:
+        decode_page(status, body, endpoint=ENDPOINT)
+    assert info.value.status == status
+
+
+@pytest.mark.parametrize(
+    ("status", "cls"),
+    [(400, lsq.BadRequestError), (401, lsq.AuthenticationError), (404, lsq.NotFoundError)],
+)
+def test_status_maps_to_its_error_class(status: int, cls: type[lsq.ResponseError]) -> None:
+    """400, 401 and 404 raise their own classes, none of them transient."""
+    with pytest.raises(cls) as info:
+        decode_page(status, envelope("MXException", "no"), endpoint=ENDPOINT)
+    assert not info.value.transient
+
+
+def test_wrong_region_names_the_right_host() -> None:
+    """A 401 whose message names a host exposes it as correct_host."""
+    body = envelope(
+        "MXUnAuthorizedAccessException",
+        "Your account is hosted at api-us11.leadsquared.com; call that host instead",
+    )
+    with pytest.raises(lsq.AuthenticationError) as info:
+        decode_page(401, body, endpoint=ENDPOINT)
+    assert info.value.correct_host == "api-us11.leadsquared.com"
+    assert "api-us11.leadsquared.com" in str(info.value)
+
+
+def test_invalid_json_is_a_transient_malformed_response() -> None:
+    """A body cut short (invalid JSON) is a transient MalformedResponseError."""
+    with pytest.raises(lsq.MalformedResponseError) as info:
+        decode_page(200, b'{"RecordCount": 3, "List": [{"Opp', endpoint=ENDPOINT)
+    assert info.value.transient
+
+
+def test_json_without_list_is_a_malformed_response_that_is_not_transient() -> None:
+    """Well-formed JSON without List is malformed, and retrying cannot help."""
+    with pytest.raises(lsq.MalformedResponseError) as info:
+        decode_page(200, b'{"RecordCount": 3}', endpoint=ENDPOINT)
+    assert not info.value.transient
+
+
+def test_secret_echoed_by_the_server_is_scrubbed() -> None:
+    """A secret that the server echoes back never reaches the exception."""
+    body = envelope("MXInvalidKeyException", "Invalid key sekrit-123 given")
+    with pytest.raises(lsq.AuthenticationError) as info:
+        decode_page(401, body, endpoint=ENDPOINT, secrets=("sekrit-123",))
+    error = info.value
+    for text in (str(error), repr(error), error.body):
+        assert "sekrit-123" not in text
