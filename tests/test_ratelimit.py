@@ -1,0 +1,681 @@
+"""Tests of the in-process sliding-window limiter, almost all in virtual time.
+
+`run_virtual` runs a test body on an event loop whose clock only moves when every task is
+waiting for a timer, jumping straight to the next timer. The limiter gets that loop's clock
+and the ordinary `asyncio.sleep`, so timings are exact and a 5-second period costs nothing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import random
+import selectors
+import time
+from collections.abc import Callable, Coroutine
+from typing import Any, TypeVar
+
+import pytest
+
+from leadsq_async._ratelimit import RateLimit, RateLimiter, SlidingWindowLimiter
+
+T = TypeVar("T")
+
+
+class _VirtualSelector(selectors.DefaultSelector):
+    """Never blocks: polls the real descriptors, then advances virtual time by the timeout."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.now = 0.0
+
+    def select(self, timeout: float | None = None) -> list[Any]:
+        events = super().select(0)
+        if events or timeout == 0:
+            return events
+        if timeout is None:
+            raise RuntimeError("deadlock: every task is waiting and no timer is scheduled")
+        self.now += timeout
+        return events
+
+
+class VirtualTimeLoop(asyncio.SelectorEventLoop):
+    """An event loop whose `time()` is virtual and jumps to the next timer when idle."""
+
+    def __init__(self) -> None:
+        self._virtual = _VirtualSelector()
+        super().__init__(self._virtual)
+
+    def time(self) -> float:
+        return self._virtual.now
+
+
+def run_virtual(main: Callable[[], Coroutine[Any, Any, T]]) -> T:
+    """Run `main()` in virtual time; fail if it leaves a task behind."""
+    loop = VirtualTimeLoop()
+    try:
+        result = loop.run_until_complete(main())
+        leftover = asyncio.all_tasks(loop)
+        assert not leftover, f"tasks left running: {leftover}"
+        return result
+    finally:
+        leftover = asyncio.all_tasks(loop)
+        for task in leftover:
+            task.cancel()
+        if leftover:
+            loop.run_until_complete(asyncio.gather(*leftover, return_exceptions=True))
+        loop.run_until_complete(loop.shutdown_asyncgens())
+        loop.close()
+
+
+def now() -> float:
+    return asyncio.get_running_loop().time()
+
+
+def make_limiter(calls: int, period: float) -> SlidingWindowLimiter:
+    return SlidingWindowLimiter(RateLimit(calls, period), clock=now)
+
+
+class Recorder:
+    """Sends fake requests through a limiter and records grant and release times."""
+
+    def __init__(self, limiter: SlidingWindowLimiter) -> None:
+        self.limiter = limiter
+        self.grants: list[float] = []
+        self.releases: list[float] = []
+        self.order: list[str] = []
+
+    async def request(self, duration: float = 0.0, name: str = "", start: float = 0.0) -> float:
+        await asyncio.sleep(start)
+        async with self.limiter.slot():
+            granted = now()
+            self.grants.append(granted)
+            self.order.append(name)
+            await asyncio.sleep(duration)
+        self.releases.append(now())
+        return granted
+
+
+def assert_within_limit(
+    grants: list[float], releases: list[float], calls: int, period: float, since: float = -1.0
+) -> None:
+    """No `period` window can have seen more than `calls` requests, wherever in its
+    in-flight interval [grant, release] each one reached the server."""
+    grants, releases = sorted(grants), sorted(releases)
+    for i in range(len(grants) - calls):
+        if grants[i + calls] >= since:
+            assert grants[i + calls] >= releases[i] + period
+    intervals = list(zip(grants, releases, strict=True))
+    # The busiest window [t, t + period) starts at some release time.
+    for start in releases:
+        seen = [(g, r) for g, r in intervals if g < start + period and r >= start]
+        if any(g >= since for g, _ in seen):
+            assert len(seen) <= calls, f"{len(seen)} requests in [{start}, {start + period})"
+
+
+async def random_workload(
+    limiter: SlidingWindowLimiter, count: int, seed: int, max_latency: float
+) -> Recorder:
+    rng = random.Random(seed)
+    recorder = Recorder(limiter)
+    await asyncio.gather(
+        *(
+            recorder.request(duration=rng.uniform(0, max_latency), start=rng.uniform(0, 60))
+            for _ in range(count)
+        )
+    )
+    return recorder
+
+
+def test_burst_of_calls_is_granted_at_once() -> None:
+    """A burst of `calls` requests is granted immediately, with no waiting."""
+
+    async def main() -> None:
+        recorder = Recorder(make_limiter(25, 5))
+        await asyncio.gather(*(recorder.request(duration=1) for _ in range(25)))
+        assert recorder.grants == [0.0] * 25
+        assert recorder.limiter.waited_seconds == 0.0
+
+    run_virtual(main)
+
+
+def test_extra_call_waits_until_first_release_plus_period() -> None:
+    """Request calls+1 is granted exactly `period` after the first response completed."""
+
+    async def main() -> None:
+        recorder = Recorder(make_limiter(3, 5))
+        await asyncio.gather(
+            *(recorder.request(duration=d) for d in (2, 1, 3)), recorder.request(start=0.5)
+        )
+        assert recorder.grants[-1] == 6.0
+
+    run_virtual(main)
+
+
+def test_waiter_sleeps_once_per_slot_instead_of_polling() -> None:
+    """The waiter sleeps once, from the release until the slot frees (no periodic checks)."""
+    sleeps: list[float] = []
+
+    async def recording_sleep(delay: float) -> None:
+        sleeps.append(delay)
+        await asyncio.sleep(delay)
+
+    async def main() -> None:
+        limiter = SlidingWindowLimiter(RateLimit(1, 5), clock=now, sleep=recording_sleep)
+        recorder = Recorder(limiter)
+        await asyncio.gather(recorder.request(duration=2), recorder.request(start=1))
+        assert recorder.grants == [0.0, 7.0]
+
+    run_virtual(main)
+    assert sleeps == [5.0]
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_no_window_ever_holds_more_than_calls_requests(seed: int) -> None:
+    """A long random workload never puts more than `calls` requests in any `period` window."""
+
+    async def main() -> None:
+        recorder = await random_workload(make_limiter(5, 2), 400, seed, max_latency=3)
+        assert_within_limit(recorder.grants, recorder.releases, 5, 2)
+
+    run_virtual(main)
+
+
+def test_long_run_sustains_the_full_rate() -> None:
+    """100 zero-latency requests at 25 per 5 s go out 25 per period, the last at 15 s."""
+
+    async def main() -> None:
+        recorder = Recorder(make_limiter(25, 5))
+        await asyncio.gather(*(recorder.request() for _ in range(100)))
+        assert sorted(recorder.grants) == [5.0 * (i // 25) for i in range(100)]
+
+    run_virtual(main)
+
+
+def test_waiters_are_served_first_come_first_served() -> None:
+    """Waiters get slots in the order they started waiting."""
+
+    async def main() -> None:
+        recorder = Recorder(make_limiter(1, 1))
+        names = [f"w{i}" for i in range(8)]
+        # Started in reverse list order, so arrival order differs from creation order.
+        await asyncio.gather(
+            *(recorder.request(name=n, start=0.1 * (8 - i)) for i, n in enumerate(names))
+        )
+        assert recorder.order == names[::-1]
+
+    run_virtual(main)
+
+
+def test_cancelled_waiter_gives_its_place_back() -> None:
+    """Cancelling a queued waiter frees its place: the one behind it moves up."""
+
+    async def main() -> None:
+        recorder = Recorder(make_limiter(1, 5))
+        await recorder.request()
+        first = asyncio.create_task(recorder.request(name="first"))
+        doomed = asyncio.create_task(recorder.request(name="doomed"))
+        last = asyncio.create_task(recorder.request(name="last"))
+        await asyncio.sleep(1)
+        assert recorder.limiter.waiting == 3
+        doomed.cancel()
+        await asyncio.sleep(0)
+        assert recorder.limiter.waiting == 2
+        assert await first == 5.0
+        assert await last == 10.0
+        assert doomed.cancelled()
+
+    run_virtual(main)
+
+
+def test_cancelled_first_waiter_hands_the_wait_to_the_next() -> None:
+    """Cancelling the waiter at the head of the queue lets the next one take the freed slot."""
+
+    async def main() -> None:
+        recorder = Recorder(make_limiter(1, 5))
+        await recorder.request()
+        head = asyncio.create_task(recorder.request())
+        behind = asyncio.create_task(recorder.request())
+        await asyncio.sleep(1)
+        head.cancel()
+        assert await behind == 5.0
+        assert head.cancelled()
+
+    run_virtual(main)
+
+
+def test_waiter_cancelled_after_being_woken_passes_its_turn_on() -> None:
+    """A waiter handed the turn but cancelled before it ran passes the turn on (no lost wake-up)."""
+
+    async def main() -> None:
+        limiter = make_limiter(1, 5)
+        tasks: dict[str, asyncio.Task[None]] = {}
+        grants: dict[str, float] = {}
+
+        async def use(name: str) -> None:
+            async with limiter.slot():
+                grants[name] = now()
+                if name == "first":
+                    # "second" has just been handed the turn and has not run yet.
+                    tasks["second"].cancel()
+
+        async with limiter.slot():
+            pass
+        for name in ("first", "second", "third"):
+            tasks[name] = asyncio.create_task(use(name))
+            await asyncio.sleep(0)
+        await asyncio.gather(*tasks.values(), return_exceptions=True)
+        assert grants == {"first": 5.0, "third": 10.0}
+        assert tasks["second"].cancelled()
+
+    run_virtual(main)
+
+
+def test_newcomer_does_not_take_a_free_slot_ahead_of_waiters() -> None:
+    """Entering while a woken waiter has not run yet queues behind it instead of granting."""
+
+    async def main() -> None:
+        limiter = make_limiter(2, 5)
+        jumped: list[bool] = []
+
+        async def first() -> None:
+            async with limiter.slot():
+                # One slot is still free and "second" was just woken to take it.
+                entering = limiter.slot().__aenter__()
+                try:
+                    entering.send(None)
+                except StopIteration:
+                    jumped.append(True)
+                    limiter._release()  # give back what the newcomer took
+                else:
+                    jumped.append(False)
+                    entering.close()
+
+        async def second() -> None:
+            async with limiter.slot():
+                pass
+
+        async with limiter.slot(), limiter.slot():
+            pass
+        tasks = [asyncio.create_task(first()), asyncio.create_task(second())]
+        await asyncio.gather(*tasks)
+        assert jumped == [False]
+        assert limiter.waiting == 0
+
+    run_virtual(main)
+
+
+def test_cancellation_while_holding_releases_and_holds_for_period() -> None:
+    """A request cancelled mid-flight frees its slot, but only `period` after the cancel."""
+
+    async def main() -> None:
+        recorder = Recorder(make_limiter(1, 5))
+        holder = asyncio.create_task(recorder.request(duration=100))
+        waiter = asyncio.create_task(recorder.request(start=1))
+        await asyncio.sleep(2)
+        holder.cancel()
+        await asyncio.sleep(0)
+        assert recorder.limiter.in_flight == 0
+        assert recorder.limiter.in_use == 1
+        assert await waiter == 7.0
+        with pytest.raises(asyncio.CancelledError):
+            await holder
+
+    run_virtual(main)
+
+
+def test_exception_inside_releases_and_holds_for_period() -> None:
+    """An exception in the body frees the slot `period` seconds after it was raised."""
+
+    async def main() -> None:
+        limiter = make_limiter(1, 5)
+
+        async def failing_request() -> None:
+            async with limiter.slot():
+                await asyncio.sleep(1)
+                raise KeyError("boom")
+
+        with pytest.raises(KeyError):
+            await failing_request()
+        assert limiter.in_flight == 0
+        assert limiter.next_free_in() == 5.0
+        async with limiter.slot():
+            assert now() == 6.0
+
+    run_virtual(main)
+
+
+def test_pause_holds_back_tasks_already_waiting() -> None:
+    """A pause delays a task that was already waiting for a slot past the pause's end."""
+
+    async def main() -> None:
+        recorder = Recorder(make_limiter(1, 1))
+        await recorder.request()
+        waiter = asyncio.create_task(recorder.request())
+        await asyncio.sleep(0.5)
+        await recorder.limiter.pause(3)
+        assert await waiter == 3.5
+
+    run_virtual(main)
+
+
+def test_pause_holds_back_new_requests_even_with_free_slots() -> None:
+    """No slot is granted during a pause, although none is in use."""
+
+    async def main() -> None:
+        recorder = Recorder(make_limiter(5, 5))
+        await recorder.limiter.pause(2)
+        await asyncio.gather(*(recorder.request() for _ in range(3)))
+        assert recorder.grants == [2.0, 2.0, 2.0]
+
+    run_virtual(main)
+
+
+def test_pause_is_extended_but_never_shortened() -> None:
+    """A later, longer pause extends the current one; a shorter one leaves it as it is."""
+
+    async def main() -> None:
+        recorder = Recorder(make_limiter(5, 5))
+        await recorder.limiter.pause(3)
+        await asyncio.sleep(1)
+        await recorder.limiter.pause(1)
+        assert await recorder.request() == 3.0
+        await recorder.limiter.pause(4)
+        assert await recorder.request() == 7.0
+
+    run_virtual(main)
+
+
+@pytest.mark.parametrize(
+    ("seconds", "error"),
+    [(-1, ValueError), (math.inf, ValueError), (math.nan, ValueError), (True, TypeError)],
+)
+def test_pause_rejects_bad_durations(seconds: float, error: type[Exception]) -> None:
+    """pause() refuses negative, infinite, NaN and bool durations."""
+    with pytest.raises(error):
+        asyncio.run(SlidingWindowLimiter().pause(seconds))
+
+
+@pytest.mark.parametrize(
+    ("limit", "adopted"),
+    [
+        (RateLimit(10, 5), True),
+        (RateLimit(4, 1), True),
+        (RateLimit(20, 10), True),
+        (RateLimit(25, 5), False),
+        (RateLimit(5, 1), False),
+        (RateLimit(72, 5), False),
+    ],
+)
+def test_lower_adopts_only_a_lower_rate(limit: RateLimit, adopted: bool) -> None:
+    """lower() adopts a slower limit and says True; an equal or faster one is ignored."""
+    limiter = SlidingWindowLimiter(RateLimit(25, 5))
+    assert asyncio.run(limiter.lower(limit)) is adopted
+    assert limiter.rate_limit == (limit if adopted else RateLimit(25, 5))
+
+
+def test_lower_rejects_what_is_not_a_rate_limit() -> None:
+    """lower() raises TypeError for anything but a RateLimit."""
+    with pytest.raises(TypeError):
+        asyncio.run(SlidingWindowLimiter().lower((2, 5)))  # type: ignore[arg-type]
+
+
+def test_lowered_calls_apply_to_later_grants() -> None:
+    """After lower(), grants wait until fewer than the new `calls` slots are held."""
+
+    async def main() -> None:
+        recorder = Recorder(make_limiter(5, 5))
+        await asyncio.gather(*(recorder.request() for _ in range(5)))
+        assert await recorder.limiter.lower(RateLimit(2, 5))
+        await asyncio.gather(*(recorder.request() for _ in range(4)))
+        assert recorder.grants[5:] == [5.0, 5.0, 10.0, 10.0]
+
+    run_virtual(main)
+
+
+def test_lower_to_a_shorter_period_keeps_cooling_slots_held() -> None:
+    """Slots released before lower() shortened the period still free at their old time."""
+
+    async def main() -> None:
+        recorder = Recorder(make_limiter(10, 10))
+        await asyncio.gather(*(recorder.request() for _ in range(10)))
+        await asyncio.sleep(1)
+        assert await recorder.limiter.lower(RateLimit(2, 5))
+        assert await recorder.request() == 10.0
+
+    run_virtual(main)
+
+
+def test_lower_to_a_longer_period_also_covers_slots_already_freed() -> None:
+    """A slot freed under the old period keeps no new grant within the new period of its release."""
+
+    async def main() -> None:
+        recorder = Recorder(make_limiter(2, 1))
+        await asyncio.gather(recorder.request(), recorder.request())
+        await asyncio.sleep(1.5)
+        assert recorder.limiter.in_use == 0
+        assert await recorder.limiter.lower(RateLimit(2, 4))
+        granted = await recorder.request()
+        # Both earlier requests were released at 0: a grant before 4.0 would make three
+        # requests in one 4-second window. Safe and simple: wait out the 3 s difference.
+        assert granted == 4.5
+
+    run_virtual(main)
+
+
+def test_lower_to_a_longer_period_extends_slots_cooling_down() -> None:
+    """Slots cooling down when the period grows stay held for the new period."""
+
+    async def main() -> None:
+        recorder = Recorder(make_limiter(2, 1))
+        await asyncio.gather(recorder.request(), recorder.request(start=0.25))
+        await asyncio.sleep(0.5)
+        assert await recorder.limiter.lower(RateLimit(2, 4))
+        assert recorder.limiter.next_free_in() == 3.25
+        assert await recorder.request() == 4.0
+
+    run_virtual(main)
+
+
+def test_waiter_sleeps_once_when_lower_leaves_too_many_slots_held() -> None:
+    """When lower() leaves more slots held than `calls`, a waiter sleeps once until enough free."""
+    sleeps: list[float] = []
+
+    async def recording_sleep(delay: float) -> None:
+        sleeps.append(delay)
+        await asyncio.sleep(delay)
+
+    async def main() -> None:
+        limiter = SlidingWindowLimiter(RateLimit(5, 5), clock=now, sleep=recording_sleep)
+        recorder = Recorder(limiter)
+        await asyncio.gather(*(recorder.request(start=i) for i in range(5)))
+        assert await limiter.lower(RateLimit(2, 5))
+        assert await recorder.request() == 8.0
+
+    run_virtual(main)
+    assert sleeps == [4.0]
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_lower_to_a_longer_period_keeps_new_windows_within_the_new_limit(seed: int) -> None:
+    """After lower() lengthens the period, no new-period window with a later grant is over."""
+
+    async def main() -> None:
+        limiter = make_limiter(5, 1)
+        workload = asyncio.create_task(random_workload(limiter, 300, seed, max_latency=1))
+        await asyncio.sleep(20.3)
+        assert await limiter.lower(RateLimit(4, 3))
+        recorder = await workload
+        assert_within_limit(recorder.grants, recorder.releases, 4, 3, since=20.3)
+
+    run_virtual(main)
+
+
+@pytest.mark.parametrize("calls", [2, 5, 10, 15, 25, 72])
+def test_every_plan_is_respected(calls: int) -> None:
+    """Each plan's limit per 5 s holds under load, and a full burst still goes out at once."""
+
+    async def main() -> None:
+        limiter = make_limiter(calls, 5)
+        recorder = Recorder(limiter)
+        rng = random.Random(calls)
+        await asyncio.gather(*(recorder.request(rng.uniform(0, 2)) for _ in range(4 * calls)))
+        assert recorder.grants.count(0.0) == calls
+        assert_within_limit(recorder.grants, recorder.releases, calls, 5)
+
+    run_virtual(main)
+
+
+def test_introspection_counts_slots_waiters_and_waiting_time() -> None:
+    """in_use, in_flight, waiting, granted, waited_seconds and next_free_in track the state."""
+
+    async def main() -> None:
+        limiter = make_limiter(2, 5)
+        recorder = Recorder(limiter)
+        assert limiter.next_free_in() == 0.0
+        holders = [asyncio.create_task(recorder.request(duration=1)) for _ in range(2)]
+        waiters = [asyncio.create_task(recorder.request()) for _ in range(3)]
+        await asyncio.sleep(0.5)
+        assert (limiter.in_use, limiter.in_flight, limiter.waiting) == (2, 2, 3)
+        assert limiter.next_free_in() is None
+        await asyncio.sleep(1)
+        assert (limiter.in_use, limiter.in_flight, limiter.granted) == (2, 0, 2)
+        assert limiter.next_free_in() == 4.5
+        await asyncio.gather(*holders, *waiters)
+        assert limiter.granted == 5
+        # Two waiters waited from 0 to 6, the third from 0 to 11.
+        assert limiter.waited_seconds == 23.0
+
+    run_virtual(main)
+
+
+def test_aclose_leaves_no_task_and_disturbs_no_waiter() -> None:
+    """aclose() leaves no task behind and lets a waiting task still get its slot."""
+
+    async def main() -> None:
+        recorder = Recorder(make_limiter(1, 5))
+        await recorder.request()
+        waiter = asyncio.create_task(recorder.request())
+        await asyncio.sleep(1)
+        await recorder.limiter.aclose()
+        await recorder.limiter.aclose()
+        assert await waiter == 5.0
+        assert asyncio.all_tasks() == {asyncio.current_task()}
+
+    run_virtual(main)
+
+
+def test_slot_cannot_be_entered_twice() -> None:
+    """Re-entering the same slot() object raises instead of taking a second slot."""
+
+    async def main() -> None:
+        limiter = make_limiter(5, 5)
+        slot = limiter.slot()
+        async with slot:
+            with pytest.raises(RuntimeError):
+                await slot.__aenter__()
+            assert limiter.in_flight == 1
+
+    run_virtual(main)
+
+
+def test_limiter_implements_the_protocol() -> None:
+    """SlidingWindowLimiter is a RateLimiter and starts at the default 25 per 5 s."""
+    limiter = SlidingWindowLimiter()
+    assert isinstance(limiter, RateLimiter)
+    assert limiter.rate_limit == RateLimit(25, 5.0)
+
+
+def test_limiter_rejects_what_is_not_a_rate_limit() -> None:
+    """The constructor raises TypeError for a rate limit given as a tuple."""
+    with pytest.raises(TypeError):
+        SlidingWindowLimiter((25, 5))  # type: ignore[arg-type]
+
+
+async def test_default_clock_holds_slots_for_a_real_period() -> None:
+    """With the real clock, the third request of 2 per 0.2 s waits for a freed slot."""
+    limiter = SlidingWindowLimiter(RateLimit(2, 0.2))
+    releases: list[float] = []
+    grants: list[float] = []
+
+    async def request() -> None:
+        async with limiter.slot():
+            grants.append(time.monotonic())
+            # Read inside the body, so it is no later than the limiter's own release time.
+            releases.append(time.monotonic())
+
+    await asyncio.gather(request(), request(), request())
+    assert grants[2] >= min(releases[:2]) + 0.2
+    assert limiter.waited_seconds > 0
+
+
+def test_rate_limit_defaults_to_25_per_5_seconds() -> None:
+    """RateLimit() is the Enterprise plan, 25 calls per 5.0 s."""
+    assert (RateLimit().calls, RateLimit().period) == (25, 5.0)
+
+
+def test_rate_limit_stores_an_int_period_as_float() -> None:
+    """An int period is accepted and stored as a float."""
+    period = RateLimit(2, 5).period
+    assert type(period) is float
+    assert period == 5.0
+
+
+@pytest.mark.parametrize("calls", [True, 2.0, "25", None])
+def test_rate_limit_refuses_calls_that_are_not_int(calls: Any) -> None:
+    """calls must be an int: bool, float, str and None raise TypeError."""
+    with pytest.raises(TypeError, match="calls"):
+        RateLimit(calls, 5)
+
+
+@pytest.mark.parametrize("calls", [0, -1])
+def test_rate_limit_refuses_calls_below_one(calls: int) -> None:
+    """calls < 1 raises ValueError."""
+    with pytest.raises(ValueError, match="calls"):
+        RateLimit(calls, 5)
+
+
+@pytest.mark.parametrize("period", [True, "5", None, 1j])
+def test_rate_limit_refuses_periods_that_are_not_real(period: Any) -> None:
+    """period must be a real number: bool, str, None and complex raise TypeError."""
+    with pytest.raises(TypeError, match="period"):
+        RateLimit(25, period)
+
+
+@pytest.mark.parametrize("period", [0, -5, math.inf, math.nan])
+def test_rate_limit_refuses_periods_not_finite_and_positive(period: float) -> None:
+    """period <= 0, infinite or NaN raises ValueError."""
+    with pytest.raises(ValueError, match="period"):
+        RateLimit(25, period)
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [("25/5", RateLimit(25, 5)), (" 2 / 0.5 ", RateLimit(2, 0.5)), ("72/5s", RateLimit(72, 5))],
+)
+def test_rate_limit_parses_calls_slash_seconds(text: str, expected: RateLimit) -> None:
+    """parse() reads CALLS/SECONDS."""
+    assert RateLimit.parse(text) == expected
+
+
+@pytest.mark.parametrize("text", ["", "25", "25/", "a/b", "25/5/5", "-1/5", "25/-5", "0/5", "5/0"])
+def test_rate_limit_parse_refuses_bad_text(text: str) -> None:
+    """parse() raises ValueError for malformed or out-of-range text."""
+    with pytest.raises(ValueError, match=r"rate limit|calls|period"):
+        RateLimit.parse(text)
+
+
+@pytest.mark.parametrize(
+    ("limit", "text"),
+    [(RateLimit(25, 5), "25 calls per 5 s"), (RateLimit(1, 0.2), "1 call per 0.2 s")],
+)
+def test_rate_limit_reads_well_as_text(limit: RateLimit, text: str) -> None:
+    """str() of a RateLimit reads as a sentence."""
+    assert str(limit) == text
+
+
+def test_rate_limit_compares_rates_exactly() -> None:
+    """is_slower_than compares calls per second, with 5/1 and 25/5 equal."""
+    assert RateLimit(2, 5).is_slower_than(RateLimit(25, 5))
+    assert not RateLimit(5, 1).is_slower_than(RateLimit(25, 5))
+    assert not RateLimit(25, 5).is_slower_than(RateLimit(5, 1))
