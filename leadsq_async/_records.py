@@ -1,0 +1,459 @@
+"""Typed records for the rows the API sends, and the cattrs converter that builds them.
+
+A record is a typed, read-only view of one row, and it keeps the row itself:
+
+- every standard key of the row has a typed attribute (the tables in
+  `Opportunity` and `Activity` give the key behind each one);
+- every other key (``mx_Custom_N``, ``O_mx_Custom_N``, keys this library does
+  not know) is kept verbatim, in the row's order, in the mapping ``extra``;
+- ``unstructure(record)`` gives back exactly the row the API sent: the same
+  keys in the same order with the same values, odd ones included.
+
+How the typed view reads a value (it never raises: a value it cannot read
+becomes ``None`` there, while ``extra`` and ``unstructure`` keep it as sent):
+
+=============================  ============================================
+``str`` (the required ids)     the string as sent; ``""`` when the key is
+                               missing or holds no string (``null``, ``""``
+                               or a number); filtering on ``!= ""`` finds rows
+                               without an id
+``str | None`` (text)          the string as sent; ``""``, ``null`` or a
+                               non-string give ``None``
+``bool | None`` (flags)        ``"0"``/``"1"`` (also ``"true"``/``"false"``,
+                               JSON ``true``/``false``, ``0``/``1``)
+``int | None`` (numbers,       a decimal integer string such as ``"12005"``
+codes, counts)                 or ``"-3"``, or a JSON number without a
+                               fraction (``true``/``false`` read as 1/0,
+                               as Python compares them)
+``float | None``               a decimal number string or a JSON number;
+                               ``NaN`` and infinities give ``None``
+``datetime | None``            an aware UTC datetime from any date format in
+                               LEADSQUARED_API.md (see ``_dates``)
+=============================  ============================================
+
+Records are built by the converter's hooks, which are generated once per class
+(as attrs and cattrs generate theirs) so that a page of rows structures at
+about the speed ``json.loads`` decoded it; ``benchmarks/structuring.py``
+measures that.
+"""
+
+from __future__ import annotations
+
+import json
+import linecache
+import math
+import re
+from collections.abc import Callable, Iterable, Mapping
+from datetime import datetime
+from itertools import repeat
+from types import MappingProxyType
+from typing import Any, TypeVar
+
+import attrs
+import cattrs
+
+from ._dates import parse_date
+
+__all__ = [
+    "Activity",
+    "Opportunity",
+    "structure",
+    "structure_rows",
+    "unstructure",
+]
+
+T = TypeVar("T")
+
+_API_KEY = "leadsq_api_key"
+
+
+def _dict_repr(mapping: Mapping[str, Any]) -> str:
+    return repr(dict(mapping))
+
+
+class _Record:
+    """What both record classes share: the row they were built from, and ``extra``."""
+
+    # __weakref__ lives here, not in each record class, so that a record class and its
+    # plain twin (see _make_structure_hook) add the same slots and share one layout.
+    __slots__ = ("__weakref__",)
+    extra: Mapping[str, Any]
+    _row: dict[str, Any]
+
+    def extra_json(self, key: str) -> dict[str, Any] | list[Any] | None:
+        """The custom field ``key`` decoded, when it holds a JSON object or array.
+
+        Some custom fields carry a JSON document encoded as a string; ``extra``
+        keeps that string verbatim, and this decodes it. Returns ``None`` when
+        the key is missing or its value is not a string holding a JSON object or
+        array. Never raises.
+        """
+        value = self.extra.get(key)
+        if type(value) is not str or value[:1] not in ("{", "["):
+            return None
+        try:
+            decoded = json.loads(value)
+        except ValueError:
+            return None
+        return decoded if isinstance(decoded, (dict, list)) else None
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        # Pickle and copy the row alone, and rebuild the typed view from it: ``extra``
+        # is a read-only proxy, which cannot be pickled.
+        return (structure, (self._row, type(self)))
+
+
+@attrs.frozen(kw_only=True)
+class Opportunity(_Record):
+    """One opportunity of a lead, as ``GetOpportunitiesOfLead`` lists it.
+
+    Build records with `structure` (or let the session do it); the
+    constructor takes every attribute and the row, and trusts that they
+    agree. Records compare equal when their rows and typed views are equal,
+    and hash by their typed view.
+
+    ========================  ========================
+    attribute                 row key
+    ========================  ========================
+    ``opportunity_id``        ``OpportunityId``
+    ``lead_id``               ``ProspectId``
+    ``first_name``            ``FirstName``
+    ``last_name``             ``LastName``
+    ``email_address``         ``EmailAddress``
+    ``phone``                 ``Phone``
+    ``do_not_call``           ``DoNotCall``
+    ``do_not_email``          ``DoNotEmail``
+    ``lead_name``             ``LeadName``
+    ``lead_owner``            ``LeadOwner`` (a name)
+    ``opportunity_event_type````OpportunityEventType``
+    ``opportunity_event``     ``OpportunityEvent`` (the opportunity type's code)
+    ``opportunity_note``      ``OpportunityNote``
+    ``score``                 ``Score``
+    ``created_on``            ``PACreatedOn``
+    ``modified_on``           ``PAModifiedOn``
+    ``ip_latitude``           ``IP_Latitude``
+    ``ip_longitude``          ``IP_Longitude``
+    ``created_by_name``       ``PACreatedByName``
+    ``status``                ``Status``
+    ``owner_id``              ``Owner`` (a user id)
+    ``owner_name``            ``OwnerName``
+    ``total``                 ``Total``
+    ``extra``                 every other key, verbatim
+    ========================  ========================
+    """
+
+    opportunity_id: str = attrs.field(metadata={_API_KEY: "OpportunityId"})
+    lead_id: str = attrs.field(metadata={_API_KEY: "ProspectId"})
+    first_name: str | None = attrs.field(metadata={_API_KEY: "FirstName"})
+    last_name: str | None = attrs.field(metadata={_API_KEY: "LastName"})
+    email_address: str | None = attrs.field(metadata={_API_KEY: "EmailAddress"})
+    phone: str | None = attrs.field(metadata={_API_KEY: "Phone"})
+    do_not_call: bool | None = attrs.field(metadata={_API_KEY: "DoNotCall"})
+    do_not_email: bool | None = attrs.field(metadata={_API_KEY: "DoNotEmail"})
+    lead_name: str | None = attrs.field(metadata={_API_KEY: "LeadName"})
+    lead_owner: str | None = attrs.field(metadata={_API_KEY: "LeadOwner"})
+    opportunity_event_type: int | None = attrs.field(metadata={_API_KEY: "OpportunityEventType"})
+    opportunity_event: int | None = attrs.field(metadata={_API_KEY: "OpportunityEvent"})
+    opportunity_note: str | None = attrs.field(metadata={_API_KEY: "OpportunityNote"})
+    score: int | None = attrs.field(metadata={_API_KEY: "Score"})
+    created_on: datetime | None = attrs.field(metadata={_API_KEY: "PACreatedOn"})
+    modified_on: datetime | None = attrs.field(metadata={_API_KEY: "PAModifiedOn"})
+    ip_latitude: float | None = attrs.field(metadata={_API_KEY: "IP_Latitude"})
+    ip_longitude: float | None = attrs.field(metadata={_API_KEY: "IP_Longitude"})
+    created_by_name: str | None = attrs.field(metadata={_API_KEY: "PACreatedByName"})
+    status: str | None = attrs.field(metadata={_API_KEY: "Status"})
+    owner_id: str | None = attrs.field(metadata={_API_KEY: "Owner"})
+    owner_name: str | None = attrs.field(metadata={_API_KEY: "OwnerName"})
+    total: int | None = attrs.field(metadata={_API_KEY: "Total"})
+    extra: Mapping[str, Any] = attrs.field(hash=False, repr=_dict_repr)
+    """Every key of the row without a typed attribute, verbatim, in the row's order."""
+    _row: dict[str, Any] = attrs.field(hash=False, repr=False)
+
+
+@attrs.frozen(kw_only=True)
+class Activity(_Record):
+    """One activity of an opportunity, as ``GetActivitiesOfOpportunity`` lists it.
+
+    Build records with `structure` (or let the session do it); the
+    constructor takes every attribute and the row, and trusts that they
+    agree. Records compare equal when their rows and typed views are equal,
+    and hash by their typed view. The ``O_`` keys describe the opportunity
+    the activity belongs to.
+
+    ===================================  ==========================
+    attribute                            row key
+    ===================================  ==========================
+    ``activity_id``                      ``ProspectActivityId``
+    ``lead_id``                          ``ProspectId``
+    ``first_name``                       ``FirstName``
+    ``last_name``                        ``LastName``
+    ``email_address``                    ``EmailAddress``
+    ``phone``                            ``Phone``
+    ``do_not_call``                      ``DoNotCall``
+    ``do_not_email``                     ``DoNotEmail``
+    ``lead_name``                        ``LeadName``
+    ``lead_owner``                       ``LeadOwner`` (a name)
+    ``activity_type``                    ``ActivityType``
+    ``activity_event``                   ``ActivityEvent`` (the activity type's code)
+    ``score``                            ``Score``
+    ``created_on``                       ``PACreatedOn``
+    ``modified_on``                      ``PAModifiedOn``
+    ``activity_event_note``              ``ActivityEvent_Note``
+    ``ip_latitude``                      ``IP_Latitude``
+    ``ip_longitude``                     ``IP_Longitude``
+    ``created_by_name``                  ``PACreatedByName``
+    ``status``                           ``Status``
+    ``opportunity_activity_id``          ``O_ProspectActivityId``
+    ``total``                            ``Total``
+    ``opportunity_activity_event_name``  ``O_ActivityEventName``
+    ``opportunity_activity_event``       ``O_ActivityEvent``
+    ``opportunity_status``               ``O_Status``
+    ``opportunity_owner_id``             ``O_Owner``
+    ``extra``                            every other key (``O_mx_Custom_N`` too), verbatim
+    ===================================  ==========================
+    """
+
+    activity_id: str = attrs.field(metadata={_API_KEY: "ProspectActivityId"})
+    lead_id: str = attrs.field(metadata={_API_KEY: "ProspectId"})
+    first_name: str | None = attrs.field(metadata={_API_KEY: "FirstName"})
+    last_name: str | None = attrs.field(metadata={_API_KEY: "LastName"})
+    email_address: str | None = attrs.field(metadata={_API_KEY: "EmailAddress"})
+    phone: str | None = attrs.field(metadata={_API_KEY: "Phone"})
+    do_not_call: bool | None = attrs.field(metadata={_API_KEY: "DoNotCall"})
+    do_not_email: bool | None = attrs.field(metadata={_API_KEY: "DoNotEmail"})
+    lead_name: str | None = attrs.field(metadata={_API_KEY: "LeadName"})
+    lead_owner: str | None = attrs.field(metadata={_API_KEY: "LeadOwner"})
+    activity_type: int | None = attrs.field(metadata={_API_KEY: "ActivityType"})
+    activity_event: int | None = attrs.field(metadata={_API_KEY: "ActivityEvent"})
+    score: int | None = attrs.field(metadata={_API_KEY: "Score"})
+    created_on: datetime | None = attrs.field(metadata={_API_KEY: "PACreatedOn"})
+    modified_on: datetime | None = attrs.field(metadata={_API_KEY: "PAModifiedOn"})
+    activity_event_note: str | None = attrs.field(metadata={_API_KEY: "ActivityEvent_Note"})
+    ip_latitude: float | None = attrs.field(metadata={_API_KEY: "IP_Latitude"})
+    ip_longitude: float | None = attrs.field(metadata={_API_KEY: "IP_Longitude"})
+    created_by_name: str | None = attrs.field(metadata={_API_KEY: "PACreatedByName"})
+    status: str | None = attrs.field(metadata={_API_KEY: "Status"})
+    opportunity_activity_id: str | None = attrs.field(metadata={_API_KEY: "O_ProspectActivityId"})
+    total: int | None = attrs.field(metadata={_API_KEY: "Total"})
+    opportunity_activity_event_name: str | None = attrs.field(
+        metadata={_API_KEY: "O_ActivityEventName"}
+    )
+    opportunity_activity_event: int | None = attrs.field(metadata={_API_KEY: "O_ActivityEvent"})
+    opportunity_status: str | None = attrs.field(metadata={_API_KEY: "O_Status"})
+    opportunity_owner_id: str | None = attrs.field(metadata={_API_KEY: "O_Owner"})
+    extra: Mapping[str, Any] = attrs.field(hash=False, repr=_dict_repr)
+    """Every key of the row without a typed attribute, verbatim, in the row's order."""
+    _row: dict[str, Any] = attrs.field(hash=False, repr=False)
+
+
+_RECORD_CLASSES: tuple[type[Any], ...] = (Opportunity, Activity)
+
+# --- reading one value ---------------------------------------------------------------
+# The generated hooks inline the common case of each type and call these for the rest.
+# Numbers are memoised by their text: scores, codes, counts and coordinates repeat.
+
+_FLAGS: dict[str, bool] = {
+    "0": False,
+    "1": True,
+    "false": False,
+    "true": True,
+    "False": False,
+    "True": True,
+}
+_INTEGER = re.compile(r"[+-]?[0-9]{1,18}")
+_DECIMAL = re.compile(r"[+-]?(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][+-]?[0-9]{1,3})?")
+_MEMO_SIZE = 4096
+_int_memo: dict[object, int | None] = {None: None}
+_float_memo: dict[object, float | None] = {None: None}
+
+
+def _remember(memo: dict[object, Any], value: object, number: T) -> T:
+    # Keys compare as Python numbers do (1 == 1.0 == True), so the readers below give
+    # equal keys equal results.
+    if len(memo) >= _MEMO_SIZE:  # a crude bound: the values that repeat come back at once
+        memo.clear()
+        memo[None] = None
+    memo[value] = number
+    return number
+
+
+def _read_flag(value: object) -> bool | None:
+    if type(value) is str:
+        return _FLAGS.get(value)
+    if type(value) in (bool, int, float) and value in (0, 1):
+        return bool(value)
+    return None
+
+
+def _read_int(value: object) -> int | None:
+    if type(value) is str:
+        number = int(value) if _INTEGER.fullmatch(value) else None
+    elif type(value) is float:
+        number = int(value) if value.is_integer() else None
+    elif type(value) in (int, bool):
+        number = int(value)  # type: ignore[call-overload]
+    else:
+        return None  # an object or a list: unhashable, so never memoised
+    return _remember(_int_memo, value, number)
+
+
+def _read_float(value: object) -> float | None:
+    if type(value) is str:
+        number = _finite(float(value)) if _DECIMAL.fullmatch(value) else None
+    elif type(value) is float:
+        number = _finite(value)
+    elif type(value) in (int, bool):
+        try:
+            number = float(value)  # type: ignore[arg-type]
+        except OverflowError:  # an integer beyond 1e308
+            number = None
+    else:
+        return None
+    return _remember(_float_memo, value, number)
+
+
+def _finite(number: float) -> float | None:
+    return number if math.isfinite(number) else None
+
+
+# --- the generated structure hooks -----------------------------------------------------
+# One function per record class, written out field by field the way attrs writes its
+# __init__: no per-field call for text, flags and memoised numbers, the row copied once for
+# the record and once more so that popping the typed keys leaves exactly ``extra``.
+#
+# The record is filled as an instance of a plain slotted twin of its class, then becomes
+# the record class: both add the same slots to the same base, so CPython allows the
+# __class__ change. attrs' frozen __init__ sets each slot through object.__setattr__,
+# which alone costs about half of what json.loads spends on the row; plain slot stores
+# cost a seventh of that.
+
+_READERS: dict[object, tuple[str, ...]] = {
+    str: ("record.{name} = value if value.__class__ is str else ''",),
+    str | None: ("record.{name} = value if value.__class__ is str and value else None",),
+    bool | None: (
+        "record.{name} = flags_get(value) if value.__class__ is str else read_flag(value)",
+    ),
+    int | None: (
+        "try:",
+        "    record.{name} = int_memo[value]",
+        "except (KeyError, TypeError):",
+        "    record.{name} = read_int(value)",
+    ),
+    float | None: (
+        "try:",
+        "    record.{name} = float_memo[value]",
+        "except (KeyError, TypeError):",
+        "    record.{name} = read_float(value)",
+    ),
+    datetime | None: ("record.{name} = parse_date(value)",),
+}
+
+
+def _make_structure_hook(cls: type[Any]) -> Callable[[Any, Any], Any]:
+    attrs.resolve_types(cls)
+    twin = type(f"_{cls.__name__}Twin", (_Record,), {"__slots__": cls.__dict__["__slots__"]})
+    lines = [
+        "def structure_row(row, _cls=None):",
+        "    if row.__class__ is not dict:",
+        "        row = as_dict(row)",
+        "    rest = row.copy()",
+        "    pop = rest.pop",
+        "    record = new(Twin)",
+    ]
+    for field in attrs.fields(cls):
+        key = field.metadata.get(_API_KEY)
+        if key is not None:
+            lines.append(f"    value = pop({key!r}, None)")
+            lines += [f"    {line.format(name=field.name)}" for line in _READERS[field.type]]
+    lines += [
+        "    record.extra = MappingProxyType(rest)",
+        "    record._row = row.copy()",
+        "    record.__class__ = Record",
+        "    return record",
+    ]
+    source = "\n".join(lines) + "\n"
+    filename = f"<leadsq_async structure {cls.__name__}>"
+    # Registered so that a traceback through the hook shows its source.
+    linecache.cache[filename] = (len(source), None, source.splitlines(True), filename)
+    namespace: dict[str, Any] = {
+        "as_dict": _as_dict,
+        "new": object.__new__,
+        "Twin": twin,
+        "Record": cls,
+        "MappingProxyType": MappingProxyType,
+        "flags_get": _FLAGS.get,
+        "read_flag": _read_flag,
+        "int_memo": _int_memo,
+        "read_int": _read_int,
+        "float_memo": _float_memo,
+        "read_float": _read_float,
+        "parse_date": parse_date,
+    }
+    exec(compile(source, filename, "exec"), namespace)
+    hook: Callable[[Any, Any], Any] = namespace["structure_row"]
+    return hook
+
+
+def _as_dict(row: object) -> dict[str, Any]:
+    if not isinstance(row, Mapping):
+        raise TypeError(f"a row must be a mapping, not {type(row).__name__}")
+    return dict(row)
+
+
+def _unstructure_record(record: Opportunity | Activity) -> dict[str, Any]:
+    return record._row.copy()
+
+
+_converter = cattrs.Converter()
+for _cls in _RECORD_CLASSES:
+    _converter.register_structure_hook(_cls, _make_structure_hook(_cls))
+    _converter.register_unstructure_hook(_cls, _unstructure_record)
+
+
+def _check_record_class(cls: object) -> None:
+    if cls not in _RECORD_CLASSES:
+        raise TypeError(f"{cls!r} is not a record class (Opportunity or Activity)")
+
+
+def structure(row: Mapping[str, Any], cls: type[T]) -> T:
+    """Build a record of class ``cls`` from one row, as the API sends it.
+
+    The record keeps a copy of the row (a shallow one: rows are flat JSON), so
+    changing ``row`` afterwards does not change the record. Values the typed
+    view cannot read become ``None`` there and never raise.
+
+    Raises:
+        TypeError: ``row`` is not a mapping, or ``cls`` is not `Opportunity`
+            or `Activity`.
+    """
+    _check_record_class(cls)
+    return _converter.structure(row, cls)
+
+
+def structure_rows(rows: Iterable[Mapping[str, Any]], cls: type[T]) -> list[T]:
+    """Build a record of class ``cls`` from each row of a page, in order.
+
+    The same as ``[structure(row, cls) for row in rows]``, faster: the
+    paginator's path for every page.
+
+    Raises:
+        TypeError: a row is not a mapping, or ``cls`` is not `Opportunity`
+            or `Activity`.
+    """
+    _check_record_class(cls)
+    return list(map(_converter.get_structure_hook(cls), rows, repeat(cls)))
+
+
+def unstructure(record: Opportunity | Activity) -> dict[str, Any]:
+    """The row a record was built from: exactly the dict the API sent.
+
+    Same keys, same order, same values (including those the typed view could
+    not read). Returns a new dict on every call; changing it does not change
+    the record.
+
+    Raises:
+        TypeError: ``record`` is not an `Opportunity` or `Activity`.
+    """
+    _check_record_class(type(record))
+    result: dict[str, Any] = _converter.unstructure(record)
+    return result
