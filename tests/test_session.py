@@ -1,0 +1,456 @@
+"""Session and paginator logic against httpx.MockTransport handlers."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import httpx
+import pytest
+
+import leadsq_async as lsq
+
+SECRET = "s3cr3t-Key-never-shown"
+FAST_RETRY = lsq.RetryPolicy(attempts=4, backoff=0.001, max_backoff=0.002)
+Handler = Callable[[httpx.Request], Awaitable[httpx.Response]]
+
+
+def opportunity(n: int, lead: str = "lead-1") -> dict[str, Any]:
+    return {"OpportunityId": f"opp-{n:05d}", "ProspectId": lead, "Score": str(n)}
+
+
+class FakeServer:
+    """Serves rows by PageIndex/PageSize and records what it was asked."""
+
+    def __init__(self, rows: list[dict[str, Any]], *, clamp: int | None = None) -> None:
+        self.rows = rows
+        self.clamp = clamp
+        self.ignore_page_index = False
+        self.requests: list[httpx.Request] = []
+        self.pages_asked: list[tuple[int, int]] = []
+        self.in_flight = 0
+        self.most_in_flight = 0
+        self.gate: asyncio.Event | None = None
+
+    async def __call__(self, request: httpx.Request) -> httpx.Response:
+        self.requests.append(request)
+        paging = json.loads(request.content)["Paging"]
+        index, size = paging["PageIndex"], paging["PageSize"]
+        self.pages_asked.append((index, size))
+        self.in_flight += 1
+        self.most_in_flight = max(self.most_in_flight, self.in_flight)
+        try:
+            await asyncio.sleep(0.01)
+            if self.gate is not None and index > 1:
+                await self.gate.wait()
+        finally:
+            self.in_flight -= 1
+        size = min(size, self.clamp or size)
+        start = 0 if self.ignore_page_index else (index - 1) * size
+        body = {"RecordCount": len(self.rows), "List": self.rows[start : start + size]}
+        return httpx.Response(200, json=body)
+
+
+def session_for(handler: Handler, **kwargs: Any) -> lsq.Session:
+    kwargs.setdefault("retry", FAST_RETRY)
+    kwargs.setdefault("rate_limit", lsq.RateLimit(calls=1000, period=0.01))
+    client = httpx.AsyncClient(transport=httpx.MockTransport(handler))
+    return lsq.Session("access-key", SECRET, host="http://127.0.0.1:9", client=client, **kwargs)
+
+
+async def collect_with(server: FakeServer, **kwargs: Any) -> list[lsq.Opportunity]:
+    async with session_for(server) as session:
+        return await session.opportunities_of_lead("lead-1", **kwargs).collect()
+
+
+async def test_keys_travel_in_headers_never_in_the_url() -> None:
+    """The keys go in x-LSQ-* headers; the URL carries only the id."""
+    server = FakeServer([opportunity(1)])
+    await collect_with(server)
+    request = server.requests[0]
+    assert request.headers["x-LSQ-SecretKey"] == SECRET
+    assert request.headers["x-LSQ-AccessKey"] == "access-key"
+    assert SECRET not in str(request.url)
+    assert request.url.params["leadId"] == "lead-1"
+    assert request.method == "POST"
+
+
+async def test_every_row_of_every_page_is_yielded_in_order() -> None:
+    """A walk yields each row of every page once, in the server's order."""
+    server = FakeServer([opportunity(n) for n in range(23)])
+    records = await collect_with(server, page_size=5)
+    assert [r.opportunity_id for r in records] == [f"opp-{n:05d}" for n in range(23)]
+
+
+async def test_walk_stops_at_record_count_without_an_extra_request() -> None:
+    """When the rows reach RecordCount exactly, no further page is asked for."""
+    server = FakeServer([opportunity(n) for n in range(20)])
+    await collect_with(server, page_size=5)
+    assert sorted(index for index, _ in server.pages_asked) == [1, 2, 3, 4]
+
+
+async def test_walk_stops_on_an_empty_first_page() -> None:
+    """A lead without opportunities costs one request."""
+    server = FakeServer([])
+    assert await collect_with(server) == []
+    assert len(server.requests) == 1
+
+
+async def test_walk_stops_on_a_short_page_when_record_count_overstates() -> None:
+    """A short page ends the walk even if RecordCount promised more."""
+
+    async def handler(request: httpx.Request) -> httpx.Response:
+        index = json.loads(request.content)["Paging"]["PageIndex"]
+        rows = [opportunity(n) for n in range(5)] if index == 1 else [opportunity(9)]
+        return httpx.Response(200, json={"RecordCount": 100, "List": rows})
+
+    async with session_for(handler, look_ahead=0) as session:
+        records = await session.opportunities_of_lead("lead-1", page_size=5).collect()
+    assert len(records) == 6
+
+
+async def test_default_page_size_is_the_largest_the_api_honours() -> None:
+    """Without page_size, pages of 1000 rows are asked for."""
+    server = FakeServer([opportunity(1)])
+    await collect_with(server)
+    assert server.pages_asked == [(1, 1000)]
+
+
+async def test_pages_after_the_first_are_fetched_ahead_concurrently() -> None:
+    """Once page 1 told RecordCount, later pages are in flight together."""
+    server = FakeServer([opportunity(n) for n in range(50)])
+    async with session_for(server, look_ahead=4) as session:
+        await session.opportunities_of_lead("lead-1", page_size=5).collect()
+    assert server.most_in_flight == 4
+
+
+async def test_pages_expose_index_record_count_and_items() -> None:
+    """pages() yields Page objects with index, record_count and items."""
+    server = FakeServer([opportunity(n) for n in range(7)])
+    async with session_for(server) as session:
+        pages = [p async for p in session.opportunities_of_lead("lead-1", page_size=3).pages()]
+    assert [p.index for p in pages] == [1, 2, 3]
+    assert [len(p.items) for p in pages] == [3, 3, 1]
+    assert {p.record_count for p in pages} == {7}
+
+
+async def test_limit_caps_records_and_sends_nothing_beyond() -> None:
+    """limit=10 yields ten records from one request of ten rows."""
+    server = FakeServer([opportunity(n) for n in range(500)])
+    records = await collect_with(server, limit=10)
+    assert len(records) == 10
+    assert server.pages_asked == [(1, 10)]
+
+
+async def test_limit_across_pages_asks_only_the_pages_it_needs() -> None:
+    """limit=12 with pages of 5 asks for three pages and yields twelve records."""
+    server = FakeServer([opportunity(n) for n in range(500)])
+    records = await collect_with(server, limit=12, page_size=5)
+    assert len(records) == 12
+    assert sorted(index for index, _ in server.pages_asked) == [1, 2, 3]
+
+
+async def test_limit_zero_sends_nothing() -> None:
+    """limit=0 yields nothing and sends no request."""
+    server = FakeServer([opportunity(1)])
+    assert await collect_with(server, limit=0) == []
+    assert server.requests == []
+
+
+async def test_clamped_page_size_is_detected_and_every_row_yielded_once() -> None:
+    """A server that clamps pages to 300 rows still yields every row exactly once."""
+    server = FakeServer([opportunity(n) for n in range(1000)], clamp=300)
+    records = await collect_with(server)
+    ids = [r.opportunity_id for r in records]
+    assert ids == [f"opp-{n:05d}" for n in range(1000)]
+    assert server.pages_asked[0] == (1, 1000)
+    assert {size for _, size in server.pages_asked[1:]} == {300}
+
+
+async def test_clamp_is_remembered_for_the_next_walk() -> None:
+    """After a clamp, the session asks that endpoint for the clamped size."""
+    server = FakeServer([opportunity(n) for n in range(700)], clamp=300)
+    async with session_for(server) as session:
+        await session.opportunities_of_lead("lead-1").collect()
+        server.pages_asked.clear()
+        await session.opportunities_of_lead("lead-1").collect()
+    assert server.pages_asked[0] == (1, 300)
+
+
+async def test_server_ignoring_page_index_raises_instead_of_looping() -> None:
+    """Pages that repeat page 1 raise PagingError."""
+    server = FakeServer([opportunity(n) for n in range(20)])
+    server.ignore_page_index = True
+    with pytest.raises(lsq.PagingError, match="PageIndex"):
+        await collect_with(server, page_size=5)
+    assert len(server.requests) <= 5
+
+
+async def test_rows_repeated_by_an_insert_ahead_are_yielded_once() -> None:
+    """A row shifted onto the next page by an insert is not yielded twice."""
+    rows = [opportunity(n) for n in range(10)]
+
+    async def handler(request: httpx.Request) -> httpx.Response:
+        paging = json.loads(request.content)["Paging"]
+        index, size = paging["PageIndex"], paging["PageSize"]
+        start = (index - 1) * size
+        body = {"RecordCount": len(rows), "List": rows[start : start + size]}
+        if index == 1:
+            rows.insert(0, opportunity(99))  # arrives after page 1 was served
+        return httpx.Response(200, json=body)
+
+    async with session_for(handler, look_ahead=0) as session:
+        records = await session.opportunities_of_lead("lead-1", page_size=5).collect()
+    ids = [r.opportunity_id for r in records]
+    assert ids == [f"opp-{n:05d}" for n in range(10)]
+
+
+async def test_breaking_out_early_cancels_pages_fetched_ahead() -> None:
+    """A break stops the look-ahead: no request stays in flight, no task is left."""
+    server = FakeServer([opportunity(n) for n in range(100)])
+    server.gate = asyncio.Event()  # pages after the first never answer
+    async with session_for(server, look_ahead=3) as session:
+        async for _ in session.opportunities_of_lead("lead-1", page_size=10):
+            break
+        for _ in range(5):
+            await asyncio.sleep(0)
+        assert server.in_flight == 0
+        assert all(task.done() for task in session._tasks)
+    assert asyncio.all_tasks() == {asyncio.current_task()}
+
+
+async def test_transient_server_error_is_retried() -> None:
+    """A bare 500 is retried and the walk completes."""
+    answers = [httpx.Response(500, json={"Message": "There was an error processing the request."})]
+
+    async def handler(request: httpx.Request) -> httpx.Response:
+        if answers:
+            return answers.pop()
+        return httpx.Response(200, json={"RecordCount": 1, "List": [opportunity(1)]})
+
+    async with session_for(handler) as session:
+        records = await session.opportunities_of_lead("lead-1").collect()
+        assert session.stats.retries == 1
+    assert len(records) == 1
+
+
+async def test_business_error_is_never_retried() -> None:
+    """A 500 with the envelope raises APIError after a single request."""
+    calls = 0
+
+    async def handler(request: httpx.Request) -> httpx.Response:
+        nonlocal calls
+        calls += 1
+        body = {
+            "Status": "Error",
+            "ExceptionType": "MXInvalidInputException",
+            "ExceptionMessage": "Lead does not exist in the system",
+        }
+        return httpx.Response(500, json=body)
+
+    async with session_for(handler) as session:
+        with pytest.raises(lsq.APIError, match="Lead does not exist"):
+            await session.opportunities_of_lead("lead-1").collect()
+    assert calls == 1
+
+
+async def test_retries_stop_after_the_configured_attempts() -> None:
+    """A server that keeps failing is tried `attempts` times, then the error raises."""
+    calls = 0
+
+    async def handler(request: httpx.Request) -> httpx.Response:
+        nonlocal calls
+        calls += 1
+        return httpx.Response(503, text="<html><title>503 Service Unavailable</title></html>")
+
+    async with session_for(handler) as session:
+        with pytest.raises(lsq.ServerError, match="Service Unavailable"):
+            await session.opportunities_of_lead("lead-1").collect()
+    assert calls == FAST_RETRY.attempts
+
+
+async def test_dropped_connection_is_a_retried_transport_error() -> None:
+    """A dropped connection is retried, and raises TransportError when retries are spent."""
+
+    async def handler(request: httpx.Request) -> httpx.Response:
+        raise httpx.RemoteProtocolError("peer closed connection", request=request)
+
+    async with session_for(handler) as session:
+        with pytest.raises(lsq.TransportError, match="RemoteProtocolError") as info:
+            await session.opportunities_of_lead("lead-1").collect()
+        assert session.stats.requests == FAST_RETRY.attempts
+    assert info.value.__cause__ is None
+    assert info.value.transient
+
+
+async def test_timeout_raises_request_timeout() -> None:
+    """A read timeout becomes RequestTimeout once the retries are spent."""
+
+    async def handler(request: httpx.Request) -> httpx.Response:
+        raise httpx.ReadTimeout("timed out", request=request)
+
+    async with session_for(handler, retry=lsq.RetryPolicy(attempts=1)) as session:
+        with pytest.raises(lsq.RequestTimeout):
+            await session.opportunities_of_lead("lead-1").collect()
+
+
+def rate_limited(status: int, limit: int = 25, period: str = "5") -> httpx.Response:
+    message = f"API calls exceeded the limit of {limit} in {period} second(s)"
+    body = {
+        "Status": "Error",
+        "ExceptionType": "MXAPIRateLimitExceededException",
+        "ExceptionMessage": message,
+    }
+    return httpx.Response(status, json=body)
+
+
+@pytest.mark.parametrize("status", [429, 200])
+async def test_rate_limit_answer_pauses_the_limiter_and_retries(status: int) -> None:
+    """A rate-limit answer (429, or 200 with the envelope) pauses the limiter, then retries."""
+    answers = [rate_limited(status, limit=50, period="0.05")]
+    limiter = lsq.SlidingWindowLimiter(lsq.RateLimit(calls=50, period=0.05))
+
+    async def handler(request: httpx.Request) -> httpx.Response:
+        if answers:
+            return answers.pop()
+        return httpx.Response(200, json={"RecordCount": 1, "List": [opportunity(1)]})
+
+    paused: list[float] = []
+    real_pause = limiter.pause
+
+    async def spy(seconds: float) -> None:
+        paused.append(seconds)
+        await real_pause(seconds)
+
+    limiter.pause = spy  # type: ignore[method-assign]
+    async with session_for(handler, rate_limit=limiter) as session:
+        records = await session.opportunities_of_lead("lead-1").collect()
+        assert session.stats.rate_limited == 1
+    assert len(records) == 1
+    assert paused == [0.05]
+
+
+async def test_lower_limit_in_the_message_is_adopted_with_one_warning(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """'limit of 10 in 5 second(s)' lowers a 25-per-5 limiter and logs one warning."""
+    answers = [rate_limited(429, limit=10), rate_limited(200, limit=10)]
+    limiter = lsq.SlidingWindowLimiter(lsq.RateLimit(calls=25, period=5.0))
+
+    async def handler(request: httpx.Request) -> httpx.Response:
+        if answers:
+            return answers.pop()
+        return httpx.Response(200, json={"RecordCount": 1, "List": [opportunity(1)]})
+
+    limiter.pause = _no_pause  # type: ignore[method-assign]
+    caplog.set_level(logging.WARNING, logger="leadsq_async")
+    async with session_for(handler, rate_limit=limiter) as session:
+        await session.opportunities_of_lead("lead-1").collect()
+    assert limiter.rate_limit == lsq.RateLimit(calls=10, period=5.0)
+    warnings = [r for r in caplog.records if r.levelno == logging.WARNING]
+    assert len(warnings) == 1
+    assert "10 calls per 5" in warnings[0].getMessage()
+
+
+async def _no_pause(seconds: float) -> None:
+    return None
+
+
+async def test_rate_limit_error_raises_when_retries_are_spent() -> None:
+    """A server that answers only rate-limit errors ends in RateLimitError."""
+
+    async def handler(request: httpx.Request) -> httpx.Response:
+        return rate_limited(429)
+
+    limiter = lsq.SlidingWindowLimiter(lsq.RateLimit(calls=25, period=0.001))
+    async with session_for(handler, rate_limit=limiter) as session:
+        with pytest.raises(lsq.RateLimitError) as info:
+            await session.opportunities_of_lead("lead-1").collect()
+    assert info.value.limit == (25, 5.0)
+
+
+async def test_secret_never_appears_in_logs_at_any_level(caplog: pytest.LogCaptureFixture) -> None:
+    """With every logger at DEBUG, no log line holds the secret key."""
+    caplog.set_level(logging.DEBUG)
+    answers = [httpx.Response(503, text="busy")]
+
+    async def handler(request: httpx.Request) -> httpx.Response:
+        if answers:
+            return answers.pop()
+        return httpx.Response(200, json={"RecordCount": 1, "List": [opportunity(1)]})
+
+    async with session_for(handler) as session:
+        await session.opportunities_of_lead("lead-1").collect()
+    assert caplog.records
+    assert all(SECRET not in record.getMessage() for record in caplog.records)
+
+
+async def test_secret_never_appears_in_repr_or_errors() -> None:
+    """The session's repr and every error's str and repr leave the secret out."""
+
+    async def handler(request: httpx.Request) -> httpx.Response:
+        raise httpx.ConnectError(f"refused {request.headers['x-LSQ-SecretKey']}", request=request)
+
+    async with session_for(handler) as session:
+        assert SECRET not in repr(session)
+        with pytest.raises(lsq.TransportError) as info:
+            await session.opportunities_of_lead("lead-1").collect()
+    assert SECRET not in str(info.value)
+    assert SECRET not in repr(info.value)
+
+
+async def test_client_passed_in_is_left_open() -> None:
+    """A session closes only the client it created."""
+    client = httpx.AsyncClient(transport=httpx.MockTransport(FakeServer([])))
+    async with lsq.Session("a", SECRET, host="http://127.0.0.1:9", client=client):
+        pass
+    assert not client.is_closed
+    await client.aclose()
+
+
+async def test_own_client_is_closed() -> None:
+    """A session closes the client it created."""
+    session = lsq.Session("a", SECRET, host="http://127.0.0.1:9")
+    await session.aclose()
+    assert session._client.is_closed
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "error"),
+    [
+        ({"page_size": 0}, ValueError),
+        ({"page_size": "10"}, TypeError),
+        ({"limit": -1}, ValueError),
+        ({"limit": 1.5}, TypeError),
+    ],
+)
+async def test_bad_paging_arguments_raise_before_any_request(
+    kwargs: dict[str, Any], error: type[Exception]
+) -> None:
+    """A bad page_size or limit raises at the call, with nothing sent."""
+    server = FakeServer([opportunity(1)])
+    async with session_for(server) as session:
+        with pytest.raises(error):
+            session.opportunities_of_lead("lead-1", **kwargs)
+    assert server.requests == []
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "error"),
+    [
+        ({"timeout": 0}, ValueError),
+        ({"timeout": "5"}, TypeError),
+        ({"rate_limit": 25}, TypeError),
+        ({"look_ahead": -1}, ValueError),
+        ({"host": "http://example.com"}, ValueError),
+    ],
+)
+def test_bad_session_arguments_raise_at_construction(
+    kwargs: dict[str, Any], error: type[Exception]
+) -> None:
+    """A bad timeout, rate limit, look-ahead or host raises when the session is built."""
+    with pytest.raises(error):
+        lsq.Session("a", SECRET, **kwargs)
