@@ -1,0 +1,529 @@
+"""RedisRateLimit against the real Redis server on 127.0.0.1:6379.
+
+Times are read from Redis' clock (``TIME``), the clock the limiter keeps to. The
+rule under test: a slot is held from its grant until `period` after its release,
+and never more than `calls` at once, in one process or across several.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+import os
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from typing import Any, cast
+
+import pytest
+import redis
+from redis import asyncio as aioredis
+from redis_worker import all_events, give_the_go, next_event, start_worker
+
+from leadsq_async._ratelimit import RateLimit, RateLimiter
+from leadsq_async._redis import RateLimiterUnavailable, RedisRateLimit
+
+pytestmark = pytest.mark.redis
+
+REDIS_URL = os.environ.get("LEADSQ_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
+UNREACHABLE_URL = "redis://:hunter2@127.0.0.1:1/0"
+
+MakeLimiter = Callable[..., RedisRateLimit]
+
+
+@pytest.fixture(scope="session")
+def redis_url() -> str:
+    """The test Redis server: skip when it is down, but fail in CI (where it must run)."""
+    probe = redis.Redis.from_url(REDIS_URL, socket_connect_timeout=2)
+    try:
+        probe.ping()
+    except redis.RedisError as exc:
+        reason = f"no Redis server at {REDIS_URL} ({exc}); .ci/run starts one"
+        if os.environ.get("CI"):
+            pytest.fail(reason)
+        pytest.skip(reason)
+    finally:
+        probe.close()
+    return REDIS_URL
+
+
+@pytest.fixture
+def key(redis_url: str) -> Iterator[str]:
+    """A key no other test uses; its Redis keys are deleted afterwards."""
+    name = f"leadsq-async:test:{uuid.uuid4().hex}"
+    yield name
+    cleaner = redis.Redis.from_url(redis_url)
+    try:
+        cleaner.delete(name, f"{name}:state", f"{name}:go")
+    finally:
+        cleaner.close()
+
+
+@pytest.fixture
+async def client(redis_url: str) -> AsyncIterator[aioredis.Redis]:
+    """A redis.asyncio client of the test's own."""
+    connection = aioredis.from_url(redis_url)
+    yield connection
+    await connection.aclose()
+
+
+@pytest.fixture
+async def make_limiter(redis_url: str, key: str) -> AsyncIterator[MakeLimiter]:
+    """Make limiters on the test's key (each with its own client); all closed afterwards."""
+    made: list[RedisRateLimit] = []
+
+    def make(calls: int = 3, period: float = 0.3, **options: Any) -> RedisRateLimit:
+        options.setdefault("key", key)
+        limiter = RedisRateLimit(options.pop("redis", redis_url), calls, period, **options)
+        made.append(limiter)
+        return limiter
+
+    yield make
+    for limiter in made:
+        await limiter.aclose()
+
+
+async def redis_now(client: aioredis.Redis) -> float:
+    seconds, microseconds = await client.time()
+    return float(seconds + microseconds / 1_000_000)
+
+
+def most_held_at_once(spans: list[tuple[float, float]], period: float) -> int:
+    """Most slots held at one instant, each held over [enter, exit + period)."""
+    changes = sorted(
+        [(enter, 1) for enter, _ in spans] + [(exit_ + period, -1) for _, exit_ in spans]
+    )
+    held = most = 0
+    for _, change in changes:  # at a tie, -1 sorts first: the spans are half-open
+        held += change
+        most = max(most, held)
+    return most
+
+
+async def until(condition: Callable[[], Awaitable[bool]], checks: int = 500) -> None:
+    """Wait until `condition()` (a look at Redis) holds, checking every 10 ms."""
+    for _ in range(checks):
+        if await condition():
+            return
+        await asyncio.sleep(0.01)
+    raise AssertionError(f"still not true after {checks} checks")
+
+
+async def hold_slots(
+    limiter: RedisRateLimit, count: int
+) -> tuple[list[asyncio.Task[None]], asyncio.Event]:
+    """Start `count` tasks that each hold a slot until the returned event is set."""
+    entered = 0
+    all_in = asyncio.Event()
+    leave = asyncio.Event()
+
+    async def hold() -> None:
+        nonlocal entered
+        async with limiter.slot():
+            entered += 1
+            if entered == count:
+                all_in.set()
+            await leave.wait()
+
+    tasks = [asyncio.ensure_future(hold()) for _ in range(count)]
+    await asyncio.wait_for(all_in.wait(), 5)
+    return tasks, leave
+
+
+async def test_is_a_rate_limiter(make_limiter: MakeLimiter) -> None:
+    """RedisRateLimit satisfies the RateLimiter protocol the Session needs."""
+    assert isinstance(make_limiter(), RateLimiter)
+
+
+async def test_burst_of_calls_is_granted_at_once(make_limiter: MakeLimiter) -> None:
+    """All `calls` slots are granted together, none waiting for another's release."""
+    limiter = make_limiter(calls=4)
+    tasks, leave = await hold_slots(limiter, 4)
+    leave.set()
+    await asyncio.gather(*tasks)
+
+
+async def test_next_slot_waits_for_release_plus_period(
+    make_limiter: MakeLimiter, client: aioredis.Redis
+) -> None:
+    """With every slot taken, the next is granted only `period` after a release."""
+    limiter = make_limiter(calls=2, period=0.3)
+    tasks, leave = await hold_slots(limiter, 2)
+    late_entry: list[float] = []
+
+    async def late() -> None:
+        async with limiter.slot():
+            late_entry.append(await redis_now(client))
+
+    waiter = asyncio.ensure_future(late())
+    await asyncio.sleep(0.1)
+    released = await redis_now(client)
+    leave.set()
+    await asyncio.gather(*tasks, waiter)
+    assert late_entry[0] >= released + 0.3
+
+
+async def test_release_by_another_process_wakes_a_waiter(
+    make_limiter: MakeLimiter, client: aioredis.Redis
+) -> None:
+    """A waiter learns of another limiter's release at once, not when its lease ends."""
+    holder = make_limiter(calls=1, period=0.2, lease=60.0)
+    waiter = make_limiter(calls=1, period=0.2, lease=60.0)
+    tasks, leave = await hold_slots(holder, 1)
+    entered = asyncio.Event()
+
+    async def wait() -> None:
+        async with waiter.slot():
+            entered.set()
+
+    waiting = asyncio.ensure_future(wait())
+    await asyncio.sleep(0.2)
+    assert not entered.is_set()
+    leave.set()
+    # Without the wake-up, the waiter would sleep until the lease's end (60 s).
+    await asyncio.wait_for(asyncio.gather(*tasks, waiting), 10)
+
+
+async def test_no_window_holds_more_than_calls_across_tasks(
+    make_limiter: MakeLimiter, client: aioredis.Redis
+) -> None:
+    """Twelve tasks on one limiter: never more than `calls` slots held at once."""
+    limiter = make_limiter(calls=3, period=0.25)
+    spans: list[tuple[float, float]] = []
+
+    async def request(hold: float) -> None:
+        async with limiter.slot():
+            enter = await redis_now(client)
+            await asyncio.sleep(hold)
+            spans.append((enter, await redis_now(client)))
+
+    await asyncio.gather(*(request(0.005 * (n % 4)) for n in range(12)))
+    assert len(spans) == 12
+    assert most_held_at_once(spans, 0.25) == 3
+
+
+@pytest.mark.slow
+async def test_no_window_holds_more_than_calls_across_processes(
+    redis_url: str, key: str, client: aioredis.Redis
+) -> None:
+    """Four OS processes sharing a key: never more than `calls` slots held at once."""
+    workers = [
+        await start_worker("slots", redis_url, key, "--calls=3", "--period=0.25", "--tasks=2")
+        for _ in range(4)
+    ]
+    try:
+        for worker in workers:
+            assert await next_event(worker) == {"ready": True}
+        await give_the_go(client, key, len(workers))
+        logs = [await all_events(worker) for worker in workers]
+    finally:
+        for worker in workers:
+            if worker.returncode is None:
+                worker.kill()
+                await worker.wait()
+    spans = [(event["enter"], event["exit"]) for log in logs for event in log]
+    assert len(spans) == 4 * 6
+    assert most_held_at_once(spans, 0.25) == 3
+
+
+@pytest.mark.slow
+async def test_killed_process_slots_expire_after_their_lease(
+    redis_url: str, key: str, make_limiter: MakeLimiter
+) -> None:
+    """Slots held by a process killed with SIGKILL free once their short lease ends."""
+    worker = await start_worker("hold", redis_url, key, "--calls=2", "--slots=2", "--lease=0.5")
+    try:
+        assert await next_event(worker) == {"ready": True}
+        assert await next_event(worker) == {"held": 2}
+    finally:
+        worker.kill()
+        await worker.wait()
+    limiter = make_limiter(calls=2, period=0.3, lease=60.0)
+    # The worker's slots free within its lease and period (0.8 s): far less than 60 s.
+    tasks, leave = await asyncio.wait_for(hold_slots(limiter, 2), 5)
+    leave.set()
+    await asyncio.gather(*tasks)
+
+
+@pytest.mark.slow
+async def test_cancelled_process_releases_its_slots(
+    redis_url: str, key: str, make_limiter: MakeLimiter
+) -> None:
+    """A process stopped by SIGTERM gives its slots back: they free `period` later."""
+    worker = await start_worker("hold", redis_url, key, "--calls=2", "--slots=2", "--lease=60")
+    try:
+        assert await next_event(worker) == {"ready": True}
+        assert await next_event(worker) == {"held": 2}
+        worker.terminate()
+        assert await next_event(worker) == {"released": True}
+        assert await asyncio.wait_for(worker.wait(), 10) == 0
+    finally:
+        if worker.returncode is None:
+            worker.kill()
+            await worker.wait()
+    limiter = make_limiter(calls=2, period=0.3, lease=60.0)
+    tasks, leave = await asyncio.wait_for(hold_slots(limiter, 2), 5)
+    leave.set()
+    await asyncio.gather(*tasks)
+
+
+async def test_slot_in_flight_outlives_its_lease(
+    make_limiter: MakeLimiter, client: aioredis.Redis
+) -> None:
+    """A live process's request longer than the lease keeps its slot: it is renewed."""
+    holder = make_limiter(calls=1, period=0.2, lease=0.3)
+    other = make_limiter(calls=1, period=0.2, lease=0.3)
+    tasks, leave = await hold_slots(holder, 1)
+    got_it = asyncio.Event()
+
+    async def take() -> None:
+        async with other.slot():
+            got_it.set()
+
+    taker = asyncio.ensure_future(take())
+    await asyncio.sleep(1.2)  # four leases
+    assert not got_it.is_set()
+    leave.set()
+    await asyncio.wait_for(asyncio.gather(*tasks, taker), 5)
+
+
+async def test_cancelled_waiter_gives_its_place_back(
+    make_limiter: MakeLimiter, client: aioredis.Redis, key: str
+) -> None:
+    """A waiter cancelled before its grant takes no slot; the next in line gets it."""
+    limiter = make_limiter(calls=1, period=0.2)
+    tasks, leave = await hold_slots(limiter, 1)
+    order: list[str] = []
+
+    async def wait(name: str) -> None:
+        async with limiter.slot():
+            order.append(name)
+
+    first = asyncio.ensure_future(wait("first"))
+    await asyncio.sleep(0.05)
+    second = asyncio.ensure_future(wait("second"))
+    await asyncio.sleep(0.05)
+    first.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await first
+    assert await client.zcard(key) == 1
+    leave.set()
+    await asyncio.wait_for(asyncio.gather(*tasks, second), 5)
+    assert order == ["second"]
+
+
+class SlowRedis(aioredis.Redis):
+    """A client whose answers to scripts arrive late (after Redis ran them)."""
+
+    reply_delay = 0.0
+
+    async def execute_command(self, *args: Any, **options: Any) -> Any:
+        reply = await super().execute_command(*args, **options)  # type: ignore[no-untyped-call]
+        if args[0] in ("EVALSHA", "EVAL"):
+            await asyncio.sleep(self.reply_delay)
+        return reply
+
+
+async def test_cancellation_during_a_grant_does_not_leak_the_slot(
+    redis_url: str, make_limiter: MakeLimiter, client: aioredis.Redis, key: str
+) -> None:
+    """A caller cancelled while Redis grants its slot gives that slot straight back."""
+    slow = cast(SlowRedis, SlowRedis.from_url(redis_url))
+    try:
+        limiter = make_limiter(calls=1, period=60.0, redis=slow)
+        slow.reply_delay = 0.5
+        entered = asyncio.Event()
+
+        async def enter() -> None:
+            async with limiter.slot():
+                entered.set()
+
+        caller = asyncio.ensure_future(enter())
+
+        async def granted() -> bool:
+            return bool(await client.zcard(key) == 1)
+
+        await until(granted)
+        caller.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await caller
+        assert not entered.is_set()
+        await limiter.aclose()  # waits for the clean-up
+        assert await client.zcard(key) == 0
+    finally:
+        await slow.aclose()
+
+
+async def test_pause_holds_every_limiter_on_the_key(
+    make_limiter: MakeLimiter, client: aioredis.Redis
+) -> None:
+    """A pause set through one limiter delays the grants of another on the same key."""
+    pausing = make_limiter(calls=5)
+    other = make_limiter(calls=5)
+    before = await redis_now(client)
+    await pausing.pause(0.4)
+    async with other.slot():
+        entered = await redis_now(client)
+    assert entered >= before + 0.4
+
+
+async def test_lower_limit_is_shared(make_limiter: MakeLimiter, client: aioredis.Redis) -> None:
+    """A limit lowered through one limiter is kept to by another on the same key."""
+    lowering = make_limiter(calls=5, period=0.3)
+    other = make_limiter(calls=5, period=0.3)
+    assert await lowering.lower(RateLimit(1, 0.3)) is True
+    assert await other.lower(RateLimit(1, 0.3)) is False
+    async with other.slot():
+        left = await redis_now(client)
+    assert other.rate_limit == RateLimit(1, 0.3)
+    async with other.slot():
+        entered = await redis_now(client)
+    assert entered >= left + 0.3
+
+
+async def test_lower_refuses_a_faster_rate(make_limiter: MakeLimiter) -> None:
+    """`lower` keeps the current limit when the stated one is not slower."""
+    limiter = make_limiter(calls=5, period=1.0)
+    assert await limiter.lower(RateLimit(10, 1.0)) is False
+    assert await limiter.lower(RateLimit(10, 2.0)) is False
+    assert limiter.rate_limit == RateLimit(5, 1.0)
+
+
+async def test_longer_lowered_period_covers_slots_already_released(
+    make_limiter: MakeLimiter, client: aioredis.Redis
+) -> None:
+    """After lowering to a longer period, released slots stay held for the new period."""
+    limiter = make_limiter(calls=2, period=0.2)
+    tasks, leave = await hold_slots(limiter, 2)
+    released = await redis_now(client)
+    leave.set()
+    await asyncio.gather(*tasks)
+    assert await limiter.lower(RateLimit(1, 0.6)) is True
+    async with limiter.slot():
+        entered = await redis_now(client)
+    assert entered >= released + 0.6
+
+
+async def test_idle_keys_expire(
+    make_limiter: MakeLimiter, client: aioredis.Redis, key: str
+) -> None:
+    """The slots and the shared state carry a time to live, so idle keys vanish."""
+    limiter = make_limiter(calls=2, period=0.3)
+    await limiter.pause(0.01)
+    async with limiter.slot():
+        pass
+    assert 0 < await client.pttl(key) <= 1300
+    assert 0 < await client.pttl(f"{key}:state") <= 3_600_000
+
+
+async def test_limiter_closes_the_client_it_made(
+    redis_url: str, key: str, client: aioredis.Redis
+) -> None:
+    """A limiter made from a URL closes its connections (listener's included) in aclose."""
+    name = f"lsq-{uuid.uuid4().hex[:12]}"
+    limiter = RedisRateLimit(f"{redis_url}?client_name={name}", 1, 0.2, key=key)
+
+    async def connections() -> int:
+        clients = await client.client_list()
+        return sum(1 for entry in clients if entry.get("name") == name)
+
+    tasks, leave = await hold_slots(limiter, 1)
+    waiter = asyncio.ensure_future(hold_slots(limiter, 1))  # makes it listen for releases
+    await asyncio.sleep(0.1)
+    assert await connections() >= 2
+    leave.set()
+    more_tasks, more_leave = await asyncio.wait_for(waiter, 5)
+    more_leave.set()
+    await asyncio.gather(*tasks, *more_tasks)
+    await limiter.aclose()
+
+    async def all_closed() -> bool:
+        return await connections() == 0
+
+    await until(all_closed)
+
+
+async def test_limiter_leaves_a_given_client_open(
+    make_limiter: MakeLimiter, client: aioredis.Redis
+) -> None:
+    """A limiter given a client does not close it."""
+    limiter = make_limiter(redis=client)
+    async with limiter.slot():
+        pass
+    await limiter.aclose()
+    assert await client.ping() is True
+
+
+async def test_unreachable_redis_raises_a_clear_error(key: str) -> None:
+    """With Redis down, entering a slot raises RateLimiterUnavailable naming the address."""
+    async with RedisRateLimit(UNREACHABLE_URL, key=key) as limiter:
+        with pytest.raises(RateLimiterUnavailable) as caught:
+            async with limiter.slot():
+                pytest.fail("a slot was granted without Redis")
+    assert caught.value.address == "127.0.0.1:1/0"
+    assert "127.0.0.1:1" in str(caught.value)
+    for text in (str(caught.value), repr(caught.value), repr(limiter)):
+        assert "hunter2" not in text
+
+
+async def test_unreachable_redis_fails_pause_and_lower(key: str) -> None:
+    """With Redis down, pause and lower raise RateLimiterUnavailable too."""
+    async with RedisRateLimit(UNREACHABLE_URL, key=key) as limiter:
+        with pytest.raises(RateLimiterUnavailable):
+            await limiter.pause(1.0)
+        with pytest.raises(RateLimiterUnavailable):
+            await limiter.lower(RateLimit(1, 5.0))
+
+
+async def test_fallback_keeps_to_a_share_of_the_limit(
+    key: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """With fallback on and Redis down, each process keeps to calls // processes, warning once."""
+    loop = asyncio.get_running_loop()
+    async with RedisRateLimit(
+        UNREACHABLE_URL, 4, 0.3, key=key, fallback=True, fallback_processes=2
+    ) as limiter:
+        with caplog.at_level(logging.WARNING, logger="leadsq_async"):
+            tasks, leave = await hold_slots(limiter, 2)
+            third: list[float] = []
+
+            async def late() -> None:
+                async with limiter.slot():
+                    third.append(loop.time())
+
+            waiter = asyncio.ensure_future(late())
+            await asyncio.sleep(0.05)
+            released = loop.time()
+            leave.set()
+            await asyncio.gather(*tasks, waiter)
+    assert third[0] >= released + 0.3
+    warnings = [record for record in caplog.records if "falling back" in record.getMessage()]
+    assert len(warnings) == 1
+    assert "hunter2" not in caplog.text
+
+
+@pytest.mark.parametrize(
+    ("arguments", "error"),
+    [
+        ({"calls": 0}, ValueError),
+        ({"calls": "25"}, TypeError),
+        ({"calls": True}, TypeError),
+        ({"period": 0}, ValueError),
+        ({"period": math.inf}, ValueError),
+        ({"period": "5"}, TypeError),
+        ({"lease": 0}, ValueError),
+        ({"lease": -1.0}, ValueError),
+        ({"key": ""}, ValueError),
+        ({"key": b"k"}, TypeError),
+        ({"redis": 6379}, TypeError),
+        ({"redis": "http://127.0.0.1:6379"}, ValueError),
+        ({"fallback": 1}, TypeError),
+        ({"fallback_processes": 0}, ValueError),
+        ({"fallback_processes": 2.0}, TypeError),
+    ],
+)
+def test_bad_arguments_are_refused(arguments: dict[str, Any], error: type[Exception]) -> None:
+    """Bad arguments raise TypeError or ValueError when the limiter is made."""
+    options: dict[str, Any] = {"redis": UNREACHABLE_URL, **arguments}
+    with pytest.raises(error):
+        RedisRateLimit(**options)
