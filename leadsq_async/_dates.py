@@ -1,29 +1,4 @@
-"""Reading the dates LeadSquared sends as timezone-aware UTC datetimes.
-
-Every format the API is known to send, each read as the same instant:
-
-==================================  =========================================
-``2026-07-31 05:33:50``             the documented form: UTC without a zone
-``2026-07-31 05:33:50.000``         with a fraction (any number of digits)
-``7/31/2026 5:33:50 AM``            month first; also ``7/31/2026 17:33:50``
-                                    (24 h) and ``7/31/2026`` (midnight)
-``/Date(1785476030000+0000)/``      .NET JSON: milliseconds since the Unix
-                                    epoch, UTC (see below)
-``2026-07-31T05:33:50Z``            ISO 8601: ``T`` or space, optional
-``2026-07-31T11:03:50+05:30``       fraction, ``Z`` or an offset (``+05:30``,
-                                    ``+0530``, ``+05``); no zone means UTC
-``2026-07-31``                      a bare date: midnight UTC
-==================================  =========================================
-
-In a .NET JSON date the number is always milliseconds since the epoch in UTC;
-the ``+HHMM`` after it only records the zone the server's clock was in when it
-wrote the value (``DataContractJsonSerializer`` writes it for local times), so
-it is read and ignored, never applied a second time.
-
-Fractions beyond microseconds are truncated. Anything else (garbage, a
-number instead of a string, an impossible date such as month 13, a date
-beyond what ``datetime`` holds) reads as ``None``: parsing never raises.
-"""
+"""Reading the dates LeadSquared sends as timezone-aware UTC datetimes."""
 
 from __future__ import annotations
 
@@ -52,8 +27,30 @@ _DOTNET = re.compile(r"/Date\((-?\d{1,16})(?:[+-]\d{4})?\)/", re.ASCII)
 def parse_date(value: object) -> datetime | None:
     """Read one date field as an aware UTC datetime, or None if it holds no date.
 
-    Accepts every format listed in this module's docstring. Never raises:
-    ``None``, ``""``, a non-string or an unreadable string gives ``None``.
+    Every format the API is known to send, each read as the same instant:
+
+    ==================================  =========================================
+    ``2026-07-31 05:33:50``             the documented form: UTC without a zone
+    ``2026-07-31 05:33:50.000``         with a fraction (any number of digits)
+    ``7/31/2026 5:33:50 AM``            month first; also ``7/31/2026 17:33:50``
+                                        (24 h) and ``7/31/2026`` (midnight)
+    ``/Date(1785476030000+0000)/``      .NET JSON: milliseconds since the Unix
+                                        epoch, UTC (see below)
+    ``2026-07-31T05:33:50Z``            ISO 8601: ``T`` or space, optional
+    ``2026-07-31T11:03:50+05:30``       fraction, ``Z`` or an offset (``+05:30``,
+                                        ``+0530``, ``+05``); no zone means UTC
+    ``2026-07-31``                      a bare date: midnight UTC
+    ==================================  =========================================
+
+    In a .NET JSON date the number is always milliseconds since the epoch in
+    UTC; the ``+HHMM`` after it only records the zone of the clock that wrote
+    the value (``DataContractJsonSerializer`` adds it for local times), so it
+    is checked for shape and ignored, never applied a second time.
+
+    Fractions beyond microseconds are truncated; surrounding spaces are
+    ignored. Never raises: ``None``, ``""``, a non-string, garbage, an
+    impossible date (month 13) or one beyond what ``datetime`` holds gives
+    ``None``.
     """
     if type(value) is not str:
         return None

@@ -80,7 +80,10 @@ class RateLimit:
 
     @classmethod
     def parse(cls, text: str) -> RateLimit:
-        """Read ``"CALLS/SECONDS"`` such as ``"25/5"`` or ``"2/0.5"``; ValueError if malformed."""
+        """Read ``"CALLS/SECONDS"`` such as ``"25/5"`` or ``"2/0.5"`` (a CLI flag's value).
+
+        Raises ``ValueError`` if the text is malformed or the numbers are out of range.
+        """
         match = _RATE_LIMIT_TEXT.fullmatch(text)
         if match is None:
             raise ValueError(f"invalid rate limit {text!r}: expected CALLS/SECONDS, e.g. '25/5'")
@@ -138,6 +141,7 @@ class SlidingWindowLimiter:
 
     ``clock`` and ``sleep`` are injectable so that tests can run in virtual time; they must
     agree with each other (the defaults do: asyncio's loop clock is ``time.monotonic``).
+    Use it from one event loop; it is not thread-safe.
     Only the first waiter ever sleeps, once per slot it waits for. Raises ``TypeError`` if
     ``rate_limit`` is not a `RateLimit`.
     """

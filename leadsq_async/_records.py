@@ -28,13 +28,19 @@ codes, counts)                 or ``"-3"``, or a JSON number without a
 ``float | None``               a decimal number string or a JSON number;
                                ``NaN`` and infinities give ``None``
 ``datetime | None``            an aware UTC datetime from any date format in
-                               LEADSQUARED_API.md (see ``_dates``)
+                               LEADSQUARED_API.md (see `parse_date`)
 =============================  ============================================
 
-Records are built by the converter's hooks, which are generated once per class
-(as attrs and cattrs generate theirs) so that a page of rows structures at
-about the speed ``json.loads`` decoded it; ``benchmarks/structuring.py``
-measures that.
+The record keeps its own shallow copy of the row (rows are flat JSON; a nested
+object the API sent is shared, not copied), and ``unstructure`` returns a new
+dict each time. The row is the record's source of truth: the attrs constructor
+(all attributes plus ``row``, keyword-only) and ``attrs.evolve`` trust that the
+typed attributes agree with it, and ``unstructure`` returns the row unchanged.
+
+The converter is the library's own ``cattrs.Converter`` (the global one is never
+touched). Its hooks for the record classes are generated once per class, as
+attrs and cattrs generate theirs, so that a page of rows structures at about the
+speed ``json.loads`` decoded it; ``benchmarks/structuring.py`` measures that.
 """
 
 from __future__ import annotations
@@ -89,11 +95,11 @@ class _Record:
         array. Never raises.
         """
         value = self.extra.get(key)
-        if type(value) is not str or value[:1] not in ("{", "["):
+        if type(value) is not str or value.lstrip()[:1] not in ("{", "["):
             return None
         try:
             decoded = json.loads(value)
-        except ValueError:
+        except (ValueError, RecursionError):  # not JSON, or nested beyond the stack
             return None
         return decoded if isinstance(decoded, (dict, list)) else None
 
@@ -107,39 +113,38 @@ class _Record:
 class Opportunity(_Record):
     """One opportunity of a lead, as ``GetOpportunitiesOfLead`` lists it.
 
-    Build records with `structure` (or let the session do it); the
-    constructor takes every attribute and the row, and trusts that they
-    agree. Records compare equal when their rows and typed views are equal,
-    and hash by their typed view.
+    Build records with `structure` (the session does it for you). Records
+    compare equal when their rows and typed views are equal, and hash by
+    their typed view.
 
-    ========================  ========================
-    attribute                 row key
-    ========================  ========================
-    ``opportunity_id``        ``OpportunityId``
-    ``lead_id``               ``ProspectId``
-    ``first_name``            ``FirstName``
-    ``last_name``             ``LastName``
-    ``email_address``         ``EmailAddress``
-    ``phone``                 ``Phone``
-    ``do_not_call``           ``DoNotCall``
-    ``do_not_email``          ``DoNotEmail``
-    ``lead_name``             ``LeadName``
-    ``lead_owner``            ``LeadOwner`` (a name)
-    ``opportunity_event_type````OpportunityEventType``
-    ``opportunity_event``     ``OpportunityEvent`` (the opportunity type's code)
-    ``opportunity_note``      ``OpportunityNote``
-    ``score``                 ``Score``
-    ``created_on``            ``PACreatedOn``
-    ``modified_on``           ``PAModifiedOn``
-    ``ip_latitude``           ``IP_Latitude``
-    ``ip_longitude``          ``IP_Longitude``
-    ``created_by_name``       ``PACreatedByName``
-    ``status``                ``Status``
-    ``owner_id``              ``Owner`` (a user id)
-    ``owner_name``            ``OwnerName``
-    ``total``                 ``Total``
-    ``extra``                 every other key, verbatim
-    ========================  ========================
+    ==========================  ==================================================
+    attribute                   row key
+    ==========================  ==================================================
+    ``opportunity_id``          ``OpportunityId``
+    ``lead_id``                 ``ProspectId``
+    ``first_name``              ``FirstName``
+    ``last_name``               ``LastName``
+    ``email_address``           ``EmailAddress``
+    ``phone``                   ``Phone``
+    ``do_not_call``             ``DoNotCall``
+    ``do_not_email``            ``DoNotEmail``
+    ``lead_name``               ``LeadName``
+    ``lead_owner``              ``LeadOwner`` (a name)
+    ``opportunity_event_type``  ``OpportunityEventType``
+    ``opportunity_event``       ``OpportunityEvent`` (the opportunity type's code)
+    ``opportunity_note``        ``OpportunityNote``
+    ``score``                   ``Score``
+    ``created_on``              ``PACreatedOn``
+    ``modified_on``             ``PAModifiedOn``
+    ``ip_latitude``             ``IP_Latitude``
+    ``ip_longitude``            ``IP_Longitude``
+    ``created_by_name``         ``PACreatedByName``
+    ``status``                  ``Status``
+    ``owner_id``                ``Owner`` (a user id)
+    ``owner_name``              ``OwnerName``
+    ``total``                   ``Total``
+    ``extra``                   every other key, verbatim
+    ==========================  ==================================================
     """
 
     opportunity_id: str = attrs.field(metadata={_API_KEY: "OpportunityId"})
@@ -174,15 +179,14 @@ class Opportunity(_Record):
 class Activity(_Record):
     """One activity of an opportunity, as ``GetActivitiesOfOpportunity`` lists it.
 
-    Build records with `structure` (or let the session do it); the
-    constructor takes every attribute and the row, and trusts that they
-    agree. Records compare equal when their rows and typed views are equal,
-    and hash by their typed view. The ``O_`` keys describe the opportunity
-    the activity belongs to.
+    Build records with `structure` (the session does it for you). Records
+    compare equal when their rows and typed views are equal, and hash by
+    their typed view. The ``O_`` keys describe the opportunity the activity
+    belongs to.
 
-    ===================================  ==========================
+    ===================================  =================================================
     attribute                            row key
-    ===================================  ==========================
+    ===================================  =================================================
     ``activity_id``                      ``ProspectActivityId``
     ``lead_id``                          ``ProspectId``
     ``first_name``                       ``FirstName``
@@ -208,9 +212,9 @@ class Activity(_Record):
     ``opportunity_activity_event_name``  ``O_ActivityEventName``
     ``opportunity_activity_event``       ``O_ActivityEvent``
     ``opportunity_status``               ``O_Status``
-    ``opportunity_owner_id``             ``O_Owner``
+    ``opportunity_owner_id``             ``O_Owner`` (a user id)
     ``extra``                            every other key (``O_mx_Custom_N`` too), verbatim
-    ===================================  ==========================
+    ===================================  =================================================
     """
 
     activity_id: str = attrs.field(metadata={_API_KEY: "ProspectActivityId"})
@@ -250,7 +254,7 @@ _RECORD_CLASSES: tuple[type[Any], ...] = (Opportunity, Activity)
 
 # --- reading one value ---------------------------------------------------------------
 # The generated hooks inline the common case of each type and call these for the rest.
-# Numbers are memoised by their text: scores, codes, counts and coordinates repeat.
+# Numbers are memoised by the value sent: scores, codes, counts and coordinates repeat.
 
 _FLAGS: dict[str, bool] = {
     "0": False,

@@ -437,9 +437,12 @@ def test_extra_json_decodes_a_json_object_held_in_a_string() -> None:
     assert record.extra_json("mx_Custom_3") == {"source": "web", "policy": {"term": 20}}
 
 
-@pytest.mark.parametrize("value", ["Prospecting", "{not json", '"a string"', "12", None, {"a": 1}])
+@pytest.mark.parametrize(
+    "value",
+    ["Prospecting", "{not json", '"a string"', "12", None, {"a": 1}, "[" * 100_000 + "]" * 100_000],
+)
 def test_extra_json_gives_none_for_anything_but_an_encoded_object_or_array(value: object) -> None:
-    """Plain text, broken JSON, JSON scalars and non-strings decode to None."""
+    """Plain text, broken or too deep JSON, JSON scalars and non-strings decode to None."""
     assert opportunity(mx_Custom_3=value).extra_json("mx_Custom_3") is None
     assert opportunity().extra_json("missing") is None
 
