@@ -1,0 +1,160 @@
+"""What the emulator saw: counters a test asserts on, safe to read from another thread."""
+
+from __future__ import annotations
+
+import threading
+from collections import Counter, deque
+
+
+class SlidingWindow:
+    """Arrival times of the last ``period`` seconds, for a half-open window (t - period, t]."""
+
+    def __init__(self) -> None:
+        self._times: deque[float] = deque()
+
+    def count_at(self, now: float, period: float) -> int:
+        """Forget arrivals at or before ``now - period`` and return how many remain."""
+        horizon = now - period
+        times = self._times
+        while times and times[0] <= horizon:
+            times.popleft()
+        return len(times)
+
+    def add(self, now: float) -> None:
+        """Record an arrival at ``now`` (times only ever grow: the clock is monotonic)."""
+        self._times.append(now)
+
+    def clear(self) -> None:
+        """Forget every arrival."""
+        self._times.clear()
+
+
+class EmulatorStats:
+    """Counts of what the emulator answered since the last ``reset()``.
+
+    The emulator updates it from the thread that serves requests; every property takes a lock
+    and returns a copy, so a test may read it from its own thread at any time.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._window = SlidingWindow()
+        self._in_flight = 0
+        self._clear()
+
+    def _clear(self) -> None:
+        self._total = 0
+        self._by_status: Counter[int] = Counter()
+        self._faults: Counter[str] = Counter()
+        self._rate_limited = 0
+        self._accepted = 0
+        self._keys_in_url = 0
+        self._most_accepted_in_window = 0
+        self._most_in_flight = self._in_flight
+        self._window.clear()
+
+    def reset(self) -> None:
+        """Set every count back to zero (requests in flight right now still count as such)."""
+        with self._lock:
+            self._clear()
+
+    @property
+    def total(self) -> int:
+        """Requests received, whatever their outcome."""
+        with self._lock:
+            return self._total
+
+    @property
+    def by_status(self) -> dict[int, int]:
+        """HTTP status -> number of answers. Rate-limit answers count under 429 or 200.
+
+        Dropped connections and truncated bodies have no status: see ``faults``.
+        """
+        with self._lock:
+            return dict(self._by_status)
+
+    @property
+    def faults(self) -> dict[str, int]:
+        """Fault kind ("500", "502", "503", "drop", "truncate", "slow") -> times injected."""
+        with self._lock:
+            return dict(self._faults)
+
+    @property
+    def rate_limited(self) -> int:
+        """Requests refused by the rate limit (answered 429, or 200 with the envelope)."""
+        with self._lock:
+            return self._rate_limited
+
+    @property
+    def accepted(self) -> int:
+        """Requests the rate limit let through (each one counts against the limit)."""
+        with self._lock:
+            return self._accepted
+
+    @property
+    def most_accepted_in_window(self) -> int:
+        """The most accepted requests that arrived within any ``rate_limit_period`` window.
+
+        Computed exactly over arrival times (after the inbound half of the latency), with the
+        period configured when each request arrived.
+        """
+        with self._lock:
+            return self._most_accepted_in_window
+
+    @property
+    def in_flight(self) -> int:
+        """Requests being handled right now (from arrival to the end of the answer)."""
+        with self._lock:
+            return self._in_flight
+
+    @property
+    def most_in_flight(self) -> int:
+        """The most requests handled at once."""
+        with self._lock:
+            return self._most_in_flight
+
+    @property
+    def keys_in_url(self) -> int:
+        """Requests that carried ``accessKey`` or ``secretKey`` in the query string."""
+        with self._lock:
+            return self._keys_in_url
+
+    def __repr__(self) -> str:
+        with self._lock:
+            return (
+                f"EmulatorStats(total={self._total}, by_status={dict(self._by_status)}, "
+                f"rate_limited={self._rate_limited}, faults={dict(self._faults)}, "
+                f"most_accepted_in_window={self._most_accepted_in_window}, "
+                f"most_in_flight={self._most_in_flight}, keys_in_url={self._keys_in_url})"
+            )
+
+    # Recording, called by the emulator app only.
+
+    def _started(self, *, keys_in_url: bool) -> None:
+        with self._lock:
+            self._total += 1
+            self._in_flight += 1
+            self._most_in_flight = max(self._most_in_flight, self._in_flight)
+            if keys_in_url:
+                self._keys_in_url += 1
+
+    def _finished(self) -> None:
+        with self._lock:
+            self._in_flight -= 1
+
+    def _accept(self, now: float, period: float) -> None:
+        with self._lock:
+            self._accepted += 1
+            self._window.add(now)
+            in_window = self._window.count_at(now, period)
+            self._most_accepted_in_window = max(self._most_accepted_in_window, in_window)
+
+    def _answered(self, status: int, *, rate_limited: bool = False) -> None:
+        with self._lock:
+            self._by_status[status] += 1
+            if rate_limited:
+                self._rate_limited += 1
+
+    def _fault(self, kind: str) -> None:
+        with self._lock:
+            self._faults[kind] += 1
