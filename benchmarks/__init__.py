@@ -1,0 +1,1 @@
+"""Benchmarks run by ``nox -s bench``: ratios measured side by side in one run."""

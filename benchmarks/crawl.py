@@ -1,0 +1,231 @@
+"""Crawls against a strict sliding-window server, side by side in one run.
+
+The emulator is served on a loopback socket with the top plan's limit (25
+calls in any 5-second window, counted where requests arrive) and a simulated
+network round trip. Each variant crawls the same leads, needing R requests at
+the least, and is measured by:
+
+- crawl time / optimum, where the optimum is the earliest the last of R
+  requests can be answered without exceeding the window:
+  ``floor((R - 1) / calls) * period + round trip``;
+- crawl time / safe optimum, the same for a client that cannot see the
+  server's clock and so must assume a request arrived as late as its answer
+  came back: each wave then costs ``period + round trip``;
+- requests / R, and the rate-limit answers drawn.
+
+Two comparisons:
+
+1. issue 2: this library's crawl, against a hand-written httpx loop paced by
+   ``aiolimiter.AsyncLimiter(25, 5)`` that waits a second and retries when it
+   is refused (50 ms round trip);
+2. issue 4: ``Session.crawl_opportunities`` against a hand-written
+   ``asyncio.gather`` over the leads with the same session, at 300 ms.
+
+Run it with ``python -m benchmarks.crawl`` from the repository root.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import attrs
+import httpx
+from aiolimiter import AsyncLimiter
+
+import leadsq_async as lsq
+from leadsq_async.testing import (
+    Dataset,
+    EmulatorApp,
+    EmulatorConfig,
+    RunningEmulator,
+    serve_in_thread,
+)
+
+CALLS, PERIOD = 25, 5.0
+OPPORTUNITIES_PATH = "OpportunityManagement.svc/GetOpportunitiesOfLead"
+
+
+@attrs.frozen
+class Outcome:
+    """What one variant's crawl cost."""
+
+    name: str
+    seconds: float
+    requests: int
+    minimum: int
+    rejections: int
+    most_in_window: int
+    optimum: float
+    safe_optimum: float
+
+    @property
+    def time_ratio(self) -> float:
+        return self.seconds / self.optimum
+
+    @property
+    def safe_time_ratio(self) -> float:
+        return self.seconds / self.safe_optimum
+
+    @property
+    def request_ratio(self) -> float:
+        return self.requests / self.minimum
+
+
+def workload(leads: int, seed: int = 7) -> Dataset:
+    """A dataset whose leads need one page each, plus the 2500-row lead (3 pages)."""
+    return Dataset.generate(seed, thousands=2500, other_leads=leads, hundreds=30)
+
+
+def minimum_requests(data: Dataset, page_size: int = 1000) -> int:
+    """Pages needed to read every lead's opportunities: one at least per lead."""
+    return sum(max(1, -(-len(rows) // page_size)) for rows in data.opportunities.values())
+
+
+def optimum(requests: int, round_trip: float) -> float:
+    """The earliest the last request can be answered within the window."""
+    return (requests - 1) // CALLS * PERIOD + round_trip
+
+
+def safe_optimum(requests: int, round_trip: float) -> float:
+    """The same when each wave must also wait out the previous wave's round trip."""
+    return (requests - 1) // CALLS * (PERIOD + round_trip) + round_trip
+
+
+async def measure(
+    name: str, emulator: RunningEmulator, crawl: Callable[[], Awaitable[Any]]
+) -> Outcome:
+    """Run one crawl against a freshly reset emulator and read its statistics."""
+    emulator.app.wait_idle(timeout=30.0)
+    emulator.app.reset()
+    latency = emulator.config.latency
+    started = time.perf_counter()
+    await crawl()
+    seconds = time.perf_counter() - started
+    stats = emulator.stats
+    minimum = minimum_requests(emulator.data)
+    return Outcome(
+        name=name,
+        seconds=seconds,
+        requests=stats.total,
+        minimum=minimum,
+        rejections=stats.rate_limited,
+        most_in_window=stats.most_accepted_in_window,
+        optimum=optimum(minimum, latency),
+        safe_optimum=safe_optimum(minimum, latency),
+    )
+
+
+def session_for(emulator: RunningEmulator) -> lsq.Session:
+    return lsq.Session(
+        emulator.access_key,
+        emulator.secret_key,
+        host=emulator.url,
+        rate_limit=lsq.RateLimit(CALLS, PERIOD),
+    )
+
+
+async def library_crawl(emulator: RunningEmulator) -> None:
+    """This library: one crawl call over every lead."""
+    async with session_for(emulator) as session:
+        async for result in session.crawl_opportunities(list(emulator.data.opportunities)):
+            if result.error is not None:
+                raise result.error
+
+
+async def gather_crawl(emulator: RunningEmulator) -> None:
+    """The same session, with a hand-written asyncio.gather over every lead."""
+    async with session_for(emulator) as session:
+        await asyncio.gather(
+            *(session.opportunities_of_lead(lead).collect() for lead in emulator.data.opportunities)
+        )
+
+
+async def aiolimiter_crawl(emulator: RunningEmulator) -> None:
+    """A hand-written httpx loop paced by AsyncLimiter(25, 5), as integrators write it."""
+    limiter = AsyncLimiter(CALLS, PERIOD)
+    url = f"{emulator.base_url}{OPPORTUNITIES_PATH}"
+    headers = {"x-LSQ-AccessKey": emulator.access_key, "x-LSQ-SecretKey": emulator.secret_key}
+
+    async def one_lead(client: httpx.AsyncClient, lead_id: str) -> list[dict[str, Any]]:
+        rows: list[dict[str, Any]] = []
+        page = 1
+        while True:
+            async with limiter:
+                response = await client.post(
+                    url,
+                    params={"leadId": lead_id},
+                    headers=headers,
+                    json={"Paging": {"PageIndex": page, "PageSize": 1000}},
+                )
+            body = response.json()
+            if response.status_code == 429 or body.get("Status") == "Error":
+                await asyncio.sleep(1.0)  # refused: wait a little and try the page again
+                continue
+            rows.extend(body["List"])
+            if len(rows) >= body["RecordCount"] or not body["List"]:
+                return rows
+            page += 1
+
+    async with httpx.AsyncClient(timeout=60.0) as client:
+        await asyncio.gather(*(one_lead(client, lead) for lead in emulator.data.opportunities))
+
+
+async def compare(round_trip: float, leads: int, variants: dict[str, Any]) -> list[Outcome]:
+    config = EmulatorConfig(rate_limit_calls=CALLS, rate_limit_period=PERIOD, latency=round_trip)
+    app = EmulatorApp(workload(leads), config)
+    outcomes = []
+    with serve_in_thread(app) as emulator:
+        for name, crawl in variants.items():
+            outcomes.append(await measure(name, emulator, lambda c=crawl: c(emulator)))
+            # Let the server's window empty so the next variant starts from nothing.
+            await asyncio.sleep(PERIOD + round_trip)
+    return outcomes
+
+
+def report(title: str, outcomes: list[Outcome]) -> None:
+    print(title)
+    print(
+        f"  {'variant':<34} {'time/optimum':>12} {'time/safe opt.':>14} "
+        f"{'requests/min':>12} {'rejections':>10} {'max in window':>13}"
+    )
+    for o in outcomes:
+        print(
+            f"  {o.name:<34} {o.time_ratio:>12.3f} {o.safe_time_ratio:>14.3f} "
+            f"{o.request_ratio:>12.3f} {o.rejections:>10d} {o.most_in_window:>10d}/{CALLS}"
+        )
+
+
+def run(leads: int = 170) -> dict[str, list[Outcome]]:
+    """Both comparisons; returns their outcomes by comparison."""
+    results = {
+        "issue 2: 50 ms round trip": asyncio.run(
+            compare(
+                0.05,
+                leads,
+                {
+                    "leadsq-async crawl": library_crawl,
+                    "httpx + AsyncLimiter(25, 5)": aiolimiter_crawl,
+                },
+            )
+        ),
+        "issue 4: 300 ms round trip": asyncio.run(
+            compare(
+                0.3,
+                leads,
+                {
+                    "leadsq-async crawl_opportunities": library_crawl,
+                    "same Session, asyncio.gather": gather_crawl,
+                },
+            )
+        ),
+    }
+    for title, outcomes in results.items():
+        report(f"Crawl against a strict 25-per-5-s window, {title}", outcomes)
+    return results
+
+
+if __name__ == "__main__":
+    run()
