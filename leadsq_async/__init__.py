@@ -11,6 +11,7 @@ endpoint, and typed, frozen records that keep every field the API sent::
 """
 
 from ._crawl import LeadResult, OpportunityResult
+from ._dates import parse_date
 from ._errors import (
     APIError,
     AuthenticationError,
@@ -64,6 +65,7 @@ __all__ = [
     "SessionStats",
     "SlidingWindowLimiter",
     "TransportError",
+    "parse_date",
     "structure",
     "unstructure",
 ]

@@ -28,6 +28,8 @@ class Endpoint(Generic[R]):
         id_parameter: the query parameter naming whose rows to list.
         filter_parameter: the optional query parameter that narrows the rows.
         id_key: the row key that identifies a row, used to drop a row seen twice.
+        required_columns: the keys a record cannot do without; added to any
+            narrowed ``columns`` (the id first).
         record_class: what each row is structured into.
         default_page_size: rows the API returns when no Paging is sent.
         max_page_size: the largest page the API is known to honour; a server
@@ -41,6 +43,7 @@ class Endpoint(Generic[R]):
     id_key: str
     record_class: type[R]
     default_page_size: int
+    required_columns: tuple[str, ...]
     max_page_size: int = 1000
 
     def __repr__(self) -> str:
@@ -55,6 +58,7 @@ OPPORTUNITIES_OF_LEAD: Endpoint[Opportunity] = Endpoint(
     id_key="OpportunityId",
     record_class=Opportunity,
     default_page_size=100,
+    required_columns=("OpportunityId", "ProspectId"),
 )
 
 ACTIVITIES_OF_OPPORTUNITY: Endpoint[Activity] = Endpoint(
@@ -65,6 +69,7 @@ ACTIVITIES_OF_OPPORTUNITY: Endpoint[Activity] = Endpoint(
     id_key="ProspectActivityId",
     record_class=Activity,
     default_page_size=25,
+    required_columns=("ProspectActivityId", "ProspectId"),
 )
 
 ENDPOINTS: tuple[Endpoint[Any], ...] = (OPPORTUNITIES_OF_LEAD, ACTIVITIES_OF_OPPORTUNITY)

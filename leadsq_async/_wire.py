@@ -112,7 +112,7 @@ class PageQuery:
             endpoint,
             id_value,
             filter_value,
-            _checked_columns(columns, endpoint.id_key),
+            _checked_columns(columns, endpoint.required_columns),
             sort_by,
             descending,
         )
@@ -126,16 +126,19 @@ def _checked_text(name: str, value: object) -> str:
     return value
 
 
-def _checked_columns(columns: Iterable[str] | str | None, id_key: str) -> tuple[str, ...] | None:
+def _checked_columns(
+    columns: Iterable[str] | str | None, required: tuple[str, ...]
+) -> tuple[str, ...] | None:
     if columns is None:
         return None
     names = columns.split(",") if isinstance(columns, str) else list(columns)
     checked = tuple(_checked_text("a column name", name).strip() for name in names)
     if not checked:
         raise ValueError("columns must name at least one field")
-    # Without its id a row cannot become a record, nor be told apart from a
-    # row seen on an earlier page.
-    return checked if id_key in checked else (id_key, *checked)
+    # Without its id a row can be neither a record nor told apart from a row
+    # seen on an earlier page; without ProspectId its record has no lead_id.
+    missing = tuple(key for key in required if key not in checked)
+    return (*missing, *checked)
 
 
 def build_request(query: PageQuery, page_index: int, page_size: int) -> WireRequest:

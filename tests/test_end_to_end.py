@@ -37,9 +37,7 @@ async def test_every_opportunity_of_each_lead_shape_arrives_exactly_as_sent(
     async with session_for(lsq_emulator) as session:
         records = await session.opportunities_of_lead(lead_id, page_size=100).collect()
     expected = lsq_emulator.data.opportunities[lead_id]
-    assert sorted(map(lsq.unstructure, records), key=json.dumps) == sorted(
-        expected, key=json.dumps
-    )
+    assert sorted(map(lsq.unstructure, records), key=json.dumps) == sorted(expected, key=json.dumps)
     assert len({r.opportunity_id for r in records}) == len(expected)
 
 
@@ -326,3 +324,29 @@ async def test_bad_crawl_arguments_raise_before_any_request(
         with pytest.raises(error):
             session.crawl_opportunities(**arguments)
     assert lsq_emulator.stats.total == 0
+
+
+async def test_columns_narrow_the_rows_but_keep_the_ids(lsq_emulator: RunningEmulator) -> None:
+    """columns= returns only those fields, plus the record's id and lead id."""
+    fast_window(lsq_emulator)
+    lead_id = lsq_emulator.data.leads_by_shape["page"]
+    async with session_for(lsq_emulator) as session:
+        records = await session.opportunities_of_lead(lead_id, columns=["Status"]).collect()
+    assert len(records) == 100
+    for record in records:
+        assert set(lsq.unstructure(record)) == {"OpportunityId", "ProspectId", "Status"}
+        assert record.lead_id == lead_id
+
+
+async def test_sorting_direction_reverses_the_order(lsq_emulator: RunningEmulator) -> None:
+    """sort_by with descending=False yields the reverse of descending=True."""
+    fast_window(lsq_emulator)
+    lead_id = lsq_emulator.data.leads_by_shape["page_plus_one"]
+    async with session_for(lsq_emulator) as session:
+        newest = await session.opportunities_of_lead(lead_id, sort_by="PACreatedOn").collect()
+        oldest = await session.opportunities_of_lead(
+            lead_id, sort_by="PACreatedOn", descending=False, page_size=30
+        ).collect()
+    created = [r.created_on for r in newest]
+    assert created == sorted(created, reverse=True)  # type: ignore[type-var]
+    assert [r.opportunity_id for r in oldest] == [r.opportunity_id for r in reversed(newest)]

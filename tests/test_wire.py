@@ -39,7 +39,7 @@ def test_request_names_the_id_and_optional_filter_in_the_query() -> None:
 
 
 def test_request_carries_columns_with_the_id_and_sorting() -> None:
-    """Columns become Include_CSV (the id added) and Sorting a ColumnName and Direction."""
+    """Columns become Include_CSV (id and lead id added) and Sorting a ColumnName and Direction."""
     query = PageQuery.checked(
         OPPORTUNITIES_OF_LEAD,
         "lead-1",
@@ -48,7 +48,7 @@ def test_request_carries_columns_with_the_id_and_sorting() -> None:
         descending=False,
     )
     request = build_request(query, 1, 10)
-    assert request.json["Columns"] == {"Include_CSV": "OpportunityId,Status,Owner"}
+    assert request.json["Columns"] == {"Include_CSV": "OpportunityId,ProspectId,Status,Owner"}
     assert request.json["Sorting"] == {"ColumnName": "Owner", "Direction": "0"}
 
 
