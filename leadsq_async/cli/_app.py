@@ -1,0 +1,495 @@
+"""The ``leadsq-async`` command: its group, ``opportunities``, ``activities`` and ``crawl``."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import IO, Any
+
+import click
+from rich.console import Console
+
+from leadsq_async import LeadSquaredError
+
+from ._checkpoint import CrawlDirectory, CrawlError, CrawlSettings
+from ._emulator import demo, emulator
+from ._export import FORMATS, writer_for
+from ._ids import STDIN, count_ids, ids_from, lines_to_ids, open_ids
+from ._options import ApiOptions, api_options, scrub
+from ._progress import CrawlCounts, Display, NoDisplay, RichDisplay, format_duration, plural
+from ._run import (
+    INTERRUPTED_EXIT_CODE,
+    CommandFailed,
+    Interrupted,
+    crawl_into,
+    error_line,
+    fetch_activities,
+    fetch_opportunities,
+    run_interruptibly,
+    stderr_is_terminal,
+)
+
+__all__ = ["cli", "main"]
+
+PROG = "leadsq-async"
+
+
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("leadsq-async")
+    except PackageNotFoundError:
+        return "unknown"
+
+
+@click.group(
+    context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100},
+)
+@click.version_option(_version(), "--version", prog_name=PROG, message="%(prog)s %(version)s")
+def cli() -> None:
+    """Fetch opportunities and activities from the LeadSquared API, within its rate limit.
+
+    Keys come from LSQ_ACCESS_KEY and LSQ_SECRET_KEY (or --access-key and
+    --secret-key), the region from LSQ_HOST (or --host). New here? The demo
+    command crawls a built-in emulator: no account needed.
+    """
+
+
+# The two fetch commands.
+
+
+def _output_options(function: Any) -> Any:
+    function = click.option(
+        "--concurrency",
+        type=click.IntRange(min=1),
+        metavar="N",
+        help="How many ids are fetched at once [default: twice the rate limit's calls].",
+    )(function)
+    function = click.option(
+        "--out",
+        "out",
+        type=click.Path(dir_okay=False, allow_dash=True),
+        default=STDIN,
+        metavar="PATH",
+        help="Write the rows to PATH (replacing it) instead of standard output.",
+    )(function)
+    return click.option(
+        "--format",
+        "output_format",
+        type=click.Choice(FORMATS),
+        default="jsonl",
+        show_default=True,
+        help="jsonl: one JSON object per line, each row exactly as the API sent it. "
+        "csv: a header naming every key any row had, then one line per row (rows are "
+        "held in memory until the end, to know every column).",
+    )(function)
+
+
+@contextlib.contextmanager
+def _output_stream(path: str) -> Iterator[IO[bytes]]:
+    if path == STDIN:
+        yield sys.stdout.buffer
+        sys.stdout.buffer.flush()
+        return
+    with open(path, "wb") as file:
+        yield file
+
+
+@contextlib.contextmanager
+def _ids_file(path: str | None) -> Iterator[IO[str] | None]:
+    if path is None:
+        yield None
+        return
+    file = open_ids(path)
+    try:
+        yield file
+    finally:
+        if file is not sys.stdin:
+            file.close()
+
+
+def _report_failure(kind: str) -> Any:
+    def report(identifier: str, error: BaseException) -> None:
+        click.echo(f"{PROG}: error: {kind} {identifier}: {error_line(error, scrub)}", err=True)
+
+    return report
+
+
+def _ids_given(ids: tuple[str, ...], file: str | None, what: str, option: str) -> None:
+    if not ids and file is None:
+        raise click.UsageError(
+            f"no {what} ids: give them as arguments, with {option} PATH, or - to read "
+            "them from standard input"
+        )
+
+
+def _failures_result(failures: int, kind: str) -> int:
+    if failures:
+        noun = kind if failures == 1 else f"{kind}s"
+        raise CommandFailed(f"{failures} {noun} failed (see the lines above)")
+    return 0
+
+
+@cli.command()
+@click.argument("lead_ids", nargs=-1, metavar="[LEAD_ID]...")
+@click.option(
+    "--leads-file",
+    type=click.Path(exists=True, dir_okay=False, allow_dash=True),
+    metavar="PATH",
+    help="Also read lead ids from PATH, one per line (- for standard input).",
+)
+@click.option(
+    "--opportunity-type",
+    metavar="CODE",
+    help="Only opportunities of this type code (OpportunityEvent), such as 12002.",
+)
+@_output_options
+@api_options
+def opportunities(
+    lead_ids: tuple[str, ...],
+    leads_file: str | None,
+    opportunity_type: str | None,
+    output_format: str,
+    out: str,
+    concurrency: int | None,
+    api: ApiOptions,
+) -> int:
+    """Print the opportunities of each lead as JSON Lines (or CSV).
+
+    LEAD_ID is a lead's ProspectId; - reads ids from standard input, one per
+    line. Each lead's rows come together, leads in the order they finish. A
+    lead that fails gets an error line on stderr while the others carry on,
+    and the exit code is then 1.
+    """
+    _ids_given(lead_ids, leads_file, "lead", "--leads-file")
+
+    async def work() -> int:
+        with _ids_file(leads_file) as file, _output_stream(out) as stream:
+            writer = writer_for(output_format, stream)
+            async with api.session() as session:
+                failures = await fetch_opportunities(
+                    session,
+                    ids_from(lead_ids, file),
+                    writer,
+                    _report_failure("lead"),
+                    concurrency=concurrency,
+                    opportunity_type=opportunity_type,
+                )
+            writer.finish()
+        return failures
+
+    return _failures_result(run_interruptibly(work()), "lead")
+
+
+@cli.command()
+@click.argument("opportunity_ids", nargs=-1, metavar="[OPPORTUNITY_ID]...")
+@click.option(
+    "--opportunities-file",
+    type=click.Path(exists=True, dir_okay=False, allow_dash=True),
+    metavar="PATH",
+    help="Also read opportunity ids from PATH, one per line (- for standard input).",
+)
+@click.option(
+    "--activity-event-code",
+    metavar="CODE",
+    help="Only activities with this event code (ActivityEvent), such as 168.",
+)
+@click.option(
+    "--with-opportunity-id",
+    is_flag=True,
+    help="Add an OpportunityId key first in each row: activity rows do not always say "
+    "which opportunity they belong to. Without it, rows are exactly as the API sent them.",
+)
+@_output_options
+@api_options
+def activities(
+    opportunity_ids: tuple[str, ...],
+    opportunities_file: str | None,
+    activity_event_code: str | None,
+    with_opportunity_id: bool,
+    output_format: str,
+    out: str,
+    concurrency: int | None,
+    api: ApiOptions,
+) -> int:
+    """Print the activities of each opportunity as JSON Lines (or CSV).
+
+    OPPORTUNITY_ID is an opportunity's OpportunityId; - reads ids from
+    standard input, one per line. Each opportunity's rows come together, in
+    the order they finish. An opportunity that fails gets an error line on
+    stderr while the others carry on, and the exit code is then 1.
+    """
+    _ids_given(opportunity_ids, opportunities_file, "opportunity", "--opportunities-file")
+
+    async def work() -> int:
+        with _ids_file(opportunities_file) as file, _output_stream(out) as stream:
+            writer = writer_for(output_format, stream)
+            async with api.session() as session:
+                failures = await fetch_activities(
+                    session,
+                    ids_from(opportunity_ids, file),
+                    writer,
+                    _report_failure("opportunity"),
+                    concurrency=concurrency,
+                    activity_event_code=activity_event_code,
+                    with_opportunity_id=with_opportunity_id,
+                )
+            writer.finish()
+        return failures
+
+    return _failures_result(run_interruptibly(work()), "opportunity")
+
+
+# The crawl.
+
+
+def progress_display(*, quiet: bool, force: bool | None) -> Display:
+    """A progress bar on stderr when it is a terminal (or ``force``), else nothing."""
+    if quiet or force is False:
+        return NoDisplay()
+    if force or stderr_is_terminal():
+        return RichDisplay(Console(stderr=True, force_terminal=True if force else None))
+    return NoDisplay()
+
+
+def show_cursor() -> None:
+    """Show the terminal's cursor again (a progress bar hides it); for a hard exit."""
+    with contextlib.suppress(OSError, ValueError):
+        if stderr_is_terminal():
+            os.write(sys.stderr.fileno(), b"\x1b[?25h\n")
+        os.write(
+            sys.stderr.fileno(),
+            f"{PROG}: aborted: run the same command with --resume to carry on\n".encode(),
+        )
+
+
+@cli.command()
+@click.option(
+    "--leads-file",
+    required=True,
+    type=click.Path(exists=True, dir_okay=False, allow_dash=True),
+    metavar="PATH",
+    help="The lead ids to crawl, one per line (- for standard input). Blank lines and "
+    "repeated ids are skipped.",
+)
+@click.option(
+    "--out",
+    "out",
+    required=True,
+    type=click.Path(file_okay=False, path_type=Path),
+    metavar="DIR",
+    help="The directory to write to (created if needed): opportunities.jsonl, "
+    "activities.jsonl, opportunity_activities.jsonl, failed.jsonl and checkpoint.jsonl.",
+)
+@click.option(
+    "--with-activities",
+    is_flag=True,
+    help="Also fetch every opportunity's activities, into activities.jsonl, and which "
+    "activities belong to which opportunity, into opportunity_activities.jsonl.",
+)
+@click.option(
+    "--opportunity-type",
+    metavar="CODE",
+    help="Only opportunities of this type code (OpportunityEvent), such as 12002.",
+)
+@click.option(
+    "--resume",
+    is_flag=True,
+    help="Carry on the crawl in DIR: skip the leads it has done, retry the ones that "
+    "failed, and keep every record exactly once, even after a crash or kill -9.",
+)
+@click.option(
+    "--overwrite",
+    is_flag=True,
+    help="Delete the crawl in DIR, if any, and start again. Without --resume or "
+    "--overwrite, a DIR that holds a crawl is refused.",
+)
+@click.option(
+    "--concurrency",
+    type=click.IntRange(min=1),
+    metavar="N",
+    help="How many leads are crawled at once [default: twice the rate limit's calls, "
+    "enough to keep every slot busy].",
+)
+@click.option(
+    "--progress/--no-progress",
+    default=None,
+    help="Show the progress bar on stderr even when it is not a terminal, or never "
+    "[default: when stderr is a terminal].",
+)
+@click.option("--quiet", "-q", is_flag=True, help="No progress bar and no summary.")
+@api_options
+def crawl(
+    leads_file: str,
+    out: Path,
+    with_activities: bool,
+    opportunity_type: str | None,
+    resume: bool,
+    overwrite: bool,
+    concurrency: int | None,
+    progress: bool | None,
+    quiet: bool,
+    api: ApiOptions,
+) -> int:
+    """Crawl the opportunities (and activities) of many leads into a directory.
+
+    Each line of the .jsonl files is a row exactly as the API sent it. The
+    crawl keeps to the rate limit and uses all of it. Ctrl-C stops it within
+    moments; --resume then carries on where it stopped, so that the files
+    hold every record exactly once. Leads that fail are listed with the
+    reason in failed.jsonl, the exit code is then 1, and --resume retries them.
+    """
+    if resume and overwrite:
+        raise click.UsageError("--resume and --overwrite contradict each other: pick one")
+    settings = CrawlSettings(with_activities=with_activities, opportunity_type=opportunity_type)
+    total = count_ids(leads_file)
+    session = api.session()  # before touching DIR: bad options leave it alone
+    if resume:
+        output = CrawlDirectory.resume(out, settings)
+    else:
+        output = CrawlDirectory.start(out, settings, overwrite=overwrite)
+    counts = CrawlCounts(total=total)
+    display = progress_display(quiet=quiet, force=progress)
+
+    async def work() -> float:
+        async with session:
+            with _ids_file(leads_file) as file:
+                assert file is not None
+                meter = await crawl_into(
+                    session,
+                    output,
+                    lines_to_ids(file),
+                    counts,
+                    display,
+                    concurrency=concurrency,
+                    scrub=scrub,
+                )
+        return meter.elapsed
+
+    def saved() -> str:
+        done = len(output.done)
+        return f"{done} {'lead is' if done == 1 else 'leads are'} saved in {out}"
+
+    try:
+        elapsed = run_interruptibly(work(), on_abort=show_cursor)
+    except Interrupted:
+        raise CommandFailed(
+            f"interrupted: {saved()}; run the same command with --resume to carry on",
+            exit_code=INTERRUPTED_EXIT_CODE,
+        ) from None
+    except LeadSquaredError as error:
+        raise CommandFailed(
+            f"{error_line(error, scrub)}; the crawl stopped ({saved()}): run the same command "
+            "with --resume to carry on"
+        ) from None
+    finally:
+        output.write_failed_report()
+        output.close()
+    if not quiet:
+        click.echo(_summary(counts, session.stats.requests, elapsed, out), err=True)
+    failed = len(output.failed)
+    if failed:
+        raise CommandFailed(
+            f"{failed} {'lead' if failed == 1 else 'leads'} failed: see {out / 'failed.jsonl'}"
+            "; run the same command with --resume to retry them"
+        )
+    return 0
+
+
+def _summary(counts: CrawlCounts, requests: int, elapsed: float, out: Path) -> str:
+    parts = [plural(counts.opportunities, "opportunity", "opportunities")]
+    if counts.activities:
+        parts.append(plural(counts.activities, "activity", "activities"))
+    skipped = f", skipped {counts.skipped} (done before or repeated)" if counts.skipped else ""
+    return (
+        f"crawled {plural(counts.crawled, 'lead')}{skipped} in {format_duration(elapsed)}: "
+        f"{', '.join(parts)}, {plural(requests, 'request')}; files in {out}"
+    )
+
+
+cli.add_command(emulator)
+cli.add_command(demo)
+
+
+# The entry point.
+
+
+class _StderrHandler(logging.Handler):
+    """The library's warnings as ``leadsq-async: warning: ...`` lines, secrets scrubbed."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            message = scrub(record.getMessage())
+            click.echo(f"{PROG}: {record.levelname.lower()}: {message}", err=True)
+        except Exception:
+            self.handleError(record)
+
+
+def _setup_logging() -> None:
+    logger = logging.getLogger("leadsq_async")
+    if not logger.handlers:
+        logger.addHandler(_StderrHandler(logging.WARNING))
+        logger.propagate = False
+
+
+def _fail(message: str, code: int) -> int:
+    click.echo(f"{PROG}: {message}", err=True)
+    return code
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the command line with ``argv`` (default: ``sys.argv[1:]``); return the exit code.
+
+    Every error ends as one line on stderr, ``leadsq-async: error: ...``, with
+    no traceback and never a secret key: exit code 2 for a usage error, 130
+    when interrupted, 1 otherwise. Set LSQ_DEBUG=1 to see the traceback of an
+    unexpected error.
+    """
+    _setup_logging()
+    try:
+        result = cli.main(args=argv, prog_name=PROG, standalone_mode=False)
+    except click.UsageError as error:
+        if type(error).__name__ == "NoArgsIsHelpError":  # click >= 8.2: no command given
+            error.show()
+            return error.exit_code
+        where = f" (see '{error.ctx.command_path} --help')" if error.ctx is not None else ""
+        return _fail(f"error: {scrub(error.format_message())}{where}", error.exit_code)
+    except click.ClickException as error:
+        return _fail(f"error: {scrub(error.format_message())}", error.exit_code)
+    except click.Abort:
+        return _fail("aborted", INTERRUPTED_EXIT_CODE)
+    except CommandFailed as error:
+        label = "" if error.exit_code == INTERRUPTED_EXIT_CODE else "error: "
+        return _fail(f"{label}{scrub(str(error))}", error.exit_code)
+    except (LeadSquaredError, CrawlError, ValueError, TypeError, OSError) as error:
+        if isinstance(error, BrokenPipeError):
+            return _quiet_broken_pipe()
+        return _fail(f"error: {error_line(error, scrub)}", 1)
+    except ModuleNotFoundError as error:
+        # uvicorn, for `emulator` and `demo`, is imported only when a server starts.
+        return _fail(f'error: this command needs {error.name}: pip install "leadsq-async[cli]"', 1)
+    except (KeyboardInterrupt, Interrupted):
+        return _fail("interrupted", INTERRUPTED_EXIT_CODE)
+    except Exception as error:
+        if os.environ.get("LSQ_DEBUG"):
+            raise
+        return _fail(
+            f"internal error: {type(error).__name__}: {error_line(error, scrub)} "
+            "(set LSQ_DEBUG=1 to see the traceback, and please report it)",
+            1,
+        )
+    return result if isinstance(result, int) else 0
+
+
+def _quiet_broken_pipe() -> int:
+    # The reader of stdout went away (`| head`): nothing is wrong; silence the
+    # interpreter's own complaint when it flushes stdout at exit.
+    with contextlib.suppress(OSError):
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    return 1

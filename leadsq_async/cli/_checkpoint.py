@@ -1,0 +1,454 @@
+"""The output directory of ``leadsq-async crawl`` and the journal that makes it resumable.
+
+A crawl directory holds::
+
+    checkpoint.jsonl               the journal: a header, then one line per lead handled
+    opportunities.jsonl            every opportunity row, exactly as the API sent it
+    activities.jsonl               (--with-activities) every activity row, as sent
+    opportunity_activities.jsonl   (--with-activities) which activities belong to which
+                                   opportunity: activity rows do not always say
+    failed.jsonl                   the leads whose last try failed, and why (rebuilt
+                                   from the journal at the end of every run)
+
+Why the output holds every record exactly once, even after ``kill -9``:
+
+1. One writer appends each lead's rows to the data files, all of a lead's rows
+   together, then flushes and fsyncs them.
+2. Only then does it append the lead's journal line, which records the end
+   offset of every data file, and fsyncs the journal. A lead is done when, and
+   only when, its journal line is complete on disk.
+3. ``--resume`` reads the journal up to its last complete line, truncates every
+   data file to the offsets that line records (dropping the rows of a lead that
+   was being written when the process died), and crawls again every lead that
+   is not journaled as done.
+
+So a lead's rows are either all in the files and journaled, or not there at
+all and crawled again; and no lead journaled as done is crawled twice.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+from collections.abc import Iterable, Iterator, Mapping
+from pathlib import Path
+from typing import IO, Any
+
+import attrs
+
+from leadsq_async import LeadResult, unstructure
+
+__all__ = [
+    "CHECKPOINT",
+    "CrawlDirectory",
+    "CrawlError",
+    "CrawlSettings",
+    "JournalEntry",
+    "dump_row",
+]
+
+CHECKPOINT = "checkpoint.jsonl"
+OPPORTUNITIES = "opportunities.jsonl"
+ACTIVITIES = "activities.jsonl"
+ACTIVITY_INDEX = "opportunity_activities.jsonl"
+FAILED = "failed.jsonl"
+ALL_FILES = (CHECKPOINT, OPPORTUNITIES, ACTIVITIES, ACTIVITY_INDEX, FAILED)
+
+_FORMAT = "leadsq-async crawl checkpoint"
+_VERSION = 1
+
+
+def dump_row(row: Mapping[str, Any]) -> bytes:
+    """One JSON Lines line for ``row``: compact, UTF-8, keys in the order they came."""
+    return json.dumps(row, ensure_ascii=False, separators=(",", ":")).encode() + b"\n"
+
+
+@attrs.frozen
+class CrawlSettings:
+    """What a crawl fetches; a resumed crawl must fetch the same."""
+
+    with_activities: bool
+    opportunity_type: str | None
+
+    @property
+    def data_files(self) -> tuple[str, ...]:
+        """The data files this crawl writes, in the order their rows are written."""
+        if self.with_activities:
+            return (OPPORTUNITIES, ACTIVITIES, ACTIVITY_INDEX)
+        return (OPPORTUNITIES,)
+
+    def describe(self) -> str:
+        """The command-line options that select these settings."""
+        words = ["--with-activities" if self.with_activities else "no --with-activities"]
+        if self.opportunity_type is None:
+            words.append("no --opportunity-type")
+        else:
+            words.append(f"--opportunity-type {self.opportunity_type}")
+        return ", ".join(words)
+
+
+@attrs.frozen
+class JournalEntry:
+    """One journal line: a lead handled, and where the data files ended after it.
+
+    Attributes:
+        lead_id: the lead.
+        done: True when its rows are in the data files; False when it failed.
+        ends: data file name -> its size in bytes once this lead was written.
+        opportunities: how many opportunity rows were written for it.
+        activities: how many activity rows were written for it.
+        error_type: for a failed lead, the exception's class name.
+        error_message: for a failed lead, what went wrong.
+    """
+
+    lead_id: str
+    done: bool
+    ends: dict[str, int]
+    opportunities: int = 0
+    activities: int = 0
+    error_type: str | None = None
+    error_message: str | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        """The journal line's JSON object."""
+        line: dict[str, Any] = {
+            "lead_id": self.lead_id,
+            "status": "done" if self.done else "failed",
+            "opportunities": self.opportunities,
+            "activities": self.activities,
+            "ends": self.ends,
+        }
+        if not self.done:
+            line["error"] = {"type": self.error_type, "message": self.error_message}
+        return line
+
+    @classmethod
+    def from_json(cls, line: object, data_files: Iterable[str]) -> JournalEntry:
+        """Read a journal line back.
+
+        Raises:
+            ValueError: the line is not a journal entry for these data files.
+        """
+        if not isinstance(line, dict):
+            raise ValueError("not a JSON object")
+        lead_id, status, ends = line.get("lead_id"), line.get("status"), line.get("ends")
+        if not isinstance(lead_id, str) or status not in ("done", "failed"):
+            raise ValueError("no lead_id or status")
+        if not isinstance(ends, dict):
+            raise ValueError("no ends")
+        checked = {}
+        for name in data_files:
+            end = ends.get(name)
+            if isinstance(end, bool) or not isinstance(end, int) or end < 0:
+                raise ValueError(f"no end offset for {name}")
+            checked[name] = end
+        error = line.get("error")
+        if not isinstance(error, dict):
+            error = {}
+        return cls(
+            lead_id,
+            status == "done",
+            checked,
+            opportunities=_count(line.get("opportunities")),
+            activities=_count(line.get("activities")),
+            error_type=_optional_text(error.get("type")),
+            error_message=_optional_text(error.get("message")),
+        )
+
+
+def _count(value: object) -> int:
+    return value if isinstance(value, int) and not isinstance(value, bool) else 0
+
+
+def _optional_text(value: object) -> str | None:
+    return value if isinstance(value, str) else None
+
+
+class CrawlError(Exception):
+    """The crawl directory cannot be used as asked (the message says why and what to do)."""
+
+
+class CrawlDirectory:
+    """A crawl's output directory, open for appending one lead at a time.
+
+    Use `start` for a new crawl or `resume` to carry one on; then `record` each
+    lead's result, and `close`.
+    """
+
+    def __init__(self, directory: Path, settings: CrawlSettings) -> None:
+        self.directory = directory
+        self.settings = settings
+        #: lead id -> its latest journal entry.
+        self.entries: dict[str, JournalEntry] = {}
+        self._ends = dict.fromkeys(settings.data_files, 0)
+        self._files: dict[str, IO[bytes]] = {}
+        self._journal: IO[bytes] | None = None
+
+    # Opening.
+
+    @classmethod
+    def start(cls, directory: Path, settings: CrawlSettings, *, overwrite: bool) -> CrawlDirectory:
+        """Start a new crawl in ``directory``, creating it if needed.
+
+        Raises:
+            CrawlError: the directory holds a crawl already and ``overwrite`` is False.
+            OSError: a file cannot be created or written.
+        """
+        existing = [name for name in ALL_FILES if (directory / name).exists()]
+        if existing and not overwrite:
+            raise CrawlError(
+                f"{directory} already holds a crawl ({', '.join(existing)}): pass --resume to "
+                "carry it on, --overwrite to start again, or choose another --out directory"
+            )
+        directory.mkdir(parents=True, exist_ok=True)
+        for name in existing:
+            (directory / name).unlink()
+        crawl = cls(directory, settings)
+        header = {
+            "format": _FORMAT,
+            "version": _VERSION,
+            "with_activities": settings.with_activities,
+            "opportunity_type": settings.opportunity_type,
+        }
+        crawl._open(journal_size=0, header=dump_row(header))
+        return crawl
+
+    @classmethod
+    def resume(cls, directory: Path, settings: CrawlSettings) -> CrawlDirectory:
+        """Carry on the crawl in ``directory`` (or start one if it holds none).
+
+        Reads the journal up to its last complete line, truncates the data files
+        to the offsets it records, and remembers which leads are done.
+
+        Raises:
+            CrawlError: the directory holds a crawl made with other settings, or
+                files that do not match its journal.
+            OSError: a file cannot be read or written.
+        """
+        journal_path = directory / CHECKPOINT
+        if not journal_path.exists():
+            strays = [name for name in settings.data_files if (directory / name).exists()]
+            if strays:
+                raise CrawlError(
+                    f"{directory} holds {', '.join(strays)} but no {CHECKPOINT}, so there is "
+                    "nothing to resume from: pass --overwrite to start again"
+                )
+            return cls.start(directory, settings, overwrite=False)
+        lines = list(_complete_lines(journal_path.read_bytes()))
+        if not lines:
+            # The header never reached the disk, so no lead was journaled either.
+            return cls.start(directory, settings, overwrite=True)
+        header_size, header = lines[0]
+        _check_header(header, settings, directory)
+        crawl = cls(directory, settings)
+        journal_size = header_size
+        for number, (size, line) in enumerate(lines[1:], start=2):
+            try:
+                entry = JournalEntry.from_json(line, settings.data_files)
+            except ValueError as exc:
+                if number == len(lines):
+                    break  # a last line cut short: that lead was never journaled
+                raise CrawlError(
+                    f"{journal_path} is damaged at line {number} ({exc}); "
+                    "pass --overwrite to start again"
+                ) from None
+            crawl.entries[entry.lead_id] = entry
+            crawl._ends = dict(entry.ends)
+            journal_size += size
+        for name, end in crawl._ends.items():
+            path = directory / name
+            size = path.stat().st_size if path.exists() else 0
+            if size < end:
+                raise CrawlError(
+                    f"{path} is shorter than {CHECKPOINT} records ({size} < {end} bytes): it "
+                    "was changed outside leadsq-async; pass --overwrite to start again"
+                )
+        crawl._open(journal_size=journal_size, header=None)
+        return crawl
+
+    def _open(self, *, journal_size: int, header: bytes | None) -> None:
+        journal_path = self.directory / CHECKPOINT
+        try:
+            if header is not None:
+                journal_path.write_bytes(b"")
+            _truncate(journal_path, journal_size)
+            self._journal = open(journal_path, "ab")  # noqa: SIM115 - closed by close()
+            if header is not None:
+                self._append_synced(self._journal, header)
+            for name, end in self._ends.items():
+                path = self.directory / name
+                path.touch()
+                _truncate(path, end)
+                self._files[name] = open(path, "ab")  # noqa: SIM115 - closed by close()
+            _sync_directory(self.directory)
+        except BaseException:
+            self.close()
+            raise
+
+    # What the journal says.
+
+    @property
+    def done(self) -> set[str]:
+        """The leads whose rows are in the data files."""
+        return {lead for lead, entry in self.entries.items() if entry.done}
+
+    @property
+    def failed(self) -> list[JournalEntry]:
+        """The leads whose latest try failed, in the order they were journaled."""
+        return [entry for entry in self.entries.values() if not entry.done]
+
+    # Writing.
+
+    def record(self, result: LeadResult, error_message: str | None = None) -> JournalEntry:
+        """Write one lead's rows (if it succeeded) and journal it, durably.
+
+        ``error_message`` overrides ``str(result.error)`` in the journal (the
+        caller scrubs it). No ``await`` happens in here, so a cancelled crawl
+        never leaves a lead half written.
+
+        Raises:
+            OSError: a file cannot be written.
+        """
+        if result.error is not None:
+            entry = JournalEntry(
+                result.lead_id,
+                done=False,
+                ends=dict(self._ends),
+                error_type=type(result.error).__name__,
+                error_message=error_message if error_message is not None else str(result.error),
+            )
+        else:
+            activities = self._write_rows(result)
+            entry = JournalEntry(
+                result.lead_id,
+                done=True,
+                ends=dict(self._ends),
+                opportunities=len(result.records),
+                activities=activities,
+            )
+        assert self._journal is not None, "the crawl directory is closed"
+        self._append_synced(self._journal, dump_row(entry.to_json()))
+        # A lead may appear again on resume (a failed one retried): the latest entry wins.
+        self.entries.pop(entry.lead_id, None)
+        self.entries[entry.lead_id] = entry
+        return entry
+
+    def _write_rows(self, result: LeadResult) -> int:
+        opportunities = self._files[OPPORTUNITIES]
+        opportunities.writelines(dump_row(unstructure(record)) for record in result.records)
+        written = 0
+        if self.settings.with_activities:
+            activities, index = self._files[ACTIVITIES], self._files[ACTIVITY_INDEX]
+            for opportunity_id, rows in result.activities.items():
+                activities.writelines(dump_row(unstructure(activity)) for activity in rows)
+                index.write(
+                    dump_row(
+                        {
+                            "OpportunityId": opportunity_id,
+                            "ProspectId": result.lead_id,
+                            "ActivityIds": [activity.activity_id for activity in rows],
+                        }
+                    )
+                )
+                written += len(rows)
+        for name, file in self._files.items():
+            file.flush()
+            os.fsync(file.fileno())
+            self._ends[name] = file.tell()
+        return written
+
+    @staticmethod
+    def _append_synced(file: IO[bytes], line: bytes) -> None:
+        file.write(line)
+        file.flush()
+        os.fsync(file.fileno())
+
+    def write_failed_report(self) -> Path:
+        """Rewrite ``failed.jsonl`` from the journal: the leads whose latest try failed.
+
+        Written to a temporary file and renamed, so a reader never sees half of it.
+
+        Raises:
+            OSError: the file cannot be written.
+        """
+        path = self.directory / FAILED
+        temporary = path.with_name(f".{FAILED}.tmp")
+        with open(temporary, "wb") as file:
+            for entry in self.failed:
+                file.write(
+                    dump_row(
+                        {
+                            "lead_id": entry.lead_id,
+                            "error": entry.error_type,
+                            "message": entry.error_message,
+                        }
+                    )
+                )
+            file.flush()
+            os.fsync(file.fileno())
+        os.replace(temporary, path)
+        return path
+
+    def close(self) -> None:
+        """Close every file (what was recorded is already on disk)."""
+        for file in (*self._files.values(), self._journal):
+            if file is not None:
+                with contextlib.suppress(OSError):
+                    file.close()
+        self._files.clear()
+        self._journal = None
+
+
+def _complete_lines(data: bytes) -> Iterator[tuple[int, object]]:
+    """Each complete line's size in bytes and its JSON; stops at the first torn line."""
+    start = 0
+    while (end := data.find(b"\n", start)) != -1:
+        try:
+            value = json.loads(data[start:end])
+        except ValueError:
+            value = None
+        yield end + 1 - start, value
+        start = end + 1
+
+
+def _check_header(header: object, settings: CrawlSettings, directory: Path) -> None:
+    if (
+        not isinstance(header, dict)
+        or header.get("format") != _FORMAT
+        or header.get("version") != _VERSION
+    ):
+        raise CrawlError(
+            f"{directory / CHECKPOINT} is not a leadsq-async crawl checkpoint of version "
+            f"{_VERSION}: pass --overwrite to start again"
+        )
+    made_with = CrawlSettings(
+        with_activities=bool(header.get("with_activities")),
+        opportunity_type=_optional_text(header.get("opportunity_type")),
+    )
+    if made_with != settings:
+        raise CrawlError(
+            f"the crawl in {directory} was made with {made_with.describe()}; "
+            "resume it with the same options"
+        )
+
+
+def _truncate(path: Path, size: int) -> None:
+    with open(path, "r+b") as file:
+        file.truncate(size)
+        file.flush()
+        os.fsync(file.fileno())
+
+
+def _sync_directory(directory: Path) -> None:
+    """Make the files' names durable too (not possible on every platform)."""
+    try:
+        descriptor = os.open(directory, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(descriptor)
+    except OSError:
+        pass
+    finally:
+        os.close(descriptor)

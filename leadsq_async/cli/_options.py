@@ -1,0 +1,173 @@
+"""Options shared by the commands that call the API: keys, host, rate limit, timeout, retries."""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+import attrs
+import click
+
+from leadsq_async import RateLimit, RetryPolicy, Session
+
+__all__ = [
+    "ApiOptions",
+    "api_options",
+    "parse_rate_limit",
+    "remember_secret",
+    "scrub",
+]
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+DEFAULT_HOST = "api.leadsquared.com"
+
+# Every secret key seen on the command line or in the environment: no message the
+# command prints may contain one, whatever produced the message.
+_SECRETS: set[str] = set()
+
+
+def remember_secret(value: str | None) -> None:
+    """Add ``value`` to the secrets that `scrub` hides."""
+    if value:
+        _SECRETS.add(value)
+
+
+def scrub(text: str) -> str:
+    """``text`` with every secret key seen replaced by ``***``."""
+    for secret in _SECRETS:
+        text = text.replace(secret, "***")
+    return text
+
+
+def _secret_callback(_ctx: click.Context, _param: click.Parameter, value: str | None) -> Any:
+    remember_secret(value)
+    return value
+
+
+def parse_rate_limit(
+    _ctx: click.Context | None, param: click.Parameter | None, value: object
+) -> RateLimit | None:
+    """An option callback: read ``CALLS/SECONDS`` (such as ``25/5``) into a `RateLimit`.
+
+    Raises:
+        click.BadParameter: the text is not a valid rate limit.
+    """
+    if value is None or isinstance(value, RateLimit):
+        return value
+    try:
+        return RateLimit.parse(str(value))
+    except (ValueError, TypeError) as exc:
+        raise click.BadParameter(str(exc), param=param) from None
+
+
+@attrs.frozen
+class ApiOptions:
+    """How to reach the API, from the command line and the environment."""
+
+    access_key: str | None
+    secret_key: str | None = attrs.field(repr=False)
+    host: str
+    rate_limit: RateLimit
+    timeout: float
+    max_attempts: int
+
+    def session(self) -> Session:
+        """A `Session` with these options.
+
+        Raises:
+            click.UsageError: a key is missing.
+            ValueError, TypeError: a key or the host is malformed.
+        """
+        if not self.access_key:
+            raise click.UsageError("no access key: pass --access-key or set LSQ_ACCESS_KEY")
+        if not self.secret_key:
+            raise click.UsageError("no secret key: set LSQ_SECRET_KEY or pass --secret-key")
+        return Session(
+            self.access_key,
+            self.secret_key,
+            host=self.host,
+            rate_limit=self.rate_limit,
+            timeout=self.timeout,
+            retry=RetryPolicy(attempts=self.max_attempts),
+        )
+
+
+_API_OPTIONS = (
+    click.option(
+        "--access-key",
+        envvar="LSQ_ACCESS_KEY",
+        show_envvar=True,
+        metavar="KEY",
+        help="The account's access key.",
+    ),
+    click.option(
+        "--secret-key",
+        envvar="LSQ_SECRET_KEY",
+        show_envvar=True,
+        metavar="KEY",
+        callback=_secret_callback,
+        help="The account's secret key. Prefer the environment variable: other users "
+        "of the machine can see a flag in the process list. It is never printed.",
+    ),
+    click.option(
+        "--host",
+        envvar="LSQ_HOST",
+        show_envvar=True,
+        default=DEFAULT_HOST,
+        show_default=True,
+        metavar="HOST",
+        help="The account's region host, such as api-in21.leadsquared.com, or a base URL "
+        "such as http://127.0.0.1:8000 for the emulator (plain http only on loopback).",
+    ),
+    click.option(
+        "--rate-limit",
+        callback=parse_rate_limit,
+        metavar="CALLS/SECONDS",
+        envvar="LSQ_RATE_LIMIT",
+        show_envvar=True,
+        default="25/5",
+        show_default=True,
+        help="The plan's limit: at most CALLS requests in any SECONDS seconds. The limit "
+        "belongs to the account: lower it if other programs use the same keys.",
+    ),
+    click.option(
+        "--timeout",
+        type=click.FloatRange(min=0, min_open=True),
+        default=30.0,
+        show_default=True,
+        metavar="SECONDS",
+        help="How long to wait for each answer.",
+    ),
+    click.option(
+        "--max-attempts",
+        type=click.IntRange(min=1),
+        default=5,
+        show_default=True,
+        metavar="N",
+        help="Tries of one request, the first included, before a transient failure "
+        "(timeout, dropped connection, 5xx) counts as final.",
+    ),
+)
+
+
+def api_options(function: F) -> F:
+    """Add the API options to a command; it receives them as one ``api: ApiOptions``."""
+
+    @functools.wraps(function)
+    def wrapper(**kwargs: Any) -> Any:
+        api = ApiOptions(
+            access_key=kwargs.pop("access_key"),
+            secret_key=kwargs.pop("secret_key"),
+            host=kwargs.pop("host"),
+            rate_limit=kwargs.pop("rate_limit"),
+            timeout=kwargs.pop("timeout"),
+            max_attempts=kwargs.pop("max_attempts"),
+        )
+        return function(api=api, **kwargs)
+
+    decorated: Any = wrapper
+    for option in reversed(_API_OPTIONS):
+        decorated = option(decorated)
+    return decorated  # type: ignore[no-any-return]

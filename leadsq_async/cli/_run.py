@@ -1,0 +1,278 @@
+"""Running the commands' async work: signals, fetches to a stream, and crawls to a directory."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import sys
+from collections.abc import AsyncIterator, Callable, Coroutine, Iterable, Iterator
+from typing import Any, TypeVar
+
+from leadsq_async import (
+    AuthenticationError,
+    BadRequestError,
+    LeadResult,
+    LeadSquaredError,
+    NotFoundError,
+    OpportunityResult,
+    RequestTimeout,
+    Session,
+    TransportError,
+    unstructure,
+)
+
+from ._checkpoint import CrawlDirectory
+from ._export import RowWriter
+from ._progress import CrawlCounts, Display, Meter, track
+
+__all__ = [
+    "CommandFailed",
+    "Interrupted",
+    "crawl_into",
+    "fetch_activities",
+    "fetch_opportunities",
+    "is_fatal",
+    "run_interruptibly",
+]
+
+T = TypeVar("T")
+
+#: The exit code of a command stopped by SIGINT (128 + 2, as shells report it).
+INTERRUPTED_EXIT_CODE = 130
+
+
+class CommandFailed(Exception):
+    """A command ends with one line on stderr (the message says why) and ``exit_code``."""
+
+    def __init__(self, message: str, *, exit_code: int = 1) -> None:
+        super().__init__(message)
+        self.exit_code = exit_code
+
+
+class Interrupted(Exception):
+    """The command was stopped by SIGINT or SIGTERM, cleanly.
+
+    Attributes:
+        signal_name: ``SIGINT`` or ``SIGTERM``.
+    """
+
+    def __init__(self, signal_name: str) -> None:
+        super().__init__(f"interrupted by {signal_name}")
+        self.signal_name = signal_name
+
+
+def run_interruptibly(
+    work: Coroutine[Any, Any, T], on_abort: Callable[[], None] | None = None
+) -> T:
+    """Run ``work`` in a new event loop; SIGINT or SIGTERM cancel it cleanly.
+
+    The first signal cancels ``work`` (which cleans up as it unwinds) and then
+    raises `Interrupted`. A second signal ends the process at once with exit
+    code 130, after ``on_abort`` (which must be quick and must not raise).
+    """
+    return asyncio.run(_interruptible(work, on_abort))
+
+
+async def _interruptible(work: Coroutine[Any, Any, T], on_abort: Callable[[], None] | None) -> T:
+    loop = asyncio.get_running_loop()
+    task = asyncio.ensure_future(work)
+    received: list[str] = []
+
+    def on_signal(number: signal.Signals) -> None:
+        if received:
+            if on_abort is not None:
+                on_abort()
+            os._exit(INTERRUPTED_EXIT_CODE)
+        received.append(number.name)
+        task.cancel()
+
+    installed = []
+    for number in (signal.SIGINT, signal.SIGTERM):
+        try:
+            loop.add_signal_handler(number, on_signal, number)
+        except (NotImplementedError, RuntimeError, ValueError):
+            continue  # not on this platform: Ctrl-C raises KeyboardInterrupt instead
+        installed.append(number)
+    try:
+        return await task
+    except asyncio.CancelledError:
+        if received:
+            raise Interrupted(received[0]) from None
+        raise
+    finally:
+        for number in installed:
+            loop.remove_signal_handler(number)
+
+
+def is_fatal(error: BaseException) -> bool:
+    """Whether ``error`` would fail every id alike, so the whole command should stop.
+
+    Bad keys or the wrong region, a request the API does not understand, and a
+    host that cannot be reached are not about one id; a timeout may be (one
+    lead with a huge history), so it only fails its id.
+    """
+    if isinstance(error, (AuthenticationError, BadRequestError, NotFoundError)):
+        return True
+    return isinstance(error, TransportError) and not isinstance(error, RequestTimeout)
+
+
+async def _close(iterator: AsyncIterator[Any]) -> None:
+    close = getattr(iterator, "aclose", None)
+    if close is not None:
+        await close()
+
+
+async def fetch_opportunities(
+    session: Session,
+    lead_ids: Iterable[str],
+    writer: RowWriter,
+    report: Callable[[str, BaseException], None],
+    *,
+    concurrency: int | None,
+    opportunity_type: str | None,
+) -> int:
+    """Write the opportunity rows of each lead; return how many leads failed.
+
+    Each lead's rows come together, leads in the order they finish. A lead's
+    failure is passed to ``report`` and the others carry on.
+
+    Raises:
+        LeadSquaredError: a failure that would fail every lead (see `is_fatal`).
+    """
+    failures = 0
+    results: AsyncIterator[LeadResult] = session.crawl_opportunities(
+        lead_ids, concurrency=concurrency, opportunity_type=opportunity_type
+    )
+    try:
+        async for result in results:
+            if result.error is not None:
+                failures += _failed(result.lead_id, result.error, report)
+                continue
+            for record in result.records:
+                writer.write(unstructure(record))
+    finally:
+        await _close(results)
+    return failures
+
+
+async def fetch_activities(
+    session: Session,
+    opportunity_ids: Iterable[str],
+    writer: RowWriter,
+    report: Callable[[str, BaseException], None],
+    *,
+    concurrency: int | None,
+    activity_event_code: str | None,
+    with_opportunity_id: bool,
+) -> int:
+    """Write the activity rows of each opportunity; return how many opportunities failed.
+
+    With ``with_opportunity_id``, each row gets an ``OpportunityId`` key first
+    (activity rows do not always say which opportunity they belong to).
+
+    Raises:
+        LeadSquaredError: a failure that would fail every id (see `is_fatal`).
+    """
+    failures = 0
+    results: AsyncIterator[OpportunityResult] = session.crawl_activities(
+        opportunity_ids, concurrency=concurrency, activity_event_code=activity_event_code
+    )
+    try:
+        async for result in results:
+            if result.error is not None:
+                failures += _failed(result.opportunity_id, result.error, report)
+                continue
+            for record in result.records:
+                row = unstructure(record)
+                if with_opportunity_id:
+                    row = {"OpportunityId": result.opportunity_id, **row}
+                writer.write(row)
+    finally:
+        await _close(results)
+    return failures
+
+
+def _failed(
+    identifier: str, error: BaseException, report: Callable[[str, BaseException], None]
+) -> int:
+    if is_fatal(error):
+        raise error
+    report(identifier, error)
+    return 1
+
+
+async def crawl_into(
+    session: Session,
+    output: CrawlDirectory,
+    lead_ids: Iterable[str],
+    counts: CrawlCounts,
+    display: Display,
+    *,
+    concurrency: int | None,
+    scrub: Callable[[str], str],
+) -> Meter:
+    """Crawl every lead not yet done into ``output``, journaling each as it finishes.
+
+    Leads journaled as done, and ids repeated in the input, are skipped. A
+    lead that fails is journaled as failed (its message passed through
+    ``scrub``) and the others carry on. Cancelling the task that runs this
+    stops it within moments: every lead journaled so far stays in the output.
+
+    Returns:
+        The meter, with the requests sent and the time spent.
+
+    Raises:
+        LeadSquaredError: a failure that would fail every lead (see `is_fatal`);
+            what was journaled before it stays.
+        OSError: a file could not be written.
+    """
+    done = output.done
+    seen: set[str] = set()
+
+    def pending() -> Iterator[str]:
+        for lead_id in lead_ids:
+            if lead_id in done or lead_id in seen:
+                counts.skip()
+                continue
+            seen.add(lead_id)
+            yield lead_id
+
+    meter = Meter(session)
+    results: AsyncIterator[LeadResult] = session.crawl_opportunities(
+        pending(),
+        concurrency=concurrency,
+        with_activities=output.settings.with_activities,
+        opportunity_type=output.settings.opportunity_type,
+    )
+    async with track(counts, meter, display):
+        try:
+            async for result in results:
+                if result.error is not None and is_fatal(result.error):
+                    raise result.error
+                message = None if result.error is None else scrub(str(result.error))
+                output.record(result, message)
+                counts.add(result)
+        finally:
+            await _close(results)
+    return meter
+
+
+def error_line(error: BaseException, scrub: Callable[[str], str]) -> str:
+    """One line saying what went wrong, for stderr."""
+    if isinstance(error, LeadSquaredError):
+        text = str(error)
+    elif isinstance(error, OSError) and error.strerror:
+        where = f": {error.filename}" if error.filename else ""
+        text = f"{error.strerror}{where}"
+    else:
+        text = str(error) or type(error).__name__
+    return " ".join(scrub(text).split())
+
+
+def stderr_is_terminal() -> bool:
+    """Whether stderr is a terminal (where a progress bar can redraw itself)."""
+    try:
+        return sys.stderr.isatty()
+    except (AttributeError, ValueError):
+        return False

@@ -1,0 +1,502 @@
+"""The ``leadsq-async`` command, driven as a subprocess against the emulator over loopback.
+
+The emulator enforces 50 calls per 0.5 s here (and the command keeps to the same), so a
+crawl of every lead but the one with thousands of opportunities takes a few seconds.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections import Counter
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from leadsq_async.testing import RunningEmulator
+
+CALLS, PERIOD = 50, 0.5
+UNKNOWN_LEAD = "00000000-0000-4000-8000-000000000000"
+COMMAND = [sys.executable, "-m", "leadsq_async.cli"]
+
+
+@pytest.fixture
+def emulator(lsq_emulator: RunningEmulator) -> RunningEmulator:
+    """The emulator with a fast rate limit, so that tests stay quick."""
+    lsq_emulator.config.rate_limit_calls = CALLS
+    lsq_emulator.config.rate_limit_period = PERIOD
+    return lsq_emulator
+
+
+@pytest.fixture
+def env(emulator: RunningEmulator) -> dict[str, str]:
+    """The environment that points the command at the emulator."""
+    variables = {k: v for k, v in os.environ.items() if not k.startswith("LSQ_")}
+    variables.update(
+        LSQ_HOST=emulator.url,
+        LSQ_ACCESS_KEY=emulator.access_key,
+        LSQ_SECRET_KEY=emulator.secret_key,
+        LSQ_RATE_LIMIT=f"{CALLS}/{PERIOD}",
+        PYTHONUNBUFFERED="1",
+    )
+    return variables
+
+
+def run(
+    *args: str, env: dict[str, str], stdin: str | None = None, timeout: float = 60
+) -> subprocess.CompletedProcess[str]:
+    """Run the command to its end."""
+    return subprocess.run(
+        [*COMMAND, *args],
+        env=env,
+        input=stdin,
+        capture_output=True,
+        text=True,
+        encoding="utf-8",
+        timeout=timeout,
+        check=False,
+    )
+
+
+def start(*args: str, env: dict[str, str]) -> subprocess.Popen[str]:
+    """Start the command in the background."""
+    return subprocess.Popen(
+        [*COMMAND, *args],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        encoding="utf-8",
+    )
+
+
+def key(row: dict[str, Any]) -> str:
+    """A row as text, to compare rows as multisets."""
+    return json.dumps(row, sort_keys=True, ensure_ascii=False)
+
+
+def rows_of(lines: Iterable[str]) -> Counter[str]:
+    """The rows of JSON Lines text, as a multiset."""
+    return Counter(key(json.loads(line)) for line in lines if line.strip())
+
+
+def file_rows(path: Path) -> Counter[str]:
+    """The rows of a JSON Lines file, as a multiset."""
+    with open(path, encoding="utf-8") as file:
+        return rows_of(file)
+
+
+def small_leads(emulator: RunningEmulator) -> list[str]:
+    """Every lead but the one with thousands of opportunities."""
+    thousands = emulator.data.leads_by_shape["thousands"]
+    return [lead for lead in emulator.data.opportunities if lead != thousands]
+
+
+def expected_opportunities(emulator: RunningEmulator, leads: Iterable[str]) -> Counter[str]:
+    """The emulator's opportunity rows of ``leads``."""
+    return Counter(key(row) for lead in leads for row in emulator.data.opportunities[lead])
+
+
+def expected_activities(emulator: RunningEmulator, leads: Iterable[str]) -> Counter[str]:
+    """The emulator's activity rows of every opportunity of ``leads``."""
+    return Counter(
+        key(activity)
+        for lead in leads
+        for opportunity in emulator.data.opportunities[lead]
+        for activity in emulator.data.activities[opportunity["OpportunityId"]]
+    )
+
+
+def assert_crawl_matches(out: Path, emulator: RunningEmulator, leads: list[str]) -> None:
+    """Every row of ``leads`` is in the crawl's files exactly once, and nothing else is."""
+    assert file_rows(out / "opportunities.jsonl") == expected_opportunities(emulator, leads)
+    assert file_rows(out / "activities.jsonl") == expected_activities(emulator, leads)
+    with open(out / "opportunity_activities.jsonl", encoding="utf-8") as file:
+        index = [json.loads(line) for line in file]
+    assert len(index) == sum(len(emulator.data.opportunities[lead]) for lead in leads)
+    for entry in index:
+        rows = emulator.data.activities[entry["OpportunityId"]]
+        assert sorted(entry["ActivityIds"]) == sorted(row["ProspectActivityId"] for row in rows)
+
+
+def journal_lines(out: Path) -> int:
+    """How many complete lines the crawl's journal holds."""
+    try:
+        return (out / "checkpoint.jsonl").read_bytes().count(b"\n")
+    except FileNotFoundError:
+        return 0
+
+
+def wait_for_journal(process: subprocess.Popen[str], out: Path, lines: int) -> None:
+    """Wait until the crawl has journaled ``lines`` lines (header included)."""
+    deadline = time.monotonic() + 30
+    while journal_lines(out) < lines:
+        assert process.poll() is None, "the crawl ended before it could be interrupted"
+        assert time.monotonic() < deadline, "the crawl journaled nothing"
+        time.sleep(0.01)
+
+
+def assert_one_error_line(result: subprocess.CompletedProcess[str], secret: str) -> str:
+    """stderr is exactly one ``leadsq-async: error:`` line: no traceback, no secret."""
+    lines = result.stderr.splitlines()
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith("leadsq-async: error: ")
+    assert "Traceback" not in result.stderr
+    assert secret not in result.stderr + result.stdout
+    return lines[0]
+
+
+@pytest.fixture
+def leads_file(tmp_path: Path, emulator: RunningEmulator) -> Path:
+    """A file of every lead id but the biggest, one per line."""
+    path = tmp_path / "leads.txt"
+    path.write_text("".join(f"{lead}\n" for lead in small_leads(emulator)))
+    return path
+
+
+def crawl_args(leads_file: Path, out: Path, *extra: str) -> list[str]:
+    """The arguments of a crawl with activities."""
+    where = ["--leads-file", str(leads_file), "--out", str(out)]
+    return ["crawl", *where, "--with-activities", *extra]
+
+
+# opportunities and activities
+
+
+def test_opportunities_prints_each_row_as_the_api_sent_it(
+    emulator: RunningEmulator, env: dict[str, str]
+) -> None:
+    """Each output line is one of the leads' rows, exactly as sent; none is missing."""
+    leads = small_leads(emulator)[:3]
+    result = run("opportunities", *leads, env=env)
+    assert result.returncode == 0, result.stderr
+    assert rows_of(result.stdout.splitlines()) == expected_opportunities(emulator, leads)
+
+
+def test_opportunities_csv_has_a_column_for_every_key(
+    emulator: RunningEmulator, env: dict[str, str]
+) -> None:
+    """--format csv writes a header naming every key any row had, then each row's values."""
+    lead = emulator.data.leads_by_shape["page"]
+    result = run("opportunities", lead, "--format", "csv", env=env)
+    assert result.returncode == 0, result.stderr
+    table = list(csv.DictReader(io.StringIO(result.stdout, newline="")))
+    expected = emulator.data.opportunities[lead]
+    assert set(table[0]) == {name for row in expected for name in row}
+    by_id = {row["OpportunityId"]: row for row in expected}
+    assert len(table) == len(expected)
+    for written in table:
+        sent = by_id[written["OpportunityId"]]
+        assert {k: v for k, v in written.items() if k in sent} == {
+            k: "" if v is None else v for k, v in sent.items()
+        }
+
+
+def test_opportunities_reads_ids_from_stdin(emulator: RunningEmulator, env: dict[str, str]) -> None:
+    """An argument - reads lead ids from standard input, one per line."""
+    leads = small_leads(emulator)[5:8]
+    result = run("opportunities", "-", env=env, stdin="\n".join(leads) + "\n\n")
+    assert result.returncode == 0, result.stderr
+    assert rows_of(result.stdout.splitlines()) == expected_opportunities(emulator, leads)
+
+
+def test_opportunities_writes_to_out_path(
+    emulator: RunningEmulator, env: dict[str, str], tmp_path: Path
+) -> None:
+    """--out PATH gets the rows and standard output stays empty."""
+    leads = small_leads(emulator)[5:7]
+    ids = tmp_path / "ids.txt"
+    ids.write_text("\n".join(leads))
+    out = tmp_path / "rows.jsonl"
+    result = run("opportunities", "--leads-file", str(ids), "--out", str(out), env=env)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == ""
+    assert file_rows(out) == expected_opportunities(emulator, leads)
+
+
+def test_opportunities_reports_a_failed_lead_and_prints_the_others(
+    emulator: RunningEmulator, env: dict[str, str]
+) -> None:
+    """An unknown lead gets an error line and exit code 1; the other lead's rows still come."""
+    lead = emulator.data.leads_by_shape["one"]
+    result = run("opportunities", UNKNOWN_LEAD, lead, env=env)
+    assert result.returncode == 1
+    assert f"lead {UNKNOWN_LEAD}: " in result.stderr
+    assert "Lead does not exist" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert rows_of(result.stdout.splitlines()) == expected_opportunities(emulator, [lead])
+
+
+def test_activities_prints_the_rows_of_each_opportunity(
+    emulator: RunningEmulator, env: dict[str, str], tmp_path: Path
+) -> None:
+    """activities prints every activity row of the opportunities given, as sent."""
+    shapes = emulator.data.opportunities_by_shape
+    ids = [shapes["page"], shapes["page_plus_one"]]
+    ids_file = tmp_path / "ids.txt"
+    ids_file.write_text(ids[1] + "\n")
+    result = run("activities", ids[0], "--opportunities-file", str(ids_file), env=env)
+    assert result.returncode == 0, result.stderr
+    expected = Counter(key(row) for i in ids for row in emulator.data.activities[i])
+    assert rows_of(result.stdout.splitlines()) == expected
+
+
+def test_activities_with_opportunity_id_says_which_opportunity(
+    emulator: RunningEmulator, env: dict[str, str]
+) -> None:
+    """--with-opportunity-id adds OpportunityId first, and leaves the rest of the row as sent."""
+    opportunity = emulator.data.opportunities_by_shape["page"]
+    result = run("activities", opportunity, "--with-opportunity-id", env=env)
+    assert result.returncode == 0, result.stderr
+    rows = [json.loads(line) for line in result.stdout.splitlines()]
+    assert all(next(iter(row.items())) == ("OpportunityId", opportunity) for row in rows)
+    bare = Counter(key({k: v for k, v in row.items() if k != "OpportunityId"}) for row in rows)
+    assert bare == Counter(key(row) for row in emulator.data.activities[opportunity])
+
+
+# crawl
+
+
+def test_crawl_writes_every_row_as_sent_and_reports_failed_leads(
+    emulator: RunningEmulator, env: dict[str, str], tmp_path: Path, leads_file: Path
+) -> None:
+    """The files hold each row of the emulator exactly once; failed.jsonl names the bad lead."""
+    with open(leads_file, "a") as file:
+        file.write(f"{UNKNOWN_LEAD}\n")
+    out = tmp_path / "crawl"
+    result = run(*crawl_args(leads_file, out), env=env)
+    assert result.returncode == 1
+    assert "1 lead failed" in result.stderr
+    assert_crawl_matches(out, emulator, small_leads(emulator))
+    failed = [json.loads(line) for line in (out / "failed.jsonl").read_text().splitlines()]
+    assert [(entry["lead_id"], entry["error"]) for entry in failed] == [(UNKNOWN_LEAD, "APIError")]
+    assert "Lead does not exist" in failed[0]["message"]
+    assert emulator.stats.rate_limited == 0
+
+
+def test_crawl_refuses_a_directory_that_holds_a_crawl(
+    emulator: RunningEmulator, env: dict[str, str], tmp_path: Path
+) -> None:
+    """Without --resume or --overwrite, a second crawl into the same directory is refused."""
+    leads = tmp_path / "leads.txt"
+    leads.write_text(emulator.data.leads_by_shape["one"] + "\n")
+    out = tmp_path / "crawl"
+    assert run(*crawl_args(leads, out), env=env).returncode == 0
+    before = (out / "opportunities.jsonl").read_bytes()
+    result = run(*crawl_args(leads, out), env=env)
+    line = assert_one_error_line(result, emulator.secret_key)
+    assert "--resume" in line
+    assert result.returncode == 1
+    assert (out / "opportunities.jsonl").read_bytes() == before
+
+
+def test_crawl_resume_refuses_other_settings(
+    emulator: RunningEmulator, env: dict[str, str], tmp_path: Path
+) -> None:
+    """Resuming a crawl made with --with-activities without it is refused, files untouched."""
+    leads = tmp_path / "leads.txt"
+    leads.write_text(emulator.data.leads_by_shape["one"] + "\n")
+    out = tmp_path / "crawl"
+    assert run(*crawl_args(leads, out), env=env).returncode == 0
+    result = run("crawl", "--leads-file", str(leads), "--out", str(out), "--resume", env=env)
+    line = assert_one_error_line(result, emulator.secret_key)
+    assert "--with-activities" in line
+
+
+def test_crawl_interrupted_by_sigint_then_resumed_holds_every_record_once(
+    emulator: RunningEmulator, env: dict[str, str], tmp_path: Path, leads_file: Path
+) -> None:
+    """SIGINT stops the crawl with code 130 and a hint; --resume completes it exactly once."""
+    out = tmp_path / "crawl"
+    leads = small_leads(emulator)
+    process = start(*crawl_args(leads_file, out, "--concurrency", "2"), env=env)
+    wait_for_journal(process, out, 4)
+    process.send_signal(signal.SIGINT)
+    _stdout, stderr = process.communicate(timeout=10)
+    assert process.returncode == 130
+    assert "--resume" in stderr
+    assert "Traceback" not in stderr
+    assert journal_lines(out) < 1 + len(leads)
+    result = run(*crawl_args(leads_file, out, "--resume"), env=env)
+    assert result.returncode == 0, result.stderr
+    assert "skipped" in result.stderr
+    assert_crawl_matches(out, emulator, leads)
+
+
+def test_crawl_killed_then_resumed_holds_every_record_once(
+    emulator: RunningEmulator, env: dict[str, str], tmp_path: Path, leads_file: Path
+) -> None:
+    """After kill -9 in the middle of a crawl, --resume completes it with no loss or duplicate."""
+    out = tmp_path / "crawl"
+    leads = small_leads(emulator)
+    process = start(*crawl_args(leads_file, out, "--concurrency", "2"), env=env)
+    wait_for_journal(process, out, 6)
+    process.kill()
+    process.communicate(timeout=10)
+    assert journal_lines(out) < 1 + len(leads)
+    result = run(*crawl_args(leads_file, out, "--resume"), env=env)
+    assert result.returncode == 0, result.stderr
+    assert_crawl_matches(out, emulator, leads)
+
+
+def test_crawl_resume_drops_rows_that_were_written_but_not_journaled(
+    emulator: RunningEmulator, env: dict[str, str], tmp_path: Path
+) -> None:
+    """Rows past the journal's offsets and a torn last journal line (a crash mid-lead) vanish."""
+    leads = [emulator.data.leads_by_shape["one"], *small_leads(emulator)[5:8]]
+    leads_file = tmp_path / "leads.txt"
+    leads_file.write_text("\n".join(leads) + "\n")
+    out = tmp_path / "crawl"
+    first = tmp_path / "first.txt"
+    first.write_text(leads[0] + "\n")
+    assert run(*crawl_args(first, out), env=env).returncode == 0
+    # What a process killed while writing the next lead leaves behind.
+    stray = emulator.data.opportunities[leads[1]][0]
+    with open(out / "opportunities.jsonl", "a", encoding="utf-8") as file:
+        file.write(json.dumps(stray) + "\n" + '{"half a ro')
+    with open(out / "activities.jsonl", "a", encoding="utf-8") as file:
+        file.write('{"ProspectActivityId":"stray"}\n')
+    with open(out / "checkpoint.jsonl", "a", encoding="utf-8") as file:
+        file.write(f'{{"lead_id":"{leads[1]}","status":"do')
+    result = run(*crawl_args(leads_file, out, "--resume"), env=env)
+    assert result.returncode == 0, result.stderr
+    assert_crawl_matches(out, emulator, leads)
+
+
+# errors
+
+
+def test_bad_keys_give_one_error_line_without_the_secret(
+    emulator: RunningEmulator, env: dict[str, str], tmp_path: Path
+) -> None:
+    """A 401 ends the crawl with one line naming it and exit code 1; the secret never shows."""
+    secret = "wrong-secret-7f3a9c"
+    leads = tmp_path / "leads.txt"
+    leads.write_text(emulator.data.leads_by_shape["one"] + "\n")
+    env = {**env, "LSQ_SECRET_KEY": secret}
+    result = run("crawl", "--leads-file", str(leads), "--out", str(tmp_path / "out"), env=env)
+    assert result.returncode == 1
+    line = assert_one_error_line(result, secret)
+    assert "401" in line
+
+
+def test_secret_given_as_a_flag_is_never_printed(
+    emulator: RunningEmulator, env: dict[str, str]
+) -> None:
+    """A wrong secret passed with --secret-key appears nowhere in the output."""
+    secret = "flag-secret-5be21d"
+    lead = emulator.data.leads_by_shape["one"]
+    result = run("opportunities", lead, "--secret-key", secret, env=env)
+    assert result.returncode == 1
+    assert_one_error_line(result, secret)
+
+
+def test_unreachable_host_gives_one_error_line(env: dict[str, str]) -> None:
+    """A host where nothing listens: one error line, exit code 1."""
+    env = {**env, "LSQ_HOST": "http://127.0.0.1:9"}
+    result = run("opportunities", "some-lead", "--max-attempts", "1", env=env)
+    assert result.returncode == 1
+    assert "Connect" in assert_one_error_line(result, env["LSQ_SECRET_KEY"])
+
+
+def test_malformed_host_gives_one_error_line(env: dict[str, str]) -> None:
+    """A host plain http would expose the keys to is refused before anything is sent."""
+    result = run("opportunities", "some-lead", "--host", "http://example.com", env=env)
+    assert result.returncode == 1
+    assert "plain http" in assert_one_error_line(result, env["LSQ_SECRET_KEY"])
+
+
+@pytest.mark.parametrize("text", ["25", "0/5", "25/0", "many/5"])
+def test_bad_rate_limit_is_a_usage_error(env: dict[str, str], text: str) -> None:
+    """--rate-limit that is not CALLS/SECONDS (both > 0): one line and exit code 2."""
+    result = run("opportunities", "some-lead", "--rate-limit", text, env=env)
+    assert result.returncode == 2
+    assert "--rate-limit" in assert_one_error_line(result, env["LSQ_SECRET_KEY"])
+
+
+def test_missing_access_key_is_a_usage_error(env: dict[str, str]) -> None:
+    """No access key anywhere: one line naming how to give it, exit code 2."""
+    env = {k: v for k, v in env.items() if k != "LSQ_ACCESS_KEY"}
+    result = run("opportunities", "some-lead", env=env)
+    assert result.returncode == 2
+    assert "LSQ_ACCESS_KEY" in assert_one_error_line(result, env["LSQ_SECRET_KEY"])
+
+
+def test_no_ids_is_a_usage_error(env: dict[str, str]) -> None:
+    """opportunities with no id at all: one line, exit code 2."""
+    result = run("opportunities", env=env)
+    assert result.returncode == 2
+    assert_one_error_line(result, env["LSQ_SECRET_KEY"])
+
+
+# help, demo and emulator
+
+
+def _options_of(command: str) -> list[str]:
+    from leadsq_async.cli._app import cli
+
+    group: Any = cli
+    target = group.commands[command] if command else group
+    return [name for param in target.params for name in param.opts if name.startswith("--")]
+
+
+@pytest.mark.parametrize(
+    "command", ["", "opportunities", "activities", "crawl", "demo", "emulator"]
+)
+def test_help_documents_every_option(env: dict[str, str], command: str) -> None:
+    """--help of each command names every one of its options, and shows no secret."""
+    secret = "env-secret-0c4e8b"
+    env = {**env, "LSQ_SECRET_KEY": secret}
+    result = run(*([command] if command else []), "--help", env=env)
+    assert result.returncode == 0, result.stderr
+    text = " ".join(result.stdout.split())
+    for option in _options_of(command):
+        assert option in text
+    assert secret not in result.stdout
+
+
+def test_demo_crawls_the_built_in_emulator(env: dict[str, str], tmp_path: Path) -> None:
+    """demo runs to completion: no rejection drawn, and every row matches the emulator's."""
+    out = tmp_path / "demo"
+    result = run("demo", "--leads", "8", "--rate-limit", "5/0.5", "--out", str(out), env=env)
+    assert result.returncode == 0, result.stderr
+    assert "rejections drawn from the emulator: 0." in result.stdout
+    assert "matches the emulator's data: yes." in result.stdout
+    assert len((out / "checkpoint.jsonl").read_text().splitlines()) == 1 + 8
+
+
+def _lines_until(stream: Any, text: str) -> Iterator[str]:
+    for line in stream:
+        yield line
+        if text in line:
+            return
+
+
+def test_emulator_command_serves_the_emulator(env: dict[str, str], tmp_path: Path) -> None:
+    """emulator prints its URL and keys, answers the command, and stops on SIGINT."""
+    ids = tmp_path / "leads.txt"
+    args = ["--port", "0", "--other-leads", "2", "--thousands", "3", "--lead-ids", str(ids)]
+    process = start("emulator", *args, env=env)
+    try:
+        assert process.stdout is not None
+        banner = "".join(_lines_until(process.stdout, "Ctrl-C"))
+        url = banner.split("listening on ", 1)[1].split()[0]
+        assert "demo-access-key" in banner
+        assert "demo-secret-key" in banner
+        lead = ids.read_text().split()[1]
+        served = {**env, "LSQ_HOST": url}
+        result = run("opportunities", lead, env=served)
+        assert result.returncode == 0, result.stderr
+        assert len(result.stdout.splitlines()) == 1  # the "one" lead: one opportunity
+    finally:
+        process.send_signal(signal.SIGINT)
+        process.communicate(timeout=10)
+    assert process.returncode == 0
