@@ -1,0 +1,311 @@
+"""The documentation's code runs, and its reference covers every public name.
+
+Every ```python block of every page in docs/ is a complete program, run with the
+interpreter in a directory of its own against the ``lsq_emulator`` fixture's
+server, with the variables the guides use:
+
+- ``LSQ_HOST``, ``LSQ_ACCESS_KEY``, ``LSQ_SECRET_KEY`` and ``LSQ_RATE_LIMIT``:
+  the emulator (its rate limit made short, so that the blocks run fast);
+- ``LSQ_LEAD_ID``: the lead with thousands of opportunities; ``LSQ_LEADS_FILE``:
+  a file of the ids of twenty small leads;
+- ``REDIS_URL``: the test Redis server, for the blocks that name Redis (they
+  are skipped when it is down, and fail instead when ``CI`` is set).
+
+How a block is run depends on what it is:
+
+- a block preceded by the line ``<!-- norun -->`` is a fragment and is not run;
+  keep these rare (a real account's keys, a framework the tests lack);
+- a block whose first line is a comment naming a file (``# crawl_worker.py``) is
+  written under that name for the page's other blocks to use; it is run itself
+  only if it does not read ``sys.argv`` (a script that needs arguments is run
+  by another block);
+- a block that defines ``test_`` functions is run with pytest, where the
+  ``lsq_emulator`` fixture is available;
+- any other block is run as ``python block.py``.
+
+A block that includes a file (``--8<-- "examples/worker.py"``) shows code that
+``tests/test_examples.py`` runs, and is skipped here.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+import typing
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import attrs
+import pytest
+import redis
+
+import leadsq_async as lsq
+import leadsq_async.testing
+from leadsq_async._records import _API_KEY
+from leadsq_async.testing import Dataset, RunningEmulator
+
+ROOT = Path(__file__).resolve().parent.parent
+DOCS = ROOT / "docs"
+NORUN = "<!-- norun -->"
+REDIS_URL = os.environ.get("LEADSQ_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
+# Fast enough that the blocks take a second or two, slow enough to be a real limit.
+RATE_LIMIT = "50/0.5"
+RUN_TIMEOUT = 120
+
+# Fragments on pages that other people write, which do not mark them yet; the entry can go
+# once the page puts <!-- norun --> before the block. (page, a line of the block): why.
+UNMARKED_FRAGMENTS = {
+    ("processes.md", "from fastapi import FastAPI"): "needs FastAPI and names defined elsewhere",
+    ("testing.md", "async def test_survives_a_flaky_api(lsq_emulator):"): "its body is elided",
+}
+
+_FENCE = re.compile(r"^(?P<indent>[ \t]*)(?P<fence>```+|~~~+)\s*(?P<info>[^\n`]*)$")
+_FILE_NAME = re.compile(r"#\s*(?P<name>[\w.-]+\.py)\s*$")
+_TEST_FUNCTION = re.compile(r"^(async )?def test_\w+\(", re.MULTILINE)
+
+
+@attrs.frozen
+class Block:
+    """One ```python block of a page."""
+
+    page: str
+    number: int
+    line: int
+    code: str
+    norun: bool
+
+    @property
+    def file_name(self) -> str | None:
+        """The name the block gives itself in a first-line comment, if any."""
+        first = self.code.split("\n", 1)[0]
+        match = _FILE_NAME.fullmatch(first.strip())
+        return match["name"] if match else None
+
+    @property
+    def is_include(self) -> bool:
+        """Whether the block only includes a file of the repository."""
+        return self.code.lstrip().startswith("--8<--")
+
+    @property
+    def id(self) -> str:
+        """The test id: page, block number and line."""
+        return f"{self.page}:{self.number}:L{self.line}"
+
+
+def read_blocks(page: Path) -> list[Block]:
+    """Every ```python block of ``page``, in order."""
+    lines = page.read_text(encoding="utf-8").splitlines()
+    name = page.relative_to(DOCS).as_posix()
+    blocks: list[Block] = []
+    index = 0
+    while index < len(lines):
+        opening = _FENCE.match(lines[index])
+        if opening is None:
+            index += 1
+            continue
+        fence, indent = opening["fence"], opening["indent"]
+        language = opening["info"].strip().split(" ", 1)[0].lower()
+        start = index
+        index += 1
+        body: list[str] = []
+        while index < len(lines) and not lines[index].strip().startswith(fence):
+            line = lines[index]
+            body.append(line[len(indent) :] if line.startswith(indent) else line.lstrip())
+            index += 1
+        index += 1
+        if language not in ("python", "py"):
+            continue
+        previous = next((text.strip() for text in reversed(lines[:start]) if text.strip()), "")
+        blocks.append(
+            Block(
+                page=name,
+                number=len(blocks) + 1,
+                line=start + 1,
+                code="\n".join(body) + "\n",
+                norun=previous == NORUN,
+            )
+        )
+    return blocks
+
+
+def all_pages() -> list[Path]:
+    """Every Markdown page of the site."""
+    return sorted(DOCS.rglob("*.md"))
+
+
+def runnable_blocks() -> list[Any]:
+    """A test parameter per block, fragments and named helper files marked as skipped."""
+    params = []
+    for page in all_pages():
+        for block in read_blocks(page):
+            if block.is_include:
+                continue
+            marks = []
+            unmarked = [
+                reason
+                for (page_name, line), reason in UNMARKED_FRAGMENTS.items()
+                if page_name == block.page and line in block.code.splitlines()
+            ]
+            if block.norun:
+                marks.append(pytest.mark.skip(reason="a fragment, marked <!-- norun -->"))
+            elif unmarked:
+                marks.append(pytest.mark.skip(reason=f"a fragment: {unmarked[0]}"))
+            elif block.file_name and "sys.argv" in block.code:
+                marks.append(pytest.mark.skip(reason="a script run by another block"))
+            params.append(pytest.param(block, id=block.id, marks=marks))
+    return params
+
+
+def needs_redis(block: Block, files: dict[str, str]) -> bool:
+    """Whether the block, or a file of its page it runs, talks to Redis."""
+    if "Redis" in block.code or "REDIS_URL" in block.code:
+        return True
+    return any(name in block.code and "Redis" in code for name, code in files.items())
+
+
+def require_redis() -> None:
+    """Skip when the test Redis server is down, but fail in CI, where it must run."""
+    probe = redis.Redis.from_url(REDIS_URL, socket_connect_timeout=2)
+    try:
+        probe.ping()
+    except redis.RedisError as exc:
+        reason = f"no Redis server at {REDIS_URL} ({exc}); .ci/run starts one"
+        if os.environ.get("CI"):
+            pytest.fail(reason)
+        pytest.skip(reason)
+    finally:
+        probe.close()
+
+
+def guide_environment(emulator: RunningEmulator, directory: Path) -> dict[str, str]:
+    """The variables the guides read, pointing at ``emulator``."""
+    data = emulator.data
+    shaped = set(data.leads_by_shape.values())
+    small_leads = [lead for lead in data.opportunities if lead not in shaped][:20]
+    leads_file = directory / "leads.txt"
+    leads_file.write_text("".join(f"{lead}\n" for lead in small_leads), encoding="utf-8")
+    return {
+        **os.environ,
+        "LSQ_HOST": emulator.url,
+        "LSQ_ACCESS_KEY": emulator.access_key,
+        "LSQ_SECRET_KEY": emulator.secret_key,
+        "LSQ_RATE_LIMIT": RATE_LIMIT,
+        "LSQ_LEAD_ID": data.leads_by_shape["thousands"],
+        "LSQ_LEADS_FILE": str(leads_file),
+        "REDIS_URL": REDIS_URL,
+        "PYTHONUNBUFFERED": "1",
+    }
+
+
+@pytest.mark.parametrize("block", runnable_blocks())
+def test_block_runs(block: Block, lsq_emulator: RunningEmulator, tmp_path: Path) -> None:
+    """The block runs to the end against the emulator, and shows no secret key."""
+    calls, period = RATE_LIMIT.split("/")
+    lsq_emulator.config.rate_limit_calls = int(calls)
+    lsq_emulator.config.rate_limit_period = float(period)
+    files = {
+        other.file_name: other.code
+        for other in read_blocks(DOCS / block.page)
+        if other.file_name and not other.norun
+    }
+    if needs_redis(block, files):
+        require_redis()
+    for name, code in files.items():
+        (tmp_path / name).write_text(code, encoding="utf-8")
+    script = tmp_path / (block.file_name or "block.py")
+    script.write_text(block.code, encoding="utf-8")
+    if _TEST_FUNCTION.search(block.code):
+        script = script.rename(tmp_path / f"test_{script.name.removeprefix('test_')}")
+        command = [
+            *(sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider"),
+            *("--rootdir", str(tmp_path), "-o", "asyncio_mode=auto", "-W", "error"),
+            *("-o", "asyncio_default_fixture_loop_scope=function", script.name),
+        ]
+    else:
+        command = [sys.executable, "-W", "error", script.name]
+
+    completed = subprocess.run(
+        command,
+        cwd=tmp_path,
+        env=guide_environment(lsq_emulator, tmp_path),
+        capture_output=True,
+        text=True,
+        timeout=RUN_TIMEOUT,
+        check=False,
+    )
+
+    output = completed.stdout + completed.stderr
+    assert completed.returncode == 0, f"{block.id} failed:\n{output}"
+    left_behind = (
+        "Exception ignored",
+        "was never awaited",
+        "Task was destroyed",
+        "error occurred during closing of asynchronous generator",
+    )
+    for sign in left_behind:
+        assert sign not in output, f"{block.id} left something behind:\n{output}"
+    assert lsq_emulator.secret_key not in output, f"{block.id} shows the secret key"
+
+
+def _reference_targets() -> set[str]:
+    targets = set()
+    for page in (DOCS / "reference").glob("*.md"):
+        for line in page.read_text(encoding="utf-8").splitlines():
+            if line.startswith("::: "):
+                targets.add(line.removeprefix("::: ").strip())
+    return targets
+
+
+def test_reference_documents_every_public_name() -> None:
+    """Each name in leadsq_async.__all__ and leadsq_async.testing.__all__ has a ::: entry."""
+    expected = {f"leadsq_async.{name}" for name in lsq.__all__}
+    expected |= {f"leadsq_async.testing.{name}" for name in leadsq_async.testing.__all__}
+    assert expected - _reference_targets() == set()
+
+
+_TYPE_NAMES = {
+    str: "str",
+    str | None: "str | None",
+    bool | None: "bool | None",
+    int | None: "int | None",
+    float | None: "float | None",
+    datetime | None: "datetime | None",
+}
+
+
+_TABLE_ROW = re.compile(r"\|\s*`(\w+)`\s*\|\s*`(\w+)`\s*\|\s*`([^`]+)`\s*\|")
+
+
+def _guide_table(heading: str) -> dict[str, tuple[str, str]]:
+    """attribute -> (row key, type) from the table under ``heading`` in records.md."""
+    text = (DOCS / "records.md").read_text(encoding="utf-8")
+    section = text.split(f"\n{heading}\n", 1)[1].split("\n#", 1)[0]
+    return {
+        match[1]: (match[2], match[3])
+        for match in map(_TABLE_ROW.fullmatch, section.splitlines())
+        if match is not None
+    }
+
+
+@pytest.mark.parametrize(
+    ("heading", "cls"),
+    [("### Opportunity", lsq.Opportunity), ("### Activity", lsq.Activity)],
+)
+def test_records_guide_lists_every_typed_field(heading: str, cls: type[Any]) -> None:
+    """The guide's table gives each typed attribute with its row key and type."""
+    hints = typing.get_type_hints(cls)
+    expected = {
+        field.name: (field.metadata[_API_KEY], _TYPE_NAMES[hints[field.name]])
+        for field in attrs.fields(cls)
+        if _API_KEY in field.metadata
+    }
+    assert _guide_table(heading) == expected
+
+
+def test_quickstart_names_the_emulators_big_lead() -> None:
+    """The lead id the quickstart exports is the seed-0 emulator's lead with thousands."""
+    lead = Dataset.generate(seed=0).leads_by_shape["thousands"]
+    assert f"LSQ_LEAD_ID={lead}" in (DOCS / "quickstart.md").read_text(encoding="utf-8")
