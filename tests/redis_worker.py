@@ -4,6 +4,8 @@ Run as a script, one process per worker::
 
     python tests/redis_worker.py slots URL KEY --calls 3 --period 0.25 --slots 6 --tasks 2
     python tests/redis_worker.py hold URL KEY --calls 2 --slots 2 --lease 0.5
+    LSQ_ACCESS_KEY=... LSQ_SECRET_KEY=... python tests/redis_worker.py crawl URL KEY \
+        --emulator http://127.0.0.1:PORT --limiter redis --calls 10 --period 1.0 LEAD_ID...
 
 Each line a worker prints is one JSON object. Every mode first prints
 ``{"ready": true}`` once Redis answers, then:
@@ -15,6 +17,13 @@ Each line a worker prints is one JSON object. Every mode first prints
 - ``hold``: takes ``--slots`` slots, prints ``{"held": n}`` and keeps them until
   it is killed, or until SIGTERM cancels it (the slots are then released, and it
   prints ``{"released": true}``).
+- ``crawl``: waits for the go, then crawls the opportunities of the lead ids
+  given, from the emulator at ``--emulator`` (keys in ``LSQ_ACCESS_KEY`` and
+  ``LSQ_SECRET_KEY``), with a `Session` whose rate limit is a `RedisRateLimit`
+  on KEY (``--limiter redis``) or its own in-process one (``--limiter local``),
+  of ``--calls`` per ``--period``. Prints ``{"lead": id, "opportunities": n,
+  "error": null or text}`` per lead, then ``{"requests": n, "rate_limited": n}``
+  as the session counted them. Exits 0 even when leads failed.
 
 The functions below the worker are the tests' side: start a worker, read its
 lines, give the go.
@@ -25,15 +34,17 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import random
 import signal
 import sys
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 from redis import asyncio as aioredis
 
-import leadsq_async._redis as lsq_redis
+import leadsq_async as lsq
 
 WORKER = Path(__file__).resolve()
 
@@ -50,7 +61,7 @@ async def _redis_time(client: aioredis.Redis) -> float:
 async def _take_slots(args: argparse.Namespace, client: aioredis.Redis) -> None:
     await client.blpop([f"{args.key}:go"], timeout=30)
     remaining = args.slots
-    async with lsq_redis.RedisRateLimit(
+    async with lsq.RedisRateLimit(
         client, args.calls, args.period, key=args.key, lease=args.lease
     ) as limiter:
 
@@ -68,7 +79,7 @@ async def _take_slots(args: argparse.Namespace, client: aioredis.Redis) -> None:
 
 
 async def _hold_slots(args: argparse.Namespace, client: aioredis.Redis) -> None:
-    async with lsq_redis.RedisRateLimit(
+    async with lsq.RedisRateLimit(
         client, args.calls, args.period, key=args.key, lease=args.lease
     ) as limiter:
         entered = 0
@@ -89,6 +100,34 @@ async def _hold_slots(args: argparse.Namespace, client: aioredis.Redis) -> None:
             _emit(released=True)
 
 
+async def _crawl(args: argparse.Namespace, client: aioredis.Redis) -> None:
+    limiter: lsq.RedisRateLimit | lsq.RateLimit
+    if args.limiter == "redis":
+        limiter = lsq.RedisRateLimit(
+            client, args.calls, args.period, key=args.key, lease=args.lease
+        )
+    else:
+        limiter = lsq.RateLimit(args.calls, args.period)
+    try:
+        async with lsq.Session(
+            os.environ["LSQ_ACCESS_KEY"],
+            os.environ["LSQ_SECRET_KEY"],
+            host=args.emulator,
+            rate_limit=limiter,
+        ) as session:
+            await client.blpop([f"{args.key}:go"], timeout=30)
+            # More leads in flight than the limit's calls: the limiter, not the
+            # crawl, sets the pace.
+            crawl = session.crawl_opportunities(args.leads, concurrency=2 * args.calls)
+            async for result in crawl:
+                error = None if result.error is None else str(result.error)
+                _emit(lead=result.lead_id, opportunities=len(result.records), error=error)
+            _emit(requests=session.stats.requests, rate_limited=session.stats.rate_limited)
+    finally:
+        if isinstance(limiter, lsq.RedisRateLimit):
+            await limiter.aclose()
+
+
 async def _main(args: argparse.Namespace) -> None:
     main = asyncio.current_task()
     assert main is not None
@@ -98,7 +137,8 @@ async def _main(args: argparse.Namespace) -> None:
     try:
         await client.ping()
         _emit(ready=True)
-        await {"slots": _take_slots, "hold": _hold_slots}[args.mode](args, client)
+        modes = {"slots": _take_slots, "hold": _hold_slots, "crawl": _crawl}
+        await modes[args.mode](args, client)
     except asyncio.CancelledError:
         pass  # stopped by SIGTERM: a clean exit
     finally:
@@ -107,7 +147,7 @@ async def _main(args: argparse.Namespace) -> None:
 
 def _parse(argv: list[str]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("mode", choices=["slots", "hold"])
+    parser.add_argument("mode", choices=["slots", "hold", "crawl"])
     parser.add_argument("url")
     parser.add_argument("key")
     parser.add_argument("--calls", type=int, default=3)
@@ -116,16 +156,25 @@ def _parse(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--slots", type=int, default=6)
     parser.add_argument("--tasks", type=int, default=1)
     parser.add_argument("--hold", type=float, default=0.02, help="longest body, in seconds")
-    return parser.parse_args(argv)
+    parser.add_argument("--emulator", help="crawl: the emulator's URL")
+    parser.add_argument("--limiter", choices=["redis", "local"], default="redis")
+    parser.add_argument("leads", nargs="*", help="crawl: the lead ids to crawl")
+    return parser.parse_intermixed_args(argv)
 
 
 # -- the tests' side ---------------------------------------------------------------
 
 
-async def start_worker(*args: str) -> asyncio.subprocess.Process:
-    """Start ``python tests/redis_worker.py *args``, its stdout piped."""
+async def start_worker(
+    *args: str, env: Mapping[str, str] | None = None
+) -> asyncio.subprocess.Process:
+    """Start ``python tests/redis_worker.py *args``, its stdout piped, `env` added to ours."""
     return await asyncio.create_subprocess_exec(
-        sys.executable, str(WORKER), *args, stdout=asyncio.subprocess.PIPE
+        sys.executable,
+        str(WORKER),
+        *args,
+        stdout=asyncio.subprocess.PIPE,
+        env={**os.environ, **(env or {})},
     )
 
 

@@ -2,7 +2,10 @@
 
 Times are read from Redis' clock (``TIME``), the clock the limiter keeps to. The
 rule under test: a slot is held from its grant until `period` after its release,
-and never more than `calls` at once, in one process or across several.
+and never more than `calls` at once, in one process or across several. The crawl
+tests check the outcome the rule is for, as the emulator's strict window counts
+it: worker processes crawling through one shared limiter draw no rate-limit
+answer.
 """
 
 from __future__ import annotations
@@ -20,15 +23,15 @@ import redis
 from redis import asyncio as aioredis
 from redis_worker import all_events, give_the_go, next_event, start_worker
 
-from leadsq_async._ratelimit import RateLimit, RateLimiter
-from leadsq_async._redis import RateLimiterUnavailable, RedisRateLimit
+import leadsq_async as lsq
+from leadsq_async.testing import RunningEmulator
 
 pytestmark = pytest.mark.redis
 
 REDIS_URL = os.environ.get("LEADSQ_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 UNREACHABLE_URL = "redis://:hunter2@127.0.0.1:1/0"
 
-MakeLimiter = Callable[..., RedisRateLimit]
+MakeLimiter = Callable[..., lsq.RedisRateLimit]
 
 
 @pytest.fixture(scope="session")
@@ -70,11 +73,11 @@ async def client(redis_url: str) -> AsyncIterator[aioredis.Redis]:
 @pytest.fixture
 async def make_limiter(redis_url: str, key: str) -> AsyncIterator[MakeLimiter]:
     """Make limiters on the test's key (each with its own client); all closed afterwards."""
-    made: list[RedisRateLimit] = []
+    made: list[lsq.RedisRateLimit] = []
 
-    def make(calls: int = 3, period: float = 0.3, **options: Any) -> RedisRateLimit:
+    def make(calls: int = 3, period: float = 0.3, **options: Any) -> lsq.RedisRateLimit:
         options.setdefault("key", key)
-        limiter = RedisRateLimit(options.pop("redis", redis_url), calls, period, **options)
+        limiter = lsq.RedisRateLimit(options.pop("redis", redis_url), calls, period, **options)
         made.append(limiter)
         return limiter
 
@@ -110,7 +113,7 @@ async def until(condition: Callable[[], Awaitable[bool]], checks: int = 500) -> 
 
 
 async def hold_slots(
-    limiter: RedisRateLimit, count: int
+    limiter: lsq.RedisRateLimit, count: int
 ) -> tuple[list[asyncio.Task[None]], asyncio.Event]:
     """Start `count` tasks that each hold a slot until the returned event is set."""
     entered = 0
@@ -132,7 +135,7 @@ async def hold_slots(
 
 async def test_is_a_rate_limiter(make_limiter: MakeLimiter) -> None:
     """RedisRateLimit satisfies the RateLimiter protocol the Session needs."""
-    assert isinstance(make_limiter(), RateLimiter)
+    assert isinstance(make_limiter(), lsq.RateLimiter)
 
 
 async def test_burst_of_calls_is_granted_at_once(make_limiter: MakeLimiter) -> None:
@@ -267,6 +270,75 @@ async def test_cancelled_process_releases_its_slots(
     await asyncio.gather(*tasks)
 
 
+CRAWL_CALLS = 10
+CRAWL_PERIOD = 1.0
+
+
+async def crawl_in_processes(
+    redis_url: str, key: str, emulator: RunningEmulator, limiter: str, processes: int = 4
+) -> tuple[dict[str, dict[str, Any]], list[dict[str, Any]]]:
+    """Crawl every lead of the emulator from `processes` workers, each a disjoint slice.
+
+    The emulator is given a strict window of CRAWL_CALLS per CRAWL_PERIOD; every
+    worker's session keeps to the same, through a `RedisRateLimit` on `key`
+    (`limiter` "redis") or its own in-process `RateLimit` ("local"). The workers
+    start together. Returns each lead's result and each worker's session counts.
+    """
+    emulator.config.rate_limit_calls = CRAWL_CALLS
+    emulator.config.rate_limit_period = CRAWL_PERIOD
+    lead_ids = sorted(emulator.data.opportunities)
+    keys = {"LSQ_ACCESS_KEY": emulator.access_key, "LSQ_SECRET_KEY": emulator.secret_key}
+    options = [
+        f"--emulator={emulator.url}",
+        f"--limiter={limiter}",
+        f"--calls={CRAWL_CALLS}",
+        f"--period={CRAWL_PERIOD}",
+    ]
+    workers = [
+        await start_worker("crawl", redis_url, key, *options, *lead_ids[index::processes], env=keys)
+        for index in range(processes)
+    ]
+    try:
+        for worker in workers:
+            assert await next_event(worker) == {"ready": True}
+        async with aioredis.from_url(redis_url) as client:
+            await give_the_go(client, key, len(workers))
+        logs = [await all_events(worker) for worker in workers]
+    finally:
+        for worker in workers:
+            if worker.returncode is None:
+                worker.kill()
+                await worker.wait()
+    leads = {event["lead"]: event for log in logs for event in log if "lead" in event}
+    sessions = [event for log in logs for event in log if "requests" in event]
+    return leads, sessions
+
+
+@pytest.mark.slow
+async def test_processes_sharing_a_key_draw_no_rate_limit_answers(
+    redis_url: str, key: str, lsq_emulator: RunningEmulator
+) -> None:
+    """Four processes crawling through one RedisRateLimit stay within the server's window."""
+    leads, _ = await crawl_in_processes(redis_url, key, lsq_emulator, "redis")
+    assert lsq_emulator.stats.rate_limited == 0
+    # More requests than one window allows, so the processes had to wait for each other.
+    assert lsq_emulator.stats.accepted > CRAWL_CALLS
+    assert lsq_emulator.stats.most_accepted_in_window <= CRAWL_CALLS
+    assert {lead: event["error"] for lead, event in leads.items() if event["error"]} == {}
+    expected = {lead: len(rows) for lead, rows in lsq_emulator.data.opportunities.items()}
+    assert {lead: event["opportunities"] for lead, event in leads.items()} == expected
+
+
+@pytest.mark.slow
+async def test_processes_with_their_own_limits_draw_rate_limit_answers(
+    redis_url: str, key: str, lsq_emulator: RunningEmulator
+) -> None:
+    """The contrast: four processes, each keeping to the limit on its own, get refused."""
+    _, sessions = await crawl_in_processes(redis_url, key, lsq_emulator, "local")
+    assert lsq_emulator.stats.rate_limited > 0
+    assert sum(session["rate_limited"] for session in sessions) > 0
+
+
 async def test_slot_in_flight_outlives_its_lease(
     make_limiter: MakeLimiter, client: aioredis.Redis
 ) -> None:
@@ -371,11 +443,11 @@ async def test_lower_limit_is_shared(make_limiter: MakeLimiter, client: aioredis
     """A limit lowered through one limiter is kept to by another on the same key."""
     lowering = make_limiter(calls=5, period=0.3)
     other = make_limiter(calls=5, period=0.3)
-    assert await lowering.lower(RateLimit(1, 0.3)) is True
-    assert await other.lower(RateLimit(1, 0.3)) is False
+    assert await lowering.lower(lsq.RateLimit(1, 0.3)) is True
+    assert await other.lower(lsq.RateLimit(1, 0.3)) is False
     async with other.slot():
         left = await redis_now(client)
-    assert other.rate_limit == RateLimit(1, 0.3)
+    assert other.rate_limit == lsq.RateLimit(1, 0.3)
     async with other.slot():
         entered = await redis_now(client)
     assert entered >= left + 0.3
@@ -384,9 +456,9 @@ async def test_lower_limit_is_shared(make_limiter: MakeLimiter, client: aioredis
 async def test_lower_refuses_a_faster_rate(make_limiter: MakeLimiter) -> None:
     """`lower` keeps the current limit when the stated one is not slower."""
     limiter = make_limiter(calls=5, period=1.0)
-    assert await limiter.lower(RateLimit(10, 1.0)) is False
-    assert await limiter.lower(RateLimit(10, 2.0)) is False
-    assert limiter.rate_limit == RateLimit(5, 1.0)
+    assert await limiter.lower(lsq.RateLimit(10, 1.0)) is False
+    assert await limiter.lower(lsq.RateLimit(10, 2.0)) is False
+    assert limiter.rate_limit == lsq.RateLimit(5, 1.0)
 
 
 async def test_longer_lowered_period_covers_slots_already_released(
@@ -398,7 +470,7 @@ async def test_longer_lowered_period_covers_slots_already_released(
     released = await redis_now(client)
     leave.set()
     await asyncio.gather(*tasks)
-    assert await limiter.lower(RateLimit(1, 0.6)) is True
+    assert await limiter.lower(lsq.RateLimit(1, 0.6)) is True
     async with limiter.slot():
         entered = await redis_now(client)
     assert entered >= released + 0.6
@@ -421,7 +493,7 @@ async def test_limiter_closes_the_client_it_made(
 ) -> None:
     """A limiter made from a URL closes its connections (listener's included) in aclose."""
     name = f"lsq-{uuid.uuid4().hex[:12]}"
-    limiter = RedisRateLimit(f"{redis_url}?client_name={name}", 1, 0.2, key=key)
+    limiter = lsq.RedisRateLimit(f"{redis_url}?client_name={name}", 1, 0.2, key=key)
 
     async def connections() -> int:
         clients = await client.client_list()
@@ -456,8 +528,8 @@ async def test_limiter_leaves_a_given_client_open(
 
 async def test_unreachable_redis_raises_a_clear_error(key: str) -> None:
     """With Redis down, entering a slot raises RateLimiterUnavailable naming the address."""
-    async with RedisRateLimit(UNREACHABLE_URL, key=key) as limiter:
-        with pytest.raises(RateLimiterUnavailable) as caught:
+    async with lsq.RedisRateLimit(UNREACHABLE_URL, key=key) as limiter:
+        with pytest.raises(lsq.RateLimiterUnavailable) as caught:
             async with limiter.slot():
                 pytest.fail("a slot was granted without Redis")
     assert caught.value.address == "127.0.0.1:1/0"
@@ -468,11 +540,11 @@ async def test_unreachable_redis_raises_a_clear_error(key: str) -> None:
 
 async def test_unreachable_redis_fails_pause_and_lower(key: str) -> None:
     """With Redis down, pause and lower raise RateLimiterUnavailable too."""
-    async with RedisRateLimit(UNREACHABLE_URL, key=key) as limiter:
-        with pytest.raises(RateLimiterUnavailable):
+    async with lsq.RedisRateLimit(UNREACHABLE_URL, key=key) as limiter:
+        with pytest.raises(lsq.RateLimiterUnavailable):
             await limiter.pause(1.0)
-        with pytest.raises(RateLimiterUnavailable):
-            await limiter.lower(RateLimit(1, 5.0))
+        with pytest.raises(lsq.RateLimiterUnavailable):
+            await limiter.lower(lsq.RateLimit(1, 5.0))
 
 
 async def test_fallback_keeps_to_a_share_of_the_limit(
@@ -480,7 +552,7 @@ async def test_fallback_keeps_to_a_share_of_the_limit(
 ) -> None:
     """With fallback on and Redis down, each process keeps to calls // processes, warning once."""
     loop = asyncio.get_running_loop()
-    async with RedisRateLimit(
+    async with lsq.RedisRateLimit(
         UNREACHABLE_URL, 4, 0.3, key=key, fallback=True, fallback_processes=2
     ) as limiter:
         with caplog.at_level(logging.WARNING, logger="leadsq_async"):
@@ -526,4 +598,4 @@ def test_bad_arguments_are_refused(arguments: dict[str, Any], error: type[Except
     """Bad arguments raise TypeError or ValueError when the limiter is made."""
     options: dict[str, Any] = {"redis": UNREACHABLE_URL, **arguments}
     with pytest.raises(error):
-        RedisRateLimit(**options)
+        lsq.RedisRateLimit(**options)
