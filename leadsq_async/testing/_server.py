@@ -116,6 +116,10 @@ def _uvicorn_server(app: EmulatorApp, started: Callable[[], None]) -> uvicorn.Se
         ws="none",
         # The "drop" fault relies on how uvicorn's h11 protocol refuses a bad header value.
         http="h11",
+        # uvicorn's default of 5 s equals the top plan's rate-limit period, so a client
+        # reusing a connection at the full rate races the server's close and loses the
+        # request; API servers commonly keep idle connections for a minute or more.
+        timeout_keep_alive=75,
         log_config=None,
         log_level="warning",
         access_log=False,
