@@ -17,7 +17,7 @@ waits for them, leaving no task or connection behind.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Iterable
+from collections.abc import AsyncGenerator, AsyncIterable, Awaitable, Callable, Iterable
 from typing import Any, TypeVar
 
 import attrs
@@ -101,7 +101,7 @@ async def crawl(
     *,
     concurrency: int,
     spawn: Callable[[Any], asyncio.Task[Any]],
-) -> AsyncIterator[T]:
+) -> AsyncGenerator[T, None]:
     """Run ``work(id)`` for every id, ``concurrency`` at a time; yield each result.
 
     ``work`` must turn an id's failure into its result rather than raise.

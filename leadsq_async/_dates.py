@@ -29,18 +29,14 @@ def parse_date(value: object) -> datetime | None:
 
     Every format the API is known to send, each read as the same instant:
 
-    ==================================  =========================================
-    ``2026-07-31 05:33:50``             the documented form: UTC without a zone
-    ``2026-07-31 05:33:50.000``         with a fraction (any number of digits)
-    ``7/31/2026 5:33:50 AM``            month first; also ``7/31/2026 17:33:50``
-                                        (24 h) and ``7/31/2026`` (midnight)
-    ``/Date(1785476030000+0000)/``      .NET JSON: milliseconds since the Unix
-                                        epoch, UTC (see below)
-    ``2026-07-31T05:33:50Z``            ISO 8601: ``T`` or space, optional
-    ``2026-07-31T11:03:50+05:30``       fraction, ``Z`` or an offset (``+05:30``,
-                                        ``+0530``, ``+05``); no zone means UTC
-    ``2026-07-31``                      a bare date: midnight UTC
-    ==================================  =========================================
+    - ``2026-07-31 05:33:50``: the documented form: UTC without a zone
+    - ``2026-07-31 05:33:50.000``: with a fraction (any number of digits)
+    - ``7/31/2026 5:33:50 AM``: month first; also ``7/31/2026 17:33:50`` (24 h) and ``7/31/2026``
+      (midnight)
+    - ``/Date(1785476030000+0000)/``: .NET JSON: milliseconds since the Unix epoch, UTC (see below)
+    - ``2026-07-31T05:33:50Z`` or ``2026-07-31T11:03:50+05:30``: ISO 8601: ``T`` or space, optional
+      fraction, ``Z`` or an offset (``+05:30``, ``+0530``, ``+05``); no zone means UTC
+    - ``2026-07-31``: a bare date: midnight UTC
 
     In a .NET JSON date the number is always milliseconds since the epoch in
     UTC; the ``+HHMM`` after it only records the zone of the clock that wrote

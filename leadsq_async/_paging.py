@@ -29,7 +29,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncGenerator, AsyncIterator, Coroutine
+from collections.abc import AsyncGenerator, Coroutine
 from typing import Any, Generic, Protocol, TypeVar
 
 import attrs
@@ -52,16 +52,16 @@ class PageSource(Protocol):
 
     look_ahead: int
 
-    async def fetch_page(self, query: PageQuery, page_index: int, page_size: int) -> RawPage:
+    async def _fetch_page(self, query: PageQuery, page_index: int, page_size: int) -> RawPage:
         """Fetch one page, through the rate limiter and with retries."""
 
-    def page_size_for(self, endpoint: Endpoint[Any]) -> int:
+    def _page_size_for(self, endpoint: Endpoint[Any]) -> int:
         """The largest page size worth asking this endpoint for."""
 
-    def learn_page_size(self, endpoint: Endpoint[Any], page_size: int) -> None:
+    def _learn_page_size(self, endpoint: Endpoint[Any], page_size: int) -> None:
         """Remember that the endpoint clamps pages to ``page_size`` rows."""
 
-    def spawn(self, coroutine: Coroutine[Any, Any, T]) -> asyncio.Task[T]:
+    def _spawn(self, coroutine: Coroutine[Any, Any, T]) -> asyncio.Task[T]:
         """Run a coroutine as a task that the session cancels when it closes."""
 
 
@@ -124,10 +124,10 @@ class Paginator(Generic[R]):
             f"page_size={self._page_size} limit={self._limit}>"
         )
 
-    def __aiter__(self) -> AsyncIterator[R]:
+    def __aiter__(self) -> AsyncGenerator[R, None]:
         return self._items()
 
-    def pages(self) -> AsyncIterator[Page[R]]:
+    def pages(self) -> AsyncGenerator[Page[R], None]:
         """Iterate over whole pages instead of records."""
         return self._pages()
 
@@ -135,7 +135,7 @@ class Paginator(Generic[R]):
         """Every record (up to ``limit``), as a list."""
         return [record async for record in self]
 
-    async def _items(self) -> AsyncIterator[R]:
+    async def _items(self) -> AsyncGenerator[R, None]:
         async with contextlib.aclosing(self._pages()) as pages:
             async for page in pages:
                 for item in page.items:
@@ -159,7 +159,7 @@ class _Walk(Generic[R]):
         self.source = source
         self.query = query
         self.endpoint: Endpoint[R] = query.endpoint
-        self.page_size = page_size or source.page_size_for(query.endpoint)
+        self.page_size = page_size or source._page_size_for(query.endpoint)
         if limit is not None:
             # Never ask for more rows than the limit lets us use.
             self.page_size = min(self.page_size, max(limit, 1))
@@ -170,7 +170,7 @@ class _Walk(Generic[R]):
         self.record_count: int | None = None
         self.sequential = False
 
-    async def run(self) -> AsyncIterator[Page[R]]:
+    async def run(self) -> AsyncGenerator[Page[R], None]:
         if self.limit == 0:
             return
         first = await self.fetch(1)
@@ -198,7 +198,7 @@ class _Walk(Generic[R]):
                 served,
             )
             self.page_size = served
-            self.source.learn_page_size(self.endpoint, served)
+            self.source._learn_page_size(self.endpoint, served)
 
     def page(self, raw: RawPage, index: int) -> Page[R]:
         rows = self.fresh_rows(raw, index)
@@ -270,10 +270,10 @@ class _Walk(Generic[R]):
             return
         for ahead in range(index + 1, min(last, index + self.source.look_ahead) + 1):
             if ahead not in self.ahead:
-                self.ahead[ahead] = self.source.spawn(self.fetch(ahead))
+                self.ahead[ahead] = self.source._spawn(self.fetch(ahead))
 
     async def fetch(self, index: int) -> RawPage:
-        return await self.source.fetch_page(self.query, index, self.page_size)
+        return await self.source._fetch_page(self.query, index, self.page_size)
 
     async def cancel_ahead(self) -> None:
         tasks = list(self.ahead.values())

@@ -12,24 +12,17 @@ A record is a typed, read-only view of one row, and it keeps the row itself:
 How the typed view reads a value (it never raises: a value it cannot read
 becomes ``None`` there, while ``extra`` and ``unstructure`` keep it as sent):
 
-=============================  ============================================
-``str`` (the required ids)     the string as sent; ``""`` when the key is
-                               missing or holds no string (``null``, ``""``
-                               or a number); filtering on ``!= ""`` finds rows
-                               without an id
-``str | None`` (text)          the string as sent; ``""``, ``null`` or a
-                               non-string give ``None``
-``bool | None`` (flags)        ``"0"``/``"1"`` (also ``"true"``/``"false"``,
-                               JSON ``true``/``false``, ``0``/``1``)
-``int | None`` (numbers,       a decimal integer string such as ``"12005"``
-codes, counts)                 or ``"-3"``, or a JSON number without a
-                               fraction (``true``/``false`` read as 1/0,
-                               as Python compares them)
-``float | None``               a decimal number string or a JSON number;
-                               ``NaN`` and infinities give ``None``
-``datetime | None``            an aware UTC datetime from any date format in
-                               LEADSQUARED_API.md (see `parse_date`)
-=============================  ============================================
+- ``str`` (the required ids): the string as sent; ``""`` when the key is missing or holds no string
+  (``null``, ``""`` or a number); filtering on ``!= ""`` finds rows without an id
+- ``str | None`` (text): the string as sent; ``""``, ``null`` or a non-string give ``None``
+- ``bool | None`` (flags): ``"0"``/``"1"`` (also ``"true"``/``"false"``, JSON ``true``/``false``,
+  ``0``/``1``)
+- ``int | None`` (numbers, codes, counts): a decimal integer string such as ``"12005"`` or
+  ``"-3"``, or a JSON number without a fraction (``true``/``false`` read as 1/0, as Python compares
+  them)
+- ``float | None``: a decimal number string or a JSON number; ``NaN`` and infinities give ``None``
+- ``datetime | None``: an aware UTC datetime from any date format in LEADSQUARED_API.md (see
+  `parse_date`)
 
 The record keeps its own shallow copy of the row (rows are flat JSON; a nested
 object the API sent is shared, not copied), and ``unstructure`` returns a new
@@ -117,34 +110,32 @@ class Opportunity(_Record):
     compare equal when their rows and typed views are equal, and hash by
     their typed view.
 
-    ==========================  ==================================================
-    attribute                   row key
-    ==========================  ==================================================
-    ``opportunity_id``          ``OpportunityId``
-    ``lead_id``                 ``ProspectId``
-    ``first_name``              ``FirstName``
-    ``last_name``               ``LastName``
-    ``email_address``           ``EmailAddress``
-    ``phone``                   ``Phone``
-    ``do_not_call``             ``DoNotCall``
-    ``do_not_email``            ``DoNotEmail``
-    ``lead_name``               ``LeadName``
-    ``lead_owner``              ``LeadOwner`` (a name)
-    ``opportunity_event_type``  ``OpportunityEventType``
-    ``opportunity_event``       ``OpportunityEvent`` (the opportunity type's code)
-    ``opportunity_note``        ``OpportunityNote``
-    ``score``                   ``Score``
-    ``created_on``              ``PACreatedOn``
-    ``modified_on``             ``PAModifiedOn``
-    ``ip_latitude``             ``IP_Latitude``
-    ``ip_longitude``            ``IP_Longitude``
-    ``created_by_name``         ``PACreatedByName``
-    ``status``                  ``Status``
-    ``owner_id``                ``Owner`` (a user id)
-    ``owner_name``              ``OwnerName``
-    ``total``                   ``Total``
-    ``extra``                   every other key, verbatim
-    ==========================  ==================================================
+    | attribute | row key |
+    |---|---|
+    | ``opportunity_id`` | ``OpportunityId`` |
+    | ``lead_id`` | ``ProspectId`` |
+    | ``first_name`` | ``FirstName`` |
+    | ``last_name`` | ``LastName`` |
+    | ``email_address`` | ``EmailAddress`` |
+    | ``phone`` | ``Phone`` |
+    | ``do_not_call`` | ``DoNotCall`` |
+    | ``do_not_email`` | ``DoNotEmail`` |
+    | ``lead_name`` | ``LeadName`` |
+    | ``lead_owner`` | ``LeadOwner`` (a name) |
+    | ``opportunity_event_type`` | ``OpportunityEventType`` |
+    | ``opportunity_event`` | ``OpportunityEvent`` (the opportunity type's code) |
+    | ``opportunity_note`` | ``OpportunityNote`` |
+    | ``score`` | ``Score`` |
+    | ``created_on`` | ``PACreatedOn`` |
+    | ``modified_on`` | ``PAModifiedOn`` |
+    | ``ip_latitude`` | ``IP_Latitude`` |
+    | ``ip_longitude`` | ``IP_Longitude`` |
+    | ``created_by_name`` | ``PACreatedByName`` |
+    | ``status`` | ``Status`` |
+    | ``owner_id`` | ``Owner`` (a user id) |
+    | ``owner_name`` | ``OwnerName`` |
+    | ``total`` | ``Total`` |
+    | ``extra`` | every other key, verbatim |
     """
 
     opportunity_id: str = attrs.field(metadata={_API_KEY: "OpportunityId"})
@@ -184,37 +175,35 @@ class Activity(_Record):
     their typed view. The ``O_`` keys describe the opportunity the activity
     belongs to.
 
-    ===================================  =================================================
-    attribute                            row key
-    ===================================  =================================================
-    ``activity_id``                      ``ProspectActivityId``
-    ``lead_id``                          ``ProspectId``
-    ``first_name``                       ``FirstName``
-    ``last_name``                        ``LastName``
-    ``email_address``                    ``EmailAddress``
-    ``phone``                            ``Phone``
-    ``do_not_call``                      ``DoNotCall``
-    ``do_not_email``                     ``DoNotEmail``
-    ``lead_name``                        ``LeadName``
-    ``lead_owner``                       ``LeadOwner`` (a name)
-    ``activity_type``                    ``ActivityType``
-    ``activity_event``                   ``ActivityEvent`` (the activity type's code)
-    ``score``                            ``Score``
-    ``created_on``                       ``PACreatedOn``
-    ``modified_on``                      ``PAModifiedOn``
-    ``activity_event_note``              ``ActivityEvent_Note``
-    ``ip_latitude``                      ``IP_Latitude``
-    ``ip_longitude``                     ``IP_Longitude``
-    ``created_by_name``                  ``PACreatedByName``
-    ``status``                           ``Status``
-    ``opportunity_activity_id``          ``O_ProspectActivityId``
-    ``total``                            ``Total``
-    ``opportunity_activity_event_name``  ``O_ActivityEventName``
-    ``opportunity_activity_event``       ``O_ActivityEvent``
-    ``opportunity_status``               ``O_Status``
-    ``opportunity_owner_id``             ``O_Owner`` (a user id)
-    ``extra``                            every other key (``O_mx_Custom_N`` too), verbatim
-    ===================================  =================================================
+    | attribute | row key |
+    |---|---|
+    | ``activity_id`` | ``ProspectActivityId`` |
+    | ``lead_id`` | ``ProspectId`` |
+    | ``first_name`` | ``FirstName`` |
+    | ``last_name`` | ``LastName`` |
+    | ``email_address`` | ``EmailAddress`` |
+    | ``phone`` | ``Phone`` |
+    | ``do_not_call`` | ``DoNotCall`` |
+    | ``do_not_email`` | ``DoNotEmail`` |
+    | ``lead_name`` | ``LeadName`` |
+    | ``lead_owner`` | ``LeadOwner`` (a name) |
+    | ``activity_type`` | ``ActivityType`` |
+    | ``activity_event`` | ``ActivityEvent`` (the activity type's code) |
+    | ``score`` | ``Score`` |
+    | ``created_on`` | ``PACreatedOn`` |
+    | ``modified_on`` | ``PAModifiedOn`` |
+    | ``activity_event_note`` | ``ActivityEvent_Note`` |
+    | ``ip_latitude`` | ``IP_Latitude`` |
+    | ``ip_longitude`` | ``IP_Longitude`` |
+    | ``created_by_name`` | ``PACreatedByName`` |
+    | ``status`` | ``Status`` |
+    | ``opportunity_activity_id`` | ``O_ProspectActivityId`` |
+    | ``total`` | ``Total`` |
+    | ``opportunity_activity_event_name`` | ``O_ActivityEventName`` |
+    | ``opportunity_activity_event`` | ``O_ActivityEvent`` |
+    | ``opportunity_status`` | ``O_Status`` |
+    | ``opportunity_owner_id`` | ``O_Owner`` (a user id) |
+    | ``extra`` | every other key (``O_mx_Custom_N`` too), verbatim |
     """
 
     activity_id: str = attrs.field(metadata={_API_KEY: "ProspectActivityId"})

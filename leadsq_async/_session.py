@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import AsyncIterable, AsyncIterator, Coroutine, Iterable
+from collections.abc import AsyncGenerator, AsyncIterable, Coroutine, Iterable
 from types import TracebackType
 from typing import Any, TypeVar
 
@@ -120,6 +120,7 @@ class Session:
         self._tasks: set[asyncio.Task[Any]] = set()
         self._closed = False
         self.stats = SessionStats()
+        """What this session did so far: requests, rate-limit answers, retries, failures."""
 
     def __repr__(self) -> str:
         return (
@@ -238,7 +239,7 @@ class Session:
         page_size: int | None = None,
         opportunity_type: str | None = None,
         with_activities: bool = False,
-    ) -> AsyncIterator[LeadResult]:
+    ) -> AsyncGenerator[LeadResult, None]:
         """The opportunities of many leads, one `LeadResult` per lead as each finishes.
 
         Args:
@@ -271,7 +272,7 @@ class Session:
                 return LeadResult(lead_id, error=error)
             return LeadResult(lead_id, records, activities)
 
-        return crawl(ids, one_lead, concurrency=limit, spawn=self.spawn)
+        return crawl(ids, one_lead, concurrency=limit, spawn=self._spawn)
 
     def crawl_activities(
         self,
@@ -280,7 +281,7 @@ class Session:
         concurrency: int | None = None,
         page_size: int | None = None,
         activity_event_code: str | None = None,
-    ) -> AsyncIterator[OpportunityResult]:
+    ) -> AsyncGenerator[OpportunityResult, None]:
         """The activities of many opportunities, one `OpportunityResult` each as it finishes.
 
         Arguments and errors are those of `crawl_opportunities`.
@@ -298,7 +299,7 @@ class Session:
             except ID_ERRORS as error:
                 return OpportunityResult(opportunity_id, error=error)
 
-        return crawl(ids, one_opportunity, concurrency=limit, spawn=self.spawn)
+        return crawl(ids, one_opportunity, concurrency=limit, spawn=self._spawn)
 
     async def _activities(self, opportunity_id: str) -> list[Activity]:
         return await self.activities_of_opportunity(opportunity_id).collect()
@@ -330,24 +331,24 @@ class Session:
         )
         return Paginator(self, query, page_size=page_size, limit=limit)
 
-    # What the paginator needs (see _paging.PageSource).
+    # What the paginator needs (see _paging.PageSource); private, for the paginator only.
 
-    def page_size_for(self, endpoint: Endpoint[Any]) -> int:
+    def _page_size_for(self, endpoint: Endpoint[Any]) -> int:
         """The largest page size worth asking ``endpoint`` for."""
         return self._page_sizes.get(endpoint.path, endpoint.max_page_size)
 
-    def learn_page_size(self, endpoint: Endpoint[Any], page_size: int) -> None:
+    def _learn_page_size(self, endpoint: Endpoint[Any], page_size: int) -> None:
         """Remember that ``endpoint`` clamps pages to ``page_size`` rows."""
-        self._page_sizes[endpoint.path] = min(page_size, self.page_size_for(endpoint))
+        self._page_sizes[endpoint.path] = min(page_size, self._page_size_for(endpoint))
 
-    def spawn(self, coroutine: Coroutine[Any, Any, T]) -> asyncio.Task[T]:
+    def _spawn(self, coroutine: Coroutine[Any, Any, T]) -> asyncio.Task[T]:
         """Run ``coroutine`` as a task that `aclose` cancels if it is still running."""
         task = asyncio.ensure_future(coroutine)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
         return task
 
-    async def fetch_page(self, query: PageQuery, page_index: int, page_size: int) -> RawPage:
+    async def _fetch_page(self, query: PageQuery, page_index: int, page_size: int) -> RawPage:
         """Fetch one page through the rate limiter, retrying transient failures.
 
         Raises:

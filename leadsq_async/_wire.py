@@ -31,7 +31,6 @@ __all__ = [
     "scrub",
 ]
 
-#: The API's host in each region. Pass one as ``Session(host=...)``.
 REGION_HOSTS: Mapping[str, str] = {
     "singapore": "api.leadsquared.com",
     "us": "api-us11.leadsquared.com",
@@ -41,6 +40,11 @@ REGION_HOSTS: Mapping[str, str] = {
     "canada": "api-ca12.leadsquared.com",
     "middle-east": "api-me61.leadsquared.com",
 }
+"""The API's host in each region, by region name. Pass one as ``Session(host=...)``.
+
+A call against the wrong region fails with `AuthenticationError`, whose
+``correct_host`` names the account's host when the server's message does.
+"""
 
 _ACCESS_KEY_HEADER = "x-LSQ-AccessKey"
 _SECRET_KEY_HEADER = "x-LSQ-SecretKey"
