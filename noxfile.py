@@ -7,10 +7,17 @@ import nox
 nox.options.sessions = ["lint", "typecheck", "tests"]
 nox.options.reuse_existing_virtualenvs = True
 
-TEST_DEPS = ["pytest>=8.2", "pytest-asyncio>=0.24", "pytest-timeout>=2.3", "aiolimiter>=1.1"]
+TEST_DEPS = [
+    "pytest>=8.2",
+    "pytest-asyncio>=0.24",
+    "pytest-timeout>=2.3",
+    "aiolimiter>=1.1",
+    "starlette>=0.40",
+]
 TYPE_DEPS = ["mypy>=1.11", *TEST_DEPS, "types-redis; python_version<'3'"]
 BENCH_DEPS = ["aiolimiter>=1.1", "matplotlib>=3.8"]
-DOCS_DEPS = ["mkdocs-material>=9.5", "mkdocstrings[python]>=0.26"]
+# ruff formats the signatures mkdocstrings renders.
+DOCS_DEPS = ["mkdocs-material>=9.5", "mkdocstrings[python]>=0.26", "ruff>=0.6"]
 
 
 @nox.session
