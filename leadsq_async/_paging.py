@@ -29,7 +29,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncGenerator, Coroutine
+from collections.abc import Coroutine, Iterator
 from typing import Any, Generic, Protocol, TypeVar
 
 import attrs
@@ -39,7 +39,7 @@ from ._errors import PagingError
 from ._records import structure_rows
 from ._wire import PageQuery, RawPage
 
-__all__ = ["Page", "PageSource", "Paginator"]
+__all__ = ["Page", "PageIterator", "PageSource", "Paginator", "RecordIterator"]
 
 logger = logging.getLogger("leadsq_async")
 
@@ -124,30 +124,80 @@ class Paginator(Generic[R]):
             f"page_size={self._page_size} limit={self._limit}>"
         )
 
-    def __aiter__(self) -> AsyncGenerator[R, None]:
-        return self._items()
+    def __aiter__(self) -> RecordIterator[R]:
+        return RecordIterator(self.pages())
 
-    def pages(self) -> AsyncGenerator[Page[R], None]:
+    def pages(self) -> PageIterator[R]:
         """Iterate over whole pages instead of records."""
-        return self._pages()
+        return PageIterator(_Walk[R](self._source, self._query, self._page_size, self._limit))
 
     async def collect(self) -> list[R]:
         """Every record (up to ``limit``), as a list."""
         return [record async for record in self]
 
-    async def _items(self) -> AsyncGenerator[R, None]:
-        async with contextlib.aclosing(self._pages()) as pages:
-            async for page in pages:
-                for item in page.items:
-                    yield item
 
-    async def _pages(self) -> AsyncGenerator[Page[R], None]:
-        walk = _Walk[R](self._source, self._query, self._page_size, self._limit)
+class PageIterator(Generic[R]):
+    """One walk over the pages: what `Paginator.pages` returns.
+
+    A class rather than an async generator, so that nothing needs awaiting to
+    stop it: leaving the loop early, an error, or dropping the iterator cancels
+    the pages fetched ahead at once. (At interpreter shutdown asyncio closes
+    every async generator still open concurrently, and nested generators then
+    collide; plain iterators are not touched.) `aclose` also waits for the
+    cancelled fetches to end.
+    """
+
+    def __init__(self, walk: _Walk[R]) -> None:
+        self._walk = walk
+
+    def __aiter__(self) -> PageIterator[R]:
+        return self
+
+    async def __anext__(self) -> Page[R]:
         try:
-            async for page in walk.run():
-                yield page
-        finally:
-            await walk.cancel_ahead()
+            page = await self._walk.next_page()
+        except BaseException:
+            self._walk.stop()
+            raise
+        if page is None:
+            raise StopAsyncIteration
+        return page
+
+    async def aclose(self) -> None:
+        """Stop the walk, and wait for the pages fetched ahead to be cancelled."""
+        await self._walk.cancel_ahead()
+        self._walk.stop()
+
+    def __del__(self) -> None:
+        # A loop already closed has cancelled every task; nothing is left to stop.
+        with contextlib.suppress(RuntimeError):
+            self._walk.stop()
+
+
+class RecordIterator(Generic[R]):
+    """One walk over the records: what ``async for`` over a `Paginator` uses."""
+
+    def __init__(self, pages: PageIterator[R]) -> None:
+        self._pages = pages
+        self._items: Iterator[R] = iter(())
+
+    def __aiter__(self) -> RecordIterator[R]:
+        return self
+
+    async def __anext__(self) -> R:
+        while True:
+            item = next(self._items, _NO_ITEM)
+            if item is not _NO_ITEM:
+                return item
+            page = await self._pages.__anext__()
+            self._items = iter(page.items)
+
+    async def aclose(self) -> None:
+        """Stop the walk, and wait for the pages fetched ahead to be cancelled."""
+        await self._pages.aclose()
+
+
+_NO_ITEM: Any = object()
 
 
 class _Walk(Generic[R]):
@@ -169,22 +219,36 @@ class _Walk(Generic[R]):
         self.yielded = 0
         self.record_count: int | None = None
         self.sequential = False
+        self.index = 0
+        self.finished = False
 
-    async def run(self) -> AsyncGenerator[Page[R], None]:
-        if self.limit == 0:
-            return
-        first = await self.fetch(1)
-        self.record_count = first.record_count
-        self.detect_clamp(first)
-        if not self.is_last(first, 1):
-            self.fetch_ahead(1)
-        raw, index = first, 1
-        while True:
-            yield self.page(raw, index)
-            if self.is_last(raw, index):
-                return
-            index += 1
-            raw = await self.next_page(index)
+    async def next_page(self) -> Page[R] | None:
+        """The next page, or None once the walk is over."""
+        if self.finished:
+            return None
+        if self.index == 0:
+            if self.limit == 0:
+                self.finished = True
+                return None
+            raw = await self.fetch(1)
+            self.record_count = raw.record_count
+            self.detect_clamp(raw)
+            if not self.is_last(raw, 1):
+                self.fetch_ahead(1)
+        else:
+            raw = await self.fetched(self.index + 1)
+        self.index += 1
+        page = self.page(raw, self.index)
+        if self.is_last(raw, self.index):
+            self.stop()
+        return page
+
+    def stop(self) -> None:
+        """End the walk: no page is yielded after this, and fetches ahead are cancelled."""
+        self.finished = True
+        for task in self.ahead.values():
+            task.cancel()
+        self.ahead.clear()
 
     def detect_clamp(self, first: RawPage) -> None:
         served, total = len(first.rows), first.record_count
@@ -242,7 +306,7 @@ class _Walk(Generic[R]):
             target = min(target, self.limit)
         return -(-target // self.page_size)
 
-    async def next_page(self, index: int) -> RawPage:
+    async def fetched(self, index: int) -> RawPage:
         task = self.ahead.pop(index, None)
         raw = await task if task is not None else await self.fetch(index)
         if raw.record_count != self.record_count:

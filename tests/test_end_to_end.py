@@ -350,3 +350,28 @@ async def test_sorting_direction_reverses_the_order(lsq_emulator: RunningEmulato
     created = [r.created_on for r in newest]
     assert created == sorted(created, reverse=True)  # type: ignore[type-var]
     assert [r.opportunity_id for r in oldest] == [r.opportunity_id for r in reversed(newest)]
+
+
+def test_leaving_a_crawl_fed_by_a_paginator_closes_cleanly(lsq_emulator: RunningEmulator) -> None:
+    """Breaking out of a crawl whose ids come from a walk reports nothing at loop shutdown."""
+    fast_window(lsq_emulator)
+    problems: list[dict[str, Any]] = []
+
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        loop.set_exception_handler(lambda _loop, context: problems.append(context))
+        lead_id = lsq_emulator.data.leads_by_shape["thousands"]
+        async with session_for(lsq_emulator) as session:
+
+            async def opportunity_ids() -> Any:
+                async for opportunity in session.opportunities_of_lead(lead_id, page_size=100):
+                    yield opportunity.opportunity_id
+
+            seen = 0
+            async for _ in session.crawl_activities(opportunity_ids(), concurrency=4):
+                seen += 1
+                if seen == 5:
+                    break
+
+    asyncio.run(main())
+    assert problems == []
