@@ -13,8 +13,7 @@ server, with the variables the guides use:
 
 How a block is run depends on what it is:
 
-- a block preceded by the line ``<!-- norun -->`` is a fragment and is not run;
-  keep these rare (a real account's keys, a framework the tests lack);
+- every Python block runs: a guide holds no fragment that could drift;
 - a block whose first line is a comment naming a file (``# crawl_worker.py``) is
   written under that name for the page's other blocks to use; it is run itself
   only if it does not read ``sys.argv`` (a script that needs arguments is run
@@ -49,7 +48,6 @@ from leadsq_async.testing import Dataset, RunningEmulator
 
 ROOT = Path(__file__).resolve().parent.parent
 DOCS = ROOT / "docs"
-NORUN = "<!-- norun -->"
 REDIS_URL = os.environ.get("LEADSQ_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 # Fast enough that the blocks take a second or two, slow enough to be a real limit.
 RATE_LIMIT = "50/0.5"
@@ -68,7 +66,6 @@ class Block:
     number: int
     line: int
     code: str
-    norun: bool
 
     @property
     def file_name(self) -> str | None:
@@ -111,14 +108,12 @@ def read_blocks(page: Path) -> list[Block]:
         index += 1
         if language not in ("python", "py"):
             continue
-        previous = next((text.strip() for text in reversed(lines[:start]) if text.strip()), "")
         blocks.append(
             Block(
                 page=name,
                 number=len(blocks) + 1,
                 line=start + 1,
                 code="\n".join(body) + "\n",
-                norun=previous == NORUN,
             )
         )
     return blocks
@@ -132,25 +127,15 @@ def all_pages() -> list[Path]:
 def runnable_blocks() -> list[Any]:
     """A test parameter per block that runs as a program of its own.
 
-    Fragments marked ``<!-- norun -->`` and scripts that another block of the
-    page runs (they read ``sys.argv``) are not programs of their own: the
-    first are counted by `test_few_fragments_are_left_unrun`, the second run
-    inside the block that starts them.
+    Scripts that another block of the page runs (they read ``sys.argv``) are
+    not programs of their own: they run inside the block that starts them.
     """
     return [
         pytest.param(block, id=block.id)
         for page in all_pages()
         for block in read_blocks(page)
-        if not block.is_include
-        and not block.norun
-        and not (block.file_name and "sys.argv" in block.code)
+        if not block.is_include and not (block.file_name and "sys.argv" in block.code)
     ]
-
-
-def test_few_fragments_are_left_unrun() -> None:
-    """At most two blocks in the guides are marked as fragments that cannot run."""
-    fragments = [block.id for page in all_pages() for block in read_blocks(page) if block.norun]
-    assert len(fragments) <= 2, fragments
 
 
 def needs_redis(block: Block, files: dict[str, str]) -> bool:
@@ -201,9 +186,7 @@ def test_block_runs(block: Block, lsq_emulator: RunningEmulator, tmp_path: Path)
     lsq_emulator.config.rate_limit_calls = int(calls)
     lsq_emulator.config.rate_limit_period = float(period)
     files = {
-        other.file_name: other.code
-        for other in read_blocks(DOCS / block.page)
-        if other.file_name and not other.norun
+        other.file_name: other.code for other in read_blocks(DOCS / block.page) if other.file_name
     }
     if needs_redis(block, files):
         require_redis()
