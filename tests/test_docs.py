@@ -39,7 +39,6 @@ from typing import Any
 
 import attrs
 import pytest
-import redis
 
 import leadsq_async as lsq
 import leadsq_async.testing
@@ -48,7 +47,6 @@ from leadsq_async.testing import Dataset, RunningEmulator
 
 ROOT = Path(__file__).resolve().parent.parent
 DOCS = ROOT / "docs"
-REDIS_URL = os.environ.get("LEADSQ_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 # Fast enough that the blocks take a second or two, slow enough to be a real limit.
 RATE_LIMIT = "50/0.5"
 RUN_TIMEOUT = 120
@@ -145,21 +143,9 @@ def needs_redis(block: Block, files: dict[str, str]) -> bool:
     return any(name in block.code and "Redis" in code for name, code in files.items())
 
 
-def require_redis() -> None:
-    """Skip when the test Redis server is down, but fail in CI, where it must run."""
-    probe = redis.Redis.from_url(REDIS_URL, socket_connect_timeout=2)
-    try:
-        probe.ping()
-    except redis.RedisError as exc:
-        reason = f"no Redis server at {REDIS_URL} ({exc}); .ci/run starts one"
-        if os.environ.get("CI"):
-            pytest.fail(reason)
-        pytest.skip(reason)
-    finally:
-        probe.close()
-
-
-def guide_environment(emulator: RunningEmulator, directory: Path) -> dict[str, str]:
+def guide_environment(
+    emulator: RunningEmulator, directory: Path, redis_url: str | None
+) -> dict[str, str]:
     """The variables the guides read, pointing at ``emulator``."""
     data = emulator.data
     shaped = set(data.leads_by_shape.values())
@@ -174,13 +160,15 @@ def guide_environment(emulator: RunningEmulator, directory: Path) -> dict[str, s
         "LSQ_RATE_LIMIT": RATE_LIMIT,
         "LSQ_LEAD_ID": data.leads_by_shape["thousands"],
         "LSQ_LEADS_FILE": str(leads_file),
-        "REDIS_URL": REDIS_URL,
+        **({"REDIS_URL": redis_url} if redis_url else {}),
         "PYTHONUNBUFFERED": "1",
     }
 
 
 @pytest.mark.parametrize("block", runnable_blocks())
-def test_block_runs(block: Block, lsq_emulator: RunningEmulator, tmp_path: Path) -> None:
+def test_block_runs(
+    block: Block, lsq_emulator: RunningEmulator, tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
     """The block runs to the end against the emulator, and shows no secret key."""
     calls, period = RATE_LIMIT.split("/")
     lsq_emulator.config.rate_limit_calls = int(calls)
@@ -188,8 +176,8 @@ def test_block_runs(block: Block, lsq_emulator: RunningEmulator, tmp_path: Path)
     files = {
         other.file_name: other.code for other in read_blocks(DOCS / block.page) if other.file_name
     }
-    if needs_redis(block, files):
-        require_redis()
+    # Skips when Redis is down, and fails in CI, where it must run.
+    redis_url = request.getfixturevalue("redis_url") if needs_redis(block, files) else None
     for name, code in files.items():
         (tmp_path / name).write_text(code, encoding="utf-8")
     script = tmp_path / (block.file_name or "block.py")
@@ -207,7 +195,7 @@ def test_block_runs(block: Block, lsq_emulator: RunningEmulator, tmp_path: Path)
     completed = subprocess.run(
         command,
         cwd=tmp_path,
-        env=guide_environment(lsq_emulator, tmp_path),
+        env=guide_environment(lsq_emulator, tmp_path, redis_url),
         capture_output=True,
         text=True,
         timeout=RUN_TIMEOUT,

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Iterator
 from typing import Literal
 
 import httpx
@@ -15,17 +14,6 @@ from leadsq_async.testing import RunningEmulator
 
 OPPORTUNITIES = "/v2/OpportunityManagement.svc/GetOpportunitiesOfLead"
 ACTIVITIES = "/v2/OpportunityManagement.svc/GetActivitiesOfOpportunity"
-
-
-@pytest.fixture
-def client(lsq_emulator: RunningEmulator) -> Iterator[httpx.Client]:
-    """A client for the emulator that sends the keys in the recommended headers."""
-    headers = {
-        "x-LSQ-AccessKey": lsq_emulator.access_key,
-        "x-LSQ-SecretKey": lsq_emulator.secret_key,
-    }
-    with httpx.Client(base_url=lsq_emulator.url, headers=headers) as client:
-        yield client
 
 
 @pytest.fixture
@@ -39,12 +27,15 @@ def lead(lsq_emulator: RunningEmulator) -> str:
 
 @pytest.mark.parametrize("status", [429, 200])
 def test_rate_limit_refuses_the_excess_call_with_the_envelope(
-    client: httpx.Client, lsq_emulator: RunningEmulator, lead: str, status: Literal[429, 200]
+    emulator_client: httpx.Client,
+    lsq_emulator: RunningEmulator,
+    lead: str,
+    status: Literal[429, 200],
 ) -> None:
     """The third call in the window is answered (429 or 200, as configured) with the envelope."""
     lsq_emulator.config.rate_limit_calls = 2
     lsq_emulator.config.rate_limit_status = status
-    responses = [client.post(OPPORTUNITIES, params={"leadId": lead}) for _ in range(3)]
+    responses = [emulator_client.post(OPPORTUNITIES, params={"leadId": lead}) for _ in range(3)]
     assert [r.status_code for r in responses[:2]] == [200, 200]
     assert responses[2].status_code == status
     assert responses[2].json() == {
@@ -56,51 +47,58 @@ def test_rate_limit_refuses_the_excess_call_with_the_envelope(
 
 @pytest.mark.parametrize("status", [429, 200])
 def test_rate_limit_answer_has_no_retry_after_header(
-    client: httpx.Client, lsq_emulator: RunningEmulator, lead: str, status: Literal[429, 200]
+    emulator_client: httpx.Client,
+    lsq_emulator: RunningEmulator,
+    lead: str,
+    status: Literal[429, 200],
 ) -> None:
     """A rate-limit answer, in either mode, carries no Retry-After or rate-limit headers."""
     lsq_emulator.config.rate_limit_calls = 1
     lsq_emulator.config.rate_limit_status = status
-    client.post(OPPORTUNITIES, params={"leadId": lead})
-    refused = client.post(OPPORTUNITIES, params={"leadId": lead})
+    emulator_client.post(OPPORTUNITIES, params={"leadId": lead})
+    refused = emulator_client.post(OPPORTUNITIES, params={"leadId": lead})
     assert lsq_emulator.stats.rate_limited == 1
     assert not [name for name in refused.headers if "retry" in name or "ratelimit" in name]
 
 
 def test_rate_limit_window_slides(
-    client: httpx.Client, lsq_emulator: RunningEmulator, lead: str
+    emulator_client: httpx.Client, lsq_emulator: RunningEmulator, lead: str
 ) -> None:
     """Once the period has passed since the accepted calls, calls are accepted again."""
     lsq_emulator.config.rate_limit_calls = 2
     lsq_emulator.config.rate_limit_period = 0.3
-    statuses = [client.post(OPPORTUNITIES, params={"leadId": lead}).status_code for _ in range(3)]
+    statuses = [
+        emulator_client.post(OPPORTUNITIES, params={"leadId": lead}).status_code for _ in range(3)
+    ]
     time.sleep(0.35)
-    statuses.append(client.post(OPPORTUNITIES, params={"leadId": lead}).status_code)
+    statuses.append(emulator_client.post(OPPORTUNITIES, params={"leadId": lead}).status_code)
     assert statuses == [200, 200, 429, 200]
 
 
 def test_refused_calls_do_not_count_against_the_window(
-    client: httpx.Client, lsq_emulator: RunningEmulator, lead: str
+    emulator_client: httpx.Client, lsq_emulator: RunningEmulator, lead: str
 ) -> None:
     """Calls refused mid-window do not hold the window once the accepted ones expire."""
     lsq_emulator.config.rate_limit_calls = 1
     lsq_emulator.config.rate_limit_period = 0.6
-    statuses = [client.post(OPPORTUNITIES, params={"leadId": lead}).status_code]
+    statuses = [emulator_client.post(OPPORTUNITIES, params={"leadId": lead}).status_code]
     time.sleep(0.35)
-    statuses += [client.post(OPPORTUNITIES, params={"leadId": lead}).status_code for _ in range(2)]
+    statuses += [
+        emulator_client.post(OPPORTUNITIES, params={"leadId": lead}).status_code for _ in range(2)
+    ]
     time.sleep(0.35)
-    statuses.append(client.post(OPPORTUNITIES, params={"leadId": lead}).status_code)
+    statuses.append(emulator_client.post(OPPORTUNITIES, params={"leadId": lead}).status_code)
     assert statuses == [200, 429, 429, 200]
 
 
 def test_bad_keys_do_not_use_the_account_rate_limit(
-    lsq_emulator: RunningEmulator, client: httpx.Client, lead: str
+    lsq_emulator: RunningEmulator, emulator_client: httpx.Client, lead: str
 ) -> None:
     """Requests refused for bad keys are not accepted requests of the account."""
     lsq_emulator.config.rate_limit_calls = 1
     with httpx.Client(base_url=lsq_emulator.url) as anonymous:
         assert anonymous.post(OPPORTUNITIES, params={"leadId": lead}).status_code == 401
-    assert client.post(OPPORTUNITIES, params={"leadId": lead}).status_code == 200
+    assert emulator_client.post(OPPORTUNITIES, params={"leadId": lead}).status_code == 200
 
 
 # Faults
@@ -112,79 +110,79 @@ def always(emulator: RunningEmulator, kind: str) -> None:
 
 
 def test_fault_500_is_a_bare_message(
-    client: httpx.Client, lsq_emulator: RunningEmulator, lead: str
+    emulator_client: httpx.Client, lsq_emulator: RunningEmulator, lead: str
 ) -> None:
     """A "500" fault answers HTTP 500 with {"Message": ...} and no envelope."""
     always(lsq_emulator, "500")
-    response = client.post(OPPORTUNITIES, params={"leadId": lead})
+    response = emulator_client.post(OPPORTUNITIES, params={"leadId": lead})
     assert response.status_code == 500
     assert response.json() == {"Message": "There was an error processing the request."}
 
 
 @pytest.mark.parametrize("kind", ["502", "503"])
 def test_fault_502_503_is_an_html_page(
-    client: httpx.Client, lsq_emulator: RunningEmulator, lead: str, kind: str
+    emulator_client: httpx.Client, lsq_emulator: RunningEmulator, lead: str, kind: str
 ) -> None:
     """A "502" or "503" fault answers that status with an HTML page, as a CDN would."""
     always(lsq_emulator, kind)
-    response = client.post(OPPORTUNITIES, params={"leadId": lead})
+    response = emulator_client.post(OPPORTUNITIES, params={"leadId": lead})
     assert response.status_code == int(kind)
     assert response.headers["content-type"].startswith("text/html")
     assert response.text.startswith("<html>")
 
 
 def test_fault_drop_closes_the_connection_without_an_answer(
-    client: httpx.Client, lsq_emulator: RunningEmulator, lead: str
+    emulator_client: httpx.Client, lsq_emulator: RunningEmulator, lead: str
 ) -> None:
     """A "drop" fault closes the connection before any byte: httpx.RemoteProtocolError."""
     always(lsq_emulator, "drop")
     with pytest.raises(httpx.RemoteProtocolError, match="without sending a response"):
-        client.post(OPPORTUNITIES, params={"leadId": lead})
+        emulator_client.post(OPPORTUNITIES, params={"leadId": lead})
 
 
 def test_fault_truncate_cuts_the_body_short(
-    client: httpx.Client, lsq_emulator: RunningEmulator, lead: str
+    emulator_client: httpx.Client, lsq_emulator: RunningEmulator, lead: str
 ) -> None:
     """A "truncate" fault sends half the body then closes: httpx.RemoteProtocolError."""
     always(lsq_emulator, "truncate")
     with pytest.raises(httpx.RemoteProtocolError, match=r"complete message body"):
-        client.post(OPPORTUNITIES, params={"leadId": lead})
+        emulator_client.post(OPPORTUNITIES, params={"leadId": lead})
 
 
 def test_fault_slow_times_out_a_short_client_timeout(
-    client: httpx.Client, lsq_emulator: RunningEmulator, lead: str
+    emulator_client: httpx.Client, lsq_emulator: RunningEmulator, lead: str
 ) -> None:
     """A "slow" fault holds the answer slow_seconds: a shorter read timeout expires."""
     always(lsq_emulator, "slow")
     lsq_emulator.config.slow_seconds = 0.5
     with pytest.raises(httpx.ReadTimeout):
-        client.post(OPPORTUNITIES, params={"leadId": lead}, timeout=0.1)
+        emulator_client.post(OPPORTUNITIES, params={"leadId": lead}, timeout=0.1)
     assert lsq_emulator.stats.in_flight == 1
     assert lsq_emulator.app.wait_idle()
     assert lsq_emulator.stats.by_status == {200: 1}
 
 
 def test_fault_slow_still_answers_in_full(
-    client: httpx.Client, lsq_emulator: RunningEmulator, lead: str
+    emulator_client: httpx.Client, lsq_emulator: RunningEmulator, lead: str
 ) -> None:
     """A "slow" answer arrives complete after at least slow_seconds."""
     always(lsq_emulator, "slow")
     lsq_emulator.config.slow_seconds = 0.2
     started = time.monotonic()
-    response = client.post(OPPORTUNITIES, params={"leadId": lead})
+    response = emulator_client.post(OPPORTUNITIES, params={"leadId": lead})
     assert time.monotonic() - started >= 0.2
     assert response.json()["RecordCount"] == 1
 
 
 def test_client_recovers_after_a_dropped_connection(
-    client: httpx.Client, lsq_emulator: RunningEmulator, lead: str
+    emulator_client: httpx.Client, lsq_emulator: RunningEmulator, lead: str
 ) -> None:
-    """After a drop, the next request on the same client succeeds on a new connection."""
+    """After a drop, the next request on the same emulator_client succeeds on a new connection."""
     always(lsq_emulator, "drop")
     with pytest.raises(httpx.RemoteProtocolError):
-        client.post(OPPORTUNITIES, params={"leadId": lead})
+        emulator_client.post(OPPORTUNITIES, params={"leadId": lead})
     lsq_emulator.config.fault_rate = 0.0
-    assert client.post(OPPORTUNITIES, params={"leadId": lead}).status_code == 200
+    assert emulator_client.post(OPPORTUNITIES, params={"leadId": lead}).status_code == 200
 
 
 def fault_sequence(client: httpx.Client, emulator: RunningEmulator, lead: str) -> list[int]:
@@ -196,37 +194,37 @@ def fault_sequence(client: httpx.Client, emulator: RunningEmulator, lead: str) -
 
 
 def test_faults_follow_the_rate_and_the_seed(
-    client: httpx.Client, lsq_emulator: RunningEmulator, lead: str
+    emulator_client: httpx.Client, lsq_emulator: RunningEmulator, lead: str
 ) -> None:
     """The same seed draws the same faults in the same order; a rate of 0.5 mixes outcomes."""
-    first = fault_sequence(client, lsq_emulator, lead)
+    first = fault_sequence(emulator_client, lsq_emulator, lead)
     lsq_emulator.app.reset()
-    second = fault_sequence(client, lsq_emulator, lead)
+    second = fault_sequence(emulator_client, lsq_emulator, lead)
     assert first == second
     assert {200, 500, 503} <= set(first)
 
 
 def test_faults_count_against_the_rate_limit(
-    client: httpx.Client, lsq_emulator: RunningEmulator, lead: str
+    emulator_client: httpx.Client, lsq_emulator: RunningEmulator, lead: str
 ) -> None:
     """A request answered with a fault was accepted: it uses the rate budget."""
     lsq_emulator.config.rate_limit_calls = 1
     always(lsq_emulator, "503")
-    assert client.post(OPPORTUNITIES, params={"leadId": lead}).status_code == 503
+    assert emulator_client.post(OPPORTUNITIES, params={"leadId": lead}).status_code == 503
     lsq_emulator.config.fault_rate = 0.0
-    assert client.post(OPPORTUNITIES, params={"leadId": lead}).status_code == 429
+    assert emulator_client.post(OPPORTUNITIES, params={"leadId": lead}).status_code == 429
 
 
 # Latency
 
 
 def test_latency_delays_every_answer(
-    client: httpx.Client, lsq_emulator: RunningEmulator, lead: str
+    emulator_client: httpx.Client, lsq_emulator: RunningEmulator, lead: str
 ) -> None:
     """With latency set, an answer takes at least that round trip."""
     lsq_emulator.config.latency = 0.2
     started = time.monotonic()
-    assert client.post(OPPORTUNITIES, params={"leadId": lead}).status_code == 200
+    assert emulator_client.post(OPPORTUNITIES, params={"leadId": lead}).status_code == 200
     assert time.monotonic() - started >= 0.2
 
 
@@ -244,16 +242,16 @@ def test_latency_and_jitter_also_delay_refusals(lsq_emulator: RunningEmulator, l
 
 
 def test_insert_ahead_pushes_served_rows_onto_the_next_page(
-    client: httpx.Client, lsq_emulator: RunningEmulator
+    emulator_client: httpx.Client, lsq_emulator: RunningEmulator
 ) -> None:
     """After a page, new newest rows appear: the next page repeats rows and the count grows."""
     lsq_emulator.config.insert_ahead = 2
     lead = lsq_emulator.data.leads_by_shape["page_plus_one"]
     paging = {"PageSize": 50}
-    first = client.post(
+    first = emulator_client.post(
         OPPORTUNITIES, params={"leadId": lead}, json={"Paging": {**paging, "PageIndex": 1}}
     ).json()
-    second = client.post(
+    second = emulator_client.post(
         OPPORTUNITIES, params={"leadId": lead}, json={"Paging": {**paging, "PageIndex": 2}}
     ).json()
     assert (first["RecordCount"], second["RecordCount"]) == (101, 103)
@@ -263,30 +261,32 @@ def test_insert_ahead_pushes_served_rows_onto_the_next_page(
 
 
 def test_insert_ahead_adds_activities_too(
-    client: httpx.Client, lsq_emulator: RunningEmulator
+    emulator_client: httpx.Client, lsq_emulator: RunningEmulator
 ) -> None:
     """insert_ahead also grows an opportunity's activities after each page served."""
     lsq_emulator.config.insert_ahead = 1
     opportunity = lsq_emulator.data.opportunities_by_shape["page"]
     counts = [
-        client.post(ACTIVITIES, params={"opportunityId": opportunity}).json()["RecordCount"]
+        emulator_client.post(ACTIVITIES, params={"opportunityId": opportunity}).json()[
+            "RecordCount"
+        ]
         for _ in range(2)
     ]
     assert counts == [25, 26]
 
 
 def test_index_lag_hides_a_new_opportunity_for_a_while(
-    client: httpx.Client, lsq_emulator: RunningEmulator
+    emulator_client: httpx.Client, lsq_emulator: RunningEmulator
 ) -> None:
     """A new opportunity shows in GetOpportunitiesOfLead only index_lag seconds after it is added,
     while GetActivitiesOfOpportunity knows it at once."""
     lsq_emulator.config.index_lag = 0.3
     lead = lsq_emulator.data.leads_by_shape["one"]
     added = lsq_emulator.data.add_opportunity(lead)
-    before = client.post(OPPORTUNITIES, params={"leadId": lead}).json()
-    known = client.post(ACTIVITIES, params={"opportunityId": added["OpportunityId"]})
+    before = emulator_client.post(OPPORTUNITIES, params={"leadId": lead}).json()
+    known = emulator_client.post(ACTIVITIES, params={"opportunityId": added["OpportunityId"]})
     time.sleep(0.35)
-    after = client.post(OPPORTUNITIES, params={"leadId": lead}).json()
+    after = emulator_client.post(OPPORTUNITIES, params={"leadId": lead}).json()
     assert before["RecordCount"] == 1
     assert known.json()["RecordCount"] == 0
     assert after["RecordCount"] == 2
@@ -297,40 +297,40 @@ def test_index_lag_hides_a_new_opportunity_for_a_while(
 
 
 def test_stats_count_requests_by_status(
-    client: httpx.Client, lsq_emulator: RunningEmulator, lead: str
+    emulator_client: httpx.Client, lsq_emulator: RunningEmulator, lead: str
 ) -> None:
     """by_status and total count each answer; rate-limit answers also count in rate_limited."""
     lsq_emulator.config.rate_limit_calls = 1
-    client.post(OPPORTUNITIES, params={"leadId": lead})
-    client.post(OPPORTUNITIES, params={"leadId": lead})
-    client.post("/nowhere")
+    emulator_client.post(OPPORTUNITIES, params={"leadId": lead})
+    emulator_client.post(OPPORTUNITIES, params={"leadId": lead})
+    emulator_client.post("/nowhere")
     stats = lsq_emulator.stats
     assert (stats.total, stats.by_status) == (3, {200: 1, 429: 1, 404: 1})
     assert (stats.rate_limited, stats.accepted) == (1, 1)
 
 
 def test_stats_count_faults_by_kind(
-    client: httpx.Client, lsq_emulator: RunningEmulator, lead: str
+    emulator_client: httpx.Client, lsq_emulator: RunningEmulator, lead: str
 ) -> None:
     """Each injected fault counts under its kind; a drop has no status."""
     always(lsq_emulator, "drop")
     with pytest.raises(httpx.RemoteProtocolError):
-        client.post(OPPORTUNITIES, params={"leadId": lead})
+        emulator_client.post(OPPORTUNITIES, params={"leadId": lead})
     assert lsq_emulator.stats.faults == {"drop": 1}
     assert lsq_emulator.stats.by_status == {}
 
 
 def test_stats_most_accepted_in_window_is_exact(
-    client: httpx.Client, lsq_emulator: RunningEmulator, lead: str
+    emulator_client: httpx.Client, lsq_emulator: RunningEmulator, lead: str
 ) -> None:
     """Three calls, a pause longer than the period, two calls: the most in a window is 3."""
     lsq_emulator.config.rate_limit_calls = 100
     lsq_emulator.config.rate_limit_period = 0.4
     for _ in range(3):
-        client.post(OPPORTUNITIES, params={"leadId": lead})
+        emulator_client.post(OPPORTUNITIES, params={"leadId": lead})
     time.sleep(0.45)
     for _ in range(2):
-        client.post(OPPORTUNITIES, params={"leadId": lead})
+        emulator_client.post(OPPORTUNITIES, params={"leadId": lead})
     assert lsq_emulator.stats.most_accepted_in_window == 3
 
 
@@ -353,14 +353,14 @@ async def test_stats_most_in_flight_counts_concurrent_requests(
 
 
 def test_stats_reset_clears_every_count(
-    client: httpx.Client, lsq_emulator: RunningEmulator, lead: str
+    emulator_client: httpx.Client, lsq_emulator: RunningEmulator, lead: str
 ) -> None:
     """stats.reset() sets every count back to zero."""
     lsq_emulator.config.rate_limit_calls = 1
     with httpx.Client(base_url=lsq_emulator.url) as keys_in_url:
         params = {"leadId": lead, "accessKey": "demo-access-key", "secretKey": "demo-secret-key"}
         keys_in_url.post(OPPORTUNITIES, params=params)
-    client.post(OPPORTUNITIES, params={"leadId": lead})
+    emulator_client.post(OPPORTUNITIES, params={"leadId": lead})
     lsq_emulator.stats.reset()
     stats = lsq_emulator.stats
     assert (stats.total, stats.by_status, stats.faults) == (0, {}, {})

@@ -13,7 +13,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
-import os
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from typing import Any, cast
@@ -28,26 +27,9 @@ from leadsq_async.testing import RunningEmulator
 
 pytestmark = pytest.mark.redis
 
-REDIS_URL = os.environ.get("LEADSQ_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 UNREACHABLE_URL = "redis://:hunter2@127.0.0.1:1/0"
 
 MakeLimiter = Callable[..., lsq.RedisRateLimit]
-
-
-@pytest.fixture(scope="session")
-def redis_url() -> str:
-    """The test Redis server: skip when it is down, but fail in CI (where it must run)."""
-    probe = redis.Redis.from_url(REDIS_URL, socket_connect_timeout=2)
-    try:
-        probe.ping()
-    except redis.RedisError as exc:
-        reason = f"no Redis server at {REDIS_URL} ({exc}); .ci/run starts one"
-        if os.environ.get("CI"):
-            pytest.fail(reason)
-        pytest.skip(reason)
-    finally:
-        probe.close()
-    return REDIS_URL
 
 
 @pytest.fixture

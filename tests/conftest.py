@@ -1,0 +1,41 @@
+"""Fixtures shared by the test modules (the emulator's come from its pytest plugin)."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+
+import httpx
+import pytest
+import redis
+
+from leadsq_async.testing import RunningEmulator
+
+REDIS_URL = os.environ.get("LEADSQ_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
+
+
+@pytest.fixture(scope="session")
+def redis_url() -> str:
+    """The test Redis server's URL: skip when it is down, but fail in CI, where it must run."""
+    probe = redis.Redis.from_url(REDIS_URL, socket_connect_timeout=2)
+    try:
+        probe.ping()
+    except redis.RedisError as exc:
+        reason = f"no Redis server at {REDIS_URL} ({exc}); .ci/run starts one"
+        if os.environ.get("CI"):
+            pytest.fail(reason)
+        pytest.skip(reason)
+    finally:
+        probe.close()
+    return REDIS_URL
+
+
+@pytest.fixture
+def emulator_client(lsq_emulator: RunningEmulator) -> Iterator[httpx.Client]:
+    """A plain httpx client for the emulator, sending the keys in the recommended headers."""
+    headers = {
+        "x-LSQ-AccessKey": lsq_emulator.access_key,
+        "x-LSQ-SecretKey": lsq_emulator.secret_key,
+    }
+    with httpx.Client(base_url=lsq_emulator.url, headers=headers) as client:
+        yield client
