@@ -6,7 +6,7 @@ import asyncio
 import os
 import signal
 import sys
-from collections.abc import AsyncIterator, Callable, Coroutine, Iterable, Iterator
+from collections.abc import AsyncGenerator, Callable, Coroutine, Iterable, Iterator
 from typing import Any, TypeVar
 
 from leadsq_async import (
@@ -37,6 +37,7 @@ __all__ = [
 ]
 
 T = TypeVar("T")
+Result = TypeVar("Result", LeadResult, OpportunityResult)
 
 #: The exit code of a command stopped by SIGINT (128 + 2, as shells report it).
 INTERRUPTED_EXIT_CODE = 130
@@ -117,12 +118,6 @@ def is_fatal(error: BaseException) -> bool:
     return isinstance(error, TransportError) and not isinstance(error, RequestTimeout)
 
 
-async def _close(iterator: AsyncIterator[Any]) -> None:
-    close = getattr(iterator, "aclose", None)
-    if close is not None:
-        await close()
-
-
 async def fetch_opportunities(
     session: Session,
     lead_ids: Iterable[str],
@@ -140,20 +135,12 @@ async def fetch_opportunities(
     Raises:
         LeadSquaredError: a failure that would fail every lead (see `is_fatal`).
     """
-    failures = 0
-    results: AsyncIterator[LeadResult] = session.crawl_opportunities(
+    results = session.crawl_opportunities(
         lead_ids, concurrency=concurrency, opportunity_type=opportunity_type
     )
-    try:
-        async for result in results:
-            if result.error is not None:
-                failures += _failed(result.lead_id, result.error, report)
-                continue
-            for record in result.records:
-                writer.write(unstructure(record))
-    finally:
-        await _close(results)
-    return failures
+    return await _write_results(
+        results, writer, report, lambda result, row: row, lambda result: result.lead_id
+    )
 
 
 async def fetch_activities(
@@ -174,22 +161,36 @@ async def fetch_activities(
     Raises:
         LeadSquaredError: a failure that would fail every id (see `is_fatal`).
     """
-    failures = 0
-    results: AsyncIterator[OpportunityResult] = session.crawl_activities(
+
+    def row_of(result: OpportunityResult, row: dict[str, Any]) -> dict[str, Any]:
+        return {"OpportunityId": result.opportunity_id, **row} if with_opportunity_id else row
+
+    results = session.crawl_activities(
         opportunity_ids, concurrency=concurrency, activity_event_code=activity_event_code
     )
+    return await _write_results(
+        results, writer, report, row_of, lambda result: result.opportunity_id
+    )
+
+
+async def _write_results(
+    results: AsyncGenerator[Result, None],
+    writer: RowWriter,
+    report: Callable[[str, BaseException], None],
+    row_of: Callable[[Result, dict[str, Any]], dict[str, Any]],
+    id_of: Callable[[Result], str],
+) -> int:
+    """Write each result's rows as the API sent them; return how many ids failed."""
+    failures = 0
     try:
         async for result in results:
             if result.error is not None:
-                failures += _failed(result.opportunity_id, result.error, report)
+                failures += _failed(id_of(result), result.error, report)
                 continue
             for record in result.records:
-                row = unstructure(record)
-                if with_opportunity_id:
-                    row = {"OpportunityId": result.opportunity_id, **row}
-                writer.write(row)
+                writer.write(row_of(result, unstructure(record)))
     finally:
-        await _close(results)
+        await results.aclose()
     return failures
 
 
@@ -239,7 +240,7 @@ async def crawl_into(
             yield lead_id
 
     meter = Meter(session)
-    results: AsyncIterator[LeadResult] = session.crawl_opportunities(
+    results = session.crawl_opportunities(
         pending(),
         concurrency=concurrency,
         with_activities=output.settings.with_activities,
@@ -254,7 +255,7 @@ async def crawl_into(
                 output.record(result, message)
                 counts.add(result)
         finally:
-            await _close(results)
+            await results.aclose()
     return meter
 
 
