@@ -32,6 +32,8 @@ import re
 from collections.abc import Mapping
 from typing import Any, ClassVar
 
+from ._ratelimit import RateLimit
+
 __all__ = [
     "APIError",
     "AuthenticationError",
@@ -137,7 +139,7 @@ class RateLimitError(ResponseError):
     """The account's rate limit was exceeded, and the retries are spent.
 
     Attributes:
-        limit: ``(calls, period)`` as the server's message states it, or None.
+        limit: the account's limit as the server's message states it, or None.
     """
 
     transient = True
@@ -208,7 +210,7 @@ class RateLimiterUnavailable(LeadSquaredError):
         self.address = address
 
 
-def parse_rate_limit_message(text: str | None) -> tuple[int, float] | None:
+def parse_rate_limit_message(text: str | None) -> RateLimit | None:
     """Read ``limit of N in M second(s)`` out of a rate-limit message."""
     if not text:
         return None
@@ -218,7 +220,7 @@ def parse_rate_limit_message(text: str | None) -> tuple[int, float] | None:
     calls, period = int(match.group(1)), float(match.group(2))
     if calls < 1 or period <= 0:
         return None
-    return calls, period
+    return RateLimit(calls, period)
 
 
 _ERROR_FOR_STATUS: Mapping[int, type[ResponseError]] = {

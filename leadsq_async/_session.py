@@ -409,8 +409,8 @@ class Session:
 
     async def _on_rate_limited(self, error: RateLimitError) -> None:
         self.stats.rate_limited += 1
-        if error.limit is not None:
-            stated = RateLimit(*error.limit)
+        stated = error.limit
+        if stated is not None:
             configured = self._limiter.rate_limit
             if await self._limiter.lower(stated):
                 logger.warning(
@@ -427,7 +427,7 @@ def _limiter_for(rate_limit: RateLimit | RateLimiter | None) -> tuple[RateLimite
         return SlidingWindowLimiter(RateLimit()), True
     if isinstance(rate_limit, RateLimit):
         return SlidingWindowLimiter(rate_limit), True
-    if all(hasattr(rate_limit, name) for name in ("slot", "pause", "lower", "rate_limit")):
+    if isinstance(rate_limit, RateLimiter):
         return rate_limit, False
     raise TypeError(
         f"rate_limit must be a RateLimit or a rate limiter, not {type(rate_limit).__name__}"

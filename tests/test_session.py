@@ -369,7 +369,7 @@ async def test_rate_limit_error_raises_when_retries_are_spent() -> None:
     async with session_for(handler, rate_limit=limiter) as session:
         with pytest.raises(lsq.RateLimitError) as info:
             await session.opportunities_of_lead("lead-1").collect()
-    assert info.value.limit == (25, 5.0)
+    assert info.value.limit == lsq.RateLimit(25, 5.0)
 
 
 async def test_secret_never_appears_in_logs_at_any_level(caplog: pytest.LogCaptureFixture) -> None:

@@ -136,7 +136,7 @@ def test_rate_limit_envelope_with_status_200_is_a_rate_limit_error() -> None:
     )
     with pytest.raises(lsq.RateLimitError) as info:
         decode_page(200, body, endpoint=ENDPOINT)
-    assert info.value.limit == (10, 5.0)
+    assert info.value.limit == lsq.RateLimit(10, 5.0)
     assert info.value.status == 200
 
 
@@ -148,7 +148,7 @@ def test_429_is_a_rate_limit_error() -> None:
     with pytest.raises(lsq.RateLimitError) as info:
         decode_page(429, body, endpoint=ENDPOINT)
     assert info.value.transient
-    assert info.value.limit == (25, 5.0)
+    assert info.value.limit == lsq.RateLimit(25, 5.0)
 
 
 def test_500_with_envelope_is_an_api_error_that_is_not_transient() -> None:
