@@ -109,15 +109,23 @@ async def crawl(
     source = _IdSource(ids)
     results: asyncio.Queue[_Done | T] = asyncio.Queue(maxsize=concurrency)
 
+    stopping = False
+
     async def worker() -> None:
         failure: Exception | None = None
         try:
-            while (item := await source.next()) is not _END:
-                await results.put(await work(item))
+            while not stopping and (item := await source.next()) is not _END:
+                result = await work(item)
+                if stopping:
+                    # Cancelled, but a library below swallowed it (seen on Python 3.10,
+                    # which lacks Task.uncancel): nobody will take this result.
+                    return
+                await results.put(result)
         except Exception as exc:  # reading the ids failed: the consumer re-raises it
             failure = exc
         # Not in a `finally`: a cancelled worker must not block on a full queue.
-        await results.put(_Done(failure))
+        if not stopping:
+            await results.put(_Done(failure))
 
     workers = [spawn(worker()) for _ in range(concurrency)]
     running = len(workers)
@@ -131,6 +139,7 @@ async def crawl(
                 continue
             yield result
     finally:
+        stopping = True
         for task in workers:
             task.cancel()
         await asyncio.gather(*workers, return_exceptions=True)
@@ -151,7 +160,7 @@ class _IdSource:
 
     def __init__(self, ids: Ids) -> None:
         self._sync = iter(ids) if isinstance(ids, Iterable) else None
-        self._async = aiter(ids) if isinstance(ids, AsyncIterable) else None
+        self._async = ids.__aiter__() if isinstance(ids, AsyncIterable) else None
         self._lock = asyncio.Lock()
         self._exhausted = False
 
@@ -163,7 +172,9 @@ class _IdSource:
                 if self._sync is not None:
                     return next(self._sync)
                 assert self._async is not None
-                return await anext(self._async)
+                # Not the builtin anext(): on Python 3.10 its awaitable does not pass a
+                # cancellation on to the generator, and a cancelled crawl then hangs.
+                return await self._async.__anext__()
             except (StopIteration, StopAsyncIteration):
                 self._exhausted = True
                 return _END
