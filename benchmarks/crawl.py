@@ -86,12 +86,12 @@ def minimum_requests(data: Dataset, page_size: int = 1000) -> int:
 
 def optimum(requests: int, round_trip: float) -> float:
     """The earliest the last request can be answered within the window."""
-    return (requests - 1) // CALLS * PERIOD + round_trip
+    return lsq.RateLimit(CALLS, PERIOD).least_time(requests) + round_trip
 
 
 def safe_optimum(requests: int, round_trip: float) -> float:
     """The same when each wave must also wait out the previous wave's round trip."""
-    return (requests - 1) // CALLS * (PERIOD + round_trip) + round_trip
+    return lsq.RateLimit(CALLS, PERIOD + round_trip).least_time(requests) + round_trip
 
 
 async def measure(

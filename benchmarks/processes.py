@@ -108,7 +108,7 @@ def crawl_order(data: Dataset) -> list[str]:
 
 def optimum(requests: int) -> float:
     """The earliest the last of `requests` can be answered under CALLS per PERIOD."""
-    return (requests - 1) // CALLS * PERIOD + LATENCY
+    return lsq.RateLimit(CALLS, PERIOD).least_time(requests) + LATENCY
 
 
 def _worker(

@@ -94,6 +94,15 @@ class RateLimit:
         # Cross-multiplied, so 5/1 and 25/5 compare equal without rounding.
         return self.calls * other.period < other.calls * self.period
 
+    def least_time(self, requests: int) -> float:
+        """The least time ``requests`` requests can span under this limit.
+
+        The seconds from the first request to the last when no window of ``period``
+        holds more than ``calls`` of them: ``floor((requests - 1) / calls) * period``
+        (0 for none or one). Add one round trip for the last answer to arrive.
+        """
+        return (requests - 1) // self.calls * self.period if requests > 0 else 0.0
+
     def __str__(self) -> str:
         period = int(self.period) if self.period.is_integer() else self.period
         return f"{self.calls} {'call' if self.calls == 1 else 'calls'} per {period} s"

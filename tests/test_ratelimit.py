@@ -679,3 +679,11 @@ def test_rate_limit_compares_rates_exactly() -> None:
     assert RateLimit(2, 5).is_slower_than(RateLimit(25, 5))
     assert not RateLimit(5, 1).is_slower_than(RateLimit(25, 5))
     assert not RateLimit(25, 5).is_slower_than(RateLimit(5, 1))
+
+
+@pytest.mark.parametrize(
+    ("requests", "seconds"), [(0, 0.0), (1, 0.0), (25, 0.0), (26, 5.0), (50, 5.0), (51, 10.0)]
+)
+def test_least_time_counts_the_windows_after_the_first(requests: int, seconds: float) -> None:
+    """25 requests fit in the first window; each further 25 need one more period."""
+    assert RateLimit(25, 5.0).least_time(requests) == seconds

@@ -356,12 +356,6 @@ def pick_leads(data: Dataset, budget: int, most: int | None) -> list[str]:
     return [lead_id for lead_id in data.opportunities if lead_id in chosen]
 
 
-def optimum_seconds(requests: int, limit: RateLimit) -> float:
-    """The least time ``requests`` can take when no window of ``period`` holds more than
-    ``calls`` of them (the last request's own round trip aside)."""
-    return ((requests - 1) // limit.calls) * limit.period if requests > 0 else 0.0
-
-
 @attrs.frozen
 class DemoResult:
     """What the demo crawl did."""
@@ -509,7 +503,7 @@ def _demo_summary(
     lead_ids: list[str],
 ) -> str:
     counts = result.counts
-    optimum = optimum_seconds(result.requests, rate_limit)
+    optimum = rate_limit.least_time(result.requests)
     if optimum > 0:
         ratio = result.elapsed / optimum
         pace = f"the fastest {rate_limit} allows is {optimum:.1f} s ({ratio:.2f}x)"
