@@ -35,6 +35,8 @@ from typing import Protocol, runtime_checkable
 
 import attrs
 
+from ._closing import AsyncClosing
+
 __all__ = ["RateLimit", "RateLimiter", "SlidingWindowLimiter"]
 
 
@@ -145,7 +147,7 @@ class RateLimiter(Protocol):
 _DEFAULT_RATE_LIMIT = RateLimit()
 
 
-class SlidingWindowLimiter:
+class SlidingWindowLimiter(AsyncClosing):
     """The in-process limiter: a slot is held until ``period`` seconds after its release.
 
     ``clock`` and ``sleep`` are injectable so that tests can run in virtual time; they must

@@ -34,9 +34,9 @@ import logging
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
-from types import TracebackType
 from typing import Any, Final
 
+from ._closing import AsyncClosing
 from ._errors import RateLimiterUnavailable
 from ._ratelimit import RateLimit, SlidingWindowLimiter, _to_seconds
 
@@ -190,7 +190,7 @@ return {1, new_calls, new_period}
 )
 
 
-class RedisRateLimit:
+class RedisRateLimit(AsyncClosing):
     """A rate limiter shared through Redis by every process and host using the same key.
 
     Give it to ``Session(rate_limit=...)`` in every process that uses the account:
@@ -436,17 +436,6 @@ class RedisRateLimit:
             await self._local.aclose()
         if self._owns_client:
             await self._client.aclose()
-
-    async def __aenter__(self) -> RedisRateLimit:
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        await self.aclose()
 
     # -- taking and giving back slots in Redis ---------------------------------
 

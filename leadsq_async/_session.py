@@ -13,12 +13,12 @@ import asyncio
 import logging
 import time
 from collections.abc import AsyncGenerator, AsyncIterable, Coroutine, Iterable
-from types import TracebackType
 from typing import Any, TypeVar
 
 import attrs
 import httpx
 
+from ._closing import AsyncClosing
 from ._crawl import (
     ID_ERRORS,
     LeadResult,
@@ -62,7 +62,7 @@ class SessionStats:
     failures: int = 0
 
 
-class Session:
+class Session(AsyncClosing):
     """An asynchronous LeadSquared API session; use it with ``async with``.
 
     Args:
@@ -137,17 +137,6 @@ class Session:
     def limiter(self) -> RateLimiter:
         """The rate limiter every request of this session goes through."""
         return self._limiter
-
-    async def __aenter__(self) -> Session:
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        await self.aclose()
 
     async def aclose(self) -> None:
         """Cancel the pages still being fetched ahead, and close what the session created."""

@@ -565,6 +565,32 @@ def test_aclose_leaves_no_task_and_disturbs_no_waiter() -> None:
     run_virtual(main)
 
 
+def test_limiter_is_an_async_context_manager(monkeypatch: pytest.MonkeyPatch) -> None:
+    """``async with`` gives the limiter itself and awaits aclose() on the way out, even on error."""
+    closed: list[SlidingWindowLimiter] = []
+
+    async def aclose(self: SlidingWindowLimiter) -> None:
+        closed.append(self)
+
+    monkeypatch.setattr(SlidingWindowLimiter, "aclose", aclose)
+
+    async def main() -> None:
+        limiter = make_limiter(1, 5)
+        entered: list[SlidingWindowLimiter] = []
+
+        async def use_and_fail() -> None:
+            async with limiter as given:
+                entered.append(given)
+                raise ZeroDivisionError
+
+        with pytest.raises(ZeroDivisionError):
+            await use_and_fail()
+        assert entered == [limiter]
+        assert closed == [limiter]
+
+    run_virtual(main)
+
+
 def test_slot_cannot_be_entered_twice() -> None:
     """Re-entering the same slot() object raises instead of taking a second slot."""
 
