@@ -7,12 +7,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import inspect
 import json
 import math
 import tempfile
 import time
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
@@ -66,12 +67,44 @@ def _fault_kinds(_ctx: click.Context, _param: click.Parameter, value: str) -> fr
     return kinds
 
 
-@click.command()
+#: The generated dataset's sizes: Dataset.generate's keyword, its least value, and what it sets.
+_SIZES = (
+    (
+        "page_size",
+        1,
+        "Sizes of the generated leads: one has exactly this many opportunities, one has one more.",
+    ),
+    ("thousands", 0, "The opportunities of the generated lead with the most."),
+    (
+        "activity_page_size",
+        1,
+        "One generated opportunity has exactly this many activities, one has one more.",
+    ),
+    ("hundreds", 0, "The activities of the generated opportunity with the most."),
+    ("other_leads", 0, "How many more generated leads, with 0 to 12 opportunities each."),
+)
+
+
+def _size_options(command: Callable[..., Any]) -> Callable[..., Any]:
+    """One option per size in `_SIZES`, defaulting to Dataset.generate's, passed by keyword."""
+    defaults = inspect.signature(Dataset.generate).parameters
+    for name, least, text in reversed(_SIZES):
+        command = click.option(
+            f"--{name.replace('_', '-')}",
+            name,
+            metavar="N",
+            type=click.IntRange(min=least),
+            default=defaults[name].default,
+            help=text,
+        )(command)
+    return command
+
+
+@click.command(context_settings={"show_default": True})
 @click.option(
     "--host",
     metavar="ADDRESS",
     default="127.0.0.1",
-    show_default=True,
     help="The address to listen on (keep it on loopback: clients send it the keys in plain http).",
 )
 @click.option(
@@ -79,7 +112,6 @@ def _fault_kinds(_ctx: click.Context, _param: click.Parameter, value: str) -> fr
     metavar="PORT",
     type=click.IntRange(0, 65535),
     default=8000,
-    show_default=True,
     help="The port to listen on; 0 picks a free one.",
 )
 @click.option(
@@ -94,63 +126,21 @@ def _fault_kinds(_ctx: click.Context, _param: click.Parameter, value: str) -> fr
     "--seed",
     type=int,
     default=0,
-    show_default=True,
     metavar="N",
     help="The seed of the generated rows: the same seed and sizes give the same rows.",
 )
-@click.option(
-    "--page-size",
-    metavar="N",
-    type=click.IntRange(min=1),
-    default=100,
-    show_default=True,
-    help="Sizes of the generated leads: one has exactly this many opportunities, one has one more.",
-)
-@click.option(
-    "--thousands",
-    metavar="N",
-    type=click.IntRange(min=0),
-    default=2500,
-    show_default=True,
-    help="The opportunities of the generated lead with the most.",
-)
-@click.option(
-    "--activity-page-size",
-    metavar="N",
-    type=click.IntRange(min=1),
-    default=25,
-    show_default=True,
-    help="One generated opportunity has exactly this many activities, one has one more.",
-)
-@click.option(
-    "--hundreds",
-    metavar="N",
-    type=click.IntRange(min=0),
-    default=300,
-    show_default=True,
-    help="The activities of the generated opportunity with the most.",
-)
-@click.option(
-    "--other-leads",
-    metavar="N",
-    type=click.IntRange(min=0),
-    default=20,
-    show_default=True,
-    help="How many more generated leads, with 0 to 12 opportunities each.",
-)
+@_size_options
 @click.option(
     "--rate-limit",
     callback=parse_rate_limit,
     metavar="CALLS/SECONDS",
     default="25/5",
-    show_default=True,
     help="Accept at most CALLS requests in any SECONDS seconds; refuse the others.",
 )
 @click.option(
     "--rate-limit-status",
     type=click.Choice(["429", "200"]),
     default="429",
-    show_default=True,
     help="The HTTP status of a rate-limit answer (LeadSquared was seen to send both).",
 )
 @click.option(
@@ -158,14 +148,12 @@ def _fault_kinds(_ctx: click.Context, _param: click.Parameter, value: str) -> fr
     metavar="SHARE",
     type=click.FloatRange(0.0, 1.0),
     default=0.0,
-    show_default=True,
     help="The share of accepted requests answered with a transient fault.",
 )
 @click.option(
     "--fault-kinds",
     metavar="KINDS",
     default=",".join(sorted(FAULT_KINDS)),
-    show_default=True,
     callback=_fault_kinds,
     help="The faults to draw from, comma-separated: 500 (bare), 502 and 503 (HTML pages), "
     "drop (no answer), truncate (half a body), slow (a late answer).",
@@ -174,7 +162,6 @@ def _fault_kinds(_ctx: click.Context, _param: click.Parameter, value: str) -> fr
     "--fault-seed",
     type=int,
     default=0,
-    show_default=True,
     metavar="N",
     help="Seeds the fault draws.",
 )
@@ -182,7 +169,6 @@ def _fault_kinds(_ctx: click.Context, _param: click.Parameter, value: str) -> fr
     "--latency",
     type=click.FloatRange(min=0),
     default=0.0,
-    show_default=True,
     metavar="SECONDS",
     help="Simulated network round trip of every request.",
 )
@@ -190,7 +176,6 @@ def _fault_kinds(_ctx: click.Context, _param: click.Parameter, value: str) -> fr
     "--jitter",
     type=click.FloatRange(min=0),
     default=0.0,
-    show_default=True,
     metavar="SECONDS",
     help="Up to this much more round trip, drawn per request.",
 )
@@ -199,28 +184,24 @@ def _fault_kinds(_ctx: click.Context, _param: click.Parameter, value: str) -> fr
     metavar="N",
     type=click.IntRange(min=1),
     default=1000,
-    show_default=True,
     help="The largest page served.",
 )
 @click.option(
     "--page-size-cap-mode",
     type=click.Choice(["clamp", "refuse"]),
     default="clamp",
-    show_default=True,
     help="For a larger page size: serve at most the cap, or refuse with HTTP 500.",
 )
 @click.option(
     "--access-key",
     metavar="KEY",
     default=DEFAULT_ACCESS_KEY,
-    show_default=True,
     help="The access key the emulator accepts.",
 )
 @click.option(
     "--secret-key",
     metavar="KEY",
     default=DEFAULT_SECRET_KEY,
-    show_default=True,
     help="The secret key the emulator accepts (a demo key: it is printed at start).",
 )
 @click.option(
@@ -236,11 +217,6 @@ def emulator(
     port: int,
     data_file: str | None,
     seed: int,
-    page_size: int,
-    thousands: int,
-    activity_page_size: int,
-    hundreds: int,
-    other_leads: int,
     rate_limit: RateLimit,
     rate_limit_status: str,
     fault_rate: float,
@@ -253,6 +229,7 @@ def emulator(
     access_key: str,
     secret_key: str,
     lead_ids_file: str | None,
+    **sizes: int,
 ) -> int:
     """Serve the built-in LeadSquared emulator until Ctrl-C.
 
@@ -261,17 +238,7 @@ def emulator(
     with the faults you ask for. It prints its URL and keys: point
     LSQ_HOST, LSQ_ACCESS_KEY and LSQ_SECRET_KEY at it.
     """
-    if data_file is not None:
-        data = Dataset.load(data_file)
-    else:
-        data = Dataset.generate(
-            seed,
-            page_size=page_size,
-            thousands=thousands,
-            activity_page_size=activity_page_size,
-            hundreds=hundreds,
-            other_leads=other_leads,
-        )
+    data = Dataset.generate(seed, **sizes) if data_file is None else Dataset.load(data_file)
     config = EmulatorConfig(
         access_key=access_key,
         secret_key=secret_key,
