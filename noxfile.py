@@ -14,8 +14,8 @@ TEST_DEPS = [
     "aiolimiter>=1.1",
     "starlette>=0.40",
 ]
-TYPE_DEPS = ["mypy>=1.11", *TEST_DEPS, "types-redis; python_version<'3'"]
 BENCH_DEPS = ["aiolimiter>=1.1", "matplotlib>=3.8"]
+TYPE_DEPS = ["mypy>=1.11", *TEST_DEPS, *BENCH_DEPS, "types-redis; python_version<'3'"]
 # ruff formats the signatures mkdocstrings renders.
 DOCS_DEPS = ["mkdocs-material>=9.5", "mkdocstrings[python]>=0.26", "ruff>=0.6"]
 
@@ -37,7 +37,7 @@ def lint(session: nox.Session) -> None:
 
 @nox.session
 def typecheck(session: nox.Session) -> None:
-    """mypy --strict over the package and the typing examples."""
+    """mypy --strict over the package, the typing examples, the examples and the benchmarks."""
     session.install("-e", ".[all]", *TYPE_DEPS)
     session.run("mypy", "--strict")
 
