@@ -9,6 +9,8 @@ How a walk goes:
 - Page 1 is fetched alone. It tells ``RecordCount``, and whether the server
   clamps the page size (fewer rows than asked while more remain): then the
   walk continues at the size the server honours, and the session remembers it.
+  A page size above the largest the API is known to honour (1000) that the
+  server refuses with an API error is asked again at that size, remembered too.
 - The following pages are fetched ahead, a bounded number at a time, each
   through the rate limiter, and yielded strictly in order.
 - The walk stops without an extra request once the rows reach
@@ -35,7 +37,7 @@ from typing import Any, Generic, Protocol, TypeVar
 import attrs
 
 from ._endpoints import Endpoint
-from ._errors import PagingError
+from ._errors import APIError, PagingError
 from ._records import structure_rows
 from ._wire import PageQuery, RawPage
 
@@ -55,11 +57,12 @@ class PageSource(Protocol):
     async def _fetch_page(self, query: PageQuery, page_index: int, page_size: int) -> RawPage:
         """Fetch one page, through the rate limiter and with retries."""
 
-    def _page_size_for(self, endpoint: Endpoint[Any]) -> int:
-        """The largest page size worth asking this endpoint for."""
+    def _page_size_for(self, endpoint: Endpoint[Any], asked: int | None) -> int:
+        """The page size to ask for: ``asked`` (or the largest the API honours), capped
+        by what the endpoint was seen to serve."""
 
     def _learn_page_size(self, endpoint: Endpoint[Any], page_size: int) -> None:
-        """Remember that the endpoint clamps pages to ``page_size`` rows."""
+        """Remember that the endpoint serves at most ``page_size`` rows a page."""
 
     def _spawn(self, coroutine: Coroutine[Any, Any, T]) -> asyncio.Task[T]:
         """Run a coroutine as a task that the session cancels when it closes."""
@@ -209,7 +212,7 @@ class _Walk(Generic[R]):
         self.source = source
         self.query = query
         self.endpoint: Endpoint[R] = query.endpoint
-        self.page_size = page_size or source._page_size_for(query.endpoint)
+        self.page_size = source._page_size_for(query.endpoint, page_size)
         if limit is not None:
             # Never ask for more rows than the limit lets us use.
             self.page_size = min(self.page_size, max(limit, 1))
@@ -230,7 +233,7 @@ class _Walk(Generic[R]):
             if self.limit == 0:
                 self.finished = True
                 return None
-            raw = await self.fetch(1)
+            raw = await self.first_page()
             self.record_count = raw.record_count
             self.detect_clamp(raw)
             if not self.is_last(raw, 1):
@@ -249,6 +252,27 @@ class _Walk(Generic[R]):
         for task in self.ahead.values():
             task.cancel()
         self.ahead.clear()
+
+    async def first_page(self) -> RawPage:
+        """Page 1. Asked for more rows than the API is known to honour and refused with an
+        API error, it is asked again at that size, which is then remembered if it works."""
+        try:
+            return await self.fetch(1)
+        except APIError as error:
+            if self.page_size <= self.endpoint.max_page_size:
+                raise
+            reason = error.message
+        refused, self.page_size = self.page_size, self.endpoint.max_page_size
+        raw = await self.fetch(1)
+        logger.warning(
+            "%s refused pages of %d rows (%s); asking for %d from now on",
+            self.endpoint.path,
+            refused,
+            reason,
+            self.page_size,
+        )
+        self.source._learn_page_size(self.endpoint, self.page_size)
+        return raw
 
     def detect_clamp(self, first: RawPage) -> None:
         served, total = len(first.rows), first.record_count

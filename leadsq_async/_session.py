@@ -322,13 +322,15 @@ class Session(AsyncClosing):
 
     # What the paginator needs (see _paging.PageSource); private, for the paginator only.
 
-    def _page_size_for(self, endpoint: Endpoint[Any]) -> int:
-        """The largest page size worth asking ``endpoint`` for."""
-        return self._page_sizes.get(endpoint.path, endpoint.max_page_size)
+    def _page_size_for(self, endpoint: Endpoint[Any], asked: int | None = None) -> int:
+        """The page size to ask ``endpoint`` for: ``asked`` (by default the largest the
+        API honours), but never more than the endpoint was seen to serve."""
+        size = endpoint.max_page_size if asked is None else asked
+        return min(size, self._page_sizes.get(endpoint.path, size))
 
     def _learn_page_size(self, endpoint: Endpoint[Any], page_size: int) -> None:
-        """Remember that ``endpoint`` clamps pages to ``page_size`` rows."""
-        self._page_sizes[endpoint.path] = min(page_size, self._page_size_for(endpoint))
+        """Remember that ``endpoint`` serves at most ``page_size`` rows a page."""
+        self._page_sizes[endpoint.path] = self._page_size_for(endpoint, page_size)
 
     def _spawn(self, coroutine: Coroutine[Any, Any, T]) -> asyncio.Task[T]:
         """Run ``coroutine`` as a task that `aclose` cancels if it is still running."""

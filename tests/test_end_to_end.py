@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 from typing import Any
 
 import httpx
@@ -84,6 +85,42 @@ async def test_clamped_server_still_yields_every_row_once(lsq_emulator: RunningE
         records = await session.opportunities_of_lead(lead_id).collect()
     ids = [r.opportunity_id for r in records]
     assert len(ids) == len(set(ids)) == len(lsq_emulator.data.opportunities[lead_id])
+
+
+async def test_refused_page_size_is_asked_again_at_1000_and_remembered(
+    lsq_emulator: RunningEmulator, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A server refusing pages over 1000 rows costs one refused request, once per session."""
+    fast_window(lsq_emulator)
+    lsq_emulator.config.page_size_cap_mode = "refuse"
+    lead_id = lsq_emulator.data.leads_by_shape["thousands"]
+    async with session_for(lsq_emulator) as session:
+        with caplog.at_level(logging.WARNING, logger="leadsq_async"):
+            records = await session.opportunities_of_lead(lead_id, page_size=5000).collect()
+        assert lsq_emulator.stats.total == 1 + 3
+        again = await session.opportunities_of_lead(lead_id, page_size=5000).collect()
+    assert lsq_emulator.stats.total == 1 + 3 + 3
+    expected = sorted(row["OpportunityId"] for row in lsq_emulator.data.opportunities[lead_id])
+    assert sorted(r.opportunity_id for r in records) == expected
+    assert sorted(r.opportunity_id for r in again) == expected
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert len(warnings) == 1
+    assert "refused pages of 5000 rows" in warnings[0]
+
+
+async def test_api_error_unrelated_to_page_size_is_raised_after_one_retry_at_1000(
+    lsq_emulator: RunningEmulator,
+) -> None:
+    """An API error that asking for 1000 rows does not cure is raised, and nothing learned."""
+    fast_window(lsq_emulator)
+    lsq_emulator.config.page_size_cap_mode = "refuse"
+    async with session_for(lsq_emulator) as session:
+        with pytest.raises(lsq.APIError, match="does not exist"):
+            await session.opportunities_of_lead("no-such-lead", page_size=5000).collect()
+        assert lsq_emulator.stats.total == 2
+        with pytest.raises(lsq.APIError, match="does not exist"):
+            await session.opportunities_of_lead("no-such-lead", page_size=1000).collect()
+    assert lsq_emulator.stats.total == 3
 
 
 async def test_rows_inserted_while_paging_do_not_repeat_or_lose_rows(
