@@ -79,7 +79,10 @@ class Session(AsyncClosing):
         timeout: seconds, or an ``httpx.Timeout``, for each request.
         retry: how transient failures are retried.
         client: an ``httpx.AsyncClient`` to send with, for apps that own one;
-            the session then leaves it open when it closes.
+            the session then leaves it open when it closes. The client the
+            session makes otherwise keeps idle connections for 30 seconds (or
+            two periods), not httpx's 5, so that waves a period apart reuse
+            them; give yours ``limits=httpx.Limits(keepalive_expiry=30)`` too.
         look_ahead: how many pages a walk fetches ahead of the one it yields.
 
     Raises:
@@ -115,7 +118,9 @@ class Session(AsyncClosing):
         if client is not None and not isinstance(client, httpx.AsyncClient):
             raise TypeError(f"client must be an httpx.AsyncClient, not {type(client).__name__}")
         self._owns_client = client is None
-        self._client = client if client is not None else httpx.AsyncClient(timeout=self._timeout)
+        self._client = (
+            client if client is not None else _client_for(self._timeout, self._limiter.rate_limit)
+        )
         self._page_sizes: dict[str, int] = {}
         self._tasks: set[asyncio.Task[Any]] = set()
         self._closed = False
@@ -423,6 +428,24 @@ def _limiter_for(rate_limit: RateLimit | RateLimiter | None) -> tuple[RateLimite
     raise TypeError(
         f"rate_limit must be a RateLimit or a rate limiter, not {type(rate_limit).__name__}"
     )
+
+
+def _client_for(timeout: httpx.Timeout, limit: RateLimit) -> httpx.AsyncClient:
+    """The client a session makes: it keeps connections open from one wave to the next.
+
+    A saturated session leaves each connection idle for a whole ``period``
+    between requests. httpx closes a connection idle for 5 seconds by default,
+    so under a 5-second period every wave would open its connections anew and
+    pay the TCP and TLS handshakes (two round trips or more) on top of the
+    period. A connection the server closed meanwhile is noticed before it is
+    used, and a request that loses that race is retried as a dropped connection.
+    """
+    limits = httpx.Limits(
+        max_connections=100,  # httpx's default, as is the next
+        max_keepalive_connections=20,
+        keepalive_expiry=max(30.0, 2 * limit.period),
+    )
+    return httpx.AsyncClient(timeout=timeout, limits=limits)
 
 
 def _checked_timeout(timeout: float | httpx.Timeout) -> httpx.Timeout:

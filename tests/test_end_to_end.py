@@ -123,6 +123,25 @@ async def test_api_error_unrelated_to_page_size_is_raised_after_one_retry_at_100
     assert lsq_emulator.stats.total == 3
 
 
+def connections_opened(caplog: pytest.LogCaptureFixture) -> int:
+    """How many TCP connections httpx opened, as its DEBUG log tells."""
+    return sum(r.getMessage().startswith("connect_tcp.started") for r in caplog.records)
+
+
+async def test_connection_idle_for_a_whole_period_is_reused(
+    lsq_emulator: RunningEmulator, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Under the top plan's 5-second period, the next request reuses the connection."""
+    fast_window(lsq_emulator, calls=1, period=5.2)
+    lead_id = lsq_emulator.data.leads_by_shape["one"]
+    async with session_for(lsq_emulator, rate_limit=lsq.RateLimit(1, 5.2)) as session:
+        with caplog.at_level(logging.DEBUG, logger="httpcore.connection"):
+            for _ in range(2):
+                await session.opportunities_of_lead(lead_id).collect()
+    assert lsq_emulator.stats.total == 2
+    assert connections_opened(caplog) == 1
+
+
 async def test_rows_inserted_while_paging_do_not_repeat_or_lose_rows(
     lsq_emulator: RunningEmulator,
 ) -> None:
