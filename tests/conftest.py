@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
+from urllib.parse import urlsplit
 
 import httpx
 import pytest
 import redis
+from tcp_proxy import TcpProxy
 
 from leadsq_async.testing import RunningEmulator
 
@@ -28,6 +30,14 @@ def redis_url() -> str:
     finally:
         probe.close()
     return REDIS_URL
+
+
+@pytest.fixture
+async def redis_proxy(redis_url: str) -> AsyncIterator[TcpProxy]:
+    """A TcpProxy to the test Redis server, which the test can take down and bring back."""
+    where = urlsplit(redis_url)
+    async with TcpProxy(where.hostname or "127.0.0.1", where.port or 6379) as proxy:
+        yield proxy
 
 
 @pytest.fixture

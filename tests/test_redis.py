@@ -16,13 +16,16 @@ import math
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from typing import Any, cast
+from urllib.parse import urlsplit, urlunsplit
 
 import pytest
 import redis
 from redis import asyncio as aioredis
 from redis_worker import all_events, give_the_go, next_event, start_worker
+from tcp_proxy import TcpProxy
 
 import leadsq_async as lsq
+import leadsq_async._redis
 from leadsq_async.testing import RunningEmulator
 
 pytestmark = pytest.mark.redis
@@ -83,6 +86,20 @@ def most_held_at_once(spans: list[tuple[float, float]], period: float) -> int:
         held += change
         most = max(most, held)
     return most
+
+
+def through(proxy: TcpProxy, redis_url: str) -> str:
+    """`redis_url` with its host and port replaced by the proxy's."""
+    where = urlsplit(redis_url)
+    password, _, _ = where.netloc.rpartition("@")
+    netloc = f"{password}@127.0.0.1:{proxy.port}" if password else f"127.0.0.1:{proxy.port}"
+    return urlunsplit(where._replace(netloc=netloc))
+
+
+async def held_in_redis(client: aioredis.Redis, key: str) -> int:
+    """How many slots are in flight in Redis on `key` (released ones not counted)."""
+    members = await client.zrange(key, 0, -1)
+    return sum(1 for member in members if not member.endswith(b":released"))
 
 
 async def until(condition: Callable[[], Awaitable[bool]], checks: int = 500) -> None:
@@ -581,3 +598,109 @@ def test_bad_arguments_are_refused(arguments: dict[str, Any], error: type[Except
     options: dict[str, Any] = {"redis": UNREACHABLE_URL, **arguments}
     with pytest.raises(error):
         lsq.RedisRateLimit(**options)
+
+
+async def test_fallback_returns_to_redis_once_it_answers_again(
+    redis_url: str,
+    redis_proxy: TcpProxy,
+    make_limiter: MakeLimiter,
+    client: aioredis.Redis,
+    key: str,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Cut off, a limiter keeps to its local share; with Redis back, it takes slots there again."""
+    monkeypatch.setattr(leadsq_async._redis, "_FALLBACK_RETRY_SECONDS", 0.2)
+    limiter = make_limiter(
+        calls=4,
+        period=0.3,
+        redis=through(redis_proxy, redis_url),
+        fallback=True,
+        fallback_processes=2,
+    )
+    caplog.set_level(logging.WARNING, logger="leadsq_async")
+    async with limiter.slot():
+        assert await held_in_redis(client, key) == 1
+
+    await redis_proxy.down()
+    tasks, leave = await hold_slots(limiter, 2)
+    assert await held_in_redis(client, key) == 0
+    third = asyncio.ensure_future(hold_slots(limiter, 1))
+    await asyncio.sleep(0.1)
+    assert not third.done()  # the local share is 4 // 2 slots
+    leave.set()
+    await asyncio.gather(*tasks)
+    more_tasks, more_leave = await asyncio.wait_for(third, 5)
+    more_leave.set()
+    await asyncio.gather(*more_tasks)
+    tried = redis_proxy.accepted
+    await asyncio.sleep(0.3)  # past the retry time: Redis is tried again, and fails again
+    async with limiter.slot():
+        assert await held_in_redis(client, key) == 0
+    assert redis_proxy.accepted > tried
+
+    await redis_proxy.up()
+    await asyncio.sleep(0.3)
+    for _ in range(2):
+        async with limiter.slot():
+            assert await held_in_redis(client, key) == 1
+    warnings = [record.getMessage() for record in caplog.records]
+    assert len(warnings) == 2
+    assert "falling back" in warnings[0]
+    assert warnings[1] == f"the rate limiter's Redis at {limiter.address} answers again"
+
+
+async def test_limiter_works_again_once_redis_answers(
+    redis_url: str,
+    redis_proxy: TcpProxy,
+    make_limiter: MakeLimiter,
+    client: aioredis.Redis,
+    key: str,
+) -> None:
+    """Without fallback, a limiter cut off from Redis raises, then grants again once it is back."""
+    limiter = make_limiter(calls=2, redis=through(redis_proxy, redis_url))
+    async with limiter.slot():
+        pass
+    await redis_proxy.down()
+    with pytest.raises(lsq.RateLimiterUnavailable):
+        async with limiter.slot():
+            pytest.fail("a slot was granted without Redis")
+    with pytest.raises(lsq.RateLimiterUnavailable):
+        await limiter.pause(0.01)
+    await redis_proxy.up()
+    async with limiter.slot():
+        assert await held_in_redis(client, key) == 1
+    await limiter.pause(0.01)
+
+
+@pytest.mark.parametrize("fallback", [True, False])
+async def test_waiter_stops_waiting_when_redis_goes_away(
+    redis_url: str, redis_proxy: TcpProxy, make_limiter: MakeLimiter, fallback: bool
+) -> None:
+    """A waiter cut off from Redis falls back or raises at once, not when its wait ends."""
+    holder = make_limiter(calls=1, period=0.2, lease=60.0)
+    waiter = make_limiter(
+        calls=1, period=0.2, lease=60.0, redis=through(redis_proxy, redis_url), fallback=fallback
+    )
+    tasks, leave = await hold_slots(holder, 1)
+    entered = asyncio.Event()
+
+    async def wait() -> None:
+        async with waiter.slot():
+            entered.set()
+
+    waiting = asyncio.ensure_future(wait())
+    await asyncio.sleep(0.2)  # the waiter listens for releases
+    assert not waiting.done()
+    await redis_proxy.down()
+    try:
+        # Without a wake-up, the waiter would sleep until the holder's lease ends (60 s).
+        if fallback:
+            await asyncio.wait_for(waiting, 10)
+            assert entered.is_set()
+        else:
+            with pytest.raises(lsq.RateLimiterUnavailable):
+                await asyncio.wait_for(waiting, 10)
+    finally:
+        leave.set()
+        await asyncio.gather(*tasks)
