@@ -42,10 +42,11 @@ from ._ratelimit import RateLimit, SlidingWindowLimiter, _to_seconds
 
 try:
     from redis import asyncio as aioredis
+    from redis.exceptions import ConnectionError as RedisConnectionError
     from redis.exceptions import RedisError
 except ImportError:  # pragma: no cover - only without the `redis` extra
     aioredis = None  # type: ignore[assignment]
-    RedisError = OSError  # type: ignore[assignment,misc]
+    RedisConnectionError = RedisError = OSError  # type: ignore[assignment,misc]
 
 __all__ = ["DEFAULT_KEY", "RateLimiterUnavailable", "RedisRateLimit"]
 
@@ -506,7 +507,7 @@ class RedisRateLimit(AsyncClosing):
 
     def _start(self, script: Callable[..., Awaitable[Any]], *args: Any) -> asyncio.Future[Any]:
         call = asyncio.ensure_future(
-            self._translate(script(keys=self._keys, args=[*self._head, *args]))
+            self._translate(lambda: script(keys=self._keys, args=[*self._head, *args]))
         )
         self._calls.add(call)
         call.add_done_callback(self._calls.discard)
@@ -525,9 +526,17 @@ class RedisRateLimit(AsyncClosing):
             self._in_background(_wait_quietly(call))
             raise
 
-    async def _translate(self, call: Awaitable[Any]) -> Any:
+    async def _translate(self, call: Callable[[], Awaitable[Any]]) -> Any:
         try:
-            reply = await call
+            try:
+                reply = await call()
+            except RedisConnectionError:
+                # A connection Redis closed while it sat in the pool (a restart, an
+                # idle timeout) fails its next command though Redis answers. redis-py
+                # has dropped it, so the second run goes over a new one. Every script
+                # is safe to run twice: a second acquire finds its slot granted, a
+                # second lower finds the limit lowered (and reports it as not by it).
+                reply = await call()
         except (RedisError, OSError) as exc:
             raise RateLimiterUnavailable(
                 f"the rate limiter's Redis at {self._address} failed: {type(exc).__name__}: {exc}",

@@ -673,6 +673,24 @@ async def test_limiter_works_again_once_redis_answers(
     await limiter.pause(0.01)
 
 
+async def test_limiter_reconnects_at_once_after_redis_restarts(
+    redis_url: str,
+    redis_proxy: TcpProxy,
+    make_limiter: MakeLimiter,
+    client: aioredis.Redis,
+    key: str,
+) -> None:
+    """Connections that Redis closed while the limiter was idle fail no call: it reconnects."""
+    limiter = make_limiter(calls=2, redis=through(redis_proxy, redis_url))
+    async with limiter.slot():
+        pass
+    await redis_proxy.down()  # Redis restarts: every connection to it closes
+    await redis_proxy.up()
+    await asyncio.sleep(0.1)
+    async with limiter.slot():
+        assert await held_in_redis(client, key) == 1
+
+
 @pytest.mark.parametrize("fallback", [True, False])
 async def test_waiter_stops_waiting_when_redis_goes_away(
     redis_url: str, redis_proxy: TcpProxy, make_limiter: MakeLimiter, fallback: bool
