@@ -606,7 +606,9 @@ class RedisRateLimit(AsyncClosing):
                     continue
                 if message["type"] == "subscribe" and not ready.done():
                     ready.set_result(True)
-                elif message["type"] == "message":
+                # A release wakes the waiters, and so does a subscription renewed
+                # by redis-py after it reconnected: releases made meanwhile were lost.
+                if message["type"] in ("subscribe", "message"):
                     self._released.set()
         except (RedisError, OSError) as exc:
             # Waiters fall back to sleeping until the next known expiry.

@@ -21,6 +21,8 @@ from urllib.parse import urlsplit, urlunsplit
 import pytest
 import redis
 from redis import asyncio as aioredis
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
 from redis_worker import all_events, give_the_go, next_event, start_worker
 from tcp_proxy import TcpProxy
 
@@ -722,3 +724,39 @@ async def test_waiter_stops_waiting_when_redis_goes_away(
     finally:
         leave.set()
         await asyncio.gather(*tasks)
+
+
+async def test_waiter_learns_of_a_release_missed_while_it_reconnected(
+    redis_url: str, redis_proxy: TcpProxy, make_limiter: MakeLimiter
+) -> None:
+    """A release published while a waiter's connection was lost wakes it once reconnected."""
+    # A client that retries, so redis-py reconnects the listener and subscribes it again.
+    retrying = aioredis.from_url(through(redis_proxy, redis_url), retry=Retry(NoBackoff(), 3))
+    holder = make_limiter(calls=1, period=0.2, lease=60.0)
+    waiter = make_limiter(calls=1, period=0.2, lease=60.0, redis=retrying)
+    tasks, leave = await hold_slots(holder, 1)
+    entered = asyncio.Event()
+
+    async def wait() -> None:
+        async with waiter.slot():
+            entered.set()
+
+    waiting = asyncio.ensure_future(wait())
+    await asyncio.sleep(0.2)  # the waiter listens for releases
+    assert not waiting.done()
+    redis_proxy.stall()
+    leave.set()
+    await asyncio.gather(*tasks)
+
+    async def release_lost() -> bool:
+        return redis_proxy.dropped > 0
+
+    await until(release_lost)
+    await redis_proxy.up()  # the lost connection is closed; the waiter's client reconnects
+    # Without a wake-up, the waiter would sleep until the holder's lease ends (60 s).
+    try:
+        await asyncio.wait_for(waiting, 10)
+    finally:
+        await waiter.aclose()
+        await retrying.aclose()
+    assert entered.is_set()
