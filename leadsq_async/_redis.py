@@ -59,6 +59,8 @@ _MICROSECONDS: Final = 1_000_000
 # After Redis failed, how long a process keeps to its local fallback limiter
 # before it tries Redis again.
 _FALLBACK_RETRY_SECONDS: Final = 30.0
+# How long the listener waits for a release at a time; any finite wait will do.
+_LISTEN_SECONDS: Final = 60.0
 # The lower limit learned from the server outlives an idle spell of this long.
 _STATE_RETENTION_MS: Final = 3_600_000
 
@@ -601,7 +603,9 @@ class RedisRateLimit(AsyncClosing):
         try:
             await pubsub.subscribe(self._channel)
             while True:
-                message = await pubsub.get_message(timeout=None)
+                # A bounded wait: redis-py before 8 cuts a wait without one at the
+                # client's socket timeout, as if Redis had failed.
+                message = await pubsub.get_message(timeout=_LISTEN_SECONDS)
                 if message is None:
                     continue
                 if message["type"] == "subscribe" and not ready.done():

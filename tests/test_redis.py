@@ -760,3 +760,23 @@ async def test_waiter_learns_of_a_release_missed_while_it_reconnected(
         await waiter.aclose()
         await retrying.aclose()
     assert entered.is_set()
+
+
+async def test_listener_outlives_a_wait_longer_than_the_socket_timeout(
+    redis_url: str, make_limiter: MakeLimiter, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A quiet spell longer than the client's socket timeout does not end the release listener."""
+    holder = make_limiter(calls=1, period=0.2, lease=60.0)
+    quick = f"{redis_url}{'&' if '?' in redis_url else '?'}socket_timeout=0.2"
+    waiter = make_limiter(calls=1, period=0.2, lease=60.0, redis=quick)
+    tasks, leave = await hold_slots(holder, 1)
+    caplog.set_level(logging.DEBUG, logger="leadsq_async")
+    waiting = asyncio.ensure_future(hold_slots(waiter, 1))
+    await asyncio.sleep(1.0)
+    assert not waiting.done()
+    assert "stopped listening" not in caplog.text
+    leave.set()
+    await asyncio.gather(*tasks)
+    more_tasks, more_leave = await asyncio.wait_for(waiting, 5)
+    more_leave.set()
+    await asyncio.gather(*more_tasks)
