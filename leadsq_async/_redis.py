@@ -59,6 +59,10 @@ _MICROSECONDS: Final = 1_000_000
 # After Redis failed, how long a process keeps to its local fallback limiter
 # before it tries Redis again.
 _FALLBACK_RETRY_SECONDS: Final = 30.0
+# How long a client made from a URL waits to connect to Redis, or for its answer,
+# before Redis counts as unusable. Without a bound, redis-py before 8 waits for
+# ever on a Redis that stopped answering but left the connection open.
+_SOCKET_TIMEOUT_SECONDS: Final = 5.0
 # How long the listener waits for a release at a time; any finite wait will do.
 _LISTEN_SECONDS: Final = 60.0
 # The lower limit learned from the server outlives an idle spell of this long.
@@ -209,8 +213,12 @@ class RedisRateLimit(AsyncClosing):
     Args:
         redis: a Redis URL (``redis://[:password@]host:6379/0``, ``rediss://`` or
             ``unix://``), in which case the limiter makes its client and closes it
-            in `aclose`; or a ``redis.asyncio.Redis`` client, which stays yours to
-            close.
+            in `aclose`; it counts Redis as unusable after 5 seconds without an
+            answer, unless the URL sets ``socket_timeout`` or
+            ``socket_connect_timeout``. Or a ``redis.asyncio.Redis`` client, which
+            stays yours to close and configure (give it a ``socket_timeout``:
+            without one, redis-py before 8 waits for ever on a Redis that stops
+            answering).
         calls: the account's limit: at most this many calls...
         period: ...in any window of this many seconds.
         key: the Redis key of the shared limit. Processes share a limit exactly
@@ -265,7 +273,12 @@ class RedisRateLimit(AsyncClosing):
                 "RedisRateLimit needs the redis package: pip install 'leadsq-async[redis]'"
             )
         if isinstance(redis, str):
-            self._client: aioredis.Redis = aioredis.from_url(redis)
+            # The URL's own socket_timeout and socket_connect_timeout win over these.
+            self._client: aioredis.Redis = aioredis.from_url(
+                redis,
+                socket_timeout=_SOCKET_TIMEOUT_SECONDS,
+                socket_connect_timeout=_SOCKET_TIMEOUT_SECONDS,
+            )
             self._owns_client = True
         elif isinstance(redis, aioredis.Redis):
             self._client = redis

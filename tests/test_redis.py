@@ -762,6 +762,27 @@ async def test_waiter_learns_of_a_release_missed_while_it_reconnected(
     assert entered.is_set()
 
 
+@pytest.mark.slow
+async def test_redis_that_stops_answering_is_given_up_on(
+    redis_url: str, redis_proxy: TcpProxy, make_limiter: MakeLimiter
+) -> None:
+    """A Redis that keeps the connection open but never answers is fallen back from in seconds."""
+    limiter = make_limiter(calls=2, redis=through(redis_proxy, redis_url), fallback=True)
+    async with limiter.slot():
+        pass
+    redis_proxy.stall()
+
+    async def enter() -> None:
+        async with limiter.slot():
+            pass
+
+    try:
+        # Without a timeout, the limiter would wait for the answer for ever (redis-py < 8).
+        await asyncio.wait_for(enter(), 15)
+    finally:
+        await redis_proxy.up()
+
+
 async def test_listener_outlives_a_wait_longer_than_the_socket_timeout(
     redis_url: str, make_limiter: MakeLimiter, caplog: pytest.LogCaptureFixture
 ) -> None:
