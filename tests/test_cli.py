@@ -1,26 +1,32 @@
 """The ``leadsq-async`` command, driven as a subprocess against the emulator over loopback.
 
 The emulator enforces 50 calls per 0.5 s here (and the command keeps to the same), so a
-crawl of every lead but the one with thousands of opportunities takes a few seconds.
+crawl of every lead but the one with thousands of opportunities takes a few seconds. The
+thread that reads ids is also tested in process, where its queue can be watched.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import csv
 import io
 import json
 import os
+import queue
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections import Counter
 from collections.abc import Iterable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import pytest
 
+from leadsq_async.cli._ids import THREAD_NAME, IdReader
 from leadsq_async.testing import RunningEmulator
 
 CALLS, PERIOD = 50, 0.5
@@ -66,16 +72,74 @@ def run(
     )
 
 
-def start(*args: str, env: dict[str, str]) -> subprocess.Popen[str]:
-    """Start the command in the background."""
+def start(*args: str, env: dict[str, str], stdin: bool = False) -> subprocess.Popen[str]:
+    """Start the command in the background; with ``stdin``, its standard input is a pipe."""
     return subprocess.Popen(
         [*COMMAND, *args],
         env=env,
+        stdin=subprocess.PIPE if stdin else None,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
         encoding="utf-8",
     )
+
+
+def feed(process: subprocess.Popen[str], ids: Iterable[str], *, close: bool = False) -> None:
+    """Write ``ids`` to the process's standard input, one per line, and flush (or close) it."""
+    assert process.stdin is not None
+    process.stdin.write("".join(f"{identifier}\n" for identifier in ids))
+    if close:
+        process.stdin.close()
+    else:
+        process.stdin.flush()
+
+
+class LineReader:
+    """The lines of a stream, read by a thread, so a test can wait for them with a deadline."""
+
+    def __init__(self, stream: IO[str]) -> None:
+        self._lines: queue.Queue[str | None] = queue.Queue()
+        self._thread = threading.Thread(target=self._read, args=(stream,), daemon=True)
+        self._thread.start()
+
+    def _read(self, stream: IO[str]) -> None:
+        for line in stream:
+            self._lines.put(line)
+        self._lines.put(None)
+
+    def take(self, count: int, timeout: float = 30) -> list[str]:
+        """The next ``count`` lines; fails if they do not all come within ``timeout`` seconds."""
+        deadline = time.monotonic() + timeout
+        lines = []
+        while len(lines) < count:
+            try:
+                line = self._lines.get(timeout=max(0.0, deadline - time.monotonic()))
+            except queue.Empty:
+                pytest.fail(f"{len(lines)} lines of {count} came within {timeout} s")
+            assert line is not None, f"the stream ended after {len(lines)} lines of {count}"
+            lines.append(line)
+        return lines
+
+    def rest(self, timeout: float = 60) -> list[str]:
+        """Every line left, up to the end of the stream."""
+        self._thread.join(timeout)
+        assert not self._thread.is_alive(), f"the stream did not end within {timeout} s"
+        lines = []
+        while not self._lines.empty() and (line := self._lines.get_nowait()) is not None:
+            lines.append(line)
+        return lines
+
+
+def stop(process: subprocess.Popen[str], *readers: LineReader) -> None:
+    """Kill the process if it still runs, let ``readers`` reach the end, close every pipe."""
+    process.kill()
+    process.wait(timeout=10)
+    for reader in readers:
+        reader.rest()
+    for stream in (process.stdin, process.stdout, process.stderr):
+        if stream is not None:
+            stream.close()
 
 
 def key(row: dict[str, Any]) -> str:
@@ -162,7 +226,7 @@ def leads_file(tmp_path: Path, emulator: RunningEmulator) -> Path:
     return path
 
 
-def crawl_args(leads_file: Path, out: Path, *extra: str) -> list[str]:
+def crawl_args(leads_file: Path | str, out: Path, *extra: str) -> list[str]:
     """The arguments of a crawl with activities."""
     where = ["--leads-file", str(leads_file), "--out", str(out)]
     return ["crawl", *where, "--with-activities", *extra]
@@ -206,6 +270,26 @@ def test_opportunities_reads_ids_from_stdin(emulator: RunningEmulator, env: dict
     result = run("opportunities", "-", env=env, stdin="\n".join(leads) + "\n\n")
     assert result.returncode == 0, result.stderr
     assert rows_of(result.stdout.splitlines()) == expected_opportunities(emulator, leads)
+
+
+def test_opportunities_prints_a_leads_rows_while_stdin_is_still_open(
+    emulator: RunningEmulator, env: dict[str, str]
+) -> None:
+    """Ids piped in are fetched as they come: a lead's rows are out before stdin ends."""
+    first = emulator.data.leads_by_shape["page_plus_one"]
+    rest = small_leads(emulator)[5:9]
+    process = start("opportunities", "-", env=env, stdin=True)
+    assert process.stdout is not None
+    output = LineReader(process.stdout)
+    try:
+        feed(process, [first])
+        early = output.take(len(emulator.data.opportunities[first]))
+        assert rows_of(early) == expected_opportunities(emulator, [first])
+        feed(process, rest, close=True)
+        assert rows_of(output.rest()) == expected_opportunities(emulator, rest)
+        assert process.wait(timeout=60) == 0
+    finally:
+        stop(process, output)
 
 
 def test_opportunities_writes_to_out_path(
@@ -260,6 +344,73 @@ def test_activities_with_opportunity_id_says_which_opportunity(
     assert all(next(iter(row.items())) == ("OpportunityId", opportunity) for row in rows)
     bare = Counter(key({k: v for k, v in row.items() if k != "OpportunityId"}) for row in rows)
     assert bare == Counter(key(row) for row in emulator.data.activities[opportunity])
+
+
+# reading ids
+
+
+class CountingIds:
+    """Ids without end, counting how many were read."""
+
+    def __init__(self) -> None:
+        self.read = 0
+
+    def __iter__(self) -> Iterator[str]:
+        return self
+
+    def __next__(self) -> str:
+        self.read += 1
+        return f"lead-{self.read}"
+
+
+async def wait_until(condition: Any, timeout: float = 10) -> None:
+    """Wait (on the loop) until ``condition()`` holds; fail after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "the condition never held"
+        await asyncio.sleep(0.01)
+
+
+def reader_threads() -> list[threading.Thread]:
+    """The threads of `IdReader` still running."""
+    return [thread for thread in threading.enumerate() if thread.name == THREAD_NAME]
+
+
+async def test_id_reader_raises_a_read_error_after_the_ids_read_before_it() -> None:
+    """An error raised while the thread reads ids is raised on the loop, after the ids before it."""
+
+    def ids() -> Iterator[str]:
+        yield from ("a", "b")
+        raise UnicodeDecodeError("utf-8", b"\xff", 0, 1, "invalid start byte")
+
+    async with contextlib.aclosing(IdReader(ids())) as reader:
+        assert [await reader.__anext__(), await reader.__anext__()] == ["a", "b"]
+        with pytest.raises(UnicodeDecodeError):
+            await reader.__anext__()
+
+
+async def test_id_reader_reads_no_further_ahead_than_its_queue_holds() -> None:
+    """With ids coming faster than they are taken, the thread waits: memory stays bounded."""
+    ids = CountingIds()
+    async with contextlib.aclosing(IdReader(ids, read_ahead=3)) as reader:
+        assert await reader.__anext__() == "lead-1"
+        await wait_until(lambda: ids.read >= 4)
+        await asyncio.sleep(0.2)
+        # 1 taken, 3 in the queue, 1 read and waiting for a place.
+        assert ids.read <= 5
+
+
+async def test_id_reader_thread_ends_when_closed_with_its_queue_full() -> None:
+    """aclose() makes room in the queue, so a thread waiting to put an id wakes and ends."""
+    ids = CountingIds()
+    reader = IdReader(ids, read_ahead=3)
+    await reader.__anext__()
+    await wait_until(lambda: ids.read >= 5)
+    await reader.aclose()
+    await wait_until(lambda: not reader_threads())
+    assert ids.read == 5
+    with pytest.raises(StopAsyncIteration):
+        await reader.__anext__()
 
 
 # crawl
@@ -329,6 +480,39 @@ def test_crawl_interrupted_by_sigint_then_resumed_holds_every_record_once(
     assert result.returncode == 0, result.stderr
     assert "skipped" in result.stderr
     assert_crawl_matches(out, emulator, leads)
+
+
+def test_crawl_journals_a_lead_while_stdin_is_still_open(
+    emulator: RunningEmulator, env: dict[str, str], tmp_path: Path
+) -> None:
+    """crawl --leads-file - crawls each lead as its id comes, not once stdin ends."""
+    out = tmp_path / "crawl"
+    leads = small_leads(emulator)
+    process = start(*crawl_args("-", out), env=env, stdin=True)
+    assert process.stderr is not None
+    try:
+        feed(process, leads[:1])
+        wait_for_journal(process, out, 2)
+        feed(process, leads[1:], close=True)
+        assert process.wait(timeout=60) == 0, process.stderr.read()
+    finally:
+        stop(process)
+    assert_crawl_matches(out, emulator, leads)
+
+
+def test_sigint_stops_a_command_waiting_for_stdin(env: dict[str, str]) -> None:
+    """Ctrl-C ends the command at once while it waits for the next id on standard input."""
+    process = start("opportunities", "-", env=env, stdin=True)
+    assert process.stderr is not None
+    errors = LineReader(process.stderr)
+    try:
+        feed(process, [UNKNOWN_LEAD])
+        assert UNKNOWN_LEAD in errors.take(1)[0]  # the command runs, waiting for more ids
+        process.send_signal(signal.SIGINT)
+        assert process.wait(timeout=10) == 130
+        assert errors.rest() == ["leadsq-async: interrupted\n"]
+    finally:
+        stop(process, errors)
 
 
 def test_crawl_killed_then_resumed_holds_every_record_once(

@@ -18,7 +18,7 @@ from leadsq_async import LeadSquaredError
 from ._checkpoint import CrawlDirectory, CrawlError, CrawlSettings
 from ._emulator import demo, emulator
 from ._export import FORMATS, writer_for
-from ._ids import STDIN, count_ids, ids_from, lines_to_ids, open_ids
+from ._ids import STDIN, IdReader, count_ids, ids_from, lines_to_ids, open_ids
 from ._options import ApiOptions, api_options, scrub
 from ._progress import CrawlCounts, Display, NoDisplay, RichDisplay, format_duration, plural
 from ._run import (
@@ -171,10 +171,11 @@ def opportunities(
     async def work() -> int:
         with _ids_file(leads_file) as file, _output_stream(out) as stream:
             writer = writer_for(output_format, stream)
-            async with api.session() as session:
+            ids = IdReader(ids_from(lead_ids, file))
+            async with api.session() as session, contextlib.aclosing(ids):
                 failures = await fetch_opportunities(
                     session,
-                    ids_from(lead_ids, file),
+                    ids,
                     writer,
                     _report_failure("lead"),
                     concurrency=concurrency,
@@ -229,10 +230,11 @@ def activities(
     async def work() -> int:
         with _ids_file(opportunities_file) as file, _output_stream(out) as stream:
             writer = writer_for(output_format, stream)
-            async with api.session() as session:
+            ids = IdReader(ids_from(opportunity_ids, file))
+            async with api.session() as session, contextlib.aclosing(ids):
                 failures = await fetch_activities(
                     session,
-                    ids_from(opportunity_ids, file),
+                    ids,
                     writer,
                     _report_failure("opportunity"),
                     concurrency=concurrency,
@@ -360,15 +362,17 @@ def crawl(
         async with session:
             with _ids_file(leads_file) as file:
                 assert file is not None
-                meter = await crawl_into(
-                    session,
-                    output,
-                    lines_to_ids(file),
-                    counts,
-                    display,
-                    concurrency=concurrency,
-                    scrub=scrub,
-                )
+                ids = IdReader(lines_to_ids(file))
+                async with contextlib.aclosing(ids):
+                    meter = await crawl_into(
+                        session,
+                        output,
+                        ids,
+                        counts,
+                        display,
+                        concurrency=concurrency,
+                        scrub=scrub,
+                    )
         return meter.elapsed
 
     def saved() -> str:

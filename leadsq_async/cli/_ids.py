@@ -1,15 +1,35 @@
-"""Where the command line reads ids from: arguments, a file, or standard input."""
+"""Where the command line reads ids from: arguments, a file, or standard input.
+
+The ids are read in a background thread (`IdReader`), never on the event
+loop: a producer piping ids in (``producer | leadsq-async opportunities -``)
+may take its time over the next line, and a read that waited for it on the
+loop would stall every request in flight, the rate limiter's timers and the
+progress bar until the line came. Files and arguments take the same path: a
+file name may be a pipe too (``--leads-file <(producer)``, a FIFO, a slow
+network mount), and one hop to a thread per id costs nothing next to a request.
+"""
 
 from __future__ import annotations
 
+import asyncio
+import queue
 import sys
+import threading
 from collections.abc import Iterable, Iterator
 from typing import IO
 
-__all__ = ["STDIN", "count_ids", "ids_from", "open_ids"]
+import attrs
+
+__all__ = ["STDIN", "IdReader", "count_ids", "ids_from", "open_ids"]
 
 #: The file name, or argument, that means "read ids from standard input".
 STDIN = "-"
+
+#: The name of the thread that reads the ids (as a thread dump shows it).
+THREAD_NAME = "leadsq-async ids"
+
+#: How many ids the reader thread may read ahead of the crawl (then it waits).
+READ_AHEAD = 1000
 
 
 def open_ids(path: str) -> IO[str]:
@@ -53,3 +73,114 @@ def ids_from(arguments: Iterable[str], file: IO[str] | None) -> Iterator[str]:
             yield argument
     if file is not None:
         yield from lines_to_ids(file)
+
+
+class IdReader:
+    """The ids of a (sync, maybe blocking) iterable, read by a daemon thread, as an async iterator.
+
+    The thread hands the ids to the event loop through a queue of ``read_ahead``
+    places, so memory stays bounded however far ahead the input is; when the
+    queue is full the thread waits. An error while reading (a file that is not
+    UTF-8, say) is raised by `__anext__` after the ids read before it.
+
+    Not `asyncio.to_thread`: ``asyncio.run`` waits for the default executor's
+    threads when it ends, and a thread blocked on reading a terminal or a pipe
+    that nobody writes to would then hang Ctrl-C. A daemon thread is left
+    behind instead, and dies with the process. Not an async generator either,
+    so that the loop's shutdown has nothing of it to close (as with the paginators).
+
+    `aclose` stops the thread (named `THREAD_NAME`) as soon as it is
+    done with the read it is blocked on, if any; call it when the ids are no
+    longer wanted.
+    """
+
+    def __init__(self, ids: Iterable[str], *, read_ahead: int = READ_AHEAD) -> None:
+        self._ids = ids
+        self._queue: queue.Queue[str | _End] = queue.Queue(maxsize=read_ahead)
+        self._ready: asyncio.Event | None = None
+        self._closed = False
+        self._ended = False
+
+    def __aiter__(self) -> IdReader:
+        return self
+
+    async def __anext__(self) -> str:
+        if self._ready is None:
+            self._start()
+        assert self._ready is not None
+        while not self._ended:
+            try:
+                item = self._queue.get_nowait()
+            except queue.Empty:
+                # The thread sets the event (on the loop) after each put, so a put
+                # that comes after this clear() wakes the wait below.
+                self._ready.clear()
+                await self._ready.wait()
+                continue
+            if isinstance(item, _End):
+                self._end()
+                if item.error is not None:
+                    raise item.error
+                break
+            return item
+        raise StopAsyncIteration
+
+    async def aclose(self) -> None:
+        """Stop reading: the thread ends once its current read, if any, returns."""
+        self._closed = True
+        self._end()
+        # Make room in the queue, so that a thread blocked on putting an id wakes,
+        # sees _closed and ends.
+        while True:
+            try:
+                self._queue.get_nowait()
+            except queue.Empty:
+                break
+
+    def _end(self) -> None:
+        self._ended = True
+        if self._ready is not None:
+            self._ready.set()  # any other task waiting for an id: there are no more
+
+    def _start(self) -> None:
+        self._ready = asyncio.Event()
+        thread = threading.Thread(
+            target=self._read,
+            args=(asyncio.get_running_loop(), self._ready),
+            name=THREAD_NAME,
+            daemon=True,
+        )
+        thread.start()
+
+    def _read(self, loop: asyncio.AbstractEventLoop, ready: asyncio.Event) -> None:
+        """The thread: put each id in the queue, then the end (with the error, if any)."""
+        try:
+            for identifier in self._ids:
+                if not self._hand_over(identifier, loop, ready):
+                    return
+        except Exception as error:
+            self._hand_over(_End(error), loop, ready)
+        else:
+            self._hand_over(_End(None), loop, ready)
+
+    def _hand_over(
+        self, item: str | _End, loop: asyncio.AbstractEventLoop, ready: asyncio.Event
+    ) -> bool:
+        """Put ``item`` in the queue and wake the loop; False when nobody will take it."""
+        if self._closed:
+            return False
+        self._queue.put(item)  # waits while the queue is full
+        if self._closed:  # the wait ended because aclose() made room
+            return False
+        try:
+            loop.call_soon_threadsafe(ready.set)
+        except RuntimeError:  # the loop is closed: the command has ended
+            return False
+        return True
+
+
+@attrs.frozen
+class _End:
+    """No more ids: the input ended, or reading it raised ``error``."""
+
+    error: Exception | None

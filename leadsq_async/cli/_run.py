@@ -6,7 +6,7 @@ import asyncio
 import os
 import signal
 import sys
-from collections.abc import AsyncGenerator, Callable, Coroutine, Iterable, Iterator
+from collections.abc import AsyncGenerator, AsyncIterable, Callable, Coroutine, Iterable
 from typing import Any, TypeVar
 
 from leadsq_async import (
@@ -38,6 +38,7 @@ __all__ = [
 
 T = TypeVar("T")
 Result = TypeVar("Result", LeadResult, OpportunityResult)
+Ids = Iterable[str] | AsyncIterable[str]
 
 #: The exit code of a command stopped by SIGINT (128 + 2, as shells report it).
 INTERRUPTED_EXIT_CODE = 130
@@ -120,7 +121,7 @@ def is_fatal(error: BaseException) -> bool:
 
 async def fetch_opportunities(
     session: Session,
-    lead_ids: Iterable[str],
+    lead_ids: Ids,
     writer: RowWriter,
     report: Callable[[str, BaseException], None],
     *,
@@ -145,7 +146,7 @@ async def fetch_opportunities(
 
 async def fetch_activities(
     session: Session,
-    opportunity_ids: Iterable[str],
+    opportunity_ids: Ids,
     writer: RowWriter,
     report: Callable[[str, BaseException], None],
     *,
@@ -206,7 +207,7 @@ def _failed(
 async def crawl_into(
     session: Session,
     output: CrawlDirectory,
-    lead_ids: Iterable[str],
+    lead_ids: Ids,
     counts: CrawlCounts,
     display: Display,
     *,
@@ -215,10 +216,12 @@ async def crawl_into(
 ) -> Meter:
     """Crawl every lead not yet done into ``output``, journaling each as it finishes.
 
-    Leads journaled as done, and ids repeated in the input, are skipped. A
-    lead that fails is journaled as failed (its message passed through
-    ``scrub``) and the others carry on. Cancelling the task that runs this
-    stops it within moments: every lead journaled so far stays in the output.
+    ``lead_ids`` (an iterable or an async iterable) is read as the crawl
+    needs ids. Leads journaled as done, and ids repeated in the input, are
+    skipped. A lead that fails is journaled as failed (its message passed
+    through ``scrub``) and the others carry on. Cancelling the task that runs
+    this stops it within moments: every lead journaled so far stays in the
+    output.
 
     Returns:
         The meter, with the requests sent and the time spent.
@@ -228,20 +231,9 @@ async def crawl_into(
             what was journaled before it stays.
         OSError: a file could not be written.
     """
-    done = output.done
-    seen: set[str] = set()
-
-    def pending() -> Iterator[str]:
-        for lead_id in lead_ids:
-            if lead_id in done or lead_id in seen:
-                counts.skip()
-                continue
-            seen.add(lead_id)
-            yield lead_id
-
     meter = Meter(session)
     results = session.crawl_opportunities(
-        pending(),
+        _Pending(lead_ids, output.done, counts),
         concurrency=concurrency,
         with_activities=output.settings.with_activities,
         opportunity_type=output.settings.opportunity_type,
@@ -257,6 +249,44 @@ async def crawl_into(
         finally:
             await results.aclose()
     return meter
+
+
+class _Pending:
+    """The ids neither in ``done`` nor seen before; the others are counted as skipped.
+
+    A class rather than a generator, so that it can take ids from an async
+    source (the command's thread that reads them) without nesting async
+    generators, while the checks and the counts stay on the loop, next to the
+    progress display that reads them.
+    """
+
+    def __init__(self, lead_ids: Ids, done: set[str], counts: CrawlCounts) -> None:
+        self._sync = iter(lead_ids) if isinstance(lead_ids, Iterable) else None
+        self._async = lead_ids.__aiter__() if isinstance(lead_ids, AsyncIterable) else None
+        self._done = done
+        self._seen: set[str] = set()
+        self._counts = counts
+
+    def __aiter__(self) -> _Pending:
+        return self
+
+    async def __anext__(self) -> str:
+        while True:
+            lead_id = await self._next()
+            if lead_id in self._done or lead_id in self._seen:
+                self._counts.skip()
+                continue
+            self._seen.add(lead_id)
+            return lead_id
+
+    async def _next(self) -> str:
+        if self._sync is not None:
+            try:
+                return next(self._sync)
+            except StopIteration:
+                raise StopAsyncIteration from None
+        assert self._async is not None
+        return await self._async.__anext__()
 
 
 def error_line(error: BaseException, scrub: Callable[[str], str]) -> str:
