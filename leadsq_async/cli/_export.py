@@ -21,12 +21,20 @@ class RowWriter(Protocol):
     def write(self, row: Mapping[str, Any]) -> None:
         """Write (or hold) one row."""
 
+    def end_of_id(self) -> None:
+        """The rows of one id are all in: let a reader of the output see them, if it can."""
+
     def finish(self) -> None:
         """Write what is held and flush."""
 
 
 class JsonLinesWriter:
-    """One compact JSON object per line, UTF-8, written as each row comes."""
+    """One compact JSON object per line, UTF-8, written as each row comes.
+
+    The stream is flushed after each id's rows, so that a program reading a
+    pipe gets each id's rows as it finishes, not when a buffer fills or the
+    command ends; one write per id, not per row.
+    """
 
     def __init__(self, stream: IO[bytes]) -> None:
         self._stream = stream
@@ -34,6 +42,10 @@ class JsonLinesWriter:
     def write(self, row: Mapping[str, Any]) -> None:
         """Write one row as a line."""
         self._stream.write(dump_row(row))
+
+    def end_of_id(self) -> None:
+        """Flush the stream: the id's rows reach the reader now."""
+        self._stream.flush()
 
     def finish(self) -> None:
         """Flush the stream."""
@@ -59,6 +71,9 @@ class CsvWriter:
         """Hold one row until `finish`."""
         self._rows.append(row)
         self._columns.update(dict.fromkeys(row))
+
+    def end_of_id(self) -> None:
+        """Nothing: a row written now could lack a column found later."""
 
     def finish(self) -> None:
         """Write the header and every row held, then flush."""

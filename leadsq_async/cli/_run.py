@@ -181,7 +181,7 @@ async def _write_results(
     row_of: Callable[[Result, dict[str, Any]], dict[str, Any]],
     id_of: Callable[[Result], str],
 ) -> int:
-    """Write each result's rows as the API sent them; return how many ids failed."""
+    """Write each result's rows as the API sent them, then end the id; return how many failed."""
     failures = 0
     try:
         async for result in results:
@@ -190,6 +190,7 @@ async def _write_results(
                 continue
             for record in result.records:
                 writer.write(row_of(result, unstructure(record)))
+            writer.end_of_id()
     finally:
         await results.aclose()
     return failures
