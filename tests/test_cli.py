@@ -32,6 +32,7 @@ from leadsq_async.testing import RunningEmulator
 CALLS, PERIOD = 50, 0.5
 UNKNOWN_LEAD = "00000000-0000-4000-8000-000000000000"
 COMMAND = [sys.executable, "-m", "leadsq_async.cli"]
+STUCK_CLEANUP = Path(__file__).with_name("stuck_cleanup.py")
 
 
 @pytest.fixture
@@ -515,6 +516,29 @@ def test_sigint_stops_a_command_waiting_for_stdin(env: dict[str, str]) -> None:
         assert errors.rest() == ["leadsq-async: interrupted\n"]
     finally:
         stop(process, errors)
+
+
+def test_second_sigint_ends_a_stuck_clean_up_at_once(tmp_path: Path) -> None:
+    """A SIGINT while the first one's clean-up hangs runs on_abort and exits with 130 at once."""
+    marker = tmp_path / "aborted.txt"
+    process = subprocess.Popen(
+        [sys.executable, str(STUCK_CLEANUP), str(marker)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        encoding="utf-8",
+    )
+    assert process.stdout is not None
+    output = LineReader(process.stdout)
+    try:
+        assert output.take(1) == ["started\n"]
+        process.send_signal(signal.SIGINT)
+        assert output.take(1) == ["cancelled\n"]
+        process.send_signal(signal.SIGINT)
+        assert process.wait(timeout=5) == 130
+    finally:
+        stop(process, output)
+    assert marker.read_text() == "aborted"
 
 
 def test_crawl_killed_then_resumed_holds_every_record_once(
