@@ -71,7 +71,10 @@ def run_interruptibly(
 
     The first signal cancels ``work`` (which cleans up as it unwinds) and then
     raises `Interrupted`. A second signal ends the process at once with exit
-    code 130, after ``on_abort`` (which must be quick and must not raise).
+    code 130, after ``on_abort`` (which must be quick and must not raise):
+    while ``work`` unwinds, and from then on until the process exits, through
+    asyncio's shutdown and the caller's own clean-up (the handler that does
+    it stays installed once a signal came).
     """
     return asyncio.run(_interruptible(work, on_abort))
 
@@ -81,11 +84,14 @@ async def _interruptible(work: Coroutine[Any, Any, T], on_abort: Callable[[], No
     task = asyncio.ensure_future(work)
     received: list[str] = []
 
+    def abort(*_: object) -> None:
+        if on_abort is not None:
+            on_abort()
+        os._exit(INTERRUPTED_EXIT_CODE)
+
     def on_signal(number: signal.Signals) -> None:
         if received:
-            if on_abort is not None:
-                on_abort()
-            os._exit(INTERRUPTED_EXIT_CODE)
+            abort()
         received.append(number.name)
         task.cancel()
 
@@ -105,6 +111,10 @@ async def _interruptible(work: Coroutine[Any, Any, T], on_abort: Callable[[], No
     finally:
         for number in installed:
             loop.remove_signal_handler(number)
+            if received:
+                # Not back to KeyboardInterrupt: a second Ctrl-C after the loop
+                # (while files are closed, say) must end the process just as at once.
+                signal.signal(number, abort)
 
 
 def is_fatal(error: BaseException) -> bool:
