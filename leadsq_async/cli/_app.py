@@ -162,9 +162,10 @@ def opportunities(
     """Print the opportunities of each lead as JSON Lines (or CSV).
 
     LEAD_ID is a lead's ProspectId; - reads ids from standard input, one per
-    line. Each lead's rows come together, leads in the order they finish. A
-    lead that fails gets an error line on stderr while the others carry on,
-    and the exit code is then 1.
+    line, fetching each as it comes. Each lead's rows come together, leads in
+    the order they finish (JSON Lines: written out as each finishes). A lead
+    that fails gets an error line on stderr while the others carry on, and
+    the exit code is then 1.
     """
     _ids_given(lead_ids, leads_file, "lead", "--leads-file")
 
@@ -221,9 +222,10 @@ def activities(
     """Print the activities of each opportunity as JSON Lines (or CSV).
 
     OPPORTUNITY_ID is an opportunity's OpportunityId; - reads ids from
-    standard input, one per line. Each opportunity's rows come together, in
-    the order they finish. An opportunity that fails gets an error line on
-    stderr while the others carry on, and the exit code is then 1.
+    standard input, one per line, fetching each as it comes. Each
+    opportunity's rows come together, in the order they finish (JSON Lines:
+    written out as each finishes). An opportunity that fails gets an error
+    line on stderr while the others carry on, and the exit code is then 1.
     """
     _ids_given(opportunity_ids, opportunities_file, "opportunity", "--opportunities-file")
 
