@@ -537,6 +537,23 @@ def test_crawl_journals_a_lead_while_stdin_is_still_open(
     assert_crawl_matches(out, emulator, leads)
 
 
+def test_crawl_reads_a_leads_file_that_is_a_pipe_once(
+    emulator: RunningEmulator, env: dict[str, str], tmp_path: Path, leads_file: Path
+) -> None:
+    """--leads-file naming a pipe (a FIFO, or <(producer)) is crawled, not used up counting."""
+    fifo = tmp_path / "leads.fifo"
+    os.mkfifo(fifo)
+    writer = subprocess.Popen(["sh", "-c", 'cat "$1" > "$2"', "sh", str(leads_file), str(fifo)])
+    try:
+        result = run(*crawl_args(fifo, tmp_path / "crawl"), env=env)
+        assert writer.wait(timeout=10) == 0
+    finally:
+        writer.kill()
+        writer.wait()
+    assert result.returncode == 0, result.stderr
+    assert_crawl_matches(tmp_path / "crawl", emulator, small_leads(emulator))
+
+
 def test_sigint_stops_a_command_waiting_for_stdin(env: dict[str, str]) -> None:
     """Ctrl-C ends the command at once while it waits for the next id on standard input."""
     process = start("opportunities", "-", env=env, stdin=True)

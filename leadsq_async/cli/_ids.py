@@ -12,7 +12,9 @@ network mount), and one hop to a thread per id costs nothing next to a request.
 from __future__ import annotations
 
 import asyncio
+import os
 import queue
+import stat
 import sys
 import threading
 from collections.abc import Iterable, Iterator
@@ -53,12 +55,14 @@ def lines_to_ids(lines: Iterable[str]) -> Iterator[str]:
 
 
 def count_ids(path: str) -> int | None:
-    """How many ids a file holds (None for standard input, which can be read only once).
+    """How many ids a file holds; None for standard input or a pipe, which can be read only once.
+
+    (``--leads-file <(producer)`` names a pipe: counting it would leave nothing to crawl.)
 
     Raises:
         OSError: the file cannot be read.
     """
-    if path == STDIN:
+    if path == STDIN or not stat.S_ISREG(os.stat(path).st_mode):
         return None
     with open_ids(path) as file:
         return sum(1 for _ in lines_to_ids(file))
