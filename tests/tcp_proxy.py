@@ -17,10 +17,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from types import TracebackType
+
+from leadsq_async._closing import AsyncClosing
 
 
-class TcpProxy:
+class TcpProxy(AsyncClosing):
     """Forward each connection made to ``127.0.0.1:port`` to ``host:target_port``."""
 
     def __init__(self, host: str, target_port: int) -> None:
@@ -72,14 +73,6 @@ class TcpProxy:
     async def __aenter__(self) -> TcpProxy:
         await self.start()
         return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        await self.aclose()
 
     async def _close_all(self) -> None:
         for writer in list(self._writers):
