@@ -97,8 +97,11 @@ def _parse_us(text: str) -> datetime | None:
         hour, minute, second = clock.split(":")
     except ValueError:  # not three of each
         return None
-    digits = month + day + year + hour + minute + second
-    if not (digits.isdigit() and digits.isascii()) or meridiem not in (None, "AM", "PM"):
+    fields = (month, day, year, hour, minute, second)
+    digits = "".join(fields)
+    if "" in fields or not (digits.isdigit() and digits.isascii()):
+        return None
+    if meridiem not in (None, "AM", "PM"):
         return None
     hours = int(hour)
     if meridiem is not None:

@@ -238,6 +238,8 @@ def test_date_variants_read_as_expected(text: str, expected: datetime) -> None:
         "2026-07-31x05:33:50",
         "7/31/2026 13:00:00 PM",
         "7/31/2026 5:33 AM",
+        "7/31/2026 :33:50 AM",
+        "7/31/2026 :33:50",
         "13/31/2026",
         "/Date(abc)/",
         "/Date(99999999999999999)/",
