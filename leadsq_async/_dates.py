@@ -9,6 +9,7 @@ __all__ = ["parse_date"]
 
 _UTC = timezone.utc
 _EPOCH = datetime(1970, 1, 1, tzinfo=_UTC)
+_MILLISECOND = timedelta(milliseconds=1)
 
 # Only ever called with "YYYY-MM-DD HH:MM:SS[.fff|.ffffff]+00:00", a form that Python
 # 3.10's strict fromisoformat accepts as well as 3.11's wider one, so both versions read
@@ -84,6 +85,16 @@ def _parse_any_format(text: str) -> datetime | None:
     return _build(year, month, day, hour, minute, second, fraction, zone)
 
 
+# A field of a US date as the API writes it ("7", "07", "31"), as ISO 8601's two digits.
+_TWO_DIGITS = {str(n): f"{n:02}" for n in range(60)} | {f"{n:02}": f"{n:02}" for n in range(10)}
+# Its hour as ISO's 24-hour two digits, by meridiem: "12 AM" is midnight, "12 PM" noon.
+_ISO_HOUR: dict[str | None, dict[str, str]] = {
+    None: {text: iso for text, iso in _TWO_DIGITS.items() if int(text) < 24},
+    "AM": {text: f"{int(text) % 12:02}" for text in _TWO_DIGITS if 1 <= int(text) <= 12},
+    "PM": {text: f"{int(text) % 12 + 12:02}" for text in _TWO_DIGITS if 1 <= int(text) <= 12},
+}
+
+
 def _parse_us(text: str) -> datetime | None:
     # Split rather than matched with a regular expression: it is the slowest format
     # LeadSquared sends, and this takes half the time.
@@ -97,11 +108,24 @@ def _parse_us(text: str) -> datetime | None:
         hour, minute, second = clock.split(":")
     except ValueError:  # not three of each
         return None
+    iso_hour = _ISO_HOUR.get(meridiem)
+    if iso_hour is None:  # neither AM nor PM
+        return None
+    if len(year) == 4 and year.isdigit() and year.isascii():
+        # Fields of one or two digits, as the API writes them, are rewritten as the ISO
+        # text the C parser reads: quicker than the six int() and datetime() below.
+        try:
+            return _fromisoformat(
+                f"{year}-{_TWO_DIGITS[month]}-{_TWO_DIGITS[day]} "
+                f"{iso_hour[hour]}:{_TWO_DIGITS[minute]}:{_TWO_DIGITS[second]}+00:00"
+            )
+        except KeyError:  # a field written with more digits, or out of range: read below
+            pass
+        except ValueError:  # no such day (June 31)
+            return None
     fields = (month, day, year, hour, minute, second)
     digits = "".join(fields)
     if "" in fields or not (digits.isdigit() and digits.isascii()):
-        return None
-    if meridiem not in (None, "AM", "PM"):
         return None
     hours = int(hour)
     if meridiem is not None:
@@ -119,7 +143,8 @@ def _parse_dotnet(text: str) -> datetime | None:
     if match is None:
         return None
     try:
-        return _EPOCH + timedelta(0, 0, 0, int(match[1]))  # (days, s, us, milliseconds)
+        # Multiplying a timedelta is a quarter faster than building one from milliseconds.
+        return _EPOCH + _MILLISECOND * int(match[1])
     except OverflowError:
         return None
 

@@ -226,6 +226,21 @@ def test_date_variants_read_as_expected(text: str, expected: datetime) -> None:
     assert parse_date(text) == expected
 
 
+@pytest.mark.parametrize("hour", range(24))
+def test_us_dates_read_every_hour_alike_on_both_clocks(hour: int) -> None:
+    """Each hour reads the same on a 12- or 24-hour clock, with or without leading zeros."""
+    twelve, meridiem = hour % 12 or 12, "AM" if hour < 12 else "PM"
+    texts = [
+        f"7/31/2026 {twelve}:05:09 {meridiem}",
+        f"07/31/2026 {twelve:02}:5:9 {meridiem.lower()}",
+        f"7/31/2026 {hour}:05:09",
+        f"7/31/2026 {hour:02}:05:09",
+        f"7/031/2026 {twelve:03}:005:009 {meridiem}",
+    ]
+    expected = datetime(2026, 7, 31, hour, 5, 9, tzinfo=UTC)
+    assert [parse_date(text) for text in texts] == [expected] * len(texts)
+
+
 @pytest.mark.parametrize(
     "value",
     [
@@ -240,6 +255,8 @@ def test_date_variants_read_as_expected(text: str, expected: datetime) -> None:
         "7/31/2026 5:33 AM",
         "7/31/2026 :33:50 AM",
         "7/31/2026 :33:50",
+        "6/31/2026 5:33:50 AM",
+        "2/29/2026",
         "13/31/2026",
         "/Date(abc)/",
         "/Date(99999999999999999)/",
