@@ -64,14 +64,15 @@ def parse_date(value: object) -> datetime | None:
             return _fromisoformat(value + "+00:00")
         except ValueError:
             pass
-    return _parse_any_format(value.strip())
-
-
-def _parse_any_format(text: str) -> datetime | None:
+    text = value.strip()
     if text.startswith("/Date("):
         return _parse_dotnet(text)
     if "/" in text[:3]:
         return _parse_us(text)
+    return _parse_iso(text)
+
+
+def _parse_iso(text: str) -> datetime | None:
     match = _ISO.fullmatch(text)
     if match is None:
         return None
@@ -85,19 +86,56 @@ def _parse_any_format(text: str) -> datetime | None:
     return _build(year, month, day, hour, minute, second, fraction, zone)
 
 
-# A field of a US date as the API writes it ("7", "07", "31"), as ISO 8601's two digits.
-_TWO_DIGITS = {str(n): f"{n:02}" for n in range(60)} | {f"{n:02}": f"{n:02}" for n in range(10)}
-# Its hour as ISO's 24-hour two digits, by meridiem: "12 AM" is midnight, "12 PM" noon.
-_ISO_HOUR: dict[str | None, dict[str, str]] = {
-    None: {text: iso for text, iso in _TWO_DIGITS.items() if int(text) < 24},
-    "AM": {text: f"{int(text) % 12:02}" for text in _TWO_DIGITS if 1 <= int(text) <= 12},
-    "PM": {text: f"{int(text) % 12 + 12:02}" for text in _TWO_DIGITS if 1 <= int(text) <= 12},
-}
+# A US date as the API writes it, "7/31/2026 5:33:50 AM", with a 24-hour clock or none;
+# _parse_us_words reads the rest (other spacing, fields of more digits).
+_US = re.compile(
+    r"([0-9]{1,2})/([0-9]{1,2})/([0-9]{4})"
+    r"(?: ([0-9]{1,2}):([0-9]{2}:[0-9]{2})(?: ([AaPp][Mm]))?)?"
+)
+# A month, day or hour of one or two digits as ISO 8601's two.
+_TWO_DIGITS = {str(n): f"{n:02}" for n in range(100)} | {f"{n:02}": f"{n:02}" for n in range(10)}
+
+
+def _iso_hours() -> dict[str | None, dict[str, str]]:
+    # The hour as ISO's 24-hour two digits, by meridiem as the text spells it (None: a
+    # 24-hour clock). A table per spelling spares an upper() call on every date.
+    tables: dict[str | None, dict[str, str]] = {
+        None: {text: iso for text, iso in _TWO_DIGITS.items() if int(text) < 24}
+    }
+    for meridiem, shift in (("AM", 0), ("PM", 12)):  # "12 AM" is midnight, "12 PM" noon
+        hours = {
+            text: f"{int(text) % 12 + shift:02}" for text in _TWO_DIGITS if 1 <= int(text) <= 12
+        }
+        for spelling in (meridiem, meridiem.lower(), meridiem.title(), meridiem.title().swapcase()):
+            tables[spelling] = hours
+    return tables
+
+
+_ISO_HOUR = _iso_hours()
 
 
 def _parse_us(text: str) -> datetime | None:
-    # Split rather than matched with a regular expression: it is the slowest format
-    # LeadSquared sends, and this takes half the time.
+    match = _US.fullmatch(text)
+    if match is None:
+        return _parse_us_words(text)
+    month, day, year, hour, minutes_seconds, meridiem = match.groups()
+    if hour is None:  # a date alone: midnight
+        hour, minutes_seconds = "0", "00:00"
+    iso_hour = _ISO_HOUR[meridiem].get(hour)
+    if iso_hour is None:  # 0 or beyond 12 on a 12-hour clock, beyond 23 on a 24-hour one
+        return None
+    # Rewritten as the ISO text the C parser reads: half the time of the int() and
+    # datetime() calls of _parse_us_words.
+    try:
+        return _fromisoformat(
+            f"{year}-{_TWO_DIGITS[month]}-{_TWO_DIGITS[day]} {iso_hour}:{minutes_seconds}+00:00"
+        )
+    except ValueError:  # month 13, June 31, minute 60
+        return None
+
+
+def _parse_us_words(text: str) -> datetime | None:
+    # Any spacing, a 24-hour clock or none, either case, fields of any number of digits.
     words = text.split()
     if not 1 <= len(words) <= 3:
         return None
@@ -108,24 +146,11 @@ def _parse_us(text: str) -> datetime | None:
         hour, minute, second = clock.split(":")
     except ValueError:  # not three of each
         return None
-    iso_hour = _ISO_HOUR.get(meridiem)
-    if iso_hour is None:  # neither AM nor PM
-        return None
-    if len(year) == 4 and year.isdigit() and year.isascii():
-        # Fields of one or two digits, as the API writes them, are rewritten as the ISO
-        # text the C parser reads: quicker than the six int() and datetime() below.
-        try:
-            return _fromisoformat(
-                f"{year}-{_TWO_DIGITS[month]}-{_TWO_DIGITS[day]} "
-                f"{iso_hour[hour]}:{_TWO_DIGITS[minute]}:{_TWO_DIGITS[second]}+00:00"
-            )
-        except KeyError:  # a field written with more digits, or out of range: read below
-            pass
-        except ValueError:  # no such day (June 31)
-            return None
     fields = (month, day, year, hour, minute, second)
     digits = "".join(fields)
     if "" in fields or not (digits.isdigit() and digits.isascii()):
+        return None
+    if meridiem not in (None, "AM", "PM"):
         return None
     hours = int(hour)
     if meridiem is not None:
