@@ -3,21 +3,22 @@
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 import os
 import sys
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import IO, Any
 
 import click
 from rich.console import Console
 
-from leadsq_async import LeadSquaredError
+from leadsq_async import LeadSquaredError, Session
 
 from ._checkpoint import CrawlDirectory, CrawlError, CrawlSettings
 from ._emulator import demo, emulator
-from ._export import FORMATS, writer_for
+from ._export import FORMATS, RowWriter, writer_for
 from ._ids import STDIN, IdReader, count_ids, ids_from, lines_to_ids, open_ids
 from ._options import ApiOptions, api_options, scrub
 from ._progress import CrawlCounts, Display, NoDisplay, RichDisplay, format_duration, plural
@@ -128,7 +129,33 @@ def _ids_given(ids: tuple[str, ...], file: str | None, what: str, option: str) -
         )
 
 
-def _failures_result(failures: int, kind: str) -> int:
+def _export(
+    kind: str,
+    ids: tuple[str, ...],
+    ids_file: str | None,
+    output_format: str,
+    out: str,
+    api: ApiOptions,
+    fetch: Callable[
+        [Session, IdReader, RowWriter, Callable[[str, BaseException], None]], Awaitable[int]
+    ],
+) -> int:
+    """Run ``fetch`` over the ids (arguments, then ``ids_file``), writing rows to ``out``.
+
+    ``fetch(session, ids, writer, report)`` returns how many ids failed; the
+    command then exits 1, after the rows of the others.
+    """
+
+    async def work() -> int:
+        with _ids_file(ids_file) as file, _output_stream(out) as stream:
+            writer = writer_for(output_format, stream)
+            reader = IdReader(ids_from(ids, file))
+            async with api.session() as session, contextlib.aclosing(reader):
+                failures = await fetch(session, reader, writer, _report_failure(kind))
+            writer.finish()
+        return failures
+
+    failures = run_interruptibly(work())
     if failures:
         noun = kind if failures == 1 else f"{kind}s"
         raise CommandFailed(f"{failures} {noun} failed (see the lines above)")
@@ -168,24 +195,10 @@ def opportunities(
     the exit code is then 1.
     """
     _ids_given(lead_ids, leads_file, "lead", "--leads-file")
-
-    async def work() -> int:
-        with _ids_file(leads_file) as file, _output_stream(out) as stream:
-            writer = writer_for(output_format, stream)
-            ids = IdReader(ids_from(lead_ids, file))
-            async with api.session() as session, contextlib.aclosing(ids):
-                failures = await fetch_opportunities(
-                    session,
-                    ids,
-                    writer,
-                    _report_failure("lead"),
-                    concurrency=concurrency,
-                    opportunity_type=opportunity_type,
-                )
-            writer.finish()
-        return failures
-
-    return _failures_result(run_interruptibly(work()), "lead")
+    fetch = functools.partial(
+        fetch_opportunities, concurrency=concurrency, opportunity_type=opportunity_type
+    )
+    return _export("lead", lead_ids, leads_file, output_format, out, api, fetch)
 
 
 @cli.command()
@@ -228,25 +241,15 @@ def activities(
     line on stderr while the others carry on, and the exit code is then 1.
     """
     _ids_given(opportunity_ids, opportunities_file, "opportunity", "--opportunities-file")
-
-    async def work() -> int:
-        with _ids_file(opportunities_file) as file, _output_stream(out) as stream:
-            writer = writer_for(output_format, stream)
-            ids = IdReader(ids_from(opportunity_ids, file))
-            async with api.session() as session, contextlib.aclosing(ids):
-                failures = await fetch_activities(
-                    session,
-                    ids,
-                    writer,
-                    _report_failure("opportunity"),
-                    concurrency=concurrency,
-                    activity_event_code=activity_event_code,
-                    with_opportunity_id=with_opportunity_id,
-                )
-            writer.finish()
-        return failures
-
-    return _failures_result(run_interruptibly(work()), "opportunity")
+    fetch = functools.partial(
+        fetch_activities,
+        concurrency=concurrency,
+        activity_event_code=activity_event_code,
+        with_opportunity_id=with_opportunity_id,
+    )
+    return _export(
+        "opportunity", opportunity_ids, opportunities_file, output_format, out, api, fetch
+    )
 
 
 # The crawl.
