@@ -1,8 +1,7 @@
 """Tests of the in-process sliding-window limiter, almost all in virtual time.
 
-`run_virtual` runs a test body on an event loop whose clock only moves when every task is
-waiting for a timer, jumping straight to the next timer. The limiter gets that loop's clock
-and the ordinary `asyncio.sleep`, so timings are exact and a 5-second period costs nothing.
+The limiter gets the virtual loop's clock (see `virtual_time`) and the ordinary
+`asyncio.sleep`, so timings are exact and a 5-second period costs nothing.
 """
 
 from __future__ import annotations
@@ -10,66 +9,15 @@ from __future__ import annotations
 import asyncio
 import math
 import random
-import selectors
 import time
-from collections.abc import Callable, Coroutine
 from typing import Any, TypeVar
 
 import pytest
+from virtual_time import now, run_virtual
 
 from leadsq_async._ratelimit import RateLimit, RateLimiter, SlidingWindowLimiter
 
 T = TypeVar("T")
-
-
-class _VirtualSelector(selectors.DefaultSelector):
-    """Never blocks: polls the real descriptors, then advances virtual time by the timeout."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.now = 0.0
-
-    def select(self, timeout: float | None = None) -> list[Any]:
-        events = super().select(0)
-        if events or timeout == 0:
-            return events
-        if timeout is None:
-            raise RuntimeError("deadlock: every task is waiting and no timer is scheduled")
-        self.now += timeout
-        return events
-
-
-class VirtualTimeLoop(asyncio.SelectorEventLoop):
-    """An event loop whose `time()` is virtual and jumps to the next timer when idle."""
-
-    def __init__(self) -> None:
-        self._virtual = _VirtualSelector()
-        super().__init__(self._virtual)
-
-    def time(self) -> float:
-        return self._virtual.now
-
-
-def run_virtual(main: Callable[[], Coroutine[Any, Any, T]]) -> T:
-    """Run `main()` in virtual time; fail if it leaves a task behind."""
-    loop = VirtualTimeLoop()
-    try:
-        result = loop.run_until_complete(main())
-        leftover = asyncio.all_tasks(loop)
-        assert not leftover, f"tasks left running: {leftover}"
-        return result
-    finally:
-        leftover = asyncio.all_tasks(loop)
-        for task in leftover:
-            task.cancel()
-        if leftover:
-            loop.run_until_complete(asyncio.gather(*leftover, return_exceptions=True))
-        loop.run_until_complete(loop.shutdown_asyncgens())
-        loop.close()
-
-
-def now() -> float:
-    return asyncio.get_running_loop().time()
 
 
 def make_limiter(calls: int, period: float) -> SlidingWindowLimiter:
