@@ -8,7 +8,8 @@ Every error the library raises on a failed call is a `LeadSquaredError`::
     │   ├── BadRequestError          400: the body is not as the API specifies
     │   ├── NotFoundError            404: no such API
     │   ├── RateLimitError           429, or 200 carrying MXAPIRateLimitExceededException,
-    │   │                            once the retries are spent (.limit)
+    │   │   │                        once the retries are spent (.limit)
+    │   │   └── QuotaExhaustedError  the limiter has no slot in time: not sent (.retry_at)
     │   ├── APIError                 500 with the error envelope: validation and business
     │   │                            errors ("Lead does not exist"); never retried
     │   ├── ServerError              transient: a bare 500, HTML 502/503/504 from the CDN
@@ -30,6 +31,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
+from datetime import datetime
 from typing import Any, ClassVar
 
 from ._ratelimit import RateLimit
@@ -42,6 +44,7 @@ __all__ = [
     "MalformedResponseError",
     "NotFoundError",
     "PagingError",
+    "QuotaExhaustedError",
     "RateLimitError",
     "RateLimiterUnavailable",
     "RequestTimeout",
@@ -147,6 +150,31 @@ class RateLimitError(ResponseError):
     def __init__(self, message: str, **kwargs: Any) -> None:
         super().__init__(message, **kwargs)
         self.limit = parse_rate_limit_message(self.exception_message or self.body)
+
+
+class QuotaExhaustedError(RateLimitError):
+    """No rate-limit slot frees in time: the request was not sent.
+
+    Raised by a limiter's ``slot(max_wait=...)`` when the earliest moment a
+    slot can be granted is more than ``max_wait`` seconds away, for instance
+    once a daily quota is spent. It concerns the whole account.
+
+    Attributes:
+        retry_at: when a slot can be granted at the earliest (an aware UTC datetime).
+        limit: the limit that is spent, when the limiter knows it.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        retry_at: datetime,
+        limit: RateLimit | None = None,
+        endpoint: str = "",
+    ) -> None:
+        super().__init__(message, endpoint=endpoint)
+        self.retry_at = retry_at
+        self.limit = limit
 
 
 class APIError(ResponseError):
