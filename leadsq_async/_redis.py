@@ -76,6 +76,10 @@ class RedisRateLimit(AsyncClosing):
     limiter with `aclose` (or ``async with``) once no slot is held; a `Session`
     does not close a limiter it was given.
 
+    A key new to Redis, or one Redis lost (it restarted without persistence),
+    grants no slot for one period of the shortest limit, and longer limits such
+    as a daily quota count from zero again: see the guide to several processes.
+
     Args:
         redis: a Redis URL (``redis://[:password@]host:6379/0``, ``rediss://`` or
             ``unix://``), in which case the limiter makes its client and closes it
@@ -226,7 +230,7 @@ class RedisRateLimit(AsyncClosing):
         self._address = _address(self._client)
         self._fallback = fallback
         self._fallback_processes = fallback_processes
-        # The state's epoch as last seen.
+        # The state's epoch as last seen: another one means Redis lost the state.
         self._epoch = ""
 
         self._acquire_script = self._client.register_script(scripts.ACQUIRE)
@@ -588,6 +592,18 @@ class RedisRateLimit(AsyncClosing):
                 RateLimit(int(calls), period_us / _MICROSECONDS)
                 for calls, period_us in zip(limits[::2], limits[1::2], strict=True)
             )
+        if epoch == self._epoch:
+            return
+        if self._epoch:
+            logger.warning(
+                "the rate limiter's Redis at %s lost the shared limit (restarted empty, "
+                "or its key was deleted): no slot for %s s, and longer limits count from zero",
+                self._address,
+                f"{min(self._limits[0].period, scripts.RECOVERY_SECONDS):g}",
+            )
+            if self._in_flight:
+                # Our slots in flight were lost with the rest: they count again.
+                self._in_background(self._renew(again=True))
         self._epoch = epoch
 
     def _in_background(self, work: Coroutine[Any, Any, None]) -> None:

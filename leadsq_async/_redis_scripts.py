@@ -26,6 +26,14 @@ Redis layout, for ``key``:
 - ``key:released``: a pub/sub channel; a release publishes on it, waking the
   processes that wait for a slot.
 
+A script that finds no ``key:state`` cannot tell a new key from one Redis lost
+(restarted without persistence, flushed, evicted): either way it makes a new
+epoch and grants no slot for one period of the shortest limit (at most
+`RECOVERY_SECONDS`), by which time every slot granted before a loss is free
+again under that limit. Longer limits count again from zero. Processes
+remember the epoch they saw; one that sees another knows the state was lost,
+says so, and adds its slots in flight again.
+
 Every time is Redis' own (``TIME``), unless the caller passes one (tests).
 """
 
@@ -38,6 +46,7 @@ __all__ = [
     "BUCKETS",
     "LEARN",
     "PAUSE",
+    "RECOVERY_SECONDS",
     "RELEASE",
     "RENEW",
     "RETENTION_SECONDS",
@@ -49,12 +58,16 @@ BUCKETS: Final = 100
 RETENTION_SECONDS: Final = 7 * 86_400
 """How long an unused key's state (its epoch) outlives its last use."""
 
+RECOVERY_SECONDS: Final = 60
+"""The longest a new or lost key grants nothing: limits of longer periods count from zero."""
+
 # Shared head of every script. KEYS: the slots in flight, the state. ARGV[1]:
 # the time (us), or -1 for Redis' clock; ARGV[2]: the lease (us); ARGV[3]: the
 # epoch the caller knows (unused here: the caller compares); ARGV[4]: an epoch
 # for a new state; ARGV[5]: n, the configured limits, then n pairs of calls and
 # period (us); the script's own arguments follow, from ARGV[first].
-_PRELUDE: Final = """
+_PRELUDE: Final = (
+    """
 local flight, state = KEYS[1], KEYS[2]
 local now = tonumber(ARGV[1])
 if now < 0 then
@@ -123,8 +136,10 @@ local function pause(until_, calls, period)
 end
 
 if not epoch then
+  -- A new key, or one Redis lost: the slots granted before are unknown.
   epoch = ARGV[4]
   redis.call('HSET', state, 'epoch', epoch)
+  pause(now + math.min(periods[1], RECOVERY_US), calls_of[periods[1]], periods[1])
 end
 
 local function cooling_key(period)
@@ -199,7 +214,10 @@ local function reply(result)
   end
   return {result, epoch, limits}
 end
-""".replace("RETENTION_MS", str(RETENTION_SECONDS * 1000)).replace("BUCKETS", str(BUCKETS))
+""".replace("RETENTION_MS", str(RETENTION_SECONDS * 1000))
+    .replace("RECOVERY_US", str(RECOVERY_SECONDS * 1_000_000))
+    .replace("BUCKETS", str(BUCKETS))
+)
 
 ACQUIRE: Final = (
     _PRELUDE

@@ -47,10 +47,16 @@ MakeLimiter = Callable[..., lsq.RedisRateLimit]
 
 @pytest.fixture
 def key(redis_url: str) -> Iterator[str]:
-    """A key no other test uses; its Redis keys are deleted afterwards."""
+    """A key no other test uses, already in use; its Redis keys are deleted afterwards.
+
+    In use: its state is there, as for a key that processes keep using, so its
+    first slot is not held back the way a new key's is (tested on its own).
+    """
     name = f"leadsq-async:test:{uuid.uuid4().hex}"
     cleaner = redis.Redis.from_url(redis_url)
     try:
+        cleaner.hset(f"{name}:state", "epoch", "in-use")
+        cleaner.expire(f"{name}:state", 600)
         yield name
         names = cleaner.keys(f"{name}*")
         if names:
@@ -145,6 +151,16 @@ def through(proxy: TcpProxy, redis_url: str) -> str:
 async def held_in_redis(client: aioredis.Redis, key: str) -> int:
     """How many slots are in flight in Redis on `key` (released ones not counted)."""
     return int(await client.zcard(key))
+
+
+async def forget_everything(client: aioredis.Redis, key: str) -> None:
+    """Delete every Redis key of the limit, as a Redis restarted without persistence has.
+
+    FLUSHALL would do the same to the other tests sharing the server.
+    """
+    names = await client.keys(f"{key}*")
+    if names:
+        await client.delete(*names)
 
 
 async def take(limiter: lsq.RedisRateLimit) -> None:
@@ -400,6 +416,62 @@ async def test_max_wait_is_judged_before_queueing_behind_others(
         patient.cancel()
         leave.set()
         await asyncio.gather(*tasks, patient, return_exceptions=True)
+
+
+async def test_new_key_grants_nothing_for_one_shortest_period(
+    make_limiter: MakeLimiter, client: aioredis.Redis, key: str
+) -> None:
+    """A key Redis does not hold (new, or lost) grants its first slots one short period on."""
+    await forget_everything(client, key)
+    limiter = make_limiter(limits=[lsq.RateLimit(2, 0.3), lsq.RateLimit(100, 60.0)])
+    asked = await redis_now(client)
+    tasks, leave = await hold_slots(limiter, 2)
+    entered = await redis_now(client)
+    leave.set()
+    await asyncio.gather(*tasks)
+    assert entered >= asked + 0.3
+
+
+async def test_new_key_with_a_daily_limit_only_waits_a_minute_at_most(
+    make_limiter: MakeLimiter, client: aioredis.Redis, key: str
+) -> None:
+    """The wait of a new key is one period of its shortest limit, but a minute at most."""
+    await forget_everything(client, key)
+    clock = JumpingClock()
+    limiter = make_limiter(limits=[lsq.RateLimit(10, 86_400.0)], kind=ClockedLimiter, clock=clock)
+    with pytest.raises(lsq.QuotaExhaustedError) as refused:
+        await take(limiter)
+    expected = datetime.now(timezone.utc) + timedelta(seconds=60)
+    assert abs(refused.value.retry_at - expected) < timedelta(seconds=5)
+    clock.skip(60.0)
+    await take(limiter)
+
+
+async def test_lost_state_grants_no_burst_and_counts_slots_in_flight_again(
+    make_limiter: MakeLimiter,
+    client: aioredis.Redis,
+    key: str,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """After Redis lost the key, no slot for one period; a slot in flight then counts again."""
+    caplog.set_level(logging.WARNING, logger="leadsq_async")
+    limiter = make_limiter(calls=2, period=0.3)
+    tasks, leave = await hold_slots(limiter, 1)  # in flight across the loss
+    async with limiter.slot():
+        pass
+    await forget_everything(client, key)
+    lost = await redis_now(client)
+    try:
+        async with limiter.slot():
+            entered = await redis_now(client)
+            assert await held_in_redis(client, key) == 2
+    finally:
+        leave.set()
+        await asyncio.gather(*tasks)
+    assert entered >= lost + 0.3
+    messages = [record.getMessage() for record in caplog.records]
+    assert len(messages) == 1
+    assert "lost the shared limit" in messages[0]
 
 
 @pytest.mark.slow
