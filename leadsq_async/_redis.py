@@ -242,6 +242,10 @@ class RedisRateLimit(AsyncClosing):
         # One waiter at a time asks Redis; asyncio.Lock queues the others in
         # arrival order and drops the cancelled ones.
         self._queue = asyncio.Lock()
+        # Waiters are numbered as they come; when Redis fails, every waiter that
+        # came before the failure fails at once instead of asking Redis in turn.
+        self._arrivals = 0
+        self._failure: tuple[int, RateLimiterUnavailable] | None = None
         self._released = asyncio.Event()
         self._listener: asyncio.Task[None] | None = None
         self._listener_ready: asyncio.Future[bool] | None = None
@@ -428,6 +432,8 @@ class RedisRateLimit(AsyncClosing):
 
     async def _take(self, max_wait: float | None) -> str | None:
         """Wait for a slot in Redis; its token, or None if the limiter fell back meanwhile."""
+        self._arrivals += 1
+        arrival = self._arrivals
         deadline = None if max_wait is None else self._clock() + max_wait
         try:
             if deadline is not None and self._queue.locked():
@@ -437,10 +443,16 @@ class RedisRateLimit(AsyncClosing):
             async with self._queue:
                 if self._local_limiter() is not None:
                     return None
-                return await self._acquire(deadline)
+                failure = self._failure
+                if failure is None or arrival > failure[0]:
+                    return await self._acquire(deadline)
         except RateLimiterUnavailable as exc:
+            self._failure = (self._arrivals, exc)
             self._fall_back(exc)
             return None
+        # Redis failed while this caller waited in line: it fails too, at once.
+        failed = failure[1]
+        raise RateLimiterUnavailable(failed.message, address=failed.address) from failed
 
     async def _acquire(self, deadline: float | None) -> str:
         token = uuid.uuid4().hex
@@ -577,6 +589,7 @@ class RedisRateLimit(AsyncClosing):
                 f"the rate limiter's Redis at {self._address} failed: {type(exc).__name__}: {exc}",
                 address=self._address,
             ) from exc
+        self._failure = None
         if self._falling_back:
             self._falling_back = False
             logger.warning("the rate limiter's Redis at %s answers again", self._address)

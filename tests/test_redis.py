@@ -474,6 +474,31 @@ async def test_lost_state_grants_no_burst_and_counts_slots_in_flight_again(
     assert "lost the shared limit" in messages[0]
 
 
+async def test_every_waiter_fails_at_once_when_redis_stops_answering(
+    redis_url: str, redis_proxy: TcpProxy, make_limiter: MakeLimiter
+) -> None:
+    """Callers queued while Redis stops answering fail with the first, not one timeout each."""
+    quick = f"{through(redis_proxy, redis_url)}?socket_timeout=0.5"
+    limiter = make_limiter(calls=10, period=0.3, redis=quick)
+    async with limiter.slot():
+        pass
+    redis_proxy.stall()
+
+    async def enter() -> None:
+        async with limiter.slot():
+            pytest.fail("a slot was granted without Redis")
+
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    try:
+        outcomes = await asyncio.gather(*(enter() for _ in range(4)), return_exceptions=True)
+    finally:
+        await redis_proxy.up()
+    assert all(isinstance(outcome, lsq.RateLimiterUnavailable) for outcome in outcomes)
+    # One at a time, they would take 4 x 0.5 s.
+    assert loop.time() - started < 1.2
+
+
 @pytest.mark.slow
 async def test_no_window_holds_more_than_calls_across_processes(
     redis_url: str, key: str, client: aioredis.Redis
