@@ -62,7 +62,7 @@ async def _take_slots(args: argparse.Namespace, client: aioredis.Redis) -> None:
     await client.blpop([f"{args.key}:go"], timeout=30)
     remaining = args.slots
     async with lsq.RedisRateLimit(
-        client, args.calls, args.period, key=args.key, lease=args.lease
+        client, lsq.RateLimit(args.calls, args.period), key=args.key, lease=args.lease
     ) as limiter:
 
         async def take() -> None:
@@ -80,7 +80,7 @@ async def _take_slots(args: argparse.Namespace, client: aioredis.Redis) -> None:
 
 async def _hold_slots(args: argparse.Namespace, client: aioredis.Redis) -> None:
     async with lsq.RedisRateLimit(
-        client, args.calls, args.period, key=args.key, lease=args.lease
+        client, lsq.RateLimit(args.calls, args.period), key=args.key, lease=args.lease
     ) as limiter:
         entered = 0
         forever = asyncio.Event()
@@ -104,7 +104,7 @@ async def _crawl(args: argparse.Namespace, client: aioredis.Redis) -> None:
     limiter: lsq.RedisRateLimit | lsq.RateLimit
     if args.limiter == "redis":
         limiter = lsq.RedisRateLimit(
-            client, args.calls, args.period, key=args.key, lease=args.lease
+            client, lsq.RateLimit(args.calls, args.period), key=args.key, lease=args.lease
         )
     else:
         limiter = lsq.RateLimit(args.calls, args.period)
