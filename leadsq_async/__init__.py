@@ -10,7 +10,9 @@ endpoint, and typed, frozen records that keep every field the API sent::
             print(opportunity.opportunity_id, opportunity.status)
 """
 
-from ._crawl import LeadResult, OpportunityResult
+from typing import TYPE_CHECKING, Any
+
+from ._crawl import Crawl, LeadResult, OpportunityResult
 from ._dates import parse_date
 from ._errors import (
     APIError,
@@ -20,6 +22,7 @@ from ._errors import (
     MalformedResponseError,
     NotFoundError,
     PagingError,
+    QuotaExhaustedError,
     RateLimitError,
     RateLimiterUnavailable,
     RequestTimeout,
@@ -30,10 +33,13 @@ from ._errors import (
 from ._paging import Page, Paginator
 from ._ratelimit import RateLimit, RateLimiter, SlidingWindowLimiter
 from ._records import Activity, Opportunity, structure, unstructure
-from ._redis import RedisRateLimit
 from ._retry import RetryPolicy
-from ._session import Session, SessionStats
+from ._session import Session
+from ._transport import SessionStats
 from ._wire import REGION_HOSTS
+
+if TYPE_CHECKING:
+    from ._redis import RedisRateLimit
 
 __version__ = "0.1.0"
 
@@ -43,6 +49,7 @@ __all__ = [
     "Activity",
     "AuthenticationError",
     "BadRequestError",
+    "Crawl",
     "LeadResult",
     "LeadSquaredError",
     "MalformedResponseError",
@@ -52,6 +59,7 @@ __all__ = [
     "Page",
     "Paginator",
     "PagingError",
+    "QuotaExhaustedError",
     "RateLimit",
     "RateLimitError",
     "RateLimiter",
@@ -69,3 +77,23 @@ __all__ = [
     "structure",
     "unstructure",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    # The Redis limiter is imported on first use: redis.asyncio alone costs
+    # about as much to import as httpx, and most programs never share a limit.
+    if name == "RedisRateLimit":
+        from ._redis import RedisRateLimit
+
+        RedisRateLimit.__module__ = __name__
+        globals()[name] = RedisRateLimit
+        return RedisRateLimit
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+# Errors and reprs name the public path (leadsq_async.APIError), not the private module.
+for _name in __all__:
+    _value = globals().get(_name)
+    if isinstance(_value, type):
+        _value.__module__ = __name__
+del _name, _value

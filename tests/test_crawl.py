@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from leadsq_async._crawl import crawl
+from leadsq_async._crawl import Crawl
 
 
 async def test_crawl_ends_when_a_call_below_swallows_the_cancellation() -> None:
@@ -17,7 +17,7 @@ async def test_crawl_ends_when_a_call_below_swallows_the_cancellation() -> None:
     first_call: set[asyncio.Task[Any]] = set()
     both_waiting = asyncio.Event()
 
-    async def work(item: int) -> int:
+    async def work(item: str) -> str:
         task = asyncio.current_task()
         assert task is not None
         if task not in first_call:
@@ -30,7 +30,7 @@ async def test_crawl_ends_when_a_call_below_swallows_the_cancellation() -> None:
         return item
 
     async def consume() -> None:
-        async for _ in crawl(itertools.count(), work, concurrency=2, spawn=asyncio.ensure_future):
+        async for _ in Crawl(map(str, itertools.count()), work, concurrency=2, spawn=asyncio.ensure_future):
             pass
 
     consumer = asyncio.ensure_future(consume())
@@ -53,7 +53,7 @@ async def test_crawl_surfaces_an_error_reading_the_ids() -> None:
     seen: list[str] = []
 
     async def consume() -> None:
-        async for result in crawl(ids(), work, concurrency=1, spawn=asyncio.ensure_future):
+        async for result in Crawl(ids(), work, concurrency=1, spawn=asyncio.ensure_future):
             seen.append(result)
 
     with pytest.raises(OSError, match="went away"):

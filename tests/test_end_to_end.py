@@ -359,7 +359,7 @@ async def test_cancelling_a_crawl_leaves_nothing_running(lsq_emulator: RunningEm
         task.cancel()
         with pytest.raises(asyncio.CancelledError):
             await task
-        assert all(t.done() for t in session._tasks)
+        assert all(t.done() for t in session._transport.tasks)
     assert asyncio.all_tasks() == {asyncio.current_task()}
 
 

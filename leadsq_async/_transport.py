@@ -1,0 +1,307 @@
+"""`Transport`: the one object that sends, and the one way to fetch a page.
+
+It owns the httpx client, the keys, the rate limiter, the retry policy, the
+statistics, the page sizes each endpoint was seen to serve, and the tasks that
+fetch pages ahead. Every request goes the same way: take a rate-limit slot,
+POST, read the whole answer, give the slot back (it stays held for the
+limiter's period), decode, and on a transient failure try again, taking a
+fresh slot each time. A rate-limit answer pauses the limiter for every task
+that shares it, and a lower limit named in its message is adopted.
+
+Layers above (paging, crawls, the `Session` facade) call down into it; it
+calls only `_wire` (pure request building and decoding), the limiter and
+httpx. Its clock and sleep are injectable, so retries and deadlines run in
+virtual time in tests.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Awaitable, Callable, Coroutine
+from typing import Any, TypeVar
+
+import attrs
+import httpx
+
+from ._aio import cancel_and_wait
+from ._checks import check_instance, check_int, check_seconds
+from ._endpoints import Endpoint
+from ._errors import LeadSquaredError, RateLimitError, RequestTimeout, TransportError
+from ._ratelimit import RateLimit, RateLimiter, SlidingWindowLimiter
+from ._retry import RetryPolicy
+from ._wire import (
+    PageQuery,
+    RawPage,
+    WireRequest,
+    auth_headers,
+    base_url,
+    build_request,
+    decode_page,
+    scrub,
+)
+
+__all__ = ["SessionStats", "Transport", "checked_timeout", "limiter_for"]
+
+logger = logging.getLogger("leadsq_async")
+
+T = TypeVar("T")
+
+DEFAULT_TIMEOUT = 30.0
+
+Clock = Callable[[], float]
+Sleep = Callable[[float], Awaitable[object]]
+
+
+@attrs.define
+class SessionStats:
+    """Counters of what a session did, for progress reports and tests.
+
+    Attributes:
+        requests: requests sent (each retry counts).
+        rate_limited: rate-limit answers received.
+        retries: requests sent again after a failure.
+        failures: calls that failed for good.
+    """
+
+    requests: int = 0
+    rate_limited: int = 0
+    retries: int = 0
+    failures: int = 0
+
+
+class Transport:
+    """Sends every request of a session: limiter, HTTP, decoding and retries.
+
+    Built by `Session` from arguments it has checked. ``owns_client`` and
+    ``owns_limiter`` say which of the two `aclose` closes.
+    """
+
+    def __init__(
+        self,
+        *,
+        base_url: httpx.URL,
+        headers: dict[str, str],
+        secrets: tuple[str, ...],
+        limiter: RateLimiter,
+        owns_limiter: bool,
+        retry: RetryPolicy,
+        timeout: httpx.Timeout,
+        client: httpx.AsyncClient | None,
+        look_ahead: int,
+        clock: Clock = time.monotonic,
+        sleep: Sleep = asyncio.sleep,
+    ) -> None:
+        self.base_url = base_url
+        self.limiter = limiter
+        self.retry = retry
+        self.look_ahead = look_ahead
+        self.stats = SessionStats()
+        self._headers = headers
+        self._secrets = secrets
+        self._owns_limiter = owns_limiter
+        self._timeout = timeout
+        self._owns_client = client is None
+        self._client = client if client is not None else _client_for(timeout, limiter.rate_limit)
+        self._clock = clock
+        self._sleep = sleep
+        self._page_sizes: dict[str, int] = {}
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._closed = False
+
+    @classmethod
+    def build(
+        cls,
+        access_key: str,
+        secret_key: str,
+        *,
+        host: str,
+        rate_limit: RateLimit | RateLimiter | None,
+        timeout: float | httpx.Timeout,
+        retry: RetryPolicy | None,
+        client: httpx.AsyncClient | None,
+        look_ahead: int,
+        clock: Clock,
+        sleep: Sleep,
+    ) -> Transport:
+        """The transport for `Session`'s arguments, checked.
+
+        Raises:
+            TypeError, ValueError: for a bad argument (see `Session`).
+        """
+        headers = auth_headers(access_key, secret_key)
+        url = base_url(host)
+        limiter, owns_limiter = limiter_for(rate_limit, clock, sleep)
+        if client is not None:
+            check_instance("client", client, httpx.AsyncClient)
+        return cls(
+            base_url=url,
+            headers=headers,
+            secrets=(secret_key,),
+            limiter=limiter,
+            owns_limiter=owns_limiter,
+            retry=RetryPolicy() if retry is None else check_instance("retry", retry, RetryPolicy),
+            timeout=checked_timeout(timeout),
+            client=client,
+            look_ahead=check_int("look_ahead", look_ahead, minimum=0),
+            clock=clock,
+            sleep=sleep,
+        )
+
+    @property
+    def client(self) -> httpx.AsyncClient:
+        """The httpx client requests go through."""
+        return self._client
+
+    @property
+    def tasks(self) -> frozenset[asyncio.Task[Any]]:
+        """The tasks started with `spawn` that are still running."""
+        return frozenset(self._tasks)
+
+    def page_size_for(self, endpoint: Endpoint[Any], asked: int | None = None) -> int:
+        """The page size to ask ``endpoint`` for: ``asked`` (by default the largest the
+        API honours), but never more than the endpoint was seen to serve."""
+        size = endpoint.max_page_size if asked is None else asked
+        return min(size, self._page_sizes.get(endpoint.path, size))
+
+    def learn_page_size(self, endpoint: Endpoint[Any], page_size: int) -> None:
+        """Remember that ``endpoint`` serves at most ``page_size`` rows a page."""
+        self._page_sizes[endpoint.path] = self.page_size_for(endpoint, page_size)
+
+    def spawn(self, coroutine: Coroutine[Any, Any, T]) -> asyncio.Task[T]:
+        """Run ``coroutine`` as a task that `aclose` cancels if it is still running."""
+        task = asyncio.ensure_future(coroutine)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return task
+
+    async def fetch_page(self, query: PageQuery, page_index: int, page_size: int) -> RawPage:
+        """Fetch one page through the rate limiter, retrying transient failures.
+
+        Raises:
+            LeadSquaredError: the last failure, once it is not transient or the
+                retry policy's attempts or deadline are spent.
+        """
+        if self._closed:
+            raise RuntimeError("the session is closed")
+        request = build_request(query, page_index, page_size)
+        url = self.base_url.join(request.path)
+        started = self._clock()
+        attempt = 0
+        while True:
+            attempt += 1
+            try:
+                return await self._send_once(url, request, query.endpoint.list_key)
+            except RateLimitError as error:
+                await self._on_rate_limited(error)
+                failure: LeadSquaredError = error
+            except LeadSquaredError as error:
+                failure = error
+            if not self.retry.should_retry(failure, attempt, self._clock() - started):
+                self.stats.failures += 1
+                raise failure
+            self.stats.retries += 1
+            logger.info(
+                "retrying %s (try %d of %d) after: %s",
+                request.path,
+                attempt + 1,
+                self.retry.attempts,
+                failure,
+            )
+            if not isinstance(failure, RateLimitError):
+                await self._sleep(self.retry.delay(attempt))
+
+    async def aclose(self) -> None:
+        """Cancel the pages still being fetched ahead, and close what the session created."""
+        if self._closed:
+            return
+        self._closed = True
+        await cancel_and_wait(self._tasks)
+        if self._owns_client:
+            await self._client.aclose()
+        if self._owns_limiter:
+            await self.limiter.aclose()
+
+    async def _send_once(self, url: httpx.URL, request: WireRequest, list_key: str) -> RawPage:
+        endpoint, params, body = request.path, request.params, request.json
+        async with self.limiter.slot():
+            self.stats.requests += 1
+            try:
+                response = await self._client.post(
+                    url, params=params, json=body, headers=self._headers, timeout=self._timeout
+                )
+            except httpx.TimeoutException as exc:
+                # `from None`: httpx's exception holds the request, headers and
+                # secret included.
+                raise RequestTimeout(
+                    f"no answer in time ({type(exc).__name__})", endpoint=endpoint
+                ) from None
+            except httpx.RequestError as exc:
+                detail = scrub(str(exc), self._secrets) or "no detail"
+                raise TransportError(f"{type(exc).__name__}: {detail}", endpoint=endpoint) from None
+        logger.debug("POST %s -> %d", endpoint, response.status_code)
+        return decode_page(
+            response.status_code,
+            response.content,
+            endpoint=endpoint,
+            secrets=self._secrets,
+            list_key=list_key,
+        )
+
+    async def _on_rate_limited(self, error: RateLimitError) -> None:
+        self.stats.rate_limited += 1
+        stated = error.limit
+        if stated is not None:
+            configured = self.limiter.rate_limit
+            if await self.limiter.lower(stated):
+                logger.warning(
+                    "LeadSquared enforces %s, less than the configured %s: "
+                    "the rate limiter now keeps to it",
+                    stated,
+                    configured,
+                )
+        await self.limiter.pause(self.limiter.rate_limit.period)
+
+
+def _client_for(timeout: httpx.Timeout, limit: RateLimit) -> httpx.AsyncClient:
+    """The client a session makes: it keeps connections open from one wave to the next.
+
+    A saturated session leaves each connection idle for a whole ``period``
+    between requests. httpx closes a connection idle for 5 seconds by default,
+    so under a 5-second period every wave would open its connections anew and
+    pay the TCP and TLS handshakes (two round trips or more) on top of the
+    period. A connection the server closed meanwhile is noticed before it is
+    used, and a request that loses that race is retried as a dropped connection.
+    """
+    limits = httpx.Limits(
+        max_connections=100,  # httpx's default, as is the next
+        max_keepalive_connections=20,
+        keepalive_expiry=max(30.0, 2 * limit.period),
+    )
+    return httpx.AsyncClient(timeout=timeout, limits=limits)
+
+
+def limiter_for(
+    rate_limit: RateLimit | RateLimiter | None, clock: Clock, sleep: Sleep
+) -> tuple[RateLimiter, bool]:
+    """The limiter for ``Session(rate_limit=)``, and whether the session owns it.
+
+    A limiter the session makes keeps time with the session's clock and sleep.
+    """
+    if rate_limit is None:
+        rate_limit = RateLimit()
+    if isinstance(rate_limit, RateLimit):
+        return SlidingWindowLimiter(rate_limit, clock=clock, sleep=sleep), True
+    if isinstance(rate_limit, RateLimiter):
+        return rate_limit, False
+    raise TypeError(
+        f"rate_limit must be a RateLimit or a rate limiter, not {type(rate_limit).__name__}"
+    )
+
+
+def checked_timeout(timeout: float | httpx.Timeout) -> httpx.Timeout:
+    """``Session(timeout=)`` as an ``httpx.Timeout``."""
+    if isinstance(timeout, httpx.Timeout):
+        return timeout
+    return httpx.Timeout(check_seconds("timeout", timeout))
