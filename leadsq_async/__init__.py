@@ -10,7 +10,8 @@ endpoint, and typed, frozen records that keep every field the API sent::
             print(opportunity.opportunity_id, opportunity.status)
 """
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING as _TYPE_CHECKING
+from typing import Any as _Any
 
 from ._crawl import Crawl, LeadResult, OpportunityResult
 from ._dates import parse_date
@@ -38,7 +39,7 @@ from ._session import Session
 from ._transport import SessionStats
 from ._wire import REGION_HOSTS
 
-if TYPE_CHECKING:
+if _TYPE_CHECKING:
     from ._redis import RedisRateLimit
 
 __version__ = "0.1.0"
@@ -79,7 +80,7 @@ __all__ = [
 ]
 
 
-def __getattr__(name: str) -> Any:
+def __getattr__(name: str) -> _Any:
     # The Redis limiter is imported on first use: redis.asyncio alone costs
     # about as much to import as httpx, and most programs never share a limit.
     if name == "RedisRateLimit":
@@ -91,9 +92,10 @@ def __getattr__(name: str) -> Any:
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
-# Errors and reprs name the public path (leadsq_async.APIError), not the private module.
+# Tracebacks and reprs of errors name the public path (leadsq_async.APIError), not the
+# private module. (Only errors: records' annotations are resolved in their own module.)
 for _name in __all__:
     _value = globals().get(_name)
-    if isinstance(_value, type):
+    if isinstance(_value, type) and issubclass(_value, Exception):
         _value.__module__ = __name__
 del _name, _value

@@ -82,7 +82,9 @@ class Paginator(Generic[R]):
     """The records of a paged endpoint: an async iterable, walked lazily.
 
     Nothing is sent until iteration starts, and each iteration walks the pages
-    anew.
+    anew. ``async with paginator as records:`` gives one walk's iterator and,
+    however the block is left, cancels the pages fetched ahead and waits for
+    them before going on.
 
     Raises:
         TypeError, ValueError: at construction, for a ``page_size`` below 1 or a
@@ -103,6 +105,7 @@ class Paginator(Generic[R]):
         self._structure = structure
         self._page_size = _checked_count("page_size", page_size, 1)
         self._limit = _checked_count("limit", limit, 0)
+        self._open: list[RecordIterator[R]] = []
 
     def __repr__(self) -> str:
         return (
@@ -112,6 +115,14 @@ class Paginator(Generic[R]):
 
     def __aiter__(self) -> AsyncIterator[R]:
         return RecordIterator(self._walk())
+
+    async def __aenter__(self) -> AsyncIterator[R]:
+        records = RecordIterator(self._walk())
+        self._open.append(records)
+        return records
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self._open.pop().aclose()
 
     def pages(self) -> AsyncIterator[Page[R]]:
         """Iterate over whole pages instead of records."""

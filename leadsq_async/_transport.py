@@ -103,7 +103,7 @@ class Transport:
         self._owns_limiter = owns_limiter
         self._timeout = timeout
         self._owns_client = client is None
-        self._client = client if client is not None else _client_for(timeout, limiter.rate_limit)
+        self._client = client or _client_for(base_url, timeout, limiter.rate_limit)
         self._clock = clock
         self._sleep = sleep
         self._page_sizes: dict[str, int] = {}
@@ -198,7 +198,10 @@ class Transport:
                 failure: LeadSquaredError = error
             except LeadSquaredError as error:
                 failure = error
-            if not self.retry.should_retry(failure, attempt, self._clock() - started):
+            backoff = 0.0 if isinstance(failure, RateLimitError) else self.retry.delay(attempt)
+            # No retry may start after the deadline, backoff included.
+            elapsed = self._clock() - started + backoff
+            if not self.retry.should_retry(failure, attempt, elapsed):
                 self.stats.failures += 1
                 raise failure
             self.stats.retries += 1
@@ -209,8 +212,8 @@ class Transport:
                 self.retry.attempts,
                 failure,
             )
-            if not isinstance(failure, RateLimitError):
-                await self._sleep(self.retry.delay(attempt))
+            if backoff:
+                await self._sleep(backoff)
 
     async def aclose(self) -> None:
         """Cancel the pages still being fetched ahead, and close what the session created."""
@@ -264,8 +267,12 @@ class Transport:
         await self.limiter.pause(self.limiter.rate_limit.period)
 
 
-def _client_for(timeout: httpx.Timeout, limit: RateLimit) -> httpx.AsyncClient:
+def _client_for(url: httpx.URL, timeout: httpx.Timeout, limit: RateLimit) -> httpx.AsyncClient:
     """The client a session makes: it keeps connections open from one wave to the next.
+
+    For a plain-http base URL (loopback only: see `base_url`) it loads no
+    certificates: nothing it sends is encrypted, and loading them is most of the
+    cost of making a client. It follows no redirect, so the keys go nowhere else.
 
     A saturated session leaves each connection idle for a whole ``period``
     between requests. httpx closes a connection idle for 5 seconds by default,
@@ -279,7 +286,7 @@ def _client_for(timeout: httpx.Timeout, limit: RateLimit) -> httpx.AsyncClient:
         max_keepalive_connections=20,
         keepalive_expiry=max(30.0, 2 * limit.period),
     )
-    return httpx.AsyncClient(timeout=timeout, limits=limits)
+    return httpx.AsyncClient(timeout=timeout, limits=limits, verify=url.scheme == "https")
 
 
 def limiter_for(

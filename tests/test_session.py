@@ -5,62 +5,15 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-from collections.abc import Awaitable, Callable
+import ssl
 from typing import Any
 
 import httpx
 import pytest
+from fakes import FAST_RETRY, SECRET, FakeServer, opportunity, session_for
 from virtual_time import now, virtual
 
 import leadsq_async as lsq
-
-SECRET = "s3cr3t-Key-never-shown"
-FAST_RETRY = lsq.RetryPolicy(attempts=4, backoff=0.001, max_backoff=0.002)
-Handler = Callable[[httpx.Request], Awaitable[httpx.Response]]
-
-
-def opportunity(n: int, lead: str = "lead-1") -> dict[str, Any]:
-    return {"OpportunityId": f"opp-{n:05d}", "ProspectId": lead, "Score": str(n)}
-
-
-class FakeServer:
-    """Serves rows by PageIndex/PageSize and records what it was asked."""
-
-    def __init__(self, rows: list[dict[str, Any]], *, clamp: int | None = None) -> None:
-        self.rows = rows
-        self.clamp = clamp
-        self.ignore_page_index = False
-        self.requests: list[httpx.Request] = []
-        self.pages_asked: list[tuple[int, int]] = []
-        self.in_flight = 0
-        self.most_in_flight = 0
-        self.gate: asyncio.Event | None = None
-
-    async def __call__(self, request: httpx.Request) -> httpx.Response:
-        self.requests.append(request)
-        paging = json.loads(request.content)["Paging"]
-        index, size = paging["PageIndex"], paging["PageSize"]
-        self.pages_asked.append((index, size))
-        self.in_flight += 1
-        self.most_in_flight = max(self.most_in_flight, self.in_flight)
-        try:
-            await asyncio.sleep(0.01)
-            if self.gate is not None and index > 1:
-                await self.gate.wait()
-        finally:
-            self.in_flight -= 1
-        size = min(size, self.clamp or size)
-        start = 0 if self.ignore_page_index else (index - 1) * size
-        body = {"RecordCount": len(self.rows), "List": self.rows[start : start + size]}
-        return httpx.Response(200, json=body)
-
-
-def session_for(handler: Handler, **kwargs: Any) -> lsq.Session:
-    kwargs.setdefault("retry", FAST_RETRY)
-    kwargs.setdefault("rate_limit", lsq.RateLimit(calls=1000, period=0.01))
-    client = httpx.AsyncClient(transport=httpx.MockTransport(handler))
-    kwargs.setdefault("clock", now)
-    return lsq.Session("access-key", SECRET, host="http://127.0.0.1:9", client=client, **kwargs)
 
 
 async def collect_with(server: FakeServer, **kwargs: Any) -> list[lsq.Opportunity]:
@@ -485,3 +438,114 @@ def test_bad_session_arguments_raise_at_construction(
     """A bad timeout, rate limit, look-ahead or host raises when the session is built."""
     with pytest.raises(error):
         lsq.Session("a", SECRET, **kwargs)
+
+
+@virtual
+async def test_paginate_walks_any_list_endpoint_with_its_own_list_key() -> None:
+    """session.paginate pages a raw endpoint by PageIndex/PageSize, rows as the dicts sent."""
+    leads = [{"ProspectID": f"L{n}", "mx_City": "Pune"} for n in range(7)]
+    bodies: list[dict[str, Any]] = []
+
+    async def handler(request: httpx.Request) -> httpx.Response:
+        assert request.url.path == "/v2/LeadManagement.svc/Leads.RecentlyModified"
+        body = json.loads(request.content)
+        bodies.append(body)
+        index, size = body["Paging"]["PageIndex"], body["Paging"]["PageSize"]
+        page = leads[(index - 1) * size : index * size]
+        return httpx.Response(200, json={"RecordCount": len(leads), "Leads": page})
+
+    parameter = {"FromDate": "2026-01-01 00:00:00", "ToDate": "2026-12-01 00:00:00"}
+    async with session_for(handler) as session:
+        walk = session.paginate(
+            "LeadManagement.svc/Leads.RecentlyModified",
+            body={"Parameter": parameter},
+            list_key="Leads",
+            page_size=3,
+        )
+        rows = await walk.collect()
+    assert rows == leads
+    assert all(body["Parameter"] == parameter for body in bodies)
+    assert sorted(body["Paging"]["PageIndex"] for body in bodies) == [1, 2, 3]
+
+
+@pytest.mark.parametrize(
+    "path",
+    ["//evil.example/v2/x", "/v2/x", "https://evil.example/x", "../v1/x", "a?b=1", ""],
+)
+def test_paginate_refuses_a_path_that_leaves_the_api(path: str) -> None:
+    """A path that could leave /v2/ on the configured host is refused before sending."""
+    session = lsq.Session("a", "b", host="http://127.0.0.1:9")
+    with pytest.raises(ValueError, match="path"):
+        session.paginate(path)
+
+
+def test_descending_without_sort_by_is_refused() -> None:
+    """descending=False orders nothing without sort_by, so it is refused, not ignored."""
+    session = lsq.Session("a", "b", host="http://127.0.0.1:9")
+    with pytest.raises(ValueError, match="sort_by"):
+        session.opportunities_of_lead("lead-1", descending=False)
+
+
+def test_retry_policy_timeout_is_a_deprecated_alias_of_deadline() -> None:
+    """RetryPolicy(timeout=) and .timeout warn and mean the total deadline."""
+    with pytest.warns(DeprecationWarning, match="deadline"):
+        policy = lsq.RetryPolicy(timeout=60.0)
+    assert policy.deadline == 60.0
+    with pytest.warns(DeprecationWarning, match="deadline"):
+        assert policy.timeout == 60.0
+
+
+def test_errors_show_the_public_class_path() -> None:
+    """An error's class reads leadsq_async.APIError, not the private module's path."""
+    assert repr(lsq.APIError).endswith("'leadsq_async.APIError'>")
+    assert lsq.RedisRateLimit.__module__ == "leadsq_async"
+
+
+def test_look_ahead_is_read_only() -> None:
+    """Session.look_ahead can be read but not set after construction."""
+    session = lsq.Session("a", "b", host="http://127.0.0.1:9", look_ahead=2)
+    assert session.look_ahead == 2
+    with pytest.raises(AttributeError):
+        session.look_ahead = 5  # type: ignore[misc]
+
+
+def test_a_loopback_http_session_loads_no_certificates(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Making a session for http://127.0.0.1 does no TLS set-up."""
+
+    def no_tls(*args: Any, **kwargs: Any) -> None:
+        raise AssertionError("certificates loaded")
+
+    monkeypatch.setattr(ssl.SSLContext, "load_verify_locations", no_tls)
+    monkeypatch.setattr(ssl, "create_default_context", no_tls)
+    lsq.Session("a", "b", host="http://127.0.0.1:9")
+
+
+@virtual
+async def test_retries_wait_on_the_injected_clock_and_respect_the_deadline() -> None:
+    """Backoff sleeps and the total deadline run on the session's clock (virtual here)."""
+    tries: list[float] = []
+
+    async def handler(request: httpx.Request) -> httpx.Response:
+        tries.append(now())
+        return httpx.Response(503, text="busy")
+
+    retry = lsq.RetryPolicy(attempts=100, deadline=60.0, backoff=10.0, max_backoff=10.0)
+    async with session_for(handler, retry=retry) as session:
+        with pytest.raises(lsq.ServerError):
+            await session.opportunities_of_lead("lead-1").collect()
+    # Measured on a real clock, the virtual minutes would pass in no time: 100 tries.
+    assert len(tries) < 100
+    assert tries[-1] - tries[0] < 60.0
+
+
+@virtual
+async def test_async_with_a_paginator_ends_the_look_ahead_before_going_on() -> None:
+    """Leaving `async with paginator as records:` leaves no fetch running."""
+    server = FakeServer([opportunity(n) for n in range(100)])
+    server.gate = asyncio.Event()  # pages after the first never answer
+    async with session_for(server, look_ahead=3) as session:
+        async with session.opportunities_of_lead("lead-1", page_size=10) as records:
+            async for _ in records:
+                break
+        assert server.in_flight == 0
+        assert not session._transport.tasks
