@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterable, AsyncIterator, Iterable
+import sys
+from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Iterable
 from typing import Any, TypeVar
 
-__all__ = ["AnyIterator", "cancel_and_wait"]
+__all__ = ["AnyIterator", "cancel_and_wait", "within"]
 
 T = TypeVar("T")
 
@@ -18,6 +19,17 @@ async def cancel_and_wait(tasks: Iterable[asyncio.Future[Any]]) -> None:
         task.cancel()
     if pending:
         await asyncio.gather(*pending, return_exceptions=True)
+
+
+async def within(seconds: float | None, work: Awaitable[T]) -> T:
+    """``await work``, raising `asyncio.TimeoutError` after ``seconds`` (None: no bound)."""
+    if seconds is None:
+        return await work
+    if sys.version_info >= (3, 11):
+        # Unlike wait_for before 3.12, this runs the work in the caller's task.
+        async with asyncio.timeout(seconds):
+            return await work
+    return await asyncio.wait_for(work, seconds)  # pragma: no cover (Python 3.10)
 
 
 class AnyIterator(AsyncIterator[T]):

@@ -78,13 +78,22 @@ class LeadSquaredError(Exception):
     """
 
     transient: ClassVar[bool] = False
-    account_wide: ClassVar[bool] = False
+    account_wide: bool = False
 
-    def __init__(self, message: str, *, endpoint: str = "", status: int | None = None) -> None:
+    def __init__(
+        self,
+        message: str,
+        *,
+        endpoint: str = "",
+        status: int | None = None,
+        account_wide: bool | None = None,
+    ) -> None:
         super().__init__(message)
         self.message = message
         self.endpoint = endpoint
         self.status = status
+        if account_wide is not None:
+            self.account_wide = account_wide
 
     def __str__(self) -> str:
         where = f" ({self.endpoint})" if self.endpoint else ""
@@ -116,8 +125,9 @@ class ResponseError(LeadSquaredError):
         exception_type: str | None = None,
         exception_message: str | None = None,
         body: str = "",
+        account_wide: bool | None = None,
     ) -> None:
-        super().__init__(message, endpoint=endpoint, status=status)
+        super().__init__(message, endpoint=endpoint, status=status, account_wide=account_wide)
         self.exception_type = exception_type
         self.exception_message = exception_message
         self.body = body[:2000]

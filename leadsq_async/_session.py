@@ -41,13 +41,16 @@ class Session(AsyncClosing):
             5 s), or a limiter to share, such as a `SlidingWindowLimiter` used by
             several sessions or a `RedisRateLimit` shared by several processes.
             A limiter passed in is not closed by the session.
-        timeout: seconds, or an ``httpx.Timeout``, for each request.
+        timeout: seconds, or an ``httpx.Timeout``, for each request: each phase
+            of it, and the whole of it (an ``httpx.Timeout``'s largest value).
         retry: how transient failures are retried, and the total deadline of
             one request.
         client: an ``httpx.AsyncClient`` to send with, left open when the
             session closes. Give it ``limits=httpx.Limits(keepalive_expiry=30)``:
             the session's own keeps idle connections from one wave to the next.
         look_ahead: how many pages a walk fetches ahead of the one it yields.
+        max_response_bytes: the largest answer read (64 MiB; a page of 1,000
+            rows is a few MB); a larger one fails that call.
         clock, sleep: the monotonic clock and the sleep the retries and their
             deadline use (for tests and simulations; the defaults are the real ones).
 
@@ -66,6 +69,7 @@ class Session(AsyncClosing):
         retry: RetryPolicy | None = None,
         client: httpx.AsyncClient | None = None,
         look_ahead: int = 4,
+        max_response_bytes: int = 64 * 2**20,
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], Awaitable[object]] = asyncio.sleep,
     ) -> None:
@@ -79,6 +83,7 @@ class Session(AsyncClosing):
             retry=retry,
             client=client,
             look_ahead=look_ahead,
+            max_response_bytes=max_response_bytes,
             clock=clock,
             sleep=sleep,
         )

@@ -17,6 +17,7 @@ virtual time in tests.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import Awaitable, Callable, Coroutine
@@ -25,10 +26,16 @@ from typing import Any, TypeVar
 import attrs
 import httpx
 
-from ._aio import cancel_and_wait
+from ._aio import cancel_and_wait, within
 from ._checks import check_instance, check_int, check_seconds
 from ._endpoints import Endpoint
-from ._errors import LeadSquaredError, RateLimitError, RequestTimeout, TransportError
+from ._errors import (
+    LeadSquaredError,
+    MalformedResponseError,
+    RateLimitError,
+    RequestTimeout,
+    TransportError,
+)
 from ._ratelimit import RateLimit, RateLimiter, SlidingWindowLimiter
 from ._retry import RetryPolicy
 from ._wire import (
@@ -90,10 +97,12 @@ class Transport:
         timeout: httpx.Timeout,
         client: httpx.AsyncClient | None,
         look_ahead: int,
+        max_response_bytes: int = 64 * 2**20,
         clock: Clock = time.monotonic,
         sleep: Sleep = asyncio.sleep,
     ) -> None:
         self.base_url = base_url
+        self.max_response_bytes = max_response_bytes
         self.limiter = limiter
         self.retry = retry
         self.look_ahead = look_ahead
@@ -102,6 +111,16 @@ class Transport:
         self._secrets = secrets
         self._owns_limiter = owns_limiter
         self._timeout = timeout
+        # The whole request, not only each read: a server that trickles a byte at a
+        # time would otherwise hold the request, and its slot, for ever.
+        self._deadline = max(
+            (
+                value
+                for value in (timeout.connect, timeout.read, timeout.write, timeout.pool)
+                if value
+            ),
+            default=None,
+        )
         self._owns_client = client is None
         self._client = client or _client_for(base_url, timeout, limiter.rate_limit)
         self._clock = clock
@@ -122,6 +141,7 @@ class Transport:
         retry: RetryPolicy | None,
         client: httpx.AsyncClient | None,
         look_ahead: int,
+        max_response_bytes: int,
         clock: Clock,
         sleep: Sleep,
     ) -> Transport:
@@ -145,6 +165,7 @@ class Transport:
             timeout=checked_timeout(timeout),
             client=client,
             look_ahead=check_int("look_ahead", look_ahead, minimum=0),
+            max_response_bytes=check_int("max_response_bytes", max_response_bytes, minimum=1024),
             clock=clock,
             sleep=sleep,
         )
@@ -227,30 +248,52 @@ class Transport:
             await self.limiter.aclose()
 
     async def _send_once(self, url: httpx.URL, request: WireRequest, list_key: str) -> RawPage:
-        endpoint, params, body = request.path, request.params, request.json
+        endpoint = request.path
+        failure: LeadSquaredError | None = None
         async with self.limiter.slot():
             self.stats.requests += 1
             try:
-                response = await self._client.post(
-                    url, params=params, json=body, headers=self._headers, timeout=self._timeout
-                )
-            except httpx.TimeoutException as exc:
-                # `from None`: httpx's exception holds the request, headers and
-                # secret included.
-                raise RequestTimeout(
-                    f"no answer in time ({type(exc).__name__})", endpoint=endpoint
-                ) from None
+                status, body = await within(self._deadline, self._post(url, request))
+            except (httpx.TimeoutException, asyncio.TimeoutError) as exc:
+                failure = RequestTimeout(f"no answer in time ({_timeout_name(exc)})")
             except httpx.RequestError as exc:
                 detail = scrub(str(exc), self._secrets) or "no detail"
-                raise TransportError(f"{type(exc).__name__}: {detail}", endpoint=endpoint) from None
-        logger.debug("POST %s -> %d", endpoint, response.status_code)
+                failure = TransportError(f"{type(exc).__name__}: {detail}")
+        if failure is not None:
+            # Raised outside the `except`: the httpx exception, whose request holds the
+            # headers and so the secret, is then neither its cause nor its context.
+            failure.endpoint = endpoint
+            raise failure
+        logger.debug("POST %s -> %d", endpoint, status)
         return decode_page(
-            response.status_code,
-            response.content,
-            endpoint=endpoint,
-            secrets=self._secrets,
-            list_key=list_key,
+            status, body, endpoint=endpoint, secrets=self._secrets, list_key=list_key
         )
+
+    async def _post(self, url: httpx.URL, request: WireRequest) -> tuple[int, bytes]:
+        """POST and read the whole answer, decoded, refusing one larger than the cap."""
+        async with self._client.stream(
+            "POST",
+            url,
+            params=request.params,
+            json=request.json,
+            headers=self._headers,
+            timeout=self._timeout,
+            # Whatever the client's own setting: a redirect would carry the keys away.
+            follow_redirects=False,
+        ) as response:
+            chunks, size = [], 0
+            async with contextlib.aclosing(response.aiter_bytes()) as decoded:
+                async for chunk in decoded:
+                    size += len(chunk)
+                    if size > self.max_response_bytes:
+                        raise MalformedResponseError(
+                            f"the answer is larger than {self.max_response_bytes:,} bytes "
+                            "(Session(max_response_bytes=)); it was not read further",
+                            endpoint=request.path,
+                            status=response.status_code,
+                        )
+                    chunks.append(chunk)
+            return response.status_code, b"".join(chunks)
 
     async def _on_rate_limited(self, error: RateLimitError) -> None:
         self.stats.rate_limited += 1
@@ -265,6 +308,10 @@ class Transport:
                     configured,
                 )
         await self.limiter.pause(self.limiter.rate_limit.period)
+
+
+def _timeout_name(exc: BaseException) -> str:
+    return "the whole request" if isinstance(exc, asyncio.TimeoutError) else type(exc).__name__
 
 
 def _client_for(url: httpx.URL, timeout: httpx.Timeout, limit: RateLimit) -> httpx.AsyncClient:

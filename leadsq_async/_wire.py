@@ -11,6 +11,7 @@ network.
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import json
 import re
@@ -125,7 +126,7 @@ class PageQuery:
             TypeError: an id, filter, column or sort name that is not a str.
             ValueError: an empty id, filter, column or sort name.
         """
-        id_value = check_text(endpoint.id_parameter, id_value)
+        id_value = check_id(endpoint.id_parameter, id_value)
         if filter_value is not None:
             filter_value = check_text(endpoint.filter_parameter, filter_value)
         if sort_by is not None:
@@ -187,6 +188,29 @@ def _checked_columns(
     return (*missing, *checked)
 
 
+#: The longest id sent: LeadSquared's ids are 36-character GUIDs, and a much
+#: longer one only makes a URL no server takes.
+MAX_ID_LENGTH = 256
+
+
+def check_id(name: str, value: object) -> str:
+    """An id the API can take: a non-empty str of printable characters, at most
+    `MAX_ID_LENGTH` of them.
+
+    Raises:
+        TypeError: not a str.
+        ValueError: empty, too long, or holding control characters.
+    """
+    value = check_text(name, value)
+    if len(value) > MAX_ID_LENGTH:
+        raise ValueError(
+            f"{name} is {len(value):,} characters long; ids are {MAX_ID_LENGTH} at most"
+        )
+    if not value.isprintable():
+        raise ValueError(f"{name} holds control characters: {value[:40]!r}")
+    return value
+
+
 def build_request(query: PageQuery, page_index: int, page_size: int) -> WireRequest:
     """The POST that asks for one page (``PageIndex`` is 1-based)."""
     endpoint = query.endpoint
@@ -225,10 +249,15 @@ def decode_page(
     document = _loads_or_invalid(body)
     if status != 200 or (isinstance(document, dict) and _is_error_envelope(document)):
         text = scrub(_text(body), secrets)
-        if text != _text(body):
-            # The server echoed a secret: take the envelope from the scrubbed text.
-            document = _loads_or_invalid(text.encode())
-        envelope = document if isinstance(document, dict) else None
+        # Scrubbed after decoding too: a secret escaped twice over is whole only then.
+        envelope = (
+            {
+                key: scrub(value, secrets) if isinstance(value, str) else value
+                for key, value in document.items()
+            }
+            if isinstance(document, dict)
+            else None
+        )
         raise error_for_response(status, endpoint=endpoint, envelope=envelope, body=text)
     if document is _INVALID:
         raise MalformedResponseError(
@@ -327,6 +356,16 @@ def error_for_response(
         cls = APIError
     else:
         cls = ResponseError
+    if 300 <= status < 400:
+        # Followed, a redirect would carry the keys to whatever host it names.
+        return ResponseError(
+            "the server answered with a redirect, which is never followed (the keys go to "
+            "the configured host only): check the host",
+            endpoint=endpoint,
+            status=status,
+            body=body,
+            account_wide=True,
+        )
     message = exception_message or _field(envelope, "Message") or _describe_body(status, body)
     if exception_type:
         message = f"{exception_type}: {message}"
@@ -361,12 +400,39 @@ def _text(body: bytes) -> str:
     return body.decode("utf-8", errors="replace")
 
 
-def scrub(text: str, secrets: Sequence[str]) -> str:
-    """Replace every occurrence of a secret in ``text``."""
+def scrub(text: str, secrets: Iterable[str]) -> str:
+    """Replace every occurrence of a secret in ``text``, in any spelling a server or a
+    log may give it: as is, JSON-escaped (``\\/``, ``\\u0041``), URL-encoded
+    (``%41``) or as HTML character references (``&#65;``), each character in any
+    of them, upper or lower case."""
     for secret in secrets:
         if secret:
-            text = text.replace(secret, "***")
+            text = _spellings(secret).sub("***", text)
     return text
+
+
+@functools.lru_cache(maxsize=32)
+def _spellings(secret: str) -> re.Pattern[str]:
+    return re.compile("".join(_char_spellings(char) for char in secret), re.IGNORECASE)
+
+
+def _char_spellings(char: str) -> str:
+    code = ord(char)
+    # Escaped once or more: JSON inside JSON doubles the backslashes, and a
+    # URL-encoded value encoded again turns % into %25.
+    utf8 = "".join(f"%(?:25)*{byte:02x}" for byte in char.encode("utf-8"))
+    forms = [
+        re.escape(char),
+        rf"(?:\\)+u{code:04x}",
+        utf8,
+        rf"&#0*{code};",
+        rf"&#x0*{code:x};",
+    ]
+    if char == "/":
+        forms.append(r"(?:\\)+/")
+    if char == " ":
+        forms.append(r"\+")
+    return f"(?:{'|'.join(forms)})"
 
 
 def auth_headers(access_key: str, secret_key: str) -> dict[str, str]:
@@ -374,16 +440,19 @@ def auth_headers(access_key: str, secret_key: str) -> dict[str, str]:
 
     Raises:
         TypeError: a key that is not a str.
-        ValueError: an empty key, or one with white space or control characters.
+        ValueError: an empty key, or one with white space, control characters or
+            characters outside ASCII (which no HTTP header can carry).
     """
     for name, key in (("access_key", access_key), ("secret_key", secret_key)):
         if not isinstance(key, str):
             raise TypeError(f"{name} must be a str, not {type(key).__name__}")
         if not key:
             raise ValueError(f"{name} must not be empty")
+        # Never echo the key: it may be the secret.
         if any(char.isspace() or not char.isprintable() for char in key):
-            # Never echo the key: it may be the secret.
             raise ValueError(f"{name} holds white space or control characters")
+        if not key.isascii():
+            raise ValueError(f"{name} holds characters outside ASCII: check it was copied whole")
     return {_ACCESS_KEY_HEADER: access_key, _SECRET_KEY_HEADER: secret_key}
 
 
