@@ -20,8 +20,8 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Awaitable, Callable, Coroutine
-from typing import Any, TypeVar
+from collections.abc import AsyncGenerator, Awaitable, Callable, Coroutine
+from typing import Any, TypeVar, cast
 
 import attrs
 import httpx
@@ -282,7 +282,9 @@ class Transport:
             follow_redirects=False,
         ) as response:
             chunks, size = [], 0
-            async with contextlib.aclosing(response.aiter_bytes()) as decoded:
+            # Closed at once if the cap is hit, not left to the loop's finaliser.
+            stream = cast(AsyncGenerator[bytes, None], response.aiter_bytes())
+            async with contextlib.aclosing(stream) as decoded:
                 async for chunk in decoded:
                     size += len(chunk)
                     if size > self.max_response_bytes:
