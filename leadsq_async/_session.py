@@ -17,6 +17,7 @@ from ._closing import AsyncClosing
 from ._crawl import Crawl, LeadResult, OpportunityResult, crawl_activities, crawl_opportunities
 from ._crawl import records_of as _records_of
 from ._endpoints import ACTIVITIES_OF_OPPORTUNITY, OPPORTUNITIES_OF_LEAD, raw_endpoint
+from ._events import EventHub
 from ._paging import Paginator
 from ._ratelimit import RateLimit, RateLimiter
 from ._records import Activity, Opportunity
@@ -106,6 +107,11 @@ class Session(AsyncClosing):
     def look_ahead(self) -> int:
         """How many pages a walk fetches ahead of the one it yields."""
         return self._transport.look_ahead
+
+    @property
+    def events(self) -> EventHub:
+        """Subscribe here to what the session does: ``session.events.subscribe(listener)``."""
+        return self._transport.events
 
     @property
     def stats(self) -> SessionStats:

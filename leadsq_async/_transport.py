@@ -36,6 +36,14 @@ from ._errors import (
     RequestTimeout,
     TransportError,
 )
+from ._events import (
+    EventHub,
+    PageFetched,
+    RateLimited,
+    RequestSent,
+    ResponseReceived,
+    RetryScheduled,
+)
 from ._ratelimit import RateLimit, RateLimiter, SlidingWindowLimiter
 from ._retry import RetryPolicy
 from ._wire import (
@@ -107,6 +115,7 @@ class Transport:
         self.retry = retry
         self.look_ahead = look_ahead
         self.stats = SessionStats()
+        self.events = EventHub()
         self._headers = headers
         self._secrets = secrets
         self._owns_limiter = owns_limiter
@@ -213,9 +222,9 @@ class Transport:
         while True:
             attempt += 1
             try:
-                return await self._send_once(url, request, query.endpoint.list_key)
+                return await self._send_once(url, request, page_index, attempt, query)
             except RateLimitError as error:
-                await self._on_rate_limited(error)
+                await self._on_rate_limited(error, request.path)
                 failure: LeadSquaredError = error
             except LeadSquaredError as error:
                 failure = error
@@ -226,6 +235,9 @@ class Transport:
                 self.stats.failures += 1
                 raise failure
             self.stats.retries += 1
+            if self.events.listening:
+                why, kind = str(failure), type(failure).__name__
+                self.events.emit(RetryScheduled(request.path, attempt, backoff, why, kind))
             logger.info(
                 "retrying %s (try %d of %d) after: %s",
                 request.path,
@@ -247,11 +259,17 @@ class Transport:
         if self._owns_limiter:
             await self.limiter.aclose()
 
-    async def _send_once(self, url: httpx.URL, request: WireRequest, list_key: str) -> RawPage:
-        endpoint = request.path
+    async def _send_once(
+        self, url: httpx.URL, request: WireRequest, page_index: int, attempt: int, query: PageQuery
+    ) -> RawPage:
+        endpoint, events = request.path, self.events
         failure: LeadSquaredError | None = None
+        status: int | None = None
         async with self.limiter.slot():
             self.stats.requests += 1
+            sent = self._clock()
+            if events.listening:
+                events.emit(RequestSent(endpoint, page_index, attempt))
             try:
                 status, body = await within(self._deadline, self._post(url, request))
             except (httpx.TimeoutException, asyncio.TimeoutError) as exc:
@@ -259,15 +277,24 @@ class Transport:
             except httpx.RequestError as exc:
                 detail = scrub(str(exc), self._secrets) or "no detail"
                 failure = TransportError(f"{type(exc).__name__}: {detail}")
+        if events.listening:
+            events.emit(ResponseReceived(endpoint, status, self._clock() - sent))
         if failure is not None:
             # Raised outside the `except`: the httpx exception, whose request holds the
             # headers and so the secret, is then neither its cause nor its context.
             failure.endpoint = endpoint
             raise failure
+        assert status is not None
         logger.debug("POST %s -> %d", endpoint, status)
-        return decode_page(
+        list_key = query.endpoint.list_key
+        page = decode_page(
             status, body, endpoint=endpoint, secrets=self._secrets, list_key=list_key
         )
+        if events.listening:
+            size = request.json["Paging"]["PageSize"]
+            rows, count = len(page.rows), page.record_count
+            events.emit(PageFetched(endpoint, query.id_value, page_index, rows, count, size))
+        return page
 
     async def _post(self, url: httpx.URL, request: WireRequest) -> tuple[int, bytes]:
         """POST and read the whole answer, decoded, refusing one larger than the cap."""
@@ -297,7 +324,7 @@ class Transport:
                     chunks.append(chunk)
             return response.status_code, b"".join(chunks)
 
-    async def _on_rate_limited(self, error: RateLimitError) -> None:
+    async def _on_rate_limited(self, error: RateLimitError, endpoint: str) -> None:
         self.stats.rate_limited += 1
         stated = error.limit
         if stated is not None:
@@ -309,7 +336,10 @@ class Transport:
                     stated,
                     configured,
                 )
-        await self.limiter.pause(self.limiter.rate_limit.period)
+        pause = self.limiter.rate_limit.period
+        if self.events.listening:
+            self.events.emit(RateLimited(endpoint, stated, pause))
+        await self.limiter.pause(pause)
 
 
 def _timeout_name(exc: BaseException) -> str:
