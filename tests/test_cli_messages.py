@@ -1,0 +1,90 @@
+"""The command's error messages name what failed: the file, the flag or the variable.
+
+Driven as a subprocess, as a user meets them; none of these needs the API to answer.
+"""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+from test_cli import assert_one_error_line, run
+
+SECRET = "messages-secret-3d9f0a"
+
+
+@pytest.fixture
+def env() -> dict[str, str]:
+    """Keys and a host that nothing is sent to (each test fails before any request)."""
+    variables = {k: v for k, v in os.environ.items() if not k.startswith("LSQ_")}
+    variables.update(
+        LSQ_HOST="http://127.0.0.1:9",
+        LSQ_ACCESS_KEY="messages-access-key",
+        LSQ_SECRET_KEY=SECRET,
+        PYTHONUNBUFFERED="1",
+    )
+    return variables
+
+
+# The host.
+
+
+def test_an_empty_lsq_host_is_a_usage_error(env: dict[str, str]) -> None:
+    """LSQ_HOST set but empty is refused (exit 2), not taken for the default host."""
+    result = run("opportunities", "some-lead", env={**env, "LSQ_HOST": ""})
+    assert result.returncode == 2
+    line = assert_one_error_line(result, SECRET)
+    assert "LSQ_HOST (environment variable): it is set but empty" in line
+    assert "--host" not in line.split("(see")[0]
+
+
+@pytest.mark.parametrize(
+    "host",
+    ["", "   ", "http://example.com", "ftp://example.com", "https://user:pw@example.com"],
+)
+def test_a_bad_host_flag_is_a_usage_error(env: dict[str, str], host: str) -> None:
+    """A --host the session would refuse: exit 2, naming --host and not LSQ_HOST."""
+    result = run("opportunities", "some-lead", "--host", host, env=env)
+    assert result.returncode == 2
+    line = assert_one_error_line(result, SECRET)
+    assert "Invalid value for '--host'" in line
+    assert "LSQ_HOST" not in line
+
+
+def test_a_bad_lsq_host_names_the_variable(env: dict[str, str]) -> None:
+    """A bad LSQ_HOST: exit 2, naming LSQ_HOST and not --host."""
+    result = run("opportunities", "some-lead", env={**env, "LSQ_HOST": "http://example.com"})
+    assert result.returncode == 2
+    line = assert_one_error_line(result, SECRET)
+    assert "Invalid value for LSQ_HOST (environment variable): plain http" in line
+    assert "'--host'" not in line
+
+
+# The rate limit.
+
+
+def test_a_bad_rate_limit_flag_does_not_blame_the_variable(env: dict[str, str]) -> None:
+    """--rate-limit 0/5 with LSQ_RATE_LIMIT unset: the message names the flag only."""
+    result = run("opportunities", "some-lead", "--rate-limit", "0/5", env=env)
+    assert result.returncode == 2
+    line = assert_one_error_line(result, SECRET)
+    assert "Invalid value for '--rate-limit': " in line
+    assert "LSQ_RATE_LIMIT" not in line
+
+
+def test_a_bad_lsq_rate_limit_names_the_variable(env: dict[str, str]) -> None:
+    """LSQ_RATE_LIMIT=0/5: exit 2, the message names the variable, not the flag."""
+    result = run("opportunities", "some-lead", env={**env, "LSQ_RATE_LIMIT": "0/5"})
+    assert result.returncode == 2
+    line = assert_one_error_line(result, SECRET)
+    assert "Invalid value for LSQ_RATE_LIMIT (environment variable): " in line
+    assert "'--rate-limit'" not in line
+
+
+def test_an_empty_lsq_rate_limit_is_a_usage_error(env: dict[str, str]) -> None:
+    """LSQ_RATE_LIMIT set but empty is refused, not taken for the default 25/5."""
+    result = run("opportunities", "some-lead", env={**env, "LSQ_RATE_LIMIT": ""})
+    assert result.returncode == 2
+    assert "LSQ_RATE_LIMIT (environment variable): it is set but empty" in (
+        assert_one_error_line(result, SECRET)
+    )
