@@ -6,6 +6,7 @@ Driven as a subprocess, as a user meets them; none of these needs the API to ans
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 import pytest
 from test_cli import assert_one_error_line, run
@@ -88,3 +89,47 @@ def test_an_empty_lsq_rate_limit_is_a_usage_error(env: dict[str, str]) -> None:
     assert "LSQ_RATE_LIMIT (environment variable): it is set but empty" in (
         assert_one_error_line(result, SECRET)
     )
+
+
+# Files.
+
+NOT_TEXT = {
+    "binary": b"\x1f\x8b\x08\x00\xff\xfe\x00\x00 gzip, say",
+    "UTF-16": "lead-one\nlead-two\n".encode("utf-16"),
+    "NUL bytes": b"lead-one\nlead\x00two\n",
+}
+
+
+@pytest.mark.parametrize("command", ["opportunities", "crawl"])
+@pytest.mark.parametrize("content", list(NOT_TEXT))
+def test_a_leads_file_that_is_not_text_is_named(
+    env: dict[str, str], tmp_path: Path, command: str, content: str
+) -> None:
+    """A binary or UTF-16 leads file: one line naming the file and saying what is wrong."""
+    leads = tmp_path / "leads.bin"
+    leads.write_bytes(NOT_TEXT[content])
+    out = tmp_path / "crawl"
+    extra = ["--out", str(out)] if command == "crawl" else []
+    result = run(command, "--leads-file", str(leads), *extra, "--max-attempts", "1", env=env)
+    assert result.returncode == 1
+    line = assert_one_error_line(result, SECRET)
+    assert f"{leads} is not a text file of ids" in line
+    assert "UTF-8" in line
+    assert not out.exists()  # refused before the crawl touched anything
+
+
+@pytest.mark.parametrize("command", ["opportunities", "crawl"])
+@pytest.mark.parametrize("kind", ["missing", "a directory"])
+def test_a_leads_file_that_is_no_file_is_named(
+    env: dict[str, str], tmp_path: Path, command: str, kind: str
+) -> None:
+    """A leads file that does not exist or is a directory: a usage error naming it."""
+    leads = tmp_path / "leads"
+    if kind == "a directory":
+        leads.mkdir()
+    extra = ["--out", str(tmp_path / "crawl")] if command == "crawl" else []
+    result = run(command, "--leads-file", str(leads), *extra, env=env)
+    assert result.returncode == 2
+    line = assert_one_error_line(result, SECRET)
+    assert str(leads) in line
+    assert ("does not exist" if kind == "missing" else "is a directory") in line

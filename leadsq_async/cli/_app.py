@@ -19,7 +19,7 @@ from leadsq_async import LeadSquaredError, Session
 from ._checkpoint import CrawlDirectory, CrawlError, CrawlSettings
 from ._emulator import demo, emulator
 from ._export import FORMATS, RowWriter, writer_for
-from ._ids import STDIN, IdReader, count_ids, ids_from, lines_to_ids, open_ids
+from ._ids import STDIN, IdReader, count_ids, ids_from, lines_to_ids, open_ids, source_of
 from ._options import ApiOptions, api_options, scrub
 from ._progress import CrawlCounts, Display, NoDisplay, RichDisplay, format_duration, plural
 from ._run import (
@@ -367,7 +367,7 @@ def crawl(
         async with session:
             with _ids_file(leads_file) as file:
                 assert file is not None
-                ids = IdReader(lines_to_ids(file))
+                ids = IdReader(lines_to_ids(file, source_of(file)))
                 async with contextlib.aclosing(ids):
                     meter = await crawl_into(
                         session,
