@@ -350,6 +350,7 @@ def crawl(
     moments; --resume then carries on where it stopped, so that the files
     hold every record exactly once. Leads that fail are listed with the
     reason in failed.jsonl, the exit code is then 1, and --resume retries them.
+    Only one crawl at a time may use DIR: a second is refused with exit code 2.
     """
     if resume and overwrite:
         raise click.UsageError("--resume and --overwrite contradict each other: pick one")
@@ -455,9 +456,9 @@ def main(argv: list[str] | None = None) -> int:
     """Run the command line with ``argv`` (default: ``sys.argv[1:]``); return the exit code.
 
     Every error ends as one line on stderr, ``leadsq-async: error: ...``, with
-    no traceback and never a secret key: exit code 2 for a usage error, 130
-    when interrupted, 1 otherwise. Set LSQ_DEBUG=1 to see the traceback of an
-    unexpected error.
+    no traceback and never a secret key: exit code 2 for a usage error (and for
+    a crawl directory another crawl is using), 130 when interrupted, 1
+    otherwise. Set LSQ_DEBUG=1 to see the traceback of an unexpected error.
     """
     _setup_logging()
     try:
@@ -478,7 +479,8 @@ def main(argv: list[str] | None = None) -> int:
     except (LeadSquaredError, CrawlError, ValueError, TypeError, OSError) as error:
         if isinstance(error, BrokenPipeError):
             return _quiet_broken_pipe()
-        return _fail(f"error: {error_line(error, scrub)}", 1)
+        code = error.exit_code if isinstance(error, CrawlError) else 1
+        return _fail(f"error: {error_line(error, scrub)}", code)
     except ModuleNotFoundError as error:
         # uvicorn, for `emulator` and `demo`, is imported only when a server starts.
         return _fail(f'error: this command needs {error.name}: pip install "leadsq-async[cli]"', 1)

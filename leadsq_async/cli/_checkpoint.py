@@ -24,6 +24,10 @@ Why the output holds every record exactly once, even after ``kill -9``:
 
 So a lead's rows are either all in the files and journaled, or not there at
 all and crawled again; and no lead journaled as done is crawled twice.
+
+Only one crawl at a time uses a directory, or two would write the same leads'
+rows: each holds the directory's lock (`_lock`) from before it reads the
+journal until it closes.
 """
 
 from __future__ import annotations
@@ -39,11 +43,14 @@ import attrs
 
 from leadsq_async import LeadResult, unstructure
 
+from ._lock import DirectoryLock, LockHeld
+
 __all__ = [
     "CHECKPOINT",
     "CrawlDirectory",
     "CrawlError",
     "CrawlSettings",
+    "DirectoryInUse",
     "JournalEntry",
     "dump_row",
 ]
@@ -168,15 +175,25 @@ def _optional_text(value: object) -> str | None:
 class CrawlError(Exception):
     """The crawl directory cannot be used as asked (the message says why and what to do)."""
 
+    #: The command's exit code when this ends it.
+    exit_code = 1
+
+
+class DirectoryInUse(CrawlError):
+    """Another crawl holds the directory's lock: running both would write rows twice."""
+
+    exit_code = 2
+
 
 class CrawlDirectory:
     """A crawl's output directory, open for appending one lead at a time.
 
     Use `start` for a new crawl or `resume` to carry one on; then `record` each
-    lead's result, and `close`.
+    lead's result, and `close`. From `start` or `resume` until `close` the
+    crawl holds the directory's lock: no other crawl can open it meanwhile.
     """
 
-    def __init__(self, directory: Path, settings: CrawlSettings) -> None:
+    def __init__(self, directory: Path, settings: CrawlSettings, lock: DirectoryLock) -> None:
         self.directory = directory
         self.settings = settings
         #: lead id -> its latest journal entry.
@@ -184,6 +201,7 @@ class CrawlDirectory:
         self._ends = dict.fromkeys(settings.data_files, 0)
         self._files: dict[str, IO[bytes]] = {}
         self._journal: IO[bytes] | None = None
+        self._lock: DirectoryLock | None = lock
 
     # Opening.
 
@@ -192,19 +210,30 @@ class CrawlDirectory:
         """Start a new crawl in ``directory``, creating it if needed.
 
         Raises:
+            DirectoryInUse: another crawl has the directory open.
             CrawlError: the directory holds a crawl already and ``overwrite`` is False.
             OSError: a file cannot be created or written.
         """
+        lock = _lock(directory)
+        try:
+            return cls._start(directory, settings, lock, overwrite=overwrite)
+        except BaseException:
+            lock.release()
+            raise
+
+    @classmethod
+    def _start(
+        cls, directory: Path, settings: CrawlSettings, lock: DirectoryLock, *, overwrite: bool
+    ) -> CrawlDirectory:
         existing = [name for name in ALL_FILES if (directory / name).exists()]
         if existing and not overwrite:
             raise CrawlError(
                 f"{directory} already holds a crawl ({', '.join(existing)}): pass --resume to "
                 "carry it on, --overwrite to start again, or choose another --out directory"
             )
-        directory.mkdir(parents=True, exist_ok=True)
         for name in existing:
             (directory / name).unlink()
-        crawl = cls(directory, settings)
+        crawl = cls(directory, settings, lock)
         header = {
             "format": _FORMAT,
             "version": _VERSION,
@@ -222,10 +251,22 @@ class CrawlDirectory:
         to the offsets it records, and remembers which leads are done.
 
         Raises:
+            DirectoryInUse: another crawl has the directory open.
             CrawlError: the directory holds a crawl made with other settings, or
                 files that do not match its journal.
             OSError: a file cannot be read or written.
         """
+        lock = _lock(directory)
+        try:
+            return cls._resume(directory, settings, lock)
+        except BaseException:
+            lock.release()
+            raise
+
+    @classmethod
+    def _resume(
+        cls, directory: Path, settings: CrawlSettings, lock: DirectoryLock
+    ) -> CrawlDirectory:
         journal_path = directory / CHECKPOINT
         if not journal_path.exists():
             strays = [name for name in settings.data_files if (directory / name).exists()]
@@ -234,14 +275,14 @@ class CrawlDirectory:
                     f"{directory} holds {', '.join(strays)} but no {CHECKPOINT}, so there is "
                     "nothing to resume from: pass --overwrite to start again"
                 )
-            return cls.start(directory, settings, overwrite=False)
+            return cls._start(directory, settings, lock, overwrite=False)
         lines = list(_complete_lines(journal_path.read_bytes()))
         if not lines:
             # The header never reached the disk, so no lead was journaled either.
-            return cls.start(directory, settings, overwrite=True)
+            return cls._start(directory, settings, lock, overwrite=True)
         header_size, header = lines[0]
         _check_header(header, settings, directory)
-        crawl = cls(directory, settings)
+        crawl = cls(directory, settings, lock)
         journal_size = header_size
         for number, (size, line) in enumerate(lines[1:], start=2):
             try:
@@ -391,13 +432,34 @@ class CrawlDirectory:
         return path
 
     def close(self) -> None:
-        """Close every file (what was recorded is already on disk)."""
+        """Close every file (what was recorded is already on disk) and let the lock go."""
         for file in (*self._files.values(), self._journal):
             if file is not None:
                 with contextlib.suppress(OSError):
                     file.close()
         self._files.clear()
         self._journal = None
+        if self._lock is not None:
+            self._lock.release()
+            self._lock = None
+
+
+def _lock(directory: Path) -> DirectoryLock:
+    """Create ``directory`` if needed and take its lock.
+
+    Raises:
+        DirectoryInUse: another crawl holds it.
+        OSError: the directory or its lock file cannot be created.
+    """
+    directory.mkdir(parents=True, exist_ok=True)
+    try:
+        return DirectoryLock.acquire(directory)
+    except LockHeld as held:
+        who = "another crawl" if held.holder is None else f"another crawl (process {held.holder})"
+        raise DirectoryInUse(
+            f"{directory} is in use by {who}: two crawls in one directory would save rows "
+            "twice. Wait for that crawl to end, or stop it, then run this command again"
+        ) from None
 
 
 def _complete_lines(data: bytes) -> Iterator[tuple[int, object]]:
