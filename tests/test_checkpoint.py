@@ -1,7 +1,8 @@
-"""The crawl directory in process: its lock.
+"""The crawl directory in process: its lock, its journal's checks, ``--repair``.
 
 The command's end-to-end behaviour is in test_cli.py and test_cli_crawl_guards.py; these
-tests build the same files from hand-made results.
+tests build the same files from hand-made results, so that each rule can be broken on
+purpose, line by line.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from leadsq_async.cli._checkpoint import (
     CHECKPOINT,
     OPPORTUNITIES,
     CrawlDirectory,
+    CrawlError,
     CrawlSettings,
     DirectoryInUse,
 )
@@ -77,9 +79,9 @@ def rewrite_journal(directory: Path, lines: list[dict[str, Any]]) -> None:
     (directory / CHECKPOINT).write_text(text)
 
 
-def resumed(directory: Path) -> CrawlDirectory:
+def resumed(directory: Path, *, repair: bool = False) -> CrawlDirectory:
     """The crawl in ``directory``, resumed and closed again."""
-    output = CrawlDirectory.resume(directory, SETTINGS)
+    output = CrawlDirectory.resume(directory, SETTINGS, repair=repair)
     output.close()
     return output
 
@@ -151,3 +153,96 @@ def test_the_lock_of_a_killed_crawl_dies_with_it(directory: Path) -> None:
         if holder.stdout is not None:
             holder.stdout.close()
     assert resumed(directory).done == set(LEADS)
+
+
+# The journal's offsets are checked before any file is changed.
+
+
+def shift(by: Callable[[dict[str, int], list[dict[str, Any]]], None], line: int) -> Any:
+    """A damage: ``by(ends, lines)`` changes the ``ends`` of journal line ``line``."""
+
+    def damage(lines: list[dict[str, Any]]) -> None:
+        by(lines[line - 1]["ends"], lines)
+
+    return damage
+
+
+DAMAGES = {
+    # The end of a lead's rows inside a row of the next lead: --resume cut it in two.
+    "mid-line": (
+        3,
+        shift(lambda ends, _: ends.update({OPPORTUNITIES: ends[OPPORTUNITIES] - 5}), 3),
+    ),
+    # Beyond the file, on a line that is not the last (the last one was checked already).
+    "past the end": (
+        3,
+        shift(lambda ends, _: ends.update({ACTIVITIES: ends[ACTIVITIES] + 10**6}), 3),
+    ),
+    # At a line boundary, but before the line above: --resume dropped leads journaled as done.
+    "backwards": (
+        4,
+        shift(lambda ends, lines: ends.update({OPPORTUNITIES: lines[1]["ends"][OPPORTUNITIES]}), 4),
+    ),
+}
+
+
+@pytest.mark.parametrize("case", list(DAMAGES))
+def test_resume_refuses_offsets_that_do_not_match_the_files(directory: Path, case: str) -> None:
+    """A journal line whose offsets cannot be right is named, and no file is changed."""
+    number, damage = DAMAGES[case]
+    lines = journal(directory)
+    damage(lines)
+    rewrite_journal(directory, lines)
+    before = snapshot(directory)
+    with pytest.raises(CrawlError) as refused:
+        CrawlDirectory.resume(directory, SETTINGS)
+    message = str(refused.value)
+    assert f"{directory / CHECKPOINT} is damaged at line {number}" in message
+    assert "--repair" in message
+    assert snapshot(directory) == before
+
+
+def test_resume_refuses_a_failed_lead_that_moved_the_offsets(directory: Path) -> None:
+    """A failed lead wrote no rows: a journal line that says it did is refused."""
+    lines = journal(directory)
+    lines[2].update(status="failed", error={"type": "APIError", "message": "no"})
+    rewrite_journal(directory, lines)
+    with pytest.raises(CrawlError, match=r"damaged at line 3: .* though lead lead-b failed"):
+        CrawlDirectory.resume(directory, SETTINGS)
+
+
+def test_resume_refuses_a_lead_journaled_as_done_twice(tmp_path: Path) -> None:
+    """A lead done twice (two crawls at once did that) has its rows twice: refused."""
+    out = tmp_path / "crawl"
+    crawl(out, [*LEADS[:2], LEADS[0]])
+    with pytest.raises(CrawlError, match=r"lead-a is journaled as done twice \(lines 2 and 4\)"):
+        CrawlDirectory.resume(out, SETTINGS)
+
+
+def test_repair_keeps_the_leads_journaled_before_the_first_bad_line(directory: Path) -> None:
+    """--repair keeps lines and rows up to the bad line, drops the rest, and resumes from there."""
+    kept = journal(directory)[1]["ends"]
+    lines = journal(directory)
+    DAMAGES["mid-line"][1](lines)
+    rewrite_journal(directory, lines)
+    output = CrawlDirectory.resume(directory, SETTINGS, repair=True)
+    try:
+        assert output.done == {"lead-a"}
+        assert output.repaired is not None
+        assert "damaged at line 3" in output.repaired
+        for name, end in kept.items():
+            assert (directory / name).stat().st_size == end
+        output.record(result("lead-b"))
+    finally:
+        output.close()
+    assert len(journal(directory)) == 3
+    assert resumed(directory).done == {"lead-a", "lead-b"}  # consistent again, no --repair
+
+
+def test_repair_changes_nothing_in_a_sound_journal(directory: Path) -> None:
+    """--repair on a journal with nothing wrong keeps every lead and byte."""
+    before = snapshot(directory)
+    output = resumed(directory, repair=True)
+    assert output.repaired is None
+    assert output.done == set(LEADS)
+    assert snapshot(directory) == before

@@ -1,4 +1,4 @@
-"""``leadsq-async crawl`` misused: two runs at once.
+"""``leadsq-async crawl`` misused: two runs at once, a damaged journal.
 
 Driven as test_cli.py drives the command: a subprocess against the emulator over loopback.
 """
@@ -85,3 +85,50 @@ def test_a_second_crawl_of_a_directory_in_use_is_refused(
     result = run(*crawl_args(leads_file, out, "--resume"), env=env)
     assert result.returncode == 0, result.stderr
     assert_crawl_matches(out, emulator, leads)
+
+
+def damage_third_line(out: Path) -> None:
+    """Put the end of line 3's opportunity rows inside a row, as a hand edit might."""
+    path = out / "checkpoint.jsonl"
+    lines = [json.loads(line) for line in path.read_text().splitlines()]
+    lines[2]["ends"]["opportunities.jsonl"] -= 3
+    path.write_text("".join(json.dumps(line) + "\n" for line in lines))
+
+
+def crawl_files(out: Path) -> dict[str, bytes]:
+    """The bytes of every file of the crawl in ``out`` (not its lock)."""
+    return {path.name: path.read_bytes() for path in out.glob("*.jsonl")}
+
+
+def test_resume_refuses_a_damaged_journal_and_repair_keeps_what_is_saved(
+    emulator: RunningEmulator, env: dict[str, str], tmp_path: Path, leads_file: Path
+) -> None:
+    """Offsets inside a row: --resume exits 1 naming the line; --resume --repair completes."""
+    out = tmp_path / "crawl"
+    leads = small_leads(emulator)
+    first = tmp_path / "first.txt"
+    first.write_text("\n".join(leads[:4]) + "\n")
+    assert run(*crawl_args(first, out), env=env).returncode == 0
+    damage_third_line(out)
+    before = crawl_files(out)
+    refused = run(*crawl_args(leads_file, out, "--resume"), env=env)
+    assert refused.returncode == 1
+    line = assert_one_error_line(refused, emulator.secret_key)
+    assert f"{out / 'checkpoint.jsonl'} is damaged at line 3" in line
+    assert "--repair" in line
+    assert crawl_files(out) == before
+    repaired = run(*crawl_args(leads_file, out, "--resume", "--repair"), env=env)
+    assert repaired.returncode == 0, repaired.stderr
+    assert repaired.stderr.startswith("leadsq-async: warning: ")
+    assert "damaged at line 3" in repaired.stderr.splitlines()[0]
+    assert_crawl_matches(out, emulator, leads)
+
+
+def test_repair_without_resume_is_a_usage_error(env: dict[str, str], tmp_path: Path) -> None:
+    """--repair alone: exit 2, and the directory is not created."""
+    leads = tmp_path / "leads.txt"
+    leads.write_text("some-lead\n")
+    result = run(*crawl_args(leads, tmp_path / "crawl", "--repair"), env=env)
+    assert result.returncode == 2
+    assert "--resume" in assert_one_error_line(result, env["LSQ_SECRET_KEY"])
+    assert not (tmp_path / "crawl").exists()

@@ -317,6 +317,14 @@ def show_cursor() -> None:
     "--overwrite, a DIR that holds a crawl is refused.",
 )
 @click.option(
+    "--repair",
+    is_flag=True,
+    help="With --resume: when the journal does not match the data files (a line damaged "
+    "or changed by hand), keep the leads journaled before the first line that does not, "
+    "with their rows, drop the rest, and crawl the other leads again. Without it, such a "
+    "crawl is refused and nothing is changed.",
+)
+@click.option(
     "--concurrency",
     type=click.IntRange(min=1),
     metavar="N",
@@ -338,6 +346,7 @@ def crawl(
     opportunity_type: str | None,
     resume: bool,
     overwrite: bool,
+    repair: bool,
     concurrency: int | None,
     progress: bool | None,
     quiet: bool,
@@ -354,13 +363,17 @@ def crawl(
     """
     if resume and overwrite:
         raise click.UsageError("--resume and --overwrite contradict each other: pick one")
+    if repair and not resume:
+        raise click.UsageError("--repair mends the journal of a crawl being resumed: add --resume")
     settings = CrawlSettings(with_activities=with_activities, opportunity_type=opportunity_type)
     total = count_ids(leads_file)
     session = api.session()  # before touching DIR: bad options leave it alone
     if resume:
-        output = CrawlDirectory.resume(out, settings)
+        output = CrawlDirectory.resume(out, settings, repair=repair)
     else:
         output = CrawlDirectory.start(out, settings, overwrite=overwrite)
+    if output.repaired is not None:
+        click.echo(f"{PROG}: warning: {output.repaired}", err=True)
     counts = CrawlCounts(total=total)
     display = progress_display(quiet=quiet, force=progress)
 

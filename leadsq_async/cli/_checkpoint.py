@@ -25,14 +25,23 @@ Why the output holds every record exactly once, even after ``kill -9``:
 So a lead's rows are either all in the files and journaled, or not there at
 all and crawled again; and no lead journaled as done is crawled twice.
 
-Only one crawl at a time uses a directory, or two would write the same leads'
-rows: each holds the directory's lock (`_lock`) from before it reads the
-journal until it closes.
+Two more rules keep that true when something outside the crawl goes wrong:
+
+- Only one crawl at a time uses a directory: each holds its lock (`_lock`)
+  from before it reads the journal until it closes.
+- ``--resume`` trusts no offset it has not checked. A journal line must name,
+  for every data file, an offset within the file, at the end of a line, and no
+  smaller than the line before it; a failed lead must not move any; a lead is
+  done once only. The first line that breaks a rule stops the resume with a
+  message naming it, before any file is changed; with ``--repair`` the crawl
+  instead keeps the lines before it (and the rows they journal), drops the
+  rest, and crawls those leads again.
 """
 
 from __future__ import annotations
 
 import contextlib
+import io
 import json
 import os
 from collections.abc import Iterable, Iterator, Mapping
@@ -198,6 +207,8 @@ class CrawlDirectory:
         self.settings = settings
         #: lead id -> its latest journal entry.
         self.entries: dict[str, JournalEntry] = {}
+        #: What ``resume(repair=True)`` dropped from a damaged journal; None when nothing.
+        self.repaired: str | None = None
         self._ends = dict.fromkeys(settings.data_files, 0)
         self._files: dict[str, IO[bytes]] = {}
         self._journal: IO[bytes] | None = None
@@ -244,28 +255,39 @@ class CrawlDirectory:
         return crawl
 
     @classmethod
-    def resume(cls, directory: Path, settings: CrawlSettings) -> CrawlDirectory:
+    def resume(
+        cls, directory: Path, settings: CrawlSettings, *, repair: bool = False
+    ) -> CrawlDirectory:
         """Carry on the crawl in ``directory`` (or start one if it holds none).
 
-        Reads the journal up to its last complete line, truncates the data files
-        to the offsets it records, and remembers which leads are done.
+        Reads the journal up to its last complete line, checks every line's
+        offsets against the data files and the lines before it, truncates the
+        data files to the offsets of the last line, and remembers which leads
+        are done.
+
+        Args:
+            repair: when a journal line breaks the rules (see the module's
+                docstring), keep the lines before it and drop it and the rest,
+                with the data past the offsets kept, instead of refusing;
+                `repaired` then says what was dropped.
 
         Raises:
             DirectoryInUse: another crawl has the directory open.
-            CrawlError: the directory holds a crawl made with other settings, or
-                files that do not match its journal.
+            CrawlError: the directory holds a crawl made with other settings, or a
+                journal that does not match its data files (and not ``repair``);
+                no file was changed.
             OSError: a file cannot be read or written.
         """
         lock = _lock(directory)
         try:
-            return cls._resume(directory, settings, lock)
+            return cls._resume(directory, settings, lock, repair=repair)
         except BaseException:
             lock.release()
             raise
 
     @classmethod
     def _resume(
-        cls, directory: Path, settings: CrawlSettings, lock: DirectoryLock
+        cls, directory: Path, settings: CrawlSettings, lock: DirectoryLock, *, repair: bool
     ) -> CrawlDirectory:
         journal_path = directory / CHECKPOINT
         if not journal_path.exists():
@@ -284,27 +306,43 @@ class CrawlDirectory:
         _check_header(header, settings, directory)
         crawl = cls(directory, settings, lock)
         journal_size = header_size
-        for number, (size, line) in enumerate(lines[1:], start=2):
-            try:
-                entry = JournalEntry.from_json(line, settings.data_files)
-            except ValueError as exc:
-                if number == len(lines):
-                    break  # a last line cut short: that lead was never journaled
+        ends = crawl._ends
+        damage: tuple[int, str] | None = None
+        with _Offsets(directory, settings.data_files) as offsets:
+            for number, (size, line) in enumerate(lines[1:], start=2):
+                try:
+                    entry = JournalEntry.from_json(line, settings.data_files)
+                except ValueError as exc:
+                    if number == len(lines):
+                        break  # a last line cut short: that lead was never journaled
+                    damage = (number, f"it is not a journal entry ({exc})")
+                    break
+                problem = offsets.check(number, entry)
+                if problem is not None:
+                    damage = (number, problem)
+                    break
+                crawl.entries[entry.lead_id] = entry
+                ends = entry.ends
+                journal_size += size
+            crawl._ends = dict(ends)
+            dropped = offsets.bytes_past(ends)
+        if damage is not None:
+            number, problem = damage
+            kept = f"{len(crawl.done)} done and {len(crawl.failed)} failed"
+            if not repair:
                 raise CrawlError(
-                    f"{journal_path} is damaged at line {number} ({exc}); "
-                    "pass --overwrite to start again"
-                ) from None
-            crawl.entries[entry.lead_id] = entry
-            crawl._ends = dict(entry.ends)
-            journal_size += size
-        for name, end in crawl._ends.items():
-            path = directory / name
-            size = path.stat().st_size if path.exists() else 0
-            if size < end:
-                raise CrawlError(
-                    f"{path} is shorter than {CHECKPOINT} records ({size} < {end} bytes): it "
-                    "was changed outside leadsq-async; pass --overwrite to start again"
+                    f"{journal_path} is damaged at line {number}: {problem}. Nothing was "
+                    f"changed. Run the same command with --repair to keep the leads the lines "
+                    f"before it journal ({kept}) with their rows, drop the rest of the journal "
+                    "and the data after those rows, and crawl the other leads again; or with "
+                    "--overwrite to start again"
                 )
+            crawl.repaired = (
+                f"{journal_path} was damaged at line {number} ({problem}): kept the leads "
+                f"journaled before it ({kept}), dropped {len(lines) - number + 1} journal "
+                f"lines and {dropped} bytes of data after the rows kept; "
+                "the other leads are crawled again"
+            )
         crawl._open(journal_size=journal_size, header=None)
         return crawl
 
@@ -460,6 +498,84 @@ def _lock(directory: Path) -> DirectoryLock:
             f"{directory} is in use by {who}: two crawls in one directory would save rows "
             "twice. Wait for that crawl to end, or stop it, then run this command again"
         ) from None
+
+
+class _Offsets:
+    """Checks each journal line's offsets against the data files and the lines before it."""
+
+    def __init__(self, directory: Path, names: Iterable[str]) -> None:
+        self._directory = directory
+        # Unbuffered: each check reads one byte, where a buffered file would read a block.
+        self._files: dict[str, io.FileIO | None] = {}
+        self._sizes: dict[str, int] = {}
+        #: data file -> its end after the last line accepted, and the line that put it there.
+        self._ends: dict[str, tuple[int, int]] = {}
+        self._done_at: dict[str, int] = {}
+        for name in names:
+            try:
+                file: io.FileIO | None = io.FileIO(directory / name, "r")
+            except FileNotFoundError:
+                file = None
+            self._files[name] = file
+            self._sizes[name] = 0 if file is None else os.fstat(file.fileno()).st_size
+            self._ends[name] = (0, 1)
+
+    def __enter__(self) -> _Offsets:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        for file in self._files.values():
+            if file is not None:
+                file.close()
+
+    def check(self, number: int, entry: JournalEntry) -> str | None:
+        """Why journal line ``number``, read as ``entry``, cannot be trusted; None if it can.
+
+        A line that can be trusted becomes the one the next line is checked against.
+        """
+        for name, end in entry.ends.items():
+            before, line = self._ends[name]
+            if end == before:
+                continue
+            where = f"it puts the end of {name} at byte {end}"
+            if not entry.done:
+                return f"{where}, not at byte {before}, though lead {entry.lead_id} failed"
+            if end > self._sizes[name]:
+                return f"{where}, past the end of the file ({self._sizes[name]} bytes)"
+            if end < before:
+                return f"{where}, before byte {before}, where line {line} put it"
+            if not self._at_line_end(name, end):
+                return f"{where}, in the middle of a line"
+        if entry.done:
+            first = self._done_at.get(entry.lead_id)
+            if first is not None:
+                return (
+                    f"lead {entry.lead_id} is journaled as done twice (lines {first} and "
+                    f"{number}), so its rows may be in the files twice"
+                )
+            self._done_at[entry.lead_id] = number
+        for name, end in entry.ends.items():
+            if end != self._ends[name][0]:
+                self._ends[name] = (end, number)
+        return None
+
+    def bytes_past(self, ends: Mapping[str, int]) -> int:
+        """How many bytes the data files hold past ``ends``."""
+        return sum(max(0, self._sizes[name] - end) for name, end in ends.items())
+
+    def _at_line_end(self, name: str, end: int) -> bool:
+        file = self._files[name]
+        if file is None:
+            return False
+        return _read_byte(file, end - 1) == b"\n"
+
+
+def _read_byte(file: io.FileIO, offset: int) -> bytes:
+    """The byte at ``offset`` of ``file``: one system call where there is ``pread``."""
+    if hasattr(os, "pread"):
+        return os.pread(file.fileno(), 1, offset)
+    file.seek(offset)  # pragma: no cover - Windows
+    return file.read(1)  # pragma: no cover
 
 
 def _complete_lines(data: bytes) -> Iterator[tuple[int, object]]:
