@@ -1,4 +1,4 @@
-"""The crawl directory in process: its lock, its journal's checks, ``--repair``.
+"""The crawl directory in process: its lock, its journal's checks, ``--repair``, a full disk.
 
 The command's end-to-end behaviour is in test_cli.py and test_cli_crawl_guards.py; these
 tests build the same files from hand-made results, so that each rule can be broken on
@@ -7,6 +7,8 @@ purpose, line by line.
 
 from __future__ import annotations
 
+import errno
+import io
 import json
 import os
 import signal
@@ -19,6 +21,7 @@ from typing import Any
 import pytest
 
 from leadsq_async import Activity, LeadResult, Opportunity, structure
+from leadsq_async.cli import _checkpoint
 from leadsq_async.cli._checkpoint import (
     ACTIVITIES,
     ACTIVITY_INDEX,
@@ -246,3 +249,65 @@ def test_repair_changes_nothing_in_a_sound_journal(directory: Path) -> None:
     assert output.repaired is None
     assert output.done == set(LEADS)
     assert snapshot(directory) == before
+
+
+# A full disk names the file, and what was journaled stays.
+
+
+class _FullDisk(io.FileIO):
+    """A file on a disk with ``room`` bytes left (shared by every such file)."""
+
+    room = 0
+
+    def write(self, data: Any) -> int:
+        if _FullDisk.room <= 0:
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        written = super().write(bytes(data)[: _FullDisk.room])
+        assert written is not None
+        _FullDisk.room -= written
+        return written
+
+
+@pytest.fixture
+def full_disk(monkeypatch: pytest.MonkeyPatch) -> type[_FullDisk]:
+    """Files the crawl opens to append to sit on a disk with ``_FullDisk.room`` bytes free."""
+
+    def fake_open(path: Any, mode: str = "r", *args: Any, **kwargs: Any) -> Any:
+        if mode == "ab":
+            return io.BufferedWriter(_FullDisk(path, "a"))
+        return open(path, mode, *args, **kwargs)
+
+    _FullDisk.room = 10**9
+    monkeypatch.setattr(_checkpoint, "open", fake_open, raising=False)
+    return _FullDisk
+
+
+@pytest.mark.parametrize("failing", ["write", "fsync"])
+def test_a_full_disk_names_the_file_and_keeps_what_was_journaled(
+    tmp_path: Path,
+    full_disk: type[_FullDisk],
+    monkeypatch: pytest.MonkeyPatch,
+    failing: str,
+) -> None:
+    """ENOSPC while a lead is written names the file; --resume keeps the leads before it."""
+    out = tmp_path / "crawl"
+    output = CrawlDirectory.start(out, SETTINGS, overwrite=False)
+    try:
+        output.record(result(LEADS[0]))
+        if failing == "write":
+            full_disk.room = 100  # part of the next lead's rows
+        else:
+
+            def fsync(_descriptor: int) -> None:
+                raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+            monkeypatch.setattr(os, "fsync", fsync)
+        with pytest.raises(OSError, match="No space left on device") as stopped:
+            output.record(result(LEADS[1], opportunities=40))
+    finally:
+        output.close()
+        monkeypatch.undo()
+    assert stopped.value.errno == errno.ENOSPC
+    assert stopped.value.filename == str(out / OPPORTUNITIES)
+    assert resumed(out).done == {LEADS[0]}
+    assert len((out / OPPORTUNITIES).read_text().splitlines()) == 2

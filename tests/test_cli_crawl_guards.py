@@ -1,14 +1,18 @@
-"""``leadsq-async crawl`` misused: two runs at once, a damaged journal.
+"""``leadsq-async crawl`` misused: two runs at once, a damaged journal, a full disk.
 
-Driven as test_cli.py drives the command: a subprocess against the emulator over loopback.
+Driven as test_cli.py drives the command: a subprocess against the emulator over loopback
+(the full disk in process, where a write can be made to fail).
 """
 
 from __future__ import annotations
 
+import errno
+import io
 import json
 import os
 import signal
 from pathlib import Path
+from typing import Any
 
 import pytest
 from test_cli import (
@@ -21,6 +25,8 @@ from test_cli import (
     wait_for_journal,
 )
 
+from leadsq_async.cli import _checkpoint
+from leadsq_async.cli._app import main
 from leadsq_async.testing import RunningEmulator
 
 CALLS, PERIOD = 50, 0.5
@@ -132,3 +138,54 @@ def test_repair_without_resume_is_a_usage_error(env: dict[str, str], tmp_path: P
     assert result.returncode == 2
     assert "--resume" in assert_one_error_line(result, env["LSQ_SECRET_KEY"])
     assert not (tmp_path / "crawl").exists()
+
+
+class _FullDisk(io.FileIO):
+    """A file on a disk with ``room`` bytes left (shared by every such file)."""
+
+    room = 10**9
+
+    def write(self, data: Any) -> int:
+        if _FullDisk.room <= 0:
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        written = super().write(bytes(data)[: _FullDisk.room])
+        assert written is not None
+        _FullDisk.room -= written
+        return written
+
+
+def test_a_full_disk_names_the_file_and_says_how_to_resume(
+    emulator: RunningEmulator,
+    env: dict[str, str],
+    tmp_path: Path,
+    leads_file: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """ENOSPC mid-crawl: one line naming the file and --resume, exit 1; --resume completes."""
+    out = tmp_path / "crawl"
+    leads = small_leads(emulator)
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+
+    def fake_open(path: Any, mode: str = "r", *args: Any, **kwargs: Any) -> Any:
+        if mode == "ab" and Path(path).name == "activities.jsonl":
+            return io.BufferedWriter(_FullDisk(path, "a"))
+        return open(path, mode, *args, **kwargs)
+
+    _FullDisk.room = 20_000  # a few leads' activities
+    with monkeypatch.context() as patch:
+        patch.setattr(_checkpoint, "open", fake_open, raising=False)
+        code = main([*crawl_args(leads_file, out), "--quiet"])
+    stderr = capsys.readouterr().err
+    assert code == 1, stderr
+    lines = stderr.splitlines()
+    assert len(lines) == 1, stderr
+    assert lines[0].startswith(
+        f"leadsq-async: error: No space left on device: {out / 'activities.jsonl'}; "
+        "the crawl stopped ("
+    )
+    assert "free some space there, then run the same command with --resume" in lines[0]
+    assert 1 < len((out / "checkpoint.jsonl").read_text().splitlines()) < 1 + len(leads)
+    assert main([*crawl_args(leads_file, out, "--resume"), "--quiet"]) == 0
+    assert_crawl_matches(out, emulator, leads)

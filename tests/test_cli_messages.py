@@ -11,6 +11,8 @@ from pathlib import Path
 import pytest
 from test_cli import assert_one_error_line, run
 
+from leadsq_async.testing import RunningEmulator
+
 SECRET = "messages-secret-3d9f0a"
 
 
@@ -133,3 +135,20 @@ def test_a_leads_file_that_is_no_file_is_named(
     line = assert_one_error_line(result, SECRET)
     assert str(leads) in line
     assert ("does not exist" if kind == "missing" else "is a directory") in line
+
+
+# Full disks.
+
+
+@pytest.mark.skipif(not os.path.exists("/dev/full"), reason="needs /dev/full")
+def test_a_full_disk_under_out_names_the_file(
+    env: dict[str, str], lsq_emulator: RunningEmulator
+) -> None:
+    """opportunities --out on a full disk (/dev/full): the error names the file."""
+    env = {**env, "LSQ_HOST": lsq_emulator.url, "LSQ_ACCESS_KEY": lsq_emulator.access_key}
+    env["LSQ_SECRET_KEY"] = lsq_emulator.secret_key
+    lead = lsq_emulator.data.leads_by_shape["one"]
+    result = run("opportunities", lead, "--out", "/dev/full", env=env)
+    assert result.returncode == 1
+    line = assert_one_error_line(result, lsq_emulator.secret_key)
+    assert line == "leadsq-async: error: No space left on device: /dev/full"

@@ -62,6 +62,7 @@ __all__ = [
     "DirectoryInUse",
     "JournalEntry",
     "dump_row",
+    "naming",
 ]
 
 CHECKPOINT = "checkpoint.jsonl"
@@ -223,7 +224,7 @@ class CrawlDirectory:
         Raises:
             DirectoryInUse: another crawl has the directory open.
             CrawlError: the directory holds a crawl already and ``overwrite`` is False.
-            OSError: a file cannot be created or written.
+            OSError: a file cannot be created or written (the error names it).
         """
         lock = _lock(directory)
         try:
@@ -276,7 +277,7 @@ class CrawlDirectory:
             CrawlError: the directory holds a crawl made with other settings, or a
                 journal that does not match its data files (and not ``repair``);
                 no file was changed.
-            OSError: a file cannot be read or written.
+            OSError: a file cannot be read or written (the error names it).
         """
         lock = _lock(directory)
         try:
@@ -349,17 +350,19 @@ class CrawlDirectory:
     def _open(self, *, journal_size: int, header: bytes | None) -> None:
         journal_path = self.directory / CHECKPOINT
         try:
-            if header is not None:
-                journal_path.write_bytes(b"")
-            _truncate(journal_path, journal_size)
-            self._journal = open(journal_path, "ab")  # noqa: SIM115 - closed by close()
-            if header is not None:
-                self._append_synced(self._journal, header)
+            with naming(journal_path):
+                if header is not None:
+                    journal_path.write_bytes(b"")
+                _truncate(journal_path, journal_size)
+                self._journal = open(journal_path, "ab")  # noqa: SIM115 - closed by close()
+                if header is not None:
+                    self._append_synced(self._journal, header)
             for name, end in self._ends.items():
                 path = self.directory / name
-                path.touch()
-                _truncate(path, end)
-                self._files[name] = open(path, "ab")  # noqa: SIM115 - closed by close()
+                with naming(path):
+                    path.touch()
+                    _truncate(path, end)
+                    self._files[name] = open(path, "ab")  # noqa: SIM115 - closed by close()
             _sync_directory(self.directory)
         except BaseException:
             self.close()
@@ -387,7 +390,8 @@ class CrawlDirectory:
         never leaves a lead half written.
 
         Raises:
-            OSError: a file cannot be written.
+            OSError: a file cannot be written (a full disk, say); the error names
+                it. The lead is not journaled: stop, and resume later.
         """
         if result.error is not None:
             entry = JournalEntry(
@@ -407,7 +411,8 @@ class CrawlDirectory:
                 activities=activities,
             )
         assert self._journal is not None, "the crawl directory is closed"
-        self._append_synced(self._journal, dump_row(entry.to_json()))
+        with naming(self.directory / CHECKPOINT):
+            self._append_synced(self._journal, dump_row(entry.to_json()))
         # A lead may appear again on resume (a failed one retried): the latest entry wins.
         self.entries.pop(entry.lead_id, None)
         self.entries[entry.lead_id] = entry
@@ -415,26 +420,30 @@ class CrawlDirectory:
 
     def _write_rows(self, result: LeadResult) -> int:
         opportunities = self._files[OPPORTUNITIES]
-        opportunities.writelines(dump_row(unstructure(record)) for record in result.records)
+        with naming(self.directory / OPPORTUNITIES):
+            opportunities.writelines(dump_row(unstructure(record)) for record in result.records)
         written = 0
         if self.settings.with_activities:
             activities, index = self._files[ACTIVITIES], self._files[ACTIVITY_INDEX]
             for opportunity_id, rows in result.activities.items():
-                activities.writelines(dump_row(unstructure(activity)) for activity in rows)
-                index.write(
-                    dump_row(
-                        {
-                            "OpportunityId": opportunity_id,
-                            "ProspectId": result.lead_id,
-                            "ActivityIds": [activity.activity_id for activity in rows],
-                        }
+                with naming(self.directory / ACTIVITIES):
+                    activities.writelines(dump_row(unstructure(activity)) for activity in rows)
+                with naming(self.directory / ACTIVITY_INDEX):
+                    index.write(
+                        dump_row(
+                            {
+                                "OpportunityId": opportunity_id,
+                                "ProspectId": result.lead_id,
+                                "ActivityIds": [activity.activity_id for activity in rows],
+                            }
+                        )
                     )
-                )
                 written += len(rows)
         for name, file in self._files.items():
-            file.flush()
-            os.fsync(file.fileno())
-            self._ends[name] = file.tell()
+            with naming(self.directory / name):
+                file.flush()
+                os.fsync(file.fileno())
+                self._ends[name] = file.tell()
         return written
 
     @staticmethod
@@ -449,11 +458,11 @@ class CrawlDirectory:
         Written to a temporary file and renamed, so a reader never sees half of it.
 
         Raises:
-            OSError: the file cannot be written.
+            OSError: the file cannot be written (the error names it).
         """
         path = self.directory / FAILED
         temporary = path.with_name(f".{FAILED}.tmp")
-        with open(temporary, "wb") as file:
+        with naming(path), open(temporary, "wb") as file:
             for entry in self.failed:
                 file.write(
                     dump_row(
@@ -498,6 +507,25 @@ def _lock(directory: Path) -> DirectoryLock:
             f"{directory} is in use by {who}: two crawls in one directory would save rows "
             "twice. Wait for that crawl to end, or stop it, then run this command again"
         ) from None
+
+
+@contextlib.contextmanager
+def naming(path: Path | str) -> Iterator[None]:
+    """Give an `OSError` raised inside that names no file (a failed write or fsync) ``path``.
+
+    A full disk then says which file it stopped: ``No space left on device: DIR/...``.
+    """
+    try:
+        yield
+    except OSError as exc:
+        if exc.filename is not None:
+            raise
+        raise _named(exc, path) from exc
+
+
+def _named(error: OSError, path: Path | str) -> OSError:
+    """``error`` again, naming ``path`` (of the same class: OSError picks it from errno)."""
+    return OSError(error.errno, error.strerror or str(error), str(path))
 
 
 class _Offsets:
@@ -567,7 +595,10 @@ class _Offsets:
         file = self._files[name]
         if file is None:
             return False
-        return _read_byte(file, end - 1) == b"\n"
+        try:
+            return _read_byte(file, end - 1) == b"\n"
+        except OSError as exc:  # not `with naming()`: this runs for every line of the journal
+            raise _named(exc, self._directory / name) from exc
 
 
 def _read_byte(file: io.FileIO, offset: int) -> bytes:
