@@ -8,13 +8,21 @@ fixture. See docs/testing.md.
 """
 
 from leadsq_async.testing._app import EmulatorApp, InjectedDisconnect
-from leadsq_async.testing._config import EmulatorConfig
+from leadsq_async.testing._config import (
+    DEFAULT_ACCESS_KEY,
+    DEFAULT_SECRET_KEY,
+    FAULT_KINDS,
+    EmulatorConfig,
+)
 from leadsq_async.testing._data import Dataset
 from leadsq_async.testing._rows import sample_rows
 from leadsq_async.testing._server import EmulatorServer, RunningEmulator, serve_in_thread
 from leadsq_async.testing._stats import EmulatorStats
 
 __all__ = [
+    "DEFAULT_ACCESS_KEY",
+    "DEFAULT_SECRET_KEY",
+    "FAULT_KINDS",
     "Dataset",
     "EmulatorApp",
     "EmulatorConfig",

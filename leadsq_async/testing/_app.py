@@ -129,12 +129,30 @@ class EmulatorApp:
     In process, a "drop" or "truncate" fault raises ``InjectedDisconnect`` (an
     httpx.RemoteProtocolError) from the client call, and a "slow" fault only delays the answer
     (ASGITransport applies no timeouts).
+
+    ``clock`` and ``sleep`` are what the app reads the time with and waits with: for the
+    rate-limit windows, the latency, "slow" answers and the index lag (``data`` is given the
+    same clock, for the times ``Dataset.add_opportunity`` notes). They must agree with each
+    other, as the defaults do (asyncio's loop clock is ``time.monotonic``). Pass the running
+    loop's clock (``asyncio.get_running_loop().time``) to drive the app in process on a
+    virtual-time event loop, where a 5-second window or a day-long quota costs nothing. A
+    server in another thread needs the defaults: ``clock`` is called from that thread.
     """
 
-    def __init__(self, data: Dataset | None = None, config: EmulatorConfig | None = None) -> None:
+    def __init__(
+        self,
+        data: Dataset | None = None,
+        config: EmulatorConfig | None = None,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], Awaitable[object]] = asyncio.sleep,
+    ) -> None:
         self.data = Dataset.generate() if data is None else data
         self.config = EmulatorConfig() if config is None else config
         self.stats = EmulatorStats()
+        self._clock = clock
+        self._sleep = sleep
+        self.data._use_clock(clock)
         self._initial_data = self.data.copy()
         self._initial_config = attrs.evolve(self.config)
         self._lock = threading.Lock()
@@ -160,14 +178,10 @@ class EmulatorApp:
         """Block until no request is in flight; True if so within ``timeout`` seconds.
 
         For a server in another thread (a client that timed out leaves its request running
-        there). Never call it from the event loop that runs this app.
+        there). Never call it from the event loop that runs this app. ``timeout`` is real time,
+        whatever the app's clock.
         """
-        deadline = time.monotonic() + timeout
-        while self.stats.in_flight:
-            if time.monotonic() >= deadline:
-                return False
-            time.sleep(0.005)
-        return True
+        return self.stats._wait_idle(timeout)
 
     def _reseed(self, seed: int) -> None:
         self._fault_seed = seed
@@ -196,15 +210,15 @@ class EmulatorApp:
                 jitter = self._jitter_rng.uniform(0.0, config.jitter) if config.jitter else 0.0
             transit = (config.latency + jitter) / 2
             if transit:
-                await asyncio.sleep(transit)
+                await self._sleep(transit)
             handled = await self._handle(scope, receive, query, config)
             if handled is None:
                 return
             answer, fault = handled
             if fault == "slow":
-                await asyncio.sleep(config.slow_seconds)
+                await self._sleep(config.slow_seconds)
             if transit:
-                await asyncio.sleep(transit)
+                await self._sleep(transit)
             await self._start(send, answer, fault)
             # Count the answer before its last byte leaves: a client that has read it may
             # look at the statistics at once.
@@ -283,7 +297,7 @@ class EmulatorApp:
 
     def _admit(self, config: EmulatorConfig) -> bool:
         """Accept the request if fewer than ``calls`` were accepted in (now - period, now]."""
-        now = time.monotonic()
+        now = self._clock()
         period = config.rate_limit_period
         with self._lock:
             if self._window.count_at(now, period) >= config.rate_limit_calls:
@@ -339,7 +353,7 @@ class EmulatorApp:
             message = f"{endpoint.entity} does not exist in the system"
             raise ApiError(500, INVALID_INPUT, message)
         if endpoint.kind == "opportunity" and config.index_lag:
-            horizon = time.monotonic() - config.index_lag
+            horizon = self._clock() - config.index_lag
             rows = [row for row in rows if self._indexed(row, horizon)]
         return rows
 

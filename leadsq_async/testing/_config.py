@@ -10,9 +10,13 @@ import attrs
 
 FaultKind = Literal["500", "502", "503", "drop", "truncate", "slow"]
 FAULT_KINDS: frozenset[str] = frozenset({"500", "502", "503", "drop", "truncate", "slow"})
+"""Every fault the emulator can inject: "500" (a bare error), "502" and "503" (CDN pages),
+"drop" (no answer), "truncate" (half a body) and "slow" (a late answer)."""
 
 DEFAULT_ACCESS_KEY = "demo-access-key"
+"""The access key an ``EmulatorConfig`` accepts unless told otherwise."""
 DEFAULT_SECRET_KEY = "demo-secret-key"
+"""The secret key an ``EmulatorConfig`` accepts unless told otherwise: a demo key, public."""
 
 
 def _seconds(value: float) -> float:

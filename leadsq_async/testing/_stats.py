@@ -38,6 +38,8 @@ class EmulatorStats:
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
+        # Notified when the last request in flight ends, for _wait_idle.
+        self._idle = threading.Condition(self._lock)
         self._window = SlidingWindow()
         self._in_flight = 0
         self._clear()
@@ -141,6 +143,13 @@ class EmulatorStats:
     def _finished(self) -> None:
         with self._lock:
             self._in_flight -= 1
+            if not self._in_flight:
+                self._idle.notify_all()
+
+    def _wait_idle(self, timeout: float) -> bool:
+        """Block until no request is in flight; True if so within ``timeout`` real seconds."""
+        with self._idle:
+            return self._idle.wait_for(lambda: not self._in_flight, timeout)
 
     def _accept(self, now: float, period: float) -> None:
         with self._lock:
