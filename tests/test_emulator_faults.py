@@ -15,6 +15,7 @@ import pytest
 from emulator_in_process import ACTIVITIES, OPPORTUNITIES, client_of, virtual_app
 from virtual_time import now, virtual
 
+from leadsq_async import RateLimit
 from leadsq_async.testing import Dataset, EmulatorApp, RunningEmulator
 
 
@@ -114,6 +115,100 @@ async def test_refused_calls_do_not_count_against_the_window(app: EmulatorApp, l
         await asyncio.sleep(0.35)
         statuses.append((await post_lead(client, lead)).status_code)
     assert statuses == [200, 429, 429, 200]
+
+
+def refusal(response: httpx.Response) -> str | None:
+    """The rate-limit message of a refusal, None for an accepted call."""
+    body = response.json()
+    if body.get("ExceptionType") != "MXAPIRateLimitExceededException":
+        return None
+    message: str = body["ExceptionMessage"]
+    return message
+
+
+@virtual
+async def test_several_limits_each_refuse_naming_themselves(app: EmulatorApp, lead: str) -> None:
+    """With a short limit and a longer one, each refusal names the limit that is full."""
+    app.config.rate_limits = (RateLimit(2, 1.0), RateLimit(3, 10.0))
+    async with client_of(app) as client:
+        answers = [refusal(await post_lead(client, lead)) for _ in range(3)]
+        await asyncio.sleep(1.0)
+        answers += [refusal(await post_lead(client, lead)) for _ in range(2)]
+        await asyncio.sleep(9.0)
+        answers.append(refusal(await post_lead(client, lead)))
+    assert answers == [
+        None,
+        None,
+        "API calls exceeded the limit of 2 in 1 second(s)",
+        None,
+        "API calls exceeded the limit of 3 in 10 second(s)",
+        None,
+    ]
+    assert app.stats.rate_limited_by == {RateLimit(2, 1.0): 1, RateLimit(3, 10.0): 1}
+
+
+@virtual
+async def test_a_day_long_quota_refuses_until_a_day_after(app: EmulatorApp, lead: str) -> None:
+    """A spent daily quota refuses, naming 86400 seconds, until a day after its first call."""
+    app.config.rate_limits = (RateLimit(5, 1.0), RateLimit(12, 86_400))
+    async with client_of(app) as client:
+        statuses = []
+        for _ in range(4):
+            statuses += [(await post_lead(client, lead)).status_code for _ in range(5)]
+            await asyncio.sleep(1.0)
+        spent = await post_lead(client, lead)
+        await asyncio.sleep(86_400 - 4.0 - 0.001)
+        still_spent = await post_lead(client, lead)
+        await asyncio.sleep(0.001)
+        again = await post_lead(client, lead)
+    assert statuses.count(200) == 12
+    assert statuses[:5] == [200] * 5
+    assert (
+        refusal(spent)
+        == refusal(still_spent)
+        == ("API calls exceeded the limit of 12 in 86400 second(s)")
+    )
+    assert again.status_code == 200
+    assert app.stats.rate_limited_by == {RateLimit(12, 86_400): 10}
+
+
+@virtual
+async def test_when_several_limits_are_full_the_one_that_frees_last_is_named(
+    app: EmulatorApp, lead: str
+) -> None:
+    """Both limits full: the refusal names the one a client must wait longer for."""
+    app.config.rate_limits = (RateLimit(2, 1.0), RateLimit(2, 30.0))
+    async with client_of(app) as client:
+        accepted = [(await post_lead(client, lead)).status_code for _ in range(2)]
+        refused = await post_lead(client, lead)
+    assert accepted == [200, 200]
+    assert refusal(refused) == "API calls exceeded the limit of 2 in 30 second(s)"
+
+
+@virtual
+async def test_a_fractional_period_is_named_as_a_plain_number(app: EmulatorApp, lead: str) -> None:
+    """Periods such as 0.25 s or a million seconds are written without an exponent."""
+    messages = []
+    async with client_of(app) as client:
+        for limit in (RateLimit(1, 0.25), RateLimit(1, 1_000_000)):
+            app.config.rate_limits = (limit,)
+            await post_lead(client, lead)
+            messages.append(refusal(await post_lead(client, lead)))
+            await asyncio.sleep(1_000_000)
+    assert messages == [
+        "API calls exceeded the limit of 1 in 0.25 second(s)",
+        "API calls exceeded the limit of 1 in 1000000 second(s)",
+    ]
+
+
+@virtual
+async def test_setting_the_first_limit_keeps_the_quota(app: EmulatorApp, lead: str) -> None:
+    """rate_limit_calls changes the first limit only: the quota still refuses."""
+    app.config.rate_limits = (RateLimit(1, 5.0), RateLimit(3, 3600.0))
+    app.config.rate_limit_calls = 100
+    async with client_of(app) as client:
+        answers = [refusal(await post_lead(client, lead)) for _ in range(4)]
+    assert answers == [None, None, None, "API calls exceeded the limit of 3 in 3600 second(s)"]
 
 
 @virtual

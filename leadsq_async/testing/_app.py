@@ -1,7 +1,7 @@
-"""The emulator as a plain ASGI application: routing, keys, rate limit, faults, latency.
+"""The emulator as a plain ASGI application: routing, keys, rate limits, faults, latency.
 
 One request goes: inbound half of the latency -> route (404, 405) -> keys (401) -> region
-(401) -> rate limit (429 or 200 envelope) -> fault draw -> body, parameters and data (400,
+(401) -> rate limits (429 or 200 envelope) -> fault draw -> body, parameters and data (400,
 500 envelope, or the page) -> "slow" delay -> outbound half of the latency -> answer, dropped
 or truncated.
 """
@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import hmac
 import json
+import math
 import random
 import threading
 import time
@@ -22,7 +23,8 @@ from urllib.parse import parse_qsl
 import attrs
 import httpx
 
-from leadsq_async.testing._config import EmulatorConfig
+from leadsq_async import RateLimit
+from leadsq_async.testing._config import EmulatorConfig, refusal_message
 from leadsq_async.testing._data import Dataset
 from leadsq_async.testing._query import INVALID_INPUT, ApiError, ListQuery, envelope, parse_body
 from leadsq_async.testing._rows import Row
@@ -94,12 +96,12 @@ class _Answer:
     body: bytes
     content_type: bytes = _JSON
     headers: tuple[tuple[bytes, bytes], ...] = ()
-    rate_limited: bool = False
+    refused_by: RateLimit | None = None
 
 
-def _json_answer(status: int, payload: object, *, rate_limited: bool = False) -> _Answer:
+def _json_answer(status: int, payload: object, *, refused_by: RateLimit | None = None) -> _Answer:
     body = json.dumps(payload, ensure_ascii=False, separators=(",", ":")).encode()
-    return _Answer(status, body, rate_limited=rate_limited)
+    return _Answer(status, body, refused_by=refused_by)
 
 
 def _html_answer(status: int, title: str, text: str, *headers: tuple[bytes, bytes]) -> _Answer:
@@ -156,7 +158,8 @@ class EmulatorApp:
         self._initial_data = self.data.copy()
         self._initial_config = attrs.evolve(self.config)
         self._lock = threading.Lock()
-        self._window = SlidingWindow()
+        # Accepted arrivals, one window per configured period (limits of one period share it).
+        self._windows: dict[float, SlidingWindow] = {}
         self._fault_seed = self.config.fault_seed
         self._fault_rng = random.Random(self._fault_seed)
         self._jitter_rng = random.Random(self._fault_seed)
@@ -170,7 +173,7 @@ class EmulatorApp:
         with self._lock:
             self.config.update_from(self._initial_config)
             self.data.restore(self._initial_data)
-            self._window.clear()
+            self._windows.clear()
             self._reseed(self.config.fault_seed)
         self.stats.reset()
 
@@ -222,7 +225,7 @@ class EmulatorApp:
             await self._start(send, answer, fault)
             # Count the answer before its last byte leaves: a client that has read it may
             # look at the statistics at once.
-            self.stats._answered(answer.status, rate_limited=answer.rate_limited)
+            self.stats._answered(answer.status, refused_by=answer.refused_by)
             self.stats._finished()
             finished = True
             await send({"type": "http.response.body", "body": answer.body, "more_body": False})
@@ -255,11 +258,10 @@ class EmulatorApp:
         refusal = self._check_keys(scope, query, config)
         if refusal is not None:
             return refusal, None
-        if not self._admit(config):
-            limit = f"API calls exceeded the limit of {config.rate_limit_calls} in "
-            limit += f"{config.rate_limit_period:g} second(s)"
-            refused = envelope("MXAPIRateLimitExceededException", limit)
-            return _json_answer(config.rate_limit_status, refused, rate_limited=True), None
+        refusing = self._admit(config)
+        if refusing is not None:
+            refused = envelope("MXAPIRateLimitExceededException", refusal_message(refusing))
+            return _json_answer(config.rate_limit_status, refused, refused_by=refusing), None
         fault = self._draw_fault(config)
         if fault in ("500", "502", "503"):
             status = int(fault)
@@ -295,16 +297,33 @@ class EmulatorApp:
             return _json_answer(401, envelope("MXUnAuthorizedAccessException", message))
         return None
 
-    def _admit(self, config: EmulatorConfig) -> bool:
-        """Accept the request if fewer than ``calls`` were accepted in (now - period, now]."""
+    def _admit(self, config: EmulatorConfig) -> RateLimit | None:
+        """Accept the request if, for every limit, fewer than ``calls`` were accepted in
+        (now - period, now]; else return the refusing limit that frees last."""
         now = self._clock()
-        period = config.rate_limit_period
+        limits = config.rate_limits
         with self._lock:
-            if self._window.count_at(now, period) >= config.rate_limit_calls:
-                return False
-            self._window.add(now)
-        self.stats._accept(now, period)
-        return True
+            windows = {limit.period: self._windows.get(limit.period) for limit in limits}
+            self._windows = {
+                period: SlidingWindow() if window is None else window
+                for period, window in windows.items()
+            }
+            refusing: RateLimit | None = None
+            frees_at = -math.inf
+            for limit in limits:
+                window = self._windows[limit.period]
+                count = window.count_at(now, limit.period)
+                if count >= limit.calls:
+                    # The arrival whose expiry leaves calls - 1 in the window.
+                    at = window.time_at(count - limit.calls) + limit.period
+                    if at > frees_at:
+                        refusing, frees_at = limit, at
+            if refusing is not None:
+                return refusing
+            for window in self._windows.values():
+                window.add(now)
+        self.stats._accept(now, limits[0].period)
+        return None
 
     def _draw_fault(self, config: EmulatorConfig) -> str | None:
         if not config.fault_rate or not config.fault_kinds:
