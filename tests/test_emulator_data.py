@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 import uuid
 from pathlib import Path
 from typing import Any
@@ -217,6 +218,23 @@ def test_load_refuses_a_malformed_file(tmp_path: Path, document: object) -> None
     path = tmp_path / "bad.json"
     path.write_text(json.dumps(document), encoding="utf-8")
     with pytest.raises(ValueError, match="must be"):
+        Dataset.load(path)
+
+
+@pytest.mark.parametrize(
+    ("content", "reason"),
+    [
+        (b'{"opportunities": ', " is not valid JSON (line 1, column 19: Expecting value)"),
+        (b"\xff\xfe{}", " is not UTF-8 text (invalid start byte)"),
+        (b'{"opportunities": []}', ": opportunities must be an object mapping ids to lists"),
+    ],
+    ids=["invalid-json", "not-utf8", "not-a-dataset"],
+)
+def test_load_errors_name_the_file(tmp_path: Path, content: bytes, reason: str) -> None:
+    """Whatever is wrong with the file, the ValueError starts with its path."""
+    path = tmp_path / "mine.json"
+    path.write_bytes(content)
+    with pytest.raises(ValueError, match=f"^{re.escape(f'{path}{reason}')}"):
         Dataset.load(path)
 
 

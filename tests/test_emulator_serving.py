@@ -78,6 +78,16 @@ def test_serve_in_thread_serves_its_own_data_and_config(small_data: Dataset) -> 
     assert running.base_url == running.url + "/v2/"
 
 
+def test_a_server_on_every_interface_gives_a_loopback_url(small_data: Dataset) -> None:
+    """Bound to 0.0.0.0, the server's URL is the loopback one, which a client can use."""
+    with serve_in_thread(EmulatorApp(small_data), host="0.0.0.0") as running:
+        port = running.url.rsplit(":", 1)[1]
+        assert running.url == f"http://127.0.0.1:{port}"
+        with httpx.Client(headers=KEYS) as client:
+            response = client.post(running.url + OPPORTUNITIES, params={"leadId": "nobody"})
+    assert response.status_code == 500
+
+
 def test_a_stopped_server_refuses_connections(small_data: Dataset) -> None:
     """Once the block exits, the port no longer accepts connections."""
     with serve_in_thread(EmulatorApp(small_data)) as running:

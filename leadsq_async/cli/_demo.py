@@ -16,6 +16,7 @@ from typing import Any
 import attrs
 import click
 from rich.console import Console
+from rich.theme import Theme
 
 from leadsq_async import RateLimit, Session
 from leadsq_async.testing import (
@@ -29,6 +30,7 @@ from leadsq_async.testing import (
 from ._checkpoint import (
     ACTIVITIES,
     ACTIVITY_INDEX,
+    ALL_FILES,
     OPPORTUNITIES,
     CrawlDirectory,
     CrawlError,
@@ -50,6 +52,10 @@ __all__ = ["demo"]
 
 #: The largest page the emulator serves by default, and so what one request fetches.
 _PAGE = 1000
+
+#: rich draws the done part of a running bar in its "bar.complete" colour, a red that reads
+#: as an error; the demo draws it in the colour of a finished bar instead.
+BAR_THEME = Theme({"bar.complete": "green", "bar.finished": "green", "bar.pulse": "green"})
 
 
 def requests_for(data: Dataset, lead_id: str) -> int:
@@ -151,7 +157,7 @@ def demo(
     data = Dataset.generate(seed)
     budget = int(seconds / rate_limit.period) * rate_limit.calls + 1
     lead_ids = pick_leads(data, budget, leads)
-    config = EmulatorConfig(rate_limit_calls=rate_limit.calls, rate_limit_period=rate_limit.period)
+    config = EmulatorConfig(rate_limits=(rate_limit,))
     app = EmulatorApp(data, config)
     directory = Path(tempfile.mkdtemp(prefix="leadsq-async-demo-")) if out is None else out
     try:
@@ -163,8 +169,8 @@ def demo(
     counts = CrawlCounts(total=len(lead_ids))
     display = _demo_display(progress)
     click.echo(
-        f"Crawling {len(lead_ids)} leads of the built-in emulator, with their activities, "
-        f"at {rate_limit}:",
+        f"Crawling {plural(len(lead_ids), 'lead')} of the built-in emulator, "
+        f"with {'its' if len(lead_ids) == 1 else 'their'} activities, at {rate_limit}:",
         err=True,
     )
     try:
@@ -181,7 +187,9 @@ def demo(
         output.close()
     click.echo(_demo_summary(result, rate_limit, directory, data, lead_ids))
     if counts.failed:
-        raise CommandFailed(f"{counts.failed} leads failed: see {directory / 'failed.jsonl'}")
+        raise CommandFailed(
+            f"{plural(counts.failed, 'lead')} failed: see {directory / 'failed.jsonl'}"
+        )
     return 0
 
 
@@ -189,8 +197,13 @@ def _demo_display(progress: bool | None) -> Display:
     if progress is False:
         return PlainDisplay(lambda line: None)
     if progress or stderr_is_terminal():
-        return RichDisplay(Console(stderr=True, force_terminal=True if progress else None))
+        return RichDisplay(demo_console(force_terminal=True if progress else None))
     return PlainDisplay(lambda line: click.echo(f"  {line}", err=True))
+
+
+def demo_console(*, force_terminal: bool | None = None) -> Console:
+    """The console on stderr the demo's progress bar draws on, in `BAR_THEME`'s colours."""
+    return Console(stderr=True, force_terminal=force_terminal, theme=BAR_THEME)
 
 
 async def _crawl_demo(
@@ -230,7 +243,8 @@ def _demo_summary(
         ratio = result.elapsed / optimum
         pace = f"the fastest {rate_limit} allows is {optimum:.1f} s ({ratio:.2f}x)"
     else:
-        pace = f"{result.requests} requests fit in one window of {rate_limit}"
+        fit = "fits" if result.requests == 1 else "fit"
+        pace = f"{plural(result.requests, 'request')} {fit} in one window of {rate_limit}"
     matches = "yes" if _matches(directory, data, lead_ids) else "NO"
     return "\n".join(
         [
@@ -242,7 +256,7 @@ def _demo_summary(
             f"  Time: {result.elapsed:.1f} s; {pace}.",
             f"  Every row written matches the emulator's data: {matches}.",
             f"Files in {directory}:",
-            f"  {OPPORTUNITIES}, {ACTIVITIES}, {ACTIVITY_INDEX}, checkpoint.jsonl",
+            f"  {', '.join(ALL_FILES)}",
             "Next: `leadsq-async emulator` serves the emulator for your own code, and "
             "`leadsq-async crawl --help` shows how to crawl your account.",
         ]

@@ -7,7 +7,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import inspect
+import ipaddress
+import socket
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -26,9 +29,21 @@ from leadsq_async.testing import (
     RunningEmulator,
 )
 
-from ._options import parse_rate_limit
+from ._run import CommandFailed, error_line
 
 __all__ = ["emulator"]
+
+
+def _rate_limits(
+    _ctx: click.Context, param: click.Parameter, values: tuple[str, ...]
+) -> tuple[RateLimit, ...]:
+    limits = []
+    for value in values:
+        try:
+            limits.append(RateLimit.parse(value))
+        except (TypeError, ValueError) as error:
+            raise click.BadParameter(str(error), param=param) from None
+    return tuple(limits)
 
 
 def _fault_kinds(_ctx: click.Context, _param: click.Parameter, value: str) -> frozenset[str]:
@@ -106,10 +121,14 @@ def _size_options(command: Callable[..., Any]) -> Callable[..., Any]:
 @_size_options
 @click.option(
     "--rate-limit",
-    callback=parse_rate_limit,
-    metavar="CALLS/SECONDS",
-    default="25/5",
-    help="Accept at most CALLS requests in any SECONDS seconds; refuse the others.",
+    "rate_limits",
+    multiple=True,
+    callback=_rate_limits,
+    metavar="CALLS/PERIOD",
+    default=("25/5",),
+    help="Accept at most CALLS requests in any PERIOD seconds; refuse the others. Repeat it "
+    "for several limits at once, such as a daily quota: --rate-limit 10/5 "
+    "--rate-limit 10000/86400.",
 )
 @click.option(
     "--rate-limit-status",
@@ -191,7 +210,7 @@ def emulator(
     port: int,
     data_file: str | None,
     seed: int,
-    rate_limit: RateLimit,
+    rate_limits: tuple[RateLimit, ...],
     rate_limit_status: str,
     fault_rate: float,
     fault_kinds: frozenset[str],
@@ -208,16 +227,15 @@ def emulator(
     """Serve the built-in LeadSquared emulator until Ctrl-C.
 
     It answers GetOpportunitiesOfLead and GetActivitiesOfOpportunity like the
-    real API, with a strict rate limit, from generated rows (or your own) and
+    real API, with strict rate limits, from generated rows (or your own) and
     with the faults you ask for. It prints its URL and keys: point
     LSQ_HOST, LSQ_ACCESS_KEY and LSQ_SECRET_KEY at it.
     """
-    data = Dataset.generate(seed, **sizes) if data_file is None else Dataset.load(data_file)
+    data = Dataset.generate(seed, **sizes) if data_file is None else _load(data_file)
     config = EmulatorConfig(
         access_key=access_key,
         secret_key=secret_key,
-        rate_limit_calls=rate_limit.calls,
-        rate_limit_period=rate_limit.period,
+        rate_limits=rate_limits,
         rate_limit_status=429 if rate_limit_status == "429" else 200,
         page_size_cap=page_size_cap,
         page_size_cap_mode="clamp" if page_size_cap_mode == "clamp" else "refuse",
@@ -230,35 +248,98 @@ def emulator(
     if lead_ids_file is not None:
         Path(lead_ids_file).write_text("".join(f"{lead}\n" for lead in data.opportunities))
     server = EmulatorServer(EmulatorApp(data, config), host=host, port=port)
+    listening = False
 
     def ready(running: RunningEmulator) -> None:
-        click.echo(_banner(running, data, config, lead_ids_file))
+        nonlocal listening
+        listening = True
+        click.echo(_banner(running, host, data, config, lead_ids_file))
 
     # uvicorn stops on Ctrl-C, and raises it again once it is done.
-    with contextlib.suppress(KeyboardInterrupt):
-        asyncio.run(server.serve(on_ready=ready))
+    try:
+        with contextlib.suppress(KeyboardInterrupt):
+            asyncio.run(server.serve(on_ready=ready))
+    except OSError as error:
+        if listening:
+            raise
+        raise _cannot_listen(host, port, error) from None
     click.echo("emulator stopped", err=True)
     return 0
 
 
+def _load(path: str) -> Dataset:
+    """The dataset of the ``--data`` file; a usage error naming the file if it is no dataset."""
+    try:
+        return Dataset.load(path)
+    except ValueError as error:  # its message names the file
+        raise click.BadParameter(str(error), param_hint="'--data'") from None
+    except OSError as error:
+        raise click.BadParameter(error_line(error, str), param_hint="'--data'") from None
+
+
+def _cannot_listen(host: str, port: int, error: OSError) -> click.BadParameter | CommandFailed:
+    """What to tell when the server cannot listen on ``host``:``port``: a usage error for a
+    host name that does not resolve, else one line naming the port."""
+    if isinstance(error, socket.gaierror):
+        return click.BadParameter(
+            f"cannot listen on {host!r}: {error.strerror or error}", param_hint="'--host'"
+        )
+    where = f"port {port} on {host}"
+    if error.errno == errno.EADDRINUSE:
+        return CommandFailed(f"{where} is in use: choose another --port (0 picks a free one)")
+    return CommandFailed(f"cannot listen on {where}: {error_line(error, str)}")
+
+
+def _all_interfaces(host: str) -> bool:
+    """Whether ``host`` is a wildcard address, which listens on every interface."""
+    if not host:
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_unspecified
+    except ValueError:
+        return False
+
+
+def _limit_text(limit: RateLimit) -> str:
+    """``25/5``: the text --rate-limit reads back."""
+    period = int(limit.period) if limit.period.is_integer() else limit.period
+    return f"{limit.calls}/{period}"
+
+
 def _banner(
-    running: RunningEmulator, data: Dataset, config: EmulatorConfig, lead_ids_file: str | None
+    running: RunningEmulator,
+    host: str,
+    data: Dataset,
+    config: EmulatorConfig,
+    lead_ids_file: str | None,
 ) -> str:
-    limit = RateLimit(config.rate_limit_calls, config.rate_limit_period)
+    limits = config.rate_limits
     opportunities = sum(len(rows) for rows in data.opportunities.values())
     activities = sum(len(rows) for rows in data.activities.values())
     some_lead = next(
         (lead for lead, rows in data.opportunities.items() if 0 < len(rows) <= 20), None
     )
+    if _all_interfaces(host):
+        port = running.url.rsplit(":", 1)[1]
+        where = [
+            f"LeadSquared emulator listening on all interfaces ({host or '*'}), port {port}; "
+            f"on this machine: {running.url}",
+            "  From another machine, use this machine's address instead: the keys then cross "
+            "the network in plain http.",
+        ]
+    else:
+        where = [f"LeadSquared emulator listening on {running.url}"]
+    shortest = min(limits, key=lambda limit: limit.period)
     lines = [
-        f"LeadSquared emulator listening on {running.url}",
+        *where,
         f"  {len(data.opportunities)} leads, {opportunities} opportunities, "
-        f"{activities} activities; rate limit {limit}",
+        f"{activities} activities; rate {'limits' if len(limits) > 1 else 'limit'} "
+        + ", ".join(map(str, limits)),
         f"  access key: {config.access_key}",
         f"  secret key: {config.secret_key}",
         "Point the command (or your code) at it:",
         f"  export LSQ_HOST={running.url} LSQ_ACCESS_KEY={config.access_key} "
-        f"LSQ_SECRET_KEY={config.secret_key} LSQ_RATE_LIMIT={limit.calls}/{limit.period:g}",
+        f"LSQ_SECRET_KEY={config.secret_key} LSQ_RATE_LIMIT={_limit_text(shortest)}",
     ]
     if some_lead is not None:
         lines.append(f"  leadsq-async opportunities {some_lead}")

@@ -180,10 +180,21 @@ class Dataset:
 
         Raises:
             OSError: the file cannot be read.
-            ValueError: it is not JSON of that shape (json.JSONDecodeError is a ValueError).
+            ValueError: it is not UTF-8 JSON of that shape; the message names the file.
         """
-        with open(path, encoding="utf-8") as file:
-            return cls.from_dict(json.load(file))
+        name = os.fspath(path)
+        try:
+            with open(path, encoding="utf-8") as file:
+                document = json.load(file)
+        except json.JSONDecodeError as error:
+            where = f"line {error.lineno}, column {error.colno}"
+            raise ValueError(f"{name} is not valid JSON ({where}: {error.msg})") from error
+        except UnicodeDecodeError as error:
+            raise ValueError(f"{name} is not UTF-8 text ({error.reason})") from error
+        try:
+            return cls.from_dict(document)
+        except ValueError as error:
+            raise ValueError(f"{name}: {error}") from error
 
     def dump(self, path: str | os.PathLike[str]) -> None:
         """Write the dataset to ``path`` as UTF-8 JSON that ``load`` reads back.
