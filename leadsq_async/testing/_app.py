@@ -168,7 +168,7 @@ class EmulatorApp:
         return f"EmulatorApp(data={self.data!r}, config={self.config!r})"
 
     def reset(self) -> None:
-        """Put config, data, statistics, the rate-limit window and the fault draws back to how
+        """Put config, data, statistics, the rate-limit windows and the fault draws back to how
         they were when the app was created."""
         with self._lock:
             self.config.update_from(self._initial_config)

@@ -2,7 +2,7 @@
 
 ``lsq_emulator_server`` (session scope) serves one ``EmulatorApp`` with the default dataset on a
 free loopback port from a background thread. ``lsq_emulator`` (function scope) hands back that
-same server after putting its config, data, statistics and rate-limit window back to their
+same server after putting its config, data, statistics and rate-limit windows back to their
 defaults, so a test may change ``lsq_emulator.config`` freely.
 
 Both fixtures are synchronous (the server runs in a thread of its own), so they serve
