@@ -18,7 +18,7 @@ from rich.console import Console
 from leadsq_async import LeadSquaredError, Session
 
 from ._checkpoint import CrawlDirectory, CrawlError, CrawlSettings, naming
-from ._emulator import demo, emulator
+from ._demo import demo
 from ._export import FORMATS, RowWriter, writer_for
 from ._ids import STDIN, IdReader, count_ids, ids_from, lines_to_ids, open_ids, source_of
 from ._options import ApiOptions, api_options, scrub
@@ -34,6 +34,7 @@ from ._run import (
     run_interruptibly,
     stderr_is_terminal,
 )
+from ._serve import emulator
 
 __all__ = ["cli", "main"]
 
