@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable, Coroutine
 from typing import Any
 
 import httpx
@@ -14,7 +14,7 @@ import leadsq_async as lsq
 
 SECRET = "s3cr3t-Key-never-shown"
 FAST_RETRY = lsq.RetryPolicy(attempts=4, backoff=0.001, max_backoff=0.002)
-Handler = Callable[[httpx.Request], Awaitable[httpx.Response]]
+Handler = Callable[[httpx.Request], Coroutine[None, None, httpx.Response]]
 
 
 def opportunity(n: int, lead: str = "lead-1") -> dict[str, Any]:

