@@ -203,8 +203,8 @@ class Crawl(AsyncClosing, Generic[T]):
 
     Raises (while iterating):
         LeadSquaredError: an account-wide failure, which ends the crawl.
-        Exception: whatever reading the ids raised, after the results of the
-            ids read before it.
+        Exception: whatever reading the ids raised, at once: the results already
+            finished come first, the ids still in progress are cancelled.
     """
 
     def __init__(
@@ -276,9 +276,7 @@ class Crawl(AsyncClosing, Generic[T]):
                 task = self._spawn(self._one(item, places, results))
                 self._tasks.add(task)
                 task.add_done_callback(self._tasks.discard)
-        except Exception as exc:  # reading the ids failed: the results before it come first
-            while self._tasks:
-                await asyncio.wait(list(self._tasks))
+        except Exception as exc:  # reading the ids failed: the crawl fails with it, at once
             self._fail(exc)
             return
         while self._tasks:
