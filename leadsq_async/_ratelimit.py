@@ -23,13 +23,14 @@ a single timer. There is no background task and no polling.
 from __future__ import annotations
 
 import asyncio
+import bisect
 import contextlib
 import math
 import numbers
 import re
 import time
 from collections import deque
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from types import TracebackType
 from typing import Protocol, runtime_checkable
 
@@ -37,7 +38,7 @@ import attrs
 
 from ._closing import AsyncClosing
 
-__all__ = ["RateLimit", "RateLimiter", "SlidingWindowLimiter"]
+__all__ = ["RateLimit", "RateLimiter", "SlidingWindowLimiter", "as_rate_limits", "least_time"]
 
 
 def _to_calls(value: int) -> int:
@@ -65,7 +66,27 @@ def _to_period(value: float) -> float:
     return period
 
 
-_RATE_LIMIT_TEXT = re.compile(r"\s*(\d+)\s*/\s*(\d+(?:\.\d*)?|\.\d+)\s*s?\s*")
+_UNIT_SECONDS = {
+    **dict.fromkeys(("", "s", "sec", "second", "seconds"), 1.0),
+    **dict.fromkeys(("m", "min", "minute", "minutes"), 60.0),
+    **dict.fromkeys(("h", "hour", "hours"), 3600.0),
+    **dict.fromkeys(("d", "day", "days"), 86400.0),
+}
+_RATE_LIMIT_TEXT = re.compile(
+    r"\s*(?P<calls>[+-]?\d+)\s*/\s*(?P<number>[+-]?(?:\d+(?:\.\d*)?|\.\d+))?\s*(?P<unit>[a-z]*)\s*",
+    re.IGNORECASE,
+)
+_RATE_LIMIT_FORMS = "CALLS/PERIOD such as '10/5', '10/5s', '5/30m', '100/1h' or '10000/1d'"
+
+_NAMED_PERIODS = ((86400, "day", "days"), (3600, "hour", "h"), (60, "minute", "min"))
+
+
+def _describe_period(seconds: float) -> str:
+    for size, one, several in _NAMED_PERIODS:
+        if seconds >= size and (seconds / size).is_integer():
+            count = int(seconds // size)
+            return one if count == 1 else f"{count} {several}"
+    return f"{int(seconds) if seconds.is_integer() else seconds} s"
 
 
 @attrs.frozen
@@ -82,14 +103,32 @@ class RateLimit:
 
     @classmethod
     def parse(cls, text: str) -> RateLimit:
-        """Read ``"CALLS/SECONDS"`` such as ``"25/5"`` or ``"2/0.5"`` (a CLI flag's value).
+        """Read ``"CALLS/PERIOD"``, such as a CLI flag's value.
 
-        Raises ``ValueError`` if the text is malformed or the numbers are out of range.
+        The period is in seconds unless a unit follows it: ``s``, ``m`` (minutes), ``h`` or
+        ``d`` (or ``sec``, ``min``, ``hour``, ``day`` and their plurals); a unit alone means
+        one of it. So ``"10/5"`` and ``"10/5s"`` are 10 per 5 s, ``"5/30m"`` 5 per half an
+        hour, ``"100/1h"`` or ``"100/h"`` 100 an hour, ``"10000/1d"`` 10,000 a day.
+
+        Raises ``ValueError``, naming the text, if it is malformed, names an unknown unit,
+        or gives numbers out of range.
         """
+        if not isinstance(text, str):
+            raise TypeError(f"a rate limit to parse must be a str, got {type(text).__name__}")
         match = _RATE_LIMIT_TEXT.fullmatch(text)
-        if match is None:
-            raise ValueError(f"invalid rate limit {text!r}: expected CALLS/SECONDS, e.g. '25/5'")
-        return cls(int(match[1]), float(match[2]))
+        if match is None or (match["number"] is None and not match["unit"]):
+            raise ValueError(f"invalid rate limit {text!r}: expected {_RATE_LIMIT_FORMS}")
+        unit = match["unit"].lower()
+        if unit not in _UNIT_SECONDS:
+            raise ValueError(
+                f"invalid rate limit {text!r}: unknown unit {match['unit']!r} "
+                "(use s, m, h or d: seconds, minutes, hours or days)"
+            )
+        number = float(match["number"]) if match["number"] is not None else 1.0
+        try:
+            return cls(int(match["calls"]), number * _UNIT_SECONDS[unit])
+        except ValueError as error:
+            raise ValueError(f"invalid rate limit {text!r}: {error}") from None
 
     def is_slower_than(self, other: RateLimit) -> bool:
         """Whether this limit allows fewer calls per second than ``other``."""
@@ -101,13 +140,76 @@ class RateLimit:
 
         The seconds from the first request to the last when no window of ``period``
         holds more than ``calls`` of them: ``floor((requests - 1) / calls) * period``
-        (0 for none or one). Add one round trip for the last answer to arrive.
+        (0 for none or one). Add one round trip for the last answer to arrive. For several
+        limits at once, see `least_time`.
         """
         return (requests - 1) // self.calls * self.period if requests > 0 else 0.0
 
     def __str__(self) -> str:
-        period = int(self.period) if self.period.is_integer() else self.period
-        return f"{self.calls} {'call' if self.calls == 1 else 'calls'} per {period} s"
+        calls = f"{self.calls} {'call' if self.calls == 1 else 'calls'}"
+        return f"{calls} per {_describe_period(self.period)}"
+
+
+def as_rate_limits(rate_limit: RateLimit | Sequence[RateLimit]) -> tuple[RateLimit, ...]:
+    """One limit per period, shortest period first, from a `RateLimit` or a sequence of them.
+
+    Two limits of the same period keep the one with fewer calls. Raises ``TypeError`` for
+    anything but a `RateLimit` or a non-empty sequence of them, ``ValueError`` if empty.
+    """
+    if isinstance(rate_limit, RateLimit):
+        return (rate_limit,)
+    if isinstance(rate_limit, (str, bytes)) or not isinstance(rate_limit, Sequence):
+        raise TypeError(
+            "rate_limit must be a RateLimit or a sequence of them, "
+            f"got {type(rate_limit).__name__}"
+            + (" (use RateLimit.parse for text)" if isinstance(rate_limit, str) else "")
+        )
+    by_period: dict[float, RateLimit] = {}
+    for limit in rate_limit:
+        if not isinstance(limit, RateLimit):
+            raise TypeError(
+                f"rate_limit must hold RateLimit objects only, got {type(limit).__name__}"
+            )
+        kept = by_period.get(limit.period)
+        if kept is None or limit.calls < kept.calls:
+            by_period[limit.period] = limit
+    if not by_period:
+        raise ValueError("rate_limit must hold at least one RateLimit")
+    return tuple(sorted(by_period.values(), key=lambda limit: limit.period))
+
+
+def least_time(limits: RateLimit | Iterable[RateLimit], requests: int) -> float:
+    """The least time ``requests`` requests can span under every one of ``limits`` at once.
+
+    The seconds from the first request to the last in the earliest schedule that keeps
+    each limit (answers taken as instant: add one round trip for the last answer to
+    arrive). With one limit it is `RateLimit.least_time`; with several it can exceed the
+    longest of theirs (10 per 5 s and 20 per 20 s: 40 requests take 25 s, not 20).
+    """
+    kept = as_rate_limits(limits if isinstance(limits, RateLimit) else tuple(limits))
+    # The earliest schedule grants request i at max(t[i-1], t[i-calls] + period) for each
+    # limit; grants come in bursts, so it is built as runs: run k is ends[k] - ends[k-1]
+    # grants at times[k].
+    times: list[float] = []
+    ends: list[int] = []
+    granted, at = 0, 0.0
+    while granted < requests:
+        for limit in kept:
+            if granted >= limit.calls:
+                earlier = times[bisect.bisect_right(ends, granted - limit.calls)]
+                at = max(at, earlier + limit.period)
+        room = requests - granted
+        for limit in kept:
+            freed = bisect.bisect_right(times, at - limit.period)
+            while freed < len(times) and times[freed] + limit.period <= at:
+                freed += 1  # `at - period` may round below a time that `t + period` reaches
+            while freed and times[freed - 1] + limit.period > at:
+                freed -= 1
+            room = min(room, (ends[freed - 1] if freed else 0) + limit.calls - granted)
+        granted += room
+        times.append(at)
+        ends.append(granted)
+    return times[-1] if times else 0.0
 
 
 @runtime_checkable

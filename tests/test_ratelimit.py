@@ -9,13 +9,14 @@ from __future__ import annotations
 import asyncio
 import math
 import random
+import re
 import time
 from typing import Any, TypeVar
 
 import pytest
 from virtual_time import now, run_virtual
 
-from leadsq_async._ratelimit import RateLimit, RateLimiter, SlidingWindowLimiter
+from leadsq_async._ratelimit import RateLimit, RateLimiter, SlidingWindowLimiter, least_time
 
 T = TypeVar("T")
 
@@ -625,26 +626,67 @@ def test_rate_limit_refuses_periods_not_finite_and_positive(period: float) -> No
 
 @pytest.mark.parametrize(
     ("text", "expected"),
-    [("25/5", RateLimit(25, 5)), (" 2 / 0.5 ", RateLimit(2, 0.5)), ("72/5s", RateLimit(72, 5))],
+    [
+        ("25/5", RateLimit(25, 5)),
+        (" 2 / 0.5 ", RateLimit(2, 0.5)),
+        ("72/5s", RateLimit(72, 5)),
+        ("10/5 s", RateLimit(10, 5)),
+        ("5/30m", RateLimit(5, 1800)),
+        ("100/1h", RateLimit(100, 3600)),
+        ("100/h", RateLimit(100, 3600)),
+        ("10000/1d", RateLimit(10_000, 86_400)),
+        ("250000/1D", RateLimit(250_000, 86_400)),
+        ("1000/2days", RateLimit(1000, 172_800)),
+        ("60/1.5min", RateLimit(60, 90)),
+    ],
 )
-def test_rate_limit_parses_calls_slash_seconds(text: str, expected: RateLimit) -> None:
-    """parse() reads CALLS/SECONDS."""
+def test_rate_limit_parses_calls_slash_period_with_units(text: str, expected: RateLimit) -> None:
+    """parse() reads CALLS/PERIOD, the period in seconds or with a unit s, m, h or d."""
     assert RateLimit.parse(text) == expected
 
 
-@pytest.mark.parametrize("text", ["", "25", "25/", "a/b", "25/5/5", "-1/5", "25/-5", "0/5", "5/0"])
-def test_rate_limit_parse_refuses_bad_text(text: str) -> None:
-    """parse() raises ValueError for malformed or out-of-range text."""
-    with pytest.raises(ValueError, match=r"rate limit|calls|period"):
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("", "expected CALLS/PERIOD"),
+        ("25", "expected CALLS/PERIOD"),
+        ("25/", "expected CALLS/PERIOD"),
+        ("a/b", "expected CALLS/PERIOD"),
+        ("25/5/5", "expected CALLS/PERIOD"),
+        ("2.5/5", "expected CALLS/PERIOD"),
+        ("10/5x", "unknown unit 'x'"),
+        ("10/1w", "unknown unit 'w'"),
+        ("-1/5", "calls must be at least 1"),
+        ("0/5", "calls must be at least 1"),
+        ("25/-5", "period must be a finite number"),
+        ("5/0", "period must be more than 0"),
+        ("5/0d", "period must be more than 0"),
+    ],
+)
+def test_rate_limit_parse_refuses_bad_text_and_says_why(text: str, message: str) -> None:
+    """parse() raises ValueError naming the text and what is wrong with it."""
+    with pytest.raises(
+        ValueError, match=rf"invalid rate limit {re.escape(repr(text))}: .*{message}"
+    ):
         RateLimit.parse(text)
 
 
 @pytest.mark.parametrize(
     ("limit", "text"),
-    [(RateLimit(25, 5), "25 calls per 5 s"), (RateLimit(1, 0.2), "1 call per 0.2 s")],
+    [
+        (RateLimit(25, 5), "25 calls per 5 s"),
+        (RateLimit(1, 0.2), "1 call per 0.2 s"),
+        (RateLimit(5, 90), "5 calls per 90 s"),
+        (RateLimit(60, 60), "60 calls per minute"),
+        (RateLimit(5, 1800), "5 calls per 30 min"),
+        (RateLimit(100, 3600), "100 calls per hour"),
+        (RateLimit(10, 7200), "10 calls per 2 h"),
+        (RateLimit(10_000, 86_400), "10000 calls per day"),
+        (RateLimit(1000, 172_800), "1000 calls per 2 days"),
+    ],
 )
 def test_rate_limit_reads_well_as_text(limit: RateLimit, text: str) -> None:
-    """str() of a RateLimit reads as a sentence."""
+    """str() of a RateLimit reads as a sentence, with minutes, hours and days named."""
     assert str(limit) == text
 
 
@@ -661,3 +703,26 @@ def test_rate_limit_compares_rates_exactly() -> None:
 def test_least_time_counts_the_windows_after_the_first(requests: int, seconds: float) -> None:
     """25 requests fit in the first window; each further 25 need one more period."""
     assert RateLimit(25, 5.0).least_time(requests) == seconds
+
+
+@pytest.mark.parametrize("calls", [1, 7, 25])
+@pytest.mark.parametrize("requests", [0, 1, 2, 26, 51, 100])
+def test_least_time_of_one_limit_is_the_limits_own(calls: int, requests: int) -> None:
+    """least_time() of a single limit is RateLimit.least_time."""
+    limit = RateLimit(calls, 5)
+    assert least_time(limit, requests) == limit.least_time(requests)
+    assert least_time([limit], requests) == limit.least_time(requests)
+
+
+def test_least_time_of_two_limits_can_exceed_both() -> None:
+    """10 per 5 s and 20 per 20 s: 40 requests span 25 s, more than either limit alone needs."""
+    limits = [RateLimit(10, 5), RateLimit(20, 20)]
+    assert [limit.least_time(40) for limit in limits] == [15.0, 20.0]
+    assert least_time(limits, 40) == 25.0
+
+
+def test_least_time_of_a_day_of_pro_plan_requests() -> None:
+    """Pro's 10 per 5 s and 10,000 a day: 10,000 requests take 5,000 s, the next waits a day."""
+    pro = [RateLimit(10, 5), RateLimit(10_000, 86_400)]
+    assert least_time(pro, 10_000) == 4995.0
+    assert least_time(pro, 10_001) == 86_400.0
