@@ -301,6 +301,14 @@ def _implies(kept: RateLimit, limit: RateLimit) -> bool:
     return kept.calls * math.ceil(limit.period / kept.period) <= limit.calls
 
 
+def _a_little_later(*terms: float) -> float:
+    """The sum of ``terms``, a few units in the last place later: no earlier than the sum
+    of the exact values they were rounded from (a deadline ``r + Q`` moved to ``r + P``
+    must not come before ``r + P`` computed directly)."""
+    total = math.fsum(terms)
+    return total + 4 * math.ulp(max(abs(total), *map(abs, terms)))
+
+
 def _utc_now() -> datetime:
     return datetime.now(timezone.utc)
 
@@ -653,16 +661,16 @@ class SlidingWindowLimiter(AsyncClosing):
         def blocked_until(source: _Window) -> float:
             # Releases `source` no longer counts, or never counted, were before
             # max(now, source.blocked_until) - source.period: held until that + period.
-            return max(source.blocked_until, now) + period - source.period
+            return _a_little_later(max(source.blocked_until, now), period, -source.period)
 
         # The source that blocks least, and of those the finest (shortest period).
         source = min(self._windows, key=lambda w: (max(blocked_until(w), now), w.period))
         window = _Window(period)
         window.blocked_until = blocked_until(source)
-        shift = period - source.period
         for deadline, count in zip(source.deadlines, source.counts, strict=True):
-            if deadline + shift > now:
-                window.hold(deadline + shift, count)
+            shifted = _a_little_later(deadline, period, -source.period)
+            if shifted > now:
+                window.hold(shifted, count)
         bisect.insort(self._windows, window, key=lambda w: w.period)
         return window
 
