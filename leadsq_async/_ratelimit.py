@@ -75,14 +75,12 @@ from collections import deque
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from datetime import datetime, timedelta, timezone
 from types import TracebackType
-from typing import TYPE_CHECKING, NamedTuple, Protocol, runtime_checkable
+from typing import NamedTuple, Protocol, runtime_checkable
 
 import attrs
 
 from ._closing import AsyncClosing
-
-if TYPE_CHECKING:
-    from ._errors import QuotaExhaustedError
+from ._errors import QuotaExhaustedError
 
 __all__ = [
     "RateLimit",
@@ -704,9 +702,6 @@ class SlidingWindowLimiter(AsyncClosing):
         )
 
     def _exhausted(self, now: float, outlook: _Outlook, max_wait: float) -> QuotaExhaustedError:
-        # Imported here: _errors imports this module (until it becomes a leaf).
-        from ._errors import QuotaExhaustedError
-
         delay = outlook.earliest - now
         retry_at = self._wall_clock() + timedelta(seconds=delay)
         what = f"{outlook.limit} is spent" if outlook.limit else "the rate limiter is paused"
