@@ -42,7 +42,7 @@ from ._events import (
     RetryScheduled,
 )
 from ._paging import Page, Paginator
-from ._ratelimit import RateLimit, RateLimiter, SlidingWindowLimiter
+from ._ratelimit import RateLimit, RateLimiter, SlidingWindowLimiter, least_time
 from ._records import Activity, Opportunity, structure, unstructure
 from ._retry import RetryPolicy
 from ._session import Session
@@ -92,6 +92,7 @@ __all__ = [
     "SessionStats",
     "SlidingWindowLimiter",
     "TransportError",
+    "least_time",
     "parse_date",
     "structure",
     "unstructure",
