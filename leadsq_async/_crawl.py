@@ -30,7 +30,7 @@ import attrs
 from ._aio import AnyIterator, cancel_and_wait
 from ._checks import check_int, check_text
 from ._closing import AsyncClosing
-from ._endpoints import ACTIVITIES_OF_OPPORTUNITY, OPPORTUNITIES_OF_LEAD, Endpoint
+from ._endpoints import ACTIVITIES_OF_OPPORTUNITY, OPPORTUNITIES_OF_LEAD, Endpoint, raw_endpoint
 from ._errors import LeadSquaredError
 from ._paging import Paginator
 from ._records import Activity, Opportunity, structure_rows
@@ -44,6 +44,7 @@ __all__ = [
     "crawl_activities",
     "crawl_opportunities",
     "records_of",
+    "rows_of",
 ]
 
 T = TypeVar("T")
@@ -113,6 +114,24 @@ def records_of(
         return structure_rows(rows, record_class)
 
     return Paginator(transport, checked, structure, page_size=page_size, limit=limit)
+
+
+def rows_of(
+    transport: Transport,
+    path: object,
+    params: Mapping[str, str] | None,
+    body: Mapping[str, Any] | None,
+    list_key: object,
+    page_size: int | None,
+    limit: int | None,
+) -> Paginator[dict[str, Any]]:
+    """`Session.paginate`, on ``transport``: the rows of any list endpoint, as sent.
+
+    Raises:
+        TypeError, ValueError: for a bad argument, before anything is sent.
+    """
+    query = PageQuery.raw(raw_endpoint(path, list_key), params=params, body=body)
+    return Paginator(transport, query, list, page_size=page_size, limit=limit)
 
 
 def crawl_opportunities(

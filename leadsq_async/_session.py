@@ -8,22 +8,21 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterable, Awaitable, Callable, Iterable, Mapping
+from collections.abc import AsyncIterable, Awaitable, Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 import httpx
 
+from . import _crawl
 from ._closing import AsyncClosing
-from ._crawl import Crawl, LeadResult, OpportunityResult, crawl_activities, crawl_opportunities
-from ._crawl import records_of as _records_of
-from ._endpoints import ACTIVITIES_OF_OPPORTUNITY, OPPORTUNITIES_OF_LEAD, raw_endpoint
+from ._crawl import Crawl, LeadResult, OpportunityResult
+from ._endpoints import ACTIVITIES_OF_OPPORTUNITY, OPPORTUNITIES_OF_LEAD
 from ._events import EventHub
 from ._paging import Paginator
 from ._ratelimit import RateLimit, RateLimiter
 from ._records import Activity, Opportunity
 from ._retry import RetryPolicy
 from ._transport import DEFAULT_TIMEOUT, SessionStats, Transport
-from ._wire import PageQuery
 
 __all__ = ["Session"]
 
@@ -38,22 +37,20 @@ class Session(AsyncClosing):
         host: a region host such as ``api-in21.leadsquared.com`` (see
             `REGION_HOSTS`), or a full base URL such as ``http://127.0.0.1:8000``
             for a local server. Plain http is refused unless the host is loopback.
-        rate_limit: the account's plan as a `RateLimit` (default 25 calls per
-            5 s), or a limiter to share, such as a `SlidingWindowLimiter` used by
-            several sessions or a `RedisRateLimit` shared by several processes.
-            A limiter passed in is not closed by the session.
+        rate_limit: the account's plan: a `RateLimit` (default 25 per 5 s), several
+            (``[RateLimit(10, 5), RateLimit(10_000, 86_400)]``), or a limiter to share
+            (a `SlidingWindowLimiter`, a `RedisRateLimit`), which it does not close.
         timeout: seconds, or an ``httpx.Timeout``, for each request: each phase
             of it, and the whole of it (an ``httpx.Timeout``'s largest value).
         retry: how transient failures are retried, and the total deadline of
-            one request.
-        client: an ``httpx.AsyncClient`` to send with, left open when the
-            session closes. Give it ``limits=httpx.Limits(keepalive_expiry=30)``:
-            the session's own keeps idle connections from one wave to the next.
+            one request: a slot further away (a spent quota) raises
+            `QuotaExhaustedError` at once.
+        wait_for_quota: wait for a spent quota instead (for long-running workers).
+        client: an ``httpx.AsyncClient`` to send with, left open at the end; give it
+            ``limits=httpx.Limits(keepalive_expiry=30)``, as the session's own has.
         look_ahead: how many pages a walk fetches ahead of the one it yields.
-        max_response_bytes: the largest answer read (64 MiB; a page of 1,000
-            rows is a few MB); a larger one fails that call.
-        clock, sleep: the monotonic clock and the sleep the retries and their
-            deadline use (for tests and simulations; the defaults are the real ones).
+        max_response_bytes: the largest answer read (64 MiB); a larger one fails.
+        clock, sleep: the clock and sleep of retries and deadlines (for tests).
 
     Raises:
         TypeError, ValueError: for a bad argument, before anything is sent.
@@ -65,9 +62,10 @@ class Session(AsyncClosing):
         secret_key: str,
         *,
         host: str = "api.leadsquared.com",
-        rate_limit: RateLimit | RateLimiter | None = None,
+        rate_limit: RateLimit | Sequence[RateLimit] | RateLimiter | None = None,
         timeout: float | httpx.Timeout = DEFAULT_TIMEOUT,
         retry: RetryPolicy | None = None,
+        wait_for_quota: bool = False,
         client: httpx.AsyncClient | None = None,
         look_ahead: int = 4,
         max_response_bytes: int = 64 * 2**20,
@@ -82,6 +80,7 @@ class Session(AsyncClosing):
             rate_limit=rate_limit,
             timeout=timeout,
             retry=retry,
+            wait_for_quota=wait_for_quota,
             client=client,
             look_ahead=look_ahead,
             max_response_bytes=max_response_bytes,
@@ -150,14 +149,9 @@ class Session(AsyncClosing):
             LeadSquaredError: while iterating, for a call that failed for good.
         """
         query = {"columns": columns, "sort_by": sort_by, "descending": descending}
-        return _records_of(
-            self._transport,
-            OPPORTUNITIES_OF_LEAD,
-            lead_id,
-            opportunity_type,
-            page_size,
-            limit,
-            query,
+        ids = (lead_id, opportunity_type)
+        return _crawl.records_of(
+            self._transport, OPPORTUNITIES_OF_LEAD, *ids, page_size, limit, query
         )
 
     def activities_of_opportunity(
@@ -178,9 +172,8 @@ class Session(AsyncClosing):
         """
         query = {"columns": columns, "sort_by": sort_by, "descending": descending}
         ids = (opportunity_id, activity_event_code)
-        return _records_of(
-            self._transport, ACTIVITIES_OF_OPPORTUNITY, *ids, page_size, limit, query
-        )
+        endpoint = ACTIVITIES_OF_OPPORTUNITY
+        return _crawl.records_of(self._transport, endpoint, *ids, page_size, limit, query)
 
     def paginate(
         self,
@@ -192,14 +185,11 @@ class Session(AsyncClosing):
         page_size: int | None = None,
         limit: int | None = None,
     ) -> Paginator[dict[str, Any]]:
-        """Any LeadSquared list endpoint that pages with ``PageIndex``/``PageSize``.
-
-        Rows come as the dicts the API sent, through the same limiter, retries,
-        look-ahead and stop rules as the typed walks.
+        """Any list endpoint that pages with ``PageIndex``/``PageSize``, rows as the dicts
+        sent, through the same limiter, retries, look-ahead and stop rules.
 
         Args:
-            path: the endpoint's path under ``/v2/``, such as
-                ``"LeadManagement.svc/Leads.RecentlyModified"``.
+            path: under ``/v2/``: ``"LeadManagement.svc/Leads.RecentlyModified"``.
             params: the query string's parameters.
             body: the JSON body; its ``Paging`` is set for each page.
             list_key: the key of the answer that holds the rows.
@@ -207,12 +197,9 @@ class Session(AsyncClosing):
             limit: stop after this many rows.
 
         Raises:
-            TypeError, ValueError: for a bad argument (a path that is not
-                relative to ``/v2/``, say), before anything is sent.
+            TypeError, ValueError: for a bad argument (a path outside ``/v2/``).
         """
-        endpoint = raw_endpoint(path, list_key)
-        query = PageQuery.raw(endpoint, params=params, body=body)
-        return Paginator(self._transport, query, list, page_size=page_size, limit=limit)
+        return _crawl.rows_of(self._transport, path, params, body, list_key, page_size, limit)
 
     def crawl_opportunities(
         self,
@@ -223,28 +210,23 @@ class Session(AsyncClosing):
         opportunity_type: str | None = None,
         with_activities: bool = False,
     ) -> Crawl[LeadResult]:
-        """The opportunities of many leads, one `LeadResult` per lead as each finishes.
-
-        Use it as ``async with session.crawl_opportunities(ids) as results:``
-        and ``async for result in results``: leaving the block cancels the work.
+        """The opportunities of many leads, one `LeadResult` per lead as each finishes:
+        ``async with session.crawl_opportunities(ids) as results: async for ...``.
 
         Args:
             lead_ids: any iterable or async iterable of lead ids, consumed lazily.
-            concurrency: how many leads are crawled at once; by default twice
-                the shortest-period limit's calls (at most 100), enough to keep
-                every slot busy. Never more tasks start than ids arrive.
+            concurrency: leads crawled at once; by default twice the calls of the
+                shortest-period limit (at most 100). No more tasks than ids start.
             page_size: rows per request (default: the largest the API honours).
             opportunity_type: only opportunities of this type code.
-            with_activities: also fetch every opportunity's activities, through
-                the same limiter, into `LeadResult.activities`.
+            with_activities: also fetch each opportunity's `LeadResult.activities`.
 
         Raises:
             TypeError, ValueError: for bad arguments, at the call.
-            LeadSquaredError: while iterating, an account-wide failure
-                (`LeadSquaredError.account_wide`), which ends the crawl.
+            LeadSquaredError: an `account_wide` failure, which ends the crawl.
         """
         options = (concurrency, page_size, opportunity_type, with_activities)
-        return crawl_opportunities(self._transport, lead_ids, *options)
+        return _crawl.crawl_opportunities(self._transport, lead_ids, *options)
 
     def crawl_activities(
         self,
@@ -259,4 +241,4 @@ class Session(AsyncClosing):
         Arguments and errors are those of `crawl_opportunities`.
         """
         options = (concurrency, page_size, activity_event_code)
-        return crawl_activities(self._transport, opportunity_ids, *options)
+        return _crawl.crawl_activities(self._transport, opportunity_ids, *options)

@@ -20,7 +20,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import AsyncGenerator, Awaitable, Callable, Coroutine
+from collections.abc import AsyncGenerator, Awaitable, Callable, Coroutine, Sequence
 from typing import Any, TypeVar, cast
 
 import attrs
@@ -32,6 +32,7 @@ from ._endpoints import Endpoint
 from ._errors import (
     LeadSquaredError,
     MalformedResponseError,
+    QuotaExhaustedError,
     RateLimitError,
     RequestTimeout,
     TransportError,
@@ -39,12 +40,13 @@ from ._errors import (
 from ._events import (
     EventHub,
     PageFetched,
+    QuotaWait,
     RateLimited,
     RequestSent,
     ResponseReceived,
     RetryScheduled,
 )
-from ._ratelimit import RateLimit, RateLimiter, SlidingWindowLimiter
+from ._ratelimit import RateLimit, RateLimiter, SlidingWindowLimiter, as_rate_limits
 from ._retry import RetryPolicy
 from ._wire import (
     PageQuery,
@@ -106,11 +108,13 @@ class Transport:
         client: httpx.AsyncClient | None,
         look_ahead: int,
         max_response_bytes: int = 64 * 2**20,
+        wait_for_quota: bool = False,
         clock: Clock = time.monotonic,
         sleep: Sleep = asyncio.sleep,
     ) -> None:
         self.base_url = base_url
         self.max_response_bytes = max_response_bytes
+        self.wait_for_quota = wait_for_quota
         self.limiter = limiter
         self.retry = retry
         self.look_ahead = look_ahead
@@ -145,12 +149,13 @@ class Transport:
         secret_key: str,
         *,
         host: str,
-        rate_limit: RateLimit | RateLimiter | None,
+        rate_limit: RateLimit | Sequence[RateLimit] | RateLimiter | None,
         timeout: float | httpx.Timeout,
         retry: RetryPolicy | None,
         client: httpx.AsyncClient | None,
         look_ahead: int,
         max_response_bytes: int,
+        wait_for_quota: bool,
         clock: Clock,
         sleep: Sleep,
     ) -> Transport:
@@ -175,6 +180,7 @@ class Transport:
             client=client,
             look_ahead=check_int("look_ahead", look_ahead, minimum=0),
             max_response_bytes=check_int("max_response_bytes", max_response_bytes, minimum=1024),
+            wait_for_quota=check_instance("wait_for_quota", wait_for_quota, bool),
             clock=clock,
             sleep=sleep,
         )
@@ -217,12 +223,15 @@ class Transport:
             raise RuntimeError("the session is closed")
         request = build_request(query, page_index, page_size)
         url = self.base_url.join(request.path)
-        started = self._clock()
+        deadline = _Deadline(self._clock(), self.retry.deadline)
         attempt = 0
         while True:
             attempt += 1
             try:
-                return await self._send_once(url, request, page_index, attempt, query)
+                return await self._send_once(url, request, page_index, attempt, query, deadline)
+            except QuotaExhaustedError:
+                self.stats.failures += 1
+                raise
             except RateLimitError as error:
                 await self._on_rate_limited(error, request.path)
                 failure: LeadSquaredError = error
@@ -230,7 +239,7 @@ class Transport:
                 failure = error
             backoff = 0.0 if isinstance(failure, RateLimitError) else self.retry.delay(attempt)
             # No retry may start after the deadline, backoff included.
-            elapsed = self._clock() - started + backoff
+            elapsed = self._clock() - deadline.started + backoff
             if not self.retry.should_retry(failure, attempt, elapsed):
                 self.stats.failures += 1
                 raise failure
@@ -260,12 +269,19 @@ class Transport:
             await self.limiter.aclose()
 
     async def _send_once(
-        self, url: httpx.URL, request: WireRequest, page_index: int, attempt: int, query: PageQuery
+        self,
+        url: httpx.URL,
+        request: WireRequest,
+        page_index: int,
+        attempt: int,
+        query: PageQuery,
+        deadline: _Deadline,
     ) -> RawPage:
         endpoint, events = request.path, self.events
         failure: LeadSquaredError | None = None
         status: int | None = None
-        async with self.limiter.slot():
+        async with contextlib.AsyncExitStack() as slot:
+            await self._take_slot(slot, endpoint, deadline)
             self.stats.requests += 1
             sent = self._clock()
             if events.listening:
@@ -324,22 +340,59 @@ class Transport:
                     chunks.append(chunk)
             return response.status_code, b"".join(chunks)
 
+    async def _take_slot(
+        self, slot: contextlib.AsyncExitStack, endpoint: str, deadline: _Deadline
+    ) -> None:
+        """A rate-limit slot, held by ``slot``; a spent quota fails fast, or is waited out."""
+        try:
+            max_wait = deadline.remaining(self._clock())
+            await slot.enter_async_context(self.limiter.slot(max_wait=max_wait))
+            return
+        except QuotaExhaustedError as spent:
+            spent.endpoint = endpoint
+            if not self.wait_for_quota:
+                raise
+            retry_at, limit = spent.retry_at, spent.limit
+        if self.events.listening:
+            self.events.emit(QuotaWait(endpoint, retry_at, limit))
+        logger.warning(
+            "the rate limit%s is spent: waiting until %s UTC",
+            "" if limit is None else f" of {limit}",
+            f"{retry_at:%Y-%m-%d %H:%M}",
+        )
+        waiting = self._clock()
+        await slot.enter_async_context(self.limiter.slot())
+        # The wait for a quota is not the request's: its deadline starts again.
+        deadline.started += self._clock() - waiting
+
     async def _on_rate_limited(self, error: RateLimitError, endpoint: str) -> None:
+        """Learn the limit a refusal names, and pause every task for its period."""
         self.stats.rate_limited += 1
         stated = error.limit
-        if stated is not None:
-            configured = self.limiter.rate_limit
-            if await self.limiter.lower(stated):
-                logger.warning(
-                    "LeadSquared enforces %s, less than the configured %s: "
-                    "the rate limiter now keeps to it",
-                    stated,
-                    configured,
-                )
-        pause = self.limiter.rate_limit.period
+        if stated is not None and await self.limiter.learn(stated):
+            logger.warning(
+                "LeadSquared enforces %s, which the rate limiter did not keep to: "
+                "it keeps to it from now on, beside %s",
+                stated,
+                ", ".join(str(limit) for limit in self.limiter.rate_limits if limit != stated)
+                or "nothing else",
+            )
+        pause = self.limiter.rate_limit.period if stated is None else stated.period
         if self.events.listening:
             self.events.emit(RateLimited(endpoint, stated, pause))
-        await self.limiter.pause(pause)
+        await self.limiter.pause(pause, limit=stated)
+
+
+@attrs.define
+class _Deadline:
+    """When one request's tries started, for the retry policy's total deadline."""
+
+    started: float
+    seconds: float
+
+    def remaining(self, now: float) -> float:
+        """Seconds left before the deadline."""
+        return max(0.0, self.started + self.seconds - now)
 
 
 def _timeout_name(exc: BaseException) -> str:
@@ -369,20 +422,25 @@ def _client_for(url: httpx.URL, timeout: httpx.Timeout, limit: RateLimit) -> htt
 
 
 def limiter_for(
-    rate_limit: RateLimit | RateLimiter | None, clock: Clock, sleep: Sleep
+    rate_limit: RateLimit | Sequence[RateLimit] | RateLimiter | None, clock: Clock, sleep: Sleep
 ) -> tuple[RateLimiter, bool]:
     """The limiter for ``Session(rate_limit=)``, and whether the session owns it.
 
     A limiter the session makes keeps time with the session's clock and sleep.
+
+    Raises:
+        TypeError, ValueError: not a `RateLimit`, a non-empty sequence of them or a limiter.
     """
     if rate_limit is None:
         rate_limit = RateLimit()
-    if isinstance(rate_limit, RateLimit):
-        return SlidingWindowLimiter(rate_limit, clock=clock, sleep=sleep), True
     if isinstance(rate_limit, RateLimiter):
         return rate_limit, False
+    if isinstance(rate_limit, (RateLimit, Sequence)):
+        limits = as_rate_limits(rate_limit)
+        return SlidingWindowLimiter(limits, clock=clock, sleep=sleep), True
     raise TypeError(
-        f"rate_limit must be a RateLimit or a rate limiter, not {type(rate_limit).__name__}"
+        "rate_limit must be a RateLimit, a sequence of them or a rate limiter, "
+        f"not {type(rate_limit).__name__}"
     )
 
 

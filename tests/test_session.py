@@ -298,9 +298,9 @@ async def test_rate_limit_answer_pauses_the_limiter_and_retries(status: int) -> 
     paused: list[float] = []
     real_pause = limiter.pause
 
-    async def spy(seconds: float) -> None:
+    async def spy(seconds: float, *, limit: lsq.RateLimit | None = None) -> None:
         paused.append(seconds)
-        await real_pause(seconds)
+        await real_pause(seconds, limit=limit)
 
     limiter.pause = spy  # type: ignore[method-assign]
     async with session_for(handler, rate_limit=limiter) as session:
@@ -314,7 +314,7 @@ async def test_rate_limit_answer_pauses_the_limiter_and_retries(status: int) -> 
 async def test_lower_limit_in_the_message_is_adopted_with_one_warning(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    """'limit of 10 in 5 second(s)' lowers a 25-per-5 limiter and logs one warning."""
+    """'limit of 10 in 5 second(s)' tightens a 25-per-5 limiter and logs one warning."""
     answers = [rate_limited(429, limit=10), rate_limited(200, limit=10)]
     limiter = lsq.SlidingWindowLimiter(lsq.RateLimit(calls=25, period=5.0), clock=now)
 
@@ -333,7 +333,7 @@ async def test_lower_limit_in_the_message_is_adopted_with_one_warning(
     assert "10 calls per 5" in warnings[0].getMessage()
 
 
-async def _no_pause(seconds: float) -> None:
+async def _no_pause(seconds: float, *, limit: lsq.RateLimit | None = None) -> None:
     return None
 
 
