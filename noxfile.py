@@ -11,7 +11,6 @@ TEST_DEPS = [
     "pytest>=8.2",
     "pytest-asyncio>=0.24",
     "pytest-timeout>=2.3",
-    "aiolimiter>=1.1",
     "starlette>=0.40",
 ]
 BENCH_DEPS = ["aiolimiter>=1.1", "matplotlib>=3.8"]

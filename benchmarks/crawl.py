@@ -207,7 +207,7 @@ async def send_counted_crawl(emulator: RunningEmulator) -> None:
     rate-limit answer pauses every task for a period and is retried, up to 50
     times, so the crawl completes whatever it draws.
     """
-    await library_crawl(emulator, CountedFromTheSend(), RetryPolicy(attempts=50, timeout=600.0))
+    await library_crawl(emulator, CountedFromTheSend(), RetryPolicy(attempts=50, deadline=600.0))
 
 
 async def aiolimiter_crawl(emulator: RunningEmulator) -> None:

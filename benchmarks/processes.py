@@ -87,7 +87,7 @@ PAGE_SIZE = 1000
 OTHER_LEADS = 167
 SEED = 2026
 # Enough tries that the per-process variant finishes despite its refusals.
-RETRY = lsq.RetryPolicy(attempts=50, timeout=600.0)
+RETRY = lsq.RetryPolicy(attempts=50, deadline=600.0)
 # Below the emulator's keep-alive (uvicorn's default, 5 s, as long as PERIOD); see above.
 KEEPALIVE_EXPIRY = 2.0
 VARIANTS = {"shared": "shared RedisRateLimit", "own": f"own RateLimit({CALLS}, {PERIOD:g}) each"}

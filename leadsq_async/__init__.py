@@ -10,7 +10,10 @@ endpoint, and typed, frozen records that keep every field the API sent::
             print(opportunity.opportunity_id, opportunity.status)
 """
 
-from ._crawl import LeadResult, OpportunityResult
+from typing import TYPE_CHECKING as _TYPE_CHECKING
+from typing import Any as _Any
+
+from ._crawl import Crawl, LeadResult, OpportunityResult
 from ._dates import parse_date
 from ._errors import (
     APIError,
@@ -28,13 +31,26 @@ from ._errors import (
     ServerError,
     TransportError,
 )
+from ._events import (
+    Event,
+    EventHub,
+    PageFetched,
+    QuotaWait,
+    RateLimited,
+    RequestSent,
+    ResponseReceived,
+    RetryScheduled,
+)
 from ._paging import Page, Paginator
-from ._ratelimit import RateLimit, RateLimiter, SlidingWindowLimiter
+from ._ratelimit import RateLimit, RateLimiter, SlidingWindowLimiter, least_time
 from ._records import Activity, Opportunity, structure, unstructure
-from ._redis import RedisRateLimit
 from ._retry import RetryPolicy
-from ._session import Session, SessionStats
+from ._session import Session
+from ._transport import SessionStats
 from ._wire import REGION_HOSTS
+
+if _TYPE_CHECKING:
+    from ._redis import RedisRateLimit
 
 __version__ = "0.1.0"
 
@@ -44,6 +60,9 @@ __all__ = [
     "Activity",
     "AuthenticationError",
     "BadRequestError",
+    "Crawl",
+    "Event",
+    "EventHub",
     "LeadResult",
     "LeadSquaredError",
     "MalformedResponseError",
@@ -51,23 +70,51 @@ __all__ = [
     "Opportunity",
     "OpportunityResult",
     "Page",
+    "PageFetched",
     "Paginator",
     "PagingError",
     "QuotaExhaustedError",
+    "QuotaWait",
     "RateLimit",
     "RateLimitError",
+    "RateLimited",
     "RateLimiter",
     "RateLimiterUnavailable",
     "RedisRateLimit",
+    "RequestSent",
     "RequestTimeout",
     "ResponseError",
+    "ResponseReceived",
     "RetryPolicy",
+    "RetryScheduled",
     "ServerError",
     "Session",
     "SessionStats",
     "SlidingWindowLimiter",
     "TransportError",
+    "least_time",
     "parse_date",
     "structure",
     "unstructure",
 ]
+
+
+def __getattr__(name: str) -> _Any:
+    # The Redis limiter is imported on first use: redis.asyncio alone costs
+    # about as much to import as httpx, and most programs never share a limit.
+    if name == "RedisRateLimit":
+        from ._redis import RedisRateLimit
+
+        RedisRateLimit.__module__ = __name__
+        globals()[name] = RedisRateLimit
+        return RedisRateLimit
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+# Tracebacks and reprs of errors name the public path (leadsq_async.APIError), not the
+# private module. (Only errors: records' annotations are resolved in their own module.)
+for _name in __all__:
+    _value = globals().get(_name)
+    if isinstance(_value, type) and issubclass(_value, Exception):
+        _value.__module__ = __name__
+del _name, _value

@@ -1,38 +1,59 @@
 """Fan-out crawls: the records of many ids, as fast as the rate limit allows.
 
-A crawl runs ``concurrency`` workers that take ids one at a time from the
-caller's iterable (or async iterable), so a generator of a million ids is
-never held in memory. Each finished id becomes a result, yielded as soon as it
-is ready (in completion order, not input order); results wait in a queue of
-``concurrency`` places, so a slow consumer holds the workers back rather than
-letting results pile up. Every request of every worker goes through the
-session's one rate limiter, and enough of them wait on it to keep every slot
-busy.
+A crawl takes ids one at a time from the caller's iterable (or async
+iterable), so a generator of a million ids is never held in memory, and works
+on at most ``concurrency`` of them at once: a task starts for an id as the id
+arrives, so three ids never start more than three tasks. Each finished id
+becomes a result, yielded as soon as it is ready (in completion order, not
+input order); results wait in a queue of ``concurrency`` places, so a slow
+consumer holds the work back rather than letting results pile up. Every
+request goes through the session's one transport and rate limiter.
 
-One id's failure ends only that id: its result carries the error. Leaving the
-loop early, or cancelling the task that iterates, cancels every worker and
+One id's failure ends only that id: its result carries the error. A failure
+that concerns the whole account (`LeadSquaredError.account_wide`: bad keys,
+a spent quota, an unavailable shared limiter) ends the crawl at once: every
+task is cancelled and the crawl raises it, so wrong keys over a million ids
+cost a handful of requests. Leaving the loop early, cancelling the task that
+iterates, or leaving ``async with crawl as results:`` cancels every task and
 waits for them, leaving no task or connection behind.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncGenerator, AsyncIterable, Awaitable, Callable, Iterable
-from typing import Any, TypeVar
+import contextlib
+from collections.abc import AsyncIterable, Awaitable, Callable, Iterable, Mapping
+from typing import Any, Generic, TypeVar
 
 import attrs
 
+from ._aio import AnyIterator, cancel_and_wait
+from ._checks import check_int, check_text
+from ._closing import AsyncClosing
+from ._endpoints import ACTIVITIES_OF_OPPORTUNITY, OPPORTUNITIES_OF_LEAD, Endpoint, raw_endpoint
 from ._errors import LeadSquaredError
-from ._records import Activity, Opportunity
+from ._paging import Paginator
+from ._records import Activity, Opportunity, structure_rows
+from ._transport import Transport
+from ._wire import PageQuery
 
-__all__ = ["LeadResult", "OpportunityResult", "crawl"]
+__all__ = [
+    "Crawl",
+    "LeadResult",
+    "OpportunityResult",
+    "crawl_activities",
+    "crawl_opportunities",
+    "records_of",
+    "rows_of",
+]
 
 T = TypeVar("T")
+R = TypeVar("R")
 Ids = Iterable[str] | AsyncIterable[str]
 
-#: What ends one id's crawl without stopping the others: a failed call, or an
-#: id that is not a non-empty str.
-ID_ERRORS = (LeadSquaredError, ValueError, TypeError)
+#: Most ids a crawl works on at once by default: httpx's default connection pool
+#: size, beyond which more tasks would only queue for a connection.
+MAX_DEFAULT_CONCURRENCY = 100
 
 
 @attrs.frozen
@@ -44,13 +65,15 @@ class LeadResult:
         records: its opportunities (empty when ``error`` is set).
         activities: with ``with_activities``, each opportunity's activities by
             opportunity id; else empty.
-        error: None, or the exception that ended this lead.
+        error: None, or the exception that ended this lead: a
+            `LeadSquaredError` (see its ``transient``), or a ``TypeError`` or
+            ``ValueError`` for an id the API cannot take.
     """
 
     lead_id: str
     records: list[Opportunity] = attrs.field(factory=list)
     activities: dict[str, list[Activity]] = attrs.field(factory=dict)
-    error: BaseException | None = None
+    error: Exception | None = None
 
 
 @attrs.frozen
@@ -60,30 +83,262 @@ class OpportunityResult:
     Attributes:
         opportunity_id: the opportunity.
         records: its activities (empty when ``error`` is set).
-        error: None, or the exception that ended this opportunity.
+        error: None, or the exception that ended this opportunity (as for
+            `LeadResult.error`).
     """
 
     opportunity_id: str
     records: list[Activity] = attrs.field(factory=list)
-    error: BaseException | None = None
+    error: Exception | None = None
 
 
-def check_concurrency(concurrency: object) -> int:
-    """Check a crawl's concurrency.
+def records_of(
+    transport: Transport,
+    endpoint: Endpoint[R],
+    id_value: object,
+    filter_value: object = None,
+    page_size: int | None = None,
+    limit: int | None = None,
+    query: Mapping[str, Any] | None = None,
+) -> Paginator[R]:
+    """The paginator over ``endpoint``'s records of one id; ``query`` holds the
+    other arguments of `PageQuery.checked` (``columns``, ``sort_by``, ``descending``).
 
     Raises:
-        TypeError: not an int.
-        ValueError: below 1.
+        TypeError, ValueError: for a bad argument, before anything is sent.
     """
-    if isinstance(concurrency, bool) or not isinstance(concurrency, int):
-        raise TypeError(f"concurrency must be an int, not {type(concurrency).__name__}")
-    if concurrency < 1:
-        raise ValueError(f"concurrency must be at least 1, not {concurrency}")
-    return concurrency
+    checked = PageQuery.checked(endpoint, id_value, filter_value=filter_value, **(query or {}))
+    record_class = endpoint.record_class
+
+    def structure(rows: list[dict[str, Any]]) -> list[R]:
+        return structure_rows(rows, record_class)
+
+    return Paginator(transport, checked, structure, page_size=page_size, limit=limit)
 
 
-def check_ids(ids: object) -> Ids:
-    """Check that ``ids`` can be iterated, lazily, for ids.
+def rows_of(
+    transport: Transport,
+    path: object,
+    params: Mapping[str, str] | None,
+    body: Mapping[str, Any] | None,
+    list_key: object,
+    page_size: int | None,
+    limit: int | None,
+) -> Paginator[dict[str, Any]]:
+    """`Session.paginate`, on ``transport``: the rows of any list endpoint, as sent.
+
+    Raises:
+        TypeError, ValueError: for a bad argument, before anything is sent.
+    """
+    query = PageQuery.raw(raw_endpoint(path, list_key), params=params, body=body)
+    return Paginator(transport, query, list, page_size=page_size, limit=limit)
+
+
+def crawl_opportunities(
+    transport: Transport,
+    lead_ids: object,
+    concurrency: int | None,
+    page_size: int | None,
+    opportunity_type: str | None,
+    with_activities: bool,
+) -> Crawl[LeadResult]:
+    """`Session.crawl_opportunities`, on ``transport``.
+
+    Raises:
+        TypeError, ValueError: for bad arguments, at the call.
+    """
+    ids = _checked_ids(lead_ids)
+    workers = _concurrency(transport, concurrency)
+    _check_options(OPPORTUNITIES_OF_LEAD, opportunity_type, page_size)
+    if not isinstance(with_activities, bool):
+        raise TypeError(f"with_activities must be a bool, not {type(with_activities).__name__}")
+    # The activities of every lead in flight share the crawl's width.
+    activity_slots = asyncio.Semaphore(workers)
+
+    async def activities_of(opportunity_id: str) -> list[Activity]:
+        async with activity_slots:
+            walk = records_of(transport, ACTIVITIES_OF_OPPORTUNITY, opportunity_id)
+            return await walk.collect()
+
+    async def one_lead(lead_id: str) -> LeadResult:
+        try:
+            walk = records_of(
+                transport, OPPORTUNITIES_OF_LEAD, lead_id, opportunity_type, page_size
+            )
+            records = await walk.collect()
+            activities: dict[str, list[Activity]] = {}
+            if with_activities:
+                keys = [record.opportunity_id for record in records]
+                found = await _gather(activities_of(key) for key in keys)
+                activities = dict(zip(keys, found, strict=True))
+        except (LeadSquaredError, TypeError, ValueError) as error:
+            return LeadResult(lead_id, error=_per_id(error))
+        return LeadResult(lead_id, records, activities)
+
+    return Crawl(ids, one_lead, concurrency=workers, spawn=transport.spawn)
+
+
+def crawl_activities(
+    transport: Transport,
+    opportunity_ids: object,
+    concurrency: int | None,
+    page_size: int | None,
+    activity_event_code: str | None,
+) -> Crawl[OpportunityResult]:
+    """`Session.crawl_activities`, on ``transport``.
+
+    Raises:
+        TypeError, ValueError: for bad arguments, at the call.
+    """
+    ids = _checked_ids(opportunity_ids)
+    workers = _concurrency(transport, concurrency)
+    _check_options(ACTIVITIES_OF_OPPORTUNITY, activity_event_code, page_size)
+
+    async def one_opportunity(opportunity_id: str) -> OpportunityResult:
+        try:
+            walk = records_of(
+                transport, ACTIVITIES_OF_OPPORTUNITY, opportunity_id, activity_event_code, page_size
+            )
+            return OpportunityResult(opportunity_id, await walk.collect())
+        except (LeadSquaredError, TypeError, ValueError) as error:
+            return OpportunityResult(opportunity_id, error=_per_id(error))
+
+    return Crawl(ids, one_opportunity, concurrency=workers, spawn=transport.spawn)
+
+
+def _per_id(error: Exception) -> Exception:
+    """``error`` as one id's result; an account-wide failure is raised instead."""
+    if isinstance(error, LeadSquaredError) and error.account_wide:
+        raise error
+    return error
+
+
+class Crawl(AsyncClosing, Generic[T]):
+    """The results of a fan-out crawl, one per id as each finishes.
+
+    Iterate it with ``async for``; use it as ``async with crawl as results:``
+    so that leaving the block, however it is left, cancels the work at once.
+    Nothing starts before the first result is asked for.
+
+    Raises (while iterating):
+        LeadSquaredError: an account-wide failure, which ends the crawl.
+        Exception: whatever reading the ids raised, at once: the results already
+            finished come first, the ids still in progress are cancelled.
+    """
+
+    def __init__(
+        self,
+        ids: Ids,
+        work: Callable[[str], Awaitable[T]],
+        *,
+        concurrency: int,
+        spawn: Callable[[Any], asyncio.Task[Any]],
+    ) -> None:
+        self._ids = AnyIterator(ids)
+        self._work = work
+        self._concurrency = concurrency
+        self._spawn = spawn
+        self._results: asyncio.Queue[T | _End] | None = None
+        self._feeder: asyncio.Task[None] | None = None
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._failure: BaseException | None = None
+        self._stopping = False
+        self._finished = False
+
+    def __aiter__(self) -> Crawl[T]:
+        return self
+
+    async def __anext__(self) -> T:
+        if self._finished:
+            raise StopAsyncIteration
+        if self._results is None:
+            self._results = asyncio.Queue(maxsize=self._concurrency)
+            self._feeder = self._spawn(self._feed(self._results))
+        try:
+            if self._failure is None:
+                result = await self._results.get()
+            if self._failure is not None:
+                raise self._failure
+        except BaseException:
+            await self.aclose()
+            raise
+        if isinstance(result, _End):
+            self._finished = True
+            raise StopAsyncIteration
+        return result
+
+    async def aclose(self) -> None:
+        """Cancel every task of the crawl and wait for them to end."""
+        self._stop()
+        await cancel_and_wait([*self._tasks, *([self._feeder] if self._feeder else [])])
+
+    def __del__(self) -> None:
+        # Left without aclose (a `break` out of `async for`): stop the work anyway.
+        with contextlib.suppress(RuntimeError):
+            self._stop()
+
+    def _stop(self) -> None:
+        self._stopping = True
+        self._finished = True
+        for task in [*self._tasks, *([self._feeder] if self._feeder else [])]:
+            task.cancel()
+
+    async def _feed(self, results: asyncio.Queue[T | _End]) -> None:
+        places = asyncio.Semaphore(self._concurrency)
+        try:
+            while not self._stopping:
+                await places.acquire()
+                try:
+                    item = await self._ids.__anext__()
+                except StopAsyncIteration:
+                    break
+                task = self._spawn(self._one(item, places, results))
+                self._tasks.add(task)
+                task.add_done_callback(self._tasks.discard)
+        except Exception as exc:  # reading the ids failed: the crawl fails with it, at once
+            self._fail(exc)
+            return
+        while self._tasks:
+            await asyncio.wait(list(self._tasks))
+        if not self._stopping:
+            await results.put(_End())
+
+    async def _one(
+        self, item: str, places: asyncio.Semaphore, results: asyncio.Queue[T | _End]
+    ) -> None:
+        try:
+            result = await self._work(item)
+            if self._stopping:
+                # Cancelled, but a library below swallowed it (seen on Python 3.10,
+                # which lacks Task.uncancel): nobody will take this result.
+                return
+            await results.put(result)
+        except Exception as exc:  # account-wide: the work turns the others into results
+            self._fail(exc)
+        finally:
+            places.release()
+
+    def _fail(self, failure: BaseException) -> None:
+        if self._failure is not None or self._stopping:
+            return
+        self._failure = failure
+        for task in [*self._tasks, *([self._feeder] if self._feeder else [])]:
+            if task is not asyncio.current_task():
+                task.cancel()
+        assert self._results is not None
+        # Wakes a consumer waiting on an empty queue; one busy elsewhere checks
+        # _failure before it waits again.
+        with contextlib.suppress(asyncio.QueueFull):
+            self._results.put_nowait(_End())
+
+
+@attrs.frozen
+class _End:
+    """No more results (or a failure to raise: see Crawl._failure)."""
+
+
+def _checked_ids(ids: object) -> Ids:
+    """``ids`` if it can be iterated, lazily, for ids.
 
     Raises:
         TypeError: a str (one id, not many) or something not iterable.
@@ -95,104 +350,24 @@ def check_ids(ids: object) -> Ids:
     return ids
 
 
-async def crawl(
-    ids: Ids,
-    work: Callable[[str], Awaitable[T]],
-    *,
-    concurrency: int,
-    spawn: Callable[[Any], asyncio.Task[Any]],
-) -> AsyncGenerator[T, None]:
-    """Run ``work(id)`` for every id, ``concurrency`` at a time; yield each result.
-
-    ``work`` must turn an id's failure into its result rather than raise.
-    """
-    source = _IdSource(ids)
-    results: asyncio.Queue[_Done | T] = asyncio.Queue(maxsize=concurrency)
-
-    stopping = False
-
-    async def worker() -> None:
-        failure: Exception | None = None
-        try:
-            while not stopping and (item := await source.next()) is not _END:
-                result = await work(item)
-                if stopping:
-                    # Cancelled, but a library below swallowed it (seen on Python 3.10,
-                    # which lacks Task.uncancel): nobody will take this result.
-                    return
-                await results.put(result)
-        except Exception as exc:  # reading the ids failed: the consumer re-raises it
-            failure = exc
-        # Not in a `finally`: a cancelled worker must not block on a full queue.
-        if not stopping:
-            await results.put(_Done(failure))
-
-    workers = [spawn(worker()) for _ in range(concurrency)]
-    running = len(workers)
-    try:
-        while running:
-            result = await results.get()
-            if isinstance(result, _Done):
-                running -= 1
-                if result.failure is not None:
-                    raise result.failure
-                continue
-            yield result
-    finally:
-        stopping = True
-        for task in workers:
-            task.cancel()
-        await asyncio.gather(*workers, return_exceptions=True)
+def _concurrency(transport: Transport, concurrency: int | None) -> int:
+    if concurrency is None:
+        calls = transport.limiter.rate_limit.calls
+        return min(max(2 * calls, 4), MAX_DEFAULT_CONCURRENCY)
+    return check_int("concurrency", concurrency, minimum=1)
 
 
-@attrs.frozen
-class _Done:
-    """A worker ended: no more ids, or reading them failed."""
-
-    failure: Exception | None
-
-
-_END: Any = object()
+def _check_options(endpoint: Endpoint[Any], filter_value: object, page_size: object) -> None:
+    if filter_value is not None:
+        check_text(endpoint.filter_parameter, filter_value)
+    if page_size is not None:
+        check_int("page_size", page_size, minimum=1)
 
 
-class _IdSource:
-    """One iterator over the caller's ids, shared by the workers."""
-
-    def __init__(self, ids: Ids) -> None:
-        self._sync = iter(ids) if isinstance(ids, Iterable) else None
-        self._async = ids.__aiter__() if isinstance(ids, AsyncIterable) else None
-        self._lock = asyncio.Lock()
-        self._exhausted = False
-
-    async def next(self) -> Any:
-        async with self._lock:
-            if self._exhausted:
-                return _END
-            try:
-                if self._sync is not None:
-                    return next(self._sync)
-                assert self._async is not None
-                # Not the builtin anext(): on Python 3.10 its awaitable does not pass a
-                # cancellation on to the generator, and a cancelled crawl then hangs.
-                return await self._async.__anext__()
-            except (StopIteration, StopAsyncIteration):
-                self._exhausted = True
-                return _END
-
-
-async def gather_limited(
-    items: list[str], work: Callable[[str], Awaitable[T]], limit: asyncio.Semaphore
-) -> list[T]:
-    """``work`` over ``items`` concurrently, at most ``limit`` at a time; results in order."""
-
-    async def one(item: str) -> T:
-        async with limit:
-            return await work(item)
-
-    tasks = [asyncio.ensure_future(one(item)) for item in items]
+async def _gather(work: Iterable[Awaitable[T]]) -> list[T]:
+    """Run ``work`` concurrently; results in order. A failure cancels the rest."""
+    tasks = [asyncio.ensure_future(one) for one in work]
     try:
         return list(await asyncio.gather(*tasks))
     finally:
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+        await cancel_and_wait(tasks)

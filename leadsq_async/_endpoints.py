@@ -11,9 +11,10 @@ from typing import Any, Generic, TypeVar
 
 import attrs
 
+from ._checks import check_text
 from ._records import Activity, Opportunity
 
-__all__ = ["ACTIVITIES_OF_OPPORTUNITY", "OPPORTUNITIES_OF_LEAD", "Endpoint"]
+__all__ = ["ACTIVITIES_OF_OPPORTUNITY", "OPPORTUNITIES_OF_LEAD", "Endpoint", "raw_endpoint"]
 
 R = TypeVar("R")
 
@@ -27,13 +28,15 @@ class Endpoint(Generic[R]):
         path: the path under the base URL (``https://{host}/v2/``).
         id_parameter: the query parameter naming whose rows to list.
         filter_parameter: the optional query parameter that narrows the rows.
-        id_key: the row key that identifies a row, used to drop a row seen twice.
+        id_key: the row key that identifies a row, used to drop a row seen twice
+            (empty for an endpoint whose rows have none: the whole row then does).
         required_columns: the keys a record cannot do without; added to any
             narrowed ``columns`` (the id first).
         record_class: what each row is structured into.
         default_page_size: rows the API returns when no Paging is sent.
         max_page_size: the largest page the API is known to honour; a server
             that clamps lower is detected while paging.
+        list_key: the key of the answer that holds the rows.
     """
 
     name: str
@@ -45,6 +48,7 @@ class Endpoint(Generic[R]):
     default_page_size: int
     required_columns: tuple[str, ...]
     max_page_size: int = 1000
+    list_key: str = "List"
 
     def __repr__(self) -> str:
         return f"<Endpoint {self.path}>"
@@ -73,3 +77,32 @@ ACTIVITIES_OF_OPPORTUNITY: Endpoint[Activity] = Endpoint(
 )
 
 ENDPOINTS: tuple[Endpoint[Any], ...] = (OPPORTUNITIES_OF_LEAD, ACTIVITIES_OF_OPPORTUNITY)
+
+
+def raw_endpoint(path: object, list_key: object = "List") -> Endpoint[dict[str, Any]]:
+    """The row for any list endpoint that pages with ``PageIndex``/``PageSize``.
+
+    Raises:
+        TypeError: a path or list key that is not a str.
+        ValueError: a path that is not relative to ``/v2/`` on the session's host
+            (absolute, with a scheme, a query, ``..`` or a backslash).
+    """
+    path = check_text("path", path).strip()
+    list_key = check_text("list_key", list_key)
+    unsafe = ("://", "?", "#", "\\", "..")
+    if path.startswith("/") or any(part in path for part in unsafe) or not path.isprintable():
+        raise ValueError(
+            f"path must be relative to /v2/, such as 'LeadManagement.svc/Leads.RecentlyModified',"
+            f" not {path!r}"
+        )
+    return Endpoint(
+        name="paginate",
+        path=path,
+        id_parameter="",
+        filter_parameter="",
+        id_key="",
+        record_class=dict,
+        default_page_size=1000,
+        required_columns=(),
+        list_key=list_key,
+    )

@@ -1,15 +1,17 @@
-"""The exceptions leadsq-async raises, and the one function that picks them.
+"""The exceptions leadsq-async raises.
 
 Every error the library raises on a failed call is a `LeadSquaredError`::
 
-    LeadSquaredError                 any failed call; .endpoint, .status, .transient
+    LeadSquaredError                 any failed call; .endpoint, .status, .transient,
+    │                                .account_wide
     ├── ResponseError                the API answered, with an error
     │   ├── AuthenticationError      401: bad keys, or the wrong region (.correct_host)
     │   ├── BadRequestError          400: the body is not as the API specifies
     │   ├── NotFoundError            404: no such API
     │   ├── RateLimitError           429, or 200 carrying MXAPIRateLimitExceededException,
     │   │   │                        once the retries are spent (.limit)
-    │   │   └── QuotaExhaustedError  the limiter has no slot in time: not sent (.retry_at)
+    │   │   └── QuotaExhaustedError  no slot before the retry deadline: a spent quota
+    │   │                            (.retry_at, .limit); nothing was sent
     │   ├── APIError                 500 with the error envelope: validation and business
     │   │                            errors ("Lead does not exist"); never retried
     │   ├── ServerError              transient: a bare 500, HTML 502/503/504 from the CDN
@@ -23,18 +25,24 @@ Bad arguments are not `LeadSquaredError`s: they raise `ValueError` or `TypeError
 before anything is sent.
 
 `transient` says whether trying the same call again may succeed; the session
-retries exactly the transient errors. No exception carries a secret key: the
-session scrubs it from every message the server sends back.
+retries exactly the transient errors. `account_wide` says whether the failure
+concerns the whole account (bad keys, the wrong region, a request the API
+does not take, a spent quota, an unavailable shared limiter) rather than one
+id: a crawl stops at once on an account-wide error, and turns any other into
+that id's result. No exception carries a secret key: the session scrubs it
+from every message the server sends back.
+
+Which class an answer maps to is decided in ``_wire``; this module is a leaf.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
 from datetime import datetime
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
-from ._ratelimit import RateLimit
+if TYPE_CHECKING:
+    from ._ratelimit import RateLimit
 
 __all__ = [
     "APIError",
@@ -51,10 +59,8 @@ __all__ = [
     "ResponseError",
     "ServerError",
     "TransportError",
-    "error_for_response",
 ]
 
-RATE_LIMIT_EXCEPTION = "MXAPIRateLimitExceededException"
 _HOST_PATTERN = re.compile(r"\bapi(?:-[a-z]+\d+)?\.leadsquared\.com\b", re.IGNORECASE)
 
 
@@ -67,15 +73,27 @@ class LeadSquaredError(Exception):
             ``OpportunityManagement.svc/GetOpportunitiesOfLead``.
         status: the HTTP status, or None when no answer arrived.
         transient: whether the same call may succeed if tried again.
+        account_wide: whether the failure concerns the whole account rather
+            than the one id asked for; a crawl stops at once on one.
     """
 
     transient: ClassVar[bool] = False
+    account_wide: bool = False
 
-    def __init__(self, message: str, *, endpoint: str = "", status: int | None = None) -> None:
+    def __init__(
+        self,
+        message: str,
+        *,
+        endpoint: str = "",
+        status: int | None = None,
+        account_wide: bool | None = None,
+    ) -> None:
         super().__init__(message)
         self.message = message
         self.endpoint = endpoint
         self.status = status
+        if account_wide is not None:
+            self.account_wide = account_wide
 
     def __str__(self) -> str:
         where = f" ({self.endpoint})" if self.endpoint else ""
@@ -107,8 +125,9 @@ class ResponseError(LeadSquaredError):
         exception_type: str | None = None,
         exception_message: str | None = None,
         body: str = "",
+        account_wide: bool | None = None,
     ) -> None:
-        super().__init__(message, endpoint=endpoint, status=status)
+        super().__init__(message, endpoint=endpoint, status=status, account_wide=account_wide)
         self.exception_type = exception_type
         self.exception_message = exception_message
         self.body = body[:2000]
@@ -122,6 +141,8 @@ class AuthenticationError(ResponseError):
             ``api-us11.leadsquared.com``, when it names one; pass it as ``host``.
     """
 
+    account_wide = True
+
     def __init__(self, message: str, **kwargs: Any) -> None:
         super().__init__(message, **kwargs)
         match = _HOST_PATTERN.search(self.exception_message or self.body)
@@ -133,9 +154,13 @@ class AuthenticationError(ResponseError):
 class BadRequestError(ResponseError):
     """400: the request's body is not as the API specifies."""
 
+    account_wide = True
+
 
 class NotFoundError(ResponseError):
     """404: the API has no such endpoint."""
+
+    account_wide = True
 
 
 class RateLimitError(ResponseError):
@@ -147,22 +172,24 @@ class RateLimitError(ResponseError):
 
     transient = True
 
-    def __init__(self, message: str, **kwargs: Any) -> None:
+    def __init__(self, message: str, *, limit: RateLimit | None = None, **kwargs: Any) -> None:
         super().__init__(message, **kwargs)
-        self.limit = parse_rate_limit_message(self.exception_message or self.body)
+        self.limit = limit
 
 
 class QuotaExhaustedError(RateLimitError):
-    """No rate-limit slot frees in time: the request was not sent.
+    """No rate-limit slot frees before the retry policy's deadline: a spent quota.
 
-    Raised by a limiter's ``slot(max_wait=...)`` when the earliest moment a
-    slot can be granted is more than ``max_wait`` seconds away, for instance
-    once a daily quota is spent. It concerns the whole account.
+    Raised before sending, so no request was made. The account can go on at
+    ``retry_at``; a session made with ``wait_for_quota=True`` waits instead.
 
     Attributes:
-        retry_at: when a slot can be granted at the earliest (an aware UTC datetime).
-        limit: the limit that is spent, when the limiter knows it.
+        retry_at: when a slot frees, as an aware UTC datetime.
+        limit: the limit that is spent, or None when it is not known.
     """
+
+    transient = False
+    account_wide = True
 
     def __init__(
         self,
@@ -172,9 +199,8 @@ class QuotaExhaustedError(RateLimitError):
         limit: RateLimit | None = None,
         endpoint: str = "",
     ) -> None:
-        super().__init__(message, endpoint=endpoint)
+        super().__init__(message, limit=limit, endpoint=endpoint)
         self.retry_at = retry_at
-        self.limit = limit
 
 
 class APIError(ResponseError):
@@ -233,85 +259,8 @@ class RateLimiterUnavailable(LeadSquaredError):
         address: where the limiter looked for Redis, such as ``127.0.0.1:6379/0``.
     """
 
+    account_wide = True
+
     def __init__(self, message: str, *, address: str) -> None:
         super().__init__(message)
         self.address = address
-
-
-def parse_rate_limit_message(text: str | None) -> RateLimit | None:
-    """Read ``limit of N in M second(s)`` out of a rate-limit message."""
-    if not text:
-        return None
-    match = re.search(r"limit of\s+(\d+)\s+in\s+(\d+(?:\.\d+)?)\s+second", text, re.IGNORECASE)
-    if not match:
-        return None
-    calls, period = int(match.group(1)), float(match.group(2))
-    if calls < 1 or period <= 0:
-        return None
-    return RateLimit(calls, period)
-
-
-_ERROR_FOR_STATUS: Mapping[int, type[ResponseError]] = {
-    400: BadRequestError,
-    401: AuthenticationError,
-    404: NotFoundError,
-    429: RateLimitError,
-}
-
-
-def error_for_response(
-    status: int,
-    *,
-    endpoint: str,
-    envelope: Mapping[str, Any] | None,
-    body: str,
-) -> ResponseError:
-    """Map an answer's status and error envelope to the exception it means.
-
-    Args:
-        status: the HTTP status of the answer.
-        endpoint: the endpoint's path, for the message.
-        envelope: the decoded JSON body when it was a JSON object, else None.
-        body: the body as text (already scrubbed of secrets).
-    """
-    exception_type = _text(envelope, "ExceptionType")
-    exception_message = _text(envelope, "ExceptionMessage")
-    cls: type[ResponseError]
-    if exception_type == RATE_LIMIT_EXCEPTION:
-        cls = RateLimitError
-    elif status in _ERROR_FOR_STATUS:
-        cls = _ERROR_FOR_STATUS[status]
-    elif status >= 500:
-        # Only the envelope marks a refusal the server meant; a bare 500 or a
-        # CDN page is the server failing, and may pass.
-        cls = APIError if exception_type or exception_message else ServerError
-    elif exception_type or exception_message:
-        cls = APIError
-    else:
-        cls = ResponseError
-    message = exception_message or _text(envelope, "Message") or _describe_body(status, body)
-    if exception_type:
-        message = f"{exception_type}: {message}"
-    return cls(
-        message,
-        endpoint=endpoint,
-        status=status,
-        exception_type=exception_type,
-        exception_message=exception_message,
-        body=body,
-    )
-
-
-def _text(envelope: Mapping[str, Any] | None, key: str) -> str | None:
-    if envelope is None:
-        return None
-    value = envelope.get(key)
-    return str(value) if value not in (None, "") else None
-
-
-def _describe_body(status: int, body: str) -> str:
-    stripped = body.strip()
-    if stripped.startswith("<"):
-        title = re.search(r"<title>(.*?)</title>", stripped, re.IGNORECASE | re.DOTALL)
-        return f"an HTML page: {title.group(1).strip()}" if title else "an HTML page"
-    return stripped[:200] or f"an empty answer with status {status}"

@@ -30,42 +30,26 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
-from collections.abc import Coroutine, Iterator
-from typing import Any, Generic, Protocol, TypeVar
+from collections.abc import AsyncIterator, Callable, Iterator
+from typing import Any, Generic, TypeVar
 
 import attrs
 
+from ._aio import cancel_and_wait
+from ._checks import check_int
 from ._endpoints import Endpoint
 from ._errors import APIError, PagingError
-from ._records import structure_rows
+from ._transport import Transport
 from ._wire import PageQuery, RawPage
 
-__all__ = ["Page", "PageIterator", "PageSource", "Paginator", "RecordIterator"]
+__all__ = ["Page", "Paginator"]
 
 logger = logging.getLogger("leadsq_async")
 
 R = TypeVar("R")
 T = TypeVar("T")
-
-
-class PageSource(Protocol):
-    """What a paginator needs from the session."""
-
-    look_ahead: int
-
-    async def _fetch_page(self, query: PageQuery, page_index: int, page_size: int) -> RawPage:
-        """Fetch one page, through the rate limiter and with retries."""
-
-    def _page_size_for(self, endpoint: Endpoint[Any], asked: int | None) -> int:
-        """The page size to ask for: ``asked`` (or the largest the API honours), capped
-        by what the endpoint was seen to serve."""
-
-    def _learn_page_size(self, endpoint: Endpoint[Any], page_size: int) -> None:
-        """Remember that the endpoint serves at most ``page_size`` rows a page."""
-
-    def _spawn(self, coroutine: Coroutine[Any, Any, T]) -> asyncio.Task[T]:
-        """Run a coroutine as a task that the session cancels when it closes."""
 
 
 @attrs.frozen
@@ -87,21 +71,20 @@ class Page(Generic[R]):
     page_size: int
 
 
+Structure = Callable[[list[dict[str, Any]]], list[R]]
+
+
 def _checked_count(name: str, value: object, minimum: int) -> int | None:
-    if value is None:
-        return None
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise TypeError(f"{name} must be an int, not {type(value).__name__}")
-    if value < minimum:
-        raise ValueError(f"{name} must be at least {minimum}, not {value}")
-    return value
+    return None if value is None else check_int(name, value, minimum=minimum)
 
 
 class Paginator(Generic[R]):
     """The records of a paged endpoint: an async iterable, walked lazily.
 
     Nothing is sent until iteration starts, and each iteration walks the pages
-    anew.
+    anew. ``async with paginator as records:`` gives one walk's iterator and,
+    however the block is left, cancels the pages fetched ahead and waits for
+    them before going on.
 
     Raises:
         TypeError, ValueError: at construction, for a ``page_size`` below 1 or a
@@ -110,16 +93,19 @@ class Paginator(Generic[R]):
 
     def __init__(
         self,
-        source: PageSource,
+        transport: Transport,
         query: PageQuery,
+        structure: Structure[R],
         *,
         page_size: int | None = None,
         limit: int | None = None,
     ) -> None:
-        self._source = source
+        self._transport = transport
         self._query = query
+        self._structure = structure
         self._page_size = _checked_count("page_size", page_size, 1)
         self._limit = _checked_count("limit", limit, 0)
+        self._open: list[RecordIterator[R]] = []
 
     def __repr__(self) -> str:
         return (
@@ -127,19 +113,31 @@ class Paginator(Generic[R]):
             f"page_size={self._page_size} limit={self._limit}>"
         )
 
-    def __aiter__(self) -> RecordIterator[R]:
-        return RecordIterator(self.pages())
+    def __aiter__(self) -> AsyncIterator[R]:
+        return RecordIterator(self._walk())
 
-    def pages(self) -> PageIterator[R]:
+    async def __aenter__(self) -> AsyncIterator[R]:
+        records = RecordIterator(self._walk())
+        self._open.append(records)
+        return records
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self._open.pop().aclose()
+
+    def pages(self) -> AsyncIterator[Page[R]]:
         """Iterate over whole pages instead of records."""
-        return PageIterator(_Walk[R](self._source, self._query, self._page_size, self._limit))
+        return self._walk()
+
+    def _walk(self) -> PageIterator[R]:
+        walk = _Walk(self._transport, self._query, self._structure, self._page_size, self._limit)
+        return PageIterator(walk)
 
     async def collect(self) -> list[R]:
         """Every record (up to ``limit``), as a list."""
         return [record async for record in self]
 
 
-class PageIterator(Generic[R]):
+class PageIterator(AsyncIterator[Page[R]]):
     """One walk over the pages: what `Paginator.pages` returns.
 
     A class rather than an async generator, so that nothing needs awaiting to
@@ -177,7 +175,7 @@ class PageIterator(Generic[R]):
             self._walk.stop()
 
 
-class RecordIterator(Generic[R]):
+class RecordIterator(AsyncIterator[R]):
     """One walk over the records: what ``async for`` over a `Paginator` uses."""
 
     def __init__(self, pages: PageIterator[R]) -> None:
@@ -203,16 +201,26 @@ class RecordIterator(Generic[R]):
 _NO_ITEM: Any = object()
 
 
+def _canonical(row: dict[str, Any]) -> str:
+    return json.dumps(row, sort_keys=True, default=str)
+
+
 class _Walk(Generic[R]):
     """The state of one walk over the pages."""
 
     def __init__(
-        self, source: PageSource, query: PageQuery, page_size: int | None, limit: int | None
+        self,
+        transport: Transport,
+        query: PageQuery,
+        structure: Structure[R],
+        page_size: int | None,
+        limit: int | None,
     ) -> None:
-        self.source = source
+        self.transport = transport
         self.query = query
-        self.endpoint: Endpoint[R] = query.endpoint
-        self.page_size = source._page_size_for(query.endpoint, page_size)
+        self.structure = structure
+        self.endpoint: Endpoint[Any] = query.endpoint
+        self.page_size = transport.page_size_for(query.endpoint, page_size)
         if limit is not None:
             # Never ask for more rows than the limit lets us use.
             self.page_size = min(self.page_size, max(limit, 1))
@@ -271,7 +279,7 @@ class _Walk(Generic[R]):
             reason,
             self.page_size,
         )
-        self.source._learn_page_size(self.endpoint, self.page_size)
+        self.transport.learn_page_size(self.endpoint, self.page_size)
         return raw
 
     def detect_clamp(self, first: RawPage) -> None:
@@ -286,24 +294,24 @@ class _Walk(Generic[R]):
                 served,
             )
             self.page_size = served
-            self.source._learn_page_size(self.endpoint, served)
+            self.transport.learn_page_size(self.endpoint, served)
 
     def page(self, raw: RawPage, index: int) -> Page[R]:
         rows = self.fresh_rows(raw, index)
         if self.limit is not None:
             rows = rows[: self.limit - self.yielded]
         self.yielded += len(rows)
-        items = structure_rows(rows, self.endpoint.record_class)
+        items = self.structure(rows)
         return Page(items, index, raw.record_count, self.page_size)
 
     def fresh_rows(self, raw: RawPage, index: int) -> list[dict[str, Any]]:
         id_key, fresh = self.endpoint.id_key, []
         for row in raw.rows:
-            row_id = row.get(id_key)
-            if row_id is None:
-                fresh.append(row)
-            elif row_id not in self.seen:
-                self.seen.add(row_id)
+            # A row without an id (or an endpoint without ids) is told apart by its content.
+            row_id = row.get(id_key) if id_key else None
+            key = ("id", row_id) if row_id is not None else ("row", _canonical(row))
+            if key not in self.seen:
+                self.seen.add(key)
                 fresh.append(row)
         if raw.rows and not fresh and index > 1 and not self.sequential:
             raise PagingError(
@@ -356,17 +364,14 @@ class _Walk(Generic[R]):
         last = self.last_index()
         if self.sequential or last is None:
             return
-        for ahead in range(index + 1, min(last, index + self.source.look_ahead) + 1):
+        for ahead in range(index + 1, min(last, index + self.transport.look_ahead) + 1):
             if ahead not in self.ahead:
-                self.ahead[ahead] = self.source._spawn(self.fetch(ahead))
+                self.ahead[ahead] = self.transport.spawn(self.fetch(ahead))
 
     async def fetch(self, index: int) -> RawPage:
-        return await self.source._fetch_page(self.query, index, self.page_size)
+        return await self.transport.fetch_page(self.query, index, self.page_size)
 
     async def cancel_ahead(self) -> None:
         tasks = list(self.ahead.values())
         self.ahead.clear()
-        for task in tasks:
-            task.cancel()
-        if tasks:
-            await asyncio.gather(*tasks, return_exceptions=True)
+        await cancel_and_wait(tasks)

@@ -1,13 +1,18 @@
-"""Client-side rate limiting: never more than ``calls`` requests in any ``period`` seconds.
+"""Client-side rate limiting: never more than ``calls`` requests in any ``period`` seconds,
+under several limits at once (a per-5-second limit and a daily quota, say).
 
-LeadSquared limits each account to N calls per M seconds (2, 5, 10, 15 or 25 per 5 s by
-plan; custom limits such as 72 exist) and does not say whether it counts in fixed or
-sliding windows. The limiter here keeps one rule:
+LeadSquared limits each account to N calls per M seconds (10 per 5 s and 10,000 a day on
+Pro, 20 per 5 s and 100,000 a day on Super; 2, 5, 10, 15 or 25 per 5 s on older plans)
+and does not say whether it counts in fixed or sliding windows. The limiter keeps one
+rule for each limit (``calls`` per ``period``):
 
     A slot is held from the moment it is granted until ``period`` seconds after its
     request completed, and at most ``calls`` slots are held at once.
 
-Why that is enough, for fixed and sliding windows alike and whatever the latency: a
+A request takes one slot under every limit at once, and is granted only when every limit
+has one free.
+
+Why one limit is kept, for fixed and sliding windows alike and whatever the latency: a
 request reaches the server somewhere between its grant ``g`` and its release ``r``. Take
 any window ``[t, t + period)`` and the requests that reach the server inside it, and let
 ``k`` be the last of them to be granted. Every other one was granted before ``g_k`` and
@@ -15,29 +20,83 @@ released at some ``r >= t``, so its slot is held until ``r + period >= t + perio
 it was still held when ``k`` was granted. ``k`` was granted only while fewer than
 ``calls`` slots were held, so the window holds at most ``calls`` requests.
 
-Why no capacity is wasted: a burst of ``calls`` is granted at once, and a slot frees
-exactly at release + period, at which instant the first waiter (and only it) is woken by
-a single timer. There is no background task and no polling.
+Several limits: the argument above uses nothing but the rule for the limit at hand, and
+every grant obeys the rule of every limit, so each limit is kept on its own. The slots of
+one limit are counted apart from the others' (in flight, or cooling down until
+release + its own period).
+
+Holding a slot longer never breaks the argument (it only makes "still held when ``k`` was
+granted" more often true). Two things use that:
+
+- Memory. Released slots are kept as (deadline, count) buckets: a release whose deadline
+  is less than ``period / 1000`` after the start of the newest bucket joins it, and the
+  bucket's deadline moves to the later one. So a limit keeps at most about 1,000 buckets
+  whatever its ``calls`` (a saturated quota of 250,000 a day: 47 kB, where one float per
+  slot took 8 MB), and a slot is held at most ``period / 1000`` too long: 5 ms of a
+  5-second limit, 86.4 s of a day, at most 0.1% of the capacity. Slots released at the
+  same instant share a bucket exactly.
+- Learning (`SlidingWindowLimiter.learn`). A limit for a period already enforced is
+  tightened: fewer ``calls`` apply to grants from then on, and a window whose last request
+  was granted after that holds at most the new ``calls`` (the argument again). A limit for
+  a new period ``P`` needs every earlier release ``r`` held until ``r + P``, which no
+  count kept so far says directly. It is copied from the limit of period ``Q`` that knows
+  most (a release ``r`` held there until ``d >= r + Q`` is held until ``d - Q + P``); the
+  releases that limit has forgotten (``r <= now - Q``, when ``Q < P``) cannot matter after
+  ``now + P - Q``, and the new limit grants nothing before then. A learned limit that
+  expires stops being enforced (the guarantee is for windows whose last request was
+  granted while it was); it goes on counting for one more period, so that the server
+  naming it again soon finds the count whole instead of waiting ``P - Q`` again.
+
+Why no capacity is wasted: slots free only as time passes (a release adds a deadline no
+earlier than those already cooling), so the earliest instant at which every limit has a
+free slot is known exactly: the latest of the limits' own earliest instants. The first
+waiter sleeps until exactly then, by a single timer (or until a learned limit expires, the
+one event that can bring that instant forward), or, while a limit's slots are all in
+flight, until the next release (the only event that can free one). Every waiter needs the
+same thing, one slot of each limit, so serving them first come, first served never leaves
+a slot idle that another waiter could use. There is no background task and no polling.
+The only capacity given up is what the two points above say: at most 0.1% to the
+buckets, and the wait a newly learned limit of a longer period imposes once.
+
+Learned limits expire: see `learned_lifetime`.
 """
 
 from __future__ import annotations
 
 import asyncio
+import bisect
 import contextlib
 import math
 import numbers
 import re
 import time
+import warnings
 from collections import deque
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable, Sequence
+from datetime import datetime, timedelta, timezone
 from types import TracebackType
-from typing import Protocol, runtime_checkable
+from typing import NamedTuple, Protocol, runtime_checkable
 
 import attrs
 
 from ._closing import AsyncClosing
+from ._errors import QuotaExhaustedError
 
-__all__ = ["RateLimit", "RateLimiter", "SlidingWindowLimiter"]
+__all__ = [
+    "RateLimit",
+    "RateLimiter",
+    "SlidingWindowLimiter",
+    "as_rate_limits",
+    "learned_lifetime",
+    "least_time",
+]
+
+#: A slot is held at most ``period / BUCKETS_PER_PERIOD`` longer than the rule requires.
+BUCKETS_PER_PERIOD = 1000
+#: A learned limit lasts at least this long (seconds) after the server last named it ...
+LEARNED_FOR_AT_LEAST = 3600.0
+#: ... and at least this many of its own periods.
+LEARNED_FOR_PERIODS = 2
 
 
 def _to_calls(value: int) -> int:
@@ -65,7 +124,38 @@ def _to_period(value: float) -> float:
     return period
 
 
-_RATE_LIMIT_TEXT = re.compile(r"\s*(\d+)\s*/\s*(\d+(?:\.\d*)?|\.\d+)\s*s?\s*")
+def _to_max_wait(value: float | None) -> float:
+    if value is None:
+        return math.inf
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise TypeError(f"max_wait must be a number of seconds or None, got {type(value).__name__}")
+    seconds = float(value)
+    if math.isnan(seconds) or seconds < 0:
+        raise ValueError(f"max_wait must be a number of seconds >= 0 or None, got {value!r}")
+    return seconds
+
+
+_UNIT_SECONDS = {
+    **dict.fromkeys(("", "s", "sec", "second", "seconds"), 1.0),
+    **dict.fromkeys(("m", "min", "minute", "minutes"), 60.0),
+    **dict.fromkeys(("h", "hour", "hours"), 3600.0),
+    **dict.fromkeys(("d", "day", "days"), 86400.0),
+}
+_RATE_LIMIT_TEXT = re.compile(
+    r"\s*(?P<calls>[+-]?\d+)\s*/\s*(?P<number>[+-]?(?:\d+(?:\.\d*)?|\.\d+))?\s*(?P<unit>[a-z]*)\s*",
+    re.IGNORECASE,
+)
+_RATE_LIMIT_FORMS = "CALLS/PERIOD such as '10/5', '10/5s', '5/30m', '100/1h' or '10000/1d'"
+
+_NAMED_PERIODS = ((86400, "day", "days"), (3600, "hour", "h"), (60, "minute", "min"))
+
+
+def _describe_period(seconds: float) -> str:
+    for size, one, several in _NAMED_PERIODS:
+        if seconds >= size and (seconds / size).is_integer():
+            count = int(seconds // size)
+            return one if count == 1 else f"{count} {several}"
+    return f"{int(seconds) if seconds.is_integer() else seconds} s"
 
 
 @attrs.frozen
@@ -82,14 +172,32 @@ class RateLimit:
 
     @classmethod
     def parse(cls, text: str) -> RateLimit:
-        """Read ``"CALLS/SECONDS"`` such as ``"25/5"`` or ``"2/0.5"`` (a CLI flag's value).
+        """Read ``"CALLS/PERIOD"``, such as a CLI flag's value.
 
-        Raises ``ValueError`` if the text is malformed or the numbers are out of range.
+        The period is in seconds unless a unit follows it: ``s``, ``m`` (minutes), ``h`` or
+        ``d`` (or ``sec``, ``min``, ``hour``, ``day`` and their plurals); a unit alone means
+        one of it. So ``"10/5"`` and ``"10/5s"`` are 10 per 5 s, ``"5/30m"`` 5 per half an
+        hour, ``"100/1h"`` or ``"100/h"`` 100 an hour, ``"10000/1d"`` 10,000 a day.
+
+        Raises ``ValueError``, naming the text, if it is malformed, names an unknown unit,
+        or gives numbers out of range.
         """
+        if not isinstance(text, str):
+            raise TypeError(f"a rate limit to parse must be a str, got {type(text).__name__}")
         match = _RATE_LIMIT_TEXT.fullmatch(text)
-        if match is None:
-            raise ValueError(f"invalid rate limit {text!r}: expected CALLS/SECONDS, e.g. '25/5'")
-        return cls(int(match[1]), float(match[2]))
+        if match is None or (match["number"] is None and not match["unit"]):
+            raise ValueError(f"invalid rate limit {text!r}: expected {_RATE_LIMIT_FORMS}")
+        unit = match["unit"].lower()
+        if unit not in _UNIT_SECONDS:
+            raise ValueError(
+                f"invalid rate limit {text!r}: unknown unit {match['unit']!r} "
+                "(use s, m, h or d: seconds, minutes, hours or days)"
+            )
+        number = float(match["number"]) if match["number"] is not None else 1.0
+        try:
+            return cls(int(match["calls"]), number * _UNIT_SECONDS[unit])
+        except ValueError as error:
+            raise ValueError(f"invalid rate limit {text!r}: {error}") from None
 
     def is_slower_than(self, other: RateLimit) -> bool:
         """Whether this limit allows fewer calls per second than ``other``."""
@@ -101,13 +209,106 @@ class RateLimit:
 
         The seconds from the first request to the last when no window of ``period``
         holds more than ``calls`` of them: ``floor((requests - 1) / calls) * period``
-        (0 for none or one). Add one round trip for the last answer to arrive.
+        (0 for none or one). Add one round trip for the last answer to arrive. For several
+        limits at once, see `least_time`.
         """
         return (requests - 1) // self.calls * self.period if requests > 0 else 0.0
 
     def __str__(self) -> str:
-        period = int(self.period) if self.period.is_integer() else self.period
-        return f"{self.calls} {'call' if self.calls == 1 else 'calls'} per {period} s"
+        calls = f"{self.calls} {'call' if self.calls == 1 else 'calls'}"
+        return f"{calls} per {_describe_period(self.period)}"
+
+
+def as_rate_limits(rate_limit: RateLimit | Sequence[RateLimit]) -> tuple[RateLimit, ...]:
+    """One limit per period, shortest period first, from a `RateLimit` or a sequence of them.
+
+    Two limits of the same period keep the one with fewer calls. Raises ``TypeError`` for
+    anything but a `RateLimit` or a non-empty sequence of them, ``ValueError`` if empty.
+    """
+    if isinstance(rate_limit, RateLimit):
+        return (rate_limit,)
+    if isinstance(rate_limit, (str, bytes)) or not isinstance(rate_limit, Sequence):
+        raise TypeError(
+            "rate_limit must be a RateLimit or a sequence of them, "
+            f"got {type(rate_limit).__name__}"
+            + (" (use RateLimit.parse for text)" if isinstance(rate_limit, str) else "")
+        )
+    by_period: dict[float, RateLimit] = {}
+    for limit in rate_limit:
+        if not isinstance(limit, RateLimit):
+            raise TypeError(
+                f"rate_limit must hold RateLimit objects only, got {type(limit).__name__}"
+            )
+        kept = by_period.get(limit.period)
+        if kept is None or limit.calls < kept.calls:
+            by_period[limit.period] = limit
+    if not by_period:
+        raise ValueError("rate_limit must hold at least one RateLimit")
+    return tuple(sorted(by_period.values(), key=lambda limit: limit.period))
+
+
+def least_time(limits: RateLimit | Iterable[RateLimit], requests: int) -> float:
+    """The least time ``requests`` requests can span under every one of ``limits`` at once.
+
+    The seconds from the first request to the last in the earliest schedule that keeps
+    each limit (answers taken as instant: add one round trip for the last answer to
+    arrive). With one limit it is `RateLimit.least_time`; with several it can exceed the
+    longest of theirs (10 per 5 s and 20 per 20 s: 40 requests take 25 s, not 20).
+    """
+    kept = as_rate_limits(limits if isinstance(limits, RateLimit) else tuple(limits))
+    # The earliest schedule grants request i at max(t[i-1], t[i-calls] + period) for each
+    # limit; grants come in bursts, so it is built as runs: run k is ends[k] - ends[k-1]
+    # grants at times[k].
+    times: list[float] = []
+    ends: list[int] = []
+    granted, at = 0, 0.0
+    while granted < requests:
+        for limit in kept:
+            if granted >= limit.calls:
+                earlier = times[bisect.bisect_right(ends, granted - limit.calls)]
+                at = max(at, earlier + limit.period)
+        room = requests - granted
+        for limit in kept:
+            freed = bisect.bisect_right(times, at - limit.period)
+            while freed < len(times) and times[freed] + limit.period <= at:
+                freed += 1  # `at - period` may round below a time that `t + period` reaches
+            while freed and times[freed - 1] + limit.period > at:
+                freed -= 1
+            room = min(room, (ends[freed - 1] if freed else 0) + limit.calls - granted)
+        granted += room
+        times.append(at)
+        ends.append(granted)
+    return times[-1] if times else 0.0
+
+
+def learned_lifetime(limit: RateLimit) -> float:
+    """How long a learned limit lasts after the server last named it, in seconds.
+
+    ``max(1 hour, 2 periods)``: an hour for short limits, so a limit that stopped
+    applying (a plan raised) costs at most one refusal an hour to learn again; two periods
+    for long ones, so that a daily quota lasts through the day in which it was learned and
+    the whole day after. Naming it again renews it. After it expires, its count is kept
+    one more period, so that naming it again soon loses nothing.
+    """
+    return max(LEARNED_FOR_AT_LEAST, LEARNED_FOR_PERIODS * limit.period)
+
+
+def _implies(kept: RateLimit, limit: RateLimit) -> bool:
+    # A `limit.period` window is covered by ceil(limit.period / kept.period) windows of
+    # `kept.period`, none of which holds more than `kept.calls` requests.
+    return kept.calls * math.ceil(limit.period / kept.period) <= limit.calls
+
+
+def _a_little_later(*terms: float) -> float:
+    """The sum of ``terms``, a few units in the last place later: no earlier than the sum
+    of the exact values they were rounded from (a deadline ``r + Q`` moved to ``r + P``
+    must not come before ``r + P`` computed directly)."""
+    total = math.fsum(terms)
+    return total + 4 * math.ulp(max(abs(total), *map(abs, terms)))
+
+
+def _utc_now() -> datetime:
+    return datetime.now(timezone.utc)
 
 
 @runtime_checkable
@@ -118,25 +319,44 @@ class RateLimiter(Protocol):
     """
 
     @property
-    def rate_limit(self) -> RateLimit:
-        """The limit currently enforced."""
+    def rate_limits(self) -> tuple[RateLimit, ...]:
+        """Every limit enforced now, configured and learned, shortest period first."""
         ...
 
-    def slot(self) -> contextlib.AbstractAsyncContextManager[None]:
-        """Wait (first come, first served) for a free slot and the end of any pause.
+    @property
+    def rate_limit(self) -> RateLimit:
+        """The shortest-period limit enforced now (concurrency is derived from it)."""
+        ...
 
-        The slot is held while the body runs and for ``period`` seconds after it exits,
-        normally or by exception or cancellation. A waiter cancelled while waiting takes
-        no slot and blocks nobody.
+    def slot(
+        self, *, max_wait: float | None = None
+    ) -> contextlib.AbstractAsyncContextManager[None]:
+        """Wait (first come, first served) for a free slot of every limit and the end of
+        any pause.
+
+        The slot is held while the body runs and for each limit's ``period`` after it
+        exits, normally or by exception or cancellation. A waiter cancelled while waiting
+        takes no slot and blocks nobody.
+
+        ``max_wait=None`` waits as long as it takes. Otherwise, when the earliest time a
+        slot can be granted (a lower bound) is more than ``max_wait`` seconds away, raises
+        `QuotaExhaustedError` at once, taking no slot, with ``retry_at`` (an aware UTC
+        datetime) and the ``limit`` that binds.
         """
         ...
 
-    async def pause(self, seconds: float) -> None:
-        """A rate-limit answer was seen: grant no slot to anyone before now + ``seconds``."""
+    async def pause(self, seconds: float, *, limit: RateLimit | None = None) -> None:
+        """A rate-limit answer was seen: grant no slot to anyone before now + ``seconds``.
+
+        ``limit`` is the limit the answer named, reported as `QuotaExhaustedError.limit`
+        when the pause is what makes a slot too far away.
+        """
         ...
 
-    async def lower(self, limit: RateLimit) -> bool:
-        """Adopt ``limit`` and return True if its rate is lower than the current one."""
+    async def learn(self, limit: RateLimit) -> bool:
+        """A limit the server named: tighten the limit of its period, or add it; the others
+        stay. Returns True if anything changed. Learned limits expire (`learned_lifetime`).
+        """
         ...
 
     async def aclose(self) -> None:
@@ -144,53 +364,153 @@ class RateLimiter(Protocol):
         ...
 
 
+class _Window:
+    """The slots held under one period: counts of released slots by when they free again.
+
+    The limit it enforces is the configured one, or a learned one with fewer calls; a
+    window with neither (a learned limit that expired) enforces nothing, but still counts
+    releases for a while in case the server names its limit again.
+    """
+
+    __slots__ = (
+        "blocked_until",
+        "bucket_start",
+        "configured",
+        "cooling",
+        "counts",
+        "deadlines",
+        "learned",
+        "learned_until",
+        "merge_within",
+        "period",
+    )
+
+    def __init__(self, period: float, configured: RateLimit | None = None) -> None:
+        self.period = period
+        self.merge_within = period / BUCKETS_PER_PERIOD
+        self.configured = configured
+        self.learned: RateLimit | None = None
+        self.learned_until = -math.inf
+        # No grant before this: releases the window was made too late to count (see learn).
+        self.blocked_until = -math.inf
+        # Buckets of released slots: deadlines ascending, counts beside them.
+        self.deadlines: deque[float] = deque()
+        self.counts: deque[int] = deque()
+        self.cooling = 0
+        self.bucket_start = -math.inf
+
+    @property
+    def limit(self) -> RateLimit | None:
+        """The limit enforced, or None for a window kept only for its count."""
+        if self.learned is None:
+            return self.configured
+        if self.configured is None or self.learned.calls < self.configured.calls:
+            return self.learned
+        return self.configured
+
+    def hold(self, deadline: float, count: int = 1) -> None:
+        """Hold ``count`` released slots until ``deadline`` (or a little later)."""
+        if self.deadlines:
+            # Later than asked is always safe, and keeps the deadlines sorted.
+            deadline = max(deadline, self.deadlines[-1])
+            if deadline - self.bucket_start < self.merge_within:
+                self.deadlines[-1] = deadline
+                self.counts[-1] += count
+                self.cooling += count
+                return
+        self.deadlines.append(deadline)
+        self.counts.append(count)
+        self.cooling += count
+        self.bucket_start = deadline
+
+    def expire(self, now: float) -> None:
+        deadlines, counts = self.deadlines, self.counts
+        while deadlines and deadlines[0] <= now:
+            deadlines.popleft()
+            self.cooling -= counts.popleft()
+
+    def frees_at(self, index: int) -> float:
+        """When released slot ``index`` (0 for the first to free) frees."""
+        for deadline, count in zip(self.deadlines, self.counts, strict=True):
+            if index < count:
+                return deadline
+            index -= count
+        raise IndexError(index)
+
+
+class _Outlook(NamedTuple):
+    ready: float | None  # when the next slot can be granted; None until a release
+    earliest: float  # a lower bound of that (equal to it when known)
+    limit: RateLimit | None  # what binds: the limit, or the pause's
+
+
+class _Waiter:
+    __slots__ = ("deadline", "max_wait", "turn")
+
+    def __init__(self, turn: asyncio.Future[None], now: float, max_wait: float) -> None:
+        self.turn = turn
+        self.max_wait = max_wait
+        self.deadline = now + max_wait
+
+
 _DEFAULT_RATE_LIMIT = RateLimit()
 
 
 class SlidingWindowLimiter(AsyncClosing):
-    """The in-process limiter: a slot is held until ``period`` seconds after its release.
+    """The in-process limiter: a slot is held until each limit's ``period`` after its release.
 
-    ``clock`` and ``sleep`` are injectable so that tests can run in virtual time; they must
-    agree with each other (the defaults do: asyncio's loop clock is ``time.monotonic``).
-    Use it from one event loop; it is not thread-safe.
-    Only the first waiter ever sleeps, once per slot it waits for. Raises ``TypeError`` if
-    ``rate_limit`` is not a `RateLimit`.
+    ``rate_limit`` is one `RateLimit` or several (``[RateLimit(10, 5),
+    RateLimit(10_000, 86_400)]``: Pro's 10 per 5 s and 10,000 a day); a request waits for a
+    free slot of every one. ``clock`` and ``sleep`` are injectable so that tests can run in
+    virtual time; they must agree with each other (the defaults do: asyncio's loop clock
+    is ``time.monotonic``). ``wall_clock`` gives the aware UTC time that
+    `QuotaExhaustedError.retry_at` is counted from. Use it from one event loop; it is not
+    thread-safe. Only the first waiter ever sleeps, once per slot it waits for.
+
+    Raises ``TypeError`` if ``rate_limit`` is not a `RateLimit` or a sequence of them,
+    ``ValueError`` if the sequence is empty.
     """
 
     def __init__(
         self,
-        rate_limit: RateLimit = _DEFAULT_RATE_LIMIT,
+        rate_limit: RateLimit | Sequence[RateLimit] = _DEFAULT_RATE_LIMIT,
         *,
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], Awaitable[object]] = asyncio.sleep,
+        wall_clock: Callable[[], datetime] = _utc_now,
     ) -> None:
-        if not isinstance(rate_limit, RateLimit):
-            raise TypeError(f"rate_limit must be a RateLimit, got {type(rate_limit).__name__}")
-        self._limit = rate_limit
+        self._windows = [_Window(limit.period, limit) for limit in as_rate_limits(rate_limit)]
         self._clock = clock
         self._sleep = sleep
+        self._wall_clock = wall_clock
         self._in_flight = 0
-        # When each released slot frees again, ascending, so the next one is cooling[0].
-        self._cooling: deque[float] = deque()
         self._paused_until = -math.inf
-        # One future per waiter, in arrival order. The head of the queue is the only waiter
-        # that watches the time; the others wait for their future, set when they reach the head.
-        self._waiters: deque[asyncio.Future[None]] = deque()
-        # Set when a slot is released, for a head that waits with every slot in flight.
+        self._pause_limit: RateLimit | None = None
+        # One waiter per task, in arrival order. The head of the queue is the only waiter
+        # that watches the time; the others wait for their turn, set when they reach the head.
+        self._waiters: deque[_Waiter] = deque()
+        # Set when a slot is released, for a head that waits with a limit's slots in flight.
         self._released: asyncio.Future[None] | None = None
         self._granted = 0
         self._waited_seconds = 0.0
 
     @property
+    def rate_limits(self) -> tuple[RateLimit, ...]:
+        """Every limit enforced now, configured and learned, shortest period first."""
+        self._tidy(self._clock())
+        return tuple(window.limit for window in self._windows if window.limit is not None)
+
+    @property
     def rate_limit(self) -> RateLimit:
-        """The limit currently enforced (lower than the configured one after `lower`)."""
-        return self._limit
+        """The shortest-period limit enforced now (tighter than configured after `learn`)."""
+        return self.rate_limits[0]
 
     @property
     def in_use(self) -> int:
-        """Slots held now: requests in flight plus released slots still cooling down."""
-        self._expire(self._clock())
-        return self._in_flight + len(self._cooling)
+        """Slots held now under the shortest-period limit: requests in flight plus released
+        slots still cooling down."""
+        self._tidy(self._clock())
+        return self._in_flight + self._enforced()[0].cooling
 
     @property
     def in_flight(self) -> int:
@@ -214,46 +534,88 @@ class SlidingWindowLimiter(AsyncClosing):
 
     def next_free_in(self) -> float | None:
         """Seconds until the first waiter can get a slot: 0.0 if one is free now, None while
-        every slot is in flight (it frees only ``period`` after a response completes)."""
+        the slots it needs are in flight (they free only a period after a response)."""
         now = self._clock()
-        ready = self._ready_at(now)
+        ready = self._outlook(now).ready
         return None if ready is None else max(0.0, ready - now)
 
-    def slot(self) -> contextlib.AbstractAsyncContextManager[None]:
-        """Hold one slot for one request: see `RateLimiter.slot`."""
-        return _Slot(self)
+    def slot(
+        self, *, max_wait: float | None = None
+    ) -> contextlib.AbstractAsyncContextManager[None]:
+        """Hold one slot of every limit for one request: see `RateLimiter.slot`.
 
-    async def pause(self, seconds: float) -> None:
+        With ``max_wait``, a task already waiting is also given `QuotaExhaustedError` as
+        soon as its slot is seen to come later than ``max_wait`` after it asked (a pause or
+        a learned limit pushed it back). Raises ``TypeError``/``ValueError`` on entry unless
+        ``max_wait`` is None or a number of seconds >= 0.
+        """
+        return _Slot(self, max_wait)
+
+    async def pause(self, seconds: float, *, limit: RateLimit | None = None) -> None:
         """Grant no slot to anyone before now + ``seconds``; a pause is extended, never
-        shortened. Raises ``TypeError``/``ValueError`` unless ``seconds`` is finite and >= 0."""
-        until = self._clock() + _to_seconds(seconds, "seconds")
-        # The waiter at the head sleeps until its old target and then looks again.
-        self._paused_until = max(self._paused_until, until)
+        shortened. ``limit`` is the limit the rate-limit answer named, if it named one:
+        `QuotaExhaustedError` reports it when the pause is what holds slots back.
 
-    async def lower(self, limit: RateLimit) -> bool:
-        """Adopt ``limit`` if its rate (calls per second) is lower than the current one.
+        Raises ``TypeError``/``ValueError`` unless ``seconds`` is finite and >= 0 and
+        ``limit`` a `RateLimit` or None.
+        """
+        seconds = _to_seconds(seconds, "seconds")
+        if limit is not None and not isinstance(limit, RateLimit):
+            raise TypeError(f"limit must be a RateLimit or None, got {type(limit).__name__}")
+        now = self._clock()
+        if now + seconds > self._paused_until:
+            # The waiter at the head sleeps until its old target and then looks again.
+            self._paused_until = now + seconds
+            self._pause_limit = limit
+        self._fail_hopeless(now)
 
-        Returns True if adopted, else False. Slots already held stay held; the new ``calls``
-        applies to grants from now on and the new ``period`` to releases from now on.
-        Raises ``TypeError`` if ``limit`` is not a `RateLimit`.
+    async def learn(self, limit: RateLimit) -> bool:
+        """Keep to a limit the server named, beside the others.
+
+        A limit of a period already enforced is tightened if ``limit`` has fewer calls; a
+        limit of a new period is added, unless one enforced already implies it (10 per 5 s
+        never allows more than 1,000 in 60 s). The other limits stay. Returns True if the
+        limits enforced changed.
+
+        A learned limit lasts `learned_lifetime` (``max(1 hour, 2 periods)``) after the
+        server last named it, then the configured limits alone apply again. Slots already
+        held stay held; a new period's limit counts the releases of the last longest
+        period and grants nothing until the ones before could still matter (see the
+        module docstring). Raises ``TypeError`` if ``limit`` is not a `RateLimit`.
         """
         if not isinstance(limit, RateLimit):
             raise TypeError(f"limit must be a RateLimit, got {type(limit).__name__}")
-        if not limit.is_slower_than(self._limit):
-            return False
         now = self._clock()
-        longer_by = limit.period - self._limit.period
-        if longer_by > 0:
-            # Why this stays safe: the proof in the module docstring needs every request
-            # released at r to keep its slot until r + new period. Slots released from now
-            # on get the new period; slots still cooling are held `longer_by` more; slots
-            # that already freed were released before now - old period, so pausing grants
-            # for `longer_by` puts every later grant past their r + new period. A shorter
-            # period needs nothing: cooling slots then stay held longer than required.
-            self._cooling = deque(deadline + longer_by for deadline in self._cooling)
-            self._paused_until = max(self._paused_until, now + longer_by)
-        self._limit = limit
+        self._tidy(now)
+        window = next((w for w in self._windows if w.period == limit.period), None)
+        until = now + learned_lifetime(limit)
+        enforced = window.limit if window is not None else None
+        if enforced is not None and window is not None:
+            if limit.calls >= enforced.calls:
+                if window.learned is not None and limit.calls == window.learned.calls:
+                    window.learned_until = until  # named again: renewed
+                return False
+        elif any(_implies(kept, limit) for kept in self._enforced_limits()):
+            return False
+        if window is None:
+            window = self._window_learning(limit.period, now)
+        window.learned, window.learned_until = limit, until
+        self._fail_hopeless(now)
         return True
+
+    async def lower(self, limit: RateLimit) -> bool:
+        """Deprecated alias of `learn`, kept for one release.
+
+        Unlike the old ``lower``, it never replaces a limit: it tightens the limit of the
+        same period or adds one.
+        """
+        warnings.warn(
+            "SlidingWindowLimiter.lower() is deprecated, use learn(): it tightens the limit "
+            "of the same period or adds one, instead of replacing the limit",
+            DeprecationWarning,
+            stacklevel=2,
+        )
+        return await self.learn(limit)
 
     async def aclose(self) -> None:
         """Nothing to release: the limiter runs no task of its own and holds no resource.
@@ -262,81 +624,166 @@ class SlidingWindowLimiter(AsyncClosing):
         """
 
     def __repr__(self) -> str:
-        return (
-            f"{type(self).__name__}({self._limit!r}, in_use={self.in_use}, waiting={self.waiting})"
+        limits = self.rate_limits
+        shown = repr(limits[0]) if len(limits) == 1 else repr(list(limits))
+        return f"{type(self).__name__}({shown}, in_use={self.in_use}, waiting={self.waiting})"
+
+    def _enforced(self) -> list[_Window]:
+        return [window for window in self._windows if window.limit is not None]
+
+    def _enforced_limits(self) -> list[RateLimit]:
+        return [window.limit for window in self._windows if window.limit is not None]
+
+    def _tidy(self, now: float) -> None:
+        """Free the slots whose time has come; let learned limits expire."""
+        stale = False
+        for window in self._windows:
+            window.expire(now)
+            if window.learned is not None and now >= window.learned_until:
+                window.learned = None
+            if window.configured is None and window.learned is None:
+                # Its count is kept one period after the limit expired (learned_lifetime).
+                stale |= now >= window.learned_until + window.period
+        if stale:
+            self._windows = [
+                w
+                for w in self._windows
+                if w.configured is not None
+                or w.learned is not None
+                or now < w.learned_until + w.period
+            ]
+
+    def _window_learning(self, period: float, now: float) -> _Window:
+        """A window for a new period, holding every earlier release that can still matter."""
+
+        def blocked_until(source: _Window) -> float:
+            # Releases `source` no longer counts, or never counted, were before
+            # max(now, source.blocked_until) - source.period: held until that + period.
+            return _a_little_later(max(source.blocked_until, now), period, -source.period)
+
+        # The source that blocks least, and of those the finest (shortest period).
+        source = min(self._windows, key=lambda w: (max(blocked_until(w), now), w.period))
+        window = _Window(period)
+        window.blocked_until = blocked_until(source)
+        for deadline, count in zip(source.deadlines, source.counts, strict=True):
+            shifted = _a_little_later(deadline, period, -source.period)
+            if shifted > now:
+                window.hold(shifted, count)
+        bisect.insort(self._windows, window, key=lambda w: w.period)
+        return window
+
+    def _outlook(self, now: float, ahead: int = 0) -> _Outlook:
+        """When a slot can next be granted to the waiter with ``ahead`` waiters before it."""
+        self._tidy(now)
+        earliest, binding, known = self._paused_until, self._pause_limit, True
+        for window in self._windows:
+            limit = window.limit
+            if limit is None:
+                continue
+            # How many held slots must free first. After `learn` tightened a limit, more
+            # slots may be held than its `calls`: several must free.
+            excess = self._in_flight + window.cooling + ahead - limit.calls
+            if excess < 0:
+                at = now
+            elif excess < window.cooling:
+                at = window.frees_at(excess)
+            else:
+                # A slot still in flight frees no sooner than a period from now.
+                at, known = now + window.period, False
+            at = max(at, window.blocked_until)
+            if at > earliest:
+                earliest, binding = at, limit
+        earliest = max(earliest, now)
+        return _Outlook(earliest if known and ahead == 0 else None, earliest, binding)
+
+    def _next_expiry(self) -> float:
+        return min(
+            (w.learned_until for w in self._windows if w.learned is not None), default=math.inf
         )
 
-    def _expire(self, now: float) -> None:
-        cooling = self._cooling
-        while cooling and cooling[0] <= now:
-            cooling.popleft()
+    def _exhausted(self, now: float, outlook: _Outlook, max_wait: float) -> QuotaExhaustedError:
+        delay = outlook.earliest - now
+        retry_at = self._wall_clock() + timedelta(seconds=delay)
+        what = f"{outlook.limit} is spent" if outlook.limit else "the rate limiter is paused"
+        return QuotaExhaustedError(
+            f"{what}: no slot before {retry_at:%Y-%m-%d %H:%M:%S} UTC "
+            f"(in {delay:,.0f} s), more than the {max_wait:g} s allowed to wait",
+            retry_at=retry_at,
+            limit=outlook.limit,
+        )
 
-    def _ready_at(self, now: float) -> float | None:
-        """When a slot can next be granted, or None until an in-flight slot is released."""
-        self._expire(now)
-        # After `lower`, more slots may be held than the new `calls`: several must free.
-        excess = self._in_flight + len(self._cooling) - self._limit.calls
-        if excess < 0:
-            at = now
-        elif excess < len(self._cooling):
-            at = self._cooling[excess]
-        else:
-            return None
-        return max(at, self._paused_until)
+    def _fail_hopeless(self, now: float) -> None:
+        """Give `QuotaExhaustedError` to queued waiters that can no longer be served in time.
 
-    async def _acquire(self) -> None:
+        The head is left alone: it looks again when it wakes, which is soon enough.
+        """
+        ahead = 1
+        for waiter in list(self._waiters)[1:]:
+            if waiter.deadline < math.inf and not waiter.turn.done():
+                outlook = self._outlook(now, ahead)
+                if outlook.earliest > waiter.deadline:
+                    waiter.turn.set_exception(self._exhausted(now, outlook, waiter.max_wait))
+                    continue
+            ahead += 1
+
+    def _grant(self) -> None:
+        self._granted += 1
+        self._in_flight += 1
+
+    async def _acquire(self, max_wait: float | None) -> None:
+        wait = _to_max_wait(max_wait)
         now = self._clock()
-        if not self._waiters:
-            ready = self._ready_at(now)
-            if ready is not None and ready <= now:
-                self._granted += 1
-                self._in_flight += 1
+        if not self._waiters or wait < math.inf:
+            outlook = self._outlook(now, ahead=len(self._waiters))
+            if outlook.earliest - now > wait:
+                raise self._exhausted(now, outlook, wait)
+            if not self._waiters and outlook.ready is not None and outlook.ready <= now:
+                self._grant()
                 return
         loop = asyncio.get_running_loop()
-        turn: asyncio.Future[None] = loop.create_future()
-        self._waiters.append(turn)
+        waiter = _Waiter(loop.create_future(), now, wait)
+        self._waiters.append(waiter)
         started = now
         try:
-            if self._waiters[0] is not turn:
-                await turn
+            if self._waiters[0] is not waiter:
+                await waiter.turn
             while True:
                 now = self._clock()
-                ready = self._ready_at(now)
-                if ready is None:
+                outlook = self._outlook(now)
+                if outlook.earliest > waiter.deadline:
+                    raise self._exhausted(now, outlook, wait)
+                if outlook.ready is None:
                     self._released = loop.create_future()
                     await self._released
-                elif ready > now:
-                    # Nothing can make this wait shorter: releases free slots later than
-                    # the ones already cooling, and pause/lower only push `ready` back.
-                    await self._sleep(ready - now)
+                elif outlook.ready > now:
+                    # Nothing makes this wait shorter but a learned limit expiring: releases
+                    # free slots later than the ones already cooling, and pause/learn only
+                    # push `ready` back.
+                    await self._sleep(min(outlook.ready, self._next_expiry()) - now)
                 else:
                     break
-            self._granted += 1
-            self._in_flight += 1
+            self._grant()
         finally:
             self._waited_seconds += self._clock() - started
-            self._leave(turn)
+            self._leave(waiter)
 
-    def _leave(self, turn: asyncio.Future[None]) -> None:
-        if self._waiters[0] is turn:
+    def _leave(self, waiter: _Waiter) -> None:
+        if self._waiters[0] is waiter:
             self._waiters.popleft()
-            # A waiter woken to become head and cancelled before it ran lands here too, so
-            # the turn it was handed is passed on instead of lost.
+            # A waiter woken to become head and cancelled (or failed) before it ran lands
+            # here too, so the turn it was handed is passed on instead of lost.
             if self._waiters:
-                head = self._waiters[0]
+                head = self._waiters[0].turn
                 if not head.done():
                     head.set_result(None)
         else:
-            self._waiters.remove(turn)
+            self._waiters.remove(waiter)
 
     def _release(self) -> None:
         self._in_flight -= 1
-        deadline = self._clock() + self._limit.period
-        if self._cooling and self._cooling[-1] > deadline:
-            # Only after `lower` shortened the period: holding this slot a little longer
-            # is safe and keeps the deadlines sorted.
-            deadline = self._cooling[-1]
-        self._cooling.append(deadline)
+        now = self._clock()
+        for window in self._windows:
+            window.hold(now + window.period)
         released, self._released = self._released, None
         if released is not None and not released.done():
             released.set_result(None)
@@ -345,14 +792,15 @@ class SlidingWindowLimiter(AsyncClosing):
 class _Slot(contextlib.AbstractAsyncContextManager[None]):
     """One ``async with limiter.slot()``: acquires on entry, releases on any exit."""
 
-    def __init__(self, limiter: SlidingWindowLimiter) -> None:
+    def __init__(self, limiter: SlidingWindowLimiter, max_wait: float | None) -> None:
         self._limiter = limiter
+        self._max_wait = max_wait
         self._held = False
 
     async def __aenter__(self) -> None:
         if self._held:
             raise RuntimeError("this slot is already held; call slot() again for another")
-        await self._limiter._acquire()
+        await self._limiter._acquire(self._max_wait)
         self._held = True
 
     async def __aexit__(

@@ -18,54 +18,84 @@ try, which leaves them only the backoff formula below to do.)
 
 from __future__ import annotations
 
-import math
 import random
+import warnings
 from collections.abc import Callable
 
 import attrs
 
+from ._checks import check_int, check_seconds
 from ._errors import LeadSquaredError
 
 __all__ = ["RetryPolicy"]
 
 
-def _positive_number(instance: object, attribute: attrs.Attribute[float], value: float) -> None:
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise TypeError(f"{attribute.name} must be a number, not {type(value).__name__}")
-    if not math.isfinite(value) or value <= 0:
-        raise ValueError(f"{attribute.name} must be a finite number > 0, not {value!r}")
+def _positive_seconds(instance: object, attribute: attrs.Attribute[float], value: float) -> None:
+    check_seconds(attribute.name, value)
 
 
 def _attempt_count(instance: object, attribute: attrs.Attribute[int], value: int) -> None:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise TypeError(f"attempts must be an int, not {type(value).__name__}")
-    if value < 1:
-        raise ValueError(f"attempts must be at least 1, not {value}")
+    check_int(attribute.name, value, minimum=1)
 
 
-@attrs.frozen
+@attrs.frozen(init=False)
 class RetryPolicy:
     """How a session retries transient failures.
 
     Attributes:
         attempts: the most tries of one request, the first included (1 turns
             retries off).
-        timeout: seconds after the first try beyond which no retry starts.
+        deadline: the total seconds one request may take from its first try,
+            waits for the rate limit and retries included: no retry starts
+            after it, and a rate-limit slot that frees only later (a spent
+            quota) raises `QuotaExhaustedError` at once unless the session
+            waits for quotas. (Not ``Session(timeout=)``, which bounds each try.)
         backoff: the ceiling of the first retry's random wait, in seconds.
         max_backoff: the largest ceiling any retry's wait may have.
+
+    ``timeout=`` is the deprecated name of ``deadline``, kept for one release.
 
     Raises:
         TypeError, ValueError: for a value of the wrong type, or not positive.
     """
 
-    attempts: int = attrs.field(default=5, validator=_attempt_count)
-    timeout: float = attrs.field(default=120.0, validator=_positive_number)
-    backoff: float = attrs.field(default=0.5, validator=_positive_number)
-    max_backoff: float = attrs.field(default=30.0, validator=_positive_number)
+    attempts: int = attrs.field(validator=_attempt_count)
+    deadline: float = attrs.field(validator=_positive_seconds)
+    backoff: float = attrs.field(validator=_positive_seconds)
+    max_backoff: float = attrs.field(validator=_positive_seconds)
+
+    def __init__(
+        self,
+        attempts: int = 5,
+        deadline: float = 120.0,
+        backoff: float = 0.5,
+        max_backoff: float = 30.0,
+        *,
+        timeout: float | None = None,
+    ) -> None:
+        if timeout is not None:
+            warnings.warn(
+                "RetryPolicy(timeout=) is deprecated: it is the total deadline, now "
+                "RetryPolicy(deadline=)",
+                DeprecationWarning,
+                stacklevel=2,
+            )
+            deadline = timeout
+        self.__attrs_init__(attempts, deadline, backoff, max_backoff)
+
+    @property
+    def timeout(self) -> float:
+        """Deprecated name of `deadline`."""
+        warnings.warn(
+            "RetryPolicy.timeout is deprecated: use RetryPolicy.deadline",
+            DeprecationWarning,
+            stacklevel=2,
+        )
+        return self.deadline
 
     def should_retry(self, error: LeadSquaredError, attempt: int, elapsed: float) -> bool:
         """Whether to try again after ``error`` ended try number ``attempt``."""
-        return error.transient and attempt < self.attempts and elapsed < self.timeout
+        return error.transient and attempt < self.attempts and elapsed < self.deadline
 
     def delay(self, attempt: int, uniform: Callable[[], float] = random.random) -> float:
         """The wait before the retry that follows try number ``attempt`` (full jitter)."""

@@ -1,65 +1,30 @@
-"""`Session`: the keys, the HTTP client and the rate limiter, and one way to send.
+"""`Session`: the facade. It checks arguments, builds the transport, hands out walks.
 
-Every request goes the same way: take a rate-limit slot, POST, read the whole
-answer, give the slot back (it stays held for the limiter's period), decode,
-and on a transient failure try again, taking a fresh slot each time. A
-rate-limit answer pauses the limiter for every task that shares it, and a
-lower limit named in its message is adopted.
+Everything that sends lives below it: `_transport` (limiter, HTTP, retries),
+`_paging` (walking pages) and `_crawl` (fan-out over many ids).
 """
 
 from __future__ import annotations
 
 import asyncio
-import logging
 import time
-from collections.abc import AsyncGenerator, AsyncIterable, Coroutine, Iterable
-from typing import Any, TypeVar
+from collections.abc import AsyncIterable, Awaitable, Callable, Iterable, Mapping, Sequence
+from typing import Any
 
-import attrs
 import httpx
 
+from . import _crawl
 from ._closing import AsyncClosing
-from ._crawl import (
-    ID_ERRORS,
-    LeadResult,
-    OpportunityResult,
-    check_concurrency,
-    check_ids,
-    crawl,
-    gather_limited,
-)
-from ._endpoints import ACTIVITIES_OF_OPPORTUNITY, OPPORTUNITIES_OF_LEAD, Endpoint
-from ._errors import LeadSquaredError, RateLimitError, RequestTimeout, TransportError
+from ._crawl import Crawl, LeadResult, OpportunityResult
+from ._endpoints import ACTIVITIES_OF_OPPORTUNITY, OPPORTUNITIES_OF_LEAD
+from ._events import EventHub
 from ._paging import Paginator
-from ._ratelimit import RateLimit, RateLimiter, SlidingWindowLimiter
+from ._ratelimit import RateLimit, RateLimiter
 from ._records import Activity, Opportunity
 from ._retry import RetryPolicy
-from ._wire import PageQuery, RawPage, auth_headers, base_url, build_request, decode_page, scrub
+from ._transport import DEFAULT_TIMEOUT, SessionStats, Transport
 
-__all__ = ["Session", "SessionStats"]
-
-logger = logging.getLogger("leadsq_async")
-
-T = TypeVar("T")
-
-DEFAULT_TIMEOUT = 30.0
-
-
-@attrs.define
-class SessionStats:
-    """Counters of what a session did, for progress reports and tests.
-
-    Attributes:
-        requests: requests sent (each retry counts).
-        rate_limited: rate-limit answers received.
-        retries: requests sent again after a failure.
-        failures: calls that failed for good.
-    """
-
-    requests: int = 0
-    rate_limited: int = 0
-    retries: int = 0
-    failures: int = 0
+__all__ = ["Session"]
 
 
 class Session(AsyncClosing):
@@ -72,18 +37,20 @@ class Session(AsyncClosing):
         host: a region host such as ``api-in21.leadsquared.com`` (see
             `REGION_HOSTS`), or a full base URL such as ``http://127.0.0.1:8000``
             for a local server. Plain http is refused unless the host is loopback.
-        rate_limit: the account's plan as a `RateLimit` (default 25 calls per
-            5 s), or a limiter to share, such as a `SlidingWindowLimiter` used by
-            several sessions or a `RedisRateLimit` shared by several processes.
-            A limiter passed in is not closed by the session.
-        timeout: seconds, or an ``httpx.Timeout``, for each request.
-        retry: how transient failures are retried.
-        client: an ``httpx.AsyncClient`` to send with, for apps that own one;
-            the session then leaves it open when it closes. The client the
-            session makes otherwise keeps idle connections for 30 seconds (or
-            two periods), not httpx's 5, so that waves a period apart reuse
-            them; give yours ``limits=httpx.Limits(keepalive_expiry=30)`` too.
+        rate_limit: the account's plan: a `RateLimit` (default 25 per 5 s), several
+            (``[RateLimit(10, 5), RateLimit(10_000, 86_400)]``), or a limiter to share
+            (a `SlidingWindowLimiter`, a `RedisRateLimit`), which it does not close.
+        timeout: seconds, or an ``httpx.Timeout``, for each request: each phase
+            of it, and the whole of it (an ``httpx.Timeout``'s largest value).
+        retry: how transient failures are retried, and the total deadline of
+            one request: a slot further away (a spent quota) raises
+            `QuotaExhaustedError` at once.
+        wait_for_quota: wait for a spent quota instead (for long-running workers).
+        client: an ``httpx.AsyncClient`` to send with, left open at the end; give it
+            ``limits=httpx.Limits(keepalive_expiry=30)``, as the session's own has.
         look_ahead: how many pages a walk fetches ahead of the one it yields.
+        max_response_bytes: the largest answer read (64 MiB); a larger one fails.
+        clock, sleep: the clock and sleep of retries and deadlines (for tests).
 
     Raises:
         TypeError, ValueError: for a bad argument, before anything is sent.
@@ -95,68 +62,64 @@ class Session(AsyncClosing):
         secret_key: str,
         *,
         host: str = "api.leadsquared.com",
-        rate_limit: RateLimit | RateLimiter | None = None,
+        rate_limit: RateLimit | Sequence[RateLimit] | RateLimiter | None = None,
         timeout: float | httpx.Timeout = DEFAULT_TIMEOUT,
         retry: RetryPolicy | None = None,
+        wait_for_quota: bool = False,
         client: httpx.AsyncClient | None = None,
         look_ahead: int = 4,
+        max_response_bytes: int = 64 * 2**20,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], Awaitable[object]] = asyncio.sleep,
     ) -> None:
-        self._headers = auth_headers(access_key, secret_key)
-        self._secrets = (secret_key,)
-        self._access_key_hint = access_key[:4]
-        self._base_url = base_url(host)
-        self._timeout = _checked_timeout(timeout)
-        if retry is not None and not isinstance(retry, RetryPolicy):
-            raise TypeError(f"retry must be a RetryPolicy, not {type(retry).__name__}")
-        self._retry = retry or RetryPolicy()
-        if isinstance(look_ahead, bool) or not isinstance(look_ahead, int):
-            raise TypeError(f"look_ahead must be an int, not {type(look_ahead).__name__}")
-        if look_ahead < 0:
-            raise ValueError(f"look_ahead must be at least 0, not {look_ahead}")
-        self.look_ahead = look_ahead
-        self._limiter, self._owns_limiter = _limiter_for(rate_limit)
-        if client is not None and not isinstance(client, httpx.AsyncClient):
-            raise TypeError(f"client must be an httpx.AsyncClient, not {type(client).__name__}")
-        self._owns_client = client is None
-        self._client = (
-            client if client is not None else _client_for(self._timeout, self._limiter.rate_limit)
+        self._access_key_hint = access_key[:4] if isinstance(access_key, str) else ""
+        self._transport = Transport.build(
+            access_key,
+            secret_key,
+            host=host,
+            rate_limit=rate_limit,
+            timeout=timeout,
+            retry=retry,
+            wait_for_quota=wait_for_quota,
+            client=client,
+            look_ahead=look_ahead,
+            max_response_bytes=max_response_bytes,
+            clock=clock,
+            sleep=sleep,
         )
-        self._page_sizes: dict[str, int] = {}
-        self._tasks: set[asyncio.Task[Any]] = set()
-        self._closed = False
-        self.stats = SessionStats()
-        """What this session did so far: requests, rate-limit answers, retries, failures."""
 
     def __repr__(self) -> str:
-        return (
-            f"<Session {self._base_url} access_key={self._access_key_hint}… "
-            f"rate_limit={self._limiter.rate_limit}>"
-        )
+        hint, limit = self._access_key_hint, self.limiter.rate_limit
+        return f"<Session {self.base_url} access_key={hint}… rate_limit={limit}>"
 
     @property
     def base_url(self) -> str:
         """The base URL every endpoint's path is joined to."""
-        return str(self._base_url)
+        return str(self._transport.base_url)
 
     @property
     def limiter(self) -> RateLimiter:
         """The rate limiter every request of this session goes through."""
-        return self._limiter
+        return self._transport.limiter
+
+    @property
+    def look_ahead(self) -> int:
+        """How many pages a walk fetches ahead of the one it yields."""
+        return self._transport.look_ahead
+
+    @property
+    def events(self) -> EventHub:
+        """Subscribe here to what the session does: ``session.events.subscribe(listener)``."""
+        return self._transport.events
+
+    @property
+    def stats(self) -> SessionStats:
+        """What this session did so far: requests, rate-limit answers, retries, failures."""
+        return self._transport.stats
 
     async def aclose(self) -> None:
         """Cancel the pages still being fetched ahead, and close what the session created."""
-        if self._closed:
-            return
-        self._closed = True
-        tasks = list(self._tasks)
-        for task in tasks:
-            task.cancel()
-        if tasks:
-            await asyncio.gather(*tasks, return_exceptions=True)
-        if self._owns_client:
-            await self._client.aclose()
-        if self._owns_limiter:
-            await self._limiter.aclose()
+        await self._transport.aclose()
 
     def opportunities_of_lead(
         self,
@@ -169,7 +132,8 @@ class Session(AsyncClosing):
         sort_by: str | None = None,
         descending: bool = True,
     ) -> Paginator[Opportunity]:
-        """The opportunities of a lead (``GetOpportunitiesOfLead``), page after page.
+        """The opportunities of a lead (``GetOpportunitiesOfLead``), page after page:
+        ``async for`` the `Paginator`, or use its ``.pages()`` or ``.collect()``.
 
         Args:
             lead_id: the lead's id (``ProspectId``).
@@ -178,24 +142,16 @@ class Session(AsyncClosing):
             limit: stop after this many records, sending no request beyond them.
             columns: only these fields (the id is always added).
             sort_by: the field to sort by.
-            descending: most recent (largest) first, else oldest first.
-
-        Returns:
-            A `Paginator`: ``async for`` it, or use ``.pages()`` or ``.collect()``.
+            descending: with ``sort_by``, largest (most recent) first; else smallest.
 
         Raises:
             TypeError, ValueError: for a bad argument, before anything is sent.
             LeadSquaredError: while iterating, for a call that failed for good.
         """
-        return self._paginate(
-            OPPORTUNITIES_OF_LEAD,
-            lead_id,
-            opportunity_type,
-            page_size=page_size,
-            limit=limit,
-            columns=columns,
-            sort_by=sort_by,
-            descending=descending,
+        query = {"columns": columns, "sort_by": sort_by, "descending": descending}
+        ids = (lead_id, opportunity_type)
+        return _crawl.records_of(
+            self._transport, OPPORTUNITIES_OF_LEAD, *ids, page_size, limit, query
         )
 
     def activities_of_opportunity(
@@ -214,16 +170,36 @@ class Session(AsyncClosing):
         Arguments and errors are those of `opportunities_of_lead`, with the
         opportunity's id and an optional activity event code.
         """
-        return self._paginate(
-            ACTIVITIES_OF_OPPORTUNITY,
-            opportunity_id,
-            activity_event_code,
-            page_size=page_size,
-            limit=limit,
-            columns=columns,
-            sort_by=sort_by,
-            descending=descending,
-        )
+        query = {"columns": columns, "sort_by": sort_by, "descending": descending}
+        ids = (opportunity_id, activity_event_code)
+        endpoint = ACTIVITIES_OF_OPPORTUNITY
+        return _crawl.records_of(self._transport, endpoint, *ids, page_size, limit, query)
+
+    def paginate(
+        self,
+        path: str,
+        *,
+        params: Mapping[str, str] | None = None,
+        body: Mapping[str, Any] | None = None,
+        list_key: str = "List",
+        page_size: int | None = None,
+        limit: int | None = None,
+    ) -> Paginator[dict[str, Any]]:
+        """Any list endpoint that pages with ``PageIndex``/``PageSize``, rows as the dicts
+        sent, through the same limiter, retries, look-ahead and stop rules.
+
+        Args:
+            path: under ``/v2/``: ``"LeadManagement.svc/Leads.RecentlyModified"``.
+            params: the query string's parameters.
+            body: the JSON body; its ``Paging`` is set for each page.
+            list_key: the key of the answer that holds the rows.
+            page_size: rows per request (default 1000).
+            limit: stop after this many rows.
+
+        Raises:
+            TypeError, ValueError: for a bad argument (a path outside ``/v2/``).
+        """
+        return _crawl.rows_of(self._transport, path, params, body, list_key, page_size, limit)
 
     def crawl_opportunities(
         self,
@@ -233,40 +209,24 @@ class Session(AsyncClosing):
         page_size: int | None = None,
         opportunity_type: str | None = None,
         with_activities: bool = False,
-    ) -> AsyncGenerator[LeadResult, None]:
-        """The opportunities of many leads, one `LeadResult` per lead as each finishes.
+    ) -> Crawl[LeadResult]:
+        """The opportunities of many leads, one `LeadResult` per lead as each finishes:
+        ``async with session.crawl_opportunities(ids) as results: async for ...``.
 
         Args:
             lead_ids: any iterable or async iterable of lead ids, consumed lazily.
-            concurrency: how many leads are crawled at once; by default twice
-                the rate limit's calls, enough to keep every slot busy.
+            concurrency: leads crawled at once; by default twice the calls of the
+                shortest-period limit (at most 100). No more tasks than ids start.
             page_size: rows per request (default: the largest the API honours).
             opportunity_type: only opportunities of this type code.
-            with_activities: also fetch every opportunity's activities, through
-                the same limiter, into `LeadResult.activities`.
+            with_activities: also fetch each opportunity's `LeadResult.activities`.
 
         Raises:
             TypeError, ValueError: for bad arguments, at the call.
+            LeadSquaredError: an `account_wide` failure, which ends the crawl.
         """
-        ids = check_ids(lead_ids)
-        limit = self._crawl_concurrency(concurrency)
-        self._paginate(OPPORTUNITIES_OF_LEAD, "check", opportunity_type, page_size=page_size)
-        activity_slots = asyncio.Semaphore(limit)
-
-        async def one_lead(lead_id: str) -> LeadResult:
-            try:
-                walk = self.opportunities_of_lead(lead_id, opportunity_type, page_size=page_size)
-                records = await walk.collect()
-                activities: dict[str, list[Activity]] = {}
-                if with_activities:
-                    ids = [record.opportunity_id for record in records]
-                    found = await gather_limited(ids, self._activities, activity_slots)
-                    activities = dict(zip(ids, found, strict=True))
-            except ID_ERRORS as error:
-                return LeadResult(lead_id, error=error)
-            return LeadResult(lead_id, records, activities)
-
-        return crawl(ids, one_lead, concurrency=limit, spawn=self._spawn)
+        options = (concurrency, page_size, opportunity_type, with_activities)
+        return _crawl.crawl_opportunities(self._transport, lead_ids, *options)
 
     def crawl_activities(
         self,
@@ -275,186 +235,10 @@ class Session(AsyncClosing):
         concurrency: int | None = None,
         page_size: int | None = None,
         activity_event_code: str | None = None,
-    ) -> AsyncGenerator[OpportunityResult, None]:
+    ) -> Crawl[OpportunityResult]:
         """The activities of many opportunities, one `OpportunityResult` each as it finishes.
 
         Arguments and errors are those of `crawl_opportunities`.
         """
-        ids = check_ids(opportunity_ids)
-        limit = self._crawl_concurrency(concurrency)
-        self._paginate(ACTIVITIES_OF_OPPORTUNITY, "check", activity_event_code, page_size=page_size)
-
-        async def one_opportunity(opportunity_id: str) -> OpportunityResult:
-            try:
-                walk = self.activities_of_opportunity(
-                    opportunity_id, activity_event_code, page_size=page_size
-                )
-                return OpportunityResult(opportunity_id, await walk.collect())
-            except ID_ERRORS as error:
-                return OpportunityResult(opportunity_id, error=error)
-
-        return crawl(ids, one_opportunity, concurrency=limit, spawn=self._spawn)
-
-    async def _activities(self, opportunity_id: str) -> list[Activity]:
-        return await self.activities_of_opportunity(opportunity_id).collect()
-
-    def _crawl_concurrency(self, concurrency: int | None) -> int:
-        if concurrency is None:
-            return max(2 * self._limiter.rate_limit.calls, 4)
-        return check_concurrency(concurrency)
-
-    def _paginate(
-        self,
-        endpoint: Endpoint[T],
-        id_value: str,
-        filter_value: str | None,
-        *,
-        page_size: int | None = None,
-        limit: int | None = None,
-        columns: Iterable[str] | str | None = None,
-        sort_by: str | None = None,
-        descending: bool = True,
-    ) -> Paginator[T]:
-        query = PageQuery.checked(
-            endpoint,
-            id_value,
-            filter_value=filter_value,
-            columns=columns,
-            sort_by=sort_by,
-            descending=descending,
-        )
-        return Paginator(self, query, page_size=page_size, limit=limit)
-
-    # What the paginator needs (see _paging.PageSource); private, for the paginator only.
-
-    def _page_size_for(self, endpoint: Endpoint[Any], asked: int | None = None) -> int:
-        """The page size to ask ``endpoint`` for: ``asked`` (by default the largest the
-        API honours), but never more than the endpoint was seen to serve."""
-        size = endpoint.max_page_size if asked is None else asked
-        return min(size, self._page_sizes.get(endpoint.path, size))
-
-    def _learn_page_size(self, endpoint: Endpoint[Any], page_size: int) -> None:
-        """Remember that ``endpoint`` serves at most ``page_size`` rows a page."""
-        self._page_sizes[endpoint.path] = self._page_size_for(endpoint, page_size)
-
-    def _spawn(self, coroutine: Coroutine[Any, Any, T]) -> asyncio.Task[T]:
-        """Run ``coroutine`` as a task that `aclose` cancels if it is still running."""
-        task = asyncio.ensure_future(coroutine)
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
-        return task
-
-    async def _fetch_page(self, query: PageQuery, page_index: int, page_size: int) -> RawPage:
-        """Fetch one page through the rate limiter, retrying transient failures.
-
-        Raises:
-            LeadSquaredError: the last failure, once it is not transient or the
-                retry policy's attempts or time are spent.
-        """
-        if self._closed:
-            raise RuntimeError("the session is closed")
-        request = build_request(query, page_index, page_size)
-        url = self._base_url.join(request.path)
-        started = time.monotonic()
-        attempt = 0
-        while True:
-            attempt += 1
-            try:
-                return await self._send_once(url, request.params, request.json, request.path)
-            except RateLimitError as error:
-                await self._on_rate_limited(error)
-                failure: LeadSquaredError = error
-            except LeadSquaredError as error:
-                failure = error
-            if not self._retry.should_retry(failure, attempt, time.monotonic() - started):
-                self.stats.failures += 1
-                raise failure
-            self.stats.retries += 1
-            logger.info(
-                "retrying %s (try %d of %d) after: %s",
-                request.path,
-                attempt + 1,
-                self._retry.attempts,
-                failure,
-            )
-            if not isinstance(failure, RateLimitError):
-                await asyncio.sleep(self._retry.delay(attempt))
-
-    async def _send_once(
-        self, url: httpx.URL, params: dict[str, str], body: dict[str, Any], endpoint: str
-    ) -> RawPage:
-        async with self._limiter.slot():
-            self.stats.requests += 1
-            try:
-                response = await self._client.post(
-                    url, params=params, json=body, headers=self._headers, timeout=self._timeout
-                )
-            except httpx.TimeoutException as exc:
-                # `from None`: httpx's exception holds the request, headers and
-                # secret included.
-                raise RequestTimeout(
-                    f"no answer in time ({type(exc).__name__})", endpoint=endpoint
-                ) from None
-            except httpx.RequestError as exc:
-                detail = scrub(str(exc), self._secrets) or "no detail"
-                raise TransportError(f"{type(exc).__name__}: {detail}", endpoint=endpoint) from None
-        logger.debug("POST %s -> %d", endpoint, response.status_code)
-        return decode_page(
-            response.status_code, response.content, endpoint=endpoint, secrets=self._secrets
-        )
-
-    async def _on_rate_limited(self, error: RateLimitError) -> None:
-        self.stats.rate_limited += 1
-        stated = error.limit
-        if stated is not None:
-            configured = self._limiter.rate_limit
-            if await self._limiter.lower(stated):
-                logger.warning(
-                    "LeadSquared enforces %s, less than the configured %s: "
-                    "the rate limiter now keeps to it",
-                    stated,
-                    configured,
-                )
-        await self._limiter.pause(self._limiter.rate_limit.period)
-
-
-def _limiter_for(rate_limit: RateLimit | RateLimiter | None) -> tuple[RateLimiter, bool]:
-    if rate_limit is None:
-        return SlidingWindowLimiter(RateLimit()), True
-    if isinstance(rate_limit, RateLimit):
-        return SlidingWindowLimiter(rate_limit), True
-    if isinstance(rate_limit, RateLimiter):
-        return rate_limit, False
-    raise TypeError(
-        f"rate_limit must be a RateLimit or a rate limiter, not {type(rate_limit).__name__}"
-    )
-
-
-def _client_for(timeout: httpx.Timeout, limit: RateLimit) -> httpx.AsyncClient:
-    """The client a session makes: it keeps connections open from one wave to the next.
-
-    A saturated session leaves each connection idle for a whole ``period``
-    between requests. httpx closes a connection idle for 5 seconds by default,
-    so under a 5-second period every wave would open its connections anew and
-    pay the TCP and TLS handshakes (two round trips or more) on top of the
-    period. A connection the server closed meanwhile is noticed before it is
-    used, and a request that loses that race is retried as a dropped connection.
-    """
-    limits = httpx.Limits(
-        max_connections=100,  # httpx's default, as is the next
-        max_keepalive_connections=20,
-        keepalive_expiry=max(30.0, 2 * limit.period),
-    )
-    return httpx.AsyncClient(timeout=timeout, limits=limits)
-
-
-def _checked_timeout(timeout: float | httpx.Timeout) -> httpx.Timeout:
-    if isinstance(timeout, httpx.Timeout):
-        return timeout
-    if isinstance(timeout, bool) or not isinstance(timeout, (int, float)):
-        raise TypeError(
-            f"timeout must be seconds or an httpx.Timeout, not {type(timeout).__name__}"
-        )
-    if not timeout > 0:
-        raise ValueError(f"timeout must be > 0 seconds, not {timeout!r}")
-    return httpx.Timeout(float(timeout))
+        options = (concurrency, page_size, activity_event_code)
+        return _crawl.crawl_activities(self._transport, opportunity_ids, *options)

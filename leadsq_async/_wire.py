@@ -2,22 +2,38 @@
 
 `build_request` turns an endpoint, an id and a page position into the path,
 query and JSON body to send; `decode_page` turns a status and a body into a
-page of rows or raises the error they mean. The session is a thin shell that
-moves these over HTTP, so all of this is tested without a network.
+page of rows or raises the error they mean (`error_for_response` is the one
+place that maps an answer to an exception class, and
+`parse_rate_limit_message` reads the limit a refusal names). The transport is
+a thin shell that moves these over HTTP, so all of this is tested without a
+network.
 """
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import json
+import re
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 import attrs
 import httpx
 
+from ._checks import check_text
 from ._endpoints import Endpoint
-from ._errors import MalformedResponseError, error_for_response
+from ._errors import (
+    APIError,
+    AuthenticationError,
+    BadRequestError,
+    MalformedResponseError,
+    NotFoundError,
+    RateLimitError,
+    ResponseError,
+    ServerError,
+)
+from ._ratelimit import RateLimit
 
 __all__ = [
     "REGION_HOSTS",
@@ -28,6 +44,8 @@ __all__ = [
     "base_url",
     "build_request",
     "decode_page",
+    "error_for_response",
+    "parse_rate_limit_message",
     "scrub",
 ]
 
@@ -46,6 +64,7 @@ A call against the wrong region fails with `AuthenticationError`, whose
 ``correct_host`` names the account's host when the server's message does.
 """
 
+RATE_LIMIT_EXCEPTION = "MXAPIRateLimitExceededException"
 _ACCESS_KEY_HEADER = "x-LSQ-AccessKey"
 _SECRET_KEY_HEADER = "x-LSQ-SecretKey"
 
@@ -82,11 +101,13 @@ class PageQuery:
     """
 
     endpoint: Endpoint[Any]
-    id_value: str
+    id_value: str | None
     filter_value: str | None = None
     columns: tuple[str, ...] | None = None
     sort_by: str | None = None
     descending: bool = True
+    params: tuple[tuple[str, str], ...] = ()
+    body: str | None = None
 
     @classmethod
     def checked(
@@ -105,13 +126,15 @@ class PageQuery:
             TypeError: an id, filter, column or sort name that is not a str.
             ValueError: an empty id, filter, column or sort name.
         """
-        id_value = _checked_text(endpoint.id_parameter, id_value)
+        id_value = check_id(endpoint.id_parameter, id_value)
         if filter_value is not None:
-            filter_value = _checked_text(endpoint.filter_parameter, filter_value)
+            filter_value = check_text(endpoint.filter_parameter, filter_value)
         if sort_by is not None:
-            sort_by = _checked_text("sort_by", sort_by)
+            sort_by = check_text("sort_by", sort_by)
         if not isinstance(descending, bool):
             raise TypeError(f"descending must be a bool, not {type(descending).__name__}")
+        if not descending and sort_by is None:
+            raise ValueError("descending=False needs sort_by: the field to sort on")
         return cls(
             endpoint,
             id_value,
@@ -121,13 +144,33 @@ class PageQuery:
             descending,
         )
 
+    @classmethod
+    def raw(
+        cls,
+        endpoint: Endpoint[Any],
+        *,
+        params: Mapping[str, str] | None = None,
+        body: Mapping[str, Any] | None = None,
+    ) -> PageQuery:
+        """The query of `Session.paginate`: the caller's own query string and body.
 
-def _checked_text(name: str, value: object) -> str:
-    if not isinstance(value, str):
-        raise TypeError(f"{name} must be a str, not {type(value).__name__}")
-    if not value.strip():
-        raise ValueError(f"{name} must not be empty")
-    return value
+        Raises:
+            TypeError: parameters that are not str to str, or a body that is not
+                a JSON object.
+        """
+        pairs = tuple((params or {}).items())
+        for name, value in pairs:
+            check_text("a parameter name", name)
+            if not isinstance(value, str):
+                raise TypeError(f"parameter {name} must be a str, not {type(value).__name__}")
+        if body is not None and not isinstance(body, Mapping):
+            raise TypeError(f"body must be a JSON object (a Mapping), not {type(body).__name__}")
+        try:
+            # Kept as text: the query is frozen, and each page gets its own copy.
+            text = None if body is None else json.dumps(dict(body))
+        except (TypeError, ValueError) as exc:
+            raise TypeError(f"body must be JSON-serialisable: {exc}") from None
+        return cls(endpoint, None, params=pairs, body=text)
 
 
 def _checked_columns(
@@ -136,7 +179,7 @@ def _checked_columns(
     if columns is None:
         return None
     names = columns.split(",") if isinstance(columns, str) else list(columns)
-    checked = tuple(_checked_text("a column name", name).strip() for name in names)
+    checked = tuple(check_text("a column name", name).strip() for name in names)
     if not checked:
         raise ValueError("columns must name at least one field")
     # Without its id a row can be neither a record nor told apart from a row
@@ -145,13 +188,39 @@ def _checked_columns(
     return (*missing, *checked)
 
 
+#: The longest id sent: LeadSquared's ids are 36-character GUIDs, and a much
+#: longer one only makes a URL no server takes.
+MAX_ID_LENGTH = 256
+
+
+def check_id(name: str, value: object) -> str:
+    """An id the API can take: a non-empty str of printable characters, at most
+    `MAX_ID_LENGTH` of them.
+
+    Raises:
+        TypeError: not a str.
+        ValueError: empty, too long, or holding control characters.
+    """
+    value = check_text(name, value)
+    if len(value) > MAX_ID_LENGTH:
+        raise ValueError(
+            f"{name} is {len(value):,} characters long; ids are {MAX_ID_LENGTH} at most"
+        )
+    if not value.isprintable():
+        raise ValueError(f"{name} holds control characters: {value[:40]!r}")
+    return value
+
+
 def build_request(query: PageQuery, page_index: int, page_size: int) -> WireRequest:
     """The POST that asks for one page (``PageIndex`` is 1-based)."""
     endpoint = query.endpoint
-    params = {endpoint.id_parameter: query.id_value}
+    params = dict(query.params)
+    if query.id_value is not None:
+        params[endpoint.id_parameter] = query.id_value
     if query.filter_value is not None:
         params[endpoint.filter_parameter] = query.filter_value
-    body: dict[str, Any] = {"Paging": {"PageIndex": page_index, "PageSize": page_size}}
+    body: dict[str, Any] = {} if query.body is None else json.loads(query.body)
+    body["Paging"] = {"PageIndex": page_index, "PageSize": page_size}
     if query.columns is not None:
         body["Columns"] = {"Include_CSV": ",".join(query.columns)}
     if query.sort_by is not None:
@@ -168,6 +237,7 @@ def decode_page(
     *,
     endpoint: str,
     secrets: Sequence[str] = (),
+    list_key: str = "List",
 ) -> RawPage:
     """Decode an answer into a page, or raise the error it means.
 
@@ -179,10 +249,15 @@ def decode_page(
     document = _loads_or_invalid(body)
     if status != 200 or (isinstance(document, dict) and _is_error_envelope(document)):
         text = scrub(_text(body), secrets)
-        if text != _text(body):
-            # The server echoed a secret: take the envelope from the scrubbed text.
-            document = _loads_or_invalid(text.encode())
-        envelope = document if isinstance(document, dict) else None
+        # Scrubbed after decoding too: a secret escaped twice over is whole only then.
+        envelope = (
+            {
+                key: scrub(value, secrets) if isinstance(value, str) else value
+                for key, value in document.items()
+            }
+            if isinstance(document, dict)
+            else None
+        )
         raise error_for_response(status, endpoint=endpoint, envelope=envelope, body=text)
     if document is _INVALID:
         raise MalformedResponseError(
@@ -192,10 +267,10 @@ def decode_page(
             transient=True,
             body=scrub(_text(body), secrets),
         )
-    rows = document.get("List") if isinstance(document, dict) else None
+    rows = document.get(list_key) if isinstance(document, dict) else None
     if not isinstance(rows, list) or not all(isinstance(row, dict) for row in rows):
         raise MalformedResponseError(
-            'the answer has no "List" of rows',
+            f'the answer has no "{list_key}" of rows',
             endpoint=endpoint,
             status=status,
             body=scrub(_text(body), secrets),
@@ -230,16 +305,134 @@ def _record_count(value: object) -> int | None:
     return None
 
 
+def parse_rate_limit_message(text: str | None) -> RateLimit | None:
+    """Read ``limit of N in M second(s)`` out of a rate-limit message."""
+    if not text:
+        return None
+    match = re.search(r"limit of\s+(\d+)\s+in\s+(\d+(?:\.\d+)?)\s+second", text, re.IGNORECASE)
+    if not match:
+        return None
+    calls, period = int(match.group(1)), float(match.group(2))
+    if calls < 1 or period <= 0:
+        return None
+    return RateLimit(calls, period)
+
+
+_ERROR_FOR_STATUS: Mapping[int, type[ResponseError]] = {
+    400: BadRequestError,
+    401: AuthenticationError,
+    404: NotFoundError,
+    429: RateLimitError,
+}
+
+
+def error_for_response(
+    status: int,
+    *,
+    endpoint: str,
+    envelope: Mapping[str, Any] | None,
+    body: str,
+) -> ResponseError:
+    """Map an answer's status and error envelope to the exception it means.
+
+    Args:
+        status: the HTTP status of the answer.
+        endpoint: the endpoint's path, for the message.
+        envelope: the decoded JSON body when it was a JSON object, else None.
+        body: the body as text (already scrubbed of secrets).
+    """
+    exception_type = _field(envelope, "ExceptionType")
+    exception_message = _field(envelope, "ExceptionMessage")
+    cls: type[ResponseError]
+    if exception_type == RATE_LIMIT_EXCEPTION:
+        cls = RateLimitError
+    elif status in _ERROR_FOR_STATUS:
+        cls = _ERROR_FOR_STATUS[status]
+    elif status >= 500:
+        # Only the envelope marks a refusal the server meant; a bare 500 or a
+        # CDN page is the server failing, and may pass.
+        cls = APIError if exception_type or exception_message else ServerError
+    elif exception_type or exception_message:
+        cls = APIError
+    else:
+        cls = ResponseError
+    if 300 <= status < 400:
+        # Followed, a redirect would carry the keys to whatever host it names.
+        return ResponseError(
+            "the server answered with a redirect, which is never followed (the keys go to "
+            "the configured host only): check the host",
+            endpoint=endpoint,
+            status=status,
+            body=body,
+            account_wide=True,
+        )
+    message = exception_message or _field(envelope, "Message") or _describe_body(status, body)
+    if exception_type:
+        message = f"{exception_type}: {message}"
+    details: dict[str, Any] = {
+        "endpoint": endpoint,
+        "status": status,
+        "exception_type": exception_type,
+        "exception_message": exception_message,
+        "body": body,
+    }
+    if cls is RateLimitError:
+        details["limit"] = parse_rate_limit_message(exception_message or body)
+    return cls(message, **details)
+
+
+def _field(envelope: Mapping[str, Any] | None, key: str) -> str | None:
+    if envelope is None:
+        return None
+    value = envelope.get(key)
+    return str(value) if value not in (None, "") else None
+
+
+def _describe_body(status: int, body: str) -> str:
+    stripped = body.strip()
+    if stripped.startswith("<"):
+        title = re.search(r"<title>(.*?)</title>", stripped, re.IGNORECASE | re.DOTALL)
+        return f"an HTML page: {title.group(1).strip()}" if title else "an HTML page"
+    return stripped[:200] or f"an empty answer with status {status}"
+
+
 def _text(body: bytes) -> str:
     return body.decode("utf-8", errors="replace")
 
 
-def scrub(text: str, secrets: Sequence[str]) -> str:
-    """Replace every occurrence of a secret in ``text``."""
+def scrub(text: str, secrets: Iterable[str]) -> str:
+    """Replace every occurrence of a secret in ``text``, in any spelling a server or a
+    log may give it: as is, JSON-escaped (``\\/``, ``\\u0041``), URL-encoded
+    (``%41``) or as HTML character references (``&#65;``), each character in any
+    of them, upper or lower case."""
     for secret in secrets:
         if secret:
-            text = text.replace(secret, "***")
+            text = _spellings(secret).sub("***", text)
     return text
+
+
+@functools.lru_cache(maxsize=32)
+def _spellings(secret: str) -> re.Pattern[str]:
+    return re.compile("".join(_char_spellings(char) for char in secret), re.IGNORECASE)
+
+
+def _char_spellings(char: str) -> str:
+    code = ord(char)
+    # Escaped once or more: JSON inside JSON doubles the backslashes, and a
+    # URL-encoded value encoded again turns % into %25.
+    utf8 = "".join(f"%(?:25)*{byte:02x}" for byte in char.encode("utf-8"))
+    forms = [
+        re.escape(char),
+        rf"(?:\\)+u{code:04x}",
+        utf8,
+        rf"&#0*{code};",
+        rf"&#x0*{code:x};",
+    ]
+    if char == "/":
+        forms.append(r"(?:\\)+/")
+    if char == " ":
+        forms.append(r"\+")
+    return f"(?:{'|'.join(forms)})"
 
 
 def auth_headers(access_key: str, secret_key: str) -> dict[str, str]:
@@ -247,16 +440,19 @@ def auth_headers(access_key: str, secret_key: str) -> dict[str, str]:
 
     Raises:
         TypeError: a key that is not a str.
-        ValueError: an empty key, or one with white space or control characters.
+        ValueError: an empty key, or one with white space, control characters or
+            characters outside ASCII (which no HTTP header can carry).
     """
     for name, key in (("access_key", access_key), ("secret_key", secret_key)):
         if not isinstance(key, str):
             raise TypeError(f"{name} must be a str, not {type(key).__name__}")
         if not key:
             raise ValueError(f"{name} must not be empty")
+        # Never echo the key: it may be the secret.
         if any(char.isspace() or not char.isprintable() for char in key):
-            # Never echo the key: it may be the secret.
             raise ValueError(f"{name} holds white space or control characters")
+        if not key.isascii():
+            raise ValueError(f"{name} holds characters outside ASCII: check it was copied whole")
     return {_ACCESS_KEY_HEADER: access_key, _SECRET_KEY_HEADER: secret_key}
 
 

@@ -37,10 +37,14 @@ async def work(where: str) -> None:
         await asyncio.sleep(60)  # a clean-up waiting on something that never answers
 
 
+def _mark(marker: Path) -> None:
+    marker.write_text("aborted")
+
+
 def main(where: str, marker: Path) -> None:
     """Run `work`; after an interruption, hang if ``where`` is after the loop."""
     try:
-        run_interruptibly(work(where), on_abort=lambda: marker.write_text("aborted"))
+        run_interruptibly(work(where), on_abort=lambda: _mark(marker))
     except Interrupted:
         print("stuck", flush=True)
         time.sleep(60)  # say, a report written to a network drive that hangs

@@ -112,7 +112,7 @@ class LineReader:
     def take(self, count: int, timeout: float = 30) -> list[str]:
         """The next ``count`` lines; fails if they do not all come within ``timeout`` seconds."""
         deadline = time.monotonic() + timeout
-        lines = []
+        lines: list[str] = []
         while len(lines) < count:
             try:
                 line = self._lines.get(timeout=max(0.0, deadline - time.monotonic()))
@@ -670,9 +670,9 @@ def test_unreachable_host_gives_one_error_line(env: dict[str, str]) -> None:
 
 
 def test_malformed_host_gives_one_error_line(env: dict[str, str]) -> None:
-    """A host plain http would expose the keys to is refused before anything is sent."""
+    """A host plain http would expose the keys to is a usage error, before anything is sent."""
     result = run("opportunities", "some-lead", "--host", "http://example.com", env=env)
-    assert result.returncode == 1
+    assert result.returncode == 2
     assert "plain http" in assert_one_error_line(result, env["LSQ_SECRET_KEY"])
 
 

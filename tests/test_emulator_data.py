@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import json
 import math
+import re
 import uuid
 from pathlib import Path
 from typing import Any
 
+import attrs
 import pytest
 
+from leadsq_async import RateLimit
 from leadsq_async.testing import Dataset, EmulatorConfig, sample_rows
 from leadsq_async.testing._dates import DATE_STYLES, format_date, parse_date
 
@@ -218,6 +221,23 @@ def test_load_refuses_a_malformed_file(tmp_path: Path, document: object) -> None
         Dataset.load(path)
 
 
+@pytest.mark.parametrize(
+    ("content", "reason"),
+    [
+        (b'{"opportunities": ', " is not valid JSON (line 1, column 19: Expecting value)"),
+        (b"\xff\xfe{}", " is not UTF-8 text (invalid start byte)"),
+        (b'{"opportunities": []}', ": opportunities must be an object mapping ids to lists"),
+    ],
+    ids=["invalid-json", "not-utf8", "not-a-dataset"],
+)
+def test_load_errors_name_the_file(tmp_path: Path, content: bytes, reason: str) -> None:
+    """Whatever is wrong with the file, the ValueError starts with its path."""
+    path = tmp_path / "mine.json"
+    path.write_bytes(content)
+    with pytest.raises(ValueError, match=f"^{re.escape(f'{path}{reason}')}"):
+        Dataset.load(path)
+
+
 def test_add_opportunity_generates_the_newest_row(data: Dataset) -> None:
     """add_opportunity() without a row adds a row created after the lead's others."""
     copy = data.copy()
@@ -363,3 +383,57 @@ def test_config_converts_fault_kinds_to_a_frozenset() -> None:
     config = EmulatorConfig()
     config.fault_kinds = ["drop", "slow"]  # type: ignore[assignment]
     assert config.fault_kinds == frozenset({"drop", "slow"})
+
+
+def test_config_rate_limits_default_to_the_single_limit() -> None:
+    """By default rate_limits holds the one limit rate_limit_calls/rate_limit_period describe."""
+    assert EmulatorConfig().rate_limits == (RateLimit(25, 5.0),)
+    assert EmulatorConfig(rate_limit_calls=3, rate_limit_period=0.5).rate_limits == (
+        RateLimit(3, 0.5),
+    )
+
+
+def test_config_rate_limits_take_limits_pairs_and_texts() -> None:
+    """RateLimits, (calls, period) pairs and texts are stored as a tuple of RateLimits."""
+    config = EmulatorConfig(rate_limits=[RateLimit(10, 5), (200, 20.0), "10000/86400"])
+    assert config.rate_limits == (RateLimit(10, 5), RateLimit(200, 20), RateLimit(10_000, 86_400))
+    config.rate_limits = RateLimit(7, 1)  # type: ignore[assignment]
+    assert config.rate_limits == (RateLimit(7, 1),)
+
+
+def test_config_first_limit_is_rate_limit_calls_and_period() -> None:
+    """rate_limit_calls and rate_limit_period read and replace the first limit only."""
+    config = EmulatorConfig(rate_limits=[(25, 5.0), (200, 20.0)], rate_limit_calls=10)
+    assert (config.rate_limit_calls, config.rate_limit_period) == (10, 5.0)
+    config.rate_limit_period = 1.0
+    assert config.rate_limits == (RateLimit(10, 1.0), RateLimit(200, 20.0))
+
+
+@pytest.mark.parametrize(
+    ("value", "error"),
+    [
+        ([], ValueError),
+        ("25/5", TypeError),
+        ([(25,)], TypeError),
+        ([(0, 5.0)], ValueError),
+        ([(25, 0)], ValueError),
+        (["25 per 5"], ValueError),
+        (None, TypeError),
+    ],
+    ids=["empty", "bare-text", "one-number", "no-calls", "no-period", "bad-text", "none"],
+)
+def test_config_refuses_bad_rate_limits(value: object, error: type[Exception]) -> None:
+    """Bad rate_limits raise TypeError or ValueError and keep the old limits."""
+    config = EmulatorConfig(rate_limits=[(25, 5.0), (200, 20.0)])
+    with pytest.raises(error):
+        config.rate_limits = value  # type: ignore[assignment]
+    assert config.rate_limits == (RateLimit(25, 5.0), RateLimit(200, 20.0))
+
+
+def test_config_copies_keep_every_limit() -> None:
+    """attrs.evolve and update_from carry every limit, and equal configs compare equal."""
+    config = EmulatorConfig(rate_limits=[(25, 5.0), (200, 20.0)])
+    other = EmulatorConfig()
+    other.update_from(config)
+    assert other == config == attrs.evolve(config)
+    assert other != EmulatorConfig()

@@ -1,5 +1,6 @@
-"""Ways to run the emulator: in process through httpx.ASGITransport, in a thread of its own,
-in the running event loop, and through the pytest fixtures."""
+"""Ways to run the emulator: in process through httpx.ASGITransport (on virtual time), in a
+thread of its own, in the running event loop, and through the pytest fixtures (the last three
+over real loopback sockets)."""
 
 from __future__ import annotations
 
@@ -11,6 +12,8 @@ from typing import Any
 
 import httpx
 import pytest
+from emulator_in_process import KEYS, OPPORTUNITIES, client_of, virtual_app
+from virtual_time import virtual
 
 from leadsq_async.testing import (
     Dataset,
@@ -22,9 +25,6 @@ from leadsq_async.testing import (
     serve_in_thread,
 )
 
-OPPORTUNITIES = "/v2/OpportunityManagement.svc/GetOpportunitiesOfLead"
-KEYS = {"x-LSQ-AccessKey": "demo-access-key", "x-LSQ-SecretKey": "demo-secret-key"}
-
 
 @pytest.fixture(scope="module")
 def small_data() -> Dataset:
@@ -32,38 +32,35 @@ def small_data() -> Dataset:
     return Dataset.generate(seed=3, thousands=30, hundreds=30, other_leads=2)
 
 
-def in_process(app: EmulatorApp) -> httpx.AsyncClient:
-    return httpx.AsyncClient(
-        transport=httpx.ASGITransport(app=app), base_url="http://emulator", headers=KEYS
-    )
-
-
+@virtual
 async def test_in_process_client_gets_a_page(small_data: Dataset) -> None:
     """Through ASGITransport the app answers a page like it does over a socket."""
-    app = EmulatorApp(small_data)
+    app = virtual_app(small_data)
     lead = small_data.leads_by_shape["page_plus_one"]
-    async with in_process(app) as client:
+    async with client_of(app) as client:
         response = await client.post(OPPORTUNITIES, params={"leadId": lead})
     assert (response.json()["RecordCount"], len(response.json()["List"])) == (101, 100)
     assert app.stats.by_status == {200: 1}
 
 
 @pytest.mark.parametrize("kind", ["drop", "truncate"])
+@virtual
 async def test_in_process_disconnect_faults_raise_remote_protocol_error(
     small_data: Dataset, kind: str
 ) -> None:
     """In process, a drop or truncate raises InjectedDisconnect, an httpx.RemoteProtocolError."""
-    app = EmulatorApp(small_data, EmulatorConfig(fault_rate=1.0, fault_kinds={kind}))
-    async with in_process(app) as client:
+    app = virtual_app(small_data, EmulatorConfig(fault_rate=1.0, fault_kinds={kind}))
+    async with client_of(app) as client:
         with pytest.raises(httpx.RemoteProtocolError) as raised:
             await client.post(OPPORTUNITIES, params={"leadId": small_data.leads_by_shape["one"]})
     assert isinstance(raised.value, InjectedDisconnect)
 
 
+@virtual
 async def test_in_process_rate_limit_answers_429(small_data: Dataset) -> None:
     """The rate limit works in process too."""
-    app = EmulatorApp(small_data, EmulatorConfig(rate_limit_calls=1))
-    async with in_process(app) as client:
+    app = virtual_app(small_data, EmulatorConfig(rate_limit_calls=1))
+    async with client_of(app) as client:
         params = {"leadId": small_data.leads_by_shape["one"]}
         statuses = [(await client.post(OPPORTUNITIES, params=params)).status_code for _ in "ab"]
     assert statuses == [200, 429]
@@ -79,6 +76,16 @@ def test_serve_in_thread_serves_its_own_data_and_config(small_data: Dataset) -> 
     assert response.json()["RecordCount"] == 30
     assert running.url.startswith("http://127.0.0.1:")
     assert running.base_url == running.url + "/v2/"
+
+
+def test_a_server_on_every_interface_gives_a_loopback_url(small_data: Dataset) -> None:
+    """Bound to 0.0.0.0, the server's URL is the loopback one, which a client can use."""
+    with serve_in_thread(EmulatorApp(small_data), host="0.0.0.0") as running:
+        port = running.url.rsplit(":", 1)[1]
+        assert running.url == f"http://127.0.0.1:{port}"
+        with httpx.Client(headers=KEYS) as client:
+            response = client.post(running.url + OPPORTUNITIES, params={"leadId": "nobody"})
+    assert response.status_code == 500
 
 
 def test_a_stopped_server_refuses_connections(small_data: Dataset) -> None:
@@ -149,21 +156,24 @@ def test_fixture_hands_back_the_session_server(
     }
 
 
-def test_app_reset_restores_config_data_stats_and_window(lsq_emulator: RunningEmulator) -> None:
+@virtual
+async def test_app_reset_restores_config_data_stats_and_window(small_data: Dataset) -> None:
     """reset() (run by lsq_emulator before each test) undoes config, data and stats changes."""
-    lead = lsq_emulator.data.leads_by_shape["one"]
-    lsq_emulator.config.rate_limit_calls = 1
-    lsq_emulator.data.add_opportunity(lead)
-    with httpx.Client(base_url=lsq_emulator.url, headers=KEYS) as client:
-        client.post(OPPORTUNITIES, params={"leadId": lead})
-        lsq_emulator.app.reset()
-        answer = client.post(OPPORTUNITIES, params={"leadId": lead})
-    assert lsq_emulator.config == EmulatorConfig()
-    assert len(lsq_emulator.data.opportunities[lead]) == 1
+    app = virtual_app(small_data.copy())
+    lead = app.data.leads_by_shape["one"]
+    app.config.rate_limit_calls = 1
+    app.data.add_opportunity(lead)
+    async with client_of(app) as client:
+        await client.post(OPPORTUNITIES, params={"leadId": lead})
+        app.reset()
+        answer = await client.post(OPPORTUNITIES, params={"leadId": lead})
+    assert app.config == EmulatorConfig()
+    assert len(app.data.opportunities[lead]) == 1
     assert answer.status_code == 200  # the window was emptied too
-    assert lsq_emulator.stats.total == 1
+    assert app.stats.total == 1
 
 
+@virtual
 async def test_app_supports_the_lifespan_protocol(small_data: Dataset) -> None:
     """The app completes lifespan startup and shutdown, for servers that send them."""
     messages = iter([{"type": "lifespan.startup"}, {"type": "lifespan.shutdown"}])
@@ -175,5 +185,5 @@ async def test_app_supports_the_lifespan_protocol(small_data: Dataset) -> None:
     async def send(message: MutableMapping[str, Any]) -> None:
         sent.append(message["type"])
 
-    await EmulatorApp(small_data)({"type": "lifespan"}, receive, send)
+    await virtual_app(small_data)({"type": "lifespan"}, receive, send)
     assert sent == ["lifespan.startup.complete", "lifespan.shutdown.complete"]

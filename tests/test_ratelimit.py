@@ -7,15 +7,22 @@ The limiter gets the virtual loop's clock (see `virtual_time`) and the ordinary
 from __future__ import annotations
 
 import asyncio
+import gc
 import math
 import random
+import re
 import time
+import tracemalloc
+from datetime import datetime, timedelta, timezone
 from typing import Any, TypeVar
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from virtual_time import now, run_virtual
 
-from leadsq_async._ratelimit import RateLimit, RateLimiter, SlidingWindowLimiter
+from leadsq_async import QuotaExhaustedError
+from leadsq_async._ratelimit import RateLimit, RateLimiter, SlidingWindowLimiter, least_time
 
 T = TypeVar("T")
 
@@ -345,88 +352,92 @@ def test_pause_rejects_bad_durations(seconds: float, error: type[Exception]) -> 
 
 
 @pytest.mark.parametrize(
-    ("limit", "adopted"),
+    ("limit", "changed", "enforced"),
     [
-        (RateLimit(10, 5), True),
-        (RateLimit(4, 1), True),
-        (RateLimit(20, 10), True),
-        (RateLimit(25, 5), False),
-        (RateLimit(5, 1), False),
-        (RateLimit(72, 5), False),
+        (RateLimit(10, 5), True, [RateLimit(10, 5)]),
+        (RateLimit(4, 1), True, [RateLimit(4, 1), RateLimit(25, 5)]),
+        (RateLimit(20, 10), True, [RateLimit(25, 5), RateLimit(20, 10)]),
+        (RateLimit(5, 1), True, [RateLimit(5, 1), RateLimit(25, 5)]),
+        (RateLimit(25, 5), False, [RateLimit(25, 5)]),
+        (RateLimit(72, 5), False, [RateLimit(25, 5)]),
+        (RateLimit(300, 60), False, [RateLimit(25, 5)]),
     ],
 )
-def test_lower_adopts_only_a_lower_rate(limit: RateLimit, adopted: bool) -> None:
-    """lower() adopts a slower limit and says True; an equal or faster one is ignored."""
+def test_learn_tightens_or_adds_and_says_whether_anything_changed(
+    limit: RateLimit, changed: bool, enforced: list[RateLimit]
+) -> None:
+    """learn() tightens the same period or adds one; a looser or implied limit changes nothing."""
     limiter = SlidingWindowLimiter(RateLimit(25, 5))
-    assert asyncio.run(limiter.lower(limit)) is adopted
-    assert limiter.rate_limit == (limit if adopted else RateLimit(25, 5))
+    assert asyncio.run(limiter.learn(limit)) is changed
+    assert limiter.rate_limits == tuple(enforced)
 
 
-def test_lower_rejects_what_is_not_a_rate_limit() -> None:
-    """lower() raises TypeError for anything but a RateLimit."""
+def test_learn_rejects_what_is_not_a_rate_limit() -> None:
+    """learn() raises TypeError for anything but a RateLimit."""
     with pytest.raises(TypeError):
-        asyncio.run(SlidingWindowLimiter().lower((2, 5)))  # type: ignore[arg-type]
+        asyncio.run(SlidingWindowLimiter().learn((2, 5)))  # type: ignore[arg-type]
 
 
-def test_lowered_calls_apply_to_later_grants() -> None:
-    """After lower(), grants wait until fewer than the new `calls` slots are held."""
+def test_learned_calls_apply_to_later_grants() -> None:
+    """After learn() tightens a limit, grants wait until fewer than the new `calls` are held."""
 
     async def main() -> None:
         recorder = Recorder(make_limiter(5, 5))
         await asyncio.gather(*(recorder.request() for _ in range(5)))
-        assert await recorder.limiter.lower(RateLimit(2, 5))
+        assert await recorder.limiter.learn(RateLimit(2, 5))
         await asyncio.gather(*(recorder.request() for _ in range(4)))
         assert recorder.grants[5:] == [5.0, 5.0, 10.0, 10.0]
 
     run_virtual(main)
 
 
-def test_lower_to_a_shorter_period_keeps_cooling_slots_held() -> None:
-    """Slots released before lower() shortened the period still free at their old time."""
+def test_learned_shorter_period_keeps_the_configured_limit() -> None:
+    """A limit of a shorter period is added: slots held under the configured one stay held."""
 
     async def main() -> None:
         recorder = Recorder(make_limiter(10, 10))
         await asyncio.gather(*(recorder.request() for _ in range(10)))
         await asyncio.sleep(1)
-        assert await recorder.limiter.lower(RateLimit(2, 5))
+        assert await recorder.limiter.learn(RateLimit(2, 5))
         assert await recorder.request() == 10.0
 
     run_virtual(main)
 
 
-def test_lower_to_a_longer_period_also_covers_slots_already_freed() -> None:
-    """A slot freed under the old period keeps no new grant within the new period of its release."""
+def test_learned_longer_period_also_covers_slots_already_freed() -> None:
+    """A slot freed under the shorter period holds back new grants for the new period."""
 
     async def main() -> None:
         recorder = Recorder(make_limiter(2, 1))
         await asyncio.gather(recorder.request(), recorder.request())
         await asyncio.sleep(1.5)
         assert recorder.limiter.in_use == 0
-        assert await recorder.limiter.lower(RateLimit(2, 4))
+        assert await recorder.limiter.learn(RateLimit(2, 4))
         granted = await recorder.request()
         # Both earlier requests were released at 0: a grant before 4.0 would make three
-        # requests in one 4-second window. Safe and simple: wait out the 3 s difference.
-        assert granted == 4.5
+        # requests in one 4-second window. The 1-second limit forgot them at 1.0, so the
+        # new one waits out the 3 s difference (to a few units in the last place).
+        assert granted == pytest.approx(4.5, abs=1e-12)
 
     run_virtual(main)
 
 
-def test_lower_to_a_longer_period_extends_slots_cooling_down() -> None:
-    """Slots cooling down when the period grows stay held for the new period."""
+def test_learned_longer_period_holds_slots_cooling_down_for_it() -> None:
+    """Slots cooling down under the shorter period are held for the learned longer period."""
 
     async def main() -> None:
         recorder = Recorder(make_limiter(2, 1))
         await asyncio.gather(recorder.request(), recorder.request(start=0.25))
         await asyncio.sleep(0.5)
-        assert await recorder.limiter.lower(RateLimit(2, 4))
-        assert recorder.limiter.next_free_in() == 3.25
-        assert await recorder.request() == 4.0
+        assert await recorder.limiter.learn(RateLimit(2, 4))
+        assert recorder.limiter.next_free_in() == pytest.approx(3.25, abs=1e-12)
+        assert await recorder.request() == pytest.approx(4.0, abs=1e-12)
 
     run_virtual(main)
 
 
-def test_waiter_sleeps_once_when_lower_leaves_too_many_slots_held() -> None:
-    """When lower() leaves more slots held than `calls`, a waiter sleeps once until enough free."""
+def test_waiter_sleeps_once_when_learn_leaves_too_many_slots_held() -> None:
+    """When learn() leaves more slots held than `calls`, a waiter sleeps once until enough free."""
     sleeps: list[float] = []
 
     async def recording_sleep(delay: float) -> None:
@@ -437,7 +448,7 @@ def test_waiter_sleeps_once_when_lower_leaves_too_many_slots_held() -> None:
         limiter = SlidingWindowLimiter(RateLimit(5, 5), clock=now, sleep=recording_sleep)
         recorder = Recorder(limiter)
         await asyncio.gather(*(recorder.request(start=i) for i in range(5)))
-        assert await limiter.lower(RateLimit(2, 5))
+        assert await limiter.learn(RateLimit(2, 5))
         assert await recorder.request() == 8.0
 
     run_virtual(main)
@@ -445,18 +456,27 @@ def test_waiter_sleeps_once_when_lower_leaves_too_many_slots_held() -> None:
 
 
 @pytest.mark.parametrize("seed", range(3))
-def test_lower_to_a_longer_period_keeps_new_windows_within_the_new_limit(seed: int) -> None:
-    """After lower() lengthens the period, no new-period window with a later grant is over."""
+def test_learned_longer_period_keeps_new_windows_within_both_limits(seed: int) -> None:
+    """After learn() adds a longer period, windows with a later grant keep both limits."""
 
     async def main() -> None:
         limiter = make_limiter(5, 1)
         workload = asyncio.create_task(random_workload(limiter, 300, seed, max_latency=1))
         await asyncio.sleep(20.3)
-        assert await limiter.lower(RateLimit(4, 3))
+        assert await limiter.learn(RateLimit(4, 3))
         recorder = await workload
         assert_within_limit(recorder.grants, recorder.releases, 4, 3, since=20.3)
+        assert_within_limit(recorder.grants, recorder.releases, 5, 1)
 
     run_virtual(main)
+
+
+def test_lower_is_a_deprecated_alias_of_learn() -> None:
+    """lower() warns DeprecationWarning and then learns the limit as learn() does."""
+    limiter = SlidingWindowLimiter(RateLimit(25, 5))
+    with pytest.warns(DeprecationWarning, match=r"learn\(\)"):
+        assert asyncio.run(limiter.lower(RateLimit(100, 60))) is True
+    assert limiter.rate_limits == (RateLimit(25, 5), RateLimit(100, 60))
 
 
 @pytest.mark.parametrize("calls", [2, 5, 10, 15, 25, 72])
@@ -625,26 +645,67 @@ def test_rate_limit_refuses_periods_not_finite_and_positive(period: float) -> No
 
 @pytest.mark.parametrize(
     ("text", "expected"),
-    [("25/5", RateLimit(25, 5)), (" 2 / 0.5 ", RateLimit(2, 0.5)), ("72/5s", RateLimit(72, 5))],
+    [
+        ("25/5", RateLimit(25, 5)),
+        (" 2 / 0.5 ", RateLimit(2, 0.5)),
+        ("72/5s", RateLimit(72, 5)),
+        ("10/5 s", RateLimit(10, 5)),
+        ("5/30m", RateLimit(5, 1800)),
+        ("100/1h", RateLimit(100, 3600)),
+        ("100/h", RateLimit(100, 3600)),
+        ("10000/1d", RateLimit(10_000, 86_400)),
+        ("250000/1D", RateLimit(250_000, 86_400)),
+        ("1000/2days", RateLimit(1000, 172_800)),
+        ("60/1.5min", RateLimit(60, 90)),
+    ],
 )
-def test_rate_limit_parses_calls_slash_seconds(text: str, expected: RateLimit) -> None:
-    """parse() reads CALLS/SECONDS."""
+def test_rate_limit_parses_calls_slash_period_with_units(text: str, expected: RateLimit) -> None:
+    """parse() reads CALLS/PERIOD, the period in seconds or with a unit s, m, h or d."""
     assert RateLimit.parse(text) == expected
 
 
-@pytest.mark.parametrize("text", ["", "25", "25/", "a/b", "25/5/5", "-1/5", "25/-5", "0/5", "5/0"])
-def test_rate_limit_parse_refuses_bad_text(text: str) -> None:
-    """parse() raises ValueError for malformed or out-of-range text."""
-    with pytest.raises(ValueError, match=r"rate limit|calls|period"):
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("", "expected CALLS/PERIOD"),
+        ("25", "expected CALLS/PERIOD"),
+        ("25/", "expected CALLS/PERIOD"),
+        ("a/b", "expected CALLS/PERIOD"),
+        ("25/5/5", "expected CALLS/PERIOD"),
+        ("2.5/5", "expected CALLS/PERIOD"),
+        ("10/5x", "unknown unit 'x'"),
+        ("10/1w", "unknown unit 'w'"),
+        ("-1/5", "calls must be at least 1"),
+        ("0/5", "calls must be at least 1"),
+        ("25/-5", "period must be a finite number"),
+        ("5/0", "period must be more than 0"),
+        ("5/0d", "period must be more than 0"),
+    ],
+)
+def test_rate_limit_parse_refuses_bad_text_and_says_why(text: str, message: str) -> None:
+    """parse() raises ValueError naming the text and what is wrong with it."""
+    with pytest.raises(
+        ValueError, match=rf"invalid rate limit {re.escape(repr(text))}: .*{message}"
+    ):
         RateLimit.parse(text)
 
 
 @pytest.mark.parametrize(
     ("limit", "text"),
-    [(RateLimit(25, 5), "25 calls per 5 s"), (RateLimit(1, 0.2), "1 call per 0.2 s")],
+    [
+        (RateLimit(25, 5), "25 calls per 5 s"),
+        (RateLimit(1, 0.2), "1 call per 0.2 s"),
+        (RateLimit(5, 90), "5 calls per 90 s"),
+        (RateLimit(60, 60), "60 calls per minute"),
+        (RateLimit(5, 1800), "5 calls per 30 min"),
+        (RateLimit(100, 3600), "100 calls per hour"),
+        (RateLimit(10, 7200), "10 calls per 2 h"),
+        (RateLimit(10_000, 86_400), "10000 calls per day"),
+        (RateLimit(1000, 172_800), "1000 calls per 2 days"),
+    ],
 )
 def test_rate_limit_reads_well_as_text(limit: RateLimit, text: str) -> None:
-    """str() of a RateLimit reads as a sentence."""
+    """str() of a RateLimit reads as a sentence, with minutes, hours and days named."""
     assert str(limit) == text
 
 
@@ -661,3 +722,441 @@ def test_rate_limit_compares_rates_exactly() -> None:
 def test_least_time_counts_the_windows_after_the_first(requests: int, seconds: float) -> None:
     """25 requests fit in the first window; each further 25 need one more period."""
     assert RateLimit(25, 5.0).least_time(requests) == seconds
+
+
+def earliest_schedule(limits: list[RateLimit], requests: int) -> list[float]:
+    """The earliest grant times of zero-latency requests under every limit: request i no
+    sooner than `period` after request i - `calls`, for each limit."""
+    times: list[float] = []
+    for i in range(requests):
+        at = times[-1] if times else 0.0
+        for limit in limits:
+            if i >= limit.calls:
+                at = max(at, times[i - limit.calls] + limit.period)
+        times.append(at)
+    return times
+
+
+limit_sets = st.lists(
+    st.builds(RateLimit, st.integers(1, 5), st.sampled_from([0.5, 1.0, 2.0, 3.0, 5.0, 8.0])),
+    min_size=1,
+    max_size=3,
+    unique_by=lambda limit: limit.period,
+)
+
+
+def test_limiter_takes_several_limits_shortest_period_first() -> None:
+    """A sequence of limits is enforced together; rate_limits lists them by period."""
+    limiter = SlidingWindowLimiter([RateLimit(10_000, 86_400), RateLimit(10, 5)])
+    assert limiter.rate_limits == (RateLimit(10, 5), RateLimit(10_000, 86_400))
+    assert limiter.rate_limit == RateLimit(10, 5)
+
+
+def test_two_limits_of_one_period_keep_the_one_with_fewer_calls() -> None:
+    """Given twice for one period, the limit with fewer calls is the one kept."""
+    limiter = SlidingWindowLimiter([RateLimit(25, 5), RateLimit(10, 5.0)])
+    assert limiter.rate_limits == (RateLimit(10, 5),)
+
+
+@pytest.mark.parametrize(
+    ("rate_limit", "error"),
+    [([], ValueError), ("25/5", TypeError), ([RateLimit(), (2, 5)], TypeError), (None, TypeError)],
+)
+def test_limiter_refuses_what_is_not_rate_limits(rate_limit: Any, error: type[Exception]) -> None:
+    """An empty sequence raises ValueError; text, tuples and None raise TypeError."""
+    with pytest.raises(error, match="rate_limit"):
+        SlidingWindowLimiter(rate_limit)
+
+
+def test_a_request_waits_for_a_slot_of_every_limit() -> None:
+    """Under 2 per 1 s and 3 per 10 s, each grant waits for whichever limit frees last."""
+    sleeps: list[float] = []
+
+    async def recording_sleep(delay: float) -> None:
+        sleeps.append(delay)
+        await asyncio.sleep(delay)
+
+    async def main() -> None:
+        limits = [RateLimit(2, 1), RateLimit(3, 10)]
+        limiter = SlidingWindowLimiter(limits, clock=now, sleep=recording_sleep)
+        recorder = Recorder(limiter)
+        await asyncio.gather(*(recorder.request() for _ in range(7)))
+        assert recorder.grants == [0.0, 0.0, 1.0, 10.0, 10.0, 11.0, 20.0]
+
+    run_virtual(main)
+    # One sleep per grant time, each ending exactly at a grant: no polling.
+    assert sleeps == [1.0, 9.0, 1.0, 9.0]
+
+
+@settings(max_examples=40, deadline=None)
+@given(limits=limit_sets, requests=st.integers(1, 60))
+def test_several_limits_waste_no_capacity(limits: list[RateLimit], requests: int) -> None:
+    """Zero-latency requests are granted at the earliest times every limit allows, no later."""
+
+    async def main() -> list[float]:
+        recorder = Recorder(SlidingWindowLimiter(limits, clock=now))
+        await asyncio.gather(*(recorder.request() for _ in range(requests)))
+        return recorder.grants
+
+    grants = run_virtual(main)
+    expected = earliest_schedule(limits, requests)
+    assert sorted(grants) == expected
+    assert least_time(limits, requests) == expected[-1]
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    limits=limit_sets,
+    workload=st.lists(st.tuples(st.floats(0, 20), st.floats(0, 3)), min_size=1, max_size=60),
+)
+def test_random_workloads_never_exceed_any_limit(
+    limits: list[RateLimit], workload: list[tuple[float, float]]
+) -> None:
+    """Whatever the arrivals and latencies, no window of any limit holds more than its calls."""
+
+    async def main() -> Recorder:
+        recorder = Recorder(SlidingWindowLimiter(limits, clock=now))
+        await asyncio.gather(
+            *(recorder.request(duration=duration, start=start) for start, duration in workload)
+        )
+        return recorder
+
+    recorder = run_virtual(main)
+    for limit in limits:
+        assert_within_limit(recorder.grants, recorder.releases, limit.calls, limit.period)
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    limits=limit_sets,
+    learned=st.builds(RateLimit, st.integers(1, 5), st.sampled_from([0.5, 1.0, 2.0, 4.0, 9.0])),
+    learned_at=st.floats(0, 15),
+    workload=st.lists(st.tuples(st.floats(0, 20), st.floats(0, 3)), min_size=1, max_size=60),
+)
+def test_random_workloads_keep_a_limit_learned_midway(
+    limits: list[RateLimit],
+    learned: RateLimit,
+    learned_at: float,
+    workload: list[tuple[float, float]],
+) -> None:
+    """A limit learned midway holds in every window with a later grant; the others always hold."""
+
+    async def main() -> Recorder:
+        limiter = SlidingWindowLimiter(limits, clock=now)
+        recorder = Recorder(limiter)
+        requests = asyncio.gather(
+            *(recorder.request(duration=duration, start=start) for start, duration in workload)
+        )
+        await asyncio.sleep(learned_at)
+        await limiter.learn(learned)
+        await requests
+        return recorder
+
+    recorder = run_virtual(main)
+    for limit in limits:
+        assert_within_limit(recorder.grants, recorder.releases, limit.calls, limit.period)
+    # A request granted at the very instant of learning may have come just before it.
+    since = math.nextafter(learned_at, math.inf)
+    assert_within_limit(
+        recorder.grants, recorder.releases, learned.calls, learned.period, since=since
+    )
+
+
+@pytest.mark.parametrize("calls", [1, 7, 25])
+@pytest.mark.parametrize("requests", [0, 1, 2, 26, 51, 100])
+def test_least_time_of_one_limit_is_the_limits_own(calls: int, requests: int) -> None:
+    """least_time() of a single limit is RateLimit.least_time."""
+    limit = RateLimit(calls, 5)
+    assert least_time(limit, requests) == limit.least_time(requests)
+    assert least_time([limit], requests) == limit.least_time(requests)
+
+
+def test_least_time_of_two_limits_can_exceed_both() -> None:
+    """10 per 5 s and 20 per 20 s: 40 requests span 25 s, more than either limit alone needs."""
+    limits = [RateLimit(10, 5), RateLimit(20, 20)]
+    assert [limit.least_time(40) for limit in limits] == [15.0, 20.0]
+    assert least_time(limits, 40) == 25.0
+
+
+def test_least_time_of_a_day_of_pro_plan_requests() -> None:
+    """Pro's 10 per 5 s and 10,000 a day: 10,000 requests take 5,000 s, the next waits a day."""
+    pro = [RateLimit(10, 5), RateLimit(10_000, 86_400)]
+    assert least_time(pro, 10_000) == 4995.0
+    assert least_time(pro, 10_001) == 86_400.0
+
+
+def test_a_saturated_daily_quota_of_250000_stays_under_100_kb() -> None:
+    """250,000 slots held under 250,000 a day take under 100 kB: buckets, not 250,000 floats."""
+    clock = 0.0
+    limiter = SlidingWindowLimiter(RateLimit(250_000, 86_400), clock=lambda: clock)
+
+    async def spread_over_a_day() -> None:
+        nonlocal clock
+        for i in range(250_000):
+            clock = i * 86_400 / 250_000
+            async with limiter.slot():
+                pass
+
+    tracemalloc.start()
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        asyncio.run(spread_over_a_day())
+        gc.collect()
+        used = tracemalloc.get_traced_memory()[0] - before
+    finally:
+        tracemalloc.stop()
+    assert limiter.in_use == 250_000
+    assert used < 100_000, f"{used:,} bytes"
+
+
+def test_releases_close_together_share_a_bucket_and_free_together() -> None:
+    """Releases less than period/1000 apart free at the later one's time: a little late, safe."""
+
+    async def main() -> None:
+        recorder = Recorder(make_limiter(3, 1000))
+        await asyncio.gather(
+            recorder.request(), recorder.request(start=0.5), recorder.request(start=2)
+        )
+        # The first two share a bucket (0.5 s < 1000 s / 1000) that frees at 1000.5; the
+        # third, 2 s later, has its own.
+        assert await recorder.request() == 1000.5
+        assert await recorder.request() == 1000.5
+        assert await recorder.request() == 1002.0
+
+    run_virtual(main)
+
+
+def test_learned_limit_expires_after_an_hour_for_short_periods() -> None:
+    """A learned 5-second limit is dropped an hour after it was learned."""
+
+    async def main() -> None:
+        limiter = make_limiter(25, 5)
+        assert await limiter.learn(RateLimit(10, 5))
+        await asyncio.sleep(3599.5)
+        assert limiter.rate_limits == (RateLimit(10, 5),)
+        await asyncio.sleep(0.5)
+        assert limiter.rate_limits == (RateLimit(25, 5),)
+
+    run_virtual(main)
+
+
+def test_learned_daily_quota_lasts_two_days() -> None:
+    """A learned daily quota lasts two periods, the day it was learned in and the next."""
+
+    async def main() -> None:
+        limiter = make_limiter(10, 5)
+        quota = RateLimit(1000, 86_400)
+        assert await limiter.learn(quota)
+        await asyncio.sleep(2 * 86_400 - 1)
+        before = limiter.rate_limits
+        await asyncio.sleep(1)
+        after = limiter.rate_limits
+        assert (before, after) == ((RateLimit(10, 5), quota), (RateLimit(10, 5),))
+
+    run_virtual(main)
+
+
+def test_naming_a_learned_limit_again_renews_it() -> None:
+    """learn() of the limit already learned changes nothing, but it lasts another hour."""
+
+    async def main() -> None:
+        limiter = make_limiter(25, 5)
+        assert await limiter.learn(RateLimit(10, 5))
+        await asyncio.sleep(3000)
+        assert not await limiter.learn(RateLimit(10, 5))
+        await asyncio.sleep(3599)
+        assert limiter.rate_limit == RateLimit(10, 5)
+        await asyncio.sleep(1)
+        assert limiter.rate_limit == RateLimit(25, 5)
+
+    run_virtual(main)
+
+
+def test_an_expired_limit_named_again_soon_keeps_its_count() -> None:
+    """Named again within a period of expiring, a limit still counts the slots it held."""
+
+    async def main() -> None:
+        recorder = Recorder(make_limiter(10, 1))
+        two_hours = RateLimit(3, 7200)
+        assert await recorder.limiter.learn(two_hours)  # lasts 4 hours
+        await asyncio.gather(*(recorder.request(start=14_000) for _ in range(3)))
+        await asyncio.sleep(15_000 - now())
+        assert recorder.limiter.rate_limits == (RateLimit(10, 1),)
+        assert await recorder.limiter.learn(two_hours)
+        # Held until 14,000 + 7,200: neither granted at once nor held back a new period.
+        assert await recorder.request() == 21_200.0
+
+    run_virtual(main)
+
+
+def test_waiter_held_back_by_a_learned_limit_is_granted_when_it_expires() -> None:
+    """The first waiter wakes when the learned limit holding it back expires, not later."""
+
+    async def main() -> None:
+        recorder = Recorder(
+            SlidingWindowLimiter([RateLimit(10, 1), RateLimit(100, 3600)], clock=now)
+        )
+        assert await recorder.limiter.learn(RateLimit(1, 3600))  # lasts 2 hours
+        assert await recorder.request() == 0.0
+        assert await recorder.request(duration=100) == 3600.0
+        # Its slot is held until 7,300, but the learned limit expires at 7,200.
+        assert await recorder.request() == 7200.0
+
+    run_virtual(main)
+
+
+FIXED_WALL_CLOCK = datetime(2026, 3, 1, 12, 0, tzinfo=timezone.utc)
+
+
+def quota_limiter(limits: list[RateLimit]) -> SlidingWindowLimiter:
+    return SlidingWindowLimiter(limits, clock=now, wall_clock=lambda: FIXED_WALL_CLOCK)
+
+
+def test_slot_with_max_wait_fails_at_once_when_the_quota_is_spent() -> None:
+    """slot(max_wait=) raises QuotaExhaustedError at once, takes nothing, names the spent limit."""
+
+    async def main() -> None:
+        quota = RateLimit(3, 100)
+        recorder = Recorder(quota_limiter([RateLimit(2, 5), quota]))
+        await asyncio.gather(*(recorder.request() for _ in range(3)))
+        await asyncio.sleep(10 - now())
+        with pytest.raises(QuotaExhaustedError) as caught:
+            async with recorder.limiter.slot(max_wait=30):
+                pytest.fail("granted")
+        assert caught.value.limit == quota
+        assert caught.value.retry_at == FIXED_WALL_CLOCK + timedelta(seconds=90)
+        assert "3 calls per 100 s is spent" in str(caught.value)
+        assert (now(), recorder.limiter.granted, recorder.limiter.waiting) == (10.0, 3, 0)
+
+    run_virtual(main)
+
+
+def test_slot_with_max_wait_waits_when_the_slot_is_close_enough() -> None:
+    """A slot no further than max_wait away is waited for as usual."""
+
+    async def main() -> None:
+        recorder = Recorder(quota_limiter([RateLimit(2, 5), RateLimit(3, 100)]))
+        await asyncio.gather(*(recorder.request() for _ in range(3)))
+        await asyncio.sleep(10 - now())
+        async with recorder.limiter.slot(max_wait=90):
+            assert now() == 100.0
+
+    run_virtual(main)
+
+
+def test_slot_with_max_wait_counts_a_slot_in_flight_as_a_period_away() -> None:
+    """With every slot in flight, the earliest grant is taken as a period from now."""
+
+    async def main() -> None:
+        limiter = quota_limiter([RateLimit(1, 5)])
+        async with limiter.slot():
+            with pytest.raises(QuotaExhaustedError) as caught:
+                await limiter.slot(max_wait=4.9).__aenter__()
+            assert caught.value.retry_at == FIXED_WALL_CLOCK + timedelta(seconds=5)
+            assert caught.value.limit == RateLimit(1, 5)
+
+    run_virtual(main)
+
+
+@pytest.mark.parametrize("pause_limit", [RateLimit(1000, 86_400), None])
+def test_a_pause_that_holds_slots_back_is_reported_with_its_limit(
+    pause_limit: RateLimit | None,
+) -> None:
+    """When a pause binds, the error names the limit the pause was given, or none."""
+
+    async def main() -> None:
+        limiter = quota_limiter([RateLimit(10, 5)])
+        await limiter.pause(600, limit=pause_limit)
+        with pytest.raises(QuotaExhaustedError) as caught:
+            await limiter.slot(max_wait=60).__aenter__()
+        assert caught.value.limit == pause_limit
+        assert caught.value.retry_at == FIXED_WALL_CLOCK + timedelta(seconds=600)
+
+    run_virtual(main)
+
+
+def test_queued_waiter_fails_as_soon_as_a_pause_puts_its_slot_too_far() -> None:
+    """A pause fails at once the queued waiters it makes wait past their max_wait."""
+
+    async def main() -> None:
+        limiter = quota_limiter([RateLimit(1, 5)])
+        async with limiter.slot():
+            patient = asyncio.create_task(limiter.slot().__aenter__())
+            hurried = asyncio.create_task(limiter.slot(max_wait=30).__aenter__())
+            await asyncio.sleep(1)
+            await limiter.pause(100, limit=RateLimit(1000, 86_400))
+            with pytest.raises(QuotaExhaustedError):
+                await hurried
+            assert now() == 1.0
+        await patient
+        assert now() == 101.0
+
+    run_virtual(main)
+
+
+def test_first_waiter_fails_when_it_wakes_to_a_pause_past_its_max_wait() -> None:
+    """The waiter at the head, sleeping when the pause came, fails when it wakes."""
+
+    async def main() -> None:
+        limiter = quota_limiter([RateLimit(1, 5)])
+        async with limiter.slot():
+            pass
+        head = asyncio.create_task(limiter.slot(max_wait=30).__aenter__())
+        await asyncio.sleep(1)
+        await limiter.pause(100)
+        with pytest.raises(QuotaExhaustedError):
+            await head
+        assert now() == 5.0
+        assert limiter.waiting == 0
+
+    run_virtual(main)
+
+
+def test_learning_a_spent_daily_quota_fails_requests_that_will_not_wait_a_day() -> None:
+    """A daily quota learned from a refusal makes slot(max_wait=60) fail, naming the quota."""
+
+    async def main() -> None:
+        limiter = quota_limiter([RateLimit(10, 5)])
+        quota = RateLimit(10_000, 86_400)
+        assert await limiter.learn(quota)
+        with pytest.raises(QuotaExhaustedError) as caught:
+            await limiter.slot(max_wait=60).__aenter__()
+        assert caught.value.limit == quota
+        # Requests released more than 5 s ago are forgotten: held back the rest of a day.
+        retry_in = caught.value.retry_at - FIXED_WALL_CLOCK
+        assert retry_in.total_seconds() == pytest.approx(86_395, abs=1e-6)
+
+    run_virtual(main)
+
+
+def test_max_wait_of_zero_takes_a_free_slot() -> None:
+    """max_wait=0 is granted a free slot at once, and infinity waits like None."""
+
+    async def main() -> None:
+        limiter = make_limiter(1, 5)
+        async with limiter.slot(max_wait=0):
+            pass
+        async with limiter.slot(max_wait=math.inf):
+            assert now() == 5.0
+
+    run_virtual(main)
+
+
+@pytest.mark.parametrize(
+    ("max_wait", "error"),
+    [(-1, ValueError), (math.nan, ValueError), (True, TypeError), ("5", TypeError)],
+)
+def test_slot_refuses_bad_max_wait(max_wait: Any, error: type[Exception]) -> None:
+    """slot() refuses negative, NaN, bool and text max_wait on entry."""
+
+    async def main() -> None:
+        with pytest.raises(error, match="max_wait"):
+            await make_limiter(1, 5).slot(max_wait=max_wait).__aenter__()
+
+    run_virtual(main)
+
+
+def test_pause_refuses_a_limit_that_is_not_a_rate_limit() -> None:
+    """pause(limit=) takes a RateLimit or None."""
+    with pytest.raises(TypeError, match="limit"):
+        asyncio.run(SlidingWindowLimiter().pause(1, limit="10/5"))  # type: ignore[arg-type]

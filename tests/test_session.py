@@ -5,60 +5,15 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-from collections.abc import Awaitable, Callable
+import ssl
 from typing import Any
 
 import httpx
 import pytest
+from fakes import FAST_RETRY, SECRET, FakeServer, opportunity, session_for
+from virtual_time import now, virtual
 
 import leadsq_async as lsq
-
-SECRET = "s3cr3t-Key-never-shown"
-FAST_RETRY = lsq.RetryPolicy(attempts=4, backoff=0.001, max_backoff=0.002)
-Handler = Callable[[httpx.Request], Awaitable[httpx.Response]]
-
-
-def opportunity(n: int, lead: str = "lead-1") -> dict[str, Any]:
-    return {"OpportunityId": f"opp-{n:05d}", "ProspectId": lead, "Score": str(n)}
-
-
-class FakeServer:
-    """Serves rows by PageIndex/PageSize and records what it was asked."""
-
-    def __init__(self, rows: list[dict[str, Any]], *, clamp: int | None = None) -> None:
-        self.rows = rows
-        self.clamp = clamp
-        self.ignore_page_index = False
-        self.requests: list[httpx.Request] = []
-        self.pages_asked: list[tuple[int, int]] = []
-        self.in_flight = 0
-        self.most_in_flight = 0
-        self.gate: asyncio.Event | None = None
-
-    async def __call__(self, request: httpx.Request) -> httpx.Response:
-        self.requests.append(request)
-        paging = json.loads(request.content)["Paging"]
-        index, size = paging["PageIndex"], paging["PageSize"]
-        self.pages_asked.append((index, size))
-        self.in_flight += 1
-        self.most_in_flight = max(self.most_in_flight, self.in_flight)
-        try:
-            await asyncio.sleep(0.01)
-            if self.gate is not None and index > 1:
-                await self.gate.wait()
-        finally:
-            self.in_flight -= 1
-        size = min(size, self.clamp or size)
-        start = 0 if self.ignore_page_index else (index - 1) * size
-        body = {"RecordCount": len(self.rows), "List": self.rows[start : start + size]}
-        return httpx.Response(200, json=body)
-
-
-def session_for(handler: Handler, **kwargs: Any) -> lsq.Session:
-    kwargs.setdefault("retry", FAST_RETRY)
-    kwargs.setdefault("rate_limit", lsq.RateLimit(calls=1000, period=0.01))
-    client = httpx.AsyncClient(transport=httpx.MockTransport(handler))
-    return lsq.Session("access-key", SECRET, host="http://127.0.0.1:9", client=client, **kwargs)
 
 
 async def collect_with(server: FakeServer, **kwargs: Any) -> list[lsq.Opportunity]:
@@ -66,6 +21,7 @@ async def collect_with(server: FakeServer, **kwargs: Any) -> list[lsq.Opportunit
         return await session.opportunities_of_lead("lead-1", **kwargs).collect()
 
 
+@virtual
 async def test_keys_travel_in_headers_never_in_the_url() -> None:
     """The keys go in x-LSQ-* headers; the URL carries only the id."""
     server = FakeServer([opportunity(1)])
@@ -78,6 +34,7 @@ async def test_keys_travel_in_headers_never_in_the_url() -> None:
     assert request.method == "POST"
 
 
+@virtual
 async def test_every_row_of_every_page_is_yielded_in_order() -> None:
     """A walk yields each row of every page once, in the server's order."""
     server = FakeServer([opportunity(n) for n in range(23)])
@@ -85,6 +42,7 @@ async def test_every_row_of_every_page_is_yielded_in_order() -> None:
     assert [r.opportunity_id for r in records] == [f"opp-{n:05d}" for n in range(23)]
 
 
+@virtual
 async def test_walk_stops_at_record_count_without_an_extra_request() -> None:
     """When the rows reach RecordCount exactly, no further page is asked for."""
     server = FakeServer([opportunity(n) for n in range(20)])
@@ -92,6 +50,7 @@ async def test_walk_stops_at_record_count_without_an_extra_request() -> None:
     assert sorted(index for index, _ in server.pages_asked) == [1, 2, 3, 4]
 
 
+@virtual
 async def test_walk_stops_on_an_empty_first_page() -> None:
     """A lead without opportunities costs one request."""
     server = FakeServer([])
@@ -99,6 +58,7 @@ async def test_walk_stops_on_an_empty_first_page() -> None:
     assert len(server.requests) == 1
 
 
+@virtual
 async def test_walk_stops_on_a_short_page_when_record_count_overstates() -> None:
     """A short page ends the walk even if RecordCount promised more."""
 
@@ -112,6 +72,7 @@ async def test_walk_stops_on_a_short_page_when_record_count_overstates() -> None
     assert len(records) == 6
 
 
+@virtual
 async def test_default_page_size_is_the_largest_the_api_honours() -> None:
     """Without page_size, pages of 1000 rows are asked for."""
     server = FakeServer([opportunity(1)])
@@ -119,6 +80,7 @@ async def test_default_page_size_is_the_largest_the_api_honours() -> None:
     assert server.pages_asked == [(1, 1000)]
 
 
+@virtual
 async def test_pages_after_the_first_are_fetched_ahead_concurrently() -> None:
     """Once page 1 told RecordCount, later pages are in flight together."""
     server = FakeServer([opportunity(n) for n in range(50)])
@@ -127,6 +89,7 @@ async def test_pages_after_the_first_are_fetched_ahead_concurrently() -> None:
     assert server.most_in_flight == 4
 
 
+@virtual
 async def test_pages_expose_index_record_count_and_items() -> None:
     """pages() yields Page objects with index, record_count and items."""
     server = FakeServer([opportunity(n) for n in range(7)])
@@ -137,6 +100,7 @@ async def test_pages_expose_index_record_count_and_items() -> None:
     assert {p.record_count for p in pages} == {7}
 
 
+@virtual
 async def test_limit_caps_records_and_sends_nothing_beyond() -> None:
     """limit=10 yields ten records from one request of ten rows."""
     server = FakeServer([opportunity(n) for n in range(500)])
@@ -145,6 +109,7 @@ async def test_limit_caps_records_and_sends_nothing_beyond() -> None:
     assert server.pages_asked == [(1, 10)]
 
 
+@virtual
 async def test_limit_across_pages_asks_only_the_pages_it_needs() -> None:
     """limit=12 with pages of 5 asks for three pages and yields twelve records."""
     server = FakeServer([opportunity(n) for n in range(500)])
@@ -153,6 +118,7 @@ async def test_limit_across_pages_asks_only_the_pages_it_needs() -> None:
     assert sorted(index for index, _ in server.pages_asked) == [1, 2, 3]
 
 
+@virtual
 async def test_limit_zero_sends_nothing() -> None:
     """limit=0 yields nothing and sends no request."""
     server = FakeServer([opportunity(1)])
@@ -160,6 +126,7 @@ async def test_limit_zero_sends_nothing() -> None:
     assert server.requests == []
 
 
+@virtual
 async def test_clamped_page_size_is_detected_and_every_row_yielded_once() -> None:
     """A server that clamps pages to 300 rows still yields every row exactly once."""
     server = FakeServer([opportunity(n) for n in range(1000)], clamp=300)
@@ -170,6 +137,7 @@ async def test_clamped_page_size_is_detected_and_every_row_yielded_once() -> Non
     assert {size for _, size in server.pages_asked[1:]} == {300}
 
 
+@virtual
 async def test_clamp_is_remembered_for_the_next_walk() -> None:
     """After a clamp, the session asks that endpoint for the clamped size."""
     server = FakeServer([opportunity(n) for n in range(700)], clamp=300)
@@ -180,6 +148,7 @@ async def test_clamp_is_remembered_for_the_next_walk() -> None:
     assert server.pages_asked[0] == (1, 300)
 
 
+@virtual
 async def test_server_ignoring_page_index_raises_instead_of_looping() -> None:
     """Pages that repeat page 1 raise PagingError."""
     server = FakeServer([opportunity(n) for n in range(20)])
@@ -189,6 +158,7 @@ async def test_server_ignoring_page_index_raises_instead_of_looping() -> None:
     assert len(server.requests) <= 5
 
 
+@virtual
 async def test_rows_repeated_by_an_insert_ahead_are_yielded_once() -> None:
     """A row shifted onto the next page by an insert is not yielded twice."""
     rows = [opportunity(n) for n in range(10)]
@@ -208,6 +178,7 @@ async def test_rows_repeated_by_an_insert_ahead_are_yielded_once() -> None:
     assert ids == [f"opp-{n:05d}" for n in range(10)]
 
 
+@virtual
 async def test_breaking_out_early_cancels_pages_fetched_ahead() -> None:
     """A break stops the look-ahead: no request stays in flight, no task is left."""
     server = FakeServer([opportunity(n) for n in range(100)])
@@ -218,10 +189,11 @@ async def test_breaking_out_early_cancels_pages_fetched_ahead() -> None:
         for _ in range(5):
             await asyncio.sleep(0)
         assert server.in_flight == 0
-        assert all(task.done() for task in session._tasks)
+        assert all(task.done() for task in session._transport.tasks)
     assert asyncio.all_tasks() == {asyncio.current_task()}
 
 
+@virtual
 async def test_transient_server_error_is_retried() -> None:
     """A bare 500 is retried and the walk completes."""
     answers = [httpx.Response(500, json={"Message": "There was an error processing the request."})]
@@ -237,6 +209,7 @@ async def test_transient_server_error_is_retried() -> None:
     assert len(records) == 1
 
 
+@virtual
 async def test_business_error_is_never_retried() -> None:
     """A 500 with the envelope raises APIError after a single request."""
     calls = 0
@@ -257,6 +230,7 @@ async def test_business_error_is_never_retried() -> None:
     assert calls == 1
 
 
+@virtual
 async def test_retries_stop_after_the_configured_attempts() -> None:
     """A server that keeps failing is tried `attempts` times, then the error raises."""
     calls = 0
@@ -272,6 +246,7 @@ async def test_retries_stop_after_the_configured_attempts() -> None:
     assert calls == FAST_RETRY.attempts
 
 
+@virtual
 async def test_dropped_connection_is_a_retried_transport_error() -> None:
     """A dropped connection is retried, and raises TransportError when retries are spent."""
 
@@ -286,6 +261,7 @@ async def test_dropped_connection_is_a_retried_transport_error() -> None:
     assert info.value.transient
 
 
+@virtual
 async def test_timeout_raises_request_timeout() -> None:
     """A read timeout becomes RequestTimeout once the retries are spent."""
 
@@ -308,10 +284,11 @@ def rate_limited(status: int, limit: int = 25, period: str = "5") -> httpx.Respo
 
 
 @pytest.mark.parametrize("status", [429, 200])
+@virtual
 async def test_rate_limit_answer_pauses_the_limiter_and_retries(status: int) -> None:
     """A rate-limit answer (429, or 200 with the envelope) pauses the limiter, then retries."""
     answers = [rate_limited(status, limit=50, period="0.05")]
-    limiter = lsq.SlidingWindowLimiter(lsq.RateLimit(calls=50, period=0.05))
+    limiter = lsq.SlidingWindowLimiter(lsq.RateLimit(calls=50, period=0.05), clock=now)
 
     async def handler(request: httpx.Request) -> httpx.Response:
         if answers:
@@ -321,9 +298,9 @@ async def test_rate_limit_answer_pauses_the_limiter_and_retries(status: int) -> 
     paused: list[float] = []
     real_pause = limiter.pause
 
-    async def spy(seconds: float) -> None:
+    async def spy(seconds: float, *, limit: lsq.RateLimit | None = None) -> None:
         paused.append(seconds)
-        await real_pause(seconds)
+        await real_pause(seconds, limit=limit)
 
     limiter.pause = spy  # type: ignore[method-assign]
     async with session_for(handler, rate_limit=limiter) as session:
@@ -333,12 +310,13 @@ async def test_rate_limit_answer_pauses_the_limiter_and_retries(status: int) -> 
     assert paused == [0.05]
 
 
+@virtual
 async def test_lower_limit_in_the_message_is_adopted_with_one_warning(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    """'limit of 10 in 5 second(s)' lowers a 25-per-5 limiter and logs one warning."""
+    """'limit of 10 in 5 second(s)' tightens a 25-per-5 limiter and logs one warning."""
     answers = [rate_limited(429, limit=10), rate_limited(200, limit=10)]
-    limiter = lsq.SlidingWindowLimiter(lsq.RateLimit(calls=25, period=5.0))
+    limiter = lsq.SlidingWindowLimiter(lsq.RateLimit(calls=25, period=5.0), clock=now)
 
     async def handler(request: httpx.Request) -> httpx.Response:
         if answers:
@@ -355,23 +333,25 @@ async def test_lower_limit_in_the_message_is_adopted_with_one_warning(
     assert "10 calls per 5" in warnings[0].getMessage()
 
 
-async def _no_pause(seconds: float) -> None:
+async def _no_pause(seconds: float, *, limit: lsq.RateLimit | None = None) -> None:
     return None
 
 
+@virtual
 async def test_rate_limit_error_raises_when_retries_are_spent() -> None:
     """A server that answers only rate-limit errors ends in RateLimitError."""
 
     async def handler(request: httpx.Request) -> httpx.Response:
         return rate_limited(429)
 
-    limiter = lsq.SlidingWindowLimiter(lsq.RateLimit(calls=25, period=0.001))
+    limiter = lsq.SlidingWindowLimiter(lsq.RateLimit(calls=25, period=0.001), clock=now)
     async with session_for(handler, rate_limit=limiter) as session:
         with pytest.raises(lsq.RateLimitError) as info:
             await session.opportunities_of_lead("lead-1").collect()
     assert info.value.limit == lsq.RateLimit(25, 5.0)
 
 
+@virtual
 async def test_secret_never_appears_in_logs_at_any_level(caplog: pytest.LogCaptureFixture) -> None:
     """With every logger at DEBUG, no log line holds the secret key."""
     caplog.set_level(logging.DEBUG)
@@ -388,6 +368,7 @@ async def test_secret_never_appears_in_logs_at_any_level(caplog: pytest.LogCaptu
     assert all(SECRET not in record.getMessage() for record in caplog.records)
 
 
+@virtual
 async def test_secret_never_appears_in_repr_or_errors() -> None:
     """The session's repr and every error's str and repr leave the secret out."""
 
@@ -402,6 +383,7 @@ async def test_secret_never_appears_in_repr_or_errors() -> None:
     assert SECRET not in repr(info.value)
 
 
+@virtual
 async def test_client_passed_in_is_left_open() -> None:
     """A session closes only the client it created."""
     client = httpx.AsyncClient(transport=httpx.MockTransport(FakeServer([])))
@@ -411,11 +393,12 @@ async def test_client_passed_in_is_left_open() -> None:
     await client.aclose()
 
 
+@virtual
 async def test_own_client_is_closed() -> None:
     """A session closes the client it created."""
     session = lsq.Session("a", SECRET, host="http://127.0.0.1:9")
     await session.aclose()
-    assert session._client.is_closed
+    assert session._transport.client.is_closed
 
 
 @pytest.mark.parametrize(
@@ -427,6 +410,7 @@ async def test_own_client_is_closed() -> None:
         ({"limit": 1.5}, TypeError),
     ],
 )
+@virtual
 async def test_bad_paging_arguments_raise_before_any_request(
     kwargs: dict[str, Any], error: type[Exception]
 ) -> None:
@@ -454,3 +438,114 @@ def test_bad_session_arguments_raise_at_construction(
     """A bad timeout, rate limit, look-ahead or host raises when the session is built."""
     with pytest.raises(error):
         lsq.Session("a", SECRET, **kwargs)
+
+
+@virtual
+async def test_paginate_walks_any_list_endpoint_with_its_own_list_key() -> None:
+    """session.paginate pages a raw endpoint by PageIndex/PageSize, rows as the dicts sent."""
+    leads = [{"ProspectID": f"L{n}", "mx_City": "Pune"} for n in range(7)]
+    bodies: list[dict[str, Any]] = []
+
+    async def handler(request: httpx.Request) -> httpx.Response:
+        assert request.url.path == "/v2/LeadManagement.svc/Leads.RecentlyModified"
+        body = json.loads(request.content)
+        bodies.append(body)
+        index, size = body["Paging"]["PageIndex"], body["Paging"]["PageSize"]
+        page = leads[(index - 1) * size : index * size]
+        return httpx.Response(200, json={"RecordCount": len(leads), "Leads": page})
+
+    parameter = {"FromDate": "2026-01-01 00:00:00", "ToDate": "2026-12-01 00:00:00"}
+    async with session_for(handler) as session:
+        walk = session.paginate(
+            "LeadManagement.svc/Leads.RecentlyModified",
+            body={"Parameter": parameter},
+            list_key="Leads",
+            page_size=3,
+        )
+        rows = await walk.collect()
+    assert rows == leads
+    assert all(body["Parameter"] == parameter for body in bodies)
+    assert sorted(body["Paging"]["PageIndex"] for body in bodies) == [1, 2, 3]
+
+
+@pytest.mark.parametrize(
+    "path",
+    ["//evil.example/v2/x", "/v2/x", "https://evil.example/x", "../v1/x", "a?b=1", ""],
+)
+def test_paginate_refuses_a_path_that_leaves_the_api(path: str) -> None:
+    """A path that could leave /v2/ on the configured host is refused before sending."""
+    session = lsq.Session("a", "b", host="http://127.0.0.1:9")
+    with pytest.raises(ValueError, match="path"):
+        session.paginate(path)
+
+
+def test_descending_without_sort_by_is_refused() -> None:
+    """descending=False orders nothing without sort_by, so it is refused, not ignored."""
+    session = lsq.Session("a", "b", host="http://127.0.0.1:9")
+    with pytest.raises(ValueError, match="sort_by"):
+        session.opportunities_of_lead("lead-1", descending=False)
+
+
+def test_retry_policy_timeout_is_a_deprecated_alias_of_deadline() -> None:
+    """RetryPolicy(timeout=) and .timeout warn and mean the total deadline."""
+    with pytest.warns(DeprecationWarning, match="deadline"):
+        policy = lsq.RetryPolicy(timeout=60.0)
+    assert policy.deadline == 60.0
+    with pytest.warns(DeprecationWarning, match="deadline"):
+        assert policy.timeout == 60.0
+
+
+def test_errors_show_the_public_class_path() -> None:
+    """An error's class reads leadsq_async.APIError, not the private module's path."""
+    assert repr(lsq.APIError).endswith("'leadsq_async.APIError'>")
+    assert lsq.RedisRateLimit.__module__ == "leadsq_async"
+
+
+def test_look_ahead_is_read_only() -> None:
+    """Session.look_ahead can be read but not set after construction."""
+    session = lsq.Session("a", "b", host="http://127.0.0.1:9", look_ahead=2)
+    assert session.look_ahead == 2
+    with pytest.raises(AttributeError):
+        session.look_ahead = 5  # type: ignore[misc]
+
+
+def test_a_loopback_http_session_loads_no_certificates(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Making a session for http://127.0.0.1 does no TLS set-up."""
+
+    def no_tls(*args: Any, **kwargs: Any) -> None:
+        raise AssertionError("certificates loaded")
+
+    monkeypatch.setattr(ssl.SSLContext, "load_verify_locations", no_tls)
+    monkeypatch.setattr(ssl, "create_default_context", no_tls)
+    lsq.Session("a", "b", host="http://127.0.0.1:9")
+
+
+@virtual
+async def test_retries_wait_on_the_injected_clock_and_respect_the_deadline() -> None:
+    """Backoff sleeps and the total deadline run on the session's clock (virtual here)."""
+    tries: list[float] = []
+
+    async def handler(request: httpx.Request) -> httpx.Response:
+        tries.append(now())
+        return httpx.Response(503, text="busy")
+
+    retry = lsq.RetryPolicy(attempts=100, deadline=60.0, backoff=10.0, max_backoff=10.0)
+    async with session_for(handler, retry=retry) as session:
+        with pytest.raises(lsq.ServerError):
+            await session.opportunities_of_lead("lead-1").collect()
+    # Measured on a real clock, the virtual minutes would pass in no time: 100 tries.
+    assert len(tries) < 100
+    assert tries[-1] - tries[0] < 60.0
+
+
+@virtual
+async def test_async_with_a_paginator_ends_the_look_ahead_before_going_on() -> None:
+    """Leaving `async with paginator as records:` leaves no fetch running."""
+    server = FakeServer([opportunity(n) for n in range(100)])
+    server.gate = asyncio.Event()  # pages after the first never answer
+    async with session_for(server, look_ahead=3) as session:
+        async with session.opportunities_of_lead("lead-1", page_size=10) as records:
+            async for _ in records:
+                break
+        assert server.in_flight == 0
+        assert not session._transport.tasks

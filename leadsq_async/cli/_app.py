@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import contextlib
+import errno
 import functools
 import logging
 import os
 import sys
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator, Mapping
 from pathlib import Path
 from typing import IO, Any
 
@@ -16,10 +17,10 @@ from rich.console import Console
 
 from leadsq_async import LeadSquaredError, Session
 
-from ._checkpoint import CrawlDirectory, CrawlError, CrawlSettings
-from ._emulator import demo, emulator
+from ._checkpoint import CrawlDirectory, CrawlError, CrawlSettings, naming
+from ._demo import demo
 from ._export import FORMATS, RowWriter, writer_for
-from ._ids import STDIN, IdReader, count_ids, ids_from, lines_to_ids, open_ids
+from ._ids import STDIN, IdReader, count_ids, ids_from, lines_to_ids, open_ids, source_of
 from ._options import ApiOptions, api_options, scrub
 from ._progress import CrawlCounts, Display, NoDisplay, RichDisplay, format_duration, plural
 from ._run import (
@@ -33,6 +34,7 @@ from ._run import (
     run_interruptibly,
     stderr_is_terminal,
 )
+from ._serve import emulator
 
 __all__ = ["cli", "main"]
 
@@ -95,9 +97,11 @@ def _output_options(function: Any) -> Any:
 def _output_stream(path: str) -> Iterator[IO[bytes]]:
     if path == STDIN:
         yield sys.stdout.buffer
-        sys.stdout.buffer.flush()
+        with naming("standard output"):
+            sys.stdout.buffer.flush()
         return
-    with open(path, "wb") as file:
+    # Closing flushes too: on a full disk it fails again, and must name the file as well.
+    with naming(path), open(path, "wb") as file:
         yield file
 
 
@@ -112,6 +116,29 @@ def _ids_file(path: str | None) -> Iterator[IO[str] | None]:
     finally:
         if file is not sys.stdin:
             file.close()
+
+
+class _NamingWriter:
+    """A `RowWriter` whose failed writes name the output (a full disk then says which file)."""
+
+    def __init__(self, writer: RowWriter, name: str) -> None:
+        self._writer = writer
+        self._name = name
+
+    def write(self, row: Mapping[str, Any]) -> None:
+        """Write one row."""
+        with naming(self._name):
+            self._writer.write(row)
+
+    def end_of_id(self) -> None:
+        """Let the reader see the id's rows."""
+        with naming(self._name):
+            self._writer.end_of_id()
+
+    def finish(self) -> None:
+        """Write what is held and flush."""
+        with naming(self._name):
+            self._writer.finish()
 
 
 def _report_failure(kind: str) -> Any:
@@ -148,7 +175,8 @@ def _export(
 
     async def work() -> int:
         with _ids_file(ids_file) as file, _output_stream(out) as stream:
-            writer = writer_for(output_format, stream)
+            name = "standard output" if out == STDIN else out
+            writer = _NamingWriter(writer_for(output_format, stream), name)
             reader = IdReader(ids_from(ids, file))
             async with api.session() as session, contextlib.aclosing(reader):
                 failures = await fetch(session, reader, writer, _report_failure(kind))
@@ -317,6 +345,14 @@ def show_cursor() -> None:
     "--overwrite, a DIR that holds a crawl is refused.",
 )
 @click.option(
+    "--repair",
+    is_flag=True,
+    help="With --resume: when the journal does not match the data files (a line damaged "
+    "or changed by hand), keep the leads journaled before the first line that does not, "
+    "with their rows, drop the rest, and crawl the other leads again. Without it, such a "
+    "crawl is refused and nothing is changed.",
+)
+@click.option(
     "--concurrency",
     type=click.IntRange(min=1),
     metavar="N",
@@ -338,6 +374,7 @@ def crawl(
     opportunity_type: str | None,
     resume: bool,
     overwrite: bool,
+    repair: bool,
     concurrency: int | None,
     progress: bool | None,
     quiet: bool,
@@ -350,16 +387,21 @@ def crawl(
     moments; --resume then carries on where it stopped, so that the files
     hold every record exactly once. Leads that fail are listed with the
     reason in failed.jsonl, the exit code is then 1, and --resume retries them.
+    Only one crawl at a time may use DIR: a second is refused with exit code 2.
     """
     if resume and overwrite:
         raise click.UsageError("--resume and --overwrite contradict each other: pick one")
+    if repair and not resume:
+        raise click.UsageError("--repair mends the journal of a crawl being resumed: add --resume")
     settings = CrawlSettings(with_activities=with_activities, opportunity_type=opportunity_type)
     total = count_ids(leads_file)
     session = api.session()  # before touching DIR: bad options leave it alone
     if resume:
-        output = CrawlDirectory.resume(out, settings)
+        output = CrawlDirectory.resume(out, settings, repair=repair)
     else:
         output = CrawlDirectory.start(out, settings, overwrite=overwrite)
+    if output.repaired is not None:
+        click.echo(f"{PROG}: warning: {output.repaired}", err=True)
     counts = CrawlCounts(total=total)
     display = progress_display(quiet=quiet, force=progress)
 
@@ -367,7 +409,7 @@ def crawl(
         async with session:
             with _ids_file(leads_file) as file:
                 assert file is not None
-                ids = IdReader(lines_to_ids(file))
+                ids = IdReader(lines_to_ids(file, source_of(file)))
                 async with contextlib.aclosing(ids):
                     meter = await crawl_into(
                         session,
@@ -396,9 +438,22 @@ def crawl(
             f"{error_line(error, scrub)}; the crawl stopped ({saved()}): run the same command "
             "with --resume to carry on"
         ) from None
+    except OSError as error:
+        # A file of DIR could not be written (or the leads file read): the lead being
+        # written is not journaled, so --resume drops its rows and crawls it again.
+        fix = "free some space there" if error.errno in _DISK_FULL else "fix that"
+        raise CommandFailed(
+            f"{error_line(error, scrub)}; the crawl stopped ({saved()}): {fix}, then run the "
+            "same command with --resume to carry on"
+        ) from None
     finally:
-        output.write_failed_report()
-        output.close()
+        # Not raised from here: it would hide why the crawl stopped, if it did.
+        report_error = _finish(output)
+    if report_error is not None:
+        raise CommandFailed(
+            f"{error_line(report_error, scrub)}; every lead is saved in {out}, but not the "
+            "list of those that failed: run the same command with --resume to write it"
+        )
     if not quiet:
         click.echo(_summary(counts, session.stats.requests, elapsed, out), err=True)
     failed = len(output.failed)
@@ -408,6 +463,23 @@ def crawl(
             "; run the same command with --resume to retry them"
         )
     return 0
+
+
+#: The errors of a full disk (or of a spent disk quota).
+_DISK_FULL = frozenset(
+    code for code in (errno.ENOSPC, getattr(errno, "EDQUOT", None)) if code is not None
+)
+
+
+def _finish(output: CrawlDirectory) -> OSError | None:
+    """Rewrite failed.jsonl and close ``output``; the error writing it, if any."""
+    try:
+        output.write_failed_report()
+    except OSError as error:
+        return error
+    finally:
+        output.close()
+    return None
 
 
 def _summary(counts: CrawlCounts, requests: int, elapsed: float, out: Path) -> str:
@@ -455,9 +527,9 @@ def main(argv: list[str] | None = None) -> int:
     """Run the command line with ``argv`` (default: ``sys.argv[1:]``); return the exit code.
 
     Every error ends as one line on stderr, ``leadsq-async: error: ...``, with
-    no traceback and never a secret key: exit code 2 for a usage error, 130
-    when interrupted, 1 otherwise. Set LSQ_DEBUG=1 to see the traceback of an
-    unexpected error.
+    no traceback and never a secret key: exit code 2 for a usage error (and for
+    a crawl directory another crawl is using), 130 when interrupted, 1
+    otherwise. Set LSQ_DEBUG=1 to see the traceback of an unexpected error.
     """
     _setup_logging()
     try:
@@ -478,7 +550,8 @@ def main(argv: list[str] | None = None) -> int:
     except (LeadSquaredError, CrawlError, ValueError, TypeError, OSError) as error:
         if isinstance(error, BrokenPipeError):
             return _quiet_broken_pipe()
-        return _fail(f"error: {error_line(error, scrub)}", 1)
+        code = error.exit_code if isinstance(error, CrawlError) else 1
+        return _fail(f"error: {error_line(error, scrub)}", code)
     except ModuleNotFoundError as error:
         # uvicorn, for `emulator` and `demo`, is imported only when a server starts.
         return _fail(f'error: this command needs {error.name}: pip install "leadsq-async[cli]"', 1)

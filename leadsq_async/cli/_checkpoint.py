@@ -24,11 +24,24 @@ Why the output holds every record exactly once, even after ``kill -9``:
 
 So a lead's rows are either all in the files and journaled, or not there at
 all and crawled again; and no lead journaled as done is crawled twice.
+
+Two more rules keep that true when something outside the crawl goes wrong:
+
+- Only one crawl at a time uses a directory: each holds its lock (`_lock`)
+  from before it reads the journal until it closes.
+- ``--resume`` trusts no offset it has not checked. A journal line must name,
+  for every data file, an offset within the file, at the end of a line, and no
+  smaller than the line before it; a failed lead must not move any; a lead is
+  done once only. The first line that breaks a rule stops the resume with a
+  message naming it, before any file is changed; with ``--repair`` the crawl
+  instead keeps the lines before it (and the rows they journal), drops the
+  rest, and crawls those leads again.
 """
 
 from __future__ import annotations
 
 import contextlib
+import io
 import json
 import os
 from collections.abc import Iterable, Iterator, Mapping
@@ -39,13 +52,17 @@ import attrs
 
 from leadsq_async import LeadResult, unstructure
 
+from ._lock import DirectoryLock, LockHeld
+
 __all__ = [
     "CHECKPOINT",
     "CrawlDirectory",
     "CrawlError",
     "CrawlSettings",
+    "DirectoryInUse",
     "JournalEntry",
     "dump_row",
+    "naming",
 ]
 
 CHECKPOINT = "checkpoint.jsonl"
@@ -168,22 +185,35 @@ def _optional_text(value: object) -> str | None:
 class CrawlError(Exception):
     """The crawl directory cannot be used as asked (the message says why and what to do)."""
 
+    #: The command's exit code when this ends it.
+    exit_code = 1
+
+
+class DirectoryInUse(CrawlError):
+    """Another crawl holds the directory's lock: running both would write rows twice."""
+
+    exit_code = 2
+
 
 class CrawlDirectory:
     """A crawl's output directory, open for appending one lead at a time.
 
     Use `start` for a new crawl or `resume` to carry one on; then `record` each
-    lead's result, and `close`.
+    lead's result, and `close`. From `start` or `resume` until `close` the
+    crawl holds the directory's lock: no other crawl can open it meanwhile.
     """
 
-    def __init__(self, directory: Path, settings: CrawlSettings) -> None:
+    def __init__(self, directory: Path, settings: CrawlSettings, lock: DirectoryLock) -> None:
         self.directory = directory
         self.settings = settings
         #: lead id -> its latest journal entry.
         self.entries: dict[str, JournalEntry] = {}
+        #: What ``resume(repair=True)`` dropped from a damaged journal; None when nothing.
+        self.repaired: str | None = None
         self._ends = dict.fromkeys(settings.data_files, 0)
         self._files: dict[str, IO[bytes]] = {}
         self._journal: IO[bytes] | None = None
+        self._lock: DirectoryLock | None = lock
 
     # Opening.
 
@@ -192,19 +222,30 @@ class CrawlDirectory:
         """Start a new crawl in ``directory``, creating it if needed.
 
         Raises:
+            DirectoryInUse: another crawl has the directory open.
             CrawlError: the directory holds a crawl already and ``overwrite`` is False.
-            OSError: a file cannot be created or written.
+            OSError: a file cannot be created or written (the error names it).
         """
+        lock = _lock(directory)
+        try:
+            return cls._start(directory, settings, lock, overwrite=overwrite)
+        except BaseException:
+            lock.release()
+            raise
+
+    @classmethod
+    def _start(
+        cls, directory: Path, settings: CrawlSettings, lock: DirectoryLock, *, overwrite: bool
+    ) -> CrawlDirectory:
         existing = [name for name in ALL_FILES if (directory / name).exists()]
         if existing and not overwrite:
             raise CrawlError(
                 f"{directory} already holds a crawl ({', '.join(existing)}): pass --resume to "
                 "carry it on, --overwrite to start again, or choose another --out directory"
             )
-        directory.mkdir(parents=True, exist_ok=True)
         for name in existing:
             (directory / name).unlink()
-        crawl = cls(directory, settings)
+        crawl = cls(directory, settings, lock)
         header = {
             "format": _FORMAT,
             "version": _VERSION,
@@ -215,17 +256,40 @@ class CrawlDirectory:
         return crawl
 
     @classmethod
-    def resume(cls, directory: Path, settings: CrawlSettings) -> CrawlDirectory:
+    def resume(
+        cls, directory: Path, settings: CrawlSettings, *, repair: bool = False
+    ) -> CrawlDirectory:
         """Carry on the crawl in ``directory`` (or start one if it holds none).
 
-        Reads the journal up to its last complete line, truncates the data files
-        to the offsets it records, and remembers which leads are done.
+        Reads the journal up to its last complete line, checks every line's
+        offsets against the data files and the lines before it, truncates the
+        data files to the offsets of the last line, and remembers which leads
+        are done.
+
+        Args:
+            repair: when a journal line breaks the rules (see the module's
+                docstring), keep the lines before it and drop it and the rest,
+                with the data past the offsets kept, instead of refusing;
+                `repaired` then says what was dropped.
 
         Raises:
-            CrawlError: the directory holds a crawl made with other settings, or
-                files that do not match its journal.
-            OSError: a file cannot be read or written.
+            DirectoryInUse: another crawl has the directory open.
+            CrawlError: the directory holds a crawl made with other settings, or a
+                journal that does not match its data files (and not ``repair``);
+                no file was changed.
+            OSError: a file cannot be read or written (the error names it).
         """
+        lock = _lock(directory)
+        try:
+            return cls._resume(directory, settings, lock, repair=repair)
+        except BaseException:
+            lock.release()
+            raise
+
+    @classmethod
+    def _resume(
+        cls, directory: Path, settings: CrawlSettings, lock: DirectoryLock, *, repair: bool
+    ) -> CrawlDirectory:
         journal_path = directory / CHECKPOINT
         if not journal_path.exists():
             strays = [name for name in settings.data_files if (directory / name).exists()]
@@ -234,53 +298,71 @@ class CrawlDirectory:
                     f"{directory} holds {', '.join(strays)} but no {CHECKPOINT}, so there is "
                     "nothing to resume from: pass --overwrite to start again"
                 )
-            return cls.start(directory, settings, overwrite=False)
+            return cls._start(directory, settings, lock, overwrite=False)
         lines = list(_complete_lines(journal_path.read_bytes()))
         if not lines:
             # The header never reached the disk, so no lead was journaled either.
-            return cls.start(directory, settings, overwrite=True)
+            return cls._start(directory, settings, lock, overwrite=True)
         header_size, header = lines[0]
         _check_header(header, settings, directory)
-        crawl = cls(directory, settings)
+        crawl = cls(directory, settings, lock)
         journal_size = header_size
-        for number, (size, line) in enumerate(lines[1:], start=2):
-            try:
-                entry = JournalEntry.from_json(line, settings.data_files)
-            except ValueError as exc:
-                if number == len(lines):
-                    break  # a last line cut short: that lead was never journaled
+        ends = crawl._ends
+        damage: tuple[int, str] | None = None
+        with _Offsets(directory, settings.data_files) as offsets:
+            for number, (size, line) in enumerate(lines[1:], start=2):
+                try:
+                    entry = JournalEntry.from_json(line, settings.data_files)
+                except ValueError as exc:
+                    if number == len(lines):
+                        break  # a last line cut short: that lead was never journaled
+                    damage = (number, f"it is not a journal entry ({exc})")
+                    break
+                problem = offsets.check(number, entry)
+                if problem is not None:
+                    damage = (number, problem)
+                    break
+                crawl.entries[entry.lead_id] = entry
+                ends = entry.ends
+                journal_size += size
+            crawl._ends = dict(ends)
+            dropped = offsets.bytes_past(ends)
+        if damage is not None:
+            number, problem = damage
+            kept = f"{len(crawl.done)} done and {len(crawl.failed)} failed"
+            if not repair:
                 raise CrawlError(
-                    f"{journal_path} is damaged at line {number} ({exc}); "
-                    "pass --overwrite to start again"
-                ) from None
-            crawl.entries[entry.lead_id] = entry
-            crawl._ends = dict(entry.ends)
-            journal_size += size
-        for name, end in crawl._ends.items():
-            path = directory / name
-            size = path.stat().st_size if path.exists() else 0
-            if size < end:
-                raise CrawlError(
-                    f"{path} is shorter than {CHECKPOINT} records ({size} < {end} bytes): it "
-                    "was changed outside leadsq-async; pass --overwrite to start again"
+                    f"{journal_path} is damaged at line {number}: {problem}. Nothing was "
+                    f"changed. Run the same command with --repair to keep the leads the lines "
+                    f"before it journal ({kept}) with their rows, drop the rest of the journal "
+                    "and the data after those rows, and crawl the other leads again; or with "
+                    "--overwrite to start again"
                 )
+            crawl.repaired = (
+                f"{journal_path} was damaged at line {number} ({problem}): kept the leads "
+                f"journaled before it ({kept}), dropped {len(lines) - number + 1} journal "
+                f"lines and {dropped} bytes of data after the rows kept; "
+                "the other leads are crawled again"
+            )
         crawl._open(journal_size=journal_size, header=None)
         return crawl
 
     def _open(self, *, journal_size: int, header: bytes | None) -> None:
         journal_path = self.directory / CHECKPOINT
         try:
-            if header is not None:
-                journal_path.write_bytes(b"")
-            _truncate(journal_path, journal_size)
-            self._journal = open(journal_path, "ab")  # noqa: SIM115 - closed by close()
-            if header is not None:
-                self._append_synced(self._journal, header)
+            with naming(journal_path):
+                if header is not None:
+                    journal_path.write_bytes(b"")
+                _truncate(journal_path, journal_size)
+                self._journal = open(journal_path, "ab")  # noqa: SIM115 - closed by close()
+                if header is not None:
+                    self._append_synced(self._journal, header)
             for name, end in self._ends.items():
                 path = self.directory / name
-                path.touch()
-                _truncate(path, end)
-                self._files[name] = open(path, "ab")  # noqa: SIM115 - closed by close()
+                with naming(path):
+                    path.touch()
+                    _truncate(path, end)
+                    self._files[name] = open(path, "ab")  # noqa: SIM115 - closed by close()
             _sync_directory(self.directory)
         except BaseException:
             self.close()
@@ -308,7 +390,8 @@ class CrawlDirectory:
         never leaves a lead half written.
 
         Raises:
-            OSError: a file cannot be written.
+            OSError: a file cannot be written (a full disk, say); the error names
+                it. The lead is not journaled: stop, and resume later.
         """
         if result.error is not None:
             entry = JournalEntry(
@@ -328,7 +411,8 @@ class CrawlDirectory:
                 activities=activities,
             )
         assert self._journal is not None, "the crawl directory is closed"
-        self._append_synced(self._journal, dump_row(entry.to_json()))
+        with naming(self.directory / CHECKPOINT):
+            self._append_synced(self._journal, dump_row(entry.to_json()))
         # A lead may appear again on resume (a failed one retried): the latest entry wins.
         self.entries.pop(entry.lead_id, None)
         self.entries[entry.lead_id] = entry
@@ -336,26 +420,30 @@ class CrawlDirectory:
 
     def _write_rows(self, result: LeadResult) -> int:
         opportunities = self._files[OPPORTUNITIES]
-        opportunities.writelines(dump_row(unstructure(record)) for record in result.records)
+        with naming(self.directory / OPPORTUNITIES):
+            opportunities.writelines(dump_row(unstructure(record)) for record in result.records)
         written = 0
         if self.settings.with_activities:
             activities, index = self._files[ACTIVITIES], self._files[ACTIVITY_INDEX]
             for opportunity_id, rows in result.activities.items():
-                activities.writelines(dump_row(unstructure(activity)) for activity in rows)
-                index.write(
-                    dump_row(
-                        {
-                            "OpportunityId": opportunity_id,
-                            "ProspectId": result.lead_id,
-                            "ActivityIds": [activity.activity_id for activity in rows],
-                        }
+                with naming(self.directory / ACTIVITIES):
+                    activities.writelines(dump_row(unstructure(activity)) for activity in rows)
+                with naming(self.directory / ACTIVITY_INDEX):
+                    index.write(
+                        dump_row(
+                            {
+                                "OpportunityId": opportunity_id,
+                                "ProspectId": result.lead_id,
+                                "ActivityIds": [activity.activity_id for activity in rows],
+                            }
+                        )
                     )
-                )
                 written += len(rows)
         for name, file in self._files.items():
-            file.flush()
-            os.fsync(file.fileno())
-            self._ends[name] = file.tell()
+            with naming(self.directory / name):
+                file.flush()
+                os.fsync(file.fileno())
+                self._ends[name] = file.tell()
         return written
 
     @staticmethod
@@ -370,11 +458,11 @@ class CrawlDirectory:
         Written to a temporary file and renamed, so a reader never sees half of it.
 
         Raises:
-            OSError: the file cannot be written.
+            OSError: the file cannot be written (the error names it).
         """
         path = self.directory / FAILED
         temporary = path.with_name(f".{FAILED}.tmp")
-        with open(temporary, "wb") as file:
+        with naming(path), open(temporary, "wb") as file:
             for entry in self.failed:
                 file.write(
                     dump_row(
@@ -391,13 +479,134 @@ class CrawlDirectory:
         return path
 
     def close(self) -> None:
-        """Close every file (what was recorded is already on disk)."""
+        """Close every file (what was recorded is already on disk) and let the lock go."""
         for file in (*self._files.values(), self._journal):
             if file is not None:
                 with contextlib.suppress(OSError):
                     file.close()
         self._files.clear()
         self._journal = None
+        if self._lock is not None:
+            self._lock.release()
+            self._lock = None
+
+
+def _lock(directory: Path) -> DirectoryLock:
+    """Create ``directory`` if needed and take its lock.
+
+    Raises:
+        DirectoryInUse: another crawl holds it.
+        OSError: the directory or its lock file cannot be created.
+    """
+    directory.mkdir(parents=True, exist_ok=True)
+    try:
+        return DirectoryLock.acquire(directory)
+    except LockHeld as held:
+        who = "another crawl" if held.holder is None else f"another crawl (process {held.holder})"
+        raise DirectoryInUse(
+            f"{directory} is in use by {who}: two crawls in one directory would save rows "
+            "twice. Wait for that crawl to end, or stop it, then run this command again"
+        ) from None
+
+
+@contextlib.contextmanager
+def naming(path: Path | str) -> Iterator[None]:
+    """Give an `OSError` raised inside that names no file (a failed write or fsync) ``path``.
+
+    A full disk then says which file it stopped: ``No space left on device: DIR/...``.
+    """
+    try:
+        yield
+    except OSError as exc:
+        if exc.filename is not None:
+            raise
+        raise _named(exc, path) from exc
+
+
+def _named(error: OSError, path: Path | str) -> OSError:
+    """``error`` again, naming ``path`` (of the same class: OSError picks it from errno)."""
+    return OSError(error.errno, error.strerror or str(error), str(path))
+
+
+class _Offsets:
+    """Checks each journal line's offsets against the data files and the lines before it."""
+
+    def __init__(self, directory: Path, names: Iterable[str]) -> None:
+        self._directory = directory
+        # Unbuffered: each check reads one byte, where a buffered file would read a block.
+        self._files: dict[str, io.FileIO | None] = {}
+        self._sizes: dict[str, int] = {}
+        #: data file -> its end after the last line accepted, and the line that put it there.
+        self._ends: dict[str, tuple[int, int]] = {}
+        self._done_at: dict[str, int] = {}
+        for name in names:
+            try:
+                file: io.FileIO | None = io.FileIO(directory / name, "r")
+            except FileNotFoundError:
+                file = None
+            self._files[name] = file
+            self._sizes[name] = 0 if file is None else os.fstat(file.fileno()).st_size
+            self._ends[name] = (0, 1)
+
+    def __enter__(self) -> _Offsets:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        for file in self._files.values():
+            if file is not None:
+                file.close()
+
+    def check(self, number: int, entry: JournalEntry) -> str | None:
+        """Why journal line ``number``, read as ``entry``, cannot be trusted; None if it can.
+
+        A line that can be trusted becomes the one the next line is checked against.
+        """
+        for name, end in entry.ends.items():
+            before, line = self._ends[name]
+            if end == before:
+                continue
+            where = f"it puts the end of {name} at byte {end}"
+            if not entry.done:
+                return f"{where}, not at byte {before}, though lead {entry.lead_id} failed"
+            if end > self._sizes[name]:
+                return f"{where}, past the end of the file ({self._sizes[name]} bytes)"
+            if end < before:
+                return f"{where}, before byte {before}, where line {line} put it"
+            if not self._at_line_end(name, end):
+                return f"{where}, in the middle of a line"
+        if entry.done:
+            first = self._done_at.get(entry.lead_id)
+            if first is not None:
+                return (
+                    f"lead {entry.lead_id} is journaled as done twice (lines {first} and "
+                    f"{number}), so its rows may be in the files twice"
+                )
+            self._done_at[entry.lead_id] = number
+        for name, end in entry.ends.items():
+            if end != self._ends[name][0]:
+                self._ends[name] = (end, number)
+        return None
+
+    def bytes_past(self, ends: Mapping[str, int]) -> int:
+        """How many bytes the data files hold past ``ends``."""
+        return sum(max(0, self._sizes[name] - end) for name, end in ends.items())
+
+    def _at_line_end(self, name: str, end: int) -> bool:
+        file = self._files[name]
+        if file is None:
+            return False
+        try:
+            return _read_byte(file, end - 1) == b"\n"
+        except OSError as exc:  # not `with naming()`: this runs for every line of the journal
+            raise _named(exc, self._directory / name) from exc
+
+
+def _read_byte(file: io.FileIO, offset: int) -> bytes:
+    """The byte at ``offset`` of ``file``: one system call where there is ``pread``."""
+    if hasattr(os, "pread"):
+        return os.pread(file.fileno(), 1, offset)
+    file.seek(offset)  # pragma: no cover - Windows
+    return file.read(1)  # pragma: no cover
 
 
 def _complete_lines(data: bytes) -> Iterator[tuple[int, object]]:

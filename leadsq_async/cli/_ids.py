@@ -22,7 +22,16 @@ from typing import IO
 
 import attrs
 
-__all__ = ["STDIN", "IdReader", "count_ids", "ids_from", "open_ids"]
+__all__ = [
+    "STDIN",
+    "IdReader",
+    "IdsFileError",
+    "count_ids",
+    "ids_from",
+    "lines_to_ids",
+    "open_ids",
+    "source_of",
+]
 
 #: The file name, or argument, that means "read ids from standard input".
 STDIN = "-"
@@ -46,9 +55,46 @@ def open_ids(path: str) -> IO[str]:
     return open(path, encoding="utf-8-sig")
 
 
-def lines_to_ids(lines: Iterable[str]) -> Iterator[str]:
-    """The ids in ``lines``: one per line, white space around it ignored, blank lines skipped."""
-    for line in lines:
+class IdsFileError(ValueError):
+    """Ids come from something that is not a text file of ids; the message names it."""
+
+
+def source_of(file: IO[str]) -> str:
+    """How messages name the ids file ``file``: its path, or "standard input"."""
+    name = getattr(file, "name", None)
+    if file is sys.stdin or name == "<stdin>" or not isinstance(name, str):
+        return "standard input"
+    return name
+
+
+def lines_to_ids(lines: Iterable[str], source: str = "the input") -> Iterator[str]:
+    """The ids in ``lines``: one per line, white space around it ignored, blank lines skipped.
+
+    ``source`` names where the lines come from, for the messages.
+
+    Raises:
+        IdsFileError: the lines are not UTF-8 text, or one holds a NUL byte (which no
+            text file does: a binary file, say, or UTF-16 text).
+    """
+    lines = iter(lines)
+    number = 0
+    while True:
+        try:
+            line = next(lines)
+        except StopIteration:
+            return
+        except UnicodeDecodeError as exc:
+            raise IdsFileError(
+                f"{source} is not a text file of ids: it is not UTF-8 text (byte "
+                f"0x{exc.object[exc.start]:02x} cannot be read); save it as UTF-8 text, "
+                "one id per line"
+            ) from None
+        number += 1
+        if "\x00" in line:
+            raise IdsFileError(
+                f"{source} is not a text file of ids: line {number} holds a NUL byte (is it "
+                "a binary file, or UTF-16 text?); save it as UTF-8 text, one id per line"
+            )
         text = line.strip()
         if text:
             yield text
@@ -61,22 +107,27 @@ def count_ids(path: str) -> int | None:
 
     Raises:
         OSError: the file cannot be read.
+        IdsFileError: it is not a text file of ids.
     """
     if path == STDIN or not stat.S_ISREG(os.stat(path).st_mode):
         return None
     with open_ids(path) as file:
-        return sum(1 for _ in lines_to_ids(file))
+        return sum(1 for _ in lines_to_ids(file, path))
 
 
 def ids_from(arguments: Iterable[str], file: IO[str] | None) -> Iterator[str]:
-    """The ids given as arguments, then those of ``file``; an argument ``-`` reads stdin."""
+    """The ids given as arguments, then those of ``file``; an argument ``-`` reads stdin.
+
+    Raises:
+        IdsFileError: stdin or ``file`` is not a text file of ids.
+    """
     for argument in arguments:
         if argument == STDIN:
-            yield from lines_to_ids(sys.stdin)
+            yield from lines_to_ids(sys.stdin, "standard input")
         else:
             yield argument
     if file is not None:
-        yield from lines_to_ids(file)
+        yield from lines_to_ids(file, source_of(file))
 
 
 class IdReader:

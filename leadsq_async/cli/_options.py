@@ -3,17 +3,21 @@
 from __future__ import annotations
 
 import functools
+import os
 from collections.abc import Callable
 from typing import Any, TypeVar
 
 import attrs
 import click
+from click.core import ParameterSource
 
 from leadsq_async import RateLimit, RetryPolicy, Session
+from leadsq_async._wire import base_url
 
 __all__ = [
     "ApiOptions",
     "api_options",
+    "check_host",
     "parse_rate_limit",
     "remember_secret",
     "scrub",
@@ -46,20 +50,86 @@ def _secret_callback(_ctx: click.Context, _param: click.Parameter, value: str | 
     return value
 
 
+def _bad_value(
+    ctx: click.Context | None, param: click.Parameter | None, message: str
+) -> click.BadParameter:
+    """A usage error for ``param`` that names where its value came from.
+
+    Click names an option and its environment variable alike, whichever gave the
+    value; this names the flag when the flag was used, the variable when it was.
+    """
+    if param is None or param.name is None:
+        return click.BadParameter(message, ctx=ctx)
+    envvar = param.envvar if isinstance(param.envvar, str) else None
+    from_environment = (
+        ctx is not None and ctx.get_parameter_source(param.name) is ParameterSource.ENVIRONMENT
+    )
+    if envvar and from_environment:
+        hint = f"{envvar} (environment variable)"
+    else:
+        hint = " / ".join(f"'{name}'" for name in param.opts)
+    return click.BadParameter(message, ctx=ctx, param=param, param_hint=hint)
+
+
+def _refuse_empty_envvar(
+    ctx: click.Context | None, param: click.Parameter | None, example: str
+) -> None:
+    """Refuse an option's environment variable that is set but empty.
+
+    Click takes an empty variable for an unset one and uses the default:
+    ``LSQ_HOST=$REGION`` with ``REGION`` unset would then call the Singapore
+    host with keys from another region, and say nothing about why.
+    """
+    if param is None or param.name is None or not isinstance(param.envvar, str) or ctx is None:
+        return
+    value = os.environ.get(param.envvar)
+    if value is None or value.strip():
+        return
+    if ctx.get_parameter_source(param.name) is ParameterSource.DEFAULT:
+        raise click.BadParameter(
+            f"it is set but empty: set it to {example}, or unset it for the default "
+            f"{param.default}",
+            ctx=ctx,
+            param=param,
+            param_hint=f"{param.envvar} (environment variable)",
+        )
+
+
 def parse_rate_limit(
-    _ctx: click.Context | None, param: click.Parameter | None, value: object
+    ctx: click.Context | None, param: click.Parameter | None, value: object
 ) -> RateLimit | None:
     """An option callback: read ``CALLS/SECONDS`` (such as ``25/5``) into a `RateLimit`.
 
     Raises:
-        click.BadParameter: the text is not a valid rate limit.
+        click.BadParameter: the text is not a valid rate limit, or the option's
+            environment variable is set but empty; the message names the flag or
+            the variable, whichever gave the value.
     """
+    _refuse_empty_envvar(ctx, param, "the plan's limit, such as 25/5")
     if value is None or isinstance(value, RateLimit):
         return value
     try:
         return RateLimit.parse(str(value))
     except (ValueError, TypeError) as exc:
-        raise click.BadParameter(str(exc), param=param) from None
+        raise _bad_value(ctx, param, str(exc)) from None
+
+
+def check_host(ctx: click.Context | None, param: click.Parameter | None, value: object) -> Any:
+    """An option callback: refuse a host `Session` would refuse, as a usage error.
+
+    Raises:
+        click.BadParameter: not a host name or an http(s) URL, plain http to a
+            host that is not loopback, or an environment variable set but empty;
+            the message names the flag or the variable, whichever gave the value.
+    """
+    _refuse_empty_envvar(ctx, param, "the account's region host, such as api-in21.leadsquared.com")
+    if value is None:
+        return value
+    try:
+        base_url(str(value))
+    except (ValueError, TypeError) as exc:
+        raise _bad_value(ctx, param, str(exc)) from None
+    return value
 
 
 @attrs.frozen
@@ -78,7 +148,7 @@ class ApiOptions:
 
         Raises:
             click.UsageError: a key is missing.
-            ValueError, TypeError: a key or the host is malformed.
+            ValueError, TypeError: a key is malformed.
         """
         if not self.access_key:
             raise click.UsageError("no access key: pass --access-key or set LSQ_ACCESS_KEY")
@@ -115,6 +185,7 @@ _API_OPTIONS = (
         "--host",
         envvar="LSQ_HOST",
         show_envvar=True,
+        callback=check_host,
         default=DEFAULT_HOST,
         show_default=True,
         metavar="HOST",

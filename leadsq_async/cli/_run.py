@@ -6,12 +6,13 @@ import asyncio
 import os
 import signal
 import sys
-from collections.abc import AsyncGenerator, AsyncIterable, Callable, Coroutine, Iterable
+from collections.abc import AsyncIterable, Callable, Coroutine, Iterable
 from typing import Any, TypeVar
 
 from leadsq_async import (
     AuthenticationError,
     BadRequestError,
+    Crawl,
     LeadResult,
     LeadSquaredError,
     NotFoundError,
@@ -185,7 +186,7 @@ async def fetch_activities(
 
 
 async def _write_results(
-    results: AsyncGenerator[Result, None],
+    results: Crawl[Result],
     writer: RowWriter,
     report: Callable[[str, BaseException], None],
     row_of: Callable[[Result, dict[str, Any]], dict[str, Any]],

@@ -1,7 +1,7 @@
-"""The emulator as a plain ASGI application: routing, keys, rate limit, faults, latency.
+"""The emulator as a plain ASGI application: routing, keys, rate limits, faults, latency.
 
 One request goes: inbound half of the latency -> route (404, 405) -> keys (401) -> region
-(401) -> rate limit (429 or 200 envelope) -> fault draw -> body, parameters and data (400,
+(401) -> rate limits (429 or 200 envelope) -> fault draw -> body, parameters and data (400,
 500 envelope, or the page) -> "slow" delay -> outbound half of the latency -> answer, dropped
 or truncated.
 """
@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import hmac
 import json
+import math
 import random
 import threading
 import time
@@ -22,7 +23,8 @@ from urllib.parse import parse_qsl
 import attrs
 import httpx
 
-from leadsq_async.testing._config import EmulatorConfig
+from leadsq_async import RateLimit
+from leadsq_async.testing._config import EmulatorConfig, refusal_message
 from leadsq_async.testing._data import Dataset
 from leadsq_async.testing._query import INVALID_INPUT, ApiError, ListQuery, envelope, parse_body
 from leadsq_async.testing._rows import Row
@@ -94,12 +96,12 @@ class _Answer:
     body: bytes
     content_type: bytes = _JSON
     headers: tuple[tuple[bytes, bytes], ...] = ()
-    rate_limited: bool = False
+    refused_by: RateLimit | None = None
 
 
-def _json_answer(status: int, payload: object, *, rate_limited: bool = False) -> _Answer:
+def _json_answer(status: int, payload: object, *, refused_by: RateLimit | None = None) -> _Answer:
     body = json.dumps(payload, ensure_ascii=False, separators=(",", ":")).encode()
-    return _Answer(status, body, rate_limited=rate_limited)
+    return _Answer(status, body, refused_by=refused_by)
 
 
 def _html_answer(status: int, title: str, text: str, *headers: tuple[bytes, bytes]) -> _Answer:
@@ -129,16 +131,35 @@ class EmulatorApp:
     In process, a "drop" or "truncate" fault raises ``InjectedDisconnect`` (an
     httpx.RemoteProtocolError) from the client call, and a "slow" fault only delays the answer
     (ASGITransport applies no timeouts).
+
+    ``clock`` and ``sleep`` are what the app reads the time with and waits with: for the
+    rate-limit windows, the latency, "slow" answers and the index lag (``data`` is given the
+    same clock, for the times ``Dataset.add_opportunity`` notes). They must agree with each
+    other, as the defaults do (asyncio's loop clock is ``time.monotonic``). Pass the running
+    loop's clock (``asyncio.get_running_loop().time``) to drive the app in process on a
+    virtual-time event loop, where a 5-second window or a day-long quota costs nothing. A
+    server in another thread needs the defaults: ``clock`` is called from that thread.
     """
 
-    def __init__(self, data: Dataset | None = None, config: EmulatorConfig | None = None) -> None:
+    def __init__(
+        self,
+        data: Dataset | None = None,
+        config: EmulatorConfig | None = None,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], Awaitable[object]] = asyncio.sleep,
+    ) -> None:
         self.data = Dataset.generate() if data is None else data
         self.config = EmulatorConfig() if config is None else config
         self.stats = EmulatorStats()
+        self._clock = clock
+        self._sleep = sleep
+        self.data._use_clock(clock)
         self._initial_data = self.data.copy()
         self._initial_config = attrs.evolve(self.config)
         self._lock = threading.Lock()
-        self._window = SlidingWindow()
+        # Accepted arrivals, one window per configured period (limits of one period share it).
+        self._windows: dict[float, SlidingWindow] = {}
         self._fault_seed = self.config.fault_seed
         self._fault_rng = random.Random(self._fault_seed)
         self._jitter_rng = random.Random(self._fault_seed)
@@ -147,12 +168,12 @@ class EmulatorApp:
         return f"EmulatorApp(data={self.data!r}, config={self.config!r})"
 
     def reset(self) -> None:
-        """Put config, data, statistics, the rate-limit window and the fault draws back to how
+        """Put config, data, statistics, the rate-limit windows and the fault draws back to how
         they were when the app was created."""
         with self._lock:
             self.config.update_from(self._initial_config)
             self.data.restore(self._initial_data)
-            self._window.clear()
+            self._windows.clear()
             self._reseed(self.config.fault_seed)
         self.stats.reset()
 
@@ -160,14 +181,10 @@ class EmulatorApp:
         """Block until no request is in flight; True if so within ``timeout`` seconds.
 
         For a server in another thread (a client that timed out leaves its request running
-        there). Never call it from the event loop that runs this app.
+        there). Never call it from the event loop that runs this app. ``timeout`` is real time,
+        whatever the app's clock.
         """
-        deadline = time.monotonic() + timeout
-        while self.stats.in_flight:
-            if time.monotonic() >= deadline:
-                return False
-            time.sleep(0.005)
-        return True
+        return self.stats._wait_idle(timeout)
 
     def _reseed(self, seed: int) -> None:
         self._fault_seed = seed
@@ -196,19 +213,19 @@ class EmulatorApp:
                 jitter = self._jitter_rng.uniform(0.0, config.jitter) if config.jitter else 0.0
             transit = (config.latency + jitter) / 2
             if transit:
-                await asyncio.sleep(transit)
+                await self._sleep(transit)
             handled = await self._handle(scope, receive, query, config)
             if handled is None:
                 return
             answer, fault = handled
             if fault == "slow":
-                await asyncio.sleep(config.slow_seconds)
+                await self._sleep(config.slow_seconds)
             if transit:
-                await asyncio.sleep(transit)
+                await self._sleep(transit)
             await self._start(send, answer, fault)
             # Count the answer before its last byte leaves: a client that has read it may
             # look at the statistics at once.
-            self.stats._answered(answer.status, rate_limited=answer.rate_limited)
+            self.stats._answered(answer.status, refused_by=answer.refused_by)
             self.stats._finished()
             finished = True
             await send({"type": "http.response.body", "body": answer.body, "more_body": False})
@@ -241,11 +258,10 @@ class EmulatorApp:
         refusal = self._check_keys(scope, query, config)
         if refusal is not None:
             return refusal, None
-        if not self._admit(config):
-            limit = f"API calls exceeded the limit of {config.rate_limit_calls} in "
-            limit += f"{config.rate_limit_period:g} second(s)"
-            refused = envelope("MXAPIRateLimitExceededException", limit)
-            return _json_answer(config.rate_limit_status, refused, rate_limited=True), None
+        refusing = self._admit(config)
+        if refusing is not None:
+            refused = envelope("MXAPIRateLimitExceededException", refusal_message(refusing))
+            return _json_answer(config.rate_limit_status, refused, refused_by=refusing), None
         fault = self._draw_fault(config)
         if fault in ("500", "502", "503"):
             status = int(fault)
@@ -281,16 +297,33 @@ class EmulatorApp:
             return _json_answer(401, envelope("MXUnAuthorizedAccessException", message))
         return None
 
-    def _admit(self, config: EmulatorConfig) -> bool:
-        """Accept the request if fewer than ``calls`` were accepted in (now - period, now]."""
-        now = time.monotonic()
-        period = config.rate_limit_period
+    def _admit(self, config: EmulatorConfig) -> RateLimit | None:
+        """Accept the request if, for every limit, fewer than ``calls`` were accepted in
+        (now - period, now]; else return the refusing limit that frees last."""
+        now = self._clock()
+        limits = config.rate_limits
         with self._lock:
-            if self._window.count_at(now, period) >= config.rate_limit_calls:
-                return False
-            self._window.add(now)
-        self.stats._accept(now, period)
-        return True
+            windows = {limit.period: self._windows.get(limit.period) for limit in limits}
+            self._windows = {
+                period: SlidingWindow() if window is None else window
+                for period, window in windows.items()
+            }
+            refusing: RateLimit | None = None
+            frees_at = -math.inf
+            for limit in limits:
+                window = self._windows[limit.period]
+                count = window.count_at(now, limit.period)
+                if count >= limit.calls:
+                    # The arrival whose expiry leaves calls - 1 in the window.
+                    at = window.time_at(count - limit.calls) + limit.period
+                    if at > frees_at:
+                        refusing, frees_at = limit, at
+            if refusing is not None:
+                return refusing
+            for window in self._windows.values():
+                window.add(now)
+        self.stats._accept(now, limits[0].period)
+        return None
 
     def _draw_fault(self, config: EmulatorConfig) -> str | None:
         if not config.fault_rate or not config.fault_kinds:
@@ -339,7 +372,7 @@ class EmulatorApp:
             message = f"{endpoint.entity} does not exist in the system"
             raise ApiError(500, INVALID_INPUT, message)
         if endpoint.kind == "opportunity" and config.index_lag:
-            horizon = time.monotonic() - config.index_lag
+            horizon = self._clock() - config.index_lag
             rows = [row for row in rows if self._indexed(row, horizon)]
         return rows
 

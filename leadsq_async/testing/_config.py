@@ -8,11 +8,17 @@ from typing import Literal
 
 import attrs
 
+from leadsq_async import RateLimit
+
 FaultKind = Literal["500", "502", "503", "drop", "truncate", "slow"]
 FAULT_KINDS: frozenset[str] = frozenset({"500", "502", "503", "drop", "truncate", "slow"})
+"""Every fault the emulator can inject: "500" (a bare error), "502" and "503" (CDN pages),
+"drop" (no answer), "truncate" (half a body) and "slow" (a late answer)."""
 
 DEFAULT_ACCESS_KEY = "demo-access-key"
+"""The access key an ``EmulatorConfig`` accepts unless told otherwise."""
 DEFAULT_SECRET_KEY = "demo-secret-key"
+"""The secret key an ``EmulatorConfig`` accepts unless told otherwise: a demo key, public."""
 
 
 def _seconds(value: float) -> float:
@@ -24,11 +30,47 @@ def _seconds(value: float) -> float:
     return float(value)
 
 
-def _positive_seconds(value: float) -> float:
-    seconds = _seconds(value)
-    if seconds == 0:
-        raise ValueError("the rate-limit period must be > 0")
-    return seconds
+#: One limit as ``EmulatorConfig.rate_limits`` takes it: a RateLimit, a (calls, period) pair
+#: or the text RateLimit.parse reads.
+RateLimitLike = RateLimit | tuple[int, float] | str
+
+
+def _rate_limit(value: RateLimitLike) -> RateLimit:
+    if isinstance(value, RateLimit):
+        return value
+    if isinstance(value, str):
+        return RateLimit.parse(value)
+    if isinstance(value, (tuple, list)) and len(value) == 2:
+        return RateLimit(*value)
+    raise TypeError(
+        f"a rate limit is a RateLimit, a (calls, period) pair or text such as '25/5', got {value!r}"
+    )
+
+
+def _rate_limits(value: RateLimit | Iterable[RateLimitLike]) -> tuple[RateLimit, ...]:
+    """Accept one RateLimit, or a collection of RateLimits, pairs and texts (at least one)."""
+    if isinstance(value, RateLimit):
+        return (value,)
+    if isinstance(value, str) or not isinstance(value, Iterable):
+        raise TypeError(f"rate_limits takes a RateLimit or a sequence of them, got {value!r}")
+    limits = tuple(_rate_limit(item) for item in value)
+    if not limits:
+        raise ValueError("rate_limits needs at least one limit")
+    return limits
+
+
+def _seconds_text(seconds: float) -> str:
+    """``5``, ``0.3``, ``86400``: never ``1e+06``, so a client's parser reads it."""
+    if float(seconds).is_integer():
+        return str(int(seconds))
+    return f"{seconds:.9f}".rstrip("0")
+
+
+def refusal_message(limit: RateLimit) -> str:
+    """The message LeadSquared sends when ``limit`` refuses a call."""
+    return (
+        f"API calls exceeded the limit of {limit.calls} in {_seconds_text(limit.period)} second(s)"
+    )
 
 
 def _fraction(value: float) -> float:
@@ -82,10 +124,18 @@ class EmulatorConfig:
     Attributes:
         access_key: The account's access key (header ``x-LSQ-AccessKey`` or query ``accessKey``).
         secret_key: The account's secret key; never shown in a repr.
-        rate_limit_calls: At most this many requests are accepted in any sliding window of
-            ``rate_limit_period`` seconds (25). A request is refused when that many accepted
-            requests already arrived in (t - period, t].
-        rate_limit_period: The window in seconds (5.0).
+        rate_limits: Every limit enforced at once (``(RateLimit(25, 5.0),)``), such as a
+            5-second limit and a daily quota, ``[RateLimit(10, 5), RateLimit(10_000, 86_400)]``,
+            or one scaled down for a test, ``[(25, 5.0), (200, 20.0)]``. Give RateLimits,
+            (calls, period) pairs or texts such as ``"25/5"``; they are stored as a tuple of
+            RateLimits. For each limit, a request is refused when ``calls`` accepted requests
+            already arrived in (t - period, t]. The refusal names that limit, "API calls
+            exceeded the limit of 25 in 5 second(s)"; when several refuse, it names the one
+            that frees last (the one a client must wait for). A limit with a period not
+            configured before counts the requests accepted from then on.
+        rate_limit_calls: The calls of the first limit, ``rate_limits[0].calls`` (25).
+            Setting it (or passing it) replaces that limit and keeps the others.
+        rate_limit_period: The period of the first limit in seconds (5.0), likewise.
         rate_limit_status: The HTTP status of a rate-limit answer, 429 or 200 (429). Both carry
             the ``MXAPIRateLimitExceededException`` envelope and no Retry-After header.
         page_size_cap: The largest page size served (1000).
@@ -111,8 +161,10 @@ class EmulatorConfig:
 
     access_key: str = attrs.field(default=DEFAULT_ACCESS_KEY, validator=_non_empty_str)
     secret_key: str = attrs.field(default=DEFAULT_SECRET_KEY, validator=_non_empty_str, repr=False)
-    rate_limit_calls: int = attrs.field(default=25, validator=_int_at_least(1))
-    rate_limit_period: float = attrs.field(default=5.0, converter=_positive_seconds)
+    # Given to __init__ as rate_limit_calls / rate_limit_period, then folded into rate_limits;
+    # read and set through the properties of the same names.
+    _rate_limit_calls: int | None = attrs.field(default=None, repr=False, eq=False)
+    _rate_limit_period: float | None = attrs.field(default=None, repr=False, eq=False)
     rate_limit_status: Literal[429, 200] = attrs.field(
         default=429, validator=attrs.validators.in_((429, 200))
     )
@@ -129,6 +181,40 @@ class EmulatorConfig:
     wrong_region_host: str | None = attrs.field(default=None, validator=_optional_host)
     insert_ahead: int = attrs.field(default=0, validator=_int_at_least(0))
     index_lag: float = attrs.field(default=0.0, converter=_seconds)
+    rate_limits: tuple[RateLimit, ...] = attrs.field(
+        default=(RateLimit(25, 5.0),), converter=_rate_limits
+    )
+
+    def __attrs_post_init__(self) -> None:
+        calls, period = self._rate_limit_calls, self._rate_limit_period
+        self._rate_limit_calls = self._rate_limit_period = None
+        first = self.rate_limits[0]
+        if calls is not None or period is not None:
+            self._replace_first(
+                first.calls if calls is None else calls,
+                first.period if period is None else period,
+            )
+
+    @property
+    def rate_limit_calls(self) -> int:
+        """The calls of the first limit; setting it replaces that limit, keeping its period."""
+        return self.rate_limits[0].calls
+
+    @rate_limit_calls.setter
+    def rate_limit_calls(self, calls: int) -> None:
+        self._replace_first(calls, self.rate_limits[0].period)
+
+    @property
+    def rate_limit_period(self) -> float:
+        """The period of the first limit; setting it replaces that limit, keeping its calls."""
+        return self.rate_limits[0].period
+
+    @rate_limit_period.setter
+    def rate_limit_period(self, period: float) -> None:
+        self._replace_first(self.rate_limits[0].calls, period)
+
+    def _replace_first(self, calls: int, period: float) -> None:
+        self.rate_limits = (RateLimit(calls, period), *self.rate_limits[1:])
 
     def update_from(self, other: EmulatorConfig) -> None:
         """Copy every field of ``other`` into this object, in place."""

@@ -7,7 +7,7 @@ import json
 import os
 import random
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import attrs
@@ -66,6 +66,8 @@ class Dataset:
     seed: int = 0
     _added_at: dict[str, float] = attrs.field(factory=dict, init=False)
     _added: int = attrs.field(default=0, init=False)
+    # What add_opportunity reads the time with: the clock of the EmulatorApp serving it.
+    _clock: Callable[[], float] = attrs.field(default=time.monotonic, init=False)
 
     def __repr__(self) -> str:
         return (
@@ -178,10 +180,21 @@ class Dataset:
 
         Raises:
             OSError: the file cannot be read.
-            ValueError: it is not JSON of that shape (json.JSONDecodeError is a ValueError).
+            ValueError: it is not UTF-8 JSON of that shape; the message names the file.
         """
-        with open(path, encoding="utf-8") as file:
-            return cls.from_dict(json.load(file))
+        name = os.fspath(path)
+        try:
+            with open(path, encoding="utf-8") as file:
+                document = json.load(file)
+        except json.JSONDecodeError as error:
+            where = f"line {error.lineno}, column {error.colno}"
+            raise ValueError(f"{name} is not valid JSON ({where}: {error.msg})") from error
+        except UnicodeDecodeError as error:
+            raise ValueError(f"{name} is not UTF-8 text ({error.reason})") from error
+        try:
+            return cls.from_dict(document)
+        except ValueError as error:
+            raise ValueError(f"{name}: {error}") from error
 
     def dump(self, path: str | os.PathLike[str]) -> None:
         """Write the dataset to ``path`` as UTF-8 JSON that ``load`` reads back.
@@ -203,6 +216,7 @@ class Dataset:
         )
         other._added_at = dict(self._added_at)
         other._added = self._added
+        other._clock = self._clock
         return other
 
     def restore(self, snapshot: Dataset) -> None:
@@ -248,7 +262,7 @@ class Dataset:
             raise ValueError(f"opportunity {opportunity_id} already exists")
         rows.append(stored)
         self.activities[opportunity_id] = []
-        self._added_at[opportunity_id] = time.monotonic()
+        self._added_at[opportunity_id] = self._clock()
         return stored
 
     def add_activity(self, opportunity_id: str, row: Mapping[str, Any] | None = None) -> Row:
@@ -283,5 +297,10 @@ class Dataset:
         return None
 
     def added_at(self, opportunity_id: str) -> float | None:
-        """``time.monotonic()`` when ``add_opportunity`` added it; None for original rows."""
+        """When ``add_opportunity`` added it, by the clock of the ``EmulatorApp`` serving this
+        dataset (``time.monotonic()`` by default); None for original rows."""
         return self._added_at.get(opportunity_id)
+
+    def _use_clock(self, clock: Callable[[], float]) -> None:
+        """Note the times of added opportunities with ``clock`` (the serving app's)."""
+        self._clock = clock

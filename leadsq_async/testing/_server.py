@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ipaddress
 import logging
 import os
 import socket
@@ -147,7 +148,9 @@ class EmulatorServer:
 
     @property
     def url(self) -> str:
-        """Where the server listens, e.g. "http://127.0.0.1:54321".
+        """Where the server listens, e.g. "http://127.0.0.1:54321". For a wildcard host
+        ("0.0.0.0" or "::", every interface) it is the loopback URL, "http://127.0.0.1:PORT"
+        or "http://[::1]:PORT", which a client on this machine can use.
 
         Raises:
             RuntimeError: it is not listening yet.
@@ -159,6 +162,9 @@ class EmulatorServer:
     def _listen(self) -> socket.socket:
         sock = _bind(self.host, self.port)
         host, port = sock.getsockname()[:2]
+        if ipaddress.ip_address(host.split("%", 1)[0]).is_unspecified:
+            # Listening on every interface: loopback is the address sure to reach it.
+            host = "::1" if sock.family == socket.AF_INET6 else "127.0.0.1"
         shown = f"[{host}]" if ":" in host else host
         self._url = f"http://{shown}:{port}"
         return sock

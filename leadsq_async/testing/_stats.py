@@ -5,6 +5,8 @@ from __future__ import annotations
 import threading
 from collections import Counter, deque
 
+from leadsq_async import RateLimit
+
 
 class SlidingWindow:
     """Arrival times of the last ``period`` seconds, for a half-open window (t - period, t]."""
@@ -19,6 +21,10 @@ class SlidingWindow:
         while times and times[0] <= horizon:
             times.popleft()
         return len(times)
+
+    def time_at(self, index: int) -> float:
+        """The ``index``-th arrival still in the window, oldest first."""
+        return self._times[index]
 
     def add(self, now: float) -> None:
         """Record an arrival at ``now`` (times only ever grow: the clock is monotonic)."""
@@ -38,6 +44,8 @@ class EmulatorStats:
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
+        # Notified when the last request in flight ends, for _wait_idle.
+        self._idle = threading.Condition(self._lock)
         self._window = SlidingWindow()
         self._in_flight = 0
         self._clear()
@@ -47,6 +55,7 @@ class EmulatorStats:
         self._by_status: Counter[int] = Counter()
         self._faults: Counter[str] = Counter()
         self._rate_limited = 0
+        self._rate_limited_by: Counter[RateLimit] = Counter()
         self._accepted = 0
         self._keys_in_url = 0
         self._most_accepted_in_window = 0
@@ -81,9 +90,16 @@ class EmulatorStats:
 
     @property
     def rate_limited(self) -> int:
-        """Requests refused by the rate limit (answered 429, or 200 with the envelope)."""
+        """Requests refused by a rate limit (answered 429, or 200 with the envelope)."""
         with self._lock:
             return self._rate_limited
+
+    @property
+    def rate_limited_by(self) -> dict[RateLimit, int]:
+        """The limit each refusal named -> how many times: which of the configured limits
+        (``EmulatorConfig.rate_limits``) refused, e.g. ``{RateLimit(200, 20.0): 3}``."""
+        with self._lock:
+            return dict(self._rate_limited_by)
 
     @property
     def accepted(self) -> int:
@@ -93,7 +109,8 @@ class EmulatorStats:
 
     @property
     def most_accepted_in_window(self) -> int:
-        """The most accepted requests that arrived within any ``rate_limit_period`` window.
+        """The most accepted requests that arrived within any window of the first limit's
+        period (``rate_limit_period``).
 
         Computed exactly over arrival times (after the inbound half of the latency), with the
         period configured when each request arrived.
@@ -123,7 +140,8 @@ class EmulatorStats:
         with self._lock:
             return (
                 f"EmulatorStats(total={self._total}, by_status={dict(self._by_status)}, "
-                f"rate_limited={self._rate_limited}, faults={dict(self._faults)}, "
+                f"rate_limited={self._rate_limited}, "
+                f"rate_limited_by={dict(self._rate_limited_by)}, faults={dict(self._faults)}, "
                 f"most_accepted_in_window={self._most_accepted_in_window}, "
                 f"most_in_flight={self._most_in_flight}, keys_in_url={self._keys_in_url})"
             )
@@ -141,6 +159,13 @@ class EmulatorStats:
     def _finished(self) -> None:
         with self._lock:
             self._in_flight -= 1
+            if not self._in_flight:
+                self._idle.notify_all()
+
+    def _wait_idle(self, timeout: float) -> bool:
+        """Block until no request is in flight; True if so within ``timeout`` real seconds."""
+        with self._idle:
+            return self._idle.wait_for(lambda: not self._in_flight, timeout)
 
     def _accept(self, now: float, period: float) -> None:
         with self._lock:
@@ -149,11 +174,12 @@ class EmulatorStats:
             in_window = self._window.count_at(now, period)
             self._most_accepted_in_window = max(self._most_accepted_in_window, in_window)
 
-    def _answered(self, status: int, *, rate_limited: bool = False) -> None:
+    def _answered(self, status: int, *, refused_by: RateLimit | None = None) -> None:
         with self._lock:
             self._by_status[status] += 1
-            if rate_limited:
+            if refused_by is not None:
                 self._rate_limited += 1
+                self._rate_limited_by[refused_by] += 1
 
     def _fault(self, kind: str) -> None:
         with self._lock:

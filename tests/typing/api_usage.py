@@ -59,3 +59,21 @@ def handle(error: lsq.LeadSquaredError) -> str | None:
     if isinstance(error, lsq.APIError):
         return error.exception_type
     return None
+
+
+async def limit_several() -> None:
+    pro = [lsq.RateLimit.parse("10/5s"), lsq.RateLimit.parse("10000/1d")]
+    limiter: lsq.RateLimiter = lsq.SlidingWindowLimiter(pro)
+    limits: tuple[lsq.RateLimit, ...] = limiter.rate_limits
+    shortest: lsq.RateLimit = limiter.rate_limit
+    changed: bool = await limiter.learn(lsq.RateLimit(5, 5))
+    await limiter.pause(5.0, limit=pro[1])
+    try:
+        async with limiter.slot(max_wait=30.0):
+            pass
+    except lsq.QuotaExhaustedError as error:
+        retry_at: datetime.datetime = error.retry_at
+        spent: lsq.RateLimit | None = error.limit
+        print(retry_at, spent)
+    seconds: float = lsq.least_time(pro, 50_000)
+    print(limits, shortest, changed, seconds)

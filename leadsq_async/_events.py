@@ -1,0 +1,189 @@
+"""Events: what a session does, as typed records, for progress, metrics and tracing.
+
+Subscribe a listener with ``session.events.subscribe(listener)``; it is called
+synchronously, in the task that does the work, with each event as it happens.
+When nothing listens, no event is even built. A listener must be quick and
+must not raise: an exception from it is logged and otherwise ignored, so a
+broken metrics exporter never fails a crawl.
+
+The events, per request and per page::
+
+    RequestSent        a request left, in a rate-limit slot (attempt 1, 2, ...)
+    ResponseReceived   its answer arrived (status, seconds from sending)
+    RetryScheduled     it failed and will be tried again (why, after how long)
+    RateLimited        the server refused it for the rate limit; every task pauses
+    QuotaWait          no slot frees before the retry deadline: waiting for the quota
+    PageFetched        a page was decoded (rows, RecordCount, the page size asked)
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import logging
+from collections.abc import Callable
+from typing import TYPE_CHECKING, TypeAlias
+
+import attrs
+
+if TYPE_CHECKING:
+    from ._ratelimit import RateLimit
+
+__all__ = [
+    "Event",
+    "EventHub",
+    "PageFetched",
+    "QuotaWait",
+    "RateLimited",
+    "RequestSent",
+    "ResponseReceived",
+    "RetryScheduled",
+]
+
+logger = logging.getLogger("leadsq_async")
+
+
+@attrs.frozen
+class RequestSent:
+    """A request left, in a rate-limit slot.
+
+    Attributes:
+        endpoint: the endpoint's path.
+        page_index: the page asked for.
+        attempt: 1 for the first try, 2 for the first retry, and so on.
+    """
+
+    endpoint: str
+    page_index: int
+    attempt: int
+
+
+@attrs.frozen
+class ResponseReceived:
+    """A request's answer arrived (or it failed without one: ``status`` None).
+
+    Attributes:
+        endpoint: the endpoint's path.
+        status: the HTTP status, or None when no answer came.
+        seconds: from sending to the end of the answer.
+    """
+
+    endpoint: str
+    status: int | None
+    seconds: float
+
+
+@attrs.frozen
+class RetryScheduled:
+    """A request failed and will be tried again.
+
+    Attributes:
+        endpoint: the endpoint's path.
+        attempt: the try that failed.
+        delay: seconds of backoff before the next try (0 after a rate-limit answer,
+            where the pause is the wait).
+        error: why, in words (secrets scrubbed).
+        error_type: the failure's class name, such as ``ServerError``.
+    """
+
+    endpoint: str
+    attempt: int
+    delay: float
+    error: str
+    error_type: str
+
+
+@attrs.frozen
+class RateLimited:
+    """The server refused a request for the rate limit; every task of the limiter pauses.
+
+    Attributes:
+        endpoint: the endpoint's path.
+        limit: the limit the server's message named, or None.
+        pause: seconds no request is sent.
+    """
+
+    endpoint: str
+    limit: RateLimit | None
+    pause: float
+
+
+@attrs.frozen
+class QuotaWait:
+    """No slot frees before the retry deadline (a spent quota), and the session waits.
+
+    Only with ``Session(wait_for_quota=True)``; otherwise `QuotaExhaustedError` is raised.
+
+    Attributes:
+        endpoint: the endpoint's path.
+        retry_at: when a slot frees, an aware UTC datetime.
+        limit: the limit that is spent, or None.
+    """
+
+    endpoint: str
+    retry_at: _dt.datetime
+    limit: RateLimit | None
+
+
+@attrs.frozen
+class PageFetched:
+    """A page was fetched and decoded.
+
+    Attributes:
+        endpoint: the endpoint's path.
+        id_value: whose rows (the lead or opportunity id), or None for `Session.paginate`.
+        page_index: the page's ``PageIndex``.
+        rows: rows on the page, as the server sent them.
+        record_count: the ``RecordCount`` it reported, or None.
+        page_size: the page size asked for; with ``record_count`` it tells how many
+            pages the walk will take.
+    """
+
+    endpoint: str
+    id_value: str | None
+    page_index: int
+    rows: int
+    record_count: int | None
+    page_size: int
+
+
+Event: TypeAlias = (
+    RequestSent | ResponseReceived | RetryScheduled | RateLimited | QuotaWait | PageFetched
+)
+"""Any of the events a session emits."""
+
+Listener = Callable[[Event], object]
+
+
+class EventHub:
+    """Where a session's events go: ``session.events``."""
+
+    def __init__(self) -> None:
+        self._listeners: tuple[Listener, ...] = ()
+
+    def subscribe(self, listener: Listener) -> Callable[[], None]:
+        """Call ``listener(event)`` for every event from now on.
+
+        Returns:
+            A function that unsubscribes it.
+        """
+        if not callable(listener):
+            raise TypeError(f"listener must be callable, not {type(listener).__name__}")
+        self._listeners = (*self._listeners, listener)
+
+        def unsubscribe() -> None:
+            self._listeners = tuple(each for each in self._listeners if each is not listener)
+
+        return unsubscribe
+
+    @property
+    def listening(self) -> bool:
+        """Whether anything listens: emitters check it before building an event."""
+        return bool(self._listeners)
+
+    def emit(self, event: Event) -> None:
+        """Hand ``event`` to every listener; a listener that raises is logged and skipped."""
+        for listener in self._listeners:
+            try:
+                listener(event)
+            except Exception:
+                logger.exception("an event listener failed on %s", type(event).__name__)

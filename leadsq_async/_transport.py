@@ -1,0 +1,451 @@
+"""`Transport`: the one object that sends, and the one way to fetch a page.
+
+It owns the httpx client, the keys, the rate limiter, the retry policy, the
+statistics, the page sizes each endpoint was seen to serve, and the tasks that
+fetch pages ahead. Every request goes the same way: take a rate-limit slot,
+POST, read the whole answer, give the slot back (it stays held for the
+limiter's period), decode, and on a transient failure try again, taking a
+fresh slot each time. A rate-limit answer pauses the limiter for every task
+that shares it, and a lower limit named in its message is adopted.
+
+Layers above (paging, crawls, the `Session` facade) call down into it; it
+calls only `_wire` (pure request building and decoding), the limiter and
+httpx. Its clock and sleep are injectable, so retries and deadlines run in
+virtual time in tests.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import AsyncGenerator, Awaitable, Callable, Coroutine, Sequence
+from typing import Any, TypeVar, cast
+
+import attrs
+import httpx
+
+from ._aio import cancel_and_wait, within
+from ._checks import check_instance, check_int, check_seconds
+from ._endpoints import Endpoint
+from ._errors import (
+    LeadSquaredError,
+    MalformedResponseError,
+    QuotaExhaustedError,
+    RateLimitError,
+    RequestTimeout,
+    TransportError,
+)
+from ._events import (
+    EventHub,
+    PageFetched,
+    QuotaWait,
+    RateLimited,
+    RequestSent,
+    ResponseReceived,
+    RetryScheduled,
+)
+from ._ratelimit import RateLimit, RateLimiter, SlidingWindowLimiter, as_rate_limits
+from ._retry import RetryPolicy
+from ._wire import (
+    PageQuery,
+    RawPage,
+    WireRequest,
+    auth_headers,
+    base_url,
+    build_request,
+    decode_page,
+    scrub,
+)
+
+__all__ = ["SessionStats", "Transport", "checked_timeout", "limiter_for"]
+
+logger = logging.getLogger("leadsq_async")
+
+T = TypeVar("T")
+
+DEFAULT_TIMEOUT = 30.0
+
+Clock = Callable[[], float]
+Sleep = Callable[[float], Awaitable[object]]
+
+
+@attrs.define
+class SessionStats:
+    """Counters of what a session did, for progress reports and tests.
+
+    Attributes:
+        requests: requests sent (each retry counts).
+        rate_limited: rate-limit answers received.
+        retries: requests sent again after a failure.
+        failures: calls that failed for good.
+    """
+
+    requests: int = 0
+    rate_limited: int = 0
+    retries: int = 0
+    failures: int = 0
+
+
+class Transport:
+    """Sends every request of a session: limiter, HTTP, decoding and retries.
+
+    Built by `Session` from arguments it has checked. ``owns_client`` and
+    ``owns_limiter`` say which of the two `aclose` closes.
+    """
+
+    def __init__(
+        self,
+        *,
+        base_url: httpx.URL,
+        headers: dict[str, str],
+        secrets: tuple[str, ...],
+        limiter: RateLimiter,
+        owns_limiter: bool,
+        retry: RetryPolicy,
+        timeout: httpx.Timeout,
+        client: httpx.AsyncClient | None,
+        look_ahead: int,
+        max_response_bytes: int = 64 * 2**20,
+        wait_for_quota: bool = False,
+        clock: Clock = time.monotonic,
+        sleep: Sleep = asyncio.sleep,
+    ) -> None:
+        self.base_url = base_url
+        self.max_response_bytes = max_response_bytes
+        self.wait_for_quota = wait_for_quota
+        self.limiter = limiter
+        self.retry = retry
+        self.look_ahead = look_ahead
+        self.stats = SessionStats()
+        self.events = EventHub()
+        self._headers = headers
+        self._secrets = secrets
+        self._owns_limiter = owns_limiter
+        self._timeout = timeout
+        # The whole request, not only each read: a server that trickles a byte at a
+        # time would otherwise hold the request, and its slot, for ever.
+        self._deadline = max(
+            (
+                value
+                for value in (timeout.connect, timeout.read, timeout.write, timeout.pool)
+                if value
+            ),
+            default=None,
+        )
+        self._owns_client = client is None
+        self._client = client or _client_for(base_url, timeout, limiter.rate_limit)
+        self._clock = clock
+        self._sleep = sleep
+        self._page_sizes: dict[str, int] = {}
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._closed = False
+
+    @classmethod
+    def build(
+        cls,
+        access_key: str,
+        secret_key: str,
+        *,
+        host: str,
+        rate_limit: RateLimit | Sequence[RateLimit] | RateLimiter | None,
+        timeout: float | httpx.Timeout,
+        retry: RetryPolicy | None,
+        client: httpx.AsyncClient | None,
+        look_ahead: int,
+        max_response_bytes: int,
+        wait_for_quota: bool,
+        clock: Clock,
+        sleep: Sleep,
+    ) -> Transport:
+        """The transport for `Session`'s arguments, checked.
+
+        Raises:
+            TypeError, ValueError: for a bad argument (see `Session`).
+        """
+        headers = auth_headers(access_key, secret_key)
+        url = base_url(host)
+        limiter, owns_limiter = limiter_for(rate_limit, clock, sleep)
+        if client is not None:
+            check_instance("client", client, httpx.AsyncClient)
+        return cls(
+            base_url=url,
+            headers=headers,
+            secrets=(secret_key,),
+            limiter=limiter,
+            owns_limiter=owns_limiter,
+            retry=RetryPolicy() if retry is None else check_instance("retry", retry, RetryPolicy),
+            timeout=checked_timeout(timeout),
+            client=client,
+            look_ahead=check_int("look_ahead", look_ahead, minimum=0),
+            max_response_bytes=check_int("max_response_bytes", max_response_bytes, minimum=1024),
+            wait_for_quota=check_instance("wait_for_quota", wait_for_quota, bool),
+            clock=clock,
+            sleep=sleep,
+        )
+
+    @property
+    def client(self) -> httpx.AsyncClient:
+        """The httpx client requests go through."""
+        return self._client
+
+    @property
+    def tasks(self) -> frozenset[asyncio.Task[Any]]:
+        """The tasks started with `spawn` that are still running."""
+        return frozenset(self._tasks)
+
+    def page_size_for(self, endpoint: Endpoint[Any], asked: int | None = None) -> int:
+        """The page size to ask ``endpoint`` for: ``asked`` (by default the largest the
+        API honours), but never more than the endpoint was seen to serve."""
+        size = endpoint.max_page_size if asked is None else asked
+        return min(size, self._page_sizes.get(endpoint.path, size))
+
+    def learn_page_size(self, endpoint: Endpoint[Any], page_size: int) -> None:
+        """Remember that ``endpoint`` serves at most ``page_size`` rows a page."""
+        self._page_sizes[endpoint.path] = self.page_size_for(endpoint, page_size)
+
+    def spawn(self, coroutine: Coroutine[Any, Any, T]) -> asyncio.Task[T]:
+        """Run ``coroutine`` as a task that `aclose` cancels if it is still running."""
+        task = asyncio.ensure_future(coroutine)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return task
+
+    async def fetch_page(self, query: PageQuery, page_index: int, page_size: int) -> RawPage:
+        """Fetch one page through the rate limiter, retrying transient failures.
+
+        Raises:
+            LeadSquaredError: the last failure, once it is not transient or the
+                retry policy's attempts or deadline are spent.
+        """
+        if self._closed:
+            raise RuntimeError("the session is closed")
+        request = build_request(query, page_index, page_size)
+        url = self.base_url.join(request.path)
+        deadline = _Deadline(self._clock(), self.retry.deadline)
+        attempt = 0
+        while True:
+            attempt += 1
+            try:
+                return await self._send_once(url, request, page_index, attempt, query, deadline)
+            except QuotaExhaustedError:
+                self.stats.failures += 1
+                raise
+            except RateLimitError as error:
+                await self._on_rate_limited(error, request.path)
+                failure: LeadSquaredError = error
+            except LeadSquaredError as error:
+                failure = error
+            backoff = 0.0 if isinstance(failure, RateLimitError) else self.retry.delay(attempt)
+            # No retry may start after the deadline, backoff included.
+            elapsed = self._clock() - deadline.started + backoff
+            if not self.retry.should_retry(failure, attempt, elapsed):
+                self.stats.failures += 1
+                raise failure
+            self.stats.retries += 1
+            if self.events.listening:
+                why, kind = str(failure), type(failure).__name__
+                self.events.emit(RetryScheduled(request.path, attempt, backoff, why, kind))
+            logger.info(
+                "retrying %s (try %d of %d) after: %s",
+                request.path,
+                attempt + 1,
+                self.retry.attempts,
+                failure,
+            )
+            if backoff:
+                await self._sleep(backoff)
+
+    async def aclose(self) -> None:
+        """Cancel the pages still being fetched ahead, and close what the session created."""
+        if self._closed:
+            return
+        self._closed = True
+        await cancel_and_wait(self._tasks)
+        if self._owns_client:
+            await self._client.aclose()
+        if self._owns_limiter:
+            await self.limiter.aclose()
+
+    async def _send_once(
+        self,
+        url: httpx.URL,
+        request: WireRequest,
+        page_index: int,
+        attempt: int,
+        query: PageQuery,
+        deadline: _Deadline,
+    ) -> RawPage:
+        endpoint, events = request.path, self.events
+        failure: LeadSquaredError | None = None
+        status: int | None = None
+        async with contextlib.AsyncExitStack() as slot:
+            await self._take_slot(slot, endpoint, deadline)
+            self.stats.requests += 1
+            sent = self._clock()
+            if events.listening:
+                events.emit(RequestSent(endpoint, page_index, attempt))
+            try:
+                status, body = await within(self._deadline, self._post(url, request))
+            except (httpx.TimeoutException, asyncio.TimeoutError) as exc:
+                failure = RequestTimeout(f"no answer in time ({_timeout_name(exc)})")
+            except httpx.RequestError as exc:
+                detail = scrub(str(exc), self._secrets) or "no detail"
+                failure = TransportError(f"{type(exc).__name__}: {detail}")
+        if events.listening:
+            events.emit(ResponseReceived(endpoint, status, self._clock() - sent))
+        if failure is not None:
+            # Raised outside the `except`: the httpx exception, whose request holds the
+            # headers and so the secret, is then neither its cause nor its context.
+            failure.endpoint = endpoint
+            raise failure
+        assert status is not None
+        logger.debug("POST %s -> %d", endpoint, status)
+        list_key = query.endpoint.list_key
+        page = decode_page(
+            status, body, endpoint=endpoint, secrets=self._secrets, list_key=list_key
+        )
+        if events.listening:
+            size = request.json["Paging"]["PageSize"]
+            rows, count = len(page.rows), page.record_count
+            events.emit(PageFetched(endpoint, query.id_value, page_index, rows, count, size))
+        return page
+
+    async def _post(self, url: httpx.URL, request: WireRequest) -> tuple[int, bytes]:
+        """POST and read the whole answer, decoded, refusing one larger than the cap."""
+        async with self._client.stream(
+            "POST",
+            url,
+            params=request.params,
+            json=request.json,
+            headers=self._headers,
+            timeout=self._timeout,
+            # Whatever the client's own setting: a redirect would carry the keys away.
+            follow_redirects=False,
+        ) as response:
+            chunks, size = [], 0
+            # Closed at once if the cap is hit, not left to the loop's finaliser.
+            stream = cast(AsyncGenerator[bytes, None], response.aiter_bytes())
+            async with contextlib.aclosing(stream) as decoded:
+                async for chunk in decoded:
+                    size += len(chunk)
+                    if size > self.max_response_bytes:
+                        raise MalformedResponseError(
+                            f"the answer is larger than {self.max_response_bytes:,} bytes "
+                            "(Session(max_response_bytes=)); it was not read further",
+                            endpoint=request.path,
+                            status=response.status_code,
+                        )
+                    chunks.append(chunk)
+            return response.status_code, b"".join(chunks)
+
+    async def _take_slot(
+        self, slot: contextlib.AsyncExitStack, endpoint: str, deadline: _Deadline
+    ) -> None:
+        """A rate-limit slot, held by ``slot``; a spent quota fails fast, or is waited out."""
+        try:
+            max_wait = deadline.remaining(self._clock())
+            await slot.enter_async_context(self.limiter.slot(max_wait=max_wait))
+            return
+        except QuotaExhaustedError as spent:
+            spent.endpoint = endpoint
+            if not self.wait_for_quota:
+                raise
+            retry_at, limit = spent.retry_at, spent.limit
+        if self.events.listening:
+            self.events.emit(QuotaWait(endpoint, retry_at, limit))
+        logger.warning(
+            "the rate limit%s is spent: waiting until %s UTC",
+            "" if limit is None else f" of {limit}",
+            f"{retry_at:%Y-%m-%d %H:%M}",
+        )
+        waiting = self._clock()
+        await slot.enter_async_context(self.limiter.slot())
+        # The wait for a quota is not the request's: its deadline starts again.
+        deadline.started += self._clock() - waiting
+
+    async def _on_rate_limited(self, error: RateLimitError, endpoint: str) -> None:
+        """Learn the limit a refusal names, and pause every task for its period."""
+        self.stats.rate_limited += 1
+        stated = error.limit
+        if stated is not None and await self.limiter.learn(stated):
+            logger.warning(
+                "LeadSquared enforces %s, which the rate limiter did not keep to: "
+                "it keeps to it from now on, beside %s",
+                stated,
+                ", ".join(str(limit) for limit in self.limiter.rate_limits if limit != stated)
+                or "nothing else",
+            )
+        pause = self.limiter.rate_limit.period if stated is None else stated.period
+        if self.events.listening:
+            self.events.emit(RateLimited(endpoint, stated, pause))
+        await self.limiter.pause(pause, limit=stated)
+
+
+@attrs.define
+class _Deadline:
+    """When one request's tries started, for the retry policy's total deadline."""
+
+    started: float
+    seconds: float
+
+    def remaining(self, now: float) -> float:
+        """Seconds left before the deadline."""
+        return max(0.0, self.started + self.seconds - now)
+
+
+def _timeout_name(exc: BaseException) -> str:
+    return "the whole request" if isinstance(exc, asyncio.TimeoutError) else type(exc).__name__
+
+
+def _client_for(url: httpx.URL, timeout: httpx.Timeout, limit: RateLimit) -> httpx.AsyncClient:
+    """The client a session makes: it keeps connections open from one wave to the next.
+
+    For a plain-http base URL (loopback only: see `base_url`) it loads no
+    certificates: nothing it sends is encrypted, and loading them is most of the
+    cost of making a client. It follows no redirect, so the keys go nowhere else.
+
+    A saturated session leaves each connection idle for a whole ``period``
+    between requests. httpx closes a connection idle for 5 seconds by default,
+    so under a 5-second period every wave would open its connections anew and
+    pay the TCP and TLS handshakes (two round trips or more) on top of the
+    period. A connection the server closed meanwhile is noticed before it is
+    used, and a request that loses that race is retried as a dropped connection.
+    """
+    limits = httpx.Limits(
+        max_connections=100,  # httpx's default, as is the next
+        max_keepalive_connections=20,
+        keepalive_expiry=max(30.0, 2 * limit.period),
+    )
+    return httpx.AsyncClient(timeout=timeout, limits=limits, verify=url.scheme == "https")
+
+
+def limiter_for(
+    rate_limit: RateLimit | Sequence[RateLimit] | RateLimiter | None, clock: Clock, sleep: Sleep
+) -> tuple[RateLimiter, bool]:
+    """The limiter for ``Session(rate_limit=)``, and whether the session owns it.
+
+    A limiter the session makes keeps time with the session's clock and sleep.
+
+    Raises:
+        TypeError, ValueError: not a `RateLimit`, a non-empty sequence of them or a limiter.
+    """
+    if rate_limit is None:
+        rate_limit = RateLimit()
+    if isinstance(rate_limit, RateLimiter):
+        return rate_limit, False
+    if isinstance(rate_limit, (RateLimit, Sequence)):
+        limits = as_rate_limits(rate_limit)
+        return SlidingWindowLimiter(limits, clock=clock, sleep=sleep), True
+    raise TypeError(
+        "rate_limit must be a RateLimit, a sequence of them or a rate limiter, "
+        f"not {type(rate_limit).__name__}"
+    )
+
+
+def checked_timeout(timeout: float | httpx.Timeout) -> httpx.Timeout:
+    """``Session(timeout=)`` as an ``httpx.Timeout``."""
+    if isinstance(timeout, httpx.Timeout):
+        return timeout
+    return httpx.Timeout(check_seconds("timeout", timeout))

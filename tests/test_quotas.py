@@ -1,0 +1,121 @@
+"""Several limits and daily quotas, session side, against the emulator in virtual time.
+
+A spent quota fails fast with `QuotaExhaustedError` (or is waited out with
+``wait_for_quota=True``); a limit learned from a refusal is added beside the
+configured ones, never replacing them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+
+import pytest
+from emulator_in_process import client_of, virtual_app
+from virtual_time import now, virtual
+
+import leadsq_async as lsq
+from leadsq_async.testing import DEFAULT_ACCESS_KEY, DEFAULT_SECRET_KEY, Dataset, EmulatorConfig
+
+DATA = Dataset.generate(seed=7, thousands=30, hundreds=30, other_leads=120)
+SMALL_LEADS = sorted(lead for lead, rows in DATA.opportunities.items() if 0 < len(rows) <= 12)
+
+
+def session_on(client: object, **kwargs: object) -> lsq.Session:
+    """A session calling the in-process emulator through ``client``, on the virtual clock."""
+    return lsq.Session(
+        DEFAULT_ACCESS_KEY,
+        DEFAULT_SECRET_KEY,
+        host="http://127.0.0.1:9",
+        client=client,  # type: ignore[arg-type]
+        clock=now,
+        **kwargs,  # type: ignore[arg-type]
+    )
+
+
+async def crawl_all(session: lsq.Session, leads: list[str]) -> list[lsq.LeadResult]:
+    async with session.crawl_opportunities(leads) as results:
+        return [result async for result in results]
+
+
+@virtual
+async def test_a_spent_daily_quota_fails_fast_naming_the_limit_and_when() -> None:
+    """With 10 calls a day configured, the 11th request is not sent: QuotaExhaustedError."""
+    quota = lsq.RateLimit(10, 86_400)
+    app = virtual_app(DATA, EmulatorConfig(rate_limits=["25/5"]))
+    async with (
+        client_of(app) as client,
+        session_on(client, rate_limit=[lsq.RateLimit(25, 5), quota]) as session,
+    ):
+        before = dt.datetime.now(dt.timezone.utc)
+        with pytest.raises(lsq.QuotaExhaustedError) as info:
+            await crawl_all(session, SMALL_LEADS[:20])
+    assert app.stats.total == 10
+    error = info.value
+    assert error.limit == quota
+    assert error.account_wide
+    assert not error.transient
+    assert error.retry_at.tzinfo is not None
+    assert error.retry_at - before > dt.timedelta(hours=23)
+
+
+@virtual
+async def test_wait_for_quota_waits_for_the_next_slot_and_says_so() -> None:
+    """wait_for_quota=True waits out a spent (scaled) quota, emitting QuotaWait."""
+    app = virtual_app(DATA, EmulatorConfig(rate_limits=["25/5", "4/600"]))
+    events: list[lsq.Event] = []
+    limits = [lsq.RateLimit(25, 5), lsq.RateLimit(4, 600)]
+    async with (
+        client_of(app) as client,
+        session_on(client, rate_limit=limits, wait_for_quota=True) as session,
+    ):
+        session.events.subscribe(events.append)
+        started = now()
+        results = await crawl_all(session, SMALL_LEADS[:6])
+        took = now() - started
+    assert all(result.error is None for result in results)
+    assert app.stats.rate_limited == 0
+    assert any(isinstance(event, lsq.QuotaWait) for event in events)
+    assert 600 <= took < 700
+
+
+@virtual
+async def test_a_learned_limit_is_added_and_the_configured_one_stays() -> None:
+    """Learning '60 in 6 s' while configured 25 per 1 s keeps both: a second crawl after an
+    idle spell draws no refusal (it drew 26 when learning replaced the short limit)."""
+    app = virtual_app(DATA, EmulatorConfig(rate_limits=["25/1", "60/6"]))
+    leads = SMALL_LEADS[:80]
+    async with (
+        client_of(app) as client,
+        session_on(client, rate_limit=lsq.RateLimit(25, 1)) as session,
+    ):
+        first = await crawl_all(session, leads)
+        assert set(session.limiter.rate_limits) == {lsq.RateLimit(25, 1), lsq.RateLimit(60, 6)}
+        refusals = app.stats.rate_limited
+        await asyncio.sleep(30)
+        second = await crawl_all(session, leads)
+    assert 0 < refusals <= 2
+    assert app.stats.rate_limited == refusals
+    assert all(result.error is None for result in first + second)
+
+
+@virtual
+async def test_a_refusal_naming_a_day_fails_fast_instead_of_pausing_a_day() -> None:
+    """'1 in 86400 second(s)' ends the call within the retry deadline, not a day later."""
+    app = virtual_app(DATA, EmulatorConfig(rate_limits=["1/86400"]))
+    async with client_of(app) as client, session_on(client) as session:
+        started = now()
+        await session.opportunities_of_lead(SMALL_LEADS[0]).collect()
+        with pytest.raises(lsq.QuotaExhaustedError) as info:
+            await session.opportunities_of_lead(SMALL_LEADS[1]).collect()
+        assert now() - started < session._transport.retry.deadline
+    assert info.value.limit == lsq.RateLimit(1, 86_400)
+
+
+def test_several_limits_are_taken_as_a_sequence() -> None:
+    """Session(rate_limit=[...]) enforces each; an empty list is refused."""
+    limits = [lsq.RateLimit(10, 5), lsq.RateLimit(10_000, 86_400)]
+    session = lsq.Session("a", "b", host="http://127.0.0.1:9", rate_limit=limits)
+    assert session.limiter.rate_limits == tuple(limits)
+    with pytest.raises(ValueError, match="at least one"):
+        lsq.Session("a", "b", host="http://127.0.0.1:9", rate_limit=[])
