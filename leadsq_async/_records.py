@@ -243,7 +243,10 @@ _RECORD_CLASSES: tuple[type[Any], ...] = (Opportunity, Activity)
 
 # --- reading one value ---------------------------------------------------------------
 # The generated hooks inline the common case of each type and call these for the rest.
-# Numbers are memoised by the value sent: scores, codes, counts and coordinates repeat.
+# Number texts are memoised: scores, codes, counts and coordinates repeat. Only exact
+# strings are looked up in the memos and stored there: a value of another type that
+# compares equal to one (Decimal(5) == 5, UserString("5") == "5") would otherwise read
+# as whatever was read before it.
 
 _FLAGS: dict[str, bool] = {
     "0": False,
@@ -256,17 +259,14 @@ _FLAGS: dict[str, bool] = {
 _INTEGER = re.compile(r"[+-]?[0-9]{1,18}")
 _DECIMAL = re.compile(r"[+-]?(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][+-]?[0-9]{1,3})?")
 _MEMO_SIZE = 4096
-_int_memo: dict[object, int | None] = {None: None}
-_float_memo: dict[object, float | None] = {None: None}
+_int_memo: dict[str, int | None] = {}
+_float_memo: dict[str, float | None] = {}
 
 
-def _remember(memo: dict[object, Any], value: object, number: T) -> T:
-    # Keys compare as Python numbers do (1 == 1.0 == True), so the readers below give
-    # equal keys equal results.
+def _remember(memo: dict[str, T], text: str, number: T) -> T:
     if len(memo) >= _MEMO_SIZE:  # a crude bound: the values that repeat come back at once
         memo.clear()
-        memo[None] = None
-    memo[value] = number
+    memo[text] = number
     return number
 
 
@@ -279,30 +279,28 @@ def _read_flag(value: object) -> bool | None:
 
 
 def _read_int(value: object) -> int | None:
+    # JSON gives str, int, float or bool; anything else holds no number.
     if type(value) is str:
-        number = int(value) if _INTEGER.fullmatch(value) else None
-    elif type(value) is float:
-        number = int(value) if value.is_integer() else None
-    elif type(value) in (int, bool):
-        number = int(value)  # type: ignore[call-overload]
-    else:
-        return None  # an object or a list: unhashable, so never memoised
-    return _remember(_int_memo, value, number)
+        return _remember(_int_memo, value, int(value) if _INTEGER.fullmatch(value) else None)
+    if type(value) is float:
+        return int(value) if value.is_integer() else None
+    if type(value) is int or type(value) is bool:
+        return int(value)
+    return None
 
 
 def _read_float(value: object) -> float | None:
     if type(value) is str:
         number = _finite(float(value)) if _DECIMAL.fullmatch(value) else None
-    elif type(value) is float:
-        number = _finite(value)
-    elif type(value) in (int, bool):
+        return _remember(_float_memo, value, number)
+    if type(value) is float:
+        return _finite(value)
+    if type(value) is int or type(value) is bool:
         try:
-            number = float(value)  # type: ignore[arg-type]
+            return float(value)
         except OverflowError:  # an integer beyond 1e308
-            number = None
-    else:
-        return None
-    return _remember(_float_memo, value, number)
+            return None
+    return None
 
 
 def _finite(number: float) -> float | None:
@@ -328,14 +326,14 @@ _READERS: dict[object, tuple[str, ...]] = {
     ),
     int | None: (
         "try:",
-        "    record.{name} = int_memo[value]",
-        "except (KeyError, TypeError):",
+        "    record.{name} = int_memo[value] if value.__class__ is str else read_int(value)",
+        "except KeyError:",
         "    record.{name} = read_int(value)",
     ),
     float | None: (
         "try:",
-        "    record.{name} = float_memo[value]",
-        "except (KeyError, TypeError):",
+        "    record.{name} = float_memo[value] if value.__class__ is str else read_float(value)",
+        "except KeyError:",
         "    record.{name} = read_float(value)",
     ),
     datetime | None: ("record.{name} = parse_date(value)",),
