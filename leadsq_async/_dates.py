@@ -51,11 +51,6 @@ def parse_date(value: object) -> datetime | None:
     impossible date (month 13) or one beyond what ``datetime`` holds gives
     ``None``.
     """
-    return read_date(value, None)
-
-
-def read_date(value: object, _type: object) -> datetime | None:
-    """`parse_date`, as the records' structure hook: cattrs passes the type second."""
     if type(value) is not str:
         return None
     size = len(value)

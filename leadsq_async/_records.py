@@ -31,27 +31,27 @@ dict each time. The row is the record's source of truth: the attrs constructor
 typed attributes agree with it, and ``unstructure`` returns the row unchanged.
 
 The converter is the library's own ``cattrs.Converter`` (the global one is never
-touched): it holds a hook for each attribute type, and cattrs generates from them
-each record class's hook; ``benchmarks/structuring.py`` measures what a page
-costs next to ``json.loads`` of it.
+touched). Its hooks for the record classes are generated once per class, as
+attrs and cattrs generate theirs, so that a page of rows structures at about the
+speed ``json.loads`` decoded it; ``benchmarks/structuring.py`` measures that.
 """
 
 from __future__ import annotations
 
 import json
+import linecache
 import math
 import re
 from collections.abc import Callable, Iterable, Mapping
 from datetime import datetime
-from itertools import filterfalse, repeat
+from itertools import repeat
 from types import MappingProxyType
 from typing import Any, TypeVar
 
 import attrs
 import cattrs
-from cattrs.gen import make_dict_structure_fn_from_attrs, override
 
-from ._dates import read_date
+from ._dates import parse_date
 
 __all__ = [
     "Activity",
@@ -241,10 +241,8 @@ class Activity(_Record):
 
 _RECORD_CLASSES: tuple[type[Any], ...] = (Opportunity, Activity)
 
-# --- reading one value: the converter's hook for each attribute type -------------------
-# Each takes the value the row holds and the attribute's type (which cattrs passes and
-# they ignore), and never raises.
-#
+# --- reading one value ---------------------------------------------------------------
+# The generated hooks inline the common case of each type and call these for the rest.
 # Number texts are memoised: scores, codes, counts and coordinates repeat. Only exact
 # strings are looked up in the memos and stored there: a value of another type that
 # compares equal to one (Decimal(5) == 5, UserString("5") == "5") would otherwise read
@@ -272,15 +270,7 @@ def _remember(memo: dict[str, T], text: str, number: T) -> T:
     return number
 
 
-def _read_id(value: object, _: object) -> str:
-    return value if type(value) is str else ""
-
-
-def _read_text(value: object, _: object) -> str | None:
-    return value if type(value) is str and value else None
-
-
-def _read_flag(value: object, _: object) -> bool | None:
+def _read_flag(value: object) -> bool | None:
     if type(value) is str:
         return _FLAGS.get(value)
     if type(value) in (bool, int, float) and value in (0, 1):
@@ -288,14 +278,10 @@ def _read_flag(value: object, _: object) -> bool | None:
     return None
 
 
-def _read_int(value: object, _: object) -> int | None:
+def _read_int(value: object) -> int | None:
     # JSON gives str, int, float or bool; anything else holds no number.
     if type(value) is str:
-        try:
-            return _int_memo[value]
-        except KeyError:
-            number = int(value) if _INTEGER.fullmatch(value) else None
-            return _remember(_int_memo, value, number)
+        return _remember(_int_memo, value, int(value) if _INTEGER.fullmatch(value) else None)
     if type(value) is float:
         return int(value) if value.is_integer() else None
     if type(value) is int or type(value) is bool:
@@ -303,13 +289,10 @@ def _read_int(value: object, _: object) -> int | None:
     return None
 
 
-def _read_float(value: object, _: object) -> float | None:
+def _read_float(value: object) -> float | None:
     if type(value) is str:
-        try:
-            return _float_memo[value]
-        except KeyError:
-            number = _finite(float(value)) if _DECIMAL.fullmatch(value) else None
-            return _remember(_float_memo, value, number)
+        number = _finite(float(value)) if _DECIMAL.fullmatch(value) else None
+        return _remember(_float_memo, value, number)
     if type(value) is float:
         return _finite(value)
     if type(value) is int or type(value) is bool:
@@ -324,62 +307,82 @@ def _finite(number: float) -> float | None:
     return number if math.isfinite(number) else None
 
 
-# The library's own converter (the global one is never touched): how each attribute type
-# is read, and for each record class the hook that builds records from rows.
-_converter = cattrs.Converter(detailed_validation=False, forbid_extra_keys=False)
-_converter.register_structure_hook(str, _read_id)
-_converter.register_structure_hook(str | None, _read_text)
-_converter.register_structure_hook(bool | None, _read_flag)
-_converter.register_structure_hook(int | None, _read_int)
-_converter.register_structure_hook(float | None, _read_float)
-_converter.register_structure_hook(datetime | None, read_date)
+# --- the generated structure hooks -----------------------------------------------------
+# One function per record class, written out field by field the way attrs writes its
+# __init__: no per-field call for text, flags and memoised numbers, the row copied once for
+# the record and once more so that popping the typed keys leaves exactly ``extra``.
+#
+# The record is filled as an instance of a plain slotted twin of its class, then becomes
+# the record class: both add the same slots to the same base, so CPython allows the
+# __class__ change. attrs' frozen __init__ sets each slot through object.__setattr__,
+# which alone costs about half of what json.loads spends on the row; plain slot stores
+# cost a seventh of that.
+
+_READERS: dict[object, tuple[str, ...]] = {
+    str: ("record.{name} = value if value.__class__ is str else ''",),
+    str | None: ("record.{name} = value if value.__class__ is str and value else None",),
+    bool | None: (
+        "record.{name} = flags_get(value) if value.__class__ is str else read_flag(value)",
+    ),
+    int | None: (
+        "try:",
+        "    record.{name} = int_memo[value] if value.__class__ is str else read_int(value)",
+        "except KeyError:",
+        "    record.{name} = read_int(value)",
+    ),
+    float | None: (
+        "try:",
+        "    record.{name} = float_memo[value] if value.__class__ is str else read_float(value)",
+        "except KeyError:",
+        "    record.{name} = read_float(value)",
+    ),
+    datetime | None: ("record.{name} = parse_date(value)",),
+}
 
 
-# --- the structure hook of a record class ----------------------------------------------
-# cattrs generates, with make_dict_structure_fn_from_attrs, a function that reads each
-# typed attribute from its row key with the hook of its type. The function fills a plain
-# slotted shell of the record class, setting every attribute as cattrs sets the fields
-# that take no part in __init__ (they are listed here as init=False); the wrapper below
-# adds extra and the row, and turns the shell into the record class. Both classes add
-# the same slots to the same base, so CPython allows the __class__ change. Calling the
-# frozen attrs __init__ instead (make_dict_structure_fn on the record class) doubles the
-# cost: it takes every attribute as a keyword and sets each through object.__setattr__.
-
-
-def _make_structure_hook(cls: type[Any]) -> Callable[[Mapping[str, Any], object], Any]:
+def _make_structure_hook(cls: type[Any]) -> Callable[[Any, Any], Any]:
     attrs.resolve_types(cls)
-    typed = [field for field in attrs.fields(cls) if _API_KEY in field.metadata]
-    shell = type(
-        f"_{cls.__name__}Shell",
-        cls.__bases__,
-        {"__slots__": cls.__dict__["__slots__"], "__init__": object.__init__},
-    )
-    renames: dict[str, Any] = {
-        field.name: override(rename=field.metadata[_API_KEY]) for field in typed
+    twin = type(f"_{cls.__name__}Twin", (_Record,), {"__slots__": cls.__dict__["__slots__"]})
+    lines = [
+        "def structure_row(row, _cls=None):",
+        "    if row.__class__ is not dict:",
+        "        row = as_dict(row)",
+        "    rest = row.copy()",
+        "    pop = rest.pop",
+        "    record = new(Twin)",
+    ]
+    for field in attrs.fields(cls):
+        key = field.metadata.get(_API_KEY)
+        if key is not None:
+            lines.append(f"    value = pop({key!r}, None)")
+            lines += [f"    {line.format(name=field.name)}" for line in _READERS[field.type]]
+    lines += [
+        "    record.extra = MappingProxyType(rest)",
+        "    record._row = row.copy()",
+        "    record.__class__ = Record",
+        "    return record",
+    ]
+    source = "\n".join(lines) + "\n"
+    filename = f"<leadsq_async structure {cls.__name__}>"
+    # Registered so that a traceback through the hook shows its source.
+    linecache.cache[filename] = (len(source), None, source.splitlines(True), filename)
+    namespace: dict[str, Any] = {
+        "as_dict": _as_dict,
+        "new": object.__new__,
+        "Twin": twin,
+        "Record": cls,
+        "MappingProxyType": MappingProxyType,
+        "flags_get": _FLAGS.get,
+        "read_flag": _read_flag,
+        "int_memo": _int_memo,
+        "read_int": _read_int,
+        "float_memo": _float_memo,
+        "read_float": _read_float,
+        "parse_date": parse_date,
     }
-    fill: Callable[[Mapping[str, Any]], Any] = make_dict_structure_fn_from_attrs(
-        [field.evolve(init=False) for field in typed],
-        shell,
-        _converter,
-        _cattrs_include_init_false=True,
-        **renames,
-    )
-    is_typed_key = frozenset(field.metadata[_API_KEY] for field in typed).__contains__
-    every_key_null = dict.fromkeys(field.metadata[_API_KEY] for field in typed)
-
-    def structure_row(row: Mapping[str, Any], _: object = None) -> Any:
-        if type(row) is not dict:
-            row = _as_dict(row)
-        try:
-            record: Any = fill(row)
-        except KeyError:  # a standard key is missing: it reads as null
-            record = fill({**every_key_null, **row})
-        record.extra = MappingProxyType({key: row[key] for key in filterfalse(is_typed_key, row)})
-        record._row = row.copy()
-        record.__class__ = cls
-        return record
-
-    return structure_row
+    exec(compile(source, filename, "exec"), namespace)
+    hook: Callable[[Any, Any], Any] = namespace["structure_row"]
+    return hook
 
 
 def _as_dict(row: object) -> dict[str, Any]:
@@ -392,6 +395,7 @@ def _unstructure_record(record: Opportunity | Activity) -> dict[str, Any]:
     return record._row.copy()
 
 
+_converter = cattrs.Converter()
 for _cls in _RECORD_CLASSES:
     _converter.register_structure_hook(_cls, _make_structure_hook(_cls))
     _converter.register_unstructure_hook(_cls, _unstructure_record)
