@@ -8,9 +8,11 @@ import pickle
 import random
 import re
 import weakref
-from collections import OrderedDict
+from collections import OrderedDict, UserString
 from collections.abc import Callable
 from datetime import datetime, timedelta, timezone
+from decimal import Decimal
+from fractions import Fraction
 from types import MappingProxyType
 from typing import Any
 
@@ -387,6 +389,26 @@ def test_unreadable_number_texts_stay_none_after_the_memo_is_reset(
     expected = [*range(20), None, None, None, 3, 3, 1]
     for _ in range(3):
         assert [opportunity(Score=value).score for value in values] == expected
+
+
+@pytest.mark.parametrize(
+    ("key", "attribute", "json_value", "lookalike"),
+    [
+        ("Score", "score", 5, Decimal(5)),
+        ("Score", "score", 5.0, Fraction(5)),
+        ("IP_Latitude", "ip_latitude", 1.5, Decimal("1.5")),
+        ("IP_Latitude", "ip_latitude", "12", UserString("12")),
+    ],
+)
+def test_a_value_that_is_no_json_type_reads_as_none_whatever_was_read_before(
+    key: str, attribute: str, json_value: object, lookalike: object
+) -> None:
+    """A non-JSON value equal to a JSON one reads as None, before and after the JSON one."""
+    _records._int_memo.clear()
+    _records._float_memo.clear()
+    first = getattr(opportunity(**{key: lookalike}), attribute)
+    assert getattr(opportunity(**{key: json_value}), attribute) is not None
+    assert [first, getattr(opportunity(**{key: lookalike}), attribute)] == [None, None]
 
 
 def test_non_finite_numbers_read_as_none() -> None:
