@@ -18,17 +18,26 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 import time
 import uuid
 import warnings
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Sequence
-from datetime import datetime, timedelta, timezone
+from datetime import timedelta
 from typing import Any, Final, overload
 
 from . import _redis_scripts as scripts
 from ._closing import AsyncClosing
 from ._errors import QuotaExhaustedError, RateLimiterUnavailable
-from ._ratelimit import RateLimit, SlidingWindowLimiter, _to_seconds
+from ._ratelimit import (
+    RateLimit,
+    SlidingWindowLimiter,
+    _to_max_wait,
+    _to_seconds,
+    _utc_now,
+    as_rate_limits,
+    learned_lifetime,
+)
 
 try:
     from redis import asyncio as aioredis
@@ -55,10 +64,6 @@ _FALLBACK_RETRY_SECONDS: Final = 30.0
 _SOCKET_TIMEOUT_SECONDS: Final = 5.0
 # How long the listener waits for a release at a time; any finite wait will do.
 _LISTEN_SECONDS: Final = 60.0
-# A learned limit lasts an hour, or two of its periods if longer, after the
-# server last named it: long enough to matter, short enough that a plan raised
-# since is used again.
-_LEARNED_SECONDS: Final = 3600.0
 _DEFAULT_RATE_LIMIT: Final = RateLimit()
 
 
@@ -181,7 +186,7 @@ class RedisRateLimit(AsyncClosing):
         if isinstance(rate_limit, int) or calls is not None or period is not None:
             configured: tuple[RateLimit, ...] = (_deprecated_limit(rate_limit, calls, period),)
         else:
-            configured = _limits(rate_limit)
+            configured = as_rate_limits(rate_limit)
         if _to_seconds(lease, "lease") == 0:
             raise ValueError("lease must be more than 0 seconds, got 0")
         if not isinstance(key, str):
@@ -253,7 +258,7 @@ class RedisRateLimit(AsyncClosing):
         self._renewer: asyncio.Task[None] | None = None
         self._background: set[asyncio.Task[Any]] = set()
         self._calls: set[asyncio.Future[Any]] = set()
-        self._local: _LocalFallback | None = None
+        self._local: SlidingWindowLimiter | None = None
         self._retry_redis_at = 0.0
         self._falling_back = False
         self._closed = False
@@ -312,9 +317,7 @@ class RedisRateLimit(AsyncClosing):
             TypeError, ValueError: `max_wait` is not None or a number >= 0.
             RuntimeError: the limiter is closed.
         """
-        if max_wait is not None:
-            max_wait = _to_seconds(max_wait, "max_wait")
-        return self._hold(max_wait)
+        return self._hold(_to_max_wait(max_wait))
 
     async def pause(self, seconds: float, *, limit: RateLimit | None = None) -> None:
         """Grant no slot to any process on the key for `seconds` from now.
@@ -349,8 +352,9 @@ class RedisRateLimit(AsyncClosing):
         It tightens the limit of the same period (fewer calls), or joins the
         others as a new one; the others stay. A new limit counts the calls the
         longest limit in force still holds (moved to its own period): earlier
-        ones are unknown to the limiter. A learned limit expires an hour, or two
-        of its periods if longer, after the server last named it.
+        ones are unknown to the limiter. A learned limit lasts
+        `learned_lifetime` (an hour, or two of its periods if longer) after the
+        server last named it.
 
         Returns:
             True if the limits changed by this call, False if they already
@@ -364,13 +368,12 @@ class RedisRateLimit(AsyncClosing):
             raise TypeError(f"limit must be a RateLimit, not {type(limit).__name__}")
         local = self._local_limiter()
         if local is None:
-            lasts = max(_LEARNED_SECONDS, 2 * limit.period)
             try:
                 changed, *_ = await self._run(
                     self._learn_script,
                     limit.calls,
                     _to_microseconds(limit.period),
-                    _to_microseconds(lasts),
+                    _to_microseconds(learned_lifetime(limit)),
                 )
             except RateLimiterUnavailable as exc:
                 local = self._fall_back(exc)
@@ -413,7 +416,7 @@ class RedisRateLimit(AsyncClosing):
     # -- taking and giving back slots in Redis ---------------------------------
 
     @contextlib.asynccontextmanager
-    async def _hold(self, max_wait: float | None) -> AsyncIterator[None]:
+    async def _hold(self, max_wait: float) -> AsyncIterator[None]:
         if self._closed:
             raise RuntimeError("this RedisRateLimit is closed")
         local = self._local_limiter()
@@ -430,11 +433,11 @@ class RedisRateLimit(AsyncClosing):
         async with local.slot(max_wait=max_wait):
             yield
 
-    async def _take(self, max_wait: float | None) -> str | None:
+    async def _take(self, max_wait: float) -> str | None:
         """Wait for a slot in Redis; its token, or None if the limiter fell back meanwhile."""
         self._arrivals += 1
         arrival = self._arrivals
-        deadline = None if max_wait is None else self._clock() + max_wait
+        deadline = None if max_wait == math.inf else (self._clock() + max_wait, max_wait)
         try:
             if deadline is not None and self._queue.locked():
                 # Others are waiting ahead: whether a slot is too far away is
@@ -454,7 +457,7 @@ class RedisRateLimit(AsyncClosing):
         failed = failure[1]
         raise RateLimiterUnavailable(failed.message, address=failed.address) from failed
 
-    async def _acquire(self, deadline: float | None) -> str:
+    async def _acquire(self, deadline: tuple[float, float] | None) -> str:
         token = uuid.uuid4().hex
         while True:
             listening = self._listening()
@@ -470,11 +473,14 @@ class RedisRateLimit(AsyncClosing):
                 continue  # a release may have come before we listened: ask again
             await self._nap(wait, wake=listening)
 
-    async def _ask(self, token: str, deadline: float | None, *, looking: bool) -> float | None:
+    async def _ask(
+        self, token: str, deadline: tuple[float, float] | None, *, looking: bool
+    ) -> float | None:
         """Ask Redis for a slot (or only look): None if granted, else how long to wait.
 
         Raises:
-            QuotaExhaustedError: the earliest grant is past `deadline`.
+            QuotaExhaustedError: the earliest grant is past `deadline` (a time on
+                the limiter's clock, and the `max_wait` it came from).
             RateLimiterUnavailable: Redis failed or could not be reached.
         """
         # If we leave before the answer is in, the script may still grant a
@@ -491,10 +497,10 @@ class RedisRateLimit(AsyncClosing):
             return None
         ready = ready_us / _MICROSECONDS
         if deadline is not None:
-            left = deadline - self._clock()
+            left = deadline[0] - self._clock()
             if ready > left:
                 limit = RateLimit(calls, period_us / _MICROSECONDS) if calls else None
-                raise _exhausted(ready, limit)
+                raise _exhausted(ready, limit, deadline[1])
             # Looked at again by the deadline: a slot in flight may not free by then.
             return min(again_us / _MICROSECONDS, max(left, 0.0))
         return again_us / _MICROSECONDS
@@ -695,19 +701,19 @@ class RedisRateLimit(AsyncClosing):
 
     # -- falling back to an in-process limiter ---------------------------------
 
-    def _local_limiter(self) -> _LocalFallback | None:
+    def _local_limiter(self) -> SlidingWindowLimiter | None:
         """The local limiter while falling back, until it is time to try Redis again."""
         if self._local is not None and self._clock() < self._retry_redis_at:
             return self._local
         return None
 
-    def _fall_back(self, error: RateLimiterUnavailable) -> _LocalFallback:
+    def _fall_back(self, error: RateLimiterUnavailable) -> SlidingWindowLimiter:
         if not self._fallback:
             raise error
         self._retry_redis_at = self._clock() + _FALLBACK_RETRY_SECONDS
         if self._local is None:
             # Kept across outages: its slots still count if Redis fails again.
-            self._local = _LocalFallback(
+            self._local = SlidingWindowLimiter(
                 [self._share(limit) for limit in self._limits],
                 clock=self._clock,
                 sleep=self._sleep,
@@ -723,71 +729,6 @@ class RedisRateLimit(AsyncClosing):
 
     def _share(self, limit: RateLimit) -> RateLimit:
         return RateLimit(max(1, limit.calls // self._fallback_processes), limit.period)
-
-
-class _LocalFallback:
-    """The in-process limiter a process keeps to while Redis cannot be used.
-
-    MERGE: the multi-limit `SlidingWindowLimiter` (issue 11) does all of this
-    itself. Once it lands, this class goes: `RedisRateLimit._fall_back` makes
-    ``SlidingWindowLimiter(limits, clock=clock, sleep=sleep)`` and calls its
-    ``slot(max_wait=)``, ``pause(seconds, limit=)`` and ``learn`` directly. Until
-    then it keeps to the shortest limit only.
-    """
-
-    def __init__(
-        self,
-        limits: Sequence[RateLimit],
-        *,
-        clock: Callable[[], float],
-        sleep: Callable[[float], Awaitable[object]],
-    ) -> None:
-        self._limiter = SlidingWindowLimiter(limits[0], clock=clock, sleep=sleep)
-
-    @contextlib.asynccontextmanager
-    async def slot(self, *, max_wait: float | None) -> AsyncIterator[None]:
-        if max_wait is not None:
-            limit = self._limiter.rate_limit
-            free_in = self._limiter.next_free_in()
-            earliest = limit.period if free_in is None else free_in
-            if earliest > max_wait:
-                raise _exhausted(earliest, limit)
-        async with self._limiter.slot():
-            yield
-
-    async def pause(self, seconds: float, *, limit: RateLimit | None) -> None:
-        await self._limiter.pause(seconds)
-
-    async def learn(self, limit: RateLimit) -> bool:
-        if limit.period != self._limiter.rate_limit.period:
-            return False
-        return await self._limiter.lower(limit)
-
-    async def aclose(self) -> None:
-        await self._limiter.aclose()
-
-
-def _limits(rate_limit: object) -> tuple[RateLimit, ...]:
-    """The limits given, one per period (the lowest), shortest period first.
-
-    Raises:
-        TypeError: not a `RateLimit` or a sequence of them.
-        ValueError: an empty sequence.
-    """
-    if isinstance(rate_limit, RateLimit):
-        return (rate_limit,)
-    if isinstance(rate_limit, (str, bytes)) or not isinstance(rate_limit, Sequence):
-        raise TypeError(
-            f"rate_limit must be a RateLimit or a sequence of them, not {type(rate_limit).__name__}"
-        )
-    limits: tuple[RateLimit, ...] = ()
-    for limit in rate_limit:
-        if not isinstance(limit, RateLimit):
-            raise TypeError(f"rate_limit holds a {type(limit).__name__}, not a RateLimit")
-        limits, _ = _with(limits, limit)
-    if not limits:
-        raise ValueError("rate_limit must hold at least one RateLimit")
-    return limits
 
 
 def _with(limits: tuple[RateLimit, ...], limit: RateLimit) -> tuple[tuple[RateLimit, ...], bool]:
@@ -820,12 +761,13 @@ def _deprecated_limit(calls: Any, keyword_calls: int | None, period: float | Non
     return RateLimit(calls, _DEFAULT_RATE_LIMIT.period if period is None else period)
 
 
-def _exhausted(seconds: float, limit: RateLimit | None) -> QuotaExhaustedError:
-    retry_at = datetime.now(timezone.utc) + timedelta(seconds=seconds)
-    spent = f"the rate limit of {limit}" if limit is not None else "a rate-limit pause"
-    wait = f"{seconds:.1f}" if seconds < 10 else f"{seconds:.0f}"
+def _exhausted(seconds: float, limit: RateLimit | None, max_wait: float) -> QuotaExhaustedError:
+    """The error for a slot `seconds` away, worded as `SlidingWindowLimiter` words it."""
+    retry_at = _utc_now() + timedelta(seconds=seconds)
+    what = f"{limit} is spent" if limit else "the rate limiter is paused"
     return QuotaExhaustedError(
-        f"no rate-limit slot for {wait} s ({spent}): one frees at {retry_at:%Y-%m-%d %H:%M:%S} UTC",
+        f"{what}: no slot before {retry_at:%Y-%m-%d %H:%M:%S} UTC "
+        f"(in {seconds:,.0f} s), more than the {max_wait:g} s allowed to wait",
         retry_at=retry_at,
         limit=limit,
     )

@@ -930,6 +930,25 @@ async def test_fallback_keeps_to_a_share_of_the_limit(
     assert "hunter2" not in caplog.text
 
 
+@virtual
+async def test_fallback_keeps_to_a_share_of_every_limit(key: str) -> None:
+    """Falling back under 4 per 5 s and 6 per 20 s, a process of two keeps 2 per 5 s, 3 per 20 s."""
+    async with lsq.RedisRateLimit(
+        UNREACHABLE_URL,
+        [lsq.RateLimit(4, 5.0), lsq.RateLimit(6, 20.0)],
+        key=key,
+        clock=now,
+        fallback=True,
+        fallback_processes=2,
+    ) as limiter:
+        started = now()
+        entered: list[float] = []
+        for _ in range(4):
+            async with limiter.slot():
+                entered.append(now() - started)
+    assert entered == [0.0, 0.0, 5.0, 20.0]
+
+
 @pytest.mark.parametrize(
     ("arguments", "error"),
     [
