@@ -32,6 +32,7 @@ from ._errors import QuotaExhaustedError, RateLimiterUnavailable
 from ._ratelimit import (
     RateLimit,
     SlidingWindowLimiter,
+    _implies,
     _to_max_wait,
     _to_seconds,
     _utc_now,
@@ -349,10 +350,11 @@ class RedisRateLimit(AsyncClosing):
     async def learn(self, limit: RateLimit) -> bool:
         """Keep every process on the key to `limit`, a limit the server named.
 
-        It tightens the limit of the same period (fewer calls), or joins the
-        others as a new one; the others stay. A new limit counts the calls the
-        longest limit in force still holds (moved to its own period): earlier
-        ones are unknown to the limiter. A learned limit lasts
+        As `SlidingWindowLimiter.learn` does: it tightens the limit of the same
+        period (fewer calls), or joins the others as a new one unless one of
+        them implies it; the others stay. A new limit counts the releases
+        another limit still counts, moved to its own period, and grants nothing
+        until the ones before could no longer matter. A learned limit lasts
         `learned_lifetime` (an hour, or two of its periods if longer) after the
         server last named it.
 
@@ -732,9 +734,11 @@ class RedisRateLimit(AsyncClosing):
 
 
 def _with(limits: tuple[RateLimit, ...], limit: RateLimit) -> tuple[tuple[RateLimit, ...], bool]:
-    """`limits` with `limit` tightening the one of its period or joining them; changed?"""
+    """`limits` with `limit` learned, as `learn` does; and whether that changed them."""
     same = [known for known in limits if known.period == limit.period]
     if same and same[0].calls <= limit.calls:
+        return limits, False
+    if not same and any(_implies(known, limit) for known in limits):
         return limits, False
     others = [known for known in limits if known.period != limit.period]
     return tuple(sorted([*others, limit], key=lambda known: known.period)), True

@@ -20,9 +20,10 @@ Redis layout, for ``key``:
   only holds a slot longer, by at most 1% of its period.
 - ``key:state``: a hash of ``epoch`` (made when the hash is made),
   ``pause`` (``<until_us>:<calls>:<period_us>``, the pause and the limit it is
-  for) and one ``learned:<period_us>`` (``<calls>:<expires_us>``) per limit
-  learned from the server. It lives `RETENTION_SECONDS` past its last use, and past
-  every deadline and pause it knows of.
+  for) and one ``learned:<period_us>`` (``<calls>:<expires_us>:<blocked_us>``)
+  per limit learned from the server, kept a period past its expiry. It lives
+  `RETENTION_SECONDS` past its last use, and past every deadline and pause it
+  knows of.
 - ``key:released``: a pub/sub channel; a release publishes on it, waking the
   processes that wait for a slot.
 
@@ -95,8 +96,11 @@ for i = 0, configured - 1 do
   tighten(tonumber(ARGV[7 + 2 * i]), tonumber(ARGV[6 + 2 * i]))
 end
 
+-- Learned limits, by period: {calls, expires, blocked until}. One that expired
+-- less than a period ago is still counted (its releases kept), not enforced,
+-- so that the server naming it again soon finds its count whole.
 local epoch, pause_until, pause_calls, pause_period = nil, 0, 0, 0
-local learned = {}
+local learned, counting = {}, {}
 local fields = redis.call('HGETALL', state)
 for i = 1, #fields, 2 do
   local name, value = fields[i], fields[i + 1]
@@ -107,25 +111,43 @@ for i = 1, #fields, 2 do
     pause_until, pause_calls, pause_period = tonumber(until_), tonumber(calls), tonumber(period)
   elseif string.sub(name, 1, 8) == 'learned:' then
     local period = tonumber(string.sub(name, 9))
-    local calls, expires = string.match(value, '^(%d+):(%d+)$')
-    if tonumber(expires) > now then
-      learned[period] = tonumber(expires)
-      tighten(period, tonumber(calls))
+    local calls, expires, blocked = string.match(value, '^(%d+):(%d+):(%d+)$')
+    calls, expires, blocked = tonumber(calls), tonumber(expires), tonumber(blocked)
+    if expires > now then
+      learned[period] = {calls, expires, blocked}
+      tighten(period, calls)
+    elseif expires + period > now then
+      learned[period] = {calls, expires, blocked}
+      counting[period] = calls
     else
       redis.call('HDEL', state, name)
     end
   end
 end
 
-local periods = {}
+-- The periods enforced, and the periods counted (enforced, or still counting).
+local periods, counted = {}, {}
 local function sort_periods()
-  periods = {}
+  periods, counted = {}, {}
   for period in pairs(calls_of) do
     periods[#periods + 1] = period
+    counted[#counted + 1] = period
+  end
+  for period in pairs(counting) do
+    if not calls_of[period] then
+      counted[#counted + 1] = period
+    end
   end
   table.sort(periods)
+  table.sort(counted)
 end
 sort_periods()
+
+local function learn(period, calls, expires, blocked)
+  learned[period] = {calls, expires, blocked}
+  redis.call('HSET', state, 'learned:' .. fmt(period),
+    fmt(calls) .. ':' .. fmt(expires) .. ':' .. fmt(blocked))
+end
 
 -- A pause is extended, never shortened.
 local function pause(until_, calls, period)
@@ -149,7 +171,7 @@ end
 -- Count `count` slots released at `released` under the limit of `period`.
 local function cool(period, released, count)
   local width = 1
-  if calls_of[period] > BUCKETS then
+  if (calls_of[period] or counting[period]) > BUCKETS then
     width = math.ceil(period / BUCKETS)
   end
   local deadline = math.ceil((released + period) / width) * width
@@ -185,7 +207,7 @@ end
 local ended = redis.call('ZRANGEBYSCORE', flight, '-inf', fmt(now), 'WITHSCORES')
 if ended[1] then
   for i = 2, #ended, 2 do
-    for _, period in ipairs(periods) do
+    for _, period in ipairs(counted) do
       cool(period, tonumber(ended[i]), 1)
     end
   end
@@ -198,9 +220,9 @@ local in_flight = redis.call('ZCARD', flight)
 -- outlives every deadline it can know of (a lease, then the longest period,
 -- rounded up by at most that period) and RETENTION.
 local function reply(result)
-  local keep = math.max(RETENTION_MS * 1000, lease + 2 * periods[#periods], pause_until - now)
-  for _, expires in pairs(learned) do
-    keep = math.max(keep, expires - now)
+  local keep = math.max(RETENTION_MS * 1000, lease + 2 * counted[#counted], pause_until - now)
+  for period, entry in pairs(learned) do
+    keep = math.max(keep, entry[2] + period - now, entry[3] - now)
   end
   redis.call('PEXPIRE', state, fmt(math.ceil(keep / 1000)))
   local last = redis.call('ZRANGE', flight, -1, -1, 'WITHSCORES')
@@ -237,6 +259,13 @@ local ready, again, bound_calls, bound_period = now, now, 0, 0
 for _, period in ipairs(periods) do
   local entries, total = cooling(period)
   local excess = in_flight + total - calls_of[period] + 1
+  local blocked = learned[period] and learned[period][3] or 0
+  if blocked > now then
+    if blocked > ready then
+      ready, bound_calls, bound_period = blocked, calls_of[period], period
+    end
+    again = math.max(again, blocked)
+  end
   if excess > 0 then
     local at, freed = nil, 0
     for _, entry in ipairs(entries) do
@@ -287,7 +316,7 @@ RELEASE: Final = (
 local token, sent = ARGV[first], ARGV[first + 1] == '1'
 local removed = redis.call('ZREM', flight, token)
 if sent then
-  for _, period in ipairs(periods) do
+  for _, period in ipairs(counted) do
     cool(period, now, 1)
   end
 end
@@ -330,33 +359,62 @@ LEARN: Final = (
     _PRELUDE
     + """
 -- ARGV[first], ARGV[first + 1]: the limit the server named (calls, period
--- us); ARGV[first + 2]: how long a learned limit lasts (us). It tightens the
--- limit of its period, or joins the others. Answers {1} if the limits changed.
+-- us); ARGV[first + 2]: how long a learned limit lasts (us). As the in-process
+-- limiter's learn(): it tightens the limit of its period, or joins the others
+-- unless one of them implies it. Answers {1} if the limits enforced changed.
 local calls, period = tonumber(ARGV[first]), tonumber(ARGV[first + 1])
 local expires = now + tonumber(ARGV[first + 2])
-local current = calls_of[period]
-if current and calls >= current then
-  if learned[period] and calls == current then
-    -- named again: it lives on
-    learned[period] = expires
-    redis.call('HSET', state, 'learned:' .. fmt(period), fmt(calls) .. ':' .. fmt(expires))
+local current, entry = calls_of[period], learned[period]
+local blocked = entry and entry[3] or 0
+if current then
+  if calls >= current then
+    if entry and entry[2] > now and calls == current then
+      learn(period, calls, expires, blocked) -- named again: it lives on
+    end
+    return reply({0})
   end
-  return reply({0})
+  calls_of[period] = calls
+  learn(period, calls, expires, blocked)
+  return reply({1})
+end
+for _, kept in ipairs(periods) do
+  -- a window of `period` is covered by ceil(period / kept) windows of `kept`
+  if calls_of[kept] * math.ceil(period / kept) <= calls then
+    return reply({0})
+  end
 end
 calls_of[period] = calls
-if not current then
-  -- A new limit counts the slots the longest limit still holds, moved to its
-  -- own period (a rounded-up deadline only holds them longer).
-  local longest = periods[#periods]
-  local entries = cooling(longest)
-  redis.call('DEL', cooling_key(period))
-  for _, entry in ipairs(entries) do
-    cool(period, entry[1] - longest, entry[2])
+if counting[period] then
+  -- expired less than a period ago: its count is whole
+  counting[period] = nil
+else
+  -- Count the releases a limit already counts, moved to the new period (a
+  -- rounded-up deadline only holds them longer). Those it no longer counts,
+  -- released before its own blocking end less its period, matter until that
+  -- end plus the new period: nothing is granted before. The source is the
+  -- counted limit that blocks least, and of those the shortest.
+  local source, source_blocked = nil, nil
+  for _, kept in ipairs(counted) do
+    if kept ~= period then
+      local until_ = now
+      if learned[kept] then
+        until_ = math.max(now, learned[kept][3])
+      end
+      until_ = until_ + period - kept
+      if not source or until_ < source_blocked then
+        source, source_blocked = kept, until_
+      end
+    end
   end
-  sort_periods()
+  blocked = source_blocked
+  local entries = cooling(source)
+  redis.call('DEL', cooling_key(period))
+  for _, held in ipairs(entries) do
+    cool(period, held[1] - source, held[2])
+  end
 end
-learned[period] = expires
-redis.call('HSET', state, 'learned:' .. fmt(period), fmt(calls) .. ':' .. fmt(expires))
+learn(period, calls, expires, blocked)
+sort_periods()
 return reply({1})
 """
 )

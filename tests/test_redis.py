@@ -764,12 +764,54 @@ async def test_learned_limit_of_a_new_period_joins_the_others(
     assert await limiter.learn(lsq.RateLimit(2, 60.0)) is True
     both = (lsq.RateLimit(5, 0.3), lsq.RateLimit(2, 60.0))
     assert limiter.rate_limits == both
+    clock.skip(60.0)  # past the wait a new period imposes (next test)
     await take(other)
     assert other.rate_limits == both
     await take(other)
     with pytest.raises(lsq.QuotaExhaustedError) as refused:
         await take(other)
     assert refused.value.limit == lsq.RateLimit(2, 60.0)
+
+
+async def test_learned_limit_of_a_longer_period_waits_out_the_calls_it_never_saw(
+    make_limiter: MakeLimiter,
+) -> None:
+    """Under 2 per 1 s, a learned 3 per 10 s grants nothing for 9 s: older calls are unknown."""
+    clock = JumpingClock()
+    limiter = make_limiter(calls=2, period=1.0, kind=ClockedLimiter, clock=clock)
+    await limiter.learn(lsq.RateLimit(3, 10.0))
+    with pytest.raises(lsq.QuotaExhaustedError) as refused:
+        await take(limiter)
+    assert refused.value.limit == lsq.RateLimit(3, 10.0)
+    expected = datetime.now(timezone.utc) + timedelta(seconds=9)
+    assert abs(refused.value.retry_at - expected) < timedelta(seconds=2)
+    clock.skip(9.0)
+    await take(limiter)
+
+
+async def test_learned_limit_implied_by_another_is_not_added(make_limiter: MakeLimiter) -> None:
+    """10 per 5 s never allows more than 120 in 60 s: learning 1,000 in 60 s changes nothing."""
+    limiter = make_limiter(calls=10, period=5.0)
+    assert await limiter.learn(lsq.RateLimit(1000, 60.0)) is False
+    assert limiter.rate_limits == (lsq.RateLimit(10, 5.0),)
+
+
+async def test_limit_named_again_soon_after_it_expired_keeps_its_count(
+    make_limiter: MakeLimiter,
+) -> None:
+    """A learned limit is counted one period past its expiry: named again, it waits no more."""
+    clock = JumpingClock()
+    limiter = make_limiter(calls=5, period=1.0, kind=ClockedLimiter, clock=clock)
+    quota = lsq.RateLimit(2, 600.0)
+    await limiter.learn(quota)
+    clock.skip(3601.0)  # expired an hour after it was learned
+    await take(limiter)
+    assert limiter.rate_limits == (lsq.RateLimit(5, 1.0),)
+    assert await limiter.learn(quota) is True
+    await take(limiter)  # no wait for unknown calls: the one before still counts
+    with pytest.raises(lsq.QuotaExhaustedError) as refused:
+        await take(limiter)
+    assert refused.value.limit == quota
 
 
 async def test_learned_limit_of_a_new_period_counts_slots_already_released(
