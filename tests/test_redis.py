@@ -569,17 +569,23 @@ CRAWL_PERIOD = 1.0
 
 
 async def crawl_in_processes(
-    redis_url: str, key: str, emulator: RunningEmulator, limiter: str, processes: int = 4
+    redis_url: str,
+    key: str,
+    emulator: RunningEmulator,
+    limiter: str,
+    processes: int = 4,
+    quota: lsq.RateLimit | None = None,
 ) -> tuple[dict[str, dict[str, Any]], list[dict[str, Any]]]:
     """Crawl every lead of the emulator from `processes` workers, each a disjoint slice.
 
-    The emulator is given a strict window of CRAWL_CALLS per CRAWL_PERIOD; every
-    worker's session keeps to the same, through a `RedisRateLimit` on `key`
-    (`limiter` "redis") or its own in-process `RateLimit` ("local"). The workers
-    start together. Returns each lead's result and each worker's session counts.
+    The emulator is given a strict window of CRAWL_CALLS per CRAWL_PERIOD, and of
+    `quota` too; every worker's session keeps to the same, through a
+    `RedisRateLimit` on `key` (`limiter` "redis") or its own in-process limits
+    ("local"). The workers start together. Returns each lead's result and each
+    worker's session counts.
     """
-    emulator.config.rate_limit_calls = CRAWL_CALLS
-    emulator.config.rate_limit_period = CRAWL_PERIOD
+    crawl_limit = lsq.RateLimit(CRAWL_CALLS, CRAWL_PERIOD)
+    emulator.config.rate_limits = [crawl_limit] if quota is None else [crawl_limit, quota]
     lead_ids = sorted(emulator.data.opportunities)
     keys = {"LSQ_ACCESS_KEY": emulator.access_key, "LSQ_SECRET_KEY": emulator.secret_key}
     options = [
@@ -587,6 +593,7 @@ async def crawl_in_processes(
         f"--limiter={limiter}",
         f"--calls={CRAWL_CALLS}",
         f"--period={CRAWL_PERIOD}",
+        *([] if quota is None else [f"--quota={quota.calls}/{quota.period}"]),
     ]
     workers = [
         await start_worker("crawl", redis_url, key, *options, *lead_ids[index::processes], env=keys)
@@ -621,6 +628,19 @@ async def test_processes_sharing_a_key_draw_no_rate_limit_answers(
     assert {lead: event["error"] for lead, event in leads.items() if event["error"]} == {}
     expected = {lead: len(rows) for lead, rows in lsq_emulator.data.opportunities.items()}
     assert {lead: event["opportunities"] for lead, event in leads.items()} == expected
+
+
+@pytest.mark.slow
+async def test_processes_sharing_a_key_keep_to_a_quota_too(
+    redis_url: str, key: str, lsq_emulator: RunningEmulator
+) -> None:
+    """Under 10 per 1 s and a quota scaled to 20 per 3 s, four processes draw no refusal."""
+    quota = lsq.RateLimit(20, 3.0)
+    leads, _ = await crawl_in_processes(redis_url, key, lsq_emulator, "redis", quota=quota)
+    assert lsq_emulator.stats.rate_limited == 0
+    # More requests than the quota allows at once, so the processes waited for it.
+    assert lsq_emulator.stats.accepted > quota.calls
+    assert {lead: event["error"] for lead, event in leads.items() if event["error"]} == {}
 
 
 @pytest.mark.slow
