@@ -585,7 +585,7 @@ async def crawl_in_processes(
     worker's session counts.
     """
     crawl_limit = lsq.RateLimit(CRAWL_CALLS, CRAWL_PERIOD)
-    emulator.config.rate_limits = [crawl_limit] if quota is None else [crawl_limit, quota]
+    emulator.config.rate_limits = (crawl_limit,) if quota is None else (crawl_limit, quota)
     lead_ids = sorted(emulator.data.opportunities)
     keys = {"LSQ_ACCESS_KEY": emulator.access_key, "LSQ_SECRET_KEY": emulator.secret_key}
     options = [
