@@ -5,8 +5,9 @@ Each figure comes from fresh interpreters started in turn (``python -X importtim
 all alike, and is the median of the time Python reports for the statement's
 imports. Bytecode is written and used, as for an installed package (pip compiles
 a wheel's modules as it installs them; an editable install compiles them on first
-import): a warm-up run writes it first, whatever ``PYTHONDONTWRITEBYTECODE`` says. ``import leadsq_async`` includes httpx, so the ratio is the
-whole cost of the library over its HTTP client: the target is 1.2 at most.
+import): a warm-up run writes it first, whatever ``PYTHONDONTWRITEBYTECODE`` says.
+``import leadsq_async`` includes httpx, so the ratio is the whole cost of the
+library over its HTTP client: the target is 1.2 at most.
 
 ``from leadsq_async import Session`` is measured too: what a program pays before it
 can make a session, whatever the package defers.
