@@ -16,7 +16,9 @@ How a walk goes:
 - The walk stops without an extra request once the rows reach
   ``RecordCount``, on a short page, on an empty page, or at ``limit``.
 - Offset paging over data that changes can repeat a row (a row inserted ahead
-  of the walk shifts the rest down): a row whose id was seen is dropped. When
+  of the walk shifts the rest down): a row whose id was seen is dropped (a row
+  without an id is told apart by its whole content; an id that is not a string
+  or a number raises `MalformedResponseError`). When
   ``RecordCount`` changes mid-walk, the pages fetched ahead may have been
   answered before the change and leave a gap, so they are dropped, and the
   rest of the walk fetches one page after another.
@@ -40,7 +42,7 @@ import attrs
 from ._aio import cancel_and_wait
 from ._checks import check_int
 from ._endpoints import Endpoint
-from ._errors import APIError, PagingError
+from ._errors import APIError, MalformedResponseError, PagingError
 from ._transport import Transport
 from ._wire import PageQuery, RawPage
 
@@ -201,8 +203,30 @@ class RecordIterator(AsyncIterator[R]):
 _NO_ITEM: Any = object()
 
 
-def _canonical(row: dict[str, Any]) -> str:
-    return json.dumps(row, sort_keys=True, default=str)
+def _row_key(row: dict[str, Any], id_key: str, endpoint: str) -> tuple[str, object]:
+    """What tells a row apart from the others: its id, or for a row without one (or an
+    endpoint without ids) its whole content."""
+    row_id = row.get(id_key) if id_key else None
+    if row_id is None:
+        try:
+            return ("row", json.dumps(row, sort_keys=True, default=str))
+        except (ValueError, RecursionError):
+            raise MalformedResponseError(
+                "a row without an id is too deeply nested to tell apart",
+                endpoint=endpoint,
+                status=200,
+            ) from None
+    if isinstance(row_id, (str, int, float)) and not isinstance(row_id, bool):
+        return ("id", row_id)
+    raise MalformedResponseError(
+        f"a row's {id_key} is a JSON {_json_type(row_id)}, not an id", endpoint=endpoint, status=200
+    )
+
+
+def _json_type(value: object) -> str:
+    if isinstance(value, bool):
+        return "boolean"
+    return "array" if isinstance(value, list) else "object"
 
 
 class _Walk(Generic[R]):
@@ -226,7 +250,7 @@ class _Walk(Generic[R]):
             self.page_size = min(self.page_size, max(limit, 1))
         self.limit = limit
         self.ahead: dict[int, asyncio.Task[RawPage]] = {}
-        self.seen: set[object] = set()
+        self.seen: set[tuple[str, object]] = set()
         self.yielded = 0
         self.record_count: int | None = None
         self.sequential = False
@@ -305,11 +329,9 @@ class _Walk(Generic[R]):
         return Page(items, index, raw.record_count, self.page_size)
 
     def fresh_rows(self, raw: RawPage, index: int) -> list[dict[str, Any]]:
-        id_key, fresh = self.endpoint.id_key, []
+        path, id_key, fresh = self.endpoint.path, self.endpoint.id_key, []
         for row in raw.rows:
-            # A row without an id (or an endpoint without ids) is told apart by its content.
-            row_id = row.get(id_key) if id_key else None
-            key = ("id", row_id) if row_id is not None else ("row", _canonical(row))
+            key = _row_key(row, id_key, path)
             if key not in self.seen:
                 self.seen.add(key)
                 fresh.append(row)
