@@ -16,6 +16,7 @@ from fakes import FakeServer, opportunity, session_for
 from virtual_time import virtual
 
 import leadsq_async as lsq
+from leadsq_async import _paging
 
 Body = dict[str, Any]
 Answer = Callable[[int, int, int], Body]  # (call number from 1, PageIndex, PageSize) -> body
@@ -51,6 +52,123 @@ def without_ids(start: int, stop: int, salt: int = 0) -> list[Body]:
 async def walk(server: Scripted | FakeServer, **kwargs: Any) -> list[lsq.Opportunity]:
     async with session_for(server, look_ahead=kwargs.pop("look_ahead", 4)) as session:
         return await session.opportunities_of_lead("lead-1", **kwargs).collect()
+
+
+# Item 5: every walk ends.
+
+
+@virtual
+async def test_a_repeated_page_whose_record_count_grows_ends_in_a_paging_error() -> None:
+    """Page 1 again and again, RecordCount up a page each time: PagingError, within the cap."""
+    server = Scripted(lambda call, index, size: {"RecordCount": 10 * call, "List": rows(0, size)})
+    with pytest.raises(lsq.PagingError):
+        await walk(server, page_size=5)
+    # Page 1 said 10 rows: 2 pages, so the cap is 2 * 2 + 10 pages; page 2, fetched
+    # ahead, is asked again once RecordCount has changed.
+    assert server.calls <= 14 + 1
+
+
+@pytest.mark.parametrize("make_rows", [rows, without_ids], ids=["with-ids", "without-ids"])
+@virtual
+async def test_a_repeated_page_after_record_count_vanishes_ends_in_a_paging_error(
+    make_rows: Callable[[int, int], list[Body]],
+) -> None:
+    """RecordCount on page 1 only, then page 1 again: PagingError at once, not a loop."""
+
+    def answer(call: int, index: int, size: int) -> Body:
+        body: Body = {"List": make_rows(0, size)}
+        if call == 1:
+            body["RecordCount"] = 100
+        return body
+
+    server = Scripted(answer)
+    with pytest.raises(lsq.PagingError, match="already"):
+        await walk(server, page_size=5)
+    assert server.calls <= 1 + 1 + 4  # page 1, page 2, and the pages fetched ahead
+
+
+@virtual
+async def test_new_rows_for_ever_while_record_count_grows_end_at_the_page_cap() -> None:
+    """A server inventing a page of new rows per answer, count always a page ahead, is cut off."""
+
+    def answer(call: int, index: int, size: int) -> Body:
+        start = (index - 1) * size
+        return {"RecordCount": start + 2 * size, "List": rows(start, start + size)}
+
+    server = Scripted(answer)
+    with pytest.raises(lsq.PagingError, match="RecordCount"):
+        await walk(server, page_size=5, look_ahead=0)
+    # Page 1 said 10 rows, 2 pages: no more than 2 * 2 + 10 pages are asked for.
+    assert server.calls == 14
+
+
+@virtual
+async def test_rows_without_ids_that_never_repeat_end_at_the_cap_without_a_record_count(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Without RecordCount, full pages of ever-new rows stop at the cap with a PagingError."""
+    monkeypatch.setattr(_paging, "MAX_PAGES_WITHOUT_RECORD_COUNT", 20, raising=False)
+    server = Scripted(lambda call, index, size: {"List": without_ids(0, size, salt=call)})
+    with pytest.raises(lsq.PagingError, match="20 pages"):
+        await walk(server, page_size=5)
+    assert server.calls == 20
+
+
+@virtual
+async def test_a_burst_of_inserts_ahead_larger_than_a_page_is_read_through() -> None:
+    """Twelve rows inserted ahead after page 1 (pages of 5) repeat pages, and every row comes."""
+    data = rows(0, 20)
+
+    def answer(call: int, index: int, size: int) -> Body:
+        start = (index - 1) * size
+        body = {"RecordCount": len(data), "List": data[start : start + size]}
+        if call == 1:
+            data[0:0] = rows(100, 112)
+        return body
+
+    records = await walk(Scripted(answer), page_size=5, look_ahead=0)
+    ids = [record.opportunity_id for record in records]
+    assert len(ids) == len(set(ids))
+    assert {row["OpportunityId"] for row in rows(0, 20)} <= set(ids)
+
+
+# Item 7: more rows than asked.
+
+
+@virtual
+async def test_a_page_of_twice_the_rows_asked_is_taken_once_without_error() -> None:
+    """Pages of 2 x PageSize rows: every row once, no false PagingError, no extra request."""
+    data = rows(0, 10)
+
+    def answer(call: int, index: int, size: int) -> Body:
+        start = (index - 1) * size
+        return {"RecordCount": len(data), "List": data[start : start + 2 * size]}
+
+    server = Scripted(answer)
+    records = await walk(server, page_size=5)
+    assert [record.opportunity_id for record in records] == [row["OpportunityId"] for row in data]
+    assert server.pages_asked == [(1, 5)]
+
+
+@virtual
+async def test_pages_of_twice_the_rows_without_record_count_end_quietly() -> None:
+    """Without RecordCount, a page of repeats shorter than the pages served is the end."""
+    data = rows(0, 23)
+
+    def answer(call: int, index: int, size: int) -> Body:
+        start = (index - 1) * size
+        return {"List": data[start : start + 2 * size]}
+
+    records = await walk(Scripted(answer), page_size=5)
+    assert [record.opportunity_id for record in records] == [row["OpportunityId"] for row in data]
+
+
+@virtual
+async def test_oversized_pages_that_ignore_page_index_still_raise() -> None:
+    """Twice the rows asked, the same ones on every page: still PagingError."""
+    server = Scripted(lambda call, index, size: {"RecordCount": 100, "List": rows(0, 2 * size)})
+    with pytest.raises(lsq.PagingError):
+        await walk(server, page_size=5)
 
 
 # Item 9: malformed ids and answers.
