@@ -7,8 +7,11 @@ it for records, call `Paginator.pages` for whole pages, or
 How a walk goes:
 
 - Page 1 is fetched alone. It tells ``RecordCount``, and whether the server
-  clamps the page size (fewer rows than asked while more remain): then the
-  walk continues at the size the server honours, and the session remembers it.
+  may clamp the page size (fewer rows than asked while more remain): then the
+  walk goes on at the size served, which is right for a clamp and for one odd
+  short answer alike. The session remembers that size for later walks only when
+  page 2, asked at it, comes back full of new rows and ``RecordCount`` says more
+  follow, so one short answer does not shrink every later walk's pages.
   A page size above the largest the API is known to honour (1000) that the
   server refuses with an API error is asked again at that size, remembered too.
 - The following pages are fetched ahead, a bounded number at a time, each
@@ -295,6 +298,7 @@ class _Walk(Generic[R]):
         self.repeats = 0
         self.largest_served = 0
         self.max_pages = MAX_PAGES_WITHOUT_RECORD_COUNT
+        self.clamp_suspected = False
         self.sequential = False
         self.index = 0
         self.finished = False
@@ -321,6 +325,8 @@ class _Walk(Generic[R]):
             raw = await self.fetched(self.index + 1)
         self.index += 1
         fresh = self.fresh_rows(raw)
+        if self.clamp_suspected and self.index == 2:
+            self.confirm_clamp(raw, fresh)
         rows = fresh if self.limit is None else fresh[: self.limit - self.yielded]
         self.yielded += len(rows)
         if self.is_last(raw, fresh):
@@ -363,6 +369,9 @@ class _Walk(Generic[R]):
         self.record_count = self.first_count = first.record_count
         served, total = len(first.rows), first.record_count
         if 0 < served < self.page_size and total is not None and served < total:
+            # A clamp, or one odd answer: going on at the size served is right for both
+            # (the next page starts where this one ended), but only a second full page at
+            # that size, with more to come, makes it worth remembering for other walks.
             logger.info(
                 "%s answered %d rows for a page of %d while %d match: it clamps pages to %d rows",
                 self.endpoint.path,
@@ -372,8 +381,16 @@ class _Walk(Generic[R]):
                 served,
             )
             self.page_size = served
-            self.transport.learn_page_size(self.endpoint, served)
+            self.clamp_suspected = True
         self.max_pages = _page_cap(first.record_count, self.page_size)
+
+    def confirm_clamp(self, second: RawPage, fresh: list[dict[str, Any]]) -> None:
+        """Remember the clamp seen on page 1 when page 2, asked at that size, is full of
+        new rows and RecordCount says more follow: page 1 was no last, short page."""
+        total = self.record_count
+        full = len(second.rows) == len(fresh) == self.page_size
+        if full and total is not None and total > 2 * self.page_size:
+            self.transport.learn_page_size(self.endpoint, self.page_size)
 
     def fresh_rows(self, raw: RawPage) -> list[dict[str, Any]]:
         """The page's rows not seen before, in order; the others are counted as repeats."""
