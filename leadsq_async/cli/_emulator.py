@@ -19,7 +19,6 @@ from typing import Any
 
 import attrs
 import click
-from rich.console import Console
 
 from leadsq_async import RateLimit, Session
 from leadsq_async.testing import (
@@ -40,15 +39,15 @@ from ._checkpoint import (
     CrawlSettings,
     dump_row,
 )
+from ._display import progress_display
 from ._options import parse_rate_limit
-from ._progress import CrawlCounts, Display, PlainDisplay, RichDisplay, plural
+from ._progress import CrawlCounts, Display, plural
 from ._run import (
     INTERRUPTED_EXIT_CODE,
     CommandFailed,
     Interrupted,
     crawl_into,
     run_interruptibly,
-    stderr_is_terminal,
 )
 
 __all__ = ["demo", "emulator"]
@@ -431,11 +430,7 @@ def demo(
 
 
 def _demo_display(progress: bool | None) -> Display:
-    if progress is False:
-        return PlainDisplay(lambda line: None)
-    if progress or stderr_is_terminal():
-        return RichDisplay(Console(stderr=True, force_terminal=True if progress else None))
-    return PlainDisplay(lambda line: click.echo(f"  {line}", err=True))
+    return progress_display(force=progress, prefix="  ")
 
 
 async def _crawl_demo(
