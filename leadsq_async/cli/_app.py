@@ -116,7 +116,10 @@ def _ids_file(path: str | None) -> Iterator[IO[str] | None]:
 
 def _report_failure(kind: str) -> Any:
     def report(identifier: str, error: BaseException) -> None:
-        click.echo(f"{PROG}: error: {kind} {identifier}: {error_line(error, scrub)}", err=True)
+        # Through sys.stderr, which a live progress bar redirects above itself (err=True
+        # would write under it, into the bar's line).
+        line = f"{PROG}: error: {kind} {identifier}: {error_line(error, scrub)}"
+        click.echo(line, file=sys.stderr)
 
     return report
 
@@ -440,7 +443,8 @@ class _StderrHandler(logging.Handler):
     def emit(self, record: logging.LogRecord) -> None:
         try:
             message = scrub(record.getMessage())
-            click.echo(f"{PROG}: {record.levelname.lower()}: {message}", err=True)
+            # sys.stderr, not err=True: above a live progress bar, not into it.
+            click.echo(f"{PROG}: {record.levelname.lower()}: {message}", file=sys.stderr)
         except Exception:
             self.handleError(record)
 
