@@ -13,16 +13,16 @@ from pathlib import Path
 from typing import IO, Any
 
 import click
-from rich.console import Console
 
 from leadsq_async import LeadSquaredError, Session
 
 from ._checkpoint import CrawlDirectory, CrawlError, CrawlSettings, naming
 from ._demo import demo
+from ._display import ExportProgress, export_total, progress_display, stdout_is_terminal
 from ._export import FORMATS, RowWriter, writer_for
 from ._ids import STDIN, IdReader, count_ids, ids_from, lines_to_ids, open_ids, source_of
 from ._options import ApiOptions, api_options, scrub
-from ._progress import CrawlCounts, Display, NoDisplay, RichDisplay, format_duration, plural
+from ._progress import CrawlCounts, format_duration, plural
 from ._run import (
     INTERRUPTED_EXIT_CODE,
     CommandFailed,
@@ -143,7 +143,10 @@ class _NamingWriter:
 
 def _report_failure(kind: str) -> Any:
     def report(identifier: str, error: BaseException) -> None:
-        click.echo(f"{PROG}: error: {kind} {identifier}: {error_line(error, scrub)}", err=True)
+        # Through sys.stderr, which a live progress bar redirects above itself (err=True
+        # would write under it, into the bar's line).
+        line = f"{PROG}: error: {kind} {identifier}: {error_line(error, scrub)}"
+        click.echo(line, file=sys.stderr)
 
     return report
 
@@ -173,13 +176,28 @@ def _export(
     command then exits 1, after the rows of the others.
     """
 
+    # A bar on a terminal, unless the rows go to that terminal too.
+    rows_on_terminal = out == STDIN and stdout_is_terminal()
+    ids_noun = (kind, "opportunities" if kind == "opportunity" else f"{kind}s")
+    display = progress_display(
+        noun=ids_noun, force=False if rows_on_terminal else None, lines=False
+    )
+    total = export_total(ids, ids_file)
+
     async def work() -> int:
         with _ids_file(ids_file) as file, _output_stream(out) as stream:
             name = "standard output" if out == STDIN else out
             writer = _NamingWriter(writer_for(output_format, stream), name)
             reader = IdReader(ids_from(ids, file))
             async with api.session() as session, contextlib.aclosing(reader):
-                failures = await fetch(session, reader, writer, _report_failure(kind))
+                progress = ExportProgress(session, kind, total, display)
+                async with progress.tracking():
+                    failures = await fetch(
+                        session,
+                        reader,
+                        progress.writer(writer),
+                        progress.report(_report_failure(kind)),
+                    )
             writer.finish()
         return failures
 
@@ -283,15 +301,6 @@ def activities(
 # The crawl.
 
 
-def progress_display(*, quiet: bool, force: bool | None) -> Display:
-    """A progress bar on stderr when it is a terminal (or ``force``), else nothing."""
-    if quiet or force is False:
-        return NoDisplay()
-    if force or stderr_is_terminal():
-        return RichDisplay(Console(stderr=True, force_terminal=True if force else None))
-    return NoDisplay()
-
-
 def show_cursor() -> None:
     """Show the terminal's cursor again (a progress bar hides it); for a hard exit."""
     with contextlib.suppress(OSError, ValueError):
@@ -362,8 +371,8 @@ def show_cursor() -> None:
 @click.option(
     "--progress/--no-progress",
     default=None,
-    help="Show the progress bar on stderr even when it is not a terminal, or never "
-    "[default: when stderr is a terminal].",
+    help="Show the progress bar on stderr even when it is not a terminal, or no progress "
+    "at all [default: a bar on a terminal, else a line every 5 seconds].",
 )
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar and no summary.")
 @api_options
@@ -506,7 +515,8 @@ class _StderrHandler(logging.Handler):
     def emit(self, record: logging.LogRecord) -> None:
         try:
             message = scrub(record.getMessage())
-            click.echo(f"{PROG}: {record.levelname.lower()}: {message}", err=True)
+            # sys.stderr, not err=True: above a live progress bar, not into it.
+            click.echo(f"{PROG}: {record.levelname.lower()}: {message}", file=sys.stderr)
         except Exception:
             self.handleError(record)
 

@@ -25,6 +25,7 @@ from leadsq_async import (
 
 from ._checkpoint import CrawlDirectory
 from ._export import RowWriter
+from ._meter import ACTIVITIES
 from ._progress import CrawlCounts, Display, Meter, track
 
 __all__ = [
@@ -243,7 +244,8 @@ async def crawl_into(
             what was journaled before it stays.
         OSError: a file could not be written.
     """
-    meter = Meter(session)
+    children = ACTIVITIES if output.settings.with_activities else None
+    meter = Meter(session, child_endpoint=children, clock=asyncio.get_running_loop().time)
     results = session.crawl_opportunities(
         _Pending(lead_ids, output.done, counts),
         concurrency=concurrency,
@@ -258,6 +260,7 @@ async def crawl_into(
                 message = None if result.error is None else scrub(str(result.error))
                 output.record(result, message)
                 counts.add(result)
+                meter.end(result.lead_id, result.activities, failed=result.error is not None)
         finally:
             await results.aclose()
     return meter
