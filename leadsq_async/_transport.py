@@ -296,8 +296,12 @@ class Transport:
             except httpx.RequestError as exc:
                 detail = scrub(str(exc), self._secrets) or "no detail"
                 failure = TransportError(f"{type(exc).__name__}: {detail}")
-        if events.listening:
-            events.emit(ResponseReceived(endpoint, status, self._clock() - sent))
+            except LeadSquaredError as exc:  # an answer over the size cap
+                failure = exc
+            finally:
+                # Cancelled too: a listener counting requests in flight must hear the end.
+                if events.listening:
+                    events.emit(ResponseReceived(endpoint, status, self._clock() - sent))
         if failure is not None:
             # Raised outside the `except`: the httpx exception, whose request holds the
             # headers and so the secret, is then neither its cause nor its context.
