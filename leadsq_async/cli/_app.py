@@ -15,6 +15,7 @@ from typing import IO, Any
 import click
 
 from leadsq_async import LeadSquaredError, Session
+from leadsq_async._wire import scrub as scrub_secrets
 
 from ._checkpoint import CrawlDirectory, CrawlError, CrawlSettings, naming
 from ._demo import demo
@@ -512,20 +513,26 @@ cli.add_command(demo)
 class _StderrHandler(logging.Handler):
     """The library's warnings as ``leadsq-async: warning: ...`` lines, secrets scrubbed."""
 
+    #: The running command's secret keys (set by `main`).
+    secrets: set[str] = set()  # noqa: RUF012
+
     def emit(self, record: logging.LogRecord) -> None:
         try:
-            message = scrub(record.getMessage())
+            message = scrub_secrets(record.getMessage(), self.secrets)
             # sys.stderr, not err=True: above a live progress bar, not into it.
             click.echo(f"{PROG}: {record.levelname.lower()}: {message}", file=sys.stderr)
         except Exception:
             self.handleError(record)
 
 
-def _setup_logging() -> None:
+def _setup_logging(secrets: set[str]) -> None:
     logger = logging.getLogger("leadsq_async")
-    if not logger.handlers:
-        logger.addHandler(_StderrHandler(logging.WARNING))
+    handlers = [h for h in logger.handlers if isinstance(h, _StderrHandler)]
+    if not handlers:
+        handlers = [_StderrHandler(logging.WARNING)]
+        logger.addHandler(handlers[0])
         logger.propagate = False
+    handlers[0].secrets = secrets
 
 
 def _fail(message: str, code: int) -> int:
@@ -541,27 +548,31 @@ def main(argv: list[str] | None = None) -> int:
     a crawl directory another crawl is using), 130 when interrupted, 1
     otherwise. Set LSQ_DEBUG=1 to see the traceback of an unexpected error.
     """
-    _setup_logging()
+    # The secret keys the command is given, gathered as its options are read: no
+    # line it prints, whatever produced it, may hold one.
+    secrets: set[str] = set()
+    _setup_logging(secrets)
+    hide = functools.partial(scrub_secrets, secrets=secrets)
     try:
-        result = cli.main(args=argv, prog_name=PROG, standalone_mode=False)
+        result = cli.main(args=argv, prog_name=PROG, standalone_mode=False, obj=secrets)
     except click.UsageError as error:
         if type(error).__name__ == "NoArgsIsHelpError":  # click >= 8.2: no command given
             error.show()
             return error.exit_code
         where = f" (see '{error.ctx.command_path} --help')" if error.ctx is not None else ""
-        return _fail(f"error: {scrub(error.format_message())}{where}", error.exit_code)
+        return _fail(f"error: {hide(error.format_message())}{where}", error.exit_code)
     except click.ClickException as error:
-        return _fail(f"error: {scrub(error.format_message())}", error.exit_code)
+        return _fail(f"error: {hide(error.format_message())}", error.exit_code)
     except click.Abort:
         return _fail("aborted", INTERRUPTED_EXIT_CODE)
     except CommandFailed as error:
         label = "" if error.exit_code == INTERRUPTED_EXIT_CODE else "error: "
-        return _fail(f"{label}{scrub(str(error))}", error.exit_code)
+        return _fail(f"{label}{hide(str(error))}", error.exit_code)
     except (LeadSquaredError, CrawlError, ValueError, TypeError, OSError) as error:
         if isinstance(error, BrokenPipeError):
             return _quiet_broken_pipe()
         code = error.exit_code if isinstance(error, CrawlError) else 1
-        return _fail(f"error: {error_line(error, scrub)}", code)
+        return _fail(f"error: {error_line(error, hide)}", code)
     except ModuleNotFoundError as error:
         # uvicorn, for `emulator` and `demo`, is imported only when a server starts.
         return _fail(f'error: this command needs {error.name}: pip install "leadsq-async[cli]"', 1)
@@ -571,7 +582,7 @@ def main(argv: list[str] | None = None) -> int:
         if os.environ.get("LSQ_DEBUG"):
             raise
         return _fail(
-            f"internal error: {type(error).__name__}: {error_line(error, scrub)} "
+            f"internal error: {type(error).__name__}: {error_line(error, hide)} "
             "(set LSQ_DEBUG=1 to see the traceback, and please report it)",
             1,
         )

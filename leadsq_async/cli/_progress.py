@@ -25,6 +25,7 @@ from rich.progress import BarColumn, Progress, TaskID, TextColumn, TimeElapsedCo
 from rich.text import Text
 
 from leadsq_async import LeadResult
+from leadsq_async._aio import cancel_and_wait
 
 from ._meter import Meter
 
@@ -302,9 +303,7 @@ async def track(
     try:
         yield
     finally:
-        ticker.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await ticker
+        await cancel_and_wait([ticker])
         unsubscribe()
         meter.sample()
         display.update(counts, meter)

@@ -6,7 +6,7 @@ import asyncio
 import os
 import signal
 import sys
-from collections.abc import AsyncIterable, Callable, Coroutine, Iterable
+from collections.abc import AsyncIterable, AsyncIterator, Callable, Coroutine, Iterable
 from typing import Any, TypeVar
 
 from leadsq_async import (
@@ -22,6 +22,7 @@ from leadsq_async import (
     TransportError,
     unstructure,
 )
+from leadsq_async._aio import AnyIterator
 
 from ._checkpoint import CrawlDirectory
 from ._export import RowWriter
@@ -266,7 +267,7 @@ async def crawl_into(
     return meter
 
 
-class _Pending:
+class _Pending(AsyncIterator[str]):
     """The ids neither in ``done`` nor seen before; the others are counted as skipped.
 
     A class rather than a generator, so that it can take ids from an async
@@ -276,32 +277,19 @@ class _Pending:
     """
 
     def __init__(self, lead_ids: Ids, done: set[str], counts: CrawlCounts) -> None:
-        self._sync = iter(lead_ids) if isinstance(lead_ids, Iterable) else None
-        self._async = lead_ids.__aiter__() if isinstance(lead_ids, AsyncIterable) else None
+        self._ids = AnyIterator(lead_ids)
         self._done = done
         self._seen: set[str] = set()
         self._counts = counts
 
-    def __aiter__(self) -> _Pending:
-        return self
-
     async def __anext__(self) -> str:
         while True:
-            lead_id = await self._next()
+            lead_id = await self._ids.__anext__()
             if lead_id in self._done or lead_id in self._seen:
                 self._counts.skip()
                 continue
             self._seen.add(lead_id)
             return lead_id
-
-    async def _next(self) -> str:
-        if self._sync is not None:
-            try:
-                return next(self._sync)
-            except StopIteration:
-                raise StopAsyncIteration from None
-        assert self._async is not None
-        return await self._async.__anext__()
 
 
 def error_line(error: BaseException, scrub: Callable[[str], str]) -> str:
