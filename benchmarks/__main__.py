@@ -111,6 +111,8 @@ def crawl_table(title: str, outcomes: list[crawl.Outcome]) -> list[str]:
     rows = [
         f"### {title}",
         "",
+        crawl.DESCRIPTIONS[title],
+        "",
         "| variant | time / optimum | time / safe optimum | requests / minimum "
         "| rate-limit rejections | most in any window |",
         "|---|---|---|---|---|---|",
@@ -129,7 +131,7 @@ def draw_chart(results: dict[str, Any], path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    outcomes = results["crawl"]["issue 2: 50 ms round trip"]
+    outcomes = results["crawl"][crawl.AGAINST_AIOLIMITER]
     names = [o.name for o in outcomes]
     figure, axes = plt.subplots(1, 4, figsize=(14, 3.6))
     panels = [

@@ -38,6 +38,7 @@ speed ``json.loads`` decoded it; ``benchmarks/structuring.py`` measures that.
 
 from __future__ import annotations
 
+import functools
 import inspect
 import json
 import linecache
@@ -47,10 +48,12 @@ from collections.abc import Callable, Iterable, Mapping
 from datetime import datetime
 from itertools import repeat
 from types import MappingProxyType
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import attrs
-import cattrs
+
+if TYPE_CHECKING:
+    import cattrs
 
 from ._dates import parse_date
 
@@ -401,10 +404,17 @@ def _unstructure_record(record: Opportunity | Activity) -> dict[str, Any]:
     return record._row.copy()
 
 
-_converter = cattrs.Converter()
-for _cls in _RECORD_CLASSES:
-    _converter.register_structure_hook(_cls, _make_structure_hook(_cls))
-    _converter.register_unstructure_hook(_cls, _unstructure_record)
+@functools.cache
+def _converter() -> cattrs.Converter:
+    """The library's converter, built on first use: importing cattrs and generating the
+    hooks is a good part of what importing the package would otherwise cost."""
+    import cattrs
+
+    converter = cattrs.Converter()
+    for cls in _RECORD_CLASSES:
+        converter.register_structure_hook(cls, _make_structure_hook(cls))
+        converter.register_unstructure_hook(cls, _unstructure_record)
+    return converter
 
 
 def _check_record_class(cls: object) -> None:
@@ -424,7 +434,7 @@ def structure(row: Mapping[str, Any], cls: type[T]) -> T:
             or `Activity`.
     """
     _check_record_class(cls)
-    return _converter.structure(row, cls)
+    return _converter().structure(row, cls)
 
 
 def structure_rows(rows: Iterable[Mapping[str, Any]], cls: type[T]) -> list[T]:
@@ -438,7 +448,7 @@ def structure_rows(rows: Iterable[Mapping[str, Any]], cls: type[T]) -> list[T]:
             or `Activity`.
     """
     _check_record_class(cls)
-    return list(map(_converter.get_structure_hook(cls), rows, repeat(cls)))
+    return list(map(_converter().get_structure_hook(cls), rows, repeat(cls)))
 
 
 def unstructure(record: Opportunity | Activity) -> dict[str, Any]:
@@ -452,5 +462,5 @@ def unstructure(record: Opportunity | Activity) -> dict[str, Any]:
         TypeError: ``record`` is not an `Opportunity` or `Activity`.
     """
     _check_record_class(type(record))
-    result: dict[str, Any] = _converter.unstructure(record)
+    result: dict[str, Any] = _converter().unstructure(record)
     return result

@@ -581,9 +581,9 @@ def test_the_global_cattrs_converter_is_left_alone() -> None:
 
 def test_structure_goes_through_the_library_converter() -> None:
     """The record hooks are registered on the library's converter."""
-    hook = _records._converter.get_structure_hook(Opportunity)
+    hook = _records._converter().get_structure_hook(Opportunity)
     assert hook(SEED_OPPORTUNITY, Opportunity) == opportunity()
-    assert _records._converter.unstructure(opportunity()) == SEED_OPPORTUNITY
+    assert _records._converter().unstructure(opportunity()) == SEED_OPPORTUNITY
 
 
 @pytest.mark.parametrize("row", [None, "OpportunityId", [("OpportunityId", "o-1")], 42])

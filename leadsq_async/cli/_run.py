@@ -6,7 +6,7 @@ import asyncio
 import os
 import signal
 import sys
-from collections.abc import AsyncIterable, Callable, Coroutine, Iterable
+from collections.abc import AsyncIterable, AsyncIterator, Callable, Coroutine, Iterable
 from typing import Any, TypeVar
 
 from leadsq_async import (
@@ -22,9 +22,11 @@ from leadsq_async import (
     TransportError,
     unstructure,
 )
+from leadsq_async._aio import AnyIterator
 
 from ._checkpoint import CrawlDirectory
 from ._export import RowWriter
+from ._meter import ACTIVITIES
 from ._progress import CrawlCounts, Display, Meter, track
 
 __all__ = [
@@ -243,7 +245,8 @@ async def crawl_into(
             what was journaled before it stays.
         OSError: a file could not be written.
     """
-    meter = Meter(session)
+    children = ACTIVITIES if output.settings.with_activities else None
+    meter = Meter(session, child_endpoint=children, clock=asyncio.get_running_loop().time)
     results = session.crawl_opportunities(
         _Pending(lead_ids, output.done, counts),
         concurrency=concurrency,
@@ -258,12 +261,13 @@ async def crawl_into(
                 message = None if result.error is None else scrub(str(result.error))
                 output.record(result, message)
                 counts.add(result)
+                meter.end(result.lead_id, result.activities, failed=result.error is not None)
         finally:
             await results.aclose()
     return meter
 
 
-class _Pending:
+class _Pending(AsyncIterator[str]):
     """The ids neither in ``done`` nor seen before; the others are counted as skipped.
 
     A class rather than a generator, so that it can take ids from an async
@@ -273,32 +277,19 @@ class _Pending:
     """
 
     def __init__(self, lead_ids: Ids, done: set[str], counts: CrawlCounts) -> None:
-        self._sync = iter(lead_ids) if isinstance(lead_ids, Iterable) else None
-        self._async = lead_ids.__aiter__() if isinstance(lead_ids, AsyncIterable) else None
+        self._ids = AnyIterator(lead_ids)
         self._done = done
         self._seen: set[str] = set()
         self._counts = counts
 
-    def __aiter__(self) -> _Pending:
-        return self
-
     async def __anext__(self) -> str:
         while True:
-            lead_id = await self._next()
+            lead_id = await self._ids.__anext__()
             if lead_id in self._done or lead_id in self._seen:
                 self._counts.skip()
                 continue
             self._seen.add(lead_id)
             return lead_id
-
-    async def _next(self) -> str:
-        if self._sync is not None:
-            try:
-                return next(self._sync)
-            except StopIteration:
-                raise StopAsyncIteration from None
-        assert self._async is not None
-        return await self._async.__anext__()
 
 
 def error_line(error: BaseException, scrub: Callable[[str], str]) -> str:
