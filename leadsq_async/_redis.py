@@ -27,6 +27,7 @@ from datetime import timedelta
 from typing import Any, Final, overload
 
 from . import _redis_scripts as scripts
+from ._checks import check_instance, check_int, check_seconds, check_text
 from ._closing import AsyncClosing
 from ._errors import QuotaExhaustedError, RateLimiterUnavailable
 from ._ratelimit import (
@@ -34,7 +35,6 @@ from ._ratelimit import (
     SlidingWindowLimiter,
     _implies,
     _to_max_wait,
-    _to_seconds,
     _utc_now,
     as_rate_limits,
     learned_lifetime,
@@ -188,22 +188,12 @@ class RedisRateLimit(AsyncClosing):
             configured: tuple[RateLimit, ...] = (_deprecated_limit(rate_limit, calls, period),)
         else:
             configured = as_rate_limits(rate_limit)
-        if _to_seconds(lease, "lease") == 0:
-            raise ValueError("lease must be more than 0 seconds, got 0")
-        if not isinstance(key, str):
-            raise TypeError(f"key must be a str, not {type(key).__name__}")
-        if not key:
-            raise ValueError("key must not be empty")
+        lease = check_seconds("lease", lease)
+        key = check_text("key", key)
         if not callable(clock) or not callable(sleep):
             raise TypeError("clock and sleep must be callables")
-        if not isinstance(fallback, bool):
-            raise TypeError(f"fallback must be a bool, not {type(fallback).__name__}")
-        if not isinstance(fallback_processes, int) or isinstance(fallback_processes, bool):
-            raise TypeError(
-                f"fallback_processes must be an int, not {type(fallback_processes).__name__}"
-            )
-        if fallback_processes < 1:
-            raise ValueError(f"fallback_processes must be at least 1, not {fallback_processes}")
+        fallback = check_instance("fallback", fallback, bool)
+        fallback_processes = check_int("fallback_processes", fallback_processes, minimum=1)
         if aioredis is None:  # pragma: no cover - only without the `redis` extra
             raise ImportError(
                 "RedisRateLimit needs the redis package: pip install 'leadsq-async[redis]'"
@@ -333,9 +323,9 @@ class RedisRateLimit(AsyncClosing):
                 `limit` is not a `RateLimit` or None.
             RateLimiterUnavailable: Redis cannot be used and ``fallback`` is off.
         """
-        seconds = _to_seconds(seconds, "seconds")
-        if limit is not None and not isinstance(limit, RateLimit):
-            raise TypeError(f"limit must be a RateLimit or None, not {type(limit).__name__}")
+        seconds = check_seconds("seconds", seconds, allow_zero=True)
+        if limit is not None:
+            check_instance("limit", limit, RateLimit)
         local = self._local_limiter()
         if local is None:
             named = (0, 0) if limit is None else (limit.calls, _to_microseconds(limit.period))
@@ -366,8 +356,7 @@ class RedisRateLimit(AsyncClosing):
             TypeError: `limit` is not a `RateLimit`.
             RateLimiterUnavailable: Redis cannot be used and ``fallback`` is off.
         """
-        if not isinstance(limit, RateLimit):
-            raise TypeError(f"limit must be a RateLimit, not {type(limit).__name__}")
+        check_instance("limit", limit, RateLimit)
         local = self._local_limiter()
         if local is None:
             try:
