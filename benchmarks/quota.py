@@ -27,19 +27,23 @@ Each is measured by:
   ``least_time([25 per (1 s + rtt), 200 per (20 s + rtt)], R) + rtt``;
 - requests / R (a refused request is sent again), and the refusals drawn.
 
-Where the both-limits client's time goes beyond the optimum, measured by
-tracing its last answer back through the slots that freed each grant: the
-round trips of the ten waves on that chain (the latest answer of each wave,
-some 85 ms on average where 50 ms are simulated: the emulator runs in a thread
-of this process), and some 20 ms per wave of the limiter's own (its timer
-waking late, and at each day's start its 0.1% bucket rounding: at most 20 ms of
-a 20-second period).
+Where the both-limits client's time goes, traced once (68.33 s for an optimum
+of 67.05 s) by following its last answer back through the slot releases that
+freed each grant, ten waves to the first: 67.00 s of periods (three days and
+seven waves of the last day, as in the optimum); 1.20 s of the eleven round
+trips on that chain, 109 ms on average where 50 ms are simulated (the chain
+runs through the slowest answers of the waves; all round trips: median 64 ms,
+one in ten over 120 ms, the client's and the emulator's work on top of the
+simulated network, both in this process); 0.06 s of the limiter's timer waking
+late, 4 ms of its 0.1% bucket rounding (at most 20 ms of a 20-second period, per
+day); and 0.07 s before and during the first wave's grants, as the crawl starts.
 
 What the short-limit client pays to learn: on the first day it sends a ninth
 wave, refused until the first refusal comes back. It then keeps to the quota,
 but cannot know when the day's first requests reached the server (it counted
-only the last second), so it waits a whole day from the refusal: its first day
-ends some 9 seconds later than the optimum's, once.
+only the last second), so it waits a whole day from the refusal: its second day
+starts some 9 seconds (the ninth wave, 8 s and a round trip) later than the
+optimum's, once. Later days follow at one period and a round trip each.
 
 Run it with ``python -m benchmarks.quota`` from the repository root (about two
 and a half minutes).
