@@ -643,16 +643,6 @@ async def test_processes_sharing_a_key_keep_to_a_quota_too(
     assert {lead: event["error"] for lead, event in leads.items() if event["error"]} == {}
 
 
-@pytest.mark.slow
-async def test_processes_with_their_own_limits_draw_rate_limit_answers(
-    redis_url: str, key: str, lsq_emulator: RunningEmulator
-) -> None:
-    """The contrast: four processes, each keeping to the limit on its own, get refused."""
-    _, sessions = await crawl_in_processes(redis_url, key, lsq_emulator, "local")
-    assert lsq_emulator.stats.rate_limited > 0
-    assert sum(session["rate_limited"] for session in sessions) > 0
-
-
 async def test_slot_in_flight_outlives_its_lease(
     make_limiter: MakeLimiter, client: aioredis.Redis
 ) -> None:
