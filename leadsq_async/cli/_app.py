@@ -20,6 +20,7 @@ from ._checkpoint import CrawlDirectory, CrawlError, CrawlSettings
 from ._emulator import demo, emulator
 from ._export import FORMATS, RowWriter, writer_for
 from ._ids import STDIN, IdReader, count_ids, ids_from, lines_to_ids, open_ids
+from ._load import load
 from ._options import ApiOptions, api_options, scrub
 from ._progress import CrawlCounts, Display, NoDisplay, RichDisplay, format_duration, plural
 from ._run import (
@@ -423,6 +424,7 @@ def _summary(counts: CrawlCounts, requests: int, elapsed: float, out: Path) -> s
 
 cli.add_command(emulator)
 cli.add_command(demo)
+cli.add_command(load)
 
 
 # The entry point.
