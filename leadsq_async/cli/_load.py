@@ -233,7 +233,7 @@ def _run(pipeline: Pipeline, source: Any, step_failed: type[Exception]) -> None:
     its failures as the command's one-line errors."""
     try:
         if source is not None:
-            pipeline.run(source)
+            pipeline.run(source, loader_file_format=_file_format(pipeline))
         else:
             pipeline.normalize()
             pipeline.load()
@@ -250,6 +250,12 @@ def _run(pipeline: Pipeline, source: Any, step_failed: type[Exception]) -> None:
                 "kept): run the same command to carry on"
             ) from None
         raise CommandFailed(f"the load failed: {error_line(error, scrub)}") from None
+
+
+def _file_format(pipeline: Pipeline) -> Any:
+    """JSON Lines into DuckDB, which loads them some ten times faster than the INSERT
+    statements dlt writes for it by default; the destination's own choice elsewhere."""
+    return "jsonl" if pipeline.destination.destination_type.endswith(".duckdb") else None
 
 
 def _signal_received() -> type[BaseException]:
