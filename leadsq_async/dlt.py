@@ -120,7 +120,10 @@ class LeadSquaredConfiguration(BaseConfiguration):
 class LoadProgress(Protocol):
     """What a load reports as it goes, for a progress display (the command line's).
 
-    Called from the thread and event loop dlt extracts in: keep each call short.
+    Called from the thread and event loop dlt extracts in: keep each call short. An
+    exception a call raises stops the load: the crawl unwinds (what it fetched stays
+    in the checkpoint) and ``pipeline.run`` raises dlt's ``PipelineStepFailed``,
+    caused by it. The command line stops on Ctrl-C that way.
     """
 
     def crawl_started(self, session: Session) -> None:
@@ -581,6 +584,9 @@ def leadsquared(
         timeout: seconds to wait for each answer.
         max_attempts: tries of one request before a transient failure counts.
         progress: told of the crawl's progress, for a display.
+
+    Returns:
+        A dlt source (``DltSource``), for ``pipeline.run``.
 
     Raises:
         TypeError, ValueError: for a bad argument, when the source is made.

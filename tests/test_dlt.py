@@ -12,6 +12,7 @@ import contextlib
 import json
 import logging
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -629,3 +630,80 @@ def test_load_command_finishes_a_load_killed_after_its_crawl(
     assert sorted(warehouse.opportunity_ids()) == sorted(
         expected_opportunities(emulator.data, leads)
     )
+
+
+def test_load_command_without_dlt_says_which_extra_to_install(tmp_path: Path) -> None:
+    """Without dlt, `load` fails with one line naming the extra; the other commands work."""
+    (tmp_path / "leads.txt").write_text("lead\n")
+    code = (
+        "import sys; sys.modules['dlt'] = None\n"
+        "from leadsq_async.cli import main\n"
+        "main(sys.argv[1:])"
+    )
+    env = {**os.environ, "LSQ_ACCESS_KEY": "key", "LSQ_SECRET_KEY": "secret"}
+    result = subprocess.run(
+        [sys.executable, "-c", code, "load", "--leads-file", "leads.txt"],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 1
+    assert result.stderr == (
+        'leadsq-async: error: the load command needs dlt: pip install "leadsq-async[dlt]"\n'
+    )
+    helped = subprocess.run(
+        [sys.executable, "-c", code, "--help"], capture_output=True, text=True, timeout=60
+    )
+    assert helped.returncode == 0
+    assert "load" in helped.stdout
+
+
+def test_load_command_shows_crawls_progress_bar(emulator: RunningEmulator, tmp_path: Path) -> None:
+    """--progress shows crawl's bar on stderr: the leads done of the total and the rows."""
+    leads = small_leads(emulator, 5)
+    (tmp_path / "leads.txt").write_text("".join(f"{lead}\n" for lead in leads))
+    rows = len(expected_opportunities(emulator.data, leads))
+    result = run_load(
+        "--leads-file",
+        "leads.txt",
+        "--progress",
+        cwd=tmp_path,
+        env=command_environment(emulator, tmp_path),
+    )
+    assert result.returncode == 0, result.stderr
+    assert "5/5" in result.stderr
+    assert f"{rows} records" in result.stderr
+
+
+def test_load_command_stops_on_sigint_with_130_and_keeps_what_it_fetched(
+    emulator: RunningEmulator, tmp_path: Path, pipelines_dir: Path
+) -> None:
+    """Ctrl-C midway ends the load with exit code 130 and one line; the leads it had
+    fetched are kept for the next run."""
+    emulator.config.rate_limit_calls, emulator.config.rate_limit_period = 10, 0.5
+    leads = small_leads(emulator, 16)
+    (tmp_path / "leads.txt").write_text("".join(f"{lead}\n" for lead in leads))
+    process = subprocess.Popen(
+        [*COMMAND, "load", "--leads-file", "leads.txt", "--with-activities"],
+        cwd=tmp_path,
+        env=command_environment(emulator, tmp_path),
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    deadline = time.monotonic() + 60
+    while journal_lines(pipelines_dir) < 3:
+        assert process.poll() is None, "the load ended before it could be interrupted"
+        assert time.monotonic() < deadline, "the load fetched no lead"
+        time.sleep(0.01)
+    process.send_signal(signal.SIGINT)
+    _, stderr = process.communicate(timeout=30)
+
+    assert process.returncode == 130
+    assert stderr.splitlines() == [
+        "leadsq-async: interrupted: the leads fetched so far are kept; run the same command "
+        "to carry on"
+    ]
+    assert 2 <= len(journaled_leads(pipelines_dir)) < len(leads)

@@ -3,14 +3,26 @@
 dlt runs in the command's main thread: it crawls in an event loop of its own
 (see leadsq_async/dlt.py), then normalizes and loads. The progress bar is
 refreshed from a thread of ours, since nothing of the command's runs on an event
-loop here; dlt itself turns the first Ctrl-C into a clean stop of the extract.
+loop here.
+
+Ctrl-C (or SIGTERM): dlt turns it into a clean stop while it normalizes or loads,
+but not while it extracts, where a KeyboardInterrupt would tear dlt's event loop
+down under the running crawl. So the command catches the first signal itself and
+raises `Interrupted` from the progress callback of the next lead to finish, on
+the crawl's loop: the crawl unwinds there (workers cancelled, session and
+checkpoint closed), and dlt reports the exception as the extract's failure. A
+second signal ends the process at once, which the checkpoint survives too.
 """
 
 from __future__ import annotations
 
 import contextlib
+import os
+import signal
+import sys
 import threading
 from collections.abc import Iterator
+from types import FrameType
 from typing import TYPE_CHECKING, Any
 
 import click
@@ -20,7 +32,7 @@ from leadsq_async import LeadResult, LeadSquaredError, Session
 from ._ids import IdReader, count_ids, lines_to_ids, open_ids
 from ._options import ApiOptions, api_options, scrub
 from ._progress import TICK_SECONDS, CrawlCounts, Display, Meter, format_duration, plural
-from ._run import INTERRUPTED_EXIT_CODE, CommandFailed, error_line
+from ._run import INTERRUPTED_EXIT_CODE, CommandFailed, Interrupted, error_line, stderr_is_terminal
 
 if TYPE_CHECKING:
     from dlt import Pipeline
@@ -33,20 +45,56 @@ DEFAULT_DATASET = "leadsquared_data"
 
 
 class _Progress:
-    """The source's progress (`leadsq_async.dlt.LoadProgress`) as the crawl's counts and meter."""
+    """The source's progress (`leadsq_async.dlt.LoadProgress`) as the crawl's counts and
+    meter; it stops the load, once a signal came, by raising `Interrupted`."""
 
     def __init__(self, counts: CrawlCounts) -> None:
         self.counts = counts
         self.meter: Meter | None = None
+        self.signal_name: str | None = None
 
     def crawl_started(self, session: Session) -> None:
         self.meter = Meter(session)
+        self._stop_if_signalled()
 
     def lead_skipped(self, lead_id: str) -> None:
         self.counts.skip()
+        self._stop_if_signalled()
 
     def lead_crawled(self, result: LeadResult) -> None:
         self.counts.add(result)
+        self._stop_if_signalled()
+
+    def _stop_if_signalled(self) -> None:
+        if self.signal_name is not None:
+            raise Interrupted(self.signal_name)
+
+
+@contextlib.contextmanager
+def _stopping_on_signals(progress: _Progress) -> Iterator[None]:
+    """The first SIGINT or SIGTERM asks ``progress`` to stop the load; a second one ends the
+    process at once (exit code 130)."""
+
+    def on_signal(number: int, _frame: FrameType | None) -> None:
+        if progress.signal_name is not None:
+            _abort()
+        progress.signal_name = signal.Signals(number).name
+
+    numbers = (signal.SIGINT, signal.SIGTERM)
+    previous = {number: signal.signal(number, on_signal) for number in numbers}
+    try:
+        yield
+    finally:
+        for number, handler in previous.items():
+            signal.signal(number, handler)
+
+
+def _abort() -> None:
+    with contextlib.suppress(OSError, ValueError):
+        if stderr_is_terminal():
+            os.write(sys.stderr.fileno(), b"\x1b[?25h\n")  # the bar hid the cursor
+        os.write(sys.stderr.fileno(), b"leadsq-async: aborted: run the same command to carry on\n")
+    os._exit(INTERRUPTED_EXIT_CODE)
 
 
 @contextlib.contextmanager
@@ -74,7 +122,9 @@ def _showing(progress: _Progress, display: Display) -> Iterator[None]:
         display.stop()
 
 
-def _cause(error: BaseException, kind: type[BaseException]) -> BaseException | None:
+def _cause(
+    error: BaseException, kind: type[BaseException] | tuple[type[BaseException], ...]
+) -> BaseException | None:
     """The first exception of ``kind`` in ``error``'s chain of causes (dlt wraps ours)."""
     seen: set[int] = set()
     current: BaseException | None = error
@@ -215,7 +265,7 @@ def load(
             max_attempts=api.max_attempts,
             progress=watcher,
         )
-        with _showing(watcher, display):
+        with _stopping_on_signals(watcher), _showing(watcher, display):
             _run(pipeline, source, PipelineStepFailed)
     if not quiet:
         click.echo(_summary(counts, watcher.meter, pipeline), err=True)
@@ -238,7 +288,7 @@ def _run(pipeline: Pipeline, source: Any, step_failed: type[Exception]) -> None:
             pipeline.normalize()
             pipeline.load()
     except step_failed as error:
-        if _cause(error, _signal_received()) is not None:
+        if _cause(error, (Interrupted, KeyboardInterrupt, _signal_received())) is not None:
             raise CommandFailed(
                 "interrupted: the leads fetched so far are kept; run the same command to carry on",
                 exit_code=INTERRUPTED_EXIT_CODE,
