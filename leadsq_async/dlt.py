@@ -37,8 +37,8 @@ How a load goes:
   exception.
 """
 
-from __future__ import annotations
-
+# No ``from __future__ import annotations``: dlt evaluates the configuration spec's
+# annotations itself, and before 1.x releases of late, in its own namespace, not ours.
 import contextlib
 import json
 import logging
@@ -396,7 +396,7 @@ class _NewIds:
         self._seen: set[str] = set()
         self._progress = progress
 
-    def __aiter__(self) -> _NewIds:
+    def __aiter__(self) -> "_NewIds":
         return self
 
     async def __anext__(self) -> str:
