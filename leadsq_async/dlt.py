@@ -5,7 +5,7 @@
     import dlt
     from leadsq_async.dlt import leadsquared
 
-    pipeline = dlt.pipeline("leadsquared", destination="duckdb", dataset_name="leadsquared")
+    pipeline = dlt.pipeline("leadsquared", destination="duckdb", dataset_name="leadsquared_data")
     pipeline.run(leadsquared(lead_ids))  # keys from .dlt/secrets.toml [sources.leadsquared]
 
 How a load goes:
@@ -38,7 +38,7 @@ How a load goes:
 """
 
 # No ``from __future__ import annotations``: dlt evaluates the configuration spec's
-# annotations itself, and before 1.x releases of late, in its own namespace, not ours.
+# annotations itself, and dlt 1.5 (for one) in its own namespace, not this module's.
 import contextlib
 import json
 import logging
@@ -111,7 +111,7 @@ class LeadSquaredConfiguration(BaseConfiguration):
     host: str = "api.leadsquared.com"
     rate_limit: str = "25/5"
     with_activities: bool = True
-    opportunity_type: Optional[str] = None  # noqa: UP045 - dlt reads the hint at run time
+    opportunity_type: Optional[str] = None  # noqa: UP045 - the form every dlt release reads
     concurrency: Optional[int] = None  # noqa: UP045
     timeout: float = 30.0
     max_attempts: int = 5
@@ -155,8 +155,8 @@ def _typed_keys(cls: type[Any]) -> dict[str, tuple[str, type]]:
     for field in attrs.fields(cls):
         key = field.metadata.get(_API_KEY)
         if key is not None:
-            kind = next(t for t in typing.get_args(hints[field.name]) or (hints[field.name],))
-            keys[key] = (field.name, kind)
+            hint = hints[field.name]
+            keys[key] = (field.name, (typing.get_args(hint) or (hint,))[0])  # X of X | None
     return keys
 
 
