@@ -13,6 +13,8 @@ TEST_DEPS = [
     "pytest-timeout>=2.3",
     "starlette>=0.40",
     "hypothesis>=6.100",
+    # The dlt tests load into PostgreSQL too (psycopg2); DuckDB comes with the dlt extra.
+    "dlt[postgres]",
 ]
 BENCH_DEPS = ["aiolimiter>=1.1", "matplotlib>=3.8"]
 TYPE_DEPS = ["mypy>=1.11", *TEST_DEPS, *BENCH_DEPS, "types-redis; python_version<'3'"]

@@ -22,6 +22,7 @@ from ._demo import demo
 from ._display import ExportProgress, export_total, progress_display, stdout_is_terminal
 from ._export import FORMATS, RowWriter, writer_for
 from ._ids import STDIN, IdReader, count_ids, ids_from, lines_to_ids, open_ids, source_of
+from ._load import load
 from ._options import ApiOptions, api_options, scrub
 from ._progress import CrawlCounts, format_duration, plural
 from ._run import (
@@ -505,6 +506,7 @@ def _summary(counts: CrawlCounts, requests: int, elapsed: float, out: Path) -> s
 
 cli.add_command(emulator)
 cli.add_command(demo)
+cli.add_command(load)
 
 
 # The entry point.
