@@ -27,6 +27,7 @@ from datetime import timedelta
 from typing import Any, Final, overload
 
 from . import _redis_scripts as scripts
+from ._aio import cancel_and_wait
 from ._checks import check_instance, check_int, check_seconds, check_text
 from ._closing import AsyncClosing
 from ._errors import QuotaExhaustedError, RateLimiterUnavailable
@@ -392,10 +393,7 @@ class RedisRateLimit(AsyncClosing):
         if self._closed:
             return
         self._closed = True
-        tasks = [task for task in (self._listener, self._renewer) if task is not None]
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+        await cancel_and_wait(task for task in (self._listener, self._renewer) if task)
         # Releases under way, and clean-ups that outlived a cancelled caller, finish first.
         while self._background or self._calls:
             await asyncio.gather(*self._background, *self._calls, return_exceptions=True)
