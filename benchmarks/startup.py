@@ -1,11 +1,12 @@
 """What importing leadsq-async costs, next to importing httpx alone.
 
-Each figure comes from fresh interpreters started in turn (``python -X importtime
--c "import X"``), the imports interleaved so that the machine's load falls on
-all alike, and is the median of the time Python reports for the statement's
-imports. Bytecode is written and used, as for an installed package (pip compiles
-a wheel's modules as it installs them; an editable install compiles them on first
-import): a warm-up run writes it first, whatever ``PYTHONDONTWRITEBYTECODE`` says.
+Each figure comes from fresh interpreters started in turn (``python -X importtime -c
+"import X"``), the imports interleaved so that the machine's load falls on all alike,
+and is the least time Python reports for the statement's imports over the runs (as
+``timeit`` advises: the rest is other programs' doing on a shared machine). Bytecode is
+written and used, as for an installed package (pip compiles a wheel's modules as it
+installs them; an editable install compiles them on first import): a warm-up run writes
+it first, whatever ``PYTHONDONTWRITEBYTECODE`` says.
 ``import leadsq_async`` includes httpx, so the ratio is the whole cost of the
 library over its HTTP client: the target is 1.2 at most.
 
@@ -18,7 +19,6 @@ Run it with ``python -m benchmarks.startup`` from the repository root.
 from __future__ import annotations
 
 import os
-import statistics
 import subprocess
 import sys
 
@@ -55,17 +55,17 @@ def cost(statement: str) -> int:
     return total
 
 
-def run(repeats: int = 15) -> dict[str, float]:
-    """Median import times as multiples of ``import httpx``, interleaved."""
+def run(repeats: int = 25) -> dict[str, float]:
+    """Least import times as multiples of ``import httpx``, interleaved."""
     for statement in STATEMENTS:
         cost(statement)  # writes the bytecode
     times: dict[str, list[int]] = {statement: [] for statement in STATEMENTS}
     for _ in range(repeats):
         for statement in STATEMENTS:
             times[statement].append(cost(statement))
-    base = statistics.median(times["import httpx"])
+    base = min(times["import httpx"])
     return {
-        statement.split(";")[0]: statistics.median(spent) / base
+        statement.split(";")[0]: min(spent) / base
         for statement, spent in times.items()
         if statement != "import httpx"
     }
