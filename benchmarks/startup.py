@@ -11,7 +11,8 @@ it first, whatever ``PYTHONDONTWRITEBYTECODE`` says.
 library over its HTTP client: the target is 1.2 at most.
 
 ``from leadsq_async import Session`` is measured too: what a program pays before it
-can make a session, whatever the package defers.
+can make a session, whatever the package defers; and ``import asyncio, attrs, httpx``,
+the floor no asyncio client with attrs records can go below.
 
 Run it with ``python -m benchmarks.startup`` from the repository root.
 """
@@ -27,6 +28,9 @@ ENVIRONMENT = {
 }
 STATEMENTS = (
     "import httpx",
+    # The floor: what the package needs before any module of its own (asyncio, and attrs
+    # for its records), which every program using it imports anyway.
+    "import asyncio, attrs, httpx",
     "import leadsq_async",
     "from leadsq_async import Session; Session",
 )
