@@ -15,12 +15,12 @@ import platform
 from pathlib import Path
 from typing import Any
 
-from benchmarks import crawl, load, processes, quota, structuring
+from benchmarks import crawl, load, processes, quota, startup, structuring
 
 ROOT = Path(__file__).resolve().parent.parent
 PAGE = ROOT / "docs" / "benchmarks.md"
 CHART = ROOT / "docs" / "assets" / "benchmarks.png"
-NAMES = ("structuring", "crawl", "processes", "quota", "load")
+NAMES = ("startup", "structuring", "crawl", "processes", "quota", "load")
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -33,6 +33,11 @@ def main(argv: list[str] | None = None) -> None:
     if unknown:
         parser.error(f"unknown benchmarks: {', '.join(sorted(unknown))}")
     results: dict[str, Any] = {}
+    if "startup" in chosen:
+        results["startup"] = startup.run()
+        print("Start-up, as a multiple of import httpx")
+        for name, value in results["startup"].items():
+            print(f"  {name}: {value:.2f}x")
     if "structuring" in chosen:
         results["structuring"] = structuring.run()
         print("Structuring a page into records, as a multiple of json.loads of the page")
@@ -100,6 +105,10 @@ def write_page(results: dict[str, Any]) -> None:
     lines += [
         f"- {name}: {value:.2f}x `json.loads` of the page"
         for name, value in results["structuring"].items()
+    ]
+    lines += ["", "## Start-up", ""]
+    lines += [
+        f"- `{name}`: {value:.2f}x `import httpx`" for name, value in results["startup"].items()
     ]
     lines += [
         "",
