@@ -75,6 +75,14 @@ def test_a_bad_rate_limit_flag_does_not_blame_the_variable(env: dict[str, str]) 
     assert "LSQ_RATE_LIMIT" not in line
 
 
+def test_a_bad_repeated_rate_limit_is_a_usage_error(env: dict[str, str]) -> None:
+    """--rate-limit repeated, the second with an unknown unit: exit 2, naming flag and unit."""
+    result = run("opportunities", "x", "--rate-limit", "10/5", "--rate-limit", "9/1w", env=env)
+    assert result.returncode == 2
+    line = assert_one_error_line(result, SECRET)
+    assert "Invalid value for '--rate-limit': invalid rate limit '9/1w': unknown unit" in line
+
+
 def test_a_bad_lsq_rate_limit_names_the_variable(env: dict[str, str]) -> None:
     """LSQ_RATE_LIMIT=0/5: exit 2, the message names the variable, not the flag."""
     result = run("opportunities", "some-lead", env={**env, "LSQ_RATE_LIMIT": "0/5"})
