@@ -152,11 +152,11 @@ def test_a_leads_file_that_is_no_file_is_named(
 def test_a_full_disk_under_out_names_the_file(
     env: dict[str, str], lsq_emulator: RunningEmulator
 ) -> None:
-    """opportunities --out on a full disk (/dev/full): the error names the file."""
+    """opportunities --out on a full disk (/dev/full): the error names the file; exit 75."""
     env = {**env, "LSQ_HOST": lsq_emulator.url, "LSQ_ACCESS_KEY": lsq_emulator.access_key}
     env["LSQ_SECRET_KEY"] = lsq_emulator.secret_key
     lead = lsq_emulator.data.leads_by_shape["one"]
     result = run("opportunities", lead, "--out", "/dev/full", env=env)
-    assert result.returncode == 1
+    assert result.returncode == 75
     line = assert_one_error_line(result, lsq_emulator.secret_key)
     assert line == "leadsq-async: error: No space left on device: /dev/full"

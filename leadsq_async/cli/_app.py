@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import errno
 import functools
 import logging
 import os
@@ -15,13 +14,26 @@ from typing import IO, Any
 import click
 from rich.console import Console
 
-from leadsq_async import LeadSquaredError, Session
+from leadsq_async import (
+    AuthenticationError,
+    LeadSquaredError,
+    RateLimiterUnavailable,
+    Session,
+)
 
 from ._checkpoint import CrawlDirectory, CrawlError, CrawlSettings, naming
 from ._demo import demo
 from ._export import FORMATS, RowWriter, writer_for
 from ._ids import STDIN, IdReader, count_ids, ids_from, lines_to_ids, open_ids, source_of
 from ._options import ApiOptions, api_options, scrub
+from ._outcomes import (
+    EXIT_CODES_HELP,
+    TEMPORARY_FAILURE,
+    Failures,
+    FailuresInARow,
+    exit_code_of,
+    is_disk_full,
+)
 from ._progress import CrawlCounts, Display, NoDisplay, RichDisplay, format_duration, plural
 from ._run import (
     INTERRUPTED_EXIT_CODE,
@@ -52,6 +64,7 @@ def _version() -> str:
 
 @click.group(
     context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100},
+    epilog=EXIT_CODES_HELP,
 )
 @click.version_option(_version(), "--version", prog_name=PROG, message="%(prog)s %(version)s")
 def cli() -> None:
@@ -164,16 +177,18 @@ def _export(
     out: str,
     api: ApiOptions,
     fetch: Callable[
-        [Session, IdReader, RowWriter, Callable[[str, BaseException], None]], Awaitable[int]
+        [Session, IdReader, RowWriter, Callable[[str, BaseException], None]],
+        Awaitable[Failures],
     ],
 ) -> int:
     """Run ``fetch`` over the ids (arguments, then ``ids_file``), writing rows to ``out``.
 
-    ``fetch(session, ids, writer, report)`` returns how many ids failed; the
-    command then exits 1, after the rows of the others.
+    ``fetch(session, ids, writer, report)`` returns how many ids failed, and how;
+    the command then exits 1 (all for good) or 75 (some for now), after the rows
+    of the others.
     """
 
-    async def work() -> int:
+    async def work() -> Failures:
         with _ids_file(ids_file) as file, _output_stream(out) as stream:
             name = "standard output" if out == STDIN else out
             writer = _NamingWriter(writer_for(output_format, stream), name)
@@ -183,11 +198,35 @@ def _export(
             writer.finish()
         return failures
 
-    failures = run_interruptibly(work())
-    if failures:
-        noun = kind if failures == 1 else f"{kind}s"
-        raise CommandFailed(f"{failures} {noun} failed (see the lines above)")
+    try:
+        failures = run_interruptibly(work())
+    except FailuresInARow as error:
+        raise CommandFailed(
+            f"{scrub(str(error))}; the command stopped: run it again later",
+            exit_code=TEMPORARY_FAILURE,
+        ) from None
+    if failures.exit_code:
+        raise CommandFailed(_export_failures(failures, kind), exit_code=failures.exit_code)
     return 0
+
+
+def _export_failures(failures: Failures, kind: str) -> str:
+    """What a failed export says: how many ids failed, for good and for now."""
+    noun = "opportunities" if kind == "opportunity" else f"{kind}s"
+    total = failures.for_good + failures.for_now
+    failed = f"{total} {kind if total == 1 else noun} failed (see the lines above)"
+    if not failures.for_now:
+        return f"{failed}, for good: the API refused {'it' if total == 1 else 'them'}"
+    if not failures.for_good:
+        return (
+            f"{failed}, for now (retries spent on timeouts, dropped connections or server "
+            f"errors): run the command again for {'it' if total == 1 else 'them'}"
+        )
+    return (
+        f"{failed}: {failures.for_now} for now (timeouts, dropped connections or server "
+        f"errors: run the command again for those), {failures.for_good} for good (the API "
+        "refused them)"
+    )
 
 
 @cli.command()
@@ -219,8 +258,9 @@ def opportunities(
     LEAD_ID is a lead's ProspectId; - reads ids from standard input, one per
     line, fetching each as it comes. Each lead's rows come together, leads in
     the order they finish (JSON Lines: written out as each finishes). A lead
-    that fails gets an error line on stderr while the others carry on, and
-    the exit code is then 1.
+    that fails gets an error line on stderr while the others carry on; the
+    exit code is then 1 if every failure is for good (the API refused the
+    lead), 75 if some may pass when run again (see leadsq-async --help).
     """
     _ids_given(lead_ids, leads_file, "lead", "--leads-file")
     fetch = functools.partial(
@@ -266,7 +306,8 @@ def activities(
     standard input, one per line, fetching each as it comes. Each
     opportunity's rows come together, in the order they finish (JSON Lines:
     written out as each finishes). An opportunity that fails gets an error
-    line on stderr while the others carry on, and the exit code is then 1.
+    line on stderr while the others carry on; the exit code is then 1 if
+    every failure is for good, 75 if some may pass when run again.
     """
     _ids_given(opportunity_ids, opportunities_file, "opportunity", "--opportunities-file")
     fetch = functools.partial(
@@ -335,8 +376,15 @@ def show_cursor() -> None:
 @click.option(
     "--resume",
     is_flag=True,
-    help="Carry on the crawl in DIR: skip the leads it has done, retry the ones that "
-    "failed, and keep every record exactly once, even after a crash or kill -9.",
+    help="Carry on the crawl in DIR: skip the leads it has done and those that failed "
+    "for good, request again those that failed for now, and keep every record exactly "
+    "once, even after a crash or kill -9.",
+)
+@click.option(
+    "--retry-failed",
+    is_flag=True,
+    help="With --resume: request again the leads that failed for good too (the API "
+    "refused them: a lead that did not exist, say, may exist now).",
 )
 @click.option(
     "--overwrite",
@@ -373,6 +421,7 @@ def crawl(
     with_activities: bool,
     opportunity_type: str | None,
     resume: bool,
+    retry_failed: bool,
     overwrite: bool,
     repair: bool,
     concurrency: int | None,
@@ -383,19 +432,27 @@ def crawl(
     """Crawl the opportunities (and activities) of many leads into a directory.
 
     Each line of the .jsonl files is a row exactly as the API sent it. The
-    crawl keeps to the rate limit and uses all of it. Ctrl-C stops it within
+    crawl keeps to the rate limits and uses all of them. Ctrl-C stops it within
     moments; --resume then carries on where it stopped, so that the files
     hold every record exactly once. Leads that fail are listed with the
-    reason in failed.jsonl, the exit code is then 1, and --resume retries them.
+    reason in failed.jsonl: for good (the API refused them; exit code 1) or
+    for now (retries spent on timeouts, dropped connections, 5xx; exit code
+    75), which --resume requests again. A failure of the whole account stops
+    the crawl at once: bad keys or host (exit code 1), a spent quota (75).
     Only one crawl at a time may use DIR: a second is refused with exit code 2.
     """
     if resume and overwrite:
         raise click.UsageError("--resume and --overwrite contradict each other: pick one")
     if repair and not resume:
         raise click.UsageError("--repair mends the journal of a crawl being resumed: add --resume")
+    if retry_failed and not resume:
+        raise click.UsageError(
+            "--retry-failed requests again the leads a crawl being resumed failed: add --resume"
+        )
     settings = CrawlSettings(with_activities=with_activities, opportunity_type=opportunity_type)
     total = count_ids(leads_file)
-    session = api.session()  # before touching DIR: bad options leave it alone
+    # Before touching DIR: bad options leave it alone.
+    session = api.session()
     if resume:
         output = CrawlDirectory.resume(out, settings, repair=repair)
     else:
@@ -419,6 +476,7 @@ def crawl(
                         display,
                         concurrency=concurrency,
                         scrub=scrub,
+                        retry_failed=retry_failed,
                     )
         return meter.elapsed
 
@@ -433,18 +491,26 @@ def crawl(
             f"interrupted: {saved()}; run the same command with --resume to carry on",
             exit_code=INTERRUPTED_EXIT_CODE,
         ) from None
+    except FailuresInARow as error:
+        raise CommandFailed(
+            f"{scrub(str(error))}; the crawl stopped ({saved()}): run the same command with "
+            "--resume to carry on",
+            exit_code=TEMPORARY_FAILURE,
+        ) from None
     except LeadSquaredError as error:
         raise CommandFailed(
-            f"{error_line(error, scrub)}; the crawl stopped ({saved()}): run the same command "
-            "with --resume to carry on"
+            f"{error_line(error, scrub)}; {_stop_reason(error)}, so the crawl stopped "
+            f"({saved()}): {_stop_advice(error)}",
+            exit_code=exit_code_of(error),
         ) from None
     except OSError as error:
         # A file of DIR could not be written (or the leads file read): the lead being
         # written is not journaled, so --resume drops its rows and crawls it again.
-        fix = "free some space there" if error.errno in _DISK_FULL else "fix that"
+        fix = "free some space there" if is_disk_full(error) else "fix that"
         raise CommandFailed(
             f"{error_line(error, scrub)}; the crawl stopped ({saved()}): {fix}, then run the "
-            "same command with --resume to carry on"
+            "same command with --resume to carry on",
+            exit_code=exit_code_of(error),
         ) from None
     finally:
         # Not raised from here: it would hide why the crawl stopped, if it did.
@@ -452,23 +518,61 @@ def crawl(
     if report_error is not None:
         raise CommandFailed(
             f"{error_line(report_error, scrub)}; every lead is saved in {out}, but not the "
-            "list of those that failed: run the same command with --resume to write it"
+            "list of those that failed: run the same command with --resume to write it",
+            exit_code=exit_code_of(report_error),
         )
     if not quiet:
         click.echo(_summary(counts, session.stats.requests, elapsed, out), err=True)
-    failed = len(output.failed)
-    if failed:
+    failures = Failures(
+        for_good=sum(not entry.transient for entry in output.failed),
+        for_now=sum(entry.transient for entry in output.failed),
+    )
+    if failures.exit_code:
         raise CommandFailed(
-            f"{failed} {'lead' if failed == 1 else 'leads'} failed: see {out / 'failed.jsonl'}"
-            "; run the same command with --resume to retry them"
+            _crawl_failures(failures, out / "failed.jsonl"), exit_code=failures.exit_code
         )
     return 0
 
 
-#: The errors of a full disk (or of a spent disk quota).
-_DISK_FULL = frozenset(
-    code for code in (errno.ENOSPC, getattr(errno, "EDQUOT", None)) if code is not None
-)
+def _stop_reason(error: LeadSquaredError) -> str:
+    if isinstance(error, RateLimiterUnavailable):
+        return "no lead can be crawled without the shared rate limiter"
+    return "it concerns every lead, not one"
+
+
+def _stop_advice(error: LeadSquaredError) -> str:
+    if isinstance(error, AuthenticationError):
+        return (
+            "check the keys and the host (--host, LSQ_HOST), then run the same command "
+            "with --resume to carry on"
+        )
+    if isinstance(error, RateLimiterUnavailable):
+        return "run the same command with --resume once it is back"
+    return "run the same command with --resume to carry on"
+
+
+def _crawl_failures(failures: Failures, path: Path) -> str:
+    """What a crawl done but for failed leads says: how many, how, and where they are listed."""
+    for_now, for_good = failures.for_now, failures.for_good
+    retry = "--resume --retry-failed requests"
+    if not for_now:
+        them = "it" if for_good == 1 else "them"
+        return (
+            f"{plural(for_good, 'lead')} failed for good (the API refused {them}): see {path}; "
+            f"{retry} {them} again"
+        )
+    them = "it" if for_now == 1 else "them"
+    now = (
+        f"{plural(for_now, 'lead')} failed for now (retries spent on timeouts, dropped "
+        f"connections or server errors)"
+    )
+    if not for_good:
+        return f"{now}: see {path}; run the same command with --resume to request {them} again"
+    return (
+        f"{now} and {plural(for_good, 'lead')} for good (the API refused "
+        f"{'it' if for_good == 1 else 'them'}): see {path}; run the same command with --resume "
+        f"to request the first again ({retry} all)"
+    )
 
 
 def _finish(output: CrawlDirectory) -> OSError | None:
@@ -486,7 +590,11 @@ def _summary(counts: CrawlCounts, requests: int, elapsed: float, out: Path) -> s
     parts = [plural(counts.opportunities, "opportunity", "opportunities")]
     if counts.activities:
         parts.append(plural(counts.activities, "activity", "activities"))
-    skipped = f", skipped {counts.skipped} (done before or repeated)" if counts.skipped else ""
+    skipped = (
+        f", skipped {counts.skipped} (done or failed for good before, or repeated)"
+        if counts.skipped
+        else ""
+    )
     return (
         f"crawled {plural(counts.crawled, 'lead')}{skipped} in {format_duration(elapsed)}: "
         f"{', '.join(parts)}, {plural(requests, 'request')}; files in {out}"
@@ -528,8 +636,10 @@ def main(argv: list[str] | None = None) -> int:
 
     Every error ends as one line on stderr, ``leadsq-async: error: ...``, with
     no traceback and never a secret key: exit code 2 for a usage error (and for
-    a crawl directory another crawl is using), 130 when interrupted, 1
-    otherwise. Set LSQ_DEBUG=1 to see the traceback of an unexpected error.
+    a crawl directory another crawl is using), 130 when interrupted, 75 when
+    the same command can finish the work later (a spent quota, a full disk: see
+    `_outcomes`), 1 otherwise. Set LSQ_DEBUG=1 to see the traceback of an
+    unexpected error.
     """
     _setup_logging()
     try:
@@ -550,7 +660,7 @@ def main(argv: list[str] | None = None) -> int:
     except (LeadSquaredError, CrawlError, ValueError, TypeError, OSError) as error:
         if isinstance(error, BrokenPipeError):
             return _quiet_broken_pipe()
-        code = error.exit_code if isinstance(error, CrawlError) else 1
+        code = error.exit_code if isinstance(error, CrawlError) else exit_code_of(error)
         return _fail(f"error: {error_line(error, scrub)}", code)
     except ModuleNotFoundError as error:
         # uvicorn, for `emulator` and `demo`, is imported only when a server starts.
