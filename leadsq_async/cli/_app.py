@@ -17,6 +17,7 @@ from rich.console import Console
 from leadsq_async import (
     AuthenticationError,
     LeadSquaredError,
+    QuotaExhaustedError,
     RateLimiterUnavailable,
     Session,
 )
@@ -33,6 +34,8 @@ from ._outcomes import (
     FailuresInARow,
     exit_code_of,
     is_disk_full,
+    quota_name,
+    resume_time,
 )
 from ._progress import CrawlCounts, Display, NoDisplay, RichDisplay, format_duration, plural
 from ._run import (
@@ -200,6 +203,12 @@ def _export(
 
     try:
         failures = run_interruptibly(work())
+    except QuotaExhaustedError as error:
+        raise CommandFailed(
+            f"{quota_name(error.limit)} is spent; the command stopped: run it again after "
+            f"{resume_time(error.retry_at)}",
+            exit_code=TEMPORARY_FAILURE,
+        ) from None
     except FailuresInARow as error:
         raise CommandFailed(
             f"{scrub(str(error))}; the command stopped: run it again later",
@@ -413,6 +422,13 @@ def show_cursor() -> None:
     help="Show the progress bar on stderr even when it is not a terminal, or never "
     "[default: when stderr is a terminal].",
 )
+@click.option(
+    "--wait-for-quota",
+    is_flag=True,
+    help="When a quota is spent (no rate-limit slot within --request-deadline, such as "
+    "the daily quota), wait until it allows more, showing when in the progress, "
+    "instead of stopping with exit code 75.",
+)
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar and no summary.")
 @api_options
 def crawl(
@@ -426,6 +442,7 @@ def crawl(
     repair: bool,
     concurrency: int | None,
     progress: bool | None,
+    wait_for_quota: bool,
     quiet: bool,
     api: ApiOptions,
 ) -> int:
@@ -438,8 +455,9 @@ def crawl(
     reason in failed.jsonl: for good (the API refused them; exit code 1) or
     for now (retries spent on timeouts, dropped connections, 5xx; exit code
     75), which --resume requests again. A failure of the whole account stops
-    the crawl at once: bad keys or host (exit code 1), a spent quota (75).
-    Only one crawl at a time may use DIR: a second is refused with exit code 2.
+    the crawl at once: bad keys or host (exit code 1), a spent quota (75: it
+    says when to resume; or --wait-for-quota). Only one crawl at a time may
+    use DIR: a second is refused with exit code 2.
     """
     if resume and overwrite:
         raise click.UsageError("--resume and --overwrite contradict each other: pick one")
@@ -452,7 +470,7 @@ def crawl(
     settings = CrawlSettings(with_activities=with_activities, opportunity_type=opportunity_type)
     total = count_ids(leads_file)
     # Before touching DIR: bad options leave it alone.
-    session = api.session()
+    session = api.session(wait_for_quota=wait_for_quota)
     if resume:
         output = CrawlDirectory.resume(out, settings, repair=repair)
     else:
@@ -461,6 +479,8 @@ def crawl(
         click.echo(f"{PROG}: warning: {output.repaired}", err=True)
     counts = CrawlCounts(total=total)
     display = progress_display(quiet=quiet, force=progress)
+    # Without a bar, a wait for the quota is one line (the bar shows it otherwise).
+    announce = _announce if isinstance(display, NoDisplay) else None
 
     async def work() -> float:
         async with session:
@@ -477,6 +497,7 @@ def crawl(
                         concurrency=concurrency,
                         scrub=scrub,
                         retry_failed=retry_failed,
+                        announce=announce,
                     )
         return meter.elapsed
 
@@ -485,11 +506,18 @@ def crawl(
         return f"{done} {'lead is' if done == 1 else 'leads are'} saved in {out}"
 
     try:
-        elapsed = run_interruptibly(work(), on_abort=show_cursor)
+        with _quota_wait_shown_by_the_crawl():
+            elapsed = run_interruptibly(work(), on_abort=show_cursor)
     except Interrupted:
         raise CommandFailed(
             f"interrupted: {saved()}; run the same command with --resume to carry on",
             exit_code=INTERRUPTED_EXIT_CODE,
+        ) from None
+    except QuotaExhaustedError as error:
+        raise CommandFailed(
+            f"{quota_name(error.limit)} is spent; the crawl stopped ({saved()}): resume after "
+            f"{resume_time(error.retry_at)} with --resume, or pass --wait-for-quota to wait",
+            exit_code=TEMPORARY_FAILURE,
         ) from None
     except FailuresInARow as error:
         raise CommandFailed(
@@ -534,6 +562,10 @@ def crawl(
     return 0
 
 
+def _announce(line: str) -> None:
+    click.echo(f"{PROG}: {line}", err=True)
+
+
 def _stop_reason(error: LeadSquaredError) -> str:
     if isinstance(error, RateLimiterUnavailable):
         return "no lead can be crawled without the shared rate limiter"
@@ -573,6 +605,25 @@ def _crawl_failures(failures: Failures, path: Path) -> str:
         f"{'it' if for_good == 1 else 'them'}): see {path}; run the same command with --resume "
         f"to request the first again ({retry} all)"
     )
+
+
+@contextlib.contextmanager
+def _quota_wait_shown_by_the_crawl() -> Iterator[None]:
+    """Leave out the session's own warning that it waits for a spent quota: the crawl
+    shows the wait itself (from `QuotaWait` events), in its progress or as one line."""
+    logger = logging.getLogger("leadsq_async")
+    quota_wait = _QuotaWaitWarning()
+    logger.addFilter(quota_wait)
+    try:
+        yield
+    finally:
+        logger.removeFilter(quota_wait)
+
+
+class _QuotaWaitWarning(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        # The session's message, "the rate limit of ... is spent: waiting until ... UTC".
+        return "is spent: waiting until" not in str(record.msg)
 
 
 def _finish(output: CrawlDirectory) -> OSError | None:

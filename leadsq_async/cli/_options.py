@@ -166,8 +166,8 @@ class ApiOptions:
         """The shortest-period limit, for code that takes one limit only."""
         return min(self.rate_limits, key=lambda limit: limit.period)
 
-    def session(self) -> Session:
-        """A `Session` with these options.
+    def session(self, *, wait_for_quota: bool = False) -> Session:
+        """A `Session` with these options; ``wait_for_quota`` as `Session` takes it.
 
         Raises:
             click.UsageError: a key is missing.
@@ -184,6 +184,7 @@ class ApiOptions:
             rate_limit=self.rate_limits,
             timeout=self.timeout,
             retry=RetryPolicy(attempts=self.max_attempts, deadline=self.request_deadline),
+            wait_for_quota=wait_for_quota,
         )
 
 
@@ -255,7 +256,8 @@ _API_OPTIONS = (
         metavar="SECONDS",
         help="The most one request may take, its retries and its wait for a rate-limit slot "
         "included. A slot further away than that (a spent daily quota) is not waited for: "
-        "the command stops.",
+        "the command stops and says when the quota allows more (crawl --wait-for-quota "
+        "waits instead).",
     ),
 )
 

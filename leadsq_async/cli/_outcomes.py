@@ -21,11 +21,14 @@ whole account never become an id's result: the crawl raises them and the command
 
 from __future__ import annotations
 
+import datetime as dt
 import errno
 
 import attrs
 
-from leadsq_async import LeadSquaredError, QuotaExhaustedError, RateLimiterUnavailable
+from leadsq_async import LeadSquaredError, QuotaExhaustedError, RateLimit, RateLimiterUnavailable
+
+from ._progress import format_duration
 
 __all__ = [
     "DONE",
@@ -42,6 +45,9 @@ __all__ = [
     "exit_code_of",
     "failed_for_good",
     "is_disk_full",
+    "quota_name",
+    "quota_resumes_at",
+    "resume_time",
 ]
 
 DONE = 0
@@ -166,3 +172,45 @@ class FailureStreak:
         self._count += 1
         if self._count >= self._limit:
             raise FailuresInARow(self._count, error, line or str(error), self._noun)
+
+
+def quota_name(limit: RateLimit | None) -> str:
+    """``the daily quota of 10,000 calls``, ``the quota of 6 calls per 4 s``: ``limit``,
+    named as a quota; ``the account's rate limit`` when it is not known."""
+    if limit is None:
+        return "the account's rate limit"
+    calls = f"{limit.calls:,} {'call' if limit.calls == 1 else 'calls'}"
+    named = {86_400.0: "daily", 3_600.0: "hourly"}.get(limit.period)
+    if named is not None:
+        return f"the {named} quota of {calls}"
+    return f"the quota of {limit}"
+
+
+def quota_resumes_at(retry_at: dt.datetime, now: dt.datetime | None = None) -> str:
+    """``14:04 UTC``: the minute by which the quota allows a call again, rounded up.
+
+    The date comes first (``2024-05-02 14:04 UTC``) when it is not today's, in UTC.
+    """
+    now = _utc_now() if now is None else now
+    at = _minute_after(retry_at)
+    if at.date() != now.astimezone(dt.timezone.utc).date():
+        return f"{at:%Y-%m-%d %H:%M} UTC"
+    return f"{at:%H:%M} UTC"
+
+
+def resume_time(retry_at: dt.datetime, now: dt.datetime | None = None) -> str:
+    """``14:04 UTC (in 3h12m)``: `quota_resumes_at`, and how long from ``now`` that is."""
+    now = _utc_now() if now is None else now
+    wait = max(0.0, (_minute_after(retry_at) - now).total_seconds())
+    return f"{quota_resumes_at(retry_at, now)} (in {format_duration(wait)})"
+
+
+def _minute_after(moment: dt.datetime) -> dt.datetime:
+    """``moment`` in UTC, rounded up to the minute."""
+    utc = moment.astimezone(dt.timezone.utc)
+    minute = utc.replace(second=0, microsecond=0)
+    return minute if minute == utc else minute + dt.timedelta(minutes=1)
+
+
+def _utc_now() -> dt.datetime:
+    return dt.datetime.now(dt.timezone.utc)

@@ -95,6 +95,8 @@ class Meter:
         self._clock = clock
         self.started = clock()
         self.throttled_seconds = 0.0
+        #: What holds the crawl back beyond the pace, such as a spent quota; None when nothing.
+        self.notice: str | None = None
         self._last = self.started
         self._samples: collections.deque[tuple[float, int]] = collections.deque()
         self._samples.append((self.started, session.stats.requests))
@@ -159,10 +161,11 @@ def format_duration(seconds: float | None) -> str:
 
 def describe(counts: CrawlCounts, meter: Meter) -> dict[str, str]:
     """The figures a display shows, as text."""
+    throttled = format_duration(meter.throttled_seconds)
     return {
         "records": f"{counts.records:,}",
         "rate": f"{meter.requests_per_second:.1f}",
-        "throttled": format_duration(meter.throttled_seconds),
+        "throttled": throttled if meter.notice is None else f"{throttled}, {meter.notice}",
         "eta": format_duration(meter.eta(counts)),
     }
 

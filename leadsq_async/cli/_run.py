@@ -11,16 +11,19 @@ from typing import Any, TypeVar
 
 from leadsq_async import (
     Crawl,
+    Event,
     LeadResult,
     LeadSquaredError,
     OpportunityResult,
+    QuotaWait,
+    RequestSent,
     Session,
     unstructure,
 )
 
 from ._checkpoint import CrawlDirectory
 from ._export import RowWriter
-from ._outcomes import INTERRUPTED, Failures, FailureStreak
+from ._outcomes import INTERRUPTED, Failures, FailureStreak, quota_name, quota_resumes_at
 from ._progress import CrawlCounts, Display, Meter, track
 
 __all__ = [
@@ -207,6 +210,7 @@ async def crawl_into(
     concurrency: int | None,
     scrub: Callable[[str], str],
     retry_failed: bool = False,
+    announce: Callable[[str], None] | None = None,
 ) -> Meter:
     """Crawl every lead not yet settled into ``output``, journaling each as it finishes.
 
@@ -216,6 +220,9 @@ async def crawl_into(
     lead that fails is journaled as failed (its message passed through
     ``scrub``) and the others carry on. Cancelling the task that runs this
     stops it within moments: every lead journaled so far stays in the output.
+
+    A wait for a spent quota (``Session(wait_for_quota=True)``) shows in the
+    progress, and is passed to ``announce`` as a line, once per resume time.
 
     Returns:
         The meter, with the requests sent and the time spent.
@@ -234,16 +241,46 @@ async def crawl_into(
         opportunity_type=output.settings.opportunity_type,
     )
     streak = FailureStreak("lead")
-    async with track(counts, meter, display):
-        try:
-            async for result in results:
-                message = None if result.error is None else scrub(str(result.error))
-                output.record(result, message)
-                counts.add(result)
-                streak.add(result.error, message or "")
-        finally:
-            await results.aclose()
+    unsubscribe = session.events.subscribe(_QuotaWatch(meter, announce))
+    try:
+        async with track(counts, meter, display):
+            try:
+                async for result in results:
+                    message = None if result.error is None else scrub(str(result.error))
+                    output.record(result, message)
+                    counts.add(result)
+                    streak.add(result.error, message or "")
+            finally:
+                await results.aclose()
+    finally:
+        unsubscribe()
     return meter
+
+
+class _QuotaWatch:
+    """Shows a wait for a spent quota, "quota spent, resumes at 14:04 UTC": in the progress
+    (`Meter.notice`) until a request is sent again, and through ``announce`` as a line, once
+    for each resume time."""
+
+    def __init__(self, meter: Meter, announce: Callable[[str], None] | None) -> None:
+        self._meter = meter
+        self._announce = announce
+        self._announced = ""
+
+    def __call__(self, event: Event) -> None:
+        if isinstance(event, RequestSent):
+            self._meter.notice = None
+            return
+        if not isinstance(event, QuotaWait):
+            return
+        at = quota_resumes_at(event.retry_at)
+        self._meter.notice = f"quota spent, resumes at {at}"
+        if self._announce is not None and at != self._announced:
+            self._announced = at
+            self._announce(
+                f"quota spent, resumes at {at}: waiting for {quota_name(event.limit)} "
+                "(--wait-for-quota)"
+            )
 
 
 class _Pending:
