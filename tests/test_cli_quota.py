@@ -12,11 +12,13 @@ from __future__ import annotations
 import datetime as dt
 import os
 import re
+import signal
 import time
 from pathlib import Path
 
 import pytest
 from test_cli import (
+    LineReader,
     assert_one_error_line,
     expected_opportunities,
     file_rows,
@@ -24,6 +26,8 @@ from test_cli import (
     rows_of,
     run,
     small_leads,
+    start,
+    stop,
 )
 
 from leadsq_async import RateLimit
@@ -123,6 +127,30 @@ def test_wait_for_quota_shows_the_wait_in_the_progress_bar(
     assert "waiting until" not in result.stderr
     assert file_rows(out / "opportunities.jsonl") == expected_opportunities(emulator, leads)
     assert emulator.stats.rate_limited == 0
+
+
+def test_sigint_stops_a_crawl_waiting_for_the_quota_at_once(
+    emulator: RunningEmulator, env: dict[str, str], tmp_path: Path
+) -> None:
+    """Ctrl-C while --wait-for-quota waits: exit 130 within moments, what was done saved."""
+    file = leads_file(tmp_path, small_leads(emulator)[: QUOTA_CALLS + 2])
+    out = tmp_path / "crawl"
+    args = ["--wait-for-quota", "--concurrency", "1", *LIMITS, *FAIL_FAST]
+    process = start("crawl", "--leads-file", str(file), "--out", str(out), *args, env=env)
+    assert process.stderr is not None
+    errors = LineReader(process.stderr)
+    try:
+        assert "quota spent, resumes at" in errors.take(1)[0]
+        process.send_signal(signal.SIGINT)
+        started = time.monotonic()
+        assert process.wait(timeout=QUOTA_PERIOD) == 130
+        assert time.monotonic() - started < 1.0
+        assert errors.rest()[-1].startswith(
+            f"leadsq-async: interrupted: {QUOTA_CALLS} leads are saved in {out}"
+        )
+    finally:
+        stop(process, errors)
+    assert journal_lines(out) == 1 + QUOTA_CALLS
 
 
 def test_a_spent_quota_stops_opportunities_with_exit_75(
