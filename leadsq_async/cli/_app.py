@@ -14,13 +14,7 @@ from typing import IO, Any
 import click
 from rich.console import Console
 
-from leadsq_async import (
-    AuthenticationError,
-    LeadSquaredError,
-    QuotaExhaustedError,
-    RateLimiterUnavailable,
-    Session,
-)
+from leadsq_async import LeadSquaredError, QuotaExhaustedError, Session
 
 from ._checkpoint import CrawlDirectory, CrawlError, CrawlSettings, naming
 from ._demo import demo
@@ -32,10 +26,14 @@ from ._outcomes import (
     TEMPORARY_FAILURE,
     Failures,
     FailuresInARow,
+    crawl_failures,
     exit_code_of,
+    export_failures,
     is_disk_full,
     quota_name,
     resume_time,
+    stop_advice,
+    stop_reason,
 )
 from ._progress import CrawlCounts, Display, NoDisplay, RichDisplay, format_duration, plural
 from ._run import (
@@ -215,27 +213,8 @@ def _export(
             exit_code=TEMPORARY_FAILURE,
         ) from None
     if failures.exit_code:
-        raise CommandFailed(_export_failures(failures, kind), exit_code=failures.exit_code)
+        raise CommandFailed(export_failures(failures, kind), exit_code=failures.exit_code)
     return 0
-
-
-def _export_failures(failures: Failures, kind: str) -> str:
-    """What a failed export says: how many ids failed, for good and for now."""
-    noun = "opportunities" if kind == "opportunity" else f"{kind}s"
-    total = failures.for_good + failures.for_now
-    failed = f"{total} {kind if total == 1 else noun} failed (see the lines above)"
-    if not failures.for_now:
-        return f"{failed}, for good: the API refused {'it' if total == 1 else 'them'}"
-    if not failures.for_good:
-        return (
-            f"{failed}, for now (retries spent on timeouts, dropped connections or server "
-            f"errors): run the command again for {'it' if total == 1 else 'them'}"
-        )
-    return (
-        f"{failed}: {failures.for_now} for now (timeouts, dropped connections or server "
-        f"errors: run the command again for those), {failures.for_good} for good (the API "
-        "refused them)"
-    )
 
 
 @cli.command()
@@ -527,8 +506,8 @@ def crawl(
         ) from None
     except LeadSquaredError as error:
         raise CommandFailed(
-            f"{error_line(error, scrub)}; {_stop_reason(error)}, so the crawl stopped "
-            f"({saved()}): {_stop_advice(error)}",
+            f"{error_line(error, scrub)}; {stop_reason(error)}, so the crawl stopped "
+            f"({saved()}): {stop_advice(error)}",
             exit_code=exit_code_of(error),
         ) from None
     except OSError as error:
@@ -557,54 +536,13 @@ def crawl(
     )
     if failures.exit_code:
         raise CommandFailed(
-            _crawl_failures(failures, out / "failed.jsonl"), exit_code=failures.exit_code
+            crawl_failures(failures, out / "failed.jsonl"), exit_code=failures.exit_code
         )
     return 0
 
 
 def _announce(line: str) -> None:
     click.echo(f"{PROG}: {line}", err=True)
-
-
-def _stop_reason(error: LeadSquaredError) -> str:
-    if isinstance(error, RateLimiterUnavailable):
-        return "no lead can be crawled without the shared rate limiter"
-    return "it concerns every lead, not one"
-
-
-def _stop_advice(error: LeadSquaredError) -> str:
-    if isinstance(error, AuthenticationError):
-        return (
-            "check the keys and the host (--host, LSQ_HOST), then run the same command "
-            "with --resume to carry on"
-        )
-    if isinstance(error, RateLimiterUnavailable):
-        return "run the same command with --resume once it is back"
-    return "run the same command with --resume to carry on"
-
-
-def _crawl_failures(failures: Failures, path: Path) -> str:
-    """What a crawl done but for failed leads says: how many, how, and where they are listed."""
-    for_now, for_good = failures.for_now, failures.for_good
-    retry = "--resume --retry-failed requests"
-    if not for_now:
-        them = "it" if for_good == 1 else "them"
-        return (
-            f"{plural(for_good, 'lead')} failed for good (the API refused {them}): see {path}; "
-            f"{retry} {them} again"
-        )
-    them = "it" if for_now == 1 else "them"
-    now = (
-        f"{plural(for_now, 'lead')} failed for now (retries spent on timeouts, dropped "
-        f"connections or server errors)"
-    )
-    if not for_good:
-        return f"{now}: see {path}; run the same command with --resume to request {them} again"
-    return (
-        f"{now} and {plural(for_good, 'lead')} for good (the API refused "
-        f"{'it' if for_good == 1 else 'them'}): see {path}; run the same command with --resume "
-        f"to request the first again ({retry} all)"
-    )
 
 
 @contextlib.contextmanager

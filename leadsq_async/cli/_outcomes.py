@@ -23,12 +23,19 @@ from __future__ import annotations
 
 import datetime as dt
 import errno
+from pathlib import Path
 
 import attrs
 
-from leadsq_async import LeadSquaredError, QuotaExhaustedError, RateLimit, RateLimiterUnavailable
+from leadsq_async import (
+    AuthenticationError,
+    LeadSquaredError,
+    QuotaExhaustedError,
+    RateLimit,
+    RateLimiterUnavailable,
+)
 
-from ._progress import format_duration
+from ._progress import format_duration, plural
 
 __all__ = [
     "DONE",
@@ -42,12 +49,16 @@ __all__ = [
     "Failures",
     "FailuresInARow",
     "can_finish_later",
+    "crawl_failures",
     "exit_code_of",
+    "export_failures",
     "failed_for_good",
     "is_disk_full",
     "quota_name",
     "quota_resumes_at",
     "resume_time",
+    "stop_advice",
+    "stop_reason",
 ]
 
 DONE = 0
@@ -172,6 +183,67 @@ class FailureStreak:
         self._count += 1
         if self._count >= self._limit:
             raise FailuresInARow(self._count, error, line or str(error), self._noun)
+
+
+def export_failures(failures: Failures, kind: str) -> str:
+    """The last line of an export some ids of which failed: how many, for good and for now."""
+    noun = "opportunities" if kind == "opportunity" else f"{kind}s"
+    total = failures.for_good + failures.for_now
+    failed = f"{total} {kind if total == 1 else noun} failed (see the lines above)"
+    if not failures.for_now:
+        return f"{failed}, for good: the API refused {'it' if total == 1 else 'them'}"
+    if not failures.for_good:
+        return (
+            f"{failed}, for now (retries spent on timeouts, dropped connections or server "
+            f"errors): run the command again for {'it' if total == 1 else 'them'}"
+        )
+    return (
+        f"{failed}: {failures.for_now} for now (timeouts, dropped connections or server "
+        f"errors: run the command again for those), {failures.for_good} for good (the API "
+        "refused them)"
+    )
+
+
+def stop_reason(error: LeadSquaredError) -> str:
+    """Why a failure of the whole account stops a crawl, in words."""
+    if isinstance(error, RateLimiterUnavailable):
+        return "no lead can be crawled without the shared rate limiter"
+    return "it concerns every lead, not one"
+
+
+def stop_advice(error: LeadSquaredError) -> str:
+    """What to do about a failure of the whole account before resuming the crawl."""
+    if isinstance(error, AuthenticationError):
+        return (
+            "check the keys and the host (--host, LSQ_HOST), then run the same command "
+            "with --resume to carry on"
+        )
+    if isinstance(error, RateLimiterUnavailable):
+        return "run the same command with --resume once it is back"
+    return "run the same command with --resume to carry on"
+
+
+def crawl_failures(failures: Failures, path: Path) -> str:
+    """What a crawl done but for failed leads says: how many, how, and where they are listed."""
+    for_now, for_good = failures.for_now, failures.for_good
+    if not for_now:
+        them = "it" if for_good == 1 else "them"
+        return (
+            f"{plural(for_good, 'lead')} failed for good (the API refused {them}): see {path}; "
+            f"--resume --retry-failed requests {them} again"
+        )
+    them = "it" if for_now == 1 else "them"
+    now = (
+        f"{plural(for_now, 'lead')} failed for now (retries spent on timeouts, dropped "
+        f"connections or server errors)"
+    )
+    if not for_good:
+        return f"{now}: see {path}; run the same command with --resume to request {them} again"
+    return (
+        f"{now} and {plural(for_good, 'lead')} for good (the API refused "
+        f"{'it' if for_good == 1 else 'them'}): see {path}; --resume requests those that "
+        "failed for now again, --resume --retry-failed all of them"
+    )
 
 
 def quota_name(limit: RateLimit | None) -> str:
