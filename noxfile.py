@@ -12,6 +12,7 @@ TEST_DEPS = [
     "pytest-asyncio>=0.24",
     "pytest-timeout>=2.3",
     "starlette>=0.40",
+    "hypothesis>=6.100",
 ]
 BENCH_DEPS = ["aiolimiter>=1.1", "matplotlib>=3.8"]
 TYPE_DEPS = ["mypy>=1.11", *TEST_DEPS, *BENCH_DEPS, "types-redis; python_version<'3'"]

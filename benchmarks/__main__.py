@@ -15,12 +15,12 @@ import platform
 from pathlib import Path
 from typing import Any
 
-from benchmarks import crawl, processes, structuring
+from benchmarks import crawl, processes, quota, structuring
 
 ROOT = Path(__file__).resolve().parent.parent
 PAGE = ROOT / "docs" / "benchmarks.md"
 CHART = ROOT / "docs" / "assets" / "benchmarks.png"
-NAMES = ("structuring", "crawl", "processes")
+NAMES = ("structuring", "crawl", "processes", "quota")
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -45,6 +45,9 @@ def main(argv: list[str] | None = None) -> None:
         print("Several processes on one account, strict 25-per-5-s window")
         for name, value in results["processes"].items():
             print(f"  {name}: {figure(name, value)}")
+    if "quota" in chosen:
+        results["quota"] = quota.run()
+        print(quota.table(results["quota"]))
     if not args.no_page and set(chosen) == set(NAMES):
         write_page(results)
         print(f"wrote {PAGE.relative_to(ROOT)} and {CHART.relative_to(ROOT)}")
@@ -86,6 +89,7 @@ def write_page(results: dict[str, Any]) -> None:
         "the gap between its time / optimum and 1.",
         "",
     ]
+    lines += quota.markdown(results["quota"])
     lines += ["## Several processes on one account", ""]
     lines += [f"- {name}: {figure(name, value)}" for name, value in results["processes"].items()]
     lines += ["", "## Structuring records", ""]
@@ -111,6 +115,8 @@ def crawl_table(title: str, outcomes: list[crawl.Outcome]) -> list[str]:
     rows = [
         f"### {title}",
         "",
+        crawl.DESCRIPTIONS[title],
+        "",
         "| variant | time / optimum | time / safe optimum | requests / minimum "
         "| rate-limit rejections | most in any window |",
         "|---|---|---|---|---|---|",
@@ -129,7 +135,7 @@ def draw_chart(results: dict[str, Any], path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    outcomes = results["crawl"]["issue 2: 50 ms round trip"]
+    outcomes = results["crawl"][crawl.AGAINST_AIOLIMITER]
     names = [o.name for o in outcomes]
     figure, axes = plt.subplots(1, 4, figsize=(14, 3.6))
     panels = [

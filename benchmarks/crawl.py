@@ -15,20 +15,21 @@ the least, and is measured by:
 
 Three comparisons:
 
-1. issue 2: this library's crawl, against a hand-written httpx loop paced by
+1. `AGAINST_AIOLIMITER`: this library's crawl, against a hand-written httpx loop paced by
    ``aiolimiter.AsyncLimiter(25, 5)`` that waits a second and retries when it
    is refused (50 ms round trip);
-2. issue 4: ``Session.crawl_opportunities`` against a hand-written
+2. `SLOTS_AT_300_MS`: ``Session.crawl_opportunities`` against a hand-written
    ``asyncio.gather`` over the leads with the same session, at 300 ms; and
    the same crawl with each slot's period counted from the send instead of
    from the answer (`CountedFromTheSend`), the only way to approach the
    window optimum at that latency;
-3. the same crawls when the round trip varies between 300 and 600 ms.
+3. `SLOTS_AT_300_TO_600_MS`: the same crawls when the round trip varies between 300 and
+   600 ms.
 
 Counting from the send is refused in both: the time from a send to the
 server's count varies even when the simulated network's does not (connections
 opening, scheduling at both ends), and each refusal pauses every task for a
-period. This is why no client that keeps issue 2's guarantee (never more than
+period. This is why no client that keeps this library's guarantee (never more than
 25 in any window, whatever the latency) comes within 5% of the window optimum
 at 300 ms: it cannot tell when a request reached the server, so each slot
 waits a period after the answer, and each wave of 25 costs ``period + round
@@ -62,6 +63,21 @@ from leadsq_async.testing import (
 
 CALLS, PERIOD = 25, 5.0
 OPPORTUNITIES_PATH = "OpportunityManagement.svc/GetOpportunitiesOfLead"
+
+# The comparisons, by what each measures (their tables' titles).
+AGAINST_AIOLIMITER = "Against httpx paced by AsyncLimiter(25, 5), 50 ms round trip"
+SLOTS_AT_300_MS = "Slots counted from the answer or from the send, 300 ms round trip"
+SLOTS_AT_300_TO_600_MS = "Slots counted from the answer or from the send, 300 to 600 ms round trip"
+#: What each comparison puts side by side, a sentence under its table's title.
+DESCRIPTIONS = {
+    AGAINST_AIOLIMITER: "This library's crawl beside a hand-written httpx loop paced by "
+    "`aiolimiter.AsyncLimiter(25, 5)`, which waits a second and tries again when refused.",
+    SLOTS_AT_300_MS: "`Session.crawl_opportunities` beside an `asyncio.gather` over the leads "
+    "with the same session, and the same crawl with each slot's period counted from the send "
+    "instead of from the answer.",
+    SLOTS_AT_300_TO_600_MS: "The library's crawl and the crawl counting slots from the send, "
+    "when the round trip varies from one request to the next.",
+}
 
 
 @attrs.frozen
@@ -274,7 +290,7 @@ def report(title: str, outcomes: list[Outcome]) -> None:
 def run(leads: int = 170) -> dict[str, list[Outcome]]:
     """Every comparison; returns their outcomes by comparison."""
     results = {
-        "issue 2: 50 ms round trip": asyncio.run(
+        AGAINST_AIOLIMITER: asyncio.run(
             compare(
                 0.05,
                 leads,
@@ -284,7 +300,7 @@ def run(leads: int = 170) -> dict[str, list[Outcome]]:
                 },
             )
         ),
-        "issue 4: 300 ms round trip": asyncio.run(
+        SLOTS_AT_300_MS: asyncio.run(
             compare(
                 0.3,
                 leads,
@@ -295,7 +311,7 @@ def run(leads: int = 170) -> dict[str, list[Outcome]]:
                 },
             )
         ),
-        "issue 4: 300 to 600 ms round trip": asyncio.run(
+        SLOTS_AT_300_TO_600_MS: asyncio.run(
             compare(
                 0.3,
                 leads,

@@ -50,7 +50,7 @@ async def crawl_share(
     limit = lsq.RateLimit.parse(os.environ.get("LSQ_RATE_LIMIT", "25/5"))
     counts = {"leads": 0, "opportunities": 0, "failed": 0}
     async with (
-        lsq.RedisRateLimit(redis_url, limit.calls, limit.period, key=key) as shared_limit,
+        lsq.RedisRateLimit(redis_url, limit, key=key) as shared_limit,
         lsq.Session(
             access_key,
             os.environ["LSQ_SECRET_KEY"],

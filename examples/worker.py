@@ -11,11 +11,15 @@ standard error while the others carry on.
 For a list of ids known up front, ``Session.crawl_opportunities`` does all of
 this in one call; a queue fits ids that keep arriving.
 
+With ``--metrics-port``, it serves Prometheus metrics at ``/metrics``, counted
+from the session's events (`SessionMetrics`); that needs the ``prometheus``
+extra (``pip install "leadsq-async[prometheus]"``).
+
 Run it against the emulator (``leadsq-async emulator --lead-ids leads.txt``
 prints the variables to set)::
 
     export LSQ_HOST=http://127.0.0.1:8000 LSQ_ACCESS_KEY=... LSQ_SECRET_KEY=...
-    python examples/worker.py --leads-file leads.txt --out opportunities.jsonl
+    python examples/worker.py --leads-file leads.txt --out opportunities.jsonl --metrics-port 9100
 """
 
 from __future__ import annotations
@@ -29,6 +33,9 @@ import sys
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import TextIO
+from wsgiref.simple_server import WSGIServer
+
+from prometheus_client import CollectorRegistry, Counter, Histogram, start_http_server
 
 import leadsq_async as lsq
 
@@ -40,6 +47,79 @@ class Tally:
     leads: int = 0
     opportunities: int = 0
     failed: int = 0
+
+
+# --8<-- [start:metrics]
+class SessionMetrics:
+    """Prometheus metrics of a session, counted from its events.
+
+    Subscribe it with ``session.events.subscribe(metrics)``. Labels are the
+    endpoint's name, the status and the failure's class: never an id, which would
+    make a time series per lead.
+    """
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.requests = Counter(
+            "leadsq_requests", "Requests sent, retries included.", ["endpoint"], registry=registry
+        )
+        self.responses = Counter(
+            "leadsq_responses",
+            "Answers received, by HTTP status (none: no answer came).",
+            ["endpoint", "status"],
+            registry=registry,
+        )
+        self.seconds = Histogram(
+            "leadsq_response_seconds",
+            "Seconds from sending a request to the end of its answer.",
+            ["endpoint"],
+            registry=registry,
+        )
+        self.retries = Counter(
+            "leadsq_retries",
+            "Requests tried again, by why.",
+            ["endpoint", "error"],
+            registry=registry,
+        )
+        self.refusals = Counter(
+            "leadsq_rate_limited",
+            "Requests the server refused for the rate limit.",
+            ["endpoint"],
+            registry=registry,
+        )
+        self.quota_waits = Counter(
+            "leadsq_quota_waits", "Waits for a spent quota.", ["endpoint"], registry=registry
+        )
+        self.pages = Counter("leadsq_pages", "Pages fetched.", ["endpoint"], registry=registry)
+        self.rows = Counter(
+            "leadsq_rows", "Rows on the pages fetched.", ["endpoint"], registry=registry
+        )
+
+    def __call__(self, event: lsq.Event) -> None:
+        endpoint = event.endpoint.rsplit("/", 1)[-1]  # GetOpportunitiesOfLead
+        if isinstance(event, lsq.RequestSent):
+            self.requests.labels(endpoint).inc()
+        elif isinstance(event, lsq.ResponseReceived):
+            self.responses.labels(endpoint, str(event.status or "none")).inc()
+            self.seconds.labels(endpoint).observe(event.seconds)
+        elif isinstance(event, lsq.RetryScheduled):
+            self.retries.labels(endpoint, event.error_type).inc()
+        elif isinstance(event, lsq.RateLimited):
+            self.refusals.labels(endpoint).inc()
+        elif isinstance(event, lsq.QuotaWait):
+            self.quota_waits.labels(endpoint).inc()
+        elif isinstance(event, lsq.PageFetched):
+            self.pages.labels(endpoint).inc()
+            self.rows.labels(endpoint).inc(event.rows)
+
+
+def serve_metrics(registry: CollectorRegistry, port: int) -> WSGIServer:
+    """Serve ``registry`` at http://127.0.0.1:PORT/metrics from a thread (0: a free port);
+    stop with the server's ``shutdown()``, then ``server_close()``."""
+    server, _thread = start_http_server(port, addr="127.0.0.1", registry=registry)
+    return server
+
+
+# --8<-- [end:metrics]
 
 
 async def work(session: lsq.Session, queue: asyncio.Queue[str], out: TextIO, tally: Tally) -> None:
@@ -98,8 +178,11 @@ def read_ids(lines: Iterable[str]) -> Iterable[str]:
     return (line.strip() for line in lines if line.strip())
 
 
-async def run(leads: TextIO, out: TextIO, workers: int | None) -> Tally:
-    """Crawl the ids in ``leads`` with the session the environment describes."""
+async def run(
+    leads: TextIO, out: TextIO, workers: int | None, metrics: SessionMetrics | None = None
+) -> Tally:
+    """Crawl the ids in ``leads`` with the session the environment describes, counting
+    into ``metrics`` if given."""
     rate_limit = lsq.RateLimit.parse(os.environ.get("LSQ_RATE_LIMIT", "25/5"))
     async with lsq.Session(
         os.environ["LSQ_ACCESS_KEY"],
@@ -107,6 +190,8 @@ async def run(leads: TextIO, out: TextIO, workers: int | None) -> Tally:
         host=os.environ.get("LSQ_HOST", "api.leadsquared.com"),
         rate_limit=rate_limit,
     ) as session:
+        if metrics is not None:
+            session.events.subscribe(metrics)
         # Twice the limit's calls: enough requests waiting to keep every slot busy.
         pool_size = workers or 2 * rate_limit.calls
         return await crawl_queue(session, read_ids(leads), out, workers=pool_size)
@@ -118,16 +203,25 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--leads-file", default="-", help="lead ids, one per line (- for stdin)")
     parser.add_argument("--out", default="-", help="where to write the rows (- for stdout)")
     parser.add_argument("--workers", type=int, help="worker tasks [twice the rate limit's calls]")
+    parser.add_argument("--metrics-port", type=int, help="serve Prometheus metrics on this port")
     args = parser.parse_args(argv)
 
-    with contextlib.ExitStack() as files:
+    with contextlib.ExitStack() as resources:
+        metrics = None
+        if args.metrics_port is not None:
+            registry = CollectorRegistry()
+            metrics = SessionMetrics(registry)
+            server = serve_metrics(registry, args.metrics_port)
+            resources.callback(server.server_close)
+            resources.callback(server.shutdown)
+            print(f"metrics on http://127.0.0.1:{server.server_port}/metrics", file=sys.stderr)
         leads = sys.stdin
         if args.leads_file != "-":
-            leads = files.enter_context(open(args.leads_file, encoding="utf-8"))
+            leads = resources.enter_context(open(args.leads_file, encoding="utf-8"))
         out = sys.stdout
         if args.out != "-":
-            out = files.enter_context(open(args.out, "w", encoding="utf-8"))
-        tally = asyncio.run(run(leads, out, args.workers))
+            out = resources.enter_context(open(args.out, "w", encoding="utf-8"))
+        tally = asyncio.run(run(leads, out, args.workers, metrics))
     print(
         f"{tally.leads} leads, {tally.opportunities} opportunities, {tally.failed} failed",
         file=sys.stderr,

@@ -31,10 +31,11 @@ def check_seconds(name: str, value: object, *, allow_zero: bool = False) -> floa
     if isinstance(value, bool) or not isinstance(value, numbers.Real):
         raise TypeError(f"{name} must be a number of seconds, not {type(value).__name__}")
     seconds = float(value)
-    low_enough = seconds >= 0 if allow_zero else seconds > 0
-    if not math.isfinite(seconds) or not low_enough:
-        bound = ">= 0" if allow_zero else "> 0"
-        raise ValueError(f"{name} must be a finite number of seconds {bound}, not {value!r}")
+    if not math.isfinite(seconds):
+        raise ValueError(f"{name} must be a finite number of seconds, not {value!r}")
+    if seconds < 0 or (seconds == 0 and not allow_zero):
+        bound = "at least 0" if allow_zero else "more than 0"
+        raise ValueError(f"{name} must be {bound} seconds, not {value!r}")
     return seconds
 
 

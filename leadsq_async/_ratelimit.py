@@ -67,7 +67,6 @@ import asyncio
 import bisect
 import contextlib
 import math
-import numbers
 import re
 import time
 import warnings
@@ -79,6 +78,7 @@ from typing import NamedTuple, Protocol, runtime_checkable
 
 import attrs
 
+from ._checks import check_int, check_seconds
 from ._closing import AsyncClosing
 from ._errors import QuotaExhaustedError
 
@@ -100,39 +100,21 @@ LEARNED_FOR_PERIODS = 2
 
 
 def _to_calls(value: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
-        raise TypeError(f"calls must be an int, got {type(value).__name__}")
-    if value < 1:
-        raise ValueError(f"calls must be at least 1, got {value}")
-    return int(value)
+    return check_int("calls", value, minimum=1)
 
 
 def _to_seconds(value: float, name: str) -> float:
-    # bool is a Real to Python, but `period=True` is always a mistake.
-    if isinstance(value, bool) or not isinstance(value, numbers.Real):
-        raise TypeError(f"{name} must be a number of seconds, got {type(value).__name__}")
-    seconds = float(value)
-    if not math.isfinite(seconds) or seconds < 0:
-        raise ValueError(f"{name} must be a finite number of seconds >= 0, got {value!r}")
-    return seconds
+    return check_seconds(name, value, allow_zero=True)
 
 
 def _to_period(value: float) -> float:
-    period = _to_seconds(value, "period")
-    if period == 0:
-        raise ValueError("period must be more than 0 seconds, got 0")
-    return period
+    return check_seconds("period", value)
 
 
 def _to_max_wait(value: float | None) -> float:
-    if value is None:
+    if value is None or (isinstance(value, float) and value == math.inf):
         return math.inf
-    if isinstance(value, bool) or not isinstance(value, numbers.Real):
-        raise TypeError(f"max_wait must be a number of seconds or None, got {type(value).__name__}")
-    seconds = float(value)
-    if math.isnan(seconds) or seconds < 0:
-        raise ValueError(f"max_wait must be a number of seconds >= 0 or None, got {value!r}")
-    return seconds
+    return check_seconds("max_wait", value, allow_zero=True)
 
 
 _UNIT_SECONDS = {

@@ -1,29 +1,16 @@
-"""`RedisRateLimit`: one account's rate limit shared by every process and host.
+"""`RedisRateLimit`: one account's rate limits shared by every process and host.
 
 LeadSquared counts calls per account, so processes that share the keys must
-share the limit. This limiter keeps the in-process limiter's rule, in Redis:
+share the limits. This limiter keeps the in-process limiter's rule, in Redis,
+for every limit at once (a short one and a daily quota, say):
 
-    a slot is held from its grant until `period` seconds after its release,
-    and never more than `calls` slots are held at once,
+    a slot is held from its grant until a limit's `period` after its release,
+    and a slot is granted only while every limit holds fewer than its `calls`,
 
-so at most `calls` requests reach the server in any `period`-second window,
+so no limit sees more than `calls` requests in any `period`-second window,
 whatever the latency, across every process that uses the same Redis and key.
-
-Redis layout, for ``key`` (default ``leadsq-async:ratelimit:default``):
-
-- ``key``: a sorted set of held slots, scored by when they expire in Redis
-  time (microseconds). A slot in flight is the member ``<token>``, scored
-  ``now + lease + period`` and renewed while its request lasts, so a crashed
-  process's slots expire about `lease` seconds after its last renewal. A
-  released slot is the member ``<token>:released``, scored ``release + period``.
-- ``key:state``: a hash with ``pause_until`` (Redis time, microseconds) and
-  ``calls``/``period`` (microseconds), the lower limit a process learned from
-  the server, which every process then keeps to.
-- ``key:released``: a pub/sub channel; a release publishes on it, waking the
-  processes that wait for a slot to recompute when the next one frees.
-
-Every change is one Lua script (atomic), and every time comes from Redis'
-``TIME``, never from a host's clock. Both keys expire when idle.
+The Lua scripts in `_redis_scripts` keep the slots, each change atomic, on
+Redis' own clock; their module docstring describes the keys.
 """
 
 from __future__ import annotations
@@ -31,14 +18,27 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
-from typing import Any, Final
+import warnings
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Sequence
+from datetime import timedelta
+from typing import Any, Final, overload
 
+from . import _redis_scripts as scripts
+from ._checks import check_instance, check_int, check_seconds, check_text
 from ._closing import AsyncClosing
-from ._errors import RateLimiterUnavailable
-from ._ratelimit import RateLimit, SlidingWindowLimiter, _to_seconds
+from ._errors import QuotaExhaustedError, RateLimiterUnavailable
+from ._ratelimit import (
+    RateLimit,
+    SlidingWindowLimiter,
+    _implies,
+    _to_max_wait,
+    _utc_now,
+    as_rate_limits,
+    learned_lifetime,
+)
 
 try:
     from redis import asyncio as aioredis
@@ -65,150 +65,26 @@ _FALLBACK_RETRY_SECONDS: Final = 30.0
 _SOCKET_TIMEOUT_SECONDS: Final = 5.0
 # How long the listener waits for a release at a time; any finite wait will do.
 _LISTEN_SECONDS: Final = 60.0
-# The lower limit learned from the server outlives an idle spell of this long.
-_STATE_RETENTION_MS: Final = 3_600_000
-
-# Shared head of every script. ARGV[1..3]: the configured calls, period (us) and
-# lease (us). It reads Redis' clock and the shared state, and settles the limit
-# in force: the configured one, or the shared lower one if its rate is lower.
-_PRELUDE: Final = """
-local slots, state = KEYS[1], KEYS[2]
-local clock = redis.call('TIME')
-local now = tonumber(clock[1]) * 1000000 + tonumber(clock[2])
-local calls, period, lease = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
-local shared = redis.call('HMGET', state, 'calls', 'period', 'pause_until')
-local shared_calls, shared_period = tonumber(shared[1]), tonumber(shared[2])
-if shared_calls and shared_period and shared_calls * period < calls * shared_period then
-  calls, period = shared_calls, shared_period
-end
-local pause_until = tonumber(shared[3]) or 0
-
--- Idle keys vanish: the slots once the last one expires, the state an hour
--- after its last use (or when its pause ends, if later).
-local function keep_alive()
-  local last = redis.call('ZRANGE', slots, -1, -1, 'WITHSCORES')
-  if last[2] then
-    redis.call('PEXPIREAT', slots, math.floor(tonumber(last[2]) / 1000) + 1000)
-  end
-  local pause_left = math.max(0, math.floor((pause_until - now) / 1000))
-  redis.call('PEXPIRE', state, pause_left + RETENTION_MS)
-end
-""".replace("RETENTION_MS", str(_STATE_RETENTION_MS))
-
-# ARGV[4]: the token. Returns {granted, wait_us, calls, period_us}; when not
-# granted, wait_us is how long until the earliest moment a slot can free.
-_ACQUIRE: Final = (
-    _PRELUDE
-    + """
-local token = ARGV[4]
-if redis.call('ZSCORE', slots, token) then
-  -- granted by an earlier run whose answer was lost (a client retry)
-  return {1, 0, calls, period}
-end
-if pause_until > now then
-  return {0, pause_until - now, calls, period}
-end
-redis.call('ZREMRANGEBYSCORE', slots, '-inf', now)
-local held = redis.call('ZCARD', slots)
-if held < calls then
-  redis.call('ZADD', slots, now + lease + period, token)
-  keep_alive()
-  return {1, 0, calls, period}
-end
--- a lowered limit can leave more slots held than allowed: wait for enough of them
-local blocker = redis.call('ZRANGE', slots, held - calls, held - calls, 'WITHSCORES')
-return {0, tonumber(blocker[2]) - now, calls, period}
-"""
-)
-
-# ARGV[4]: the token, ARGV[5]: 1 if its request may have been sent, else 0,
-# ARGV[6]: the channel. A used slot stays held for `period`; an unused one goes.
-_RELEASE: Final = (
-    _PRELUDE
-    + """
-local token = ARGV[4]
-local removed = redis.call('ZREM', slots, token)
-if ARGV[5] == '1' then
-  redis.call('ZADD', slots, now + period, token .. ':released')
-  removed = 1
-end
-if removed == 1 then
-  keep_alive()
-  redis.call('PUBLISH', ARGV[6], '')
-end
-return {calls, period}
-"""
-)
-
-# ARGV[4..]: tokens of slots in flight. `XX`: a slot already released (renamed)
-# or expired is left alone.
-_RENEW: Final = (
-    _PRELUDE
-    + """
-for i = 4, #ARGV do
-  redis.call('ZADD', slots, 'XX', now + lease + period, ARGV[i])
-end
-keep_alive()
-return {calls, period}
-"""
-)
-
-# ARGV[4]: seconds to pause, in microseconds. A pause never shortens another.
-_PAUSE: Final = (
-    _PRELUDE
-    + """
-local wanted = now + tonumber(ARGV[4])
-if wanted > pause_until then
-  pause_until = wanted
-  redis.call('HSET', state, 'pause_until', pause_until)
-end
-keep_alive()
-return {calls, period}
-"""
-)
-
-# ARGV[4], ARGV[5]: the limit the server stated (calls, period us). Returns
-# {lowered, calls, period_us}. As in the in-process limiter, a longer period
-# must also cover the slots released under the old one: the cooling ones are
-# held longer, and grants pause for as long, past the ones that already freed.
-_LOWER: Final = (
-    _PRELUDE
-    + """
-local new_calls, new_period = tonumber(ARGV[4]), tonumber(ARGV[5])
-if new_calls * period >= calls * new_period then
-  return {0, calls, period}
-end
-local longer_by = new_period - period
-if longer_by > 0 then
-  for _, member in ipairs(redis.call('ZRANGE', slots, 0, -1)) do
-    if string.sub(member, -9) == ':released' then
-      redis.call('ZINCRBY', slots, longer_by, member)
-    end
-  end
-  if now + longer_by > pause_until then
-    pause_until = now + longer_by
-    redis.call('HSET', state, 'pause_until', pause_until)
-  end
-end
-redis.call('HSET', state, 'calls', new_calls, 'period', new_period)
-keep_alive()
-return {1, new_calls, new_period}
-"""
-)
+_DEFAULT_RATE_LIMIT: Final = RateLimit()
 
 
 class RedisRateLimit(AsyncClosing):
     """A rate limiter shared through Redis by every process and host using the same key.
 
     Give it to ``Session(rate_limit=...)`` in every process that uses the account:
-    together they never send more than `calls` requests in any `period`-second
-    window, and a free slot goes to a waiting process as soon as it frees. A
-    rate-limit answer seen by one process pauses all of them, and a lower limit
-    learned from the server is kept to by all of them.
+    together they never send more than a limit's `calls` requests in any of its
+    `period`-second windows, for every limit, and a free slot goes to a waiting
+    process as soon as every limit allows it. A rate-limit answer seen by one
+    process pauses all of them, and a limit learned from the server is kept to
+    by all of them.
 
     Within a process, waiters are served first come, first served. Close the
     limiter with `aclose` (or ``async with``) once no slot is held; a `Session`
     does not close a limiter it was given.
+
+    A key new to Redis, or one Redis lost (it restarted without persistence),
+    grants no slot for one period of the shortest limit, and longer limits such
+    as a daily quota count from zero again: see the guide to several processes.
 
     Args:
         redis: a Redis URL (``redis://[:password@]host:6379/0``, ``rediss://`` or
@@ -219,22 +95,29 @@ class RedisRateLimit(AsyncClosing):
             stays yours to close and configure (give it a ``socket_timeout``:
             without one, redis-py before 8 waits for ever on a Redis that stops
             answering).
-        calls: the account's limit: at most this many calls...
-        period: ...in any window of this many seconds.
+        rate_limit: the account's limit, or several (``[RateLimit(10, 5),
+            RateLimit(10_000, 86_400)]``); of two with one period, the lower
+            counts. Every process on one key should be given the same.
         key: the Redis key of the shared limit. Processes share a limit exactly
             when they use the same Redis and the same key, so key it by account,
             e.g. ``f"leadsq-async:ratelimit:{access_key}"`` (never the secret key).
-            All processes on one key should be given the same `calls` and `period`.
+        clock, sleep: what the process waits on (its waits between asks, slot
+            renewals, the fallback's timer and limiter); they must agree.
+            Deadlines shared with other processes are on Redis' clock.
         lease: seconds a slot in flight stays held without news from its process.
             The limiter renews its slots every ``lease / 3`` seconds while their
             requests last, so this only bounds how long a crashed process keeps
-            its slots (until ``lease + period`` after its last renewal).
+            its slots (they count as released ``lease`` after its last renewal).
         fallback: when Redis cannot be used, keep going with an in-process
             limiter of ``calls // fallback_processes`` calls per `period` (at
-            least 1), logging one warning, and try Redis again 30 seconds later.
-            Off by default: then `RateLimiterUnavailable` is raised.
+            least 1) for each limit, logging one warning, and try Redis again 30
+            seconds later. Off by default: then `RateLimiterUnavailable` is raised.
         fallback_processes: how many processes at most share the key, which sets
-            each one's share of the limit while it falls back.
+            each one's share of the limits while it falls back.
+
+    ``RedisRateLimit(redis, calls, period)`` (or ``calls=``, ``period=``) still
+    works for this release, with a `DeprecationWarning`: pass
+    ``RateLimit(calls, period)`` instead.
 
     Raises:
         TypeError, ValueError: an argument of the wrong type or value (before any I/O).
@@ -242,32 +125,75 @@ class RedisRateLimit(AsyncClosing):
             (``pip install 'leadsq-async[redis]'``).
     """
 
+    @overload
     def __init__(
         self,
         redis: str | aioredis.Redis,
-        calls: int = 25,
-        period: float = 5.0,
+        rate_limit: RateLimit | Sequence[RateLimit] = ...,
         *,
+        key: str = ...,
+        clock: Callable[[], float] = ...,
+        sleep: Callable[[float], Awaitable[object]] = ...,
+        lease: float = ...,
+        fallback: bool = ...,
+        fallback_processes: int = ...,
+    ) -> None: ...
+
+    @overload
+    def __init__(
+        self,
+        redis: str | aioredis.Redis,
+        calls: int,
+        period: float = ...,
+        /,
+        *,
+        key: str = ...,
+        clock: Callable[[], float] = ...,
+        sleep: Callable[[float], Awaitable[object]] = ...,
+        lease: float = ...,
+        fallback: bool = ...,
+        fallback_processes: int = ...,
+    ) -> None: ...
+
+    @overload
+    def __init__(
+        self,
+        redis: str | aioredis.Redis,
+        *,
+        calls: int = ...,
+        period: float = ...,
+        key: str = ...,
+        clock: Callable[[], float] = ...,
+        sleep: Callable[[float], Awaitable[object]] = ...,
+        lease: float = ...,
+        fallback: bool = ...,
+        fallback_processes: int = ...,
+    ) -> None: ...
+
+    def __init__(
+        self,
+        redis: str | aioredis.Redis,
+        rate_limit: RateLimit | Sequence[RateLimit] | int = _DEFAULT_RATE_LIMIT,
+        period: float | None = None,
+        *,
+        calls: int | None = None,
         key: str = DEFAULT_KEY,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], Awaitable[object]] = asyncio.sleep,
         lease: float = 30.0,
         fallback: bool = False,
         fallback_processes: int = 4,
     ) -> None:
-        configured = RateLimit(calls, period)
-        if _to_seconds(lease, "lease") == 0:
-            raise ValueError("lease must be more than 0 seconds, got 0")
-        if not isinstance(key, str):
-            raise TypeError(f"key must be a str, not {type(key).__name__}")
-        if not key:
-            raise ValueError("key must not be empty")
-        if not isinstance(fallback, bool):
-            raise TypeError(f"fallback must be a bool, not {type(fallback).__name__}")
-        if not isinstance(fallback_processes, int) or isinstance(fallback_processes, bool):
-            raise TypeError(
-                f"fallback_processes must be an int, not {type(fallback_processes).__name__}"
-            )
-        if fallback_processes < 1:
-            raise ValueError(f"fallback_processes must be at least 1, not {fallback_processes}")
+        if isinstance(rate_limit, int) or calls is not None or period is not None:
+            configured: tuple[RateLimit, ...] = (_deprecated_limit(rate_limit, calls, period),)
+        else:
+            configured = as_rate_limits(rate_limit)
+        lease = check_seconds("lease", lease)
+        key = check_text("key", key)
+        if not callable(clock) or not callable(sleep):
+            raise TypeError("clock and sleep must be callables")
+        fallback = check_instance("fallback", fallback, bool)
+        fallback_processes = check_int("fallback_processes", fallback_processes, minimum=1)
         if aioredis is None:  # pragma: no cover - only without the `redis` extra
             raise ImportError(
                 "RedisRateLimit needs the redis package: pip install 'leadsq-async[redis]'"
@@ -289,29 +215,33 @@ class RedisRateLimit(AsyncClosing):
             )
 
         self._configured = configured
-        self._limit = configured
+        self._limits = configured
+        self._reported_limits: list[int] = []
         self._key = key
         self._keys = [key, f"{key}:state"]
         self._channel = f"{key}:released"
+        self._clock = clock
+        self._sleep = sleep
         self._lease = float(lease)
-        self._head = [
-            configured.calls,
-            _to_microseconds(configured.period),
-            _to_microseconds(self._lease),
-        ]
         self._address = _address(self._client)
         self._fallback = fallback
         self._fallback_processes = fallback_processes
+        # The state's epoch as last seen: another one means Redis lost the state.
+        self._epoch = ""
 
-        self._acquire_script = self._client.register_script(_ACQUIRE)
-        self._release_script = self._client.register_script(_RELEASE)
-        self._renew_script = self._client.register_script(_RENEW)
-        self._pause_script = self._client.register_script(_PAUSE)
-        self._lower_script = self._client.register_script(_LOWER)
+        self._acquire_script = self._client.register_script(scripts.ACQUIRE)
+        self._release_script = self._client.register_script(scripts.RELEASE)
+        self._renew_script = self._client.register_script(scripts.RENEW)
+        self._pause_script = self._client.register_script(scripts.PAUSE)
+        self._learn_script = self._client.register_script(scripts.LEARN)
 
         # One waiter at a time asks Redis; asyncio.Lock queues the others in
         # arrival order and drops the cancelled ones.
         self._queue = asyncio.Lock()
+        # Waiters are numbered as they come; when Redis fails, every waiter that
+        # came before the failure fails at once instead of asking Redis in turn.
+        self._arrivals = 0
+        self._failure: tuple[int, RateLimiterUnavailable] | None = None
         self._released = asyncio.Event()
         self._listener: asyncio.Task[None] | None = None
         self._listener_ready: asyncio.Future[bool] | None = None
@@ -327,17 +257,23 @@ class RedisRateLimit(AsyncClosing):
     def __repr__(self) -> str:
         return (
             f"RedisRateLimit(address={self._address!r}, key={self._key!r}, "
-            f"rate_limit={self._limit!r})"
+            f"rate_limits={list(self._limits)!r})"
         )
 
     @property
-    def rate_limit(self) -> RateLimit:
-        """The limit in force for all processes on the key, as last seen in Redis.
+    def rate_limits(self) -> tuple[RateLimit, ...]:
+        """Every limit in force for the processes on the key, shortest period first.
 
-        The configured limit, or a lower one learned from the server (by any
-        process). While falling back, each process keeps to a share of it.
+        The configured limits, tightened or joined by limits learned from the
+        server (by any process), as last seen in Redis. While falling back, each
+        process keeps to a share of each.
         """
-        return self._limit
+        return self._limits
+
+    @property
+    def rate_limit(self) -> RateLimit:
+        """The limit of the shortest period in force (see `rate_limits`)."""
+        return self._limits[0]
 
     @property
     def key(self) -> str:
@@ -349,89 +285,104 @@ class RedisRateLimit(AsyncClosing):
         """Where Redis is, such as ``127.0.0.1:6379/0`` (never with a password)."""
         return self._address
 
-    @contextlib.asynccontextmanager
-    async def slot(self) -> AsyncIterator[None]:
+    def slot(
+        self, *, max_wait: float | None = None
+    ) -> contextlib.AbstractAsyncContextManager[None]:
         """Hold one slot for the body: wait for it, then release it on exit.
 
         ``async with limiter.slot(): <send one request, read its whole answer>``.
-        Entry waits, first come first served within the process, until a slot
-        is free in Redis and no pause is in force; the slot stays held for
-        `period` seconds after the body exits, however it exits. A waiter
-        cancelled before its grant takes no slot and blocks nobody.
+        Entry waits, first come first served within the process, until every
+        limit has a slot free in Redis and no pause is in force; the slot stays
+        held for each limit's `period` after the body exits, however it exits.
+        A waiter cancelled before its grant takes no slot and blocks nobody.
+
+        Args:
+            max_wait: None to wait as long as it takes. Otherwise, once the
+                earliest moment a slot can be granted is more than `max_wait`
+                seconds after the call, raise `QuotaExhaustedError` instead of
+                waiting (at once, if it is so when asked).
 
         Raises:
+            QuotaExhaustedError: no slot within `max_wait`; none was taken.
             RateLimiterUnavailable: Redis cannot be used and ``fallback`` is off.
+            TypeError, ValueError: `max_wait` is not None or a number >= 0.
             RuntimeError: the limiter is closed.
         """
-        if self._closed:
-            raise RuntimeError("this RedisRateLimit is closed")
-        local = self._local_limiter()
-        if local is None:
-            token = await self._take()
-            if token is not None:
-                try:
-                    yield
-                finally:
-                    await self._give_back(token)
-                return
-            local = self._local
-            assert local is not None  # _take returns None only after falling back
-        async with local.slot():
-            yield
+        return self._hold(_to_max_wait(max_wait))
 
-    async def pause(self, seconds: float) -> None:
-        """Grant no slot to any process on the key for `seconds` from now (Redis time).
+    async def pause(self, seconds: float, *, limit: RateLimit | None = None) -> None:
+        """Grant no slot to any process on the key for `seconds` from now.
 
         Call it when a rate-limit answer arrives: every process waits it out.
-        A pause never shortens one already in force.
+        A pause never shortens one already in force. `limit` is the limit the
+        answer named, reported by `QuotaExhaustedError` when the pause is what
+        keeps a slot too far away.
 
         Raises:
-            TypeError, ValueError: `seconds` is not a finite number >= 0.
+            TypeError, ValueError: `seconds` is not a finite number >= 0, or
+                `limit` is not a `RateLimit` or None.
             RateLimiterUnavailable: Redis cannot be used and ``fallback`` is off.
         """
-        seconds = _to_seconds(seconds, "seconds")
+        seconds = check_seconds("seconds", seconds, allow_zero=True)
+        if limit is not None:
+            check_instance("limit", limit, RateLimit)
         local = self._local_limiter()
         if local is None:
+            named = (0, 0) if limit is None else (limit.calls, _to_microseconds(limit.period))
             try:
-                reply = await self._run(self._pause_script, round(seconds * _MICROSECONDS))
+                await self._run(self._pause_script, _to_microseconds(seconds, least=0), *named)
             except RateLimiterUnavailable as exc:
                 local = self._fall_back(exc)
             else:
-                self._remember_limit(reply[0], reply[1])
                 return
-        await local.pause(seconds)
+        await local.pause(seconds, limit=limit)
 
-    async def lower(self, limit: RateLimit) -> bool:
-        """Adopt `limit` for every process on the key if its rate is lower than the current one.
+    async def learn(self, limit: RateLimit) -> bool:
+        """Keep every process on the key to `limit`, a limit the server named.
+
+        As `SlidingWindowLimiter.learn` does: it tightens the limit of the same
+        period (fewer calls), or joins the others as a new one unless one of
+        them implies it; the others stay. A new limit counts the releases
+        another limit still counts, moved to its own period, and grants nothing
+        until the ones before could no longer matter. A learned limit lasts
+        `learned_lifetime` (an hour, or two of its periods if longer) after the
+        server last named it.
 
         Returns:
-            True if the limit was lowered by this call, False if the limit in
-            force was already as low (perhaps lowered by another process).
+            True if the limits changed by this call, False if they already
+            included one as tight (perhaps learned by another process).
 
         Raises:
             TypeError: `limit` is not a `RateLimit`.
             RateLimiterUnavailable: Redis cannot be used and ``fallback`` is off.
         """
-        if not isinstance(limit, RateLimit):
-            raise TypeError(f"limit must be a RateLimit, not {type(limit).__name__}")
+        check_instance("limit", limit, RateLimit)
         local = self._local_limiter()
         if local is None:
             try:
-                reply = await self._run(
-                    self._lower_script, limit.calls, _to_microseconds(limit.period)
+                changed, *_ = await self._run(
+                    self._learn_script,
+                    limit.calls,
+                    _to_microseconds(limit.period),
+                    _to_microseconds(learned_lifetime(limit)),
                 )
             except RateLimiterUnavailable as exc:
                 local = self._fall_back(exc)
             else:
-                self._remember_limit(reply[1], reply[2])
-                if reply[0] and self._local is not None:
-                    await self._local.lower(self._share(self._limit))
-                return bool(reply[0])
-        if not limit.is_slower_than(self._limit):
-            return False
-        self._limit = limit
-        await local.lower(self._share(limit))
-        return True
+                if changed and self._local is not None:
+                    await self._local.learn(self._share(limit))
+                return bool(changed)
+        self._limits, changed = _with(self._limits, limit)
+        if changed:
+            await local.learn(self._share(limit))
+        return changed
+
+    async def lower(self, limit: RateLimit) -> bool:
+        """Deprecated alias of `learn`, kept for one release."""
+        warnings.warn(
+            "RedisRateLimit.lower() is deprecated; use learn()", DeprecationWarning, stacklevel=2
+        )
+        return await self.learn(limit)
 
     async def aclose(self) -> None:
         """Stop listening to Redis, and close the client if the limiter made it.
@@ -455,50 +406,109 @@ class RedisRateLimit(AsyncClosing):
 
     # -- taking and giving back slots in Redis ---------------------------------
 
-    async def _take(self) -> str | None:
-        """Wait for a slot in Redis; its token, or None if the limiter fell back meanwhile."""
-        async with self._queue:
-            if self._local_limiter() is not None:
-                return None
-            try:
-                return await self._acquire()
-            except RateLimiterUnavailable as exc:
-                self._fall_back(exc)
-                return None
+    @contextlib.asynccontextmanager
+    async def _hold(self, max_wait: float) -> AsyncIterator[None]:
+        if self._closed:
+            raise RuntimeError("this RedisRateLimit is closed")
+        local = self._local_limiter()
+        if local is None:
+            token = await self._take(max_wait)
+            if token is not None:
+                try:
+                    yield
+                finally:
+                    await self._give_back(token)
+                return
+            local = self._local
+            assert local is not None  # _take returns None only after falling back
+        async with local.slot(max_wait=max_wait):
+            yield
 
-    async def _acquire(self) -> str:
-        token = uuid.uuid4().hex
-        # The script run whose answer is not in yet: if we leave before it is,
-        # it may have granted a slot that nobody will use.
-        pending: asyncio.Future[Any] | None = None
+    async def _take(self, max_wait: float) -> str | None:
+        """Wait for a slot in Redis; its token, or None if the limiter fell back meanwhile."""
+        self._arrivals += 1
+        arrival = self._arrivals
+        deadline = None if max_wait == math.inf else (self._clock() + max_wait, max_wait)
         try:
-            while True:
-                listening = self._listening()
-                if listening:
-                    # Cleared before asking, so a release after the answer wakes us.
-                    self._released.clear()
-                pending = self._start(self._acquire_script, token)
-                granted, wait_us, calls, period_us = await asyncio.shield(pending)
-                pending = None
-                self._remember_limit(calls, period_us)
-                if granted:
-                    self._in_flight.add(token)
-                    self._keep_renewing()
-                    return token
-                wait = wait_us / _MICROSECONDS
-                if not listening:
-                    if await self._start_listening():
-                        continue  # a release may have come before we listened: ask again
-                    await asyncio.sleep(wait)
-                    continue
-                with contextlib.suppress(asyncio.TimeoutError):
-                    # Sleep until the next slot frees by itself, or until a
-                    # release (by any process) brings that moment forward.
-                    await asyncio.wait_for(self._released.wait(), wait)
+            if deadline is not None and self._queue.locked():
+                # Others are waiting ahead: whether a slot is too far away is
+                # known now, not once they are served.
+                await self._ask(uuid.uuid4().hex, deadline, looking=True)
+            async with self._queue:
+                if self._local_limiter() is not None:
+                    return None
+                failure = self._failure
+                if failure is None or arrival > failure[0]:
+                    return await self._acquire(deadline)
+        except RateLimiterUnavailable as exc:
+            self._failure = (self._arrivals, exc)
+            self._fall_back(exc)
+            return None
+        # Redis failed while this caller waited in line: it fails too, at once.
+        failed = failure[1]
+        raise RateLimiterUnavailable(failed.message, address=failed.address) from failed
+
+    async def _acquire(self, deadline: tuple[float, float] | None) -> str:
+        token = uuid.uuid4().hex
+        while True:
+            listening = self._listening()
+            if listening:
+                # Cleared before asking, so a release after the answer wakes us.
+                self._released.clear()
+            wait = await self._ask(token, deadline, looking=False)
+            if wait is None:
+                self._in_flight.add(token)
+                self._keep_renewing()
+                return token
+            if not listening and await self._start_listening():
+                continue  # a release may have come before we listened: ask again
+            await self._nap(wait, wake=listening)
+
+    async def _ask(
+        self, token: str, deadline: tuple[float, float] | None, *, looking: bool
+    ) -> float | None:
+        """Ask Redis for a slot (or only look): None if granted, else how long to wait.
+
+        Raises:
+            QuotaExhaustedError: the earliest grant is past `deadline` (a time on
+                the limiter's clock, and the `max_wait` it came from).
+            RateLimiterUnavailable: Redis failed or could not be reached.
+        """
+        # If we leave before the answer is in, the script may still grant a
+        # slot that nobody will use: it is then given back.
+        pending = self._start(self._acquire_script, token, int(looking))
+        try:
+            reply: list[int] = await asyncio.shield(pending)
         except BaseException:
-            if pending is not None:
+            if not looking:
                 self._in_background(self._forget(token, after=pending))
             raise
+        granted, ready_us, again_us, calls, period_us = reply
+        if granted:
+            return None
+        ready = ready_us / _MICROSECONDS
+        if deadline is not None:
+            left = deadline[0] - self._clock()
+            if ready > left:
+                limit = RateLimit(calls, period_us / _MICROSECONDS) if calls else None
+                raise _exhausted(ready, limit, deadline[1])
+            # Looked at again by the deadline: a slot in flight may not free by then.
+            return min(again_us / _MICROSECONDS, max(left, 0.0))
+        return again_us / _MICROSECONDS
+
+    async def _nap(self, seconds: float, *, wake: bool) -> None:
+        """Sleep `seconds`, or until a release (by any process) if `wake`."""
+        if not wake:
+            await self._sleep(seconds)
+            return
+        sleeping = asyncio.ensure_future(self._sleep(seconds))
+        released = asyncio.ensure_future(self._released.wait())
+        try:
+            await asyncio.wait((sleeping, released), return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            sleeping.cancel()
+            released.cancel()
+            await asyncio.gather(sleeping, released, return_exceptions=True)
 
     async def _forget(self, token: str, *, after: asyncio.Future[Any]) -> None:
         """Give back the slot `after` may have granted, once Redis has run it."""
@@ -513,22 +523,39 @@ class RedisRateLimit(AsyncClosing):
     async def _give_back(self, token: str) -> None:
         self._in_flight.discard(token)
         try:
-            reply = await self._run(self._release_script, token, 1, self._channel)
+            await self._run(self._release_script, token, 1, self._channel)
         except RateLimiterUnavailable as exc:
             # The request is done; its slot expires by its lease, which is safe.
             logger.warning("could not release a rate-limit slot: %s", exc)
-            return
-        self._remember_limit(reply[0], reply[1])
+
+    def _shared_now(self) -> int:
+        """The time for the scripts, in microseconds; -1 for Redis' own clock.
+
+        Overridden by tests that run Redis-backed limiters on a simulated clock.
+        """
+        return -1
 
     def _start(self, script: Callable[..., Awaitable[Any]], *args: Any) -> asyncio.Future[Any]:
+        """Run `script` with the shared head of arguments; its result, once the limiter
+        has taken in the limits and epoch it reports."""
+        head = [
+            self._shared_now(),
+            _to_microseconds(self._lease),
+            self._epoch,
+            uuid.uuid4().hex,
+            len(self._configured),
+        ]
+        for limit in self._configured:
+            head += [limit.calls, _to_microseconds(limit.period)]
+        arguments = [*head, *args]
         call = asyncio.ensure_future(
-            self._translate(lambda: script(keys=self._keys, args=[*self._head, *args]))
+            self._translate(lambda: script(keys=self._keys, args=arguments))
         )
         self._calls.add(call)
         call.add_done_callback(self._calls.discard)
         return call
 
-    async def _run(self, script: Callable[..., Awaitable[Any]], *args: Any) -> Any:
+    async def _run(self, script: Callable[..., Awaitable[Any]], *args: Any) -> list[int]:
         """Run a script; a cancelled caller leaves it to finish in the background.
 
         Raises:
@@ -536,12 +563,13 @@ class RedisRateLimit(AsyncClosing):
         """
         call = self._start(script, *args)
         try:
-            return await asyncio.shield(call)
+            result: list[int] = await asyncio.shield(call)
         except asyncio.CancelledError:
             self._in_background(_wait_quietly(call))
             raise
+        return result
 
-    async def _translate(self, call: Callable[[], Awaitable[Any]]) -> Any:
+    async def _translate(self, call: Callable[[], Awaitable[Any]]) -> list[int]:
         try:
             try:
                 reply = await call()
@@ -550,26 +578,48 @@ class RedisRateLimit(AsyncClosing):
                 # idle timeout) fails its next command though Redis answers. redis-py
                 # has dropped it, so the second run goes over a new one. Every script
                 # is safe to run twice: a second acquire finds its slot granted, a
-                # second lower finds the limit lowered (and reports it as not by it).
+                # second learn finds the limit learned, a second release only holds
+                # more.
                 reply = await call()
         except (RedisError, OSError) as exc:
             raise RateLimiterUnavailable(
                 f"the rate limiter's Redis at {self._address} failed: {type(exc).__name__}: {exc}",
                 address=self._address,
             ) from exc
+        self._failure = None
         if self._falling_back:
             self._falling_back = False
             logger.warning("the rate limiter's Redis at %s answers again", self._address)
-        return reply
+        result, epoch, limits = reply
+        self._take_in(epoch.decode() if isinstance(epoch, bytes) else str(epoch), limits)
+        return [int(value) for value in result]
+
+    def _take_in(self, epoch: str, limits: list[int]) -> None:
+        """Remember the limits in force and the epoch a script reported."""
+        if limits != self._reported_limits:
+            self._reported_limits = limits
+            self._limits = tuple(
+                RateLimit(int(calls), period_us / _MICROSECONDS)
+                for calls, period_us in zip(limits[::2], limits[1::2], strict=True)
+            )
+        if epoch == self._epoch:
+            return
+        if self._epoch:
+            logger.warning(
+                "the rate limiter's Redis at %s lost the shared limit (restarted empty, "
+                "or its key was deleted): no slot for %s s, and longer limits count from zero",
+                self._address,
+                f"{min(self._limits[0].period, scripts.RECOVERY_SECONDS):g}",
+            )
+            if self._in_flight:
+                # Our slots in flight were lost with the rest: they count again.
+                self._in_background(self._renew(again=True))
+        self._epoch = epoch
 
     def _in_background(self, work: Coroutine[Any, Any, None]) -> None:
         task = asyncio.ensure_future(work)
         self._background.add(task)
         task.add_done_callback(self._background.discard)
-
-    def _remember_limit(self, calls: int, period_us: int) -> None:
-        if calls != self._limit.calls or _to_microseconds(self._limit.period) != period_us:
-            self._limit = RateLimit(int(calls), period_us / _MICROSECONDS)
 
     # -- slots in flight are renewed so only a dead process's expire ----------
 
@@ -580,14 +630,18 @@ class RedisRateLimit(AsyncClosing):
     async def _renew_while_in_flight(self) -> None:
         try:
             while self._in_flight:
-                await asyncio.sleep(self._lease / 3)
-                if self._in_flight:
-                    try:
-                        await self._run(self._renew_script, *self._in_flight)
-                    except RateLimiterUnavailable as exc:
-                        logger.warning("could not renew rate-limit slots in flight: %s", exc)
+                await self._sleep(self._lease / 3)
+                await self._renew(again=False)
         finally:
             self._renewer = None
+
+    async def _renew(self, *, again: bool) -> None:
+        if not self._in_flight:
+            return
+        try:
+            await self._run(self._renew_script, int(again), *self._in_flight)
+        except RateLimiterUnavailable as exc:
+            logger.warning("could not renew rate-limit slots in flight: %s", exc)
 
     # -- waking waiters when any process releases ------------------------------
 
@@ -640,23 +694,27 @@ class RedisRateLimit(AsyncClosing):
 
     def _local_limiter(self) -> SlidingWindowLimiter | None:
         """The local limiter while falling back, until it is time to try Redis again."""
-        if self._local is not None and time.monotonic() < self._retry_redis_at:
+        if self._local is not None and self._clock() < self._retry_redis_at:
             return self._local
         return None
 
     def _fall_back(self, error: RateLimiterUnavailable) -> SlidingWindowLimiter:
         if not self._fallback:
             raise error
-        self._retry_redis_at = time.monotonic() + _FALLBACK_RETRY_SECONDS
+        self._retry_redis_at = self._clock() + _FALLBACK_RETRY_SECONDS
         if self._local is None:
             # Kept across outages: its slots still count if Redis fails again.
-            self._local = SlidingWindowLimiter(self._share(self._limit))
+            self._local = SlidingWindowLimiter(
+                [self._share(limit) for limit in self._limits],
+                clock=self._clock,
+                sleep=self._sleep,
+            )
         if not self._falling_back:
             self._falling_back = True
             logger.warning(
                 "%s; falling back to an in-process rate limit of %s until it answers again",
                 error,
-                self._local.rate_limit,
+                " and ".join(str(self._share(limit)) for limit in self._limits),
             )
         return self._local
 
@@ -664,14 +722,58 @@ class RedisRateLimit(AsyncClosing):
         return RateLimit(max(1, limit.calls // self._fallback_processes), limit.period)
 
 
+def _with(limits: tuple[RateLimit, ...], limit: RateLimit) -> tuple[tuple[RateLimit, ...], bool]:
+    """`limits` with `limit` learned, as `learn` does; and whether that changed them."""
+    same = [known for known in limits if known.period == limit.period]
+    if same and same[0].calls <= limit.calls:
+        return limits, False
+    if not same and any(_implies(known, limit) for known in limits):
+        return limits, False
+    others = [known for known in limits if known.period != limit.period]
+    return tuple(sorted([*others, limit], key=lambda known: known.period)), True
+
+
+def _deprecated_limit(calls: Any, keyword_calls: int | None, period: float | None) -> RateLimit:
+    """The limit of the deprecated ``RedisRateLimit(redis, calls, period)`` form.
+
+    Raises:
+        TypeError, ValueError: as `RateLimit` does, or calls given twice.
+    """
+    warnings.warn(
+        "RedisRateLimit(redis, calls, period) is deprecated; "
+        "pass RedisRateLimit(redis, RateLimit(calls, period))",
+        DeprecationWarning,
+        stacklevel=3,
+    )
+    if keyword_calls is not None:
+        if calls is not _DEFAULT_RATE_LIMIT:
+            raise TypeError("calls given twice: as rate_limit and as calls=")
+        calls = keyword_calls
+    elif calls is _DEFAULT_RATE_LIMIT:
+        calls = _DEFAULT_RATE_LIMIT.calls
+    return RateLimit(calls, _DEFAULT_RATE_LIMIT.period if period is None else period)
+
+
+def _exhausted(seconds: float, limit: RateLimit | None, max_wait: float) -> QuotaExhaustedError:
+    """The error for a slot `seconds` away, worded as `SlidingWindowLimiter` words it."""
+    retry_at = _utc_now() + timedelta(seconds=seconds)
+    what = f"{limit} is spent" if limit else "the rate limiter is paused"
+    return QuotaExhaustedError(
+        f"{what}: no slot before {retry_at:%Y-%m-%d %H:%M:%S} UTC "
+        f"(in {seconds:,.0f} s), more than the {max_wait:g} s allowed to wait",
+        retry_at=retry_at,
+        limit=limit,
+    )
+
+
 async def _wait_quietly(call: asyncio.Future[Any]) -> None:
     with contextlib.suppress(Exception):
         await call
 
 
-def _to_microseconds(seconds: float) -> int:
-    # At least 1: a period or lease that rounds to 0 would hold no slot at all.
-    return max(1, round(seconds * _MICROSECONDS))
+def _to_microseconds(seconds: float, *, least: int = 1) -> int:
+    # At least 1 by default: a period or lease that rounds to 0 would hold no slot at all.
+    return max(least, round(seconds * _MICROSECONDS))
 
 
 def _address(client: aioredis.Redis) -> str:

@@ -50,7 +50,8 @@ class Session(AsyncClosing):
             ``limits=httpx.Limits(keepalive_expiry=30)``, as the session's own has.
         look_ahead: how many pages a walk fetches ahead of the one it yields.
         max_response_bytes: the largest answer read (64 MiB); a larger one fails.
-        clock, sleep: the clock and sleep of retries and deadlines (for tests).
+        clock: the monotonic clock of retries and deadlines (for tests).
+        sleep: the sleep of retries, on that clock.
 
     Raises:
         TypeError, ValueError: for a bad argument, before anything is sent.

@@ -139,6 +139,7 @@ class Transport:
         self._clock = clock
         self._sleep = sleep
         self._page_sizes: dict[str, int] = {}
+        self._largest_served: dict[str, int] = {}
         self._tasks: set[asyncio.Task[Any]] = set()
         self._closed = False
 
@@ -202,8 +203,10 @@ class Transport:
         return min(size, self._page_sizes.get(endpoint.path, size))
 
     def learn_page_size(self, endpoint: Endpoint[Any], page_size: int) -> None:
-        """Remember that ``endpoint`` serves at most ``page_size`` rows a page."""
-        self._page_sizes[endpoint.path] = self.page_size_for(endpoint, page_size)
+        """Remember that ``endpoint`` serves at most ``page_size`` rows a page: never
+        fewer than the most rows it was seen to serve on one page."""
+        served = self._largest_served.get(endpoint.path, 0)
+        self._page_sizes[endpoint.path] = self.page_size_for(endpoint, max(page_size, served))
 
     def spawn(self, coroutine: Coroutine[Any, Any, T]) -> asyncio.Task[T]:
         """Run ``coroutine`` as a task that `aclose` cancels if it is still running."""
@@ -293,8 +296,12 @@ class Transport:
             except httpx.RequestError as exc:
                 detail = scrub(str(exc), self._secrets) or "no detail"
                 failure = TransportError(f"{type(exc).__name__}: {detail}")
-        if events.listening:
-            events.emit(ResponseReceived(endpoint, status, self._clock() - sent))
+            except LeadSquaredError as exc:  # an answer over the size cap
+                failure = exc
+            finally:
+                # Cancelled too: a listener counting requests in flight must hear the end.
+                if events.listening:
+                    events.emit(ResponseReceived(endpoint, status, self._clock() - sent))
         if failure is not None:
             # Raised outside the `except`: the httpx exception, whose request holds the
             # headers and so the secret, is then neither its cause nor its context.
@@ -306,6 +313,9 @@ class Transport:
         page = decode_page(
             status, body, endpoint=endpoint, secrets=self._secrets, list_key=list_key
         )
+        # What the server showed it can serve: no clamp is learned below it.
+        served = self._largest_served.get(endpoint, 0)
+        self._largest_served[endpoint] = max(served, len(page.rows))
         if events.listening:
             size = request.json["Paging"]["PageSize"]
             rows, count = len(page.rows), page.record_count

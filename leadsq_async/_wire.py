@@ -259,12 +259,19 @@ def decode_page(
             else None
         )
         raise error_for_response(status, endpoint=endpoint, envelope=envelope, body=text)
-    if document is _INVALID:
+    if document is _INVALID or document is _UNREADABLE:
+        truncated = document is _INVALID
+        if not body:
+            reason = "the answer is empty (cut short?)"
+        elif truncated:
+            reason = "the answer is not valid JSON (cut short?)"
+        else:
+            reason = "the answer is JSON too deeply nested or with numbers too long to read"
         raise MalformedResponseError(
-            "the answer is not valid JSON (cut short?)",
+            reason,
             endpoint=endpoint,
             status=status,
-            transient=True,
+            transient=truncated,
             body=scrub(_text(body), secrets),
         )
     rows = document.get(list_key) if isinstance(document, dict) else None
@@ -276,33 +283,75 @@ def decode_page(
             body=scrub(_text(body), secrets),
         )
     assert isinstance(document, dict)
-    return RawPage(_record_count(document.get("RecordCount")), rows)
+    value = document.get("RecordCount")
+    try:
+        record_count = _record_count(value)
+    except ValueError:
+        raise MalformedResponseError(
+            f"RecordCount is not a number of rows: {_shown(value, secrets)}",
+            endpoint=endpoint,
+            status=status,
+            body=scrub(_text(body), secrets),
+        ) from None
+    return RawPage(record_count, rows)
 
 
+# An empty body, or one cut short: a truncated answer, worth asking again.
 _INVALID: Any = object()
+# Well-formed JSON that Python will not decode (nesting past the recursion
+# limit, an integer of more than 4,300 digits): the same request reads the same.
+_UNREADABLE: Any = object()
 
 
 def _loads_or_invalid(body: bytes) -> Any:
+    if not body:
+        return _INVALID
     try:
-        return json.loads(body) if body else None
+        return json.loads(body)
     except (UnicodeDecodeError, json.JSONDecodeError):
         return _INVALID
+    except (ValueError, RecursionError):
+        return _UNREADABLE
 
 
 def _is_error_envelope(document: Mapping[str, Any]) -> bool:
     return document.get("Status") == "Error" or "ExceptionType" in document
 
 
+# More rows than any account holds; a longer number is not a count.
+_MAX_RECORD_COUNT_DIGITS = 15
+_COUNT_PATTERN = re.compile(rf"[0-9]{{1,{_MAX_RECORD_COUNT_DIGITS}}}")
+
+
 def _record_count(value: object) -> int | None:
-    # RecordCount is documented as a number; like every number of this API it
-    # may come as a string, and a nonsense value is no reason to fail a page.
-    if isinstance(value, bool):
+    """The ``RecordCount`` of a page: None when the server sent none (absent, null or
+    "", the API's spellings of a missing value), else a count of rows.
+
+    Like every number of this API it may come as a string of digits; an integral
+    float is read too.
+
+    Raises:
+        ValueError: anything else: a negative, fractional or boolean value, a
+            string that is not plain ASCII digits, a number of more than 15
+            digits, a list or an object.
+    """
+    if value is None or (isinstance(value, str) and not value.strip()):
         return None
-    if isinstance(value, int):
-        return value if value >= 0 else None
-    if isinstance(value, str) and value.strip().isdigit():
-        return int(value)
-    return None
+    number = int(value) if isinstance(value, float) and value.is_integer() else value
+    if isinstance(number, int) and not isinstance(number, bool):
+        if 0 <= number < 10**_MAX_RECORD_COUNT_DIGITS:
+            return number
+    elif isinstance(value, str) and _COUNT_PATTERN.fullmatch(value.strip()):
+        return int(value.strip())
+    raise ValueError("not a count of rows")
+
+
+def _shown(value: object, secrets: Sequence[str]) -> str:
+    """A short description of a value from the server for a message, scrubbed first."""
+    if isinstance(value, (list, dict)):
+        return f"a JSON {'array' if isinstance(value, list) else 'object'}"
+    text = repr(scrub(value, secrets) if isinstance(value, str) else value)
+    return text if len(text) <= 40 else f"{text[:30]}... ({len(text)} characters)"
 
 
 def parse_rate_limit_message(text: str | None) -> RateLimit | None:

@@ -5,7 +5,8 @@ Run as a script, one process per worker::
     python tests/redis_worker.py slots URL KEY --calls 3 --period 0.25 --slots 6 --tasks 2
     python tests/redis_worker.py hold URL KEY --calls 2 --slots 2 --lease 0.5
     LSQ_ACCESS_KEY=... LSQ_SECRET_KEY=... python tests/redis_worker.py crawl URL KEY \
-        --emulator http://127.0.0.1:PORT --limiter redis --calls 10 --period 1.0 LEAD_ID...
+        --emulator http://127.0.0.1:PORT --limiter redis --calls 10 --period 1.0 \
+        [--quota 25/4s] LEAD_ID...
 
 Each line a worker prints is one JSON object. Every mode first prints
 ``{"ready": true}`` once Redis answers, then:
@@ -21,9 +22,10 @@ Each line a worker prints is one JSON object. Every mode first prints
   given, from the emulator at ``--emulator`` (keys in ``LSQ_ACCESS_KEY`` and
   ``LSQ_SECRET_KEY``), with a `Session` whose rate limit is a `RedisRateLimit`
   on KEY (``--limiter redis``) or its own in-process one (``--limiter local``),
-  of ``--calls`` per ``--period``. Prints ``{"lead": id, "opportunities": n,
-  "error": null or text}`` per lead, then ``{"requests": n, "rate_limited": n}``
-  as the session counted them. Exits 0 even when leads failed.
+  of ``--calls`` per ``--period``, and of each ``--quota`` too. Prints
+  ``{"lead": id, "opportunities": n, "error": null or text}`` per lead, then
+  ``{"requests": n, "rate_limited": n}`` as the session counted them. Exits 0
+  even when leads failed.
 
 The functions below the worker are the tests' side: start a worker, read its
 lines, give the go.
@@ -62,7 +64,7 @@ async def _take_slots(args: argparse.Namespace, client: aioredis.Redis) -> None:
     await client.blpop([f"{args.key}:go"], timeout=30)
     remaining = args.slots
     async with lsq.RedisRateLimit(
-        client, args.calls, args.period, key=args.key, lease=args.lease
+        client, lsq.RateLimit(args.calls, args.period), key=args.key, lease=args.lease
     ) as limiter:
 
         async def take() -> None:
@@ -80,7 +82,7 @@ async def _take_slots(args: argparse.Namespace, client: aioredis.Redis) -> None:
 
 async def _hold_slots(args: argparse.Namespace, client: aioredis.Redis) -> None:
     async with lsq.RedisRateLimit(
-        client, args.calls, args.period, key=args.key, lease=args.lease
+        client, lsq.RateLimit(args.calls, args.period), key=args.key, lease=args.lease
     ) as limiter:
         entered = 0
         forever = asyncio.Event()
@@ -101,13 +103,12 @@ async def _hold_slots(args: argparse.Namespace, client: aioredis.Redis) -> None:
 
 
 async def _crawl(args: argparse.Namespace, client: aioredis.Redis) -> None:
-    limiter: lsq.RedisRateLimit | lsq.RateLimit
+    limits = [lsq.RateLimit(args.calls, args.period), *args.quota]
+    limiter: lsq.RedisRateLimit | list[lsq.RateLimit]
     if args.limiter == "redis":
-        limiter = lsq.RedisRateLimit(
-            client, args.calls, args.period, key=args.key, lease=args.lease
-        )
+        limiter = lsq.RedisRateLimit(client, limits, key=args.key, lease=args.lease)
     else:
-        limiter = lsq.RateLimit(args.calls, args.period)
+        limiter = limits
     try:
         async with lsq.Session(
             os.environ["LSQ_ACCESS_KEY"],
@@ -158,6 +159,9 @@ def _parse(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--hold", type=float, default=0.02, help="longest body, in seconds")
     parser.add_argument("--emulator", help="crawl: the emulator's URL")
     parser.add_argument("--limiter", choices=["redis", "local"], default="redis")
+    parser.add_argument(
+        "--quota", type=lsq.RateLimit.parse, action="append", default=[], help="crawl: a limit more"
+    )
     parser.add_argument("leads", nargs="*", help="crawl: the lead ids to crawl")
     return parser.parse_intermixed_args(argv)
 

@@ -5,7 +5,10 @@ Driven as a subprocess, as a user meets them; none of these needs the API to ans
 
 from __future__ import annotations
 
+import http.server
 import os
+import threading
+import urllib.parse
 from pathlib import Path
 
 import pytest
@@ -160,3 +163,50 @@ def test_a_full_disk_under_out_names_the_file(
     assert result.returncode == 75
     line = assert_one_error_line(result, lsq_emulator.secret_key)
     assert line == "leadsq-async: error: No space left on device: /dev/full"
+
+
+# A server that echoes the secret back.
+
+
+@pytest.mark.parametrize("spelling", ["json-escaped", "unicode-escaped", "url-encoded"])
+def test_an_echoed_secret_is_hidden_in_every_spelling(env: dict[str, str], spelling: str) -> None:
+    """A server echoing the secret escaped or encoded gets it into no line the command prints."""
+    secret = "echo/secret+key=42"
+    spelled = {
+        "json-escaped": secret.replace("/", "\\\\/"),
+        "unicode-escaped": "".join(f"\\\\u{ord(char):04x}" for char in secret),
+        "url-encoded": urllib.parse.quote(secret, safe=""),
+    }[spelling]
+    body = (
+        '{"Status":"Error","ExceptionType":"MXInvalidKeyException",'
+        f'"ExceptionMessage":"no account for key {spelled}"}}'
+    ).encode()
+
+    class Echo(http.server.BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            self.rfile.read(int(self.headers.get("Content-Length", 0)))
+            self.send_response(500)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, format: str, *args: object) -> None:
+            pass
+
+    with http.server.ThreadingHTTPServer(("127.0.0.1", 0), Echo) as server:
+        thread = threading.Thread(target=server.serve_forever, daemon=True)
+        thread.start()
+        try:
+            host = f"http://127.0.0.1:{server.server_address[1]}"
+            result = run(
+                "opportunities", "lead-1", env={**env, "LSQ_HOST": host, "LSQ_SECRET_KEY": secret}
+            )
+        finally:
+            server.shutdown()
+    assert result.returncode == 1
+    shown = (result.stdout + result.stderr).lower()
+    assert "no account for key" in shown
+    for form in (secret, secret.replace("/", "\\/"), urllib.parse.quote(secret, safe="")):
+        assert form.lower() not in shown
+    assert "\\u0065\\u0063\\u0068\\u006f" not in shown

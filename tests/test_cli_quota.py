@@ -40,6 +40,7 @@ LIMITS = ["--rate-limit", "25/1", "--rate-limit", f"{QUOTA_CALLS}/{QUOTA_PERIOD:
 FAIL_FAST = ["--request-deadline", "1"]
 RESUME_AFTER = re.compile(r"resume after (\d\d):(\d\d) UTC \(in \w+\) with --resume")
 RESUMES_AT = re.compile(r"quota spent, resumes at (\d\d):(\d\d) UTC")
+SPENT_UNTIL = re.compile(r"the quota is spent until (\d\d):(\d\d) UTC")
 
 
 @pytest.fixture
@@ -115,14 +116,15 @@ def test_a_spent_quota_stops_the_crawl_and_resume_waits_for_it(
 def test_wait_for_quota_shows_the_wait_in_the_progress_bar(
     emulator: RunningEmulator, env: dict[str, str], tmp_path: Path
 ) -> None:
-    """--wait-for-quota --progress: the bar says "quota spent, resumes at HH:MM UTC"."""
+    """--wait-for-quota --progress: the bar says "the quota is spent until HH:MM UTC"."""
     leads = small_leads(emulator)[: QUOTA_CALLS + 2]
     file = leads_file(tmp_path, leads)
     out = tmp_path / "crawl"
     args = ["--wait-for-quota", "--progress", *LIMITS, *FAIL_FAST]
-    result = run("crawl", "--leads-file", str(file), "--out", str(out), *args, env=env)
+    wide = {**env, "COLUMNS": "200"}  # the line under the bar unwrapped
+    result = run("crawl", "--leads-file", str(file), "--out", str(out), *args, env=wide)
     assert result.returncode == 0, result.stderr
-    assert_minute_is_soon(RESUMES_AT.search(result.stderr))
+    assert_minute_is_soon(SPENT_UNTIL.search(result.stderr))
     assert "leadsq-async: quota spent" not in result.stderr  # the bar shows it: no line
     assert "waiting until" not in result.stderr
     assert file_rows(out / "opportunities.jsonl") == expected_opportunities(emulator, leads)

@@ -14,10 +14,11 @@ from pathlib import Path
 from typing import IO
 
 import pytest
+from rich.console import Console
 from rich.default_styles import DEFAULT_STYLES
 
 import leadsq_async as lsq
-from leadsq_async.cli._demo import demo_console
+from leadsq_async.cli._display import BAR_THEME
 from leadsq_async.cli._serve import _banner
 from leadsq_async.testing import Dataset, EmulatorApp, EmulatorConfig, RunningEmulator
 
@@ -143,7 +144,7 @@ def test_emulator_takes_several_rate_limits(
     ids = tmp_path / "leads.txt"
     args = [*SMALL, "--lead-ids", str(ids), "--rate-limit", "1/60", "--rate-limit", "5/86400"]
     banner = start(serve, env, *args)
-    assert "rate limits 1 call per 60 s, 5 calls per 86400 s" in banner
+    assert "rate limits 1 call per minute, 5 calls per day" in banner
     assert exported(banner, "LSQ_RATE_LIMIT") == "1/60"
     url = exported(banner, "LSQ_HOST")
     lead = ids.read_text().split()[1]
@@ -191,13 +192,15 @@ def test_demo_counts_one_lead_in_the_singular_and_lists_every_file(
     files = result.stdout.split(f"Files in {out}:\n", 1)[1].splitlines()[0]
     listed = [name.strip() for name in files.split(",")]
     assert "failed.jsonl" in listed
-    assert sorted(listed) == sorted(path.name for path in out.iterdir())
+    # Every file but the hidden lock, which is the crawl's, not the user's.
+    shown = [path.name for path in out.iterdir() if not path.name.startswith(".")]
+    assert sorted(listed) == sorted(shown)
     assert json.loads((out / "checkpoint.jsonl").read_text().splitlines()[0])
 
 
 def test_demo_bar_draws_its_done_part_in_green_not_red() -> None:
-    """The done part of the demo's running bar is green, not rich's default red."""
-    console = demo_console(force_terminal=True)
+    """The done part of every progress bar (the demo's included) is green, not rich's red."""
+    console = Console(force_terminal=True, theme=BAR_THEME)
     assert DEFAULT_STYLES["bar.complete"].color is not None
     assert DEFAULT_STYLES["bar.complete"].color.name == "rgb(249,38,114)"  # rich's red
     assert console.get_style("bar.complete") == console.get_style("green")

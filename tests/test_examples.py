@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import asyncio
 import importlib.util
+import io
 import json
+import re
 import sys
 import uuid
 from collections.abc import AsyncIterator, Iterator
@@ -20,6 +22,8 @@ from types import ModuleType
 import httpx
 import pytest
 import redis
+from prometheus_client import CollectorRegistry
+from prometheus_client.parser import text_string_to_metric_families
 
 import leadsq_async as lsq
 from leadsq_async.testing import RunningEmulator
@@ -169,6 +173,54 @@ def test_worker_carries_on_past_a_failed_lead(
     assert status == 1
     assert sorted(written) == sorted(opportunity_ids(emulator_env, leads))
     assert "lead 'no-such-lead' failed" in capsys.readouterr().err
+
+
+def test_worker_serves_metrics_counted_from_the_sessions_events(
+    emulator_env: RunningEmulator, tmp_path: Path
+) -> None:
+    """/metrics counts each request the emulator answered, each page and each row written."""
+    worker = load_example("worker")
+    leads = small_leads(emulator_env, 12)
+    registry = CollectorRegistry()
+    server = worker.serve_metrics(registry, 0)
+    try:
+        with io.StringIO("\n".join(leads)) as ids, io.StringIO() as out:
+            tally = asyncio.run(worker.run(ids, out, 4, worker.SessionMetrics(registry)))
+        url = f"http://127.0.0.1:{server.server_port}/metrics"
+        text = httpx.get(url).text
+    finally:
+        server.shutdown()
+        server.server_close()
+    samples = {
+        (sample.name, sample.labels.get("status")): sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+        if sample.labels.get("endpoint") == "GetOpportunitiesOfLead"
+    }
+    requests = emulator_env.stats.total
+    assert requests == len(leads)
+    assert samples[("leadsq_requests_total", None)] == requests
+    assert samples[("leadsq_responses_total", "200")] == requests
+    assert samples[("leadsq_response_seconds_count", None)] == requests
+    assert samples[("leadsq_pages_total", None)] == len(leads)
+    assert samples[("leadsq_rows_total", None)] == tally.opportunities > 0
+
+
+def test_worker_main_serves_metrics_while_it_runs(
+    emulator_env: RunningEmulator, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """--metrics-port 0 says where /metrics is served, and the run ends cleanly."""
+    worker = load_example("worker")
+    leads_file = tmp_path / "leads.txt"
+    leads_file.write_text("\n".join(small_leads(emulator_env, 3)) + "\n", encoding="utf-8")
+    out = tmp_path / "opportunities.jsonl"
+
+    status = worker.main(
+        ["--leads-file", str(leads_file), "--out", str(out), "--metrics-port", "0"]
+    )
+
+    assert status == 0
+    assert re.search(r"metrics on http://127\.0\.0\.1:\d+/metrics", capsys.readouterr().err)
 
 
 # --- the multi-process crawl with Redis -----------------------------------------------

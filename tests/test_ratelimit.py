@@ -677,7 +677,7 @@ def test_rate_limit_parses_calls_slash_period_with_units(text: str, expected: Ra
         ("10/1w", "unknown unit 'w'"),
         ("-1/5", "calls must be at least 1"),
         ("0/5", "calls must be at least 1"),
-        ("25/-5", "period must be a finite number"),
+        ("25/-5", "period must be more than 0"),
         ("5/0", "period must be more than 0"),
         ("5/0d", "period must be more than 0"),
     ],

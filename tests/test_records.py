@@ -8,9 +8,11 @@ import pickle
 import random
 import re
 import weakref
-from collections import OrderedDict
+from collections import OrderedDict, UserString
 from collections.abc import Callable
 from datetime import datetime, timedelta, timezone
+from decimal import Decimal
+from fractions import Fraction
 from types import MappingProxyType
 from typing import Any
 
@@ -389,6 +391,26 @@ def test_unreadable_number_texts_stay_none_after_the_memo_is_reset(
         assert [opportunity(Score=value).score for value in values] == expected
 
 
+@pytest.mark.parametrize(
+    ("key", "attribute", "json_value", "lookalike"),
+    [
+        ("Score", "score", 5, Decimal(5)),
+        ("Score", "score", 5.0, Fraction(5)),
+        ("IP_Latitude", "ip_latitude", 1.5, Decimal("1.5")),
+        ("IP_Latitude", "ip_latitude", "12", UserString("12")),
+    ],
+)
+def test_a_value_that_is_no_json_type_reads_as_none_whatever_was_read_before(
+    key: str, attribute: str, json_value: object, lookalike: object
+) -> None:
+    """A non-JSON value equal to a JSON one reads as None, before and after the JSON one."""
+    _records._int_memo.clear()
+    _records._float_memo.clear()
+    first = getattr(opportunity(**{key: lookalike}), attribute)
+    assert getattr(opportunity(**{key: json_value}), attribute) is not None
+    assert [first, getattr(opportunity(**{key: lookalike}), attribute)] == [None, None]
+
+
 def test_non_finite_numbers_read_as_none() -> None:
     """NaN and infinities, as text or as JSON numbers, give no coordinate."""
     for value in ("NaN", "inf", "1e999", float("inf"), float("nan"), 10**400):
@@ -559,9 +581,9 @@ def test_the_global_cattrs_converter_is_left_alone() -> None:
 
 def test_structure_goes_through_the_library_converter() -> None:
     """The record hooks are registered on the library's converter."""
-    hook = _records._converter.get_structure_hook(Opportunity)
+    hook = _records._converter().get_structure_hook(Opportunity)
     assert hook(SEED_OPPORTUNITY, Opportunity) == opportunity()
-    assert _records._converter.unstructure(opportunity()) == SEED_OPPORTUNITY
+    assert _records._converter().unstructure(opportunity()) == SEED_OPPORTUNITY
 
 
 @pytest.mark.parametrize("row", [None, "OpportunityId", [("OpportunityId", "o-1")], 42])

@@ -1,20 +1,27 @@
 """RedisRateLimit against the real Redis server on 127.0.0.1:6379.
 
 Times are read from Redis' clock (``TIME``), the clock the limiter keeps to. The
-rule under test: a slot is held from its grant until `period` after its release,
-and never more than `calls` at once, in one process or across several. The crawl
-tests check the outcome the rule is for, as the emulator's strict window counts
-it: worker processes crawling through one shared limiter draw no rate-limit
-answer.
+rule under test, for every limit: a slot is held from its grant until `period`
+after its release, and never more than `calls` at once, in one process or across
+several. The crawl tests check the outcome the rule is for, as the emulator's
+strict window counts it: worker processes crawling through one shared limiter
+draw no rate-limit answer.
+
+Limits of a day are tested on a `ClockedLimiter`, whose scripts read a
+`JumpingClock` that the test moves ahead, against the same real Redis; asking
+with ``max_wait=0`` then tells at once whether a slot is free, and which limit
+is in the way. Waits that are the process's own (the fallback's) run on that
+clock or in virtual time.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import math
+import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
+from datetime import datetime, timedelta, timezone
 from typing import Any, cast
 from urllib.parse import urlsplit, urlunsplit
 
@@ -25,9 +32,10 @@ from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis_worker import all_events, give_the_go, next_event, start_worker
 from tcp_proxy import TcpProxy
+from virtual_time import now, virtual
 
 import leadsq_async as lsq
-import leadsq_async._redis
+from leadsq_async._redis_scripts import BUCKETS
 from leadsq_async.testing import RunningEmulator
 
 pytestmark = pytest.mark.redis
@@ -39,12 +47,20 @@ MakeLimiter = Callable[..., lsq.RedisRateLimit]
 
 @pytest.fixture
 def key(redis_url: str) -> Iterator[str]:
-    """A key no other test uses; its Redis keys are deleted afterwards."""
+    """A key no other test uses, already in use; its Redis keys are deleted afterwards.
+
+    In use: its state is there, as for a key that processes keep using, so its
+    first slot is not held back the way a new key's is (tested on its own).
+    """
     name = f"leadsq-async:test:{uuid.uuid4().hex}"
-    yield name
     cleaner = redis.Redis.from_url(redis_url)
     try:
-        cleaner.delete(name, f"{name}:state", f"{name}:go")
+        cleaner.hset(f"{name}:state", "epoch", "in-use")
+        cleaner.expire(f"{name}:state", 600)
+        yield name
+        names = cleaner.keys(f"{name}*")
+        if names:
+            cleaner.delete(*names)
     finally:
         cleaner.close()
 
@@ -57,14 +73,48 @@ async def client(redis_url: str) -> AsyncIterator[aioredis.Redis]:
     await connection.aclose()
 
 
+class JumpingClock:
+    """Real time, plus whatever the test skipped ahead: a day passes in a call."""
+
+    def __init__(self, real: Callable[[], float] = time.time) -> None:
+        self._real = real
+        self._skipped = 0.0
+
+    def __call__(self) -> float:
+        return self._real() + self._skipped
+
+    def skip(self, seconds: float) -> None:
+        """Move the clock `seconds` ahead."""
+        self._skipped += seconds
+
+
+class ClockedLimiter(lsq.RedisRateLimit):
+    """A RedisRateLimit whose scripts read its `clock` (Unix time) instead of Redis' TIME."""
+
+    def _shared_now(self) -> int:
+        return round(self._clock() * 1_000_000)
+
+
 @pytest.fixture
 async def make_limiter(redis_url: str, key: str) -> AsyncIterator[MakeLimiter]:
-    """Make limiters on the test's key (each with its own client); all closed afterwards."""
+    """Make limiters on the test's key (each with its own client); all closed afterwards.
+
+    ``make(calls, period)`` keeps to one limit; ``make(limits=[...])`` to several;
+    ``make(kind=ClockedLimiter, clock=JumpingClock())`` to a clock of the test's.
+    """
     made: list[lsq.RedisRateLimit] = []
 
-    def make(calls: int = 3, period: float = 0.3, **options: Any) -> lsq.RedisRateLimit:
+    def make(
+        calls: int = 3,
+        period: float = 0.3,
+        *,
+        limits: Sequence[lsq.RateLimit] | None = None,
+        kind: type[lsq.RedisRateLimit] = lsq.RedisRateLimit,
+        **options: Any,
+    ) -> lsq.RedisRateLimit:
         options.setdefault("key", key)
-        limiter = lsq.RedisRateLimit(options.pop("redis", redis_url), calls, period, **options)
+        rate_limit = list(limits) if limits is not None else lsq.RateLimit(calls, period)
+        limiter = kind(options.pop("redis", redis_url), rate_limit, **options)
         made.append(limiter)
         return limiter
 
@@ -100,8 +150,23 @@ def through(proxy: TcpProxy, redis_url: str) -> str:
 
 async def held_in_redis(client: aioredis.Redis, key: str) -> int:
     """How many slots are in flight in Redis on `key` (released ones not counted)."""
-    members = await client.zrange(key, 0, -1)
-    return sum(1 for member in members if not member.endswith(b":released"))
+    return int(await client.zcard(key))
+
+
+async def forget_everything(client: aioredis.Redis, key: str) -> None:
+    """Delete every Redis key of the limit, as a Redis restarted without persistence has.
+
+    FLUSHALL would do the same to the other tests sharing the server.
+    """
+    names = await client.keys(f"{key}*")
+    if names:
+        await client.delete(*names)
+
+
+async def take(limiter: lsq.RedisRateLimit) -> None:
+    """Take a slot if one is free now (QuotaExhaustedError if not), and give it back."""
+    async with limiter.slot(max_wait=0):
+        pass
 
 
 async def until(condition: Callable[[], Awaitable[bool]], checks: int = 500) -> None:
@@ -206,6 +271,234 @@ async def test_no_window_holds_more_than_calls_across_tasks(
     assert most_held_at_once(spans, 0.25) == 3
 
 
+async def test_every_limit_holds_in_every_window(
+    make_limiter: MakeLimiter, client: aioredis.Redis
+) -> None:
+    """Under 3 per 0.2 s and 5 per 1 s, no window of either period holds more than its calls."""
+    limiter = make_limiter(limits=[lsq.RateLimit(3, 0.2), lsq.RateLimit(5, 1.0)])
+    spans: list[tuple[float, float]] = []
+
+    async def request(hold: float) -> None:
+        async with limiter.slot():
+            enter = await redis_now(client)
+            await asyncio.sleep(hold)
+            spans.append((enter, await redis_now(client)))
+
+    await asyncio.gather(*(request(0.005 * (n % 4)) for n in range(8)))
+    assert len(spans) == 8
+    assert most_held_at_once(spans, 0.2) == 3
+    assert most_held_at_once(spans, 1.0) == 5
+
+
+async def test_slot_is_granted_as_soon_as_every_limit_allows_it(
+    make_limiter: MakeLimiter, client: aioredis.Redis
+) -> None:
+    """Under 2 per 0.2 s and 3 per 0.6 s, the fourth slot comes 0.6 s after the first release."""
+    limiter = make_limiter(limits=[lsq.RateLimit(2, 0.2), lsq.RateLimit(3, 0.6)])
+    entered: list[float] = []
+    left: list[float] = []
+    for _ in range(4):
+        async with limiter.slot():
+            entered.append(await redis_now(client))
+            left.append(await redis_now(client))
+    assert entered[1] < left[0] + 0.2
+    assert left[0] + 0.2 <= entered[2] < left[0] + 0.35
+    assert left[0] + 0.6 <= entered[3] < left[0] + 0.75
+
+
+async def test_daily_quota_holds_for_a_day(make_limiter: MakeLimiter) -> None:
+    """Under 2 per 1 s and 3 per day, the fourth slot is refused until a day after the first."""
+    clock = JumpingClock()
+    limiter = make_limiter(
+        limits=[lsq.RateLimit(2, 1.0), lsq.RateLimit(3, 86_400.0)],
+        kind=ClockedLimiter,
+        clock=clock,
+    )
+    await take(limiter)
+    await take(limiter)
+    with pytest.raises(lsq.QuotaExhaustedError) as short:
+        await take(limiter)
+    assert short.value.limit == lsq.RateLimit(2, 1.0)
+    clock.skip(1.0)
+    await take(limiter)
+    with pytest.raises(lsq.QuotaExhaustedError) as daily:
+        await take(limiter)
+    assert daily.value.limit == lsq.RateLimit(3, 86_400.0)
+    expected = datetime.now(timezone.utc) + timedelta(seconds=86_400 - 1.0)
+    assert abs(daily.value.retry_at - expected) < timedelta(seconds=5)
+    clock.skip(86_400 - 1.0 - 1.0)
+    with pytest.raises(lsq.QuotaExhaustedError):
+        await take(limiter)
+    clock.skip(1.0)
+    await take(limiter)
+
+
+async def test_a_day_of_a_large_quota_takes_little_memory(
+    make_limiter: MakeLimiter, client: aioredis.Redis, key: str
+) -> None:
+    """A day of slots under 250,000 a day is kept in about BUCKETS entries, a few kilobytes."""
+    clock = JumpingClock()
+    limiter = make_limiter(
+        limits=[lsq.RateLimit(25, 5.0), lsq.RateLimit(250_000, 86_400.0)],
+        kind=ClockedLimiter,
+        clock=clock,
+    )
+    for _ in range(500):
+        await take(limiter)
+        clock.skip(86_400 / 500)
+    daily = f"{key}:cooling:{86_400 * 1_000_000}"
+    assert BUCKETS <= await client.zcard(daily) <= BUCKETS + 2
+    names = await client.keys(f"{key}*")
+    used = sum([await client.memory_usage(name) or 0 for name in names])
+    assert used < 6_000
+
+
+async def test_pause_names_its_limit_to_a_caller_that_cannot_wait(
+    make_limiter: MakeLimiter,
+) -> None:
+    """A slot kept away by a pause is refused naming the limit the pause was for."""
+    limiter = make_limiter(calls=5, period=1.0)
+    quota = lsq.RateLimit(10_000, 86_400.0)
+    await limiter.pause(100.0, limit=quota)
+    with pytest.raises(lsq.QuotaExhaustedError) as refused:
+        await take(limiter)
+    assert refused.value.limit == quota
+    expected = datetime.now(timezone.utc) + timedelta(seconds=100)
+    assert abs(refused.value.retry_at - expected) < timedelta(seconds=5)
+
+
+async def test_slot_too_far_away_is_refused_at_once_and_taken_by_nobody(
+    make_limiter: MakeLimiter, client: aioredis.Redis, key: str
+) -> None:
+    """With the next slot a minute away, max_wait=1 raises at once; no slot is held for it."""
+    limiter = make_limiter(calls=1, period=60.0)
+    async with limiter.slot():
+        pass
+    loop = asyncio.get_running_loop()
+    asked = loop.time()
+    with pytest.raises(lsq.QuotaExhaustedError) as refused:
+        async with limiter.slot(max_wait=1.0):
+            pytest.fail("a slot was granted")
+    assert loop.time() - asked < 0.5
+    assert refused.value.limit == lsq.RateLimit(1, 60.0)
+    assert refused.value.retry_at.tzinfo == timezone.utc
+    assert await client.exists(key) == 0  # nothing in flight
+
+
+async def test_slot_within_max_wait_is_waited_for(
+    make_limiter: MakeLimiter, client: aioredis.Redis
+) -> None:
+    """A slot that frees within max_wait is waited for and granted."""
+    limiter = make_limiter(calls=1, period=0.3)
+    async with limiter.slot():
+        left = await redis_now(client)
+    async with limiter.slot(max_wait=2.0):
+        entered = await redis_now(client)
+    assert entered >= left + 0.3
+
+
+async def test_max_wait_is_judged_before_queueing_behind_others(
+    make_limiter: MakeLimiter,
+) -> None:
+    """A caller with max_wait behind a waiter that waits for ever is refused at once."""
+    limiter = make_limiter(calls=1, period=60.0, lease=60.0)
+    tasks, leave = await hold_slots(limiter, 1)
+    patient = asyncio.ensure_future(hold_slots(limiter, 1))
+    await asyncio.sleep(0.1)  # the patient waiter is first in line
+    loop = asyncio.get_running_loop()
+    asked = loop.time()
+    try:
+        with pytest.raises(lsq.QuotaExhaustedError):
+            async with limiter.slot(max_wait=1.0):
+                pytest.fail("a slot was granted")
+        assert loop.time() - asked < 0.5
+    finally:
+        patient.cancel()
+        leave.set()
+        await asyncio.gather(*tasks, patient, return_exceptions=True)
+
+
+async def test_new_key_grants_nothing_for_one_shortest_period(
+    make_limiter: MakeLimiter, client: aioredis.Redis, key: str
+) -> None:
+    """A key Redis does not hold (new, or lost) grants its first slots one short period on."""
+    await forget_everything(client, key)
+    limiter = make_limiter(limits=[lsq.RateLimit(2, 0.3), lsq.RateLimit(100, 60.0)])
+    asked = await redis_now(client)
+    tasks, leave = await hold_slots(limiter, 2)
+    entered = await redis_now(client)
+    leave.set()
+    await asyncio.gather(*tasks)
+    assert entered >= asked + 0.3
+
+
+async def test_new_key_with_a_daily_limit_only_waits_a_minute_at_most(
+    make_limiter: MakeLimiter, client: aioredis.Redis, key: str
+) -> None:
+    """The wait of a new key is one period of its shortest limit, but a minute at most."""
+    await forget_everything(client, key)
+    clock = JumpingClock()
+    limiter = make_limiter(limits=[lsq.RateLimit(10, 86_400.0)], kind=ClockedLimiter, clock=clock)
+    with pytest.raises(lsq.QuotaExhaustedError) as refused:
+        await take(limiter)
+    expected = datetime.now(timezone.utc) + timedelta(seconds=60)
+    assert abs(refused.value.retry_at - expected) < timedelta(seconds=5)
+    clock.skip(60.0)
+    await take(limiter)
+
+
+async def test_lost_state_grants_no_burst_and_counts_slots_in_flight_again(
+    make_limiter: MakeLimiter,
+    client: aioredis.Redis,
+    key: str,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """After Redis lost the key, no slot for one period; a slot in flight then counts again."""
+    caplog.set_level(logging.WARNING, logger="leadsq_async")
+    limiter = make_limiter(calls=2, period=0.3)
+    tasks, leave = await hold_slots(limiter, 1)  # in flight across the loss
+    async with limiter.slot():
+        pass
+    await forget_everything(client, key)
+    lost = await redis_now(client)
+    try:
+        async with limiter.slot():
+            entered = await redis_now(client)
+            assert await held_in_redis(client, key) == 2
+    finally:
+        leave.set()
+        await asyncio.gather(*tasks)
+    assert entered >= lost + 0.3
+    messages = [record.getMessage() for record in caplog.records]
+    assert len(messages) == 1
+    assert "lost the shared limit" in messages[0]
+
+
+async def test_every_waiter_fails_at_once_when_redis_stops_answering(
+    redis_url: str, redis_proxy: TcpProxy, make_limiter: MakeLimiter
+) -> None:
+    """Callers queued while Redis stops answering fail with the first, not one timeout each."""
+    quick = f"{through(redis_proxy, redis_url)}?socket_timeout=0.5"
+    limiter = make_limiter(calls=10, period=0.3, redis=quick)
+    async with limiter.slot():
+        pass
+    redis_proxy.stall()
+
+    async def enter() -> None:
+        async with limiter.slot():
+            pytest.fail("a slot was granted without Redis")
+
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    try:
+        outcomes = await asyncio.gather(*(enter() for _ in range(4)), return_exceptions=True)
+    finally:
+        await redis_proxy.up()
+    assert all(isinstance(outcome, lsq.RateLimiterUnavailable) for outcome in outcomes)
+    # One at a time, they would take 4 x 0.5 s.
+    assert loop.time() - started < 1.2
+
+
 @pytest.mark.slow
 async def test_no_window_holds_more_than_calls_across_processes(
     redis_url: str, key: str, client: aioredis.Redis
@@ -276,17 +569,23 @@ CRAWL_PERIOD = 1.0
 
 
 async def crawl_in_processes(
-    redis_url: str, key: str, emulator: RunningEmulator, limiter: str, processes: int = 4
+    redis_url: str,
+    key: str,
+    emulator: RunningEmulator,
+    limiter: str,
+    processes: int = 4,
+    quota: lsq.RateLimit | None = None,
 ) -> tuple[dict[str, dict[str, Any]], list[dict[str, Any]]]:
     """Crawl every lead of the emulator from `processes` workers, each a disjoint slice.
 
-    The emulator is given a strict window of CRAWL_CALLS per CRAWL_PERIOD; every
-    worker's session keeps to the same, through a `RedisRateLimit` on `key`
-    (`limiter` "redis") or its own in-process `RateLimit` ("local"). The workers
-    start together. Returns each lead's result and each worker's session counts.
+    The emulator is given a strict window of CRAWL_CALLS per CRAWL_PERIOD, and of
+    `quota` too; every worker's session keeps to the same, through a
+    `RedisRateLimit` on `key` (`limiter` "redis") or its own in-process limits
+    ("local"). The workers start together. Returns each lead's result and each
+    worker's session counts.
     """
-    emulator.config.rate_limit_calls = CRAWL_CALLS
-    emulator.config.rate_limit_period = CRAWL_PERIOD
+    crawl_limit = lsq.RateLimit(CRAWL_CALLS, CRAWL_PERIOD)
+    emulator.config.rate_limits = (crawl_limit,) if quota is None else (crawl_limit, quota)
     lead_ids = sorted(emulator.data.opportunities)
     keys = {"LSQ_ACCESS_KEY": emulator.access_key, "LSQ_SECRET_KEY": emulator.secret_key}
     options = [
@@ -294,6 +593,7 @@ async def crawl_in_processes(
         f"--limiter={limiter}",
         f"--calls={CRAWL_CALLS}",
         f"--period={CRAWL_PERIOD}",
+        *([] if quota is None else [f"--quota={quota.calls}/{quota.period}"]),
     ]
     workers = [
         await start_worker("crawl", redis_url, key, *options, *lead_ids[index::processes], env=keys)
@@ -328,6 +628,19 @@ async def test_processes_sharing_a_key_draw_no_rate_limit_answers(
     assert {lead: event["error"] for lead, event in leads.items() if event["error"]} == {}
     expected = {lead: len(rows) for lead, rows in lsq_emulator.data.opportunities.items()}
     assert {lead: event["opportunities"] for lead, event in leads.items()} == expected
+
+
+@pytest.mark.slow
+async def test_processes_sharing_a_key_keep_to_a_quota_too(
+    redis_url: str, key: str, lsq_emulator: RunningEmulator
+) -> None:
+    """Under 10 per 1 s and a quota scaled to 20 per 3 s, four processes draw no refusal."""
+    quota = lsq.RateLimit(20, 3.0)
+    leads, _ = await crawl_in_processes(redis_url, key, lsq_emulator, "redis", quota=quota)
+    assert lsq_emulator.stats.rate_limited == 0
+    # More requests than the quota allows at once, so the processes waited for it.
+    assert lsq_emulator.stats.accepted > quota.calls
+    assert {lead: event["error"] for lead, event in leads.items() if event["error"]} == {}
 
 
 @pytest.mark.slow
@@ -440,12 +753,12 @@ async def test_pause_holds_every_limiter_on_the_key(
     assert entered >= before + 0.4
 
 
-async def test_lower_limit_is_shared(make_limiter: MakeLimiter, client: aioredis.Redis) -> None:
-    """A limit lowered through one limiter is kept to by another on the same key."""
-    lowering = make_limiter(calls=5, period=0.3)
+async def test_learned_limit_is_shared(make_limiter: MakeLimiter, client: aioredis.Redis) -> None:
+    """A limit learned through one limiter is kept to by another on the same key."""
+    learning = make_limiter(calls=5, period=0.3)
     other = make_limiter(calls=5, period=0.3)
-    assert await lowering.lower(lsq.RateLimit(1, 0.3)) is True
-    assert await other.lower(lsq.RateLimit(1, 0.3)) is False
+    assert await learning.learn(lsq.RateLimit(1, 0.3)) is True
+    assert await other.learn(lsq.RateLimit(1, 0.3)) is False
     async with other.slot():
         left = await redis_now(client)
     assert other.rate_limit == lsq.RateLimit(1, 0.3)
@@ -454,39 +767,138 @@ async def test_lower_limit_is_shared(make_limiter: MakeLimiter, client: aioredis
     assert entered >= left + 0.3
 
 
-async def test_lower_refuses_a_faster_rate(make_limiter: MakeLimiter) -> None:
-    """`lower` keeps the current limit when the stated one is not slower."""
+async def test_learn_keeps_the_tighter_limit_of_a_period(make_limiter: MakeLimiter) -> None:
+    """A learned limit of a known period with more calls changes nothing."""
     limiter = make_limiter(calls=5, period=1.0)
-    assert await limiter.lower(lsq.RateLimit(10, 1.0)) is False
-    assert await limiter.lower(lsq.RateLimit(10, 2.0)) is False
-    assert limiter.rate_limit == lsq.RateLimit(5, 1.0)
+    assert await limiter.learn(lsq.RateLimit(10, 1.0)) is False
+    assert limiter.rate_limits == (lsq.RateLimit(5, 1.0),)
 
 
-async def test_longer_lowered_period_covers_slots_already_released(
+async def test_learned_limit_of_a_new_period_joins_the_others(
+    make_limiter: MakeLimiter,
+) -> None:
+    """Learning "2 in 60 s" under 5 per 0.3 s keeps both: the short one is not replaced."""
+    clock = JumpingClock()
+    limiter = make_limiter(calls=5, period=0.3, kind=ClockedLimiter, clock=clock)
+    other = make_limiter(calls=5, period=0.3, kind=ClockedLimiter, clock=clock)
+    assert await limiter.learn(lsq.RateLimit(2, 60.0)) is True
+    both = (lsq.RateLimit(5, 0.3), lsq.RateLimit(2, 60.0))
+    assert limiter.rate_limits == both
+    clock.skip(60.0)  # past the wait a new period imposes (next test)
+    await take(other)
+    assert other.rate_limits == both
+    await take(other)
+    with pytest.raises(lsq.QuotaExhaustedError) as refused:
+        await take(other)
+    assert refused.value.limit == lsq.RateLimit(2, 60.0)
+
+
+async def test_learned_limit_of_a_longer_period_waits_out_the_calls_it_never_saw(
+    make_limiter: MakeLimiter,
+) -> None:
+    """Under 2 per 1 s, a learned 3 per 10 s grants nothing for 9 s: older calls are unknown."""
+    clock = JumpingClock()
+    limiter = make_limiter(calls=2, period=1.0, kind=ClockedLimiter, clock=clock)
+    await limiter.learn(lsq.RateLimit(3, 10.0))
+    with pytest.raises(lsq.QuotaExhaustedError) as refused:
+        await take(limiter)
+    assert refused.value.limit == lsq.RateLimit(3, 10.0)
+    expected = datetime.now(timezone.utc) + timedelta(seconds=9)
+    assert abs(refused.value.retry_at - expected) < timedelta(seconds=2)
+    clock.skip(9.0)
+    await take(limiter)
+
+
+async def test_learned_limit_implied_by_another_is_not_added(make_limiter: MakeLimiter) -> None:
+    """10 per 5 s never allows more than 120 in 60 s: learning 1,000 in 60 s changes nothing."""
+    limiter = make_limiter(calls=10, period=5.0)
+    assert await limiter.learn(lsq.RateLimit(1000, 60.0)) is False
+    assert limiter.rate_limits == (lsq.RateLimit(10, 5.0),)
+
+
+async def test_limit_named_again_soon_after_it_expired_keeps_its_count(
+    make_limiter: MakeLimiter,
+) -> None:
+    """A learned limit is counted one period past its expiry: named again, it waits no more."""
+    clock = JumpingClock()
+    limiter = make_limiter(calls=5, period=1.0, kind=ClockedLimiter, clock=clock)
+    quota = lsq.RateLimit(2, 600.0)
+    await limiter.learn(quota)
+    clock.skip(3601.0)  # expired an hour after it was learned
+    await take(limiter)
+    assert limiter.rate_limits == (lsq.RateLimit(5, 1.0),)
+    assert await limiter.learn(quota) is True
+    await take(limiter)  # no wait for unknown calls: the one before still counts
+    with pytest.raises(lsq.QuotaExhaustedError) as refused:
+        await take(limiter)
+    assert refused.value.limit == quota
+
+
+async def test_learned_limit_of_a_new_period_counts_slots_already_released(
     make_limiter: MakeLimiter, client: aioredis.Redis
 ) -> None:
-    """After lowering to a longer period, released slots stay held for the new period."""
+    """Slots released just before a longer limit is learned stay held for its period."""
     limiter = make_limiter(calls=2, period=0.2)
     tasks, leave = await hold_slots(limiter, 2)
     released = await redis_now(client)
     leave.set()
     await asyncio.gather(*tasks)
-    assert await limiter.lower(lsq.RateLimit(1, 0.6)) is True
+    assert await limiter.learn(lsq.RateLimit(1, 0.6)) is True
     async with limiter.slot():
         entered = await redis_now(client)
     assert entered >= released + 0.6
 
 
+async def test_learned_limit_expires_after_an_hour(make_limiter: MakeLimiter) -> None:
+    """A limit learned from the server is dropped an hour after it was last named."""
+    clock = JumpingClock()
+    limiter = make_limiter(calls=5, period=0.3, kind=ClockedLimiter, clock=clock)
+    await limiter.learn(lsq.RateLimit(1, 0.3))
+    await limiter.learn(lsq.RateLimit(100, 60.0))
+    clock.skip(3599)
+    await take(limiter)
+    before = limiter.rate_limits
+    clock.skip(2)
+    await take(limiter)
+    after = limiter.rate_limits
+    assert before == (lsq.RateLimit(1, 0.3), lsq.RateLimit(100, 60.0))
+    assert after == (lsq.RateLimit(5, 0.3),)
+
+
+async def test_learned_daily_limit_lasts_two_days(make_limiter: MakeLimiter) -> None:
+    """A learned limit longer than half an hour lasts two of its periods."""
+    clock = JumpingClock()
+    limiter = make_limiter(calls=5, period=0.3, kind=ClockedLimiter, clock=clock)
+    await limiter.learn(lsq.RateLimit(1000, 86_400.0))
+    clock.skip(2 * 86_400 - 1)
+    await limiter.pause(0)
+    before = limiter.rate_limits
+    clock.skip(2)
+    await limiter.pause(0)
+    after = limiter.rate_limits
+    assert before == (lsq.RateLimit(5, 0.3), lsq.RateLimit(1000, 86_400.0))
+    assert after == (lsq.RateLimit(5, 0.3),)
+
+
+async def test_lower_is_a_deprecated_alias_of_learn(make_limiter: MakeLimiter) -> None:
+    """`lower` still learns a limit, with a DeprecationWarning."""
+    limiter = make_limiter(calls=5, period=1.0)
+    with pytest.warns(DeprecationWarning, match="learn"):
+        assert await limiter.lower(lsq.RateLimit(2, 1.0)) is True
+    assert limiter.rate_limits == (lsq.RateLimit(2, 1.0),)
+
+
 async def test_idle_keys_expire(
     make_limiter: MakeLimiter, client: aioredis.Redis, key: str
 ) -> None:
-    """The slots and the shared state carry a time to live, so idle keys vanish."""
-    limiter = make_limiter(calls=2, period=0.3)
+    """Every key carries a time to live: the slots' until they free, the state for a week."""
+    limiter = make_limiter(calls=2, period=0.3, lease=10.0)
     await limiter.pause(0.01)
     async with limiter.slot():
-        pass
-    assert 0 < await client.pttl(key) <= 1300
-    assert 0 < await client.pttl(f"{key}:state") <= 3_600_000
+        assert 0 < await client.pttl(key) <= 11_000
+    assert await client.exists(key) == 0  # no slot in flight
+    assert 0 < await client.pttl(f"{key}:cooling:300000") <= 1300
+    assert 6 * 86_400_000 < await client.pttl(f"{key}:state") <= 7 * 86_400_000
 
 
 async def test_limiter_closes_the_client_it_made(
@@ -494,7 +906,7 @@ async def test_limiter_closes_the_client_it_made(
 ) -> None:
     """A limiter made from a URL closes its connections (listener's included) in aclose."""
     name = f"lsq-{uuid.uuid4().hex[:12]}"
-    limiter = lsq.RedisRateLimit(f"{redis_url}?client_name={name}", 1, 0.2, key=key)
+    limiter = lsq.RedisRateLimit(f"{redis_url}?client_name={name}", lsq.RateLimit(1, 0.2), key=key)
 
     async def connections() -> int:
         clients = await client.client_list()
@@ -539,57 +951,79 @@ async def test_unreachable_redis_raises_a_clear_error(key: str) -> None:
         assert "hunter2" not in text
 
 
-async def test_unreachable_redis_fails_pause_and_lower(key: str) -> None:
-    """With Redis down, pause and lower raise RateLimiterUnavailable too."""
+async def test_unreachable_redis_fails_pause_and_learn(key: str) -> None:
+    """With Redis down, pause and learn raise RateLimiterUnavailable too."""
     async with lsq.RedisRateLimit(UNREACHABLE_URL, key=key) as limiter:
         with pytest.raises(lsq.RateLimiterUnavailable):
             await limiter.pause(1.0)
         with pytest.raises(lsq.RateLimiterUnavailable):
-            await limiter.lower(lsq.RateLimit(1, 5.0))
+            await limiter.learn(lsq.RateLimit(1, 5.0))
 
 
+@virtual
 async def test_fallback_keeps_to_a_share_of_the_limit(
     key: str, caplog: pytest.LogCaptureFixture
 ) -> None:
     """With fallback on and Redis down, each process keeps to calls // processes, warning once."""
-    loop = asyncio.get_running_loop()
+    caplog.set_level(logging.WARNING, logger="leadsq_async")
     async with lsq.RedisRateLimit(
-        UNREACHABLE_URL, 4, 0.3, key=key, fallback=True, fallback_processes=2
+        UNREACHABLE_URL,
+        lsq.RateLimit(4, 5.0),
+        key=key,
+        clock=now,
+        fallback=True,
+        fallback_processes=2,
     ) as limiter:
-        with caplog.at_level(logging.WARNING, logger="leadsq_async"):
-            tasks, leave = await hold_slots(limiter, 2)
-            third: list[float] = []
+        tasks, leave = await hold_slots(limiter, 2)
+        third: list[float] = []
 
-            async def late() -> None:
-                async with limiter.slot():
-                    third.append(loop.time())
+        async def late() -> None:
+            async with limiter.slot():
+                third.append(now())
 
-            waiter = asyncio.ensure_future(late())
-            await asyncio.sleep(0.05)
-            released = loop.time()
-            leave.set()
-            await asyncio.gather(*tasks, waiter)
-    assert third[0] >= released + 0.3
+        waiter = asyncio.ensure_future(late())
+        await asyncio.sleep(1.0)
+        released = now()
+        leave.set()
+        await asyncio.gather(*tasks, waiter)
+    assert third == [released + 5.0]
     warnings = [record for record in caplog.records if "falling back" in record.getMessage()]
     assert len(warnings) == 1
     assert "hunter2" not in caplog.text
 
 
+@virtual
+async def test_fallback_keeps_to_a_share_of_every_limit(key: str) -> None:
+    """Falling back under 4 per 5 s and 6 per 20 s, a process of two keeps 2 per 5 s, 3 per 20 s."""
+    async with lsq.RedisRateLimit(
+        UNREACHABLE_URL,
+        [lsq.RateLimit(4, 5.0), lsq.RateLimit(6, 20.0)],
+        key=key,
+        clock=now,
+        fallback=True,
+        fallback_processes=2,
+    ) as limiter:
+        started = now()
+        entered: list[float] = []
+        for _ in range(4):
+            async with limiter.slot():
+                entered.append(now() - started)
+    assert entered == [0.0, 0.0, 5.0, 20.0]
+
+
 @pytest.mark.parametrize(
     ("arguments", "error"),
     [
-        ({"calls": 0}, ValueError),
-        ({"calls": "25"}, TypeError),
-        ({"calls": True}, TypeError),
-        ({"period": 0}, ValueError),
-        ({"period": math.inf}, ValueError),
-        ({"period": "5"}, TypeError),
+        ({"rate_limit": "25/5"}, TypeError),
+        ({"rate_limit": []}, ValueError),
+        ({"rate_limit": [lsq.RateLimit(), 5]}, TypeError),
         ({"lease": 0}, ValueError),
         ({"lease": -1.0}, ValueError),
         ({"key": ""}, ValueError),
         ({"key": b"k"}, TypeError),
         ({"redis": 6379}, TypeError),
         ({"redis": "http://127.0.0.1:6379"}, ValueError),
+        ({"clock": 5.0}, TypeError),
         ({"fallback": 1}, TypeError),
         ({"fallback_processes": 0}, ValueError),
         ({"fallback_processes": 2.0}, TypeError),
@@ -602,21 +1036,57 @@ def test_bad_arguments_are_refused(arguments: dict[str, Any], error: type[Except
         lsq.RedisRateLimit(**options)
 
 
+async def test_bad_arguments_to_calls_are_refused(make_limiter: MakeLimiter) -> None:
+    """slot, pause and learn refuse bad arguments with TypeError or ValueError."""
+    limiter = make_limiter()
+    with pytest.raises(ValueError, match="max_wait"):
+        limiter.slot(max_wait=-1.0)
+    with pytest.raises(TypeError, match="limit"):
+        await limiter.pause(1.0, limit="1/5")  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="limit"):
+        await limiter.learn("1/5")  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("arguments", "options"),
+    [((4, 0.3), {}), ((), {"calls": 4, "period": 0.3}), ((4,), {"period": 0.3})],
+)
+async def test_calls_and_period_are_a_deprecated_form(
+    key: str, arguments: tuple[Any, ...], options: dict[str, Any]
+) -> None:
+    """RedisRateLimit(url, calls, period) still makes the limit, with a DeprecationWarning."""
+    with pytest.warns(DeprecationWarning, match=r"RateLimit\(calls, period\)"):
+        limiter = lsq.RedisRateLimit(UNREACHABLE_URL, *arguments, key=key, **options)
+    async with limiter:
+        assert limiter.rate_limits == (lsq.RateLimit(4, 0.3),)
+
+
+def test_several_limits_are_kept_by_period(key: str) -> None:
+    """The limits given are sorted shortest first, and of two with one period the lower stays."""
+    limiter = lsq.RedisRateLimit(
+        UNREACHABLE_URL,
+        [lsq.RateLimit(10_000, 86_400), lsq.RateLimit(10, 5), lsq.RateLimit(8, 5)],
+        key=key,
+    )
+    assert limiter.rate_limits == (lsq.RateLimit(8, 5), lsq.RateLimit(10_000, 86_400))
+    assert limiter.rate_limit == lsq.RateLimit(8, 5)
+
+
 async def test_fallback_returns_to_redis_once_it_answers_again(
     redis_url: str,
     redis_proxy: TcpProxy,
     make_limiter: MakeLimiter,
     client: aioredis.Redis,
     key: str,
-    monkeypatch: pytest.MonkeyPatch,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    """Cut off, a limiter keeps to its local share; with Redis back, it takes slots there again."""
-    monkeypatch.setattr(leadsq_async._redis, "_FALLBACK_RETRY_SECONDS", 0.2)
+    """Cut off, a limiter keeps to its local share; 30 s on (of its clock), it tries Redis again."""
+    clock = JumpingClock(time.monotonic)
     limiter = make_limiter(
         calls=4,
         period=0.3,
         redis=through(redis_proxy, redis_url),
+        clock=clock,
         fallback=True,
         fallback_processes=2,
     )
@@ -636,13 +1106,17 @@ async def test_fallback_returns_to_redis_once_it_answers_again(
     more_leave.set()
     await asyncio.gather(*more_tasks)
     tried = redis_proxy.accepted
-    await asyncio.sleep(0.3)  # past the retry time: Redis is tried again, and fails again
+    clock.skip(29.0)  # not yet the time to try Redis again
+    async with limiter.slot():
+        assert await held_in_redis(client, key) == 0
+    assert redis_proxy.accepted == tried
+    clock.skip(1.0)  # past the retry time: Redis is tried again, and fails again
     async with limiter.slot():
         assert await held_in_redis(client, key) == 0
     assert redis_proxy.accepted > tried
 
     await redis_proxy.up()
-    await asyncio.sleep(0.3)
+    clock.skip(30.0)
     for _ in range(2):
         async with limiter.slot():
             assert await held_in_redis(client, key) == 1

@@ -227,3 +227,59 @@ def test_secret_echoed_by_the_server_is_scrubbed() -> None:
     error = info.value
     for text in (str(error), repr(error), error.body):
         assert "sekrit-123" not in text
+
+
+@pytest.mark.parametrize(
+    ("record_count", "expected"),
+    [(12, 12), (12.0, 12), ("12", 12), (" 12 ", 12), (0, 0), ("", None), (None, None)],
+)
+def test_decode_reads_every_spelling_of_a_count(record_count: object, expected: object) -> None:
+    """A count as a number or a digit string is read; null or "" mean none was sent."""
+    assert decode_page(200, page_body([], record_count), endpoint=ENDPOINT).record_count == expected
+
+
+@pytest.mark.parametrize(
+    "record_count",
+    ["²", "١٢", "1" * 5000, 10**20, -1, "-1", True, 1.5, "12 rows", [3], {"n": 3}],
+    ids=[
+        "superscript",
+        "arabic-digits",
+        "5000-digits",
+        "huge",
+        "negative",
+        "negative-text",
+        "bool",
+        "fraction",
+        "words",
+        "list",
+        "object",
+    ],
+)
+def test_record_count_that_is_not_a_count_is_a_malformed_response(record_count: object) -> None:
+    """A RecordCount that is no number of rows raises MalformedResponseError, not ValueError."""
+    with pytest.raises(lsq.MalformedResponseError, match="RecordCount") as info:
+        decode_page(200, page_body([], record_count), endpoint=ENDPOINT)
+    assert not info.value.transient
+    assert len(str(info.value)) < 300
+
+
+def test_a_json_number_too_long_to_read_is_a_malformed_response() -> None:
+    """A 5,000-digit number literal (which int() refuses) raises MalformedResponseError."""
+    body = b'{"RecordCount": ' + b"7" * 5000 + b', "List": []}'
+    with pytest.raises(lsq.MalformedResponseError) as info:
+        decode_page(200, body, endpoint=ENDPOINT)
+    assert not info.value.transient
+
+
+def test_json_nested_too_deep_to_read_is_a_malformed_response() -> None:
+    """JSON nested past the recursion limit raises MalformedResponseError, not RecursionError."""
+    body = b'{"List": ' + b"[" * 100_000 + b"]" * 100_000 + b"}"
+    with pytest.raises(lsq.MalformedResponseError):
+        decode_page(200, body, endpoint=ENDPOINT)
+
+
+def test_an_empty_200_is_a_transient_malformed_response() -> None:
+    """An empty 200 is a truncated answer, retried like any 200 that is not JSON."""
+    with pytest.raises(lsq.MalformedResponseError, match="empty") as info:
+        decode_page(200, b"", endpoint=ENDPOINT)
+    assert info.value.transient

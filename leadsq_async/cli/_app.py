@@ -12,12 +12,13 @@ from pathlib import Path
 from typing import IO, Any
 
 import click
-from rich.console import Console
 
 from leadsq_async import LeadSquaredError, QuotaExhaustedError, Session
+from leadsq_async._wire import scrub as scrub_secrets
 
 from ._checkpoint import CrawlDirectory, CrawlError, CrawlSettings, naming
 from ._demo import demo
+from ._display import ExportProgress, export_total, progress_display, stdout_is_terminal
 from ._export import FORMATS, RowWriter, writer_for
 from ._ids import STDIN, IdReader, count_ids, ids_from, lines_to_ids, open_ids, source_of
 from ._options import ApiOptions, api_options, scrub
@@ -35,7 +36,7 @@ from ._outcomes import (
     stop_advice,
     stop_reason,
 )
-from ._progress import CrawlCounts, Display, NoDisplay, RichDisplay, format_duration, plural
+from ._progress import CrawlCounts, RichDisplay, format_duration, plural
 from ._run import (
     INTERRUPTED_EXIT_CODE,
     CommandFailed,
@@ -157,7 +158,10 @@ class _NamingWriter:
 
 def _report_failure(kind: str) -> Any:
     def report(identifier: str, error: BaseException) -> None:
-        click.echo(f"{PROG}: error: {kind} {identifier}: {error_line(error, scrub)}", err=True)
+        # Through sys.stderr, which a live progress bar redirects above itself (err=True
+        # would write under it, into the bar's line).
+        line = f"{PROG}: error: {kind} {identifier}: {error_line(error, scrub)}"
+        click.echo(line, file=sys.stderr)
 
     return report
 
@@ -189,13 +193,28 @@ def _export(
     of the others.
     """
 
+    # A bar on a terminal, unless the rows go to that terminal too.
+    rows_on_terminal = out == STDIN and stdout_is_terminal()
+    ids_noun = (kind, "opportunities" if kind == "opportunity" else f"{kind}s")
+    display = progress_display(
+        noun=ids_noun, force=False if rows_on_terminal else None, lines=False
+    )
+    total = export_total(ids, ids_file)
+
     async def work() -> Failures:
         with _ids_file(ids_file) as file, _output_stream(out) as stream:
             name = "standard output" if out == STDIN else out
             writer = _NamingWriter(writer_for(output_format, stream), name)
             reader = IdReader(ids_from(ids, file))
             async with api.session() as session, contextlib.aclosing(reader):
-                failures = await fetch(session, reader, writer, _report_failure(kind))
+                progress = ExportProgress(session, kind, total, display)
+                async with progress.tracking():
+                    failures = await fetch(
+                        session,
+                        reader,
+                        progress.writer(writer),
+                        progress.report(_report_failure(kind)),
+                    )
             writer.finish()
         return failures
 
@@ -312,15 +331,6 @@ def activities(
 # The crawl.
 
 
-def progress_display(*, quiet: bool, force: bool | None) -> Display:
-    """A progress bar on stderr when it is a terminal (or ``force``), else nothing."""
-    if quiet or force is False:
-        return NoDisplay()
-    if force or stderr_is_terminal():
-        return RichDisplay(Console(stderr=True, force_terminal=True if force else None))
-    return NoDisplay()
-
-
 def show_cursor() -> None:
     """Show the terminal's cursor again (a progress bar hides it); for a hard exit."""
     with contextlib.suppress(OSError, ValueError):
@@ -398,8 +408,8 @@ def show_cursor() -> None:
 @click.option(
     "--progress/--no-progress",
     default=None,
-    help="Show the progress bar on stderr even when it is not a terminal, or never "
-    "[default: when stderr is a terminal].",
+    help="Show the progress bar on stderr even when it is not a terminal, or no progress "
+    "at all [default: a bar on a terminal, else a line every 5 seconds].",
 )
 @click.option(
     "--wait-for-quota",
@@ -458,8 +468,9 @@ def crawl(
         click.echo(f"{PROG}: warning: {output.repaired}", err=True)
     counts = CrawlCounts(total=total)
     display = progress_display(quiet=quiet, force=progress)
-    # Without a bar, a wait for the quota is one line (the bar shows it otherwise).
-    announce = _announce if isinstance(display, NoDisplay) else None
+    # Off a terminal, a wait for the quota is also one line at once, naming the quota (a
+    # plain progress line says it only every few seconds, --quiet never).
+    announce = None if isinstance(display, RichDisplay) else _announce
 
     async def work() -> float:
         async with session:
@@ -542,7 +553,7 @@ def crawl(
 
 
 def _announce(line: str) -> None:
-    click.echo(f"{PROG}: {line}", err=True)
+    click.echo(f"{PROG}: {line}", file=sys.stderr)
 
 
 @contextlib.contextmanager
@@ -600,19 +611,26 @@ cli.add_command(demo)
 class _StderrHandler(logging.Handler):
     """The library's warnings as ``leadsq-async: warning: ...`` lines, secrets scrubbed."""
 
+    #: The running command's secret keys (set by `main`).
+    secrets: set[str] = set()  # noqa: RUF012
+
     def emit(self, record: logging.LogRecord) -> None:
         try:
-            message = scrub(record.getMessage())
-            click.echo(f"{PROG}: {record.levelname.lower()}: {message}", err=True)
+            message = scrub_secrets(record.getMessage(), self.secrets)
+            # sys.stderr, not err=True: above a live progress bar, not into it.
+            click.echo(f"{PROG}: {record.levelname.lower()}: {message}", file=sys.stderr)
         except Exception:
             self.handleError(record)
 
 
-def _setup_logging() -> None:
+def _setup_logging(secrets: set[str]) -> None:
     logger = logging.getLogger("leadsq_async")
-    if not logger.handlers:
-        logger.addHandler(_StderrHandler(logging.WARNING))
+    handlers = [h for h in logger.handlers if isinstance(h, _StderrHandler)]
+    if not handlers:
+        handlers = [_StderrHandler(logging.WARNING)]
+        logger.addHandler(handlers[0])
         logger.propagate = False
+    handlers[0].secrets = secrets
 
 
 def _fail(message: str, code: int) -> int:
@@ -630,27 +648,31 @@ def main(argv: list[str] | None = None) -> int:
     `_outcomes`), 1 otherwise. Set LSQ_DEBUG=1 to see the traceback of an
     unexpected error.
     """
-    _setup_logging()
+    # The secret keys the command is given, gathered as its options are read: no
+    # line it prints, whatever produced it, may hold one.
+    secrets: set[str] = set()
+    _setup_logging(secrets)
+    hide = functools.partial(scrub_secrets, secrets=secrets)
     try:
-        result = cli.main(args=argv, prog_name=PROG, standalone_mode=False)
+        result = cli.main(args=argv, prog_name=PROG, standalone_mode=False, obj=secrets)
     except click.UsageError as error:
         if type(error).__name__ == "NoArgsIsHelpError":  # click >= 8.2: no command given
             error.show()
             return error.exit_code
         where = f" (see '{error.ctx.command_path} --help')" if error.ctx is not None else ""
-        return _fail(f"error: {scrub(error.format_message())}{where}", error.exit_code)
+        return _fail(f"error: {hide(error.format_message())}{where}", error.exit_code)
     except click.ClickException as error:
-        return _fail(f"error: {scrub(error.format_message())}", error.exit_code)
+        return _fail(f"error: {hide(error.format_message())}", error.exit_code)
     except click.Abort:
         return _fail("aborted", INTERRUPTED_EXIT_CODE)
     except CommandFailed as error:
         label = "" if error.exit_code == INTERRUPTED_EXIT_CODE else "error: "
-        return _fail(f"{label}{scrub(str(error))}", error.exit_code)
+        return _fail(f"{label}{hide(str(error))}", error.exit_code)
     except (LeadSquaredError, CrawlError, ValueError, TypeError, OSError) as error:
         if isinstance(error, BrokenPipeError):
             return _quiet_broken_pipe()
         code = error.exit_code if isinstance(error, CrawlError) else exit_code_of(error)
-        return _fail(f"error: {error_line(error, scrub)}", code)
+        return _fail(f"error: {error_line(error, hide)}", code)
     except ModuleNotFoundError as error:
         # uvicorn, for `emulator` and `demo`, is imported only when a server starts.
         return _fail(f'error: this command needs {error.name}: pip install "leadsq-async[cli]"', 1)
@@ -660,7 +682,7 @@ def main(argv: list[str] | None = None) -> int:
         if os.environ.get("LSQ_DEBUG"):
             raise
         return _fail(
-            f"internal error: {type(error).__name__}: {error_line(error, scrub)} "
+            f"internal error: {type(error).__name__}: {error_line(error, hide)} "
             "(set LSQ_DEBUG=1 to see the traceback, and please report it)",
             1,
         )

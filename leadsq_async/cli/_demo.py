@@ -15,8 +15,6 @@ from typing import Any
 
 import attrs
 import click
-from rich.console import Console
-from rich.theme import Theme
 
 from leadsq_async import RateLimit, Session
 from leadsq_async.testing import (
@@ -38,15 +36,15 @@ from ._checkpoint import (
     DirectoryInUse,
     dump_row,
 )
+from ._display import progress_display
 from ._options import parse_rate_limit
-from ._progress import CrawlCounts, Display, PlainDisplay, RichDisplay, plural
+from ._progress import CrawlCounts, Display, plural
 from ._run import (
     INTERRUPTED_EXIT_CODE,
     CommandFailed,
     Interrupted,
     crawl_into,
     run_interruptibly,
-    stderr_is_terminal,
 )
 
 __all__ = ["demo"]
@@ -56,7 +54,6 @@ _PAGE = 1000
 
 #: rich draws the done part of a running bar in its "bar.complete" colour, a red that reads
 #: as an error; the demo draws it in the colour of a finished bar instead.
-BAR_THEME = Theme({"bar.complete": "green", "bar.finished": "green", "bar.pulse": "green"})
 
 
 def requests_for(data: Dataset, lead_id: str) -> int:
@@ -197,16 +194,7 @@ def demo(
 
 
 def _demo_display(progress: bool | None) -> Display:
-    if progress is False:
-        return PlainDisplay(lambda line: None)
-    if progress or stderr_is_terminal():
-        return RichDisplay(demo_console(force_terminal=True if progress else None))
-    return PlainDisplay(lambda line: click.echo(f"  {line}", err=True))
-
-
-def demo_console(*, force_terminal: bool | None = None) -> Console:
-    """The console on stderr the demo's progress bar draws on, in `BAR_THEME`'s colours."""
-    return Console(stderr=True, force_terminal=force_terminal, theme=BAR_THEME)
+    return progress_display(force=progress, prefix="  ")
 
 
 async def _crawl_demo(

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import functools
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any, TypeVar
 
 import attrs
@@ -13,14 +13,15 @@ from click.core import ParameterSource
 
 from leadsq_async import RateLimit, RetryPolicy, Session
 from leadsq_async._wire import base_url
+from leadsq_async._wire import scrub as scrub_secrets
 
 __all__ = [
     "ApiOptions",
     "api_options",
     "check_host",
+    "command_secrets",
     "parse_rate_limit",
     "parse_rate_limits",
-    "remember_secret",
     "scrub",
 ]
 
@@ -28,26 +29,29 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 DEFAULT_HOST = "api.leadsquared.com"
 
-# Every secret key seen on the command line or in the environment: no message the
-# command prints may contain one, whatever produced the message.
-_SECRETS: set[str] = set()
+
+def scrub(text: str, secrets: Iterable[str] | None = None) -> str:
+    """``text`` with every secret key this command was given replaced by ``***``, in
+    any spelling (see `leadsq_async._wire.scrub`).
+
+    ``secrets`` defaults to those of the running command (`command_secrets`).
+    """
+    return scrub_secrets(text, command_secrets() if secrets is None else secrets)
 
 
-def remember_secret(value: str | None) -> None:
-    """Add ``value`` to the secrets that `scrub` hides."""
-    if value:
-        _SECRETS.add(value)
+def command_secrets() -> set[str]:
+    """The secret keys the running command was given: its root context's ``obj``, which
+    `main` makes; an empty set outside a command."""
+    ctx = click.get_current_context(silent=True)
+    secrets = None if ctx is None else ctx.find_root().obj
+    return secrets if isinstance(secrets, set) else set()
 
 
-def scrub(text: str) -> str:
-    """``text`` with every secret key seen replaced by ``***``."""
-    for secret in _SECRETS:
-        text = text.replace(secret, "***")
-    return text
-
-
-def _secret_callback(_ctx: click.Context, _param: click.Parameter, value: str | None) -> Any:
-    remember_secret(value)
+def _secret_callback(ctx: click.Context, _param: click.Parameter, value: str | None) -> Any:
+    # Every secret key seen on the command line or in the environment: no message the
+    # command prints may contain one, whatever produced the message.
+    if value and isinstance(ctx.find_root().obj, set):
+        ctx.find_root().obj.add(value)
     return value
 
 

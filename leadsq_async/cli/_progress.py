@@ -1,47 +1,53 @@
-"""The crawl's progress: what it counts, what it measures, and how it shows them on stderr.
+"""A crawl's progress on stderr: what it counts, and how it shows it, in words.
 
-Shown: leads handled of the total, records written, requests per second (over
-the last rate-limit period), how long the crawl was throttled (wall time during
-which at least one request waited for a rate-limit slot), and an ETA derived
-from the rate limit: the leads left, times the requests a lead has needed so
-far, at the limit's calls per second. The rate limit, not the network, sets
-the pace of a long crawl, so that is also the most honest estimate.
+The figures come from a `Meter`, which listens to the session's events: the
+requests fetched of the requests the crawl needs (known from each id's first
+page, estimated for the ids not started), the ids handled, the records
+written, the requests per second over at least one rate-limit period, an ETA
+at the pace of the rate limit that binds, and what slows the crawl, in words:
+``waiting for the rate limit 96% of the time; 2 retries (ServerError)``.
+
+On a terminal it is a bar (`RichDisplay`); elsewhere a line every few seconds
+(`PlainDisplay`); `progress_display` in ``_display`` picks.
 """
 
 from __future__ import annotations
 
 import asyncio
-import collections
 import contextlib
 import time
-from collections.abc import AsyncIterator, Callable
-from typing import Any, Protocol
+from collections.abc import AsyncIterator, Callable, Iterable
+from typing import Protocol
 
 import attrs
-from rich.console import Console
-from rich.progress import (
-    BarColumn,
-    MofNCompleteColumn,
-    Progress,
-    TaskID,
-    TextColumn,
-    TimeElapsedColumn,
-)
+from rich.console import Console, RenderableType
+from rich.progress import BarColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
+from rich.text import Text
 
-from leadsq_async import LeadResult, Session
+from leadsq_async import LeadResult
+from leadsq_async._aio import cancel_and_wait
+
+from ._meter import Meter
 
 __all__ = [
     "CrawlCounts",
+    "Display",
     "Meter",
     "NoDisplay",
     "PlainDisplay",
     "RichDisplay",
+    "describe",
     "format_duration",
     "plural",
+    "slowdown",
     "track",
 ]
 
 TICK_SECONDS = 0.25
+
+#: What the ids are, singular and plural.
+Noun = tuple[str, str]
+LEADS: Noun = ("lead", "leads")
 
 
 @attrs.define
@@ -87,66 +93,13 @@ class CrawlCounts:
         self.activities += sum(len(rows) for rows in result.activities.values())
 
 
-class Meter:
-    """Measures a session's pace: requests per second, time throttled, and the ETA."""
-
-    def __init__(self, session: Session, clock: Callable[[], float] = time.monotonic) -> None:
-        self._session = session
-        self._clock = clock
-        self.started = clock()
-        self.throttled_seconds = 0.0
-        #: What holds the crawl back beyond the pace, such as a spent quota; None when nothing.
-        self.notice: str | None = None
-        self._last = self.started
-        self._samples: collections.deque[tuple[float, int]] = collections.deque()
-        self._samples.append((self.started, session.stats.requests))
-
-    @property
-    def requests(self) -> int:
-        """Requests the session has sent (retries included)."""
-        return self._session.stats.requests
-
-    @property
-    def elapsed(self) -> float:
-        """Seconds since the meter started."""
-        return self._clock() - self.started
-
-    def sample(self) -> None:
-        """Take one measurement; call it a few times a second."""
-        now = self._clock()
-        waiting = getattr(self._session.limiter, "waiting", 0)
-        if isinstance(waiting, int) and waiting > 0:
-            self.throttled_seconds += now - self._last
-        self._last = now
-        self._samples.append((now, self.requests))
-        horizon = now - max(self._session.limiter.rate_limit.period, 1.0)
-        while len(self._samples) > 2 and self._samples[1][0] <= horizon:
-            self._samples.popleft()
-
-    @property
-    def requests_per_second(self) -> float:
-        """Requests per second over the last rate-limit period (at least one second)."""
-        (first_time, first_count), (last_time, last_count) = self._samples[0], self._samples[-1]
-        span = last_time - first_time
-        return (last_count - first_count) / span if span > 0 else 0.0
-
-    def eta(self, counts: CrawlCounts) -> float | None:
-        """Seconds left at the rate limit's pace, or None until that can be told."""
-        if counts.total is None or counts.crawled == 0:
-            return None
-        remaining = max(counts.total - counts.handled, 0)
-        limit = self._session.limiter.rate_limit
-        requests_per_lead = self.requests / counts.crawled
-        return remaining * requests_per_lead * limit.period / limit.calls
-
-
 def plural(count: int, singular: str, many: str | None = None) -> str:
     """``1 lead``, ``2 leads``, ``1,234 opportunities``."""
     return f"{count:,} {singular if count == 1 else many or singular + 's'}"
 
 
 def format_duration(seconds: float | None) -> str:
-    """``42s``, ``3m05s`` or ``2h07m``; ``-`` for an unknown duration."""
+    """``42s``, ``3m05s``, ``2h07m`` or ``3d04h``; ``-`` for an unknown duration."""
     if seconds is None:
         return "-"
     whole = round(seconds)
@@ -156,17 +109,51 @@ def format_duration(seconds: float | None) -> str:
     if minutes < 60:
         return f"{minutes}m{secs:02d}s"
     hours, minutes = divmod(minutes, 60)
-    return f"{hours}h{minutes:02d}m"
+    if hours < 24:
+        return f"{hours}h{minutes:02d}m"
+    days, hours = divmod(hours, 24)
+    return f"{days}d{hours:02d}h"
 
 
-def describe(counts: CrawlCounts, meter: Meter) -> dict[str, str]:
+def slowdown(meter: Meter) -> str:
+    """What slows the crawl, in words: the share of the time spent waiting for the rate
+    limit, the refusals and the retries, a quota being waited for."""
+    parts = [f"waiting for the rate limit {meter.waiting_share:.0%} of the time"]
+    if meter.quota_until is not None:
+        parts.append(f"the quota is spent until {meter.quota_until:%H:%M} UTC")
+    if meter.refusals:
+        refusals = plural(meter.refusals, "refusal")
+        paused = format_duration(meter.paused_seconds)
+        parts.append(f"{refusals} by the server, paused {paused} in all")
+    # A refusal is retried too; it is counted above, with its pause.
+    retried = [(kind, n) for kind, n in meter.retries.most_common() if kind != "RateLimitError"]
+    retries = sum(n for _, n in retried)
+    if retries:
+        why = ", ".join(f"{kind} x{count}" for kind, count in retried)
+        parts.append(f"{plural(retries, 'retry', 'retries')} ({why})")
+    return "; ".join(parts)
+
+
+def describe(counts: CrawlCounts, meter: Meter, noun: Noun = LEADS) -> dict[str, str]:
     """The figures a display shows, as text."""
-    throttled = format_duration(meter.throttled_seconds)
+    left = meter.requests_left(counts)
+    done = meter.pages
+    if left is None:
+        requests = short = plural(done, "request")
+    else:
+        requests = f"{done:,} of about {round(done + left):,} requests"
+        short = f"{done:,}/~{round(done + left):,} requests"
+    ids = f"{counts.handled:,}" if counts.total is None else f"{counts.handled:,}/{counts.total:,}"
+    named = counts.handled if counts.total is None else counts.total
+    limit = meter.limits[0]
     return {
-        "records": f"{counts.records:,}",
-        "rate": f"{meter.requests_per_second:.1f}",
-        "throttled": throttled if meter.notice is None else f"{throttled}, {meter.notice}",
+        "requests": requests,
+        "requests_short": short,
+        "ids": f"{ids} {noun[0] if named == 1 else noun[1]}",
+        "records": plural(counts.records, "record"),
+        "rate": f"{meter.requests_per_second:.1f} of {limit.calls / limit.period:.3g} req/s",
         "eta": format_duration(meter.eta(counts)),
+        "slowdown": slowdown(meter),
     }
 
 
@@ -184,7 +171,7 @@ class Display(Protocol):
 
 
 class NoDisplay:
-    """Shows nothing (stderr is not a terminal, or ``--quiet``)."""
+    """Shows nothing (``--quiet``, ``--no-progress``, or rows going to the terminal)."""
 
     def start(self, counts: CrawlCounts) -> None:
         """Do nothing."""
@@ -196,18 +183,28 @@ class NoDisplay:
         """Do nothing."""
 
 
-class RichDisplay:
-    """A rich progress bar on stderr."""
+class _Progress(Progress):
+    """A rich progress bar with a line under it: the pace, and what slows the crawl."""
 
-    def __init__(self, console: Console, description: str = "leads") -> None:
-        self._progress = Progress(
-            TextColumn(f"[bold]{description}"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TextColumn("{task.fields[records]} records"),
-            TextColumn("{task.fields[rate]} req/s"),
-            TextColumn("throttled {task.fields[throttled]}"),
-            TextColumn("ETA {task.fields[eta]}"),
+    details = ""
+
+    def get_renderables(self) -> Iterable[RenderableType]:
+        yield from super().get_renderables()
+        if self.details:
+            yield Text(f"  {self.details}", style="dim")
+
+
+class RichDisplay:
+    """A rich progress bar of requests on stderr, and the pace and what slows it under it.
+
+    The bar's line fits 80 columns: requests, ids, ETA, time elapsed.
+    """
+
+    def __init__(self, console: Console, noun: Noun = LEADS) -> None:
+        self._noun = noun
+        self._progress = _Progress(
+            BarColumn(bar_width=20, complete_style="green", finished_style="green"),
+            TextColumn("{task.fields[figures]}"),
             TimeElapsedColumn(),
             console=console,
             refresh_per_second=4,
@@ -216,24 +213,23 @@ class RichDisplay:
 
     def start(self, counts: CrawlCounts) -> None:
         """Show the bar."""
-        self._task = self._progress.add_task(
-            "crawl",
-            total=counts.total,
-            completed=counts.handled,
-            records="0",
-            rate="0.0",
-            throttled="0s",
-            eta="-",
-        )
+        self._task = self._progress.add_task("crawl", total=None, figures="")
         self._progress.start()
 
     def update(self, counts: CrawlCounts, meter: Meter) -> None:
         """Move the bar and refresh its figures."""
-        if self._task is not None:
-            fields: dict[str, Any] = describe(counts, meter)
-            self._progress.update(
-                self._task, completed=counts.handled, total=counts.total, **fields
-            )
+        if self._task is None:
+            return
+        figures = describe(counts, meter, self._noun)
+        self._progress.details = f"{figures['rate']}, {figures['records']}; {figures['slowdown']}"
+        left = meter.requests_left(counts)
+        total = None if left is None else meter.pages + left
+        self._progress.update(
+            self._task,
+            completed=meter.pages,
+            total=total,
+            figures=f"{figures['requests_short']}, {figures['ids']}, ETA {figures['eta']}",
+        )
 
     def stop(self) -> None:
         """Leave the bar's last state on screen."""
@@ -241,17 +237,21 @@ class RichDisplay:
 
 
 class PlainDisplay:
-    """A line of figures every few seconds, for a stderr that is not a terminal."""
+    """A line of figures every ``interval`` seconds, for a stderr that is not a terminal
+    (a log file, a pipe). None at the end: the command's own summary or error line ends
+    the log."""
 
     def __init__(
         self,
         write: Callable[[str], None],
         interval: float = 5.0,
         clock: Callable[[], float] = time.monotonic,
+        noun: Noun = LEADS,
     ) -> None:
         self._write = write
         self._interval = interval
         self._clock = clock
+        self._noun = noun
         self._next = 0.0
 
     def start(self, counts: CrawlCounts) -> None:
@@ -264,17 +264,16 @@ class PlainDisplay:
         if now < self._next:
             return
         self._next = now + self._interval
-        self._write(self.line(counts, meter))
+        self._write(self.line(counts, meter, self._noun))
 
     @staticmethod
-    def line(counts: CrawlCounts, meter: Meter) -> str:
+    def line(counts: CrawlCounts, meter: Meter, noun: Noun = LEADS) -> str:
         """The figures as one line."""
-        total = "?" if counts.total is None else str(counts.total)
-        figures = describe(counts, meter)
+        figures = describe(counts, meter, noun)
         return (
-            f"{counts.handled}/{total} leads, {figures['records']} records, "
-            f"{figures['rate']} req/s, throttled {figures['throttled']}, "
-            f"ETA {figures['eta']}, {format_duration(meter.elapsed)} elapsed"
+            f"{figures['requests']}, {figures['ids']}, {figures['records']}, "
+            f"{figures['rate']}, ETA {figures['eta']}, "
+            f"{format_duration(meter.elapsed)} elapsed; {figures['slowdown']}"
         )
 
     def stop(self) -> None:
@@ -282,23 +281,30 @@ class PlainDisplay:
 
 
 @contextlib.asynccontextmanager
-async def track(counts: CrawlCounts, meter: Meter, display: Display) -> AsyncIterator[None]:
-    """Show progress while the body runs: sample the meter and refresh the display."""
+async def track(
+    counts: CrawlCounts,
+    meter: Meter,
+    display: Display,
+    *,
+    tick: float = TICK_SECONDS,
+) -> AsyncIterator[None]:
+    """Show progress while the body runs: listen to the session's events, and refresh the
+    display every ``tick`` seconds."""
 
-    async def tick() -> None:
+    async def refresh() -> None:
         while True:
-            await asyncio.sleep(TICK_SECONDS)
+            await asyncio.sleep(tick)
             meter.sample()
             display.update(counts, meter)
 
+    unsubscribe = meter.listen()
     display.start(counts)
-    ticker = asyncio.ensure_future(tick())
+    ticker = asyncio.ensure_future(refresh())
     try:
         yield
     finally:
-        ticker.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await ticker
+        await cancel_and_wait([ticker])
+        unsubscribe()
         meter.sample()
         display.update(counts, meter)
         display.stop()

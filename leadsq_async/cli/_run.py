@@ -6,7 +6,7 @@ import asyncio
 import os
 import signal
 import sys
-from collections.abc import AsyncIterable, Callable, Coroutine, Iterable
+from collections.abc import AsyncIterable, AsyncIterator, Callable, Coroutine, Iterable
 from typing import Any, TypeVar
 
 from leadsq_async import (
@@ -16,13 +16,14 @@ from leadsq_async import (
     LeadSquaredError,
     OpportunityResult,
     QuotaWait,
-    RequestSent,
     Session,
     unstructure,
 )
+from leadsq_async._aio import AnyIterator
 
 from ._checkpoint import CrawlDirectory
 from ._export import RowWriter
+from ._meter import ACTIVITIES
 from ._outcomes import INTERRUPTED, Failures, FailureStreak, quota_name, quota_resumes_at
 from ._progress import CrawlCounts, Display, Meter, track
 
@@ -233,7 +234,8 @@ async def crawl_into(
         FailuresInARow: many leads in a row failed for now; they are journaled.
         OSError: a file could not be written.
     """
-    meter = Meter(session)
+    children = ACTIVITIES if output.settings.with_activities else None
+    meter = Meter(session, child_endpoint=children, clock=asyncio.get_running_loop().time)
     results = session.crawl_opportunities(
         _Pending(lead_ids, output.settled(retry_failed=retry_failed), counts),
         concurrency=concurrency,
@@ -241,7 +243,7 @@ async def crawl_into(
         opportunity_type=output.settings.opportunity_type,
     )
     streak = FailureStreak("lead")
-    unsubscribe = session.events.subscribe(_QuotaWatch(meter, announce))
+    unsubscribe = session.events.subscribe(_QuotaWatch(announce)) if announce else None
     try:
         async with track(counts, meter, display):
             try:
@@ -249,33 +251,30 @@ async def crawl_into(
                     message = None if result.error is None else scrub(str(result.error))
                     output.record(result, message)
                     counts.add(result)
+                    meter.end(result.lead_id, result.activities, failed=result.error is not None)
                     streak.add(result.error, message or "")
             finally:
                 await results.aclose()
     finally:
-        unsubscribe()
+        if unsubscribe is not None:
+            unsubscribe()
     return meter
 
 
 class _QuotaWatch:
-    """Shows a wait for a spent quota, "quota spent, resumes at 14:04 UTC": in the progress
-    (`Meter.notice`) until a request is sent again, and through ``announce`` as a line, once
-    for each resume time."""
+    """Says that the crawl waits for a spent quota, "quota spent, resumes at 14:04 UTC",
+    through ``announce``, once for each resume time (the progress shows it too, through
+    `Meter.quota_until`)."""
 
-    def __init__(self, meter: Meter, announce: Callable[[str], None] | None) -> None:
-        self._meter = meter
+    def __init__(self, announce: Callable[[str], None]) -> None:
         self._announce = announce
         self._announced = ""
 
     def __call__(self, event: Event) -> None:
-        if isinstance(event, RequestSent):
-            self._meter.notice = None
-            return
         if not isinstance(event, QuotaWait):
             return
         at = quota_resumes_at(event.retry_at)
-        self._meter.notice = f"quota spent, resumes at {at}"
-        if self._announce is not None and at != self._announced:
+        if at != self._announced:
             self._announced = at
             self._announce(
                 f"quota spent, resumes at {at}: waiting for {quota_name(event.limit)} "
@@ -283,7 +282,7 @@ class _QuotaWatch:
             )
 
 
-class _Pending:
+class _Pending(AsyncIterator[str]):
     """The ids neither in ``done`` nor seen before; the others are counted as skipped.
 
     A class rather than a generator, so that it can take ids from an async
@@ -293,32 +292,19 @@ class _Pending:
     """
 
     def __init__(self, lead_ids: Ids, done: set[str], counts: CrawlCounts) -> None:
-        self._sync = iter(lead_ids) if isinstance(lead_ids, Iterable) else None
-        self._async = lead_ids.__aiter__() if isinstance(lead_ids, AsyncIterable) else None
+        self._ids = AnyIterator(lead_ids)
         self._done = done
         self._seen: set[str] = set()
         self._counts = counts
 
-    def __aiter__(self) -> _Pending:
-        return self
-
     async def __anext__(self) -> str:
         while True:
-            lead_id = await self._next()
+            lead_id = await self._ids.__anext__()
             if lead_id in self._done or lead_id in self._seen:
                 self._counts.skip()
                 continue
             self._seen.add(lead_id)
             return lead_id
-
-    async def _next(self) -> str:
-        if self._sync is not None:
-            try:
-                return next(self._sync)
-            except StopIteration:
-                raise StopAsyncIteration from None
-        assert self._async is not None
-        return await self._async.__anext__()
 
 
 def error_line(error: BaseException, scrub: Callable[[str], str]) -> str:

@@ -1,0 +1,438 @@
+"""What a crawl has done and has left, in requests, measured from the session's events.
+
+The work unit is the request, not the id: one lead may need one request and
+another a hundred. `Workload` counts them from `PageFetched` events. An id's
+first page tells how many pages its walk takes (``record_count`` over the page
+size); with activities, each of a lead's opportunities is one more walk, whose
+length is known once its own first page came and is estimated from the mean
+walk until then; the ids not started yet are estimated from the mean id so far.
+
+`Meter` listens to a session (`Session.events`, never polling it) and adds the
+pace: requests per second over at least one rate-limit period, the share of the
+time the crawl waited for the rate limit (every slot of a limit held, or a
+pause after a refusal), the retries and refusals, and an ETA: the requests left
+at the rate of the limit that binds for them, one wave of ``calls`` per
+``period`` plus the round trip, as the limiter grants them.
+"""
+
+from __future__ import annotations
+
+import bisect
+import collections
+import datetime as _dt
+import math
+import time
+from collections.abc import Callable, Iterable
+from typing import TYPE_CHECKING
+
+import attrs
+
+from leadsq_async import (
+    Event,
+    PageFetched,
+    QuotaWait,
+    RateLimit,
+    RateLimited,
+    RequestSent,
+    ResponseReceived,
+    RetryScheduled,
+    Session,
+)
+from leadsq_async._endpoints import ACTIVITIES_OF_OPPORTUNITY, OPPORTUNITIES_OF_LEAD
+
+if TYPE_CHECKING:
+    from ._progress import CrawlCounts
+
+__all__ = ["ACTIVITIES", "OPPORTUNITIES", "Meter", "Workload"]
+
+#: The endpoints' paths, as events name them.
+OPPORTUNITIES = OPPORTUNITIES_OF_LEAD.path
+ACTIVITIES = ACTIVITIES_OF_OPPORTUNITY.path
+
+#: How much the latest round trip weighs in the running mean.
+_LATENCY_WEIGHT = 0.2
+#: The measured rate an ETA may go by spans this many windows (one window: one wave).
+_RATE_WINDOWS = 4
+
+
+@attrs.define
+class _Walk:
+    """The pages of one id's walk: fetched, and how many it takes as far as known."""
+
+    per_page: int
+    pages: int = 0
+    expected: int = 1
+    last: int | None = None
+    record_count: int | None = None
+    rows: int = 0
+
+    @property
+    def remaining(self) -> int:
+        return max(self.expected - self.pages, 0)
+
+    def add(self, event: PageFetched) -> None:
+        self.pages += 1
+        self.rows += event.rows
+        if event.record_count is not None:
+            self.record_count = event.record_count
+        if event.rows < self.per_page:
+            # A short page is the walk's last, wherever the others are.
+            self.last = event.page_index
+        if self.last is not None:
+            known = self.last
+        elif self.record_count is not None:
+            known = max(-(-self.record_count // self.per_page), event.page_index)
+        else:
+            known = event.page_index + 1  # a full page and no count: one more at least
+        self.expected = max(self.pages, known)
+
+
+def _first_walk(event: PageFetched) -> _Walk:
+    per_page, count = event.page_size, event.record_count
+    if count is not None and 0 < event.rows < per_page and event.rows < count:
+        per_page = event.rows  # the server clamps pages: the walk asks for this many from now
+    return _Walk(per_page=max(per_page, 1))
+
+
+class Workload:
+    """The requests a crawl of ids needs: fetched, known to come, and estimated.
+
+    Args:
+        endpoint: the path the ids are walked on.
+        child_endpoint: with it, each record of an id's walk is walked there too
+            (a lead's opportunities, then each opportunity's activities).
+    """
+
+    def __init__(self, endpoint: str, child_endpoint: str | None = None) -> None:
+        self.endpoint = endpoint
+        self.child_endpoint = child_endpoint
+        #: Pages fetched: the requests that did their work.
+        self.pages = 0
+        #: Ids whose first page came.
+        self.started = 0
+        #: Ids that ended (failed) before their first page.
+        self.ended_unstarted = 0
+        self._walks: dict[str, _Walk] = {}
+        self._children: dict[str, int] = {}
+        self._child_walks: dict[str, _Walk] = {}
+        self._child_walks_started = 0
+        self._child_pages = 0  # the pages every child walk started takes, as far as known
+
+    def add(self, event: PageFetched) -> None:
+        """Count a page."""
+        self.pages += 1
+        id_value = event.id_value
+        if id_value is None:
+            return
+        if event.endpoint == self.endpoint:
+            walk = self._walk(self._walks, id_value, event)
+            if event.page_index == 1:
+                self.started += 1
+            if walk is None:
+                return
+            if self.child_endpoint is not None:
+                count = walk.record_count
+                self._children[id_value] = walk.rows if count is None else count
+            elif not walk.remaining:
+                # Nothing more will come for it: a million ids take no memory.
+                del self._walks[id_value]
+        elif event.endpoint == self.child_endpoint:
+            walk = self._child_walks.get(id_value)
+            before = 0 if walk is None or event.page_index == 1 else walk.expected
+            walk = self._walk(self._child_walks, id_value, event)
+            if event.page_index == 1:
+                self._child_walks_started += 1
+            if walk is not None:
+                self._child_pages += walk.expected - before
+
+    def end(self, id_value: str, children: Iterable[str] = (), *, failed: bool = False) -> None:
+        """An id is done, or ``failed``: forget its walks (``children``: its child walks' ids).
+
+        Only a failed id needs it when there is no child endpoint: a walk that ends
+        is forgotten by itself, and a failed id may have ended before its first page.
+        """
+        if self._walks.pop(id_value, None) is None and failed:
+            self.ended_unstarted += 1
+        self._children.pop(id_value, None)
+        for child in children:
+            self._child_walks.pop(child, None)
+
+    @property
+    def known(self) -> float:
+        """Requests still to come for the ids started: known, and estimated for child walks
+        not started yet (at the mean length of a child walk so far)."""
+        left: float = sum(walk.remaining for walk in self._walks.values())
+        left += sum(walk.remaining for walk in self._child_walks.values())
+        pending = max(sum(self._children.values()) - len(self._child_walks), 0)
+        if pending:
+            started = self._child_walks_started
+            left += pending * (self._child_pages / started if started else 1.0)
+        return left
+
+    def left(self, total: int | None, skipped: int = 0) -> float | None:
+        """Requests still to come, with ids not started at the mean id so far.
+
+        None when that cannot be told: ``total`` unknown, or ids left and none started.
+        """
+        if total is None:
+            return None
+        unstarted = max(total - skipped - self.started - self.ended_unstarted, 0)
+        known = self.known
+        if not unstarted:
+            return known
+        if not self.started:
+            return None
+        return known + unstarted * (self.pages + known) / self.started
+
+    @staticmethod
+    def _walk(walks: dict[str, _Walk], id_value: str, event: PageFetched) -> _Walk | None:
+        walk = walks.get(id_value)
+        if event.page_index == 1:
+            walk = walks[id_value] = _first_walk(event)
+        if walk is not None:
+            walk.add(event)
+        return walk
+
+
+class Meter:
+    """Listens to a session's events: the requests done and left, the pace, what slows it.
+
+    Call `listen` to start (it returns the function that stops), `end` as each id
+    ends, and `sample` a few times a second (`track` does both).
+
+    Args:
+        session: the session to listen to.
+        endpoint: the path the ids are walked on (a lead's opportunities by default).
+        child_endpoint: with it, each record is walked there too (`Workload`).
+        clock: seconds, monotonic; the session's clock in tests.
+        wall: the current UTC time, to place a quota's ``retry_at``.
+    """
+
+    def __init__(
+        self,
+        session: Session,
+        *,
+        endpoint: str = OPPORTUNITIES,
+        child_endpoint: str | None = None,
+        clock: Callable[[], float] = time.monotonic,
+        wall: Callable[[], _dt.datetime] | None = None,
+    ) -> None:
+        self._session = session
+        self._clock = clock
+        self._wall = wall or (lambda: _dt.datetime.now(_dt.timezone.utc))
+        self.workload = Workload(endpoint, child_endpoint)
+        self.started = clock()
+        #: Requests sent, retries included.
+        self.requests = 0
+        self.answers = 0
+        #: Retries by the failure's class name.
+        self.retries: collections.Counter[str] = collections.Counter()
+        #: Rate-limit refusals from the server.
+        self.refusals = 0
+        #: Seconds no request could be sent after a refusal.
+        self.paused_seconds = 0.0
+        #: Seconds during which a request would have waited for the rate limit.
+        self.waiting_seconds = 0.0
+        #: When a spent quota frees again, while the session waits for it.
+        self.quota_until: _dt.datetime | None = None
+        self.latency: float | None = None
+        self._paused_until = -math.inf
+        self._quota_until = -math.inf
+        self._sends: collections.deque[float] = collections.deque()
+        self._answer_times: collections.deque[float] = collections.deque()
+        self._last = self.started
+        self._blocked = False
+        self._waited: collections.deque[tuple[float, float]] = collections.deque()
+
+    # Listening.
+
+    def listen(self) -> Callable[[], None]:
+        """Subscribe to the session's events; returns the function that unsubscribes."""
+        return self._session.events.subscribe(self.hear)
+
+    def hear(self, event: Event) -> None:
+        """Take one event into account (the listener `listen` subscribes)."""
+        now = self._clock()
+        self._advance(now)
+        if isinstance(event, RequestSent):
+            self.requests += 1
+            self._sends.append(now)
+        elif isinstance(event, ResponseReceived):
+            self.answers += 1
+            self._answer_times.append(now)
+            seconds = event.seconds
+            previous = self.latency
+            self.latency = (
+                seconds if previous is None else previous + _LATENCY_WEIGHT * (seconds - previous)
+            )
+        elif isinstance(event, PageFetched):
+            self.workload.add(event)
+        elif isinstance(event, RetryScheduled):
+            self.retries[event.error_type] += 1
+        elif isinstance(event, RateLimited):
+            self.refusals += 1
+            until = now + event.pause
+            self.paused_seconds += max(until - max(self._paused_until, now), 0.0)
+            self._paused_until = max(self._paused_until, until)
+        elif isinstance(event, QuotaWait):
+            self.quota_until = event.retry_at
+            self._quota_until = now + (event.retry_at - self._wall()).total_seconds()
+        self._blocked = self._is_blocked(now)
+
+    def end(self, id_value: str, children: Iterable[str] = (), *, failed: bool = False) -> None:
+        """An id is done or ``failed`` (see `Workload.end`)."""
+        self.workload.end(id_value, children, failed=failed)
+
+    def sample(self) -> None:
+        """Bring the time waited up to now; call it a few times a second."""
+        now = self._clock()
+        self._advance(now)
+        self._blocked = self._is_blocked(now)
+        if self.quota_until is not None and now >= self._quota_until:
+            self.quota_until = None
+        self._waited.append((now, self.waiting_seconds))
+        span = _RATE_WINDOWS * self.window
+        while len(self._waited) > 2 and self._waited[1][0] <= now - span:
+            self._waited.popleft()
+
+    # The figures.
+
+    @property
+    def elapsed(self) -> float:
+        """Seconds since the meter started."""
+        return self._clock() - self.started
+
+    @property
+    def limits(self) -> tuple[RateLimit, ...]:
+        """The limits the session's limiter enforces, shortest period first."""
+        limiter = self._session.limiter
+        # Until every limiter has `rate_limits` (several limits), the one it has.
+        limits: tuple[RateLimit, ...] = getattr(limiter, "rate_limits", (limiter.rate_limit,))
+        return limits
+
+    @property
+    def window(self) -> float:
+        """The seconds rates are measured over: the shortest limit's period plus a round
+        trip (a slot is held that long, so the window spans one wave of requests), at
+        least 1 s."""
+        return max(self.limits[0].period + (self.latency or 0.0), 1.0)
+
+    @property
+    def requests_per_second(self) -> float:
+        """Requests sent over the last `window` seconds, per second (so over a whole
+        window even at the start: a first burst is not a rate)."""
+        return self._sent_since(self._clock() - self.window) / self.window
+
+    @property
+    def measured_rate(self) -> float | None:
+        """Requests per second over the last few windows, once one window has passed."""
+        elapsed, window = self.elapsed, self.window
+        if elapsed < window:
+            return None
+        if elapsed <= _RATE_WINDOWS * window:
+            return self._sent_since(-math.inf) / elapsed  # the first sends included
+        span = _RATE_WINDOWS * window
+        return self._sent_since(self._clock() - span) / span
+
+    @property
+    def waiting_share(self) -> float:
+        """The share of the time a request would have waited for the rate limit."""
+        elapsed = self.elapsed
+        return min(self.waiting_seconds / elapsed, 1.0) if elapsed > 0 else 0.0
+
+    @property
+    def limit_binds(self) -> bool:
+        """Whether the rate limit set the pace lately: over the last few windows, a request
+        would have waited for it at least half of the time."""
+        if len(self._waited) < 2:
+            return True
+        (then, waited_then), (now, waited_now) = self._waited[0], self._waited[-1]
+        return now <= then or (waited_now - waited_then) / (now - then) >= 0.5
+
+    @property
+    def pages(self) -> int:
+        """Pages fetched: the requests that did their work."""
+        return self.workload.pages
+
+    def requests_left(self, counts: CrawlCounts) -> float | None:
+        """Requests still to come (pages, as retries are not known in advance), or None."""
+        return self.workload.left(counts.total, counts.skipped)
+
+    def eta(self, counts: CrawlCounts) -> float | None:
+        """Seconds left at the pace of the limit that binds (or, when the rate limit has
+        not set the pace lately, the pace measured if slower), or None until it can be told.
+
+        Each limit grants what its free slots allow at once, the next ``calls``
+        when its oldest slot frees, then ``calls`` every ``period`` plus a round
+        trip; the slowest limit decides. Retries so far weigh in (answers per
+        page fetched), and so does a pause or a quota being waited for.
+        """
+        left = self.requests_left(counts)
+        if left is None:
+            return None
+        if left <= 0:
+            return 0.0
+        if self.pages:
+            left *= max(self.answers / self.pages, 1.0)  # answered: in flight is not retried
+        now = self._clock()
+        self._forget(now)
+        latency = self.latency or 0.0
+        seconds = 0.0
+        for limit in self.limits:
+            beyond = left - max(limit.calls - self._held(limit, now), 0)
+            if beyond > 0:
+                waves = math.ceil(beyond / limit.calls)
+                wait = self._next_free(limit, now) + (waves - 1) * (limit.period + latency)
+                seconds = max(seconds, wait)
+        seconds += latency + max(self._paused_until - now, self._quota_until - now, 0.0)
+        if self.limit_binds:
+            return seconds
+        # Something else sets the pace (the network, the concurrency): the ETA is
+        # never sooner than the rate measured allows.
+        measured = self.measured_rate
+        return max(seconds, left / measured) if measured else seconds
+
+    # Inside.
+
+    def _advance(self, now: float) -> None:
+        if self._blocked:
+            self.waiting_seconds += max(now - self._last, 0.0)
+        self._last = now
+
+    def _is_blocked(self, now: float) -> bool:
+        if now < self._paused_until or now < self._quota_until:
+            return True
+        self._forget(now)
+        return any(self._held(limit, now) >= limit.calls for limit in self.limits)
+
+    def _held(self, limit: RateLimit, now: float) -> int:
+        """Slots of ``limit`` this session holds: requests in flight, and answers of the
+        last period (a slot stays held for a period after its answer)."""
+        in_flight = max(self.requests - self.answers, 0)
+        recent = len(self._answer_times) - bisect.bisect_right(
+            self._answer_times, now - limit.period
+        )
+        return in_flight + recent
+
+    def _next_free(self, limit: RateLimit, now: float) -> float:
+        """Seconds until the oldest slot of ``limit`` this session holds frees; when it
+        holds none, the slots taken now free one round trip and a period from now."""
+        first = bisect.bisect_right(self._answer_times, now - limit.period)
+        if first < len(self._answer_times):
+            return self._answer_times[first] + limit.period - now
+        return (self.latency or 0.0) + limit.period
+
+    def _sent_since(self, since: float) -> int:
+        self._forget(self._clock())
+        return len(self._sends) - bisect.bisect_right(self._sends, since)
+
+    def _forget(self, now: float) -> None:
+        while self._sends and self._sends[0] < now - _RATE_WINDOWS * self.window:
+            self._sends.popleft()
+        limits = self.limits
+        longest = max(limit.period for limit in limits)
+        # No limit holds more than its calls: a day's quota needs no day of answers.
+        most = max(limit.calls for limit in limits)
+        answers = self._answer_times
+        while answers and (answers[0] <= now - longest or len(answers) > most):
+            answers.popleft()
