@@ -13,6 +13,10 @@ TEST_DEPS = [
     "pytest-timeout>=2.3",
     "starlette>=0.40",
     "hypothesis>=6.100",
+    # Both cores: most of the suite waits on sockets, subprocesses and real windows.
+    "pytest-xdist>=3.5",
+    # The dlt tests load into PostgreSQL too (psycopg2); DuckDB comes with the dlt extra.
+    "dlt[postgres]",
 ]
 BENCH_DEPS = ["aiolimiter>=1.1", "matplotlib>=3.8"]
 TYPE_DEPS = ["mypy>=1.11", *TEST_DEPS, *BENCH_DEPS, "types-redis; python_version<'3'"]
@@ -22,9 +26,10 @@ DOCS_DEPS = ["mkdocs-material>=9.5", "mkdocstrings[python]>=0.26", "ruff>=0.6"]
 
 @nox.session
 def tests(session: nox.Session) -> None:
-    """Run the test suite against the emulator and the local Redis server."""
+    """Run the test suite against the emulator and the local Redis and PostgreSQL servers,
+    on two workers (``nox -s tests -- -n 0 tests/test_wire.py`` for one, and a file)."""
     session.install("-e", ".[all]", *TEST_DEPS)
-    session.run("pytest", *session.posargs)
+    session.run("pytest", "-n", "2", *session.posargs)
 
 
 @nox.session

@@ -15,12 +15,12 @@ import platform
 from pathlib import Path
 from typing import Any
 
-from benchmarks import crawl, processes, quota, structuring
+from benchmarks import crawl, load, processes, quota, structuring
 
 ROOT = Path(__file__).resolve().parent.parent
 PAGE = ROOT / "docs" / "benchmarks.md"
 CHART = ROOT / "docs" / "assets" / "benchmarks.png"
-NAMES = ("structuring", "crawl", "processes", "quota")
+NAMES = ("structuring", "crawl", "processes", "quota", "load")
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -48,6 +48,8 @@ def main(argv: list[str] | None = None) -> None:
     if "quota" in chosen:
         results["quota"] = quota.run()
         print(quota.table(results["quota"]))
+    if "load" in chosen:
+        results["load"] = load.run()
     if not args.no_page and set(chosen) == set(NAMES):
         write_page(results)
         print(f"wrote {PAGE.relative_to(ROOT)} and {CHART.relative_to(ROOT)}")
@@ -92,6 +94,8 @@ def write_page(results: dict[str, Any]) -> None:
     lines += quota.markdown(results["quota"])
     lines += ["## Several processes on one account", ""]
     lines += [f"- {name}: {figure(name, value)}" for name, value in results["processes"].items()]
+    lines += ["", "## Loading into DuckDB", ""]
+    lines += load_lines(results["load"])
     lines += ["", "## Structuring records", ""]
     lines += [
         f"- {name}: {value:.2f}x `json.loads` of the page"
@@ -109,6 +113,19 @@ def write_page(results: dict[str, Any]) -> None:
 def figure(name: str, value: float) -> str:
     """A ratio (its name has a "/") to three decimals, a count as a whole number."""
     return f"{value:.3f}" if "/" in name else str(round(value))
+
+
+def load_lines(figures: load.Figures) -> list[str]:
+    """The load's figures: each a ratio to the crawl alone, against the same emulator."""
+    return [
+        f"The same leads crawled alone, then through the dlt source into DuckDB, at "
+        f"{load.CALLS} calls per {load.PERIOD:g} s; the crawl alone fetched "
+        f"{figures.crawl_rate:.0f} rows/s.",
+        "",
+        f"- crawl inside the load (dlt's extract) / crawl alone: {figures.extract_ratio:.3f}",
+        f"- whole load (extract, normalize, load) / crawl alone: {figures.load_ratio:.3f}",
+        f"- dlt's normalize and load, rows/s / the crawl's: {figures.headroom:.1f}",
+    ]
 
 
 def crawl_table(title: str, outcomes: list[crawl.Outcome]) -> list[str]:

@@ -197,20 +197,24 @@ class CountedFromTheSend:
         self._inner = lsq.SlidingWindowLimiter(lsq.RateLimit(CALLS, PERIOD))
 
     @property
+    def rate_limits(self) -> tuple[lsq.RateLimit, ...]:
+        return self._inner.rate_limits
+
+    @property
     def rate_limit(self) -> lsq.RateLimit:
         return self._inner.rate_limit
 
     @contextlib.asynccontextmanager
-    async def slot(self) -> AsyncIterator[None]:
-        async with self._inner.slot():
+    async def slot(self, *, max_wait: float | None = None) -> AsyncIterator[None]:
+        async with self._inner.slot(max_wait=max_wait):
             pass
         yield
 
-    async def pause(self, seconds: float) -> None:
-        await self._inner.pause(seconds)
+    async def pause(self, seconds: float, *, limit: lsq.RateLimit | None = None) -> None:
+        await self._inner.pause(seconds, limit=limit)
 
-    async def lower(self, limit: lsq.RateLimit) -> bool:
-        return await self._inner.lower(limit)
+    async def learn(self, limit: lsq.RateLimit) -> bool:
+        return await self._inner.learn(limit)
 
     async def aclose(self) -> None:
         await self._inner.aclose()

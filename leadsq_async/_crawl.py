@@ -41,6 +41,7 @@ __all__ = [
     "Crawl",
     "LeadResult",
     "OpportunityResult",
+    "checked_ids",
     "crawl_activities",
     "crawl_opportunities",
     "records_of",
@@ -147,7 +148,7 @@ def crawl_opportunities(
     Raises:
         TypeError, ValueError: for bad arguments, at the call.
     """
-    ids = _checked_ids(lead_ids)
+    ids = checked_ids(lead_ids)
     workers = _concurrency(transport, concurrency)
     _check_options(OPPORTUNITIES_OF_LEAD, opportunity_type, page_size)
     if not isinstance(with_activities, bool):
@@ -190,7 +191,7 @@ def crawl_activities(
     Raises:
         TypeError, ValueError: for bad arguments, at the call.
     """
-    ids = _checked_ids(opportunity_ids)
+    ids = checked_ids(opportunity_ids)
     workers = _concurrency(transport, concurrency)
     _check_options(ACTIVITIES_OF_OPPORTUNITY, activity_event_code, page_size)
 
@@ -337,7 +338,7 @@ class _End:
     """No more results (or a failure to raise: see Crawl._failure)."""
 
 
-def _checked_ids(ids: object) -> Ids:
+def checked_ids(ids: object) -> Ids:
     """``ids`` if it can be iterated, lazily, for ids.
 
     Raises:

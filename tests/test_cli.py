@@ -413,6 +413,7 @@ async def test_id_reader_raises_a_read_error_after_the_ids_read_before_it() -> N
             await reader.__anext__()
 
 
+@pytest.mark.slow
 async def test_id_reader_reads_no_further_ahead_than_its_queue_holds() -> None:
     """With ids coming faster than they are taken, the thread waits: memory stays bounded."""
     ids = CountingIds()

@@ -16,6 +16,7 @@ import leadsq_async as lsq
 from leadsq_async._crawl import Crawl
 
 
+@virtual
 async def test_crawl_ends_when_a_call_below_swallows_the_cancellation() -> None:
     """A worker whose call swallows its cancellation does not keep the crawl from closing."""
     first_call: set[asyncio.Task[Any]] = set()

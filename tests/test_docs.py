@@ -161,6 +161,9 @@ def guide_environment(
         "LSQ_LEAD_ID": data.leads_by_shape["thousands"],
         "LSQ_LEADS_FILE": str(leads_file),
         **({"REDIS_URL": redis_url} if redis_url else {}),
+        # dlt keeps its pipelines in the block's directory, and sends no telemetry.
+        "DLT_DATA_DIR": str(directory / "dlt"),
+        "RUNTIME__DLTHUB_TELEMETRY": "false",
         "PYTHONUNBUFFERED": "1",
     }
 

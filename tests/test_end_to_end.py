@@ -311,6 +311,7 @@ async def test_crawl_accepts_an_async_iterable_of_ids(lsq_emulator: RunningEmula
     assert sorted(r.lead_id for r in results) == sorted(leads)
 
 
+@pytest.mark.slow
 async def test_cancelling_a_crawl_leaves_nothing_running(lsq_emulator: RunningEmulator) -> None:
     """Cancelling the task that iterates a crawl cancels its workers and requests."""
     fast_window(lsq_emulator, calls=2, period=5.0)

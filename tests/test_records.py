@@ -574,7 +574,7 @@ def test_records_survive_pickle_and_copy(row: dict[str, Any], cls: type[Any]) ->
 
 def test_the_global_cattrs_converter_is_left_alone() -> None:
     """The library's converter is its own: the global one knows nothing of API rows."""
-    assert _records._converter is not cattrs.global_converter
+    assert _records._converter() is not cattrs.global_converter
     with pytest.raises(cattrs.ClassValidationError):
         cattrs.structure(SEED_OPPORTUNITY, Opportunity)
 

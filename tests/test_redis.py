@@ -212,6 +212,7 @@ async def test_burst_of_calls_is_granted_at_once(make_limiter: MakeLimiter) -> N
     await asyncio.gather(*tasks)
 
 
+@pytest.mark.slow
 async def test_next_slot_waits_for_release_plus_period(
     make_limiter: MakeLimiter, client: aioredis.Redis
 ) -> None:
@@ -232,6 +233,7 @@ async def test_next_slot_waits_for_release_plus_period(
     assert late_entry[0] >= released + 0.3
 
 
+@pytest.mark.slow
 async def test_release_by_another_process_wakes_a_waiter(
     make_limiter: MakeLimiter, client: aioredis.Redis
 ) -> None:
@@ -397,6 +399,7 @@ async def test_slot_within_max_wait_is_waited_for(
     assert entered >= left + 0.3
 
 
+@pytest.mark.slow
 async def test_max_wait_is_judged_before_queueing_behind_others(
     make_limiter: MakeLimiter,
 ) -> None:
@@ -644,15 +647,6 @@ async def test_processes_sharing_a_key_keep_to_a_quota_too(
 
 
 @pytest.mark.slow
-async def test_processes_with_their_own_limits_draw_rate_limit_answers(
-    redis_url: str, key: str, lsq_emulator: RunningEmulator
-) -> None:
-    """The contrast: four processes, each keeping to the limit on its own, get refused."""
-    _, sessions = await crawl_in_processes(redis_url, key, lsq_emulator, "local")
-    assert lsq_emulator.stats.rate_limited > 0
-    assert sum(session["rate_limited"] for session in sessions) > 0
-
-
 async def test_slot_in_flight_outlives_its_lease(
     make_limiter: MakeLimiter, client: aioredis.Redis
 ) -> None:
@@ -673,6 +667,7 @@ async def test_slot_in_flight_outlives_its_lease(
     await asyncio.wait_for(asyncio.gather(*tasks, taker), 5)
 
 
+@pytest.mark.slow
 async def test_cancelled_waiter_gives_its_place_back(
     make_limiter: MakeLimiter, client: aioredis.Redis, key: str
 ) -> None:
@@ -901,6 +896,7 @@ async def test_idle_keys_expire(
     assert 6 * 86_400_000 < await client.pttl(f"{key}:state") <= 7 * 86_400_000
 
 
+@pytest.mark.slow
 async def test_limiter_closes_the_client_it_made(
     redis_url: str, key: str, client: aioredis.Redis
 ) -> None:
@@ -1072,6 +1068,7 @@ def test_several_limits_are_kept_by_period(key: str) -> None:
     assert limiter.rate_limit == lsq.RateLimit(8, 5)
 
 
+@pytest.mark.slow
 async def test_fallback_returns_to_redis_once_it_answers_again(
     redis_url: str,
     redis_proxy: TcpProxy,
@@ -1149,6 +1146,7 @@ async def test_limiter_works_again_once_redis_answers(
     await limiter.pause(0.01)
 
 
+@pytest.mark.slow
 async def test_limiter_reconnects_at_once_after_redis_restarts(
     redis_url: str,
     redis_proxy: TcpProxy,
@@ -1168,6 +1166,7 @@ async def test_limiter_reconnects_at_once_after_redis_restarts(
 
 
 @pytest.mark.parametrize("fallback", [True, False])
+@pytest.mark.slow
 async def test_waiter_stops_waiting_when_redis_goes_away(
     redis_url: str, redis_proxy: TcpProxy, make_limiter: MakeLimiter, fallback: bool
 ) -> None:
@@ -1200,6 +1199,7 @@ async def test_waiter_stops_waiting_when_redis_goes_away(
         await asyncio.gather(*tasks)
 
 
+@pytest.mark.slow
 async def test_waiter_learns_of_a_release_missed_while_it_reconnected(
     redis_url: str, redis_proxy: TcpProxy, make_limiter: MakeLimiter
 ) -> None:
@@ -1257,6 +1257,7 @@ async def test_redis_that_stops_answering_is_given_up_on(
         await redis_proxy.up()
 
 
+@pytest.mark.slow
 async def test_listener_outlives_a_wait_longer_than_the_socket_timeout(
     redis_url: str, make_limiter: MakeLimiter, caplog: pytest.LogCaptureFixture
 ) -> None:

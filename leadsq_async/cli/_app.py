@@ -21,6 +21,7 @@ from ._demo import demo
 from ._display import ExportProgress, export_total, progress_display, stdout_is_terminal
 from ._export import FORMATS, RowWriter, writer_for
 from ._ids import STDIN, IdReader, count_ids, ids_from, lines_to_ids, open_ids, source_of
+from ._load import load
 from ._options import ApiOptions, api_options, scrub
 from ._outcomes import (
     EXIT_CODES_HELP,
@@ -603,6 +604,7 @@ def _summary(counts: CrawlCounts, requests: int, elapsed: float, out: Path) -> s
 
 cli.add_command(emulator)
 cli.add_command(demo)
+cli.add_command(load)
 
 
 # The entry point.

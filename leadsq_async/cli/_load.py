@@ -1,0 +1,331 @@
+"""``leadsq-async load``: crawl leads into a warehouse through dlt (needs the ``dlt`` extra).
+
+dlt runs in the command's main thread: it crawls in an event loop of its own
+(see leadsq_async/dlt.py), then normalizes and loads. The progress bar is
+refreshed from a thread of ours, since nothing of the command's runs on an event
+loop here.
+
+Ctrl-C (or SIGTERM): dlt turns it into a clean stop while it normalizes or loads,
+but not while it extracts, where a KeyboardInterrupt would tear dlt's event loop
+down under the running crawl. So the command catches the first signal itself and
+raises `Interrupted` from the progress callback of the next lead to finish, on
+the crawl's loop: the crawl unwinds there (workers cancelled, session and
+checkpoint closed), and dlt reports the exception as the extract's failure. A
+second signal ends the process at once, which the checkpoint survives too.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import sys
+import threading
+from collections.abc import Iterator
+from types import FrameType
+from typing import TYPE_CHECKING, Any
+
+import click
+
+from leadsq_async import LeadResult, LeadSquaredError, Session
+
+from ._ids import IdReader, count_ids, lines_to_ids, open_ids
+from ._options import ApiOptions, api_options, scrub
+from ._progress import TICK_SECONDS, CrawlCounts, Display, Meter, format_duration, plural
+from ._run import INTERRUPTED_EXIT_CODE, CommandFailed, Interrupted, error_line, stderr_is_terminal
+
+if TYPE_CHECKING:
+    from dlt import Pipeline
+
+__all__ = ["load"]
+
+DEFAULT_NAME = "leadsquared"
+# Not the pipeline's name: DuckDB cannot tell a schema from the database file of the same name.
+DEFAULT_DATASET = "leadsquared_data"
+
+
+class _Progress:
+    """The source's progress (`leadsq_async.dlt.LoadProgress`) as the crawl's counts and
+    meter; it stops the load, once a signal came, by raising `Interrupted`."""
+
+    def __init__(self, counts: CrawlCounts) -> None:
+        self.counts = counts
+        self.meter: Meter | None = None
+        self.signal_name: str | None = None
+
+    def crawl_started(self, session: Session) -> None:
+        self.meter = Meter(session)
+        self._stop_if_signalled()
+
+    def lead_skipped(self, lead_id: str) -> None:
+        self.counts.skip()
+        self._stop_if_signalled()
+
+    def lead_crawled(self, result: LeadResult) -> None:
+        self.counts.add(result)
+        self._stop_if_signalled()
+
+    def _stop_if_signalled(self) -> None:
+        if self.signal_name is not None:
+            raise Interrupted(self.signal_name)
+
+
+@contextlib.contextmanager
+def _stopping_on_signals(progress: _Progress) -> Iterator[None]:
+    """The first SIGINT or SIGTERM asks ``progress`` to stop the load; a second one ends the
+    process at once (exit code 130)."""
+
+    def on_signal(number: int, _frame: FrameType | None) -> None:
+        if progress.signal_name is not None:
+            _abort()
+        progress.signal_name = signal.Signals(number).name
+
+    numbers = (signal.SIGINT, signal.SIGTERM)
+    previous = {number: signal.signal(number, on_signal) for number in numbers}
+    try:
+        yield
+    finally:
+        for number, handler in previous.items():
+            signal.signal(number, handler)
+
+
+def _abort() -> None:
+    with contextlib.suppress(OSError, ValueError):
+        if stderr_is_terminal():
+            os.write(sys.stderr.fileno(), b"\x1b[?25h\n")  # the bar hid the cursor
+        os.write(sys.stderr.fileno(), b"leadsq-async: aborted: run the same command to carry on\n")
+    os._exit(INTERRUPTED_EXIT_CODE)
+
+
+@contextlib.contextmanager
+def _showing(progress: _Progress, display: Display) -> Iterator[None]:
+    """Refresh ``display`` from a thread while the body runs (dlt holds the main thread)."""
+    stop = threading.Event()
+
+    def tick() -> None:
+        while not stop.wait(TICK_SECONDS):
+            if progress.meter is not None:
+                progress.meter.sample()
+                display.update(progress.counts, progress.meter)
+
+    display.start(progress.counts)
+    ticker = threading.Thread(target=tick, name="leadsq-async progress", daemon=True)
+    ticker.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        ticker.join()
+        if progress.meter is not None:
+            progress.meter.sample()
+            display.update(progress.counts, progress.meter)
+        display.stop()
+
+
+def _cause(
+    error: BaseException, kind: type[BaseException] | tuple[type[BaseException], ...]
+) -> BaseException | None:
+    """The first exception of ``kind`` in ``error``'s chain of causes (dlt wraps ours)."""
+    seen: set[int] = set()
+    current: BaseException | None = error
+    while current is not None and id(current) not in seen:
+        if isinstance(current, kind):
+            return current
+        seen.add(id(current))
+        current = current.__cause__ or current.__context__
+    return None
+
+
+@click.command()
+@click.option(
+    "--leads-file",
+    required=True,
+    type=click.Path(exists=True, dir_okay=False, allow_dash=True),
+    metavar="PATH",
+    help="The lead ids to load, one per line (- for standard input). Blank lines and "
+    "repeated ids are skipped.",
+)
+@click.option(
+    "--destination",
+    default="duckdb",
+    show_default=True,
+    metavar="NAME",
+    help="A dlt destination: duckdb (a file NAME.duckdb, NAME being --pipeline-name, in "
+    "the working directory of the pipeline's first load), postgres, bigquery, snowflake "
+    "and so on. Its credentials "
+    "come from dlt's configuration: environment variables such as "
+    "DESTINATION__POSTGRES__CREDENTIALS, or .dlt/secrets.toml.",
+)
+@click.option(
+    "--dataset",
+    default=DEFAULT_DATASET,
+    show_default=True,
+    metavar="NAME",
+    help="The dataset (schema) the tables go to.",
+)
+@click.option(
+    "--pipeline-name",
+    default=DEFAULT_NAME,
+    show_default=True,
+    metavar="NAME",
+    help="The dlt pipeline: its working directory keeps the state and the checkpoint of "
+    "an interrupted load.",
+)
+@click.option(
+    "--with-activities",
+    is_flag=True,
+    help="Also load every opportunity's activities, into the activities table.",
+)
+@click.option(
+    "--opportunity-type",
+    metavar="CODE",
+    help="Only opportunities of this type code (OpportunityEvent), such as 12002.",
+)
+@click.option(
+    "--concurrency",
+    type=click.IntRange(min=1),
+    metavar="N",
+    help="How many leads are crawled at once [default: twice the rate limit's calls].",
+)
+@click.option(
+    "--progress/--no-progress",
+    default=None,
+    help="Show the progress bar on stderr even when it is not a terminal, or never "
+    "[default: when stderr is a terminal].",
+)
+@click.option("--quiet", "-q", is_flag=True, help="No progress bar and no summary.")
+@api_options
+def load(
+    leads_file: str,
+    destination: str,
+    dataset: str,
+    pipeline_name: str,
+    with_activities: bool,
+    opportunity_type: str | None,
+    concurrency: int | None,
+    progress: bool | None,
+    quiet: bool,
+    api: ApiOptions,
+) -> int:
+    """Load the opportunities (and activities) of many leads into a database, with dlt.
+
+    Tables opportunities and activities, merged on their ids: a second load
+    updates rows, never doubles them. A load that is stopped (Ctrl-C, kill -9,
+    a crash) is carried on by the same command, without asking the API again
+    for the leads it had fetched. Leads that fail are not loaded, are named in
+    a warning, and are tried again by the next load; the exit code is then 1.
+    Needs the dlt extra: pip install "leadsq-async[dlt]".
+    """
+    try:
+        import dlt
+        from dlt.pipeline.exceptions import PipelineStepFailed
+
+        from leadsq_async.dlt import leadsquared
+    except ModuleNotFoundError as error:
+        if error.name is None or not error.name.startswith("dlt"):
+            raise
+        raise click.ClickException(
+            'the load command needs dlt: pip install "leadsq-async[dlt]"'
+        ) from None
+    from ._display import progress_display
+
+    if not api.access_key or not api.secret_key:
+        api.session()  # the usage error that names the missing key
+    assert api.access_key is not None
+    assert api.secret_key is not None
+    counts = CrawlCounts(total=count_ids(leads_file))
+    watcher = _Progress(counts)
+    pipeline = dlt.pipeline(
+        pipeline_name=pipeline_name, destination=destination, dataset_name=dataset
+    )
+    if pipeline.has_pending_data:
+        # The interrupted load had fetched every lead: only loading them was left. Not
+        # pipeline.run(), which first syncs with the destination, and drops the pending
+        # package if the destination holds no dataset yet (a first load).
+        _run(pipeline, None, PipelineStepFailed)
+        if not quiet:
+            click.echo(
+                f"finished the interrupted load into {_where(pipeline)}; the next load "
+                "fetches the leads anew",
+                err=True,
+            )
+        return 0
+    display = progress_display(quiet=quiet, force=progress)
+    with open_ids(leads_file) as file:
+        source = leadsquared(
+            IdReader(lines_to_ids(file)),
+            access_key=api.access_key,
+            secret_key=api.secret_key,
+            host=api.host,
+            rate_limit=api.rate_limit,
+            with_activities=with_activities,
+            opportunity_type=opportunity_type,
+            concurrency=concurrency,
+            timeout=api.timeout,
+            max_attempts=api.max_attempts,
+            progress=watcher,
+        )
+        with _stopping_on_signals(watcher), _showing(watcher, display):
+            _run(pipeline, source, PipelineStepFailed)
+    if not quiet:
+        click.echo(_summary(counts, watcher.meter, pipeline), err=True)
+    if counts.failed:
+        raise CommandFailed(
+            f"{plural(counts.failed, 'lead')} failed and {'was' if counts.failed == 1 else 'were'}"
+            " not loaded (see the warnings above); the next load tries "
+            f"{'it' if counts.failed == 1 else 'them'} again"
+        )
+    return 0
+
+
+def _run(pipeline: Pipeline, source: Any, step_failed: type[Exception]) -> None:
+    """``pipeline.run(source)`` (or, without one, the pending packages' normalize and load),
+    its failures as the command's one-line errors."""
+    try:
+        if source is not None:
+            pipeline.run(source, loader_file_format=_file_format(pipeline))
+        else:
+            pipeline.normalize()
+            pipeline.load()
+    except step_failed as error:
+        if _cause(error, (Interrupted, KeyboardInterrupt, _signal_received())) is not None:
+            raise CommandFailed(
+                "interrupted: the leads fetched so far are kept; run the same command to carry on",
+                exit_code=INTERRUPTED_EXIT_CODE,
+            ) from None
+        ours = _cause(error, LeadSquaredError)
+        if ours is not None:
+            raise CommandFailed(
+                f"{error_line(ours, scrub)}; the load stopped (the leads fetched so far are "
+                "kept): run the same command to carry on"
+            ) from None
+        raise CommandFailed(f"the load failed: {error_line(error, scrub)}") from None
+
+
+def _file_format(pipeline: Pipeline) -> Any:
+    """JSON Lines into DuckDB, which loads them some ten times faster than the INSERT
+    statements dlt writes for it by default; the destination's own choice elsewhere."""
+    return "jsonl" if pipeline.destination.destination_type.endswith(".duckdb") else None
+
+
+def _signal_received() -> type[BaseException]:
+    from dlt.common.exceptions import SignalReceivedException
+
+    return SignalReceivedException
+
+
+def _where(pipeline: Pipeline) -> str:
+    return f"{pipeline.destination.destination_name} dataset {pipeline.dataset_name}"
+
+
+def _summary(counts: CrawlCounts, meter: Meter | None, pipeline: Pipeline) -> str:
+    parts = [plural(counts.opportunities, "opportunity", "opportunities")]
+    if counts.activities:
+        parts.append(plural(counts.activities, "activity", "activities"))
+    requests = plural(meter.requests, "request") if meter is not None else "no request"
+    elapsed = format_duration(meter.elapsed) if meter is not None else "-"
+    skipped = f", skipped {counts.skipped} (fetched before or repeated)" if counts.skipped else ""
+    return (
+        f"loaded into {_where(pipeline)}: crawled {plural(counts.crawled, 'lead')}{skipped} "
+        f"in {elapsed}: {', '.join(parts)}, {requests}"
+    )
