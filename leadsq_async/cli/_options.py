@@ -165,11 +165,6 @@ class ApiOptions:
     #: The retry policy's total deadline of one request, its wait for a slot included.
     request_deadline: float = 120.0
 
-    @property
-    def rate_limit(self) -> RateLimit:
-        """The shortest-period limit, for code that takes one limit only."""
-        return min(self.rate_limits, key=lambda limit: limit.period)
-
     def session(self, *, wait_for_quota: bool = False) -> Session:
         """A `Session` with these options; ``wait_for_quota`` as `Session` takes it.
 
