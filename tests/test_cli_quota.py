@@ -88,8 +88,8 @@ def test_a_spent_quota_stops_the_crawl_and_resume_waits_for_it(
     file = leads_file(tmp_path, leads)
     out = tmp_path / "crawl"
     crawl = ["crawl", "--leads-file", str(file), "--out", str(out), *LIMITS, *FAIL_FAST]
-    started = time.monotonic()
     stopped = run(*crawl, "--concurrency", "1", env=env)
+    ended = time.monotonic()
     assert stopped.returncode == 75, stopped.stderr
     line = assert_one_error_line(stopped, emulator.secret_key)
     assert line.startswith(
@@ -98,8 +98,8 @@ def test_a_spent_quota_stops_the_crawl_and_resume_waits_for_it(
     )
     assert_minute_is_soon(RESUME_AFTER.search(line))
     assert journal_lines(out) == 1 + QUOTA_CALLS
-    # The quota frees one period after the first run's requests.
-    time.sleep(max(0.0, started + QUOTA_PERIOD + 0.5 - time.monotonic()))
+    # The quota frees one period after the first run's requests, all sent before it ended.
+    time.sleep(max(0.0, ended + QUOTA_PERIOD - time.monotonic()))
     resumed = run(*crawl, "--resume", "--wait-for-quota", env=env)
     assert resumed.returncode == 0, resumed.stderr
     waits = [line for line in resumed.stderr.splitlines() if "quota spent" in line]
@@ -146,7 +146,7 @@ def test_sigint_stops_a_crawl_waiting_for_the_quota_at_once(
         process.send_signal(signal.SIGINT)
         started = time.monotonic()
         assert process.wait(timeout=QUOTA_PERIOD) == 130
-        assert time.monotonic() - started < 1.0
+        assert time.monotonic() - started < QUOTA_PERIOD / 2  # not the quota's end
         assert errors.rest()[-1].startswith(
             f"leadsq-async: interrupted: {QUOTA_CALLS} leads are saved in {out}"
         )
