@@ -20,7 +20,7 @@ from typing import Any
 
 import pytest
 
-from leadsq_async import Activity, LeadResult, Opportunity, structure
+from leadsq_async import Activity, APIError, LeadResult, Opportunity, ServerError, structure
 from leadsq_async.cli import _checkpoint
 from leadsq_async.cli._checkpoint import (
     ACTIVITIES,
@@ -249,6 +249,68 @@ def test_repair_changes_nothing_in_a_sound_journal(directory: Path) -> None:
     assert output.repaired is None
     assert output.done == set(LEADS)
     assert snapshot(directory) == before
+
+
+# Failed for good, failed for now.
+
+
+def test_resume_settles_the_leads_that_failed_for_good_only(tmp_path: Path) -> None:
+    """A lead refused by the API is settled (not crawled again), one that failed for now is not."""
+    out = tmp_path / "crawl"
+    output = CrawlDirectory.start(out, SETTINGS, overwrite=False)
+    try:
+        output.record(result(LEADS[0]))
+        output.record(LeadResult(LEADS[1], error=APIError("Lead does not exist in the system")))
+        output.record(LeadResult(LEADS[2], error=ServerError("502 Bad Gateway")))
+        output.record(LeadResult(LEADS[3], error=ValueError("not an id")))
+    finally:
+        output.close()
+    again = resumed(out)
+    assert again.settled() == {LEADS[0], LEADS[1], LEADS[3]}
+    assert again.settled(retry_failed=True) == {LEADS[0]}
+    assert [(entry.lead_id, entry.transient) for entry in again.failed] == [
+        (LEADS[1], False),
+        (LEADS[2], True),
+        (LEADS[3], False),
+    ]
+
+
+def test_a_failed_lead_journaled_before_transient_was_recorded_is_crawled_again(
+    directory: Path,
+) -> None:
+    """An older journal's failed lead (no "transient") is resumed as before: requested again."""
+    lines = journal(directory)
+    lines.append({**lines[-1], "lead_id": "lead-e", "status": "failed"})
+    lines[-1].update(opportunities=0, activities=0, error={"type": "APIError", "message": "no"})
+    rewrite_journal(directory, lines)
+    again = resumed(directory)
+    assert again.failed[0].transient
+    assert "lead-e" not in again.settled()
+
+
+def test_failed_report_says_whether_each_lead_failed_for_good(directory: Path) -> None:
+    """failed.jsonl gives each failed lead's error, message and "transient"."""
+    output = CrawlDirectory.resume(directory, SETTINGS)
+    try:
+        output.record(LeadResult("lead-e", error=APIError("Lead does not exist in the system")))
+        output.record(LeadResult("lead-f", error=ServerError("503 Service Unavailable")))
+        path = output.write_failed_report()
+    finally:
+        output.close()
+    assert [json.loads(line) for line in path.read_text().splitlines()] == [
+        {
+            "lead_id": "lead-e",
+            "error": "APIError",
+            "message": "Lead does not exist in the system",
+            "transient": False,
+        },
+        {
+            "lead_id": "lead-f",
+            "error": "ServerError",
+            "message": "503 Service Unavailable",
+            "transient": True,
+        },
+    ]
 
 
 # A full disk names the file, and what was journaled stays.

@@ -662,12 +662,18 @@ def test_secret_given_as_a_flag_is_never_printed(
     assert_one_error_line(result, secret)
 
 
-def test_unreachable_host_gives_one_error_line(env: dict[str, str]) -> None:
-    """A host where nothing listens: one error line, exit code 1."""
+def test_unreachable_host_fails_the_lead_for_now(env: dict[str, str]) -> None:
+    """A host where nothing listens: the lead's line names the connection, then exit 75."""
     env = {**env, "LSQ_HOST": "http://127.0.0.1:9"}
     result = run("opportunities", "some-lead", "--max-attempts", "1", env=env)
-    assert result.returncode == 1
-    assert "Connect" in assert_one_error_line(result, env["LSQ_SECRET_KEY"])
+    assert result.returncode == 75
+    lines = result.stderr.splitlines()
+    assert len(lines) == 2, result.stderr
+    assert lines[0].startswith("leadsq-async: error: lead some-lead: ")
+    assert "Connect" in lines[0]
+    assert "1 lead failed (see the lines above), for now" in lines[1]
+    assert "Traceback" not in result.stderr
+    assert env["LSQ_SECRET_KEY"] not in result.stderr
 
 
 def test_malformed_host_gives_one_error_line(env: dict[str, str]) -> None:

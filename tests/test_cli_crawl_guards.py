@@ -162,7 +162,7 @@ def test_a_full_disk_names_the_file_and_says_how_to_resume(
     monkeypatch: pytest.MonkeyPatch,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    """ENOSPC mid-crawl: one line naming the file and --resume, exit 1; --resume completes."""
+    """ENOSPC mid-crawl: one line naming the file and --resume, exit 75; --resume completes."""
     out = tmp_path / "crawl"
     leads = small_leads(emulator)
     for name, value in env.items():
@@ -178,7 +178,7 @@ def test_a_full_disk_names_the_file_and_says_how_to_resume(
         patch.setattr(_checkpoint, "open", fake_open, raising=False)
         code = main([*crawl_args(leads_file, out), "--quiet"])
     stderr = capsys.readouterr().err
-    assert code == 1, stderr
+    assert code == 75, stderr
     lines = stderr.splitlines()
     assert len(lines) == 1, stderr
     assert lines[0].startswith(

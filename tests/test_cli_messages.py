@@ -78,6 +78,14 @@ def test_a_bad_rate_limit_flag_does_not_blame_the_variable(env: dict[str, str]) 
     assert "LSQ_RATE_LIMIT" not in line
 
 
+def test_a_bad_repeated_rate_limit_is_a_usage_error(env: dict[str, str]) -> None:
+    """--rate-limit repeated, the second with an unknown unit: exit 2, naming flag and unit."""
+    result = run("opportunities", "x", "--rate-limit", "10/5", "--rate-limit", "9/1w", env=env)
+    assert result.returncode == 2
+    line = assert_one_error_line(result, SECRET)
+    assert "Invalid value for '--rate-limit': invalid rate limit '9/1w': unknown unit" in line
+
+
 def test_a_bad_lsq_rate_limit_names_the_variable(env: dict[str, str]) -> None:
     """LSQ_RATE_LIMIT=0/5: exit 2, the message names the variable, not the flag."""
     result = run("opportunities", "some-lead", env={**env, "LSQ_RATE_LIMIT": "0/5"})
@@ -147,12 +155,12 @@ def test_a_leads_file_that_is_no_file_is_named(
 def test_a_full_disk_under_out_names_the_file(
     env: dict[str, str], lsq_emulator: RunningEmulator
 ) -> None:
-    """opportunities --out on a full disk (/dev/full): the error names the file."""
+    """opportunities --out on a full disk (/dev/full): the error names the file; exit 75."""
     env = {**env, "LSQ_HOST": lsq_emulator.url, "LSQ_ACCESS_KEY": lsq_emulator.access_key}
     env["LSQ_SECRET_KEY"] = lsq_emulator.secret_key
     lead = lsq_emulator.data.leads_by_shape["one"]
     result = run("opportunities", lead, "--out", "/dev/full", env=env)
-    assert result.returncode == 1
+    assert result.returncode == 75
     line = assert_one_error_line(result, lsq_emulator.secret_key)
     assert line == "leadsq-async: error: No space left on device: /dev/full"
 

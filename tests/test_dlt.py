@@ -594,6 +594,23 @@ def test_load_command_names_failed_leads_and_exits_1(
     )
 
 
+@pytest.mark.slow
+def test_load_command_keeps_every_rate_limit_given(
+    emulator: RunningEmulator, tmp_path: Path
+) -> None:
+    """--rate-limit repeated (here in LSQ_RATE_LIMIT): the load keeps to both, no refusal."""
+    emulator.config.rate_limits = (lsq.RateLimit(25, 1), lsq.RateLimit(6, 4))
+    leads = small_leads(emulator, 8)
+    (tmp_path / "leads.txt").write_text("".join(f"{lead}\n" for lead in leads))
+    env = {**command_environment(emulator, tmp_path), "LSQ_RATE_LIMIT": "25/1 6/4"}
+    result = run_load("--leads-file", "leads.txt", cwd=tmp_path, env=env)
+    assert result.returncode == 0, result.stderr
+    assert emulator.stats.rate_limited == 0
+    assert sorted(duckdb_warehouse(tmp_path).opportunity_ids()) == sorted(
+        expected_opportunities(emulator.data, leads)
+    )
+
+
 def test_load_command_with_bad_keys_gives_one_error_line(
     emulator: RunningEmulator, tmp_path: Path
 ) -> None:

@@ -29,6 +29,7 @@ from leadsq_async.cli import _display
 from leadsq_async.cli._checkpoint import CrawlDirectory, CrawlSettings
 from leadsq_async.cli._display import ExportProgress, progress_display
 from leadsq_async.cli._meter import ACTIVITIES, OPPORTUNITIES, Meter, Workload
+from leadsq_async.cli._outcomes import Failures
 from leadsq_async.cli._progress import (
     CrawlCounts,
     NoDisplay,
@@ -417,7 +418,7 @@ async def test_an_export_counts_ids_rows_and_failures() -> None:
                 concurrency=None,
                 opportunity_type=None,
             )
-    assert failures == 1
+    assert failures == Failures(for_good=1)
     assert reported == [""]
     counts = progress.counts
     assert (

@@ -16,7 +16,9 @@ def main(argv: list[str] | None = None) -> None:
     """Run ``leadsq-async`` with ``argv`` (default: ``sys.argv[1:]``) and exit.
 
     Every error ends as one line on stderr and a non-zero exit code: 2 for a
-    usage error, 130 when interrupted, 1 for anything else.
+    usage error, 130 when interrupted, 75 when the same command can finish the
+    work later (a spent quota, ids that failed for now), 1 for anything else
+    (see ``leadsq-async --help``).
     """
     try:
         from ._app import main as run

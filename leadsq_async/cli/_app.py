@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import errno
 import functools
 import logging
 import os
@@ -14,7 +13,7 @@ from typing import IO, Any
 
 import click
 
-from leadsq_async import LeadSquaredError, Session
+from leadsq_async import LeadSquaredError, QuotaExhaustedError, Session
 from leadsq_async._wire import scrub as scrub_secrets
 
 from ._checkpoint import CrawlDirectory, CrawlError, CrawlSettings, naming
@@ -24,7 +23,21 @@ from ._export import FORMATS, RowWriter, writer_for
 from ._ids import STDIN, IdReader, count_ids, ids_from, lines_to_ids, open_ids, source_of
 from ._load import load
 from ._options import ApiOptions, api_options, scrub
-from ._progress import CrawlCounts, format_duration, plural
+from ._outcomes import (
+    EXIT_CODES_HELP,
+    TEMPORARY_FAILURE,
+    Failures,
+    FailuresInARow,
+    crawl_failures,
+    exit_code_of,
+    export_failures,
+    is_disk_full,
+    quota_name,
+    resume_time,
+    stop_advice,
+    stop_reason,
+)
+from ._progress import CrawlCounts, RichDisplay, format_duration, plural
 from ._run import (
     INTERRUPTED_EXIT_CODE,
     CommandFailed,
@@ -54,6 +67,7 @@ def _version() -> str:
 
 @click.group(
     context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100},
+    epilog=EXIT_CODES_HELP,
 )
 @click.version_option(_version(), "--version", prog_name=PROG, message="%(prog)s %(version)s")
 def cli() -> None:
@@ -169,13 +183,15 @@ def _export(
     out: str,
     api: ApiOptions,
     fetch: Callable[
-        [Session, IdReader, RowWriter, Callable[[str, BaseException], None]], Awaitable[int]
+        [Session, IdReader, RowWriter, Callable[[str, BaseException], None]],
+        Awaitable[Failures],
     ],
 ) -> int:
     """Run ``fetch`` over the ids (arguments, then ``ids_file``), writing rows to ``out``.
 
-    ``fetch(session, ids, writer, report)`` returns how many ids failed; the
-    command then exits 1, after the rows of the others.
+    ``fetch(session, ids, writer, report)`` returns how many ids failed, and how;
+    the command then exits 1 (all for good) or 75 (some for now), after the rows
+    of the others.
     """
 
     # A bar on a terminal, unless the rows go to that terminal too.
@@ -186,7 +202,7 @@ def _export(
     )
     total = export_total(ids, ids_file)
 
-    async def work() -> int:
+    async def work() -> Failures:
         with _ids_file(ids_file) as file, _output_stream(out) as stream:
             name = "standard output" if out == STDIN else out
             writer = _NamingWriter(writer_for(output_format, stream), name)
@@ -203,10 +219,21 @@ def _export(
             writer.finish()
         return failures
 
-    failures = run_interruptibly(work())
-    if failures:
-        noun = kind if failures == 1 else f"{kind}s"
-        raise CommandFailed(f"{failures} {noun} failed (see the lines above)")
+    try:
+        failures = run_interruptibly(work())
+    except QuotaExhaustedError as error:
+        raise CommandFailed(
+            f"{quota_name(error.limit)} is spent; the command stopped: run it again after "
+            f"{resume_time(error.retry_at)}",
+            exit_code=TEMPORARY_FAILURE,
+        ) from None
+    except FailuresInARow as error:
+        raise CommandFailed(
+            f"{scrub(str(error))}; the command stopped: run it again later",
+            exit_code=TEMPORARY_FAILURE,
+        ) from None
+    if failures.exit_code:
+        raise CommandFailed(export_failures(failures, kind), exit_code=failures.exit_code)
     return 0
 
 
@@ -239,8 +266,9 @@ def opportunities(
     LEAD_ID is a lead's ProspectId; - reads ids from standard input, one per
     line, fetching each as it comes. Each lead's rows come together, leads in
     the order they finish (JSON Lines: written out as each finishes). A lead
-    that fails gets an error line on stderr while the others carry on, and
-    the exit code is then 1.
+    that fails gets an error line on stderr while the others carry on; the
+    exit code is then 1 if every failure is for good (the API refused the
+    lead), 75 if some may pass when run again (see leadsq-async --help).
     """
     _ids_given(lead_ids, leads_file, "lead", "--leads-file")
     fetch = functools.partial(
@@ -286,7 +314,8 @@ def activities(
     standard input, one per line, fetching each as it comes. Each
     opportunity's rows come together, in the order they finish (JSON Lines:
     written out as each finishes). An opportunity that fails gets an error
-    line on stderr while the others carry on, and the exit code is then 1.
+    line on stderr while the others carry on; the exit code is then 1 if
+    every failure is for good, 75 if some may pass when run again.
     """
     _ids_given(opportunity_ids, opportunities_file, "opportunity", "--opportunities-file")
     fetch = functools.partial(
@@ -346,8 +375,15 @@ def show_cursor() -> None:
 @click.option(
     "--resume",
     is_flag=True,
-    help="Carry on the crawl in DIR: skip the leads it has done, retry the ones that "
-    "failed, and keep every record exactly once, even after a crash or kill -9.",
+    help="Carry on the crawl in DIR: skip the leads it has done and those that failed "
+    "for good, request again those that failed for now, and keep every record exactly "
+    "once, even after a crash or kill -9.",
+)
+@click.option(
+    "--retry-failed",
+    is_flag=True,
+    help="With --resume: request again the leads that failed for good too (the API "
+    "refused them: a lead that did not exist, say, may exist now).",
 )
 @click.option(
     "--overwrite",
@@ -376,6 +412,13 @@ def show_cursor() -> None:
     help="Show the progress bar on stderr even when it is not a terminal, or no progress "
     "at all [default: a bar on a terminal, else a line every 5 seconds].",
 )
+@click.option(
+    "--wait-for-quota",
+    is_flag=True,
+    help="When a quota is spent (no rate-limit slot within --request-deadline, such as "
+    "the daily quota), wait until it allows more, showing when in the progress, "
+    "instead of stopping with exit code 75.",
+)
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar and no summary.")
 @api_options
 def crawl(
@@ -384,29 +427,40 @@ def crawl(
     with_activities: bool,
     opportunity_type: str | None,
     resume: bool,
+    retry_failed: bool,
     overwrite: bool,
     repair: bool,
     concurrency: int | None,
     progress: bool | None,
+    wait_for_quota: bool,
     quiet: bool,
     api: ApiOptions,
 ) -> int:
     """Crawl the opportunities (and activities) of many leads into a directory.
 
     Each line of the .jsonl files is a row exactly as the API sent it. The
-    crawl keeps to the rate limit and uses all of it. Ctrl-C stops it within
+    crawl keeps to the rate limits and uses all of them. Ctrl-C stops it within
     moments; --resume then carries on where it stopped, so that the files
     hold every record exactly once. Leads that fail are listed with the
-    reason in failed.jsonl, the exit code is then 1, and --resume retries them.
-    Only one crawl at a time may use DIR: a second is refused with exit code 2.
+    reason in failed.jsonl: for good (the API refused them; exit code 1) or
+    for now (retries spent on timeouts, dropped connections, 5xx; exit code
+    75), which --resume requests again. A failure of the whole account stops
+    the crawl at once: bad keys or host (exit code 1), a spent quota (75: it
+    says when to resume; or --wait-for-quota). Only one crawl at a time may
+    use DIR: a second is refused with exit code 2.
     """
     if resume and overwrite:
         raise click.UsageError("--resume and --overwrite contradict each other: pick one")
     if repair and not resume:
         raise click.UsageError("--repair mends the journal of a crawl being resumed: add --resume")
+    if retry_failed and not resume:
+        raise click.UsageError(
+            "--retry-failed requests again the leads a crawl being resumed failed: add --resume"
+        )
     settings = CrawlSettings(with_activities=with_activities, opportunity_type=opportunity_type)
     total = count_ids(leads_file)
-    session = api.session()  # before touching DIR: bad options leave it alone
+    # Before touching DIR: bad options leave it alone.
+    session = api.session(wait_for_quota=wait_for_quota)
     if resume:
         output = CrawlDirectory.resume(out, settings, repair=repair)
     else:
@@ -415,6 +469,9 @@ def crawl(
         click.echo(f"{PROG}: warning: {output.repaired}", err=True)
     counts = CrawlCounts(total=total)
     display = progress_display(quiet=quiet, force=progress)
+    # Off a terminal, a wait for the quota is also one line at once, naming the quota (a
+    # plain progress line says it only every few seconds, --quiet never).
+    announce = None if isinstance(display, RichDisplay) else _announce
 
     async def work() -> float:
         async with session:
@@ -430,6 +487,8 @@ def crawl(
                         display,
                         concurrency=concurrency,
                         scrub=scrub,
+                        retry_failed=retry_failed,
+                        announce=announce,
                     )
         return meter.elapsed
 
@@ -438,24 +497,39 @@ def crawl(
         return f"{done} {'lead is' if done == 1 else 'leads are'} saved in {out}"
 
     try:
-        elapsed = run_interruptibly(work(), on_abort=show_cursor)
+        with _quota_wait_shown_by_the_crawl():
+            elapsed = run_interruptibly(work(), on_abort=show_cursor)
     except Interrupted:
         raise CommandFailed(
             f"interrupted: {saved()}; run the same command with --resume to carry on",
             exit_code=INTERRUPTED_EXIT_CODE,
         ) from None
+    except QuotaExhaustedError as error:
+        raise CommandFailed(
+            f"{quota_name(error.limit)} is spent; the crawl stopped ({saved()}): resume after "
+            f"{resume_time(error.retry_at)} with --resume, or pass --wait-for-quota to wait",
+            exit_code=TEMPORARY_FAILURE,
+        ) from None
+    except FailuresInARow as error:
+        raise CommandFailed(
+            f"{scrub(str(error))}; the crawl stopped ({saved()}): run the same command with "
+            "--resume to carry on",
+            exit_code=TEMPORARY_FAILURE,
+        ) from None
     except LeadSquaredError as error:
         raise CommandFailed(
-            f"{error_line(error, scrub)}; the crawl stopped ({saved()}): run the same command "
-            "with --resume to carry on"
+            f"{error_line(error, scrub)}; {stop_reason(error)}, so the crawl stopped "
+            f"({saved()}): {stop_advice(error)}",
+            exit_code=exit_code_of(error),
         ) from None
     except OSError as error:
         # A file of DIR could not be written (or the leads file read): the lead being
         # written is not journaled, so --resume drops its rows and crawls it again.
-        fix = "free some space there" if error.errno in _DISK_FULL else "fix that"
+        fix = "free some space there" if is_disk_full(error) else "fix that"
         raise CommandFailed(
             f"{error_line(error, scrub)}; the crawl stopped ({saved()}): {fix}, then run the "
-            "same command with --resume to carry on"
+            "same command with --resume to carry on",
+            exit_code=exit_code_of(error),
         ) from None
     finally:
         # Not raised from here: it would hide why the crawl stopped, if it did.
@@ -463,23 +537,43 @@ def crawl(
     if report_error is not None:
         raise CommandFailed(
             f"{error_line(report_error, scrub)}; every lead is saved in {out}, but not the "
-            "list of those that failed: run the same command with --resume to write it"
+            "list of those that failed: run the same command with --resume to write it",
+            exit_code=exit_code_of(report_error),
         )
     if not quiet:
         click.echo(_summary(counts, session.stats.requests, elapsed, out), err=True)
-    failed = len(output.failed)
-    if failed:
+    failures = Failures(
+        for_good=sum(not entry.transient for entry in output.failed),
+        for_now=sum(entry.transient for entry in output.failed),
+    )
+    if failures.exit_code:
         raise CommandFailed(
-            f"{failed} {'lead' if failed == 1 else 'leads'} failed: see {out / 'failed.jsonl'}"
-            "; run the same command with --resume to retry them"
+            crawl_failures(failures, out / "failed.jsonl"), exit_code=failures.exit_code
         )
     return 0
 
 
-#: The errors of a full disk (or of a spent disk quota).
-_DISK_FULL = frozenset(
-    code for code in (errno.ENOSPC, getattr(errno, "EDQUOT", None)) if code is not None
-)
+def _announce(line: str) -> None:
+    click.echo(f"{PROG}: {line}", file=sys.stderr)
+
+
+@contextlib.contextmanager
+def _quota_wait_shown_by_the_crawl() -> Iterator[None]:
+    """Leave out the session's own warning that it waits for a spent quota: the crawl
+    shows the wait itself (from `QuotaWait` events), in its progress or as one line."""
+    logger = logging.getLogger("leadsq_async")
+    quota_wait = _QuotaWaitWarning()
+    logger.addFilter(quota_wait)
+    try:
+        yield
+    finally:
+        logger.removeFilter(quota_wait)
+
+
+class _QuotaWaitWarning(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        # The session's message, "the rate limit of ... is spent: waiting until ... UTC".
+        return "is spent: waiting until" not in str(record.msg)
 
 
 def _finish(output: CrawlDirectory) -> OSError | None:
@@ -497,7 +591,11 @@ def _summary(counts: CrawlCounts, requests: int, elapsed: float, out: Path) -> s
     parts = [plural(counts.opportunities, "opportunity", "opportunities")]
     if counts.activities:
         parts.append(plural(counts.activities, "activity", "activities"))
-    skipped = f", skipped {counts.skipped} (done before or repeated)" if counts.skipped else ""
+    skipped = (
+        f", skipped {counts.skipped} (done or failed for good before, or repeated)"
+        if counts.skipped
+        else ""
+    )
     return (
         f"crawled {plural(counts.crawled, 'lead')}{skipped} in {format_duration(elapsed)}: "
         f"{', '.join(parts)}, {plural(requests, 'request')}; files in {out}"
@@ -547,8 +645,10 @@ def main(argv: list[str] | None = None) -> int:
 
     Every error ends as one line on stderr, ``leadsq-async: error: ...``, with
     no traceback and never a secret key: exit code 2 for a usage error (and for
-    a crawl directory another crawl is using), 130 when interrupted, 1
-    otherwise. Set LSQ_DEBUG=1 to see the traceback of an unexpected error.
+    a crawl directory another crawl is using), 130 when interrupted, 75 when
+    the same command can finish the work later (a spent quota, a full disk: see
+    `_outcomes`), 1 otherwise. Set LSQ_DEBUG=1 to see the traceback of an
+    unexpected error.
     """
     # The secret keys the command is given, gathered as its options are read: no
     # line it prints, whatever produced it, may hold one.
@@ -573,7 +673,7 @@ def main(argv: list[str] | None = None) -> int:
     except (LeadSquaredError, CrawlError, ValueError, TypeError, OSError) as error:
         if isinstance(error, BrokenPipeError):
             return _quiet_broken_pipe()
-        code = error.exit_code if isinstance(error, CrawlError) else 1
+        code = error.exit_code if isinstance(error, CrawlError) else exit_code_of(error)
         return _fail(f"error: {error_line(error, hide)}", code)
     except ModuleNotFoundError as error:
         # uvicorn, for `emulator` and `demo`, is imported only when a server starts.

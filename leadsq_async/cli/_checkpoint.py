@@ -7,8 +7,9 @@ A crawl directory holds::
     activities.jsonl               (--with-activities) every activity row, as sent
     opportunity_activities.jsonl   (--with-activities) which activities belong to which
                                    opportunity: activity rows do not always say
-    failed.jsonl                   the leads whose last try failed, and why (rebuilt
-                                   from the journal at the end of every run)
+    failed.jsonl                   the leads whose last try failed, why, and whether
+                                   for good (rebuilt from the journal at the end of
+                                   every run)
 
 Why the output holds every record exactly once, even after ``kill -9``:
 
@@ -20,7 +21,8 @@ Why the output holds every record exactly once, even after ``kill -9``:
 3. ``--resume`` reads the journal up to its last complete line, truncates every
    data file to the offsets that line records (dropping the rows of a lead that
    was being written when the process died), and crawls again every lead that
-   is not journaled as done.
+   is not journaled as done, but those that failed for good (unless
+   ``--retry-failed``): trying them again cannot help.
 
 So a lead's rows are either all in the files and journaled, or not there at
 all and crawled again; and no lead journaled as done is crawled twice.
@@ -53,6 +55,7 @@ import attrs
 from leadsq_async import LeadResult, unstructure
 
 from ._lock import DirectoryLock, LockHeld
+from ._outcomes import failed_for_good
 
 __all__ = [
     "CHECKPOINT",
@@ -117,6 +120,10 @@ class JournalEntry:
         activities: how many activity rows were written for it.
         error_type: for a failed lead, the exception's class name.
         error_message: for a failed lead, what went wrong.
+        transient: for a failed lead, whether it failed for now (retries spent on
+            failures that may pass), so that ``--resume`` requests it again; False when
+            it failed for good. A journal written before this was recorded reads True:
+            its failed leads were all requested again.
     """
 
     lead_id: str
@@ -126,6 +133,7 @@ class JournalEntry:
     activities: int = 0
     error_type: str | None = None
     error_message: str | None = None
+    transient: bool = True
 
     def to_json(self) -> dict[str, Any]:
         """The journal line's JSON object."""
@@ -137,7 +145,11 @@ class JournalEntry:
             "ends": self.ends,
         }
         if not self.done:
-            line["error"] = {"type": self.error_type, "message": self.error_message}
+            line["error"] = {
+                "type": self.error_type,
+                "message": self.error_message,
+                "transient": self.transient,
+            }
         return line
 
     @classmethod
@@ -171,6 +183,7 @@ class JournalEntry:
             activities=_count(line.get("activities")),
             error_type=_optional_text(error.get("type")),
             error_message=_optional_text(error.get("message")),
+            transient=error.get("transient") is not False,
         )
 
 
@@ -380,6 +393,15 @@ class CrawlDirectory:
         """The leads whose latest try failed, in the order they were journaled."""
         return [entry for entry in self.entries.values() if not entry.done]
 
+    def settled(self, *, retry_failed: bool = False) -> set[str]:
+        """The leads a resumed crawl does not request again: those done, and those that
+        failed for good, unless ``retry_failed``."""
+        return {
+            lead
+            for lead, entry in self.entries.items()
+            if entry.done or not (retry_failed or entry.transient)
+        }
+
     # Writing.
 
     def record(self, result: LeadResult, error_message: str | None = None) -> JournalEntry:
@@ -400,6 +422,7 @@ class CrawlDirectory:
                 ends=dict(self._ends),
                 error_type=type(result.error).__name__,
                 error_message=error_message if error_message is not None else str(result.error),
+                transient=not failed_for_good(result.error),
             )
         else:
             activities = self._write_rows(result)
@@ -453,7 +476,8 @@ class CrawlDirectory:
         os.fsync(file.fileno())
 
     def write_failed_report(self) -> Path:
-        """Rewrite ``failed.jsonl`` from the journal: the leads whose latest try failed.
+        """Rewrite ``failed.jsonl`` from the journal: the leads whose latest try failed,
+        each with ``transient`` (false: failed for good).
 
         Written to a temporary file and renamed, so a reader never sees half of it.
 
@@ -470,6 +494,7 @@ class CrawlDirectory:
                             "lead_id": entry.lead_id,
                             "error": entry.error_type,
                             "message": entry.error_message,
+                            "transient": entry.transient,
                         }
                     )
                 )

@@ -257,7 +257,7 @@ def load(
             access_key=api.access_key,
             secret_key=api.secret_key,
             host=api.host,
-            rate_limit=api.rate_limit,
+            rate_limit=api.rate_limits,
             with_activities=with_activities,
             opportunity_type=opportunity_type,
             concurrency=concurrency,

@@ -1,4 +1,4 @@
-"""Options shared by the commands that call the API: keys, host, rate limit, timeout, retries."""
+"""Options shared by the commands that call the API: keys, host, rate limits, timeout, retries."""
 
 from __future__ import annotations
 
@@ -21,6 +21,7 @@ __all__ = [
     "check_host",
     "command_secrets",
     "parse_rate_limit",
+    "parse_rate_limits",
     "scrub",
 ]
 
@@ -118,6 +119,20 @@ def parse_rate_limit(
         raise _bad_value(ctx, param, str(exc)) from None
 
 
+def parse_rate_limits(
+    ctx: click.Context | None, param: click.Parameter | None, value: object
+) -> tuple[RateLimit, ...]:
+    """An option callback for a repeated ``--rate-limit``: each value read as by
+    `parse_rate_limit` (``25/5``, ``10000/1d``).
+
+    Raises:
+        click.BadParameter: as `parse_rate_limit`, for the first value that is not valid.
+    """
+    values = value if isinstance(value, (tuple, list)) else (value,)
+    limits = tuple(parse_rate_limit(ctx, param, item) for item in values)
+    return tuple(limit for limit in limits if limit is not None)
+
+
 def check_host(ctx: click.Context | None, param: click.Parameter | None, value: object) -> Any:
     """An option callback: refuse a host `Session` would refuse, as a usage error.
 
@@ -143,12 +158,15 @@ class ApiOptions:
     access_key: str | None
     secret_key: str | None = attrs.field(repr=False)
     host: str
-    rate_limit: RateLimit
+    #: Every limit of the plan (``--rate-limit``, repeated), such as 10/5 s and 10,000 a day.
+    rate_limits: tuple[RateLimit, ...]
     timeout: float
     max_attempts: int
+    #: The retry policy's total deadline of one request, its wait for a slot included.
+    request_deadline: float = 120.0
 
-    def session(self) -> Session:
-        """A `Session` with these options.
+    def session(self, *, wait_for_quota: bool = False) -> Session:
+        """A `Session` with these options; ``wait_for_quota`` as `Session` takes it.
 
         Raises:
             click.UsageError: a key is missing.
@@ -162,9 +180,10 @@ class ApiOptions:
             self.access_key,
             self.secret_key,
             host=self.host,
-            rate_limit=self.rate_limit,
+            rate_limit=self.rate_limits,
             timeout=self.timeout,
-            retry=RetryPolicy(attempts=self.max_attempts),
+            retry=RetryPolicy(attempts=self.max_attempts, deadline=self.request_deadline),
+            wait_for_quota=wait_for_quota,
         )
 
 
@@ -198,14 +217,18 @@ _API_OPTIONS = (
     ),
     click.option(
         "--rate-limit",
-        callback=parse_rate_limit,
-        metavar="CALLS/SECONDS",
+        "rate_limits",
+        callback=parse_rate_limits,
+        multiple=True,
+        metavar="CALLS/PERIOD",
         envvar="LSQ_RATE_LIMIT",
         show_envvar=True,
-        default="25/5",
+        default=("25/5",),
         show_default=True,
-        help="The plan's limit: at most CALLS requests in any SECONDS seconds. The limit "
-        "belongs to the account: lower it if other programs use the same keys.",
+        help="The plan's limit: at most CALLS requests in any PERIOD, in seconds or with a "
+        "unit (s, m, h, d). Repeat it for several limits at once, such as the daily quota: "
+        "--rate-limit 10/5 --rate-limit 10000/1d (in LSQ_RATE_LIMIT, separated by spaces). "
+        "The limits belong to the account: lower them if other programs use the same keys.",
     ),
     click.option(
         "--timeout",
@@ -224,6 +247,17 @@ _API_OPTIONS = (
         help="Tries of one request, the first included, before a transient failure "
         "(timeout, dropped connection, 5xx) counts as final.",
     ),
+    click.option(
+        "--request-deadline",
+        type=click.FloatRange(min=0, min_open=True),
+        default=120.0,
+        show_default=True,
+        metavar="SECONDS",
+        help="The most one request may take, its retries and its wait for a rate-limit slot "
+        "included. A slot further away than that (a spent daily quota) is not waited for: "
+        "the command stops and says when the quota allows more (crawl --wait-for-quota "
+        "waits instead).",
+    ),
 )
 
 
@@ -236,9 +270,10 @@ def api_options(function: F) -> F:
             access_key=kwargs.pop("access_key"),
             secret_key=kwargs.pop("secret_key"),
             host=kwargs.pop("host"),
-            rate_limit=kwargs.pop("rate_limit"),
+            rate_limits=kwargs.pop("rate_limits"),
             timeout=kwargs.pop("timeout"),
             max_attempts=kwargs.pop("max_attempts"),
+            request_deadline=kwargs.pop("request_deadline"),
         )
         return function(api=api, **kwargs)
 

@@ -10,16 +10,13 @@ from collections.abc import AsyncIterable, AsyncIterator, Callable, Coroutine, I
 from typing import Any, TypeVar
 
 from leadsq_async import (
-    AuthenticationError,
-    BadRequestError,
     Crawl,
+    Event,
     LeadResult,
     LeadSquaredError,
-    NotFoundError,
     OpportunityResult,
-    RequestTimeout,
+    QuotaWait,
     Session,
-    TransportError,
     unstructure,
 )
 from leadsq_async._aio import AnyIterator
@@ -27,6 +24,7 @@ from leadsq_async._aio import AnyIterator
 from ._checkpoint import CrawlDirectory
 from ._export import RowWriter
 from ._meter import ACTIVITIES
+from ._outcomes import INTERRUPTED, Failures, FailureStreak, quota_name, quota_resumes_at
 from ._progress import CrawlCounts, Display, Meter, track
 
 __all__ = [
@@ -35,7 +33,6 @@ __all__ = [
     "crawl_into",
     "fetch_activities",
     "fetch_opportunities",
-    "is_fatal",
     "run_interruptibly",
 ]
 
@@ -44,7 +41,7 @@ Result = TypeVar("Result", LeadResult, OpportunityResult)
 Ids = Iterable[str] | AsyncIterable[str]
 
 #: The exit code of a command stopped by SIGINT (128 + 2, as shells report it).
-INTERRUPTED_EXIT_CODE = 130
+INTERRUPTED_EXIT_CODE = INTERRUPTED
 
 
 class CommandFailed(Exception):
@@ -120,18 +117,6 @@ async def _interruptible(work: Coroutine[Any, Any, T], on_abort: Callable[[], No
                 signal.signal(number, abort)
 
 
-def is_fatal(error: BaseException) -> bool:
-    """Whether ``error`` would fail every id alike, so the whole command should stop.
-
-    Bad keys or the wrong region, a request the API does not understand, and a
-    host that cannot be reached are not about one id; a timeout may be (one
-    lead with a huge history), so it only fails its id.
-    """
-    if isinstance(error, (AuthenticationError, BadRequestError, NotFoundError)):
-        return True
-    return isinstance(error, TransportError) and not isinstance(error, RequestTimeout)
-
-
 async def fetch_opportunities(
     session: Session,
     lead_ids: Ids,
@@ -140,20 +125,21 @@ async def fetch_opportunities(
     *,
     concurrency: int | None,
     opportunity_type: str | None,
-) -> int:
-    """Write the opportunity rows of each lead; return how many leads failed.
+) -> Failures:
+    """Write the opportunity rows of each lead; return how many leads failed, and how.
 
     Each lead's rows come together, leads in the order they finish. A lead's
     failure is passed to ``report`` and the others carry on.
 
     Raises:
-        LeadSquaredError: a failure that would fail every lead (see `is_fatal`).
+        LeadSquaredError: a failure of the whole account, which stops the crawl.
+        FailuresInARow: many leads in a row failed for now (see `FailureStreak`).
     """
     results = session.crawl_opportunities(
         lead_ids, concurrency=concurrency, opportunity_type=opportunity_type
     )
     return await _write_results(
-        results, writer, report, lambda result, row: row, lambda result: result.lead_id
+        results, writer, report, lambda result, row: row, lambda result: result.lead_id, "lead"
     )
 
 
@@ -166,14 +152,15 @@ async def fetch_activities(
     concurrency: int | None,
     activity_event_code: str | None,
     with_opportunity_id: bool,
-) -> int:
-    """Write the activity rows of each opportunity; return how many opportunities failed.
+) -> Failures:
+    """Write the activity rows of each opportunity; return how many failed, and how.
 
     With ``with_opportunity_id``, each row gets an ``OpportunityId`` key first
     (activity rows do not always say which opportunity they belong to).
 
     Raises:
-        LeadSquaredError: a failure that would fail every id (see `is_fatal`).
+        LeadSquaredError: a failure of the whole account, which stops the crawl.
+        FailuresInARow: many ids in a row failed for now (see `FailureStreak`).
     """
 
     def row_of(result: OpportunityResult, row: dict[str, Any]) -> dict[str, Any]:
@@ -183,7 +170,7 @@ async def fetch_activities(
         opportunity_ids, concurrency=concurrency, activity_event_code=activity_event_code
     )
     return await _write_results(
-        results, writer, report, row_of, lambda result: result.opportunity_id
+        results, writer, report, row_of, lambda result: result.opportunity_id, "opportunity"
     )
 
 
@@ -193,29 +180,25 @@ async def _write_results(
     report: Callable[[str, BaseException], None],
     row_of: Callable[[Result, dict[str, Any]], dict[str, Any]],
     id_of: Callable[[Result], str],
-) -> int:
-    """Write each result's rows as the API sent them, then end the id; return how many failed."""
-    failures = 0
+    noun: str,
+) -> Failures:
+    """Write each result's rows as the API sent them, then end the id; count the failures."""
+    failures = Failures()
+    streak = FailureStreak(noun)
     try:
         async for result in results:
             if result.error is not None:
-                failures += _failed(id_of(result), result.error, report)
+                report(id_of(result), result.error)
+                failures.add(result.error)
+                streak.add(result.error)
                 continue
             for record in result.records:
                 writer.write(row_of(result, unstructure(record)))
             writer.end_of_id()
+            streak.add(None)
     finally:
         await results.aclose()
     return failures
-
-
-def _failed(
-    identifier: str, error: BaseException, report: Callable[[str, BaseException], None]
-) -> int:
-    if is_fatal(error):
-        raise error
-    report(identifier, error)
-    return 1
 
 
 async def crawl_into(
@@ -227,44 +210,76 @@ async def crawl_into(
     *,
     concurrency: int | None,
     scrub: Callable[[str], str],
+    retry_failed: bool = False,
+    announce: Callable[[str], None] | None = None,
 ) -> Meter:
-    """Crawl every lead not yet done into ``output``, journaling each as it finishes.
+    """Crawl every lead not yet settled into ``output``, journaling each as it finishes.
 
     ``lead_ids`` (an iterable or an async iterable) is read as the crawl
-    needs ids. Leads journaled as done, and ids repeated in the input, are
-    skipped. A lead that fails is journaled as failed (its message passed
-    through ``scrub``) and the others carry on. Cancelling the task that runs
-    this stops it within moments: every lead journaled so far stays in the
-    output.
+    needs ids. Leads journaled as done, those journaled as failed for good
+    (unless ``retry_failed``), and ids repeated in the input, are skipped. A
+    lead that fails is journaled as failed (its message passed through
+    ``scrub``) and the others carry on. Cancelling the task that runs this
+    stops it within moments: every lead journaled so far stays in the output.
+
+    A wait for a spent quota (``Session(wait_for_quota=True)``) shows in the
+    progress, and is passed to ``announce`` as a line, once per resume time.
 
     Returns:
         The meter, with the requests sent and the time spent.
 
     Raises:
-        LeadSquaredError: a failure that would fail every lead (see `is_fatal`);
-            what was journaled before it stays.
+        LeadSquaredError: a failure of the whole account (bad keys, a spent
+            quota); what was journaled before it stays.
+        FailuresInARow: many leads in a row failed for now; they are journaled.
         OSError: a file could not be written.
     """
     children = ACTIVITIES if output.settings.with_activities else None
     meter = Meter(session, child_endpoint=children, clock=asyncio.get_running_loop().time)
     results = session.crawl_opportunities(
-        _Pending(lead_ids, output.done, counts),
+        _Pending(lead_ids, output.settled(retry_failed=retry_failed), counts),
         concurrency=concurrency,
         with_activities=output.settings.with_activities,
         opportunity_type=output.settings.opportunity_type,
     )
-    async with track(counts, meter, display):
-        try:
-            async for result in results:
-                if result.error is not None and is_fatal(result.error):
-                    raise result.error
-                message = None if result.error is None else scrub(str(result.error))
-                output.record(result, message)
-                counts.add(result)
-                meter.end(result.lead_id, result.activities, failed=result.error is not None)
-        finally:
-            await results.aclose()
+    streak = FailureStreak("lead")
+    unsubscribe = session.events.subscribe(_QuotaWatch(announce)) if announce else None
+    try:
+        async with track(counts, meter, display):
+            try:
+                async for result in results:
+                    message = None if result.error is None else scrub(str(result.error))
+                    output.record(result, message)
+                    counts.add(result)
+                    meter.end(result.lead_id, result.activities, failed=result.error is not None)
+                    streak.add(result.error, message or "")
+            finally:
+                await results.aclose()
+    finally:
+        if unsubscribe is not None:
+            unsubscribe()
     return meter
+
+
+class _QuotaWatch:
+    """Says that the crawl waits for a spent quota, "quota spent, resumes at 14:04 UTC",
+    through ``announce``, once for each resume time (the progress shows it too, through
+    `Meter.quota_until`)."""
+
+    def __init__(self, announce: Callable[[str], None]) -> None:
+        self._announce = announce
+        self._announced = ""
+
+    def __call__(self, event: Event) -> None:
+        if not isinstance(event, QuotaWait):
+            return
+        at = quota_resumes_at(event.retry_at)
+        if at != self._announced:
+            self._announced = at
+            self._announce(
+                f"quota spent, resumes at {at}: waiting for {quota_name(event.limit)} "
+                "(--wait-for-quota)"
+            )
 
 
 class _Pending(AsyncIterator[str]):
