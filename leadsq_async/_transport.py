@@ -21,6 +21,7 @@ import contextlib
 import logging
 import time
 from collections.abc import AsyncGenerator, Awaitable, Callable, Coroutine, Sequence
+from datetime import datetime, timedelta
 from typing import Any, TypeVar, cast
 
 import attrs
@@ -140,6 +141,7 @@ class Transport:
         self._sleep = sleep
         self._page_sizes: dict[str, int] = {}
         self._largest_served: dict[str, int] = {}
+        self._quota_announced: datetime | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
         self._closed = False
 
@@ -365,11 +367,15 @@ class Transport:
             retry_at, limit = spent.retry_at, spent.limit
         if self.events.listening:
             self.events.emit(QuotaWait(endpoint, retry_at, limit))
-        logger.warning(
-            "the rate limit%s is spent: waiting until %s UTC",
-            "" if limit is None else f" of {limit}",
-            f"{retry_at:%Y-%m-%d %H:%M}",
-        )
+        # Once per wait, not once per task that waits: they wait for slots a moment apart.
+        announced = self._quota_announced
+        if announced is None or retry_at - announced > timedelta(minutes=1):
+            self._quota_announced = retry_at
+            logger.warning(
+                "the rate limit%s is spent: waiting until %s UTC",
+                "" if limit is None else f" of {limit}",
+                f"{retry_at:%Y-%m-%d %H:%M}",
+            )
         waiting = self._clock()
         await slot.enter_async_context(self.limiter.slot())
         # The wait for a quota is not the request's: its deadline starts again.

@@ -60,8 +60,11 @@ async def test_a_spent_daily_quota_fails_fast_naming_the_limit_and_when() -> Non
 
 
 @virtual
-async def test_wait_for_quota_waits_for_the_next_slot_and_says_so() -> None:
-    """wait_for_quota=True waits out a spent (scaled) quota, emitting QuotaWait."""
+async def test_wait_for_quota_waits_for_the_next_slot_and_says_so(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """wait_for_quota=True waits out a spent (scaled) quota, emitting QuotaWait, and warns
+    once for the wait however many tasks wait."""
     app = virtual_app(DATA, EmulatorConfig(rate_limits=["25/5", "4/600"]))
     events: list[lsq.Event] = []
     limits = [lsq.RateLimit(25, 5), lsq.RateLimit(4, 600)]
@@ -75,8 +78,10 @@ async def test_wait_for_quota_waits_for_the_next_slot_and_says_so() -> None:
         took = now() - started
     assert all(result.error is None for result in results)
     assert app.stats.rate_limited == 0
-    assert any(isinstance(event, lsq.QuotaWait) for event in events)
+    assert sum(isinstance(event, lsq.QuotaWait) for event in events) == 2
     assert 600 <= took < 700
+    warned = [r for r in caplog.records if "is spent: waiting until" in r.getMessage()]
+    assert len(warned) == 1
 
 
 @virtual
