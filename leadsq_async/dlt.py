@@ -58,6 +58,14 @@ from dlt.common.configuration.specs import BaseConfiguration
 from dlt.common.typing import TSecretStrValue
 from dlt.extract import DltResource
 
+from ._checkpoint import (
+    ACTIVITIES,
+    ACTIVITY_INDEX,
+    OPPORTUNITIES,
+    CrawlDirectory,
+    CrawlError,
+    CrawlSettings,
+)
 from ._checks import check_int
 from ._crawl import LeadResult, checked_ids
 from ._errors import LeadSquaredError
@@ -66,14 +74,6 @@ from ._records import _API_KEY, Activity, Opportunity, structure, unstructure
 from ._retry import RetryPolicy
 from ._session import Session
 from ._wire import auth_headers, base_url
-from .cli._checkpoint import (
-    ACTIVITIES,
-    ACTIVITY_INDEX,
-    OPPORTUNITIES,
-    CrawlDirectory,
-    CrawlError,
-    CrawlSettings,
-)
 
 __all__ = ["LeadSquaredConfiguration", "LoadProgress", "failed_leads", "leadsquared"]
 

@@ -20,9 +20,16 @@ from typing import Any
 
 import pytest
 
-from leadsq_async import Activity, APIError, LeadResult, Opportunity, ServerError, structure
-from leadsq_async.cli import _checkpoint
-from leadsq_async.cli._checkpoint import (
+from leadsq_async import (
+    Activity,
+    APIError,
+    LeadResult,
+    Opportunity,
+    ServerError,
+    _checkpoint,
+    structure,
+)
+from leadsq_async._checkpoint import (
     ACTIVITIES,
     ACTIVITY_INDEX,
     CHECKPOINT,
@@ -133,7 +140,7 @@ def test_the_lock_of_a_killed_crawl_dies_with_it(directory: Path) -> None:
             "-c",
             "import sys, time\n"
             "from pathlib import Path\n"
-            "from leadsq_async.cli._checkpoint import CrawlDirectory, CrawlSettings\n"
+            "from leadsq_async._checkpoint import CrawlDirectory, CrawlSettings\n"
             "settings = CrawlSettings(with_activities=True, opportunity_type=None)\n"
             "CrawlDirectory.resume(Path(sys.argv[1]), settings)\n"
             "print('open', flush=True)\n"

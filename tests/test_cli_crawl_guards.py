@@ -25,7 +25,7 @@ from test_cli import (
     wait_for_journal,
 )
 
-from leadsq_async.cli import _checkpoint
+from leadsq_async import _checkpoint
 from leadsq_async.cli._app import main
 from leadsq_async.testing import RunningEmulator
 

@@ -724,3 +724,9 @@ def test_load_command_stops_on_sigint_with_130_and_keeps_what_it_fetched(
         "to carry on"
     ]
     assert 2 <= len(journaled_leads(pipelines_dir)) < len(leads)
+
+
+def test_the_source_needs_nothing_of_the_command_line_extra() -> None:
+    """leadsq_async.dlt imports without rich (the cli extra): the checkpoint is the library's."""
+    program = "import sys; sys.modules['rich'] = None; import leadsq_async.dlt"
+    subprocess.run([sys.executable, "-c", program], check=True, capture_output=True)

@@ -25,8 +25,8 @@ from fakes import session_for
 from virtual_time import now, run_virtual, virtual
 
 import leadsq_async as lsq
+from leadsq_async._checkpoint import CrawlDirectory, CrawlSettings
 from leadsq_async.cli import _display
-from leadsq_async.cli._checkpoint import CrawlDirectory, CrawlSettings
 from leadsq_async.cli._display import ExportProgress, progress_display
 from leadsq_async.cli._meter import ACTIVITIES, OPPORTUNITIES, Meter, Workload
 from leadsq_async.cli._outcomes import Failures

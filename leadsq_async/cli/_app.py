@@ -14,9 +14,9 @@ from typing import IO, Any
 import click
 
 from leadsq_async import LeadSquaredError, QuotaExhaustedError, Session
+from leadsq_async._checkpoint import CrawlDirectory, CrawlError, CrawlSettings, naming
 from leadsq_async._wire import scrub as scrub_secrets
 
-from ._checkpoint import CrawlDirectory, CrawlError, CrawlSettings, naming
 from ._demo import demo
 from ._display import ExportProgress, export_total, progress_display, stdout_is_terminal
 from ._export import FORMATS, RowWriter, writer_for

@@ -17,15 +17,7 @@ import attrs
 import click
 
 from leadsq_async import RateLimit, Session
-from leadsq_async.testing import (
-    Dataset,
-    EmulatorApp,
-    EmulatorConfig,
-    EmulatorServer,
-    RunningEmulator,
-)
-
-from ._checkpoint import (
+from leadsq_async._checkpoint import (
     ACTIVITIES,
     ACTIVITY_INDEX,
     ALL_FILES,
@@ -36,6 +28,14 @@ from ._checkpoint import (
     DirectoryInUse,
     dump_row,
 )
+from leadsq_async.testing import (
+    Dataset,
+    EmulatorApp,
+    EmulatorConfig,
+    EmulatorServer,
+    RunningEmulator,
+)
+
 from ._display import progress_display
 from ._options import parse_rate_limit
 from ._progress import CrawlCounts, Display, plural

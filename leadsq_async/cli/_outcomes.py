@@ -34,6 +34,7 @@ from leadsq_async import (
     RateLimit,
     RateLimiterUnavailable,
 )
+from leadsq_async._checkpoint import failed_for_good
 
 from ._progress import format_duration, plural
 
@@ -92,11 +93,6 @@ FAILURES_IN_A_ROW = 10
 _DISK_FULL = frozenset(
     code for code in (errno.ENOSPC, getattr(errno, "EDQUOT", None)) if code is not None
 )
-
-
-def failed_for_good(error: BaseException) -> bool:
-    """Whether an id's failure is final: trying the id again cannot help."""
-    return not getattr(error, "transient", False)
 
 
 def is_disk_full(error: BaseException) -> bool:

@@ -20,8 +20,8 @@ from leadsq_async import (
     unstructure,
 )
 from leadsq_async._aio import AnyIterator
+from leadsq_async._checkpoint import CrawlDirectory
 
-from ._checkpoint import CrawlDirectory
 from ._export import RowWriter
 from ._meter import ACTIVITIES
 from ._outcomes import INTERRUPTED, Failures, FailureStreak, quota_name, quota_resumes_at

@@ -52,10 +52,9 @@ from typing import IO, Any
 
 import attrs
 
-from leadsq_async import LeadResult, unstructure
-
+from ._crawl import LeadResult
 from ._lock import DirectoryLock, LockHeld
-from ._outcomes import failed_for_good
+from ._records import unstructure
 
 __all__ = [
     "CHECKPOINT",
@@ -65,6 +64,7 @@ __all__ = [
     "DirectoryInUse",
     "JournalEntry",
     "dump_row",
+    "failed_for_good",
     "naming",
 ]
 
@@ -193,6 +193,11 @@ def _count(value: object) -> int:
 
 def _optional_text(value: object) -> str | None:
     return value if isinstance(value, str) else None
+
+
+def failed_for_good(error: BaseException) -> bool:
+    """Whether an id's failure is final: trying the id again cannot help."""
+    return not getattr(error, "transient", False)
 
 
 class CrawlError(Exception):
