@@ -102,9 +102,10 @@ class RedisRateLimit(AsyncClosing):
         key: the Redis key of the shared limit. Processes share a limit exactly
             when they use the same Redis and the same key, so key it by account,
             e.g. ``f"leadsq-async:ratelimit:{access_key}"`` (never the secret key).
-        clock, sleep: what the process waits on (its waits between asks, slot
-            renewals, the fallback's timer and limiter); they must agree.
-            Deadlines shared with other processes are on Redis' clock.
+        clock: the monotonic clock the process waits on (its waits between asks,
+            slot renewals, the fallback's timer and limiter). Deadlines shared with
+            other processes are on Redis' clock.
+        sleep: the sleep of those waits, which must agree with ``clock``.
         lease: seconds a slot in flight stays held without news from its process.
             The limiter renews its slots every ``lease / 3`` seconds while their
             requests last, so this only bounds how long a crashed process keeps
