@@ -46,12 +46,13 @@ import contextlib
 import io
 import json
 import os
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import IO, Any
 
 import attrs
 
+from ._aio import AnyIterator
 from ._crawl import LeadResult
 from ._lock import DirectoryLock, LockHeld
 from ._records import unstructure
@@ -193,6 +194,37 @@ def _count(value: object) -> int:
 
 def _optional_text(value: object) -> str | None:
     return value if isinstance(value, str) else None
+
+
+class PendingIds(AsyncIterator[str]):
+    """The ids neither settled by an earlier run (``done``) nor seen before in this one.
+
+    Each id skipped is handed to ``skipped``. What is not a str passes through, for the
+    crawl to fail it as the id it is. A class rather than a generator, so that it can
+    take ids from an async source without nesting async generators.
+    """
+
+    def __init__(
+        self,
+        ids: Iterable[str] | AsyncIterable[str],
+        done: set[str],
+        skipped: Callable[[str], object],
+    ) -> None:
+        self._ids = AnyIterator(ids)
+        self._done = done
+        self._seen: set[str] = set()
+        self._skipped = skipped
+
+    async def __anext__(self) -> str:
+        while True:
+            item = await self._ids.__anext__()
+            if not isinstance(item, str):
+                return item
+            if item in self._done or item in self._seen:
+                self._skipped(item)
+                continue
+            self._seen.add(item)
+            return item
 
 
 def failed_for_good(error: BaseException) -> bool:

@@ -65,6 +65,7 @@ from ._checkpoint import (
     CrawlDirectory,
     CrawlError,
     CrawlSettings,
+    PendingIds,
 )
 from ._checks import check_int
 from ._crawl import LeadResult, checked_ids
@@ -291,6 +292,10 @@ class _Plan:
     progress: LoadProgress | None
 
 
+def _ignore(_: object) -> None:
+    return None
+
+
 def _checked_concurrency(concurrency: int | None) -> int | None:
     return None if concurrency is None else check_int("concurrency", concurrency, minimum=1)
 
@@ -321,7 +326,8 @@ async def _crawl(plan: _Plan, directory: Path, completed: str | None) -> AsyncIt
         async with _session(plan) as session:
             if plan.progress is not None:
                 plan.progress.crawl_started(session)
-            ids = _NewIds(plan.lead_ids, checkpoint.done, plan.progress)
+            skipped = plan.progress.lead_skipped if plan.progress else _ignore
+            ids = PendingIds(plan.lead_ids, checkpoint.done, skipped)
             results = session.crawl_opportunities(
                 ids,
                 concurrency=plan.concurrency,
@@ -368,49 +374,6 @@ async def _session(plan: _Plan) -> AsyncIterator[Session]:
     finally:
         if limiter is not None:
             await limiter.aclose()
-
-
-class _NewIds:
-    """The ids neither fetched by the interrupted load nor seen before in this one.
-
-    A class rather than an async generator, so that the crawl's clean-up has no
-    generator of ours to close (as with `IdReader`).
-    """
-
-    def __init__(
-        self,
-        lead_ids: Iterable[str] | AsyncIterable[str],
-        done: set[str],
-        progress: LoadProgress | None,
-    ) -> None:
-        self._sync = iter(lead_ids) if isinstance(lead_ids, Iterable) else None
-        self._async = lead_ids.__aiter__() if isinstance(lead_ids, AsyncIterable) else None
-        self._done = done
-        self._seen: set[str] = set()
-        self._progress = progress
-
-    def __aiter__(self) -> "_NewIds":
-        return self
-
-    async def __anext__(self) -> str:
-        while True:
-            lead_id = await self._next()
-            if isinstance(lead_id, str) and (lead_id in self._done or lead_id in self._seen):
-                if self._progress is not None:
-                    self._progress.lead_skipped(lead_id)
-                continue
-            if isinstance(lead_id, str):
-                self._seen.add(lead_id)
-            return lead_id
-
-    async def _next(self) -> str:
-        if self._sync is not None:
-            try:
-                return next(self._sync)
-            except StopIteration:
-                raise StopAsyncIteration from None
-        assert self._async is not None
-        return await self._async.__anext__()
 
 
 # The checkpoint.

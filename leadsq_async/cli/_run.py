@@ -6,7 +6,7 @@ import asyncio
 import os
 import signal
 import sys
-from collections.abc import AsyncIterable, AsyncIterator, Callable, Coroutine, Iterable
+from collections.abc import AsyncIterable, Callable, Coroutine, Iterable
 from typing import Any, TypeVar
 
 from leadsq_async import (
@@ -19,8 +19,7 @@ from leadsq_async import (
     Session,
     unstructure,
 )
-from leadsq_async._aio import AnyIterator
-from leadsq_async._checkpoint import CrawlDirectory
+from leadsq_async._checkpoint import CrawlDirectory, PendingIds
 
 from ._export import RowWriter
 from ._meter import ACTIVITIES
@@ -237,7 +236,7 @@ async def crawl_into(
     children = ACTIVITIES if output.settings.with_activities else None
     meter = Meter(session, child_endpoint=children, clock=asyncio.get_running_loop().time)
     results = session.crawl_opportunities(
-        _Pending(lead_ids, output.settled(retry_failed=retry_failed), counts),
+        PendingIds(lead_ids, output.settled(retry_failed=retry_failed), lambda _: counts.skip()),
         concurrency=concurrency,
         with_activities=output.settings.with_activities,
         opportunity_type=output.settings.opportunity_type,
@@ -280,31 +279,6 @@ class _QuotaWatch:
                 f"quota spent, resumes at {at}: waiting for {quota_name(event.limit)} "
                 "(--wait-for-quota)"
             )
-
-
-class _Pending(AsyncIterator[str]):
-    """The ids neither in ``done`` nor seen before; the others are counted as skipped.
-
-    A class rather than a generator, so that it can take ids from an async
-    source (the command's thread that reads them) without nesting async
-    generators, while the checks and the counts stay on the loop, next to the
-    progress display that reads them.
-    """
-
-    def __init__(self, lead_ids: Ids, done: set[str], counts: CrawlCounts) -> None:
-        self._ids = AnyIterator(lead_ids)
-        self._done = done
-        self._seen: set[str] = set()
-        self._counts = counts
-
-    async def __anext__(self) -> str:
-        while True:
-            lead_id = await self._ids.__anext__()
-            if lead_id in self._done or lead_id in self._seen:
-                self._counts.skip()
-                continue
-            self._seen.add(lead_id)
-            return lead_id
 
 
 def error_line(error: BaseException, scrub: Callable[[str], str]) -> str:
