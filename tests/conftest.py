@@ -13,6 +13,8 @@ from tcp_proxy import TcpProxy
 
 from leadsq_async.testing import RunningEmulator
 
+pytest_plugins = ["cli_fixtures"]
+
 REDIS_URL = os.environ.get("LEADSQ_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 
 

@@ -29,32 +29,9 @@ import pytest
 from leadsq_async.cli._ids import THREAD_NAME, IdReader
 from leadsq_async.testing import RunningEmulator
 
-CALLS, PERIOD = 50, 0.5
 UNKNOWN_LEAD = "00000000-0000-4000-8000-000000000000"
 COMMAND = [sys.executable, "-m", "leadsq_async.cli"]
 STUCK_CLEANUP = Path(__file__).with_name("stuck_cleanup.py")
-
-
-@pytest.fixture
-def emulator(lsq_emulator: RunningEmulator) -> RunningEmulator:
-    """The emulator with a fast rate limit, so that tests stay quick."""
-    lsq_emulator.config.rate_limit_calls = CALLS
-    lsq_emulator.config.rate_limit_period = PERIOD
-    return lsq_emulator
-
-
-@pytest.fixture
-def env(emulator: RunningEmulator) -> dict[str, str]:
-    """The environment that points the command at the emulator."""
-    variables = {k: v for k, v in os.environ.items() if not k.startswith("LSQ_")}
-    variables.update(
-        LSQ_HOST=emulator.url,
-        LSQ_ACCESS_KEY=emulator.access_key,
-        LSQ_SECRET_KEY=emulator.secret_key,
-        LSQ_RATE_LIMIT=f"{CALLS}/{PERIOD}",
-        PYTHONUNBUFFERED="1",
-    )
-    return variables
 
 
 def run(

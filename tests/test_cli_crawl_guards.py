@@ -29,30 +29,6 @@ from leadsq_async import _checkpoint
 from leadsq_async.cli._app import main
 from leadsq_async.testing import RunningEmulator
 
-CALLS, PERIOD = 50, 0.5
-
-
-@pytest.fixture
-def emulator(lsq_emulator: RunningEmulator) -> RunningEmulator:
-    """The emulator with a fast rate limit, so that tests stay quick."""
-    lsq_emulator.config.rate_limit_calls = CALLS
-    lsq_emulator.config.rate_limit_period = PERIOD
-    return lsq_emulator
-
-
-@pytest.fixture
-def env(emulator: RunningEmulator) -> dict[str, str]:
-    """The environment that points the command at the emulator."""
-    variables = {k: v for k, v in os.environ.items() if not k.startswith("LSQ_")}
-    variables.update(
-        LSQ_HOST=emulator.url,
-        LSQ_ACCESS_KEY=emulator.access_key,
-        LSQ_SECRET_KEY=emulator.secret_key,
-        LSQ_RATE_LIMIT=f"{CALLS}/{PERIOD}",
-        PYTHONUNBUFFERED="1",
-    )
-    return variables
-
 
 @pytest.fixture
 def leads_file(tmp_path: Path, emulator: RunningEmulator) -> Path:

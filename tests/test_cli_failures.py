@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
 import re
 from collections import Counter
 from collections.abc import Iterator
@@ -17,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from cli_fixtures import CALLS, PERIOD, env_for
 from test_cli import (
     UNKNOWN_LEAD,
     assert_crawl_matches,
@@ -33,7 +33,6 @@ from leadsq_async.testing import EmulatorApp, RunningEmulator
 from leadsq_async.testing._app import InjectedDisconnect
 from leadsq_async.testing._server import serve_in_thread
 
-CALLS, PERIOD = 50, 0.5
 #: Nothing listens on the discard port: every connection is refused at once.
 NOBODY_LISTENS = "http://127.0.0.1:9"
 
@@ -79,19 +78,6 @@ def dropping(dropping_server: RunningEmulator) -> RunningEmulator:
     dropping_server.app.dropping.clear()
     dropping_server.config.rate_limits = (RateLimit(CALLS, PERIOD),)
     return dropping_server
-
-
-def env_for(emulator: RunningEmulator) -> dict[str, str]:
-    """The environment that points the command at ``emulator``."""
-    variables = {k: v for k, v in os.environ.items() if not k.startswith("LSQ_")}
-    variables.update(
-        LSQ_HOST=emulator.url,
-        LSQ_ACCESS_KEY=emulator.access_key,
-        LSQ_SECRET_KEY=emulator.secret_key,
-        LSQ_RATE_LIMIT=f"{CALLS}/{PERIOD}",
-        PYTHONUNBUFFERED="1",
-    )
-    return variables
 
 
 @pytest.fixture

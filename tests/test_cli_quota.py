@@ -10,13 +10,13 @@ Each lead crawled here takes one request (no activities, one page each).
 from __future__ import annotations
 
 import datetime as dt
-import os
 import re
 import signal
 import time
 from pathlib import Path
 
 import pytest
+from cli_fixtures import env_for
 from test_cli import (
     LineReader,
     assert_one_error_line,
@@ -53,14 +53,7 @@ def emulator(lsq_emulator: RunningEmulator) -> RunningEmulator:
 @pytest.fixture
 def env(emulator: RunningEmulator) -> dict[str, str]:
     """The environment that points the command at the emulator (limits come as flags)."""
-    variables = {k: v for k, v in os.environ.items() if not k.startswith("LSQ_")}
-    variables.update(
-        LSQ_HOST=emulator.url,
-        LSQ_ACCESS_KEY=emulator.access_key,
-        LSQ_SECRET_KEY=emulator.secret_key,
-        PYTHONUNBUFFERED="1",
-    )
-    return variables
+    return env_for(emulator, rate_limit=None)
 
 
 def leads_file(tmp_path: Path, leads: list[str]) -> Path:
