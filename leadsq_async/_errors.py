@@ -75,6 +75,8 @@ class LeadSquaredError(Exception):
         transient: whether the same call may succeed if tried again.
         account_wide: whether the failure concerns the whole account rather
             than the one id asked for; a crawl stops at once on one.
+        asked: whose rows were asked for, as the query named them
+            (``leadId=...``), or None.
     """
 
     transient: ClassVar[bool] = False
@@ -94,9 +96,11 @@ class LeadSquaredError(Exception):
         self.status = status
         if account_wide is not None:
             self.account_wide = account_wide
+        self.asked: str | None = None
 
     def __str__(self) -> str:
-        where = f" ({self.endpoint})" if self.endpoint else ""
+        where = ", ".join(part for part in (self.endpoint, self.asked) if part)
+        where = f" ({where})" if where else ""
         status = f"HTTP {self.status}: " if self.status is not None else ""
         return f"{status}{self.message}{where}"
 

@@ -234,8 +234,9 @@ class Transport:
             attempt += 1
             try:
                 return await self._send_once(url, request, page_index, attempt, query, deadline)
-            except QuotaExhaustedError:
+            except QuotaExhaustedError as spent:
                 self.stats.failures += 1
+                spent.asked = _asked(query)
                 raise
             except RateLimitError as error:
                 await self._on_rate_limited(error, request.path)
@@ -247,6 +248,7 @@ class Transport:
             elapsed = self._clock() - deadline.started + backoff
             if not self.retry.should_retry(failure, attempt, elapsed):
                 self.stats.failures += 1
+                failure.asked = _asked(query)
                 raise failure
             self.stats.retries += 1
             if self.events.listening:
@@ -294,10 +296,11 @@ class Transport:
             try:
                 status, body = await within(self._deadline, self._post(url, request))
             except (httpx.TimeoutException, asyncio.TimeoutError) as exc:
-                failure = RequestTimeout(f"no answer in time ({_timeout_name(exc)})")
+                failure = RequestTimeout(
+                    f"no answer in time ({_timeout_name(exc)}) from {self._where}"
+                )
             except httpx.RequestError as exc:
-                detail = scrub(str(exc), self._secrets) or "no detail"
-                failure = TransportError(f"{type(exc).__name__}: {detail}")
+                failure = TransportError(self._describe(exc))
             except LeadSquaredError as exc:  # an answer over the size cap
                 failure = exc
             finally:
@@ -323,6 +326,24 @@ class Transport:
             rows, count = len(page.rows), page.record_count
             events.emit(PageFetched(endpoint, query.id_value, page_index, rows, count, size))
         return page
+
+    @property
+    def _where(self) -> str:
+        url = self.base_url
+        return f"{url.host}:{url.port or (443 if url.scheme == 'https' else 80)}"
+
+    def _describe(self, exc: httpx.RequestError) -> str:
+        """What went wrong on the network, naming where (``ConnectError`` alone doesn't)."""
+        detail = scrub(str(exc), self._secrets) or "no detail"
+        where = self._where
+        text = f"{type(exc).__name__}: {detail} (at {where})"
+        if self.base_url.scheme == "https" and "WRONG_VERSION_NUMBER" in detail:
+            # The usual cause: a local server given without its scheme, so TLS was tried.
+            text += (
+                f"; the server at {where} seems to answer plain http: if it is a local "
+                f"server, give the host as http://{where}"
+            )
+        return text
 
     async def _post(self, url: httpx.URL, request: WireRequest) -> tuple[int, bytes]:
         """POST and read the whole answer, decoded, refusing one larger than the cap."""
@@ -409,6 +430,13 @@ class _Deadline:
     def remaining(self, now: float) -> float:
         """Seconds left before the deadline."""
         return max(0.0, self.started + self.seconds - now)
+
+
+def _asked(query: PageQuery) -> str | None:
+    """Whose rows ``query`` asks for, as the query string names them."""
+    if query.id_value is None:
+        return None
+    return f"{query.endpoint.id_parameter}={query.id_value}"
 
 
 def _timeout_name(exc: BaseException) -> str:

@@ -23,6 +23,7 @@ from fakes import FAST_RETRY, SECRET, opportunity, session_for
 from virtual_time import virtual
 
 import leadsq_async as lsq
+from leadsq_async.testing import RunningEmulator
 
 
 def spellings(secret: str) -> list[str]:
@@ -243,3 +244,42 @@ def test_max_response_bytes_is_checked() -> None:
 
 
 _ = (FAST_RETRY, Any)
+
+
+@pytest.mark.slow
+async def test_a_network_error_names_the_host_and_port() -> None:
+    """Nothing listening: the error says where it tried, not only 'ConnectError'."""
+    retry = lsq.RetryPolicy(attempts=1)
+    async with lsq.Session("a", SECRET, host="http://127.0.0.1:9", retry=retry) as session:
+        with pytest.raises(lsq.TransportError) as info:
+            await session.opportunities_of_lead("lead-1").collect()
+    assert "ConnectError" in str(info.value)
+    assert "at 127.0.0.1:9" in str(info.value)
+
+
+@pytest.mark.slow
+async def test_a_plain_http_server_given_without_a_scheme_gets_a_hint(
+    lsq_emulator: RunningEmulator,
+) -> None:
+    """host='127.0.0.1:PORT' tries TLS on a plain-http server: the error says to add http://."""
+    where = f"127.0.0.1:{httpx.URL(lsq_emulator.url).port}"
+    retry = lsq.RetryPolicy(attempts=1)
+    async with lsq.Session("a", SECRET, host=where, retry=retry) as session:
+        with pytest.raises(lsq.TransportError) as info:
+            await session.opportunities_of_lead("lead-1").collect()
+    assert f"give the host as http://{where}" in str(info.value)
+
+
+@virtual
+async def test_an_error_names_the_id_it_was_asked_for() -> None:
+    """'Lead does not exist' says which lead, without the caller adding it."""
+
+    async def handler(request: httpx.Request) -> httpx.Response:
+        envelope = {"Status": "Error", "ExceptionMessage": "Lead does not exist in the system"}
+        return httpx.Response(500, json=envelope)
+
+    async with session_for(handler) as session:
+        with pytest.raises(lsq.APIError) as info:
+            await session.opportunities_of_lead("LEAD-ID").collect()
+    assert "leadId=LEAD-ID" in str(info.value)
+    assert info.value.asked == "leadId=LEAD-ID"
