@@ -13,7 +13,7 @@ TEST_DEPS = [
     "pytest-timeout>=2.3",
     "starlette>=0.40",
     "hypothesis>=6.100",
-    # Both cores: most of the suite waits on sockets, subprocesses and real windows.
+    # Several workers: most of the suite waits on sockets, subprocesses and real windows.
     "pytest-xdist>=3.5",
     # The dlt tests load into PostgreSQL too (psycopg2); DuckDB comes with the dlt extra.
     "dlt[postgres]",
@@ -27,9 +27,14 @@ DOCS_DEPS = ["mkdocs-material>=9.5", "mkdocstrings[python]>=0.26", "ruff>=0.6"]
 @nox.session
 def tests(session: nox.Session) -> None:
     """Run the test suite against the emulator and the local Redis and PostgreSQL servers,
-    on two workers (``nox -s tests -- -n 0 tests/test_wire.py`` for one, and a file)."""
+    on four workers (``nox -s tests -- -n 0 tests/test_wire.py`` for one, and a file).
+
+    Four on two cores: most tests wait on sockets, subprocesses and real windows. The
+    package's bytecode is written, as for an installed package, so that the hundreds of
+    subprocesses the tests start do not each compile it again.
+    """
     session.install("-e", ".[all]", *TEST_DEPS)
-    session.run("pytest", "-n", "2", *session.posargs)
+    session.run("pytest", "-n", "4", *session.posargs, env={"PYTHONDONTWRITEBYTECODE": ""})
 
 
 @nox.session
