@@ -3,7 +3,7 @@
 Every error the library raises on a failed call is a `LeadSquaredError`::
 
     LeadSquaredError                 any failed call; .endpoint, .status, .transient,
-    │                                .account_wide
+    │                                .account_wide, .asked
     ├── ResponseError                the API answered, with an error
     │   ├── AuthenticationError      401: bad keys, or the wrong region (.correct_host)
     │   ├── BadRequestError          400: the body is not as the API specifies
@@ -15,7 +15,8 @@ Every error the library raises on a failed call is a `LeadSquaredError`::
     │   ├── APIError                 500 with the error envelope: validation and business
     │   │                            errors ("Lead does not exist"); never retried
     │   ├── ServerError              transient: a bare 500, HTML 502/503/504 from the CDN
-    │   └── MalformedResponseError   a 200 that is not a page: invalid JSON, no "List"
+    │   └── MalformedResponseError   a 200 that is not a page: invalid JSON, no "List",
+    │                                a RecordCount or a row id that is no count or id
     ├── TransportError               no answer: refused, dropped or truncated connections
     │   └── RequestTimeout           no answer in time
     ├── PagingError                  the server broke paging (it ignores PageIndex)
