@@ -18,8 +18,9 @@ Every error the library raises on a failed call is a `LeadSquaredError`::
     │   └── MalformedResponseError   a 200 that is not a page: invalid JSON, no "List",
     │                                a RecordCount or a row id that is no count or id
     ├── TransportError               no answer: refused, dropped or truncated connections
-    │   └── RequestTimeout           no answer in time
-    ├── PagingError                  the server broke paging (it ignores PageIndex)
+    │   └── RequestTimeout           no whole answer in time
+    ├── PagingError                  the server broke paging: it ignores PageIndex, or
+    │                                serves rows past the page cap
     └── RateLimiterUnavailable       the Redis server of a shared limit could not be used
 
 Bad arguments are not `LeadSquaredError`s: they raise `ValueError` or `TypeError`
