@@ -247,10 +247,11 @@ class RequestTimeout(TransportError):
 
 
 class PagingError(LeadSquaredError):
-    """The server broke paging: a page held only rows already seen.
+    """The server broke paging: a full page held only rows already seen, or the
+    walk went past its page cap.
 
     Raised instead of looping for ever against a server that ignores
-    ``PageIndex``.
+    ``PageIndex`` or keeps inventing rows (see the paging guide's "When a walk ends").
     """
 
 
