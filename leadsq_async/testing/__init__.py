@@ -1,4 +1,5 @@
-"""Test helpers: an emulator of LeadSquared's two list endpoints, and pytest fixtures.
+"""Test helpers: an emulator of LeadSquared's two opportunity list endpoints (and
+Leads.RecentlyModified), and pytest fixtures.
 
 ``EmulatorApp`` is a plain ASGI application: call it in process with
 ``httpx.ASGITransport(app=app)``, or serve it on a loopback socket with ``serve_in_thread``

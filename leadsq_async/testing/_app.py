@@ -14,9 +14,10 @@ import hmac
 import json
 import math
 import random
+import re
 import threading
 import time
-from collections.abc import Awaitable, Callable, MutableMapping
+from collections.abc import Awaitable, Callable, Mapping, MutableMapping
 from typing import Any, Literal
 from urllib.parse import parse_qsl
 
@@ -26,6 +27,7 @@ import httpx
 from leadsq_async import RateLimit
 from leadsq_async.testing._config import EmulatorConfig, refusal_message
 from leadsq_async.testing._data import Dataset
+from leadsq_async.testing._dates import parse_date
 from leadsq_async.testing._query import INVALID_INPUT, ApiError, ListQuery, envelope, parse_body
 from leadsq_async.testing._rows import Row
 from leadsq_async.testing._stats import EmulatorStats, SlidingWindow
@@ -49,13 +51,14 @@ class _Endpoint:
     """One emulated endpoint. The emulator keeps its own table, apart from the client's, so a
     wrong path or parameter name in the client fails against it instead of agreeing with it."""
 
-    kind: Literal["opportunity", "activity"]
-    id_param: str
-    filter_param: str
+    kind: Literal["opportunity", "activity", "leads"]
+    id_param: str  # "" for none
+    filter_param: str  # "" for none
     filter_key: str
     keep: tuple[str, ...]  # the row id first, then the other keys Include_CSV never removes
     default_size: int
     entity: str
+    max_size: int | None = None  # the endpoint's own largest page, below the config's cap
 
 
 _ENDPOINTS = {
@@ -77,7 +80,36 @@ _ENDPOINTS = {
         default_size=25,
         entity="Opportunity",
     ),
+    "/v2/leadmanagement.svc/leads.recentlymodified": _Endpoint(
+        kind="leads",
+        id_param="",
+        filter_param="",
+        filter_key="",
+        keep=("ProspectID",),
+        default_size=100,
+        entity="Lead",
+        max_size=5000,
+    ),
 }
+# Leads.RecentlyModified's Parameter.FromDate and ToDate: UTC, to the second.
+_UTC_SECOND = re.compile(r"\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2}")
+
+
+def _utc_second(parameter: Mapping[str, Any], name: str) -> float:
+    """Parameter.FromDate or ToDate as UTC epoch seconds.
+
+    Raises:
+        ApiError: 500 ``MXInvalidInputException`` when it is missing or not a real
+            ``YYYY-MM-DD HH:MM:SS``.
+    """
+    value = parameter.get(name)
+    if value is None or value == "":
+        raise ApiError(500, INVALID_INPUT, f"Invalid Input! Parameter Name: {name}")
+    when = parse_date(value) if isinstance(value, str) and _UTC_SECOND.fullmatch(value) else None
+    if when is None:
+        message = f"Invalid Input! {name} must be a date as YYYY-MM-DD HH:MM:SS, got {value!r}"
+        raise ApiError(500, INVALID_INPUT, message)
+    return when
 
 
 class InjectedDisconnect(httpx.RemoteProtocolError):
@@ -122,7 +154,8 @@ async def _read_body(receive: Receive) -> bytes | None:
 
 
 class EmulatorApp:
-    """An ASGI application that answers like LeadSquared's two list endpoints.
+    """An ASGI application that answers like LeadSquared's two opportunity list endpoints, and
+    ``LeadManagement.svc/Leads.RecentlyModified`` over the dataset's leads (``Dataset.leads``).
 
     Serve it with uvicorn (``serve_in_thread``, ``EmulatorServer``) or call it in process with
     ``httpx.ASGITransport(app=app)``. ``config`` may be changed at any time; ``stats`` counts
@@ -341,6 +374,11 @@ class EmulatorApp:
         self, endpoint: _Endpoint, query: dict[str, str], raw: bytes, config: EmulatorConfig
     ) -> _Answer:
         body = parse_body(raw)
+        cap = config.page_size_cap
+        if endpoint.max_size is not None:
+            cap = min(cap, endpoint.max_size)
+        if endpoint.kind == "leads":
+            return self._leads(endpoint, body, cap, config)
         entity_id = query.get(endpoint.id_param.casefold(), "").strip()
         if not entity_id:
             raise ApiError(
@@ -349,7 +387,7 @@ class EmulatorApp:
         selection = ListQuery.from_body(
             body,
             default_size=endpoint.default_size,
-            cap=config.page_size_cap,
+            cap=cap,
             cap_mode=config.page_size_cap_mode,
         )
         rows = self._rows(endpoint, entity_id, config)
@@ -364,6 +402,36 @@ class EmulatorApp:
                 else:
                     self.data.add_activity(entity_id)
         return _json_answer(200, {"RecordCount": record_count, "List": page})
+
+    def _leads(
+        self, endpoint: _Endpoint, body: Mapping[str, Any], cap: int, config: EmulatorConfig
+    ) -> _Answer:
+        """Leads.RecentlyModified: the leads whose ModifiedOn is within Parameter.FromDate and
+        ToDate (both included), oldest change first unless Sorting says otherwise, each sent as
+        a LeadPropertyList."""
+        parameter = body.get("Parameter")
+        if not isinstance(parameter, Mapping):
+            raise ApiError(500, INVALID_INPUT, "Invalid Input! Parameter Name: Parameter")
+        since, until = (_utc_second(parameter, name) for name in ("FromDate", "ToDate"))
+        selection = ListQuery.from_body(
+            body,
+            default_size=endpoint.default_size,
+            cap=cap,
+            cap_mode=config.page_size_cap_mode,
+        )
+        if selection.sort_column is None:
+            selection = attrs.evolve(selection, sort_column="ModifiedOn", descending=False)
+        rows = [
+            lead
+            for lead in self.data.leads()
+            if since <= (parse_date(lead["ModifiedOn"]) or -math.inf) <= until
+        ]
+        record_count, page = selection.select(rows, keep=endpoint.keep)
+        leads = [
+            {"LeadPropertyList": [{"Attribute": key, "Value": value} for key, value in row.items()]}
+            for row in page
+        ]
+        return _json_answer(200, {"RecordCount": record_count, "Leads": leads})
 
     def _rows(self, endpoint: _Endpoint, entity_id: str, config: EmulatorConfig) -> list[Row]:
         table = self.data.opportunities if endpoint.kind == "opportunity" else self.data.activities

@@ -138,7 +138,8 @@ class EmulatorConfig:
         rate_limit_period: The period of the first limit in seconds (5.0), likewise.
         rate_limit_status: The HTTP status of a rate-limit answer, 429 or 200 (429). Both carry
             the ``MXAPIRateLimitExceededException`` envelope and no Retry-After header.
-        page_size_cap: The largest page size served (1000).
+        page_size_cap: The largest page size served (1000); Leads.RecentlyModified serves at
+            most 5,000 whatever it says.
         page_size_cap_mode: ``"clamp"`` serves at most ``page_size_cap`` rows for a larger
             page size (the page offset is computed with the clamped size); ``"refuse"`` answers
             HTTP 500 ``MXInvalidInputException`` naming the maximum ("clamp").

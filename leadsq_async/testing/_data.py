@@ -21,6 +21,7 @@ from leadsq_async.testing._rows import (
     check_size,
     latest_created,
     lead_part,
+    modified_lead,
 )
 
 
@@ -41,7 +42,8 @@ def _names(value: object, where: str) -> dict[str, str]:
 
 @attrs.define(eq=False, repr=False)
 class Dataset:
-    """Everything the emulator serves: opportunities per lead, activities per opportunity.
+    """Everything the emulator serves: opportunities per lead, activities per opportunity (and,
+    derived from them, the leads: see ``leads``).
 
     Rows are the dicts the API sends; the emulator never changes a stored row (it copies one
     before narrowing its columns), so replace a row rather than editing it in place. A lead is
@@ -288,6 +290,18 @@ class Dataset:
             stored = maker.activity(lead, opportunity, latest_created(rows) + 60, len(rows) + 1)
         rows.append(stored)
         return stored
+
+    def leads(self) -> list[Row]:
+        """Every known lead as Leads.RecentlyModified serves it, flattened to attribute: value
+        (``ProspectID``, ``FirstName``, ``LastName``, ``EmailAddress``, ``Phone``,
+        ``ModifiedOn``).
+
+        Derived afresh on each call from the lead ids (the keys of ``opportunities``), the
+        lead part of their opportunity rows and ``seed``: the same dataset gives the same leads.
+        """
+        return [
+            modified_lead(lead_id, self.seed, rows) for lead_id, rows in self.opportunities.items()
+        ]
 
     def _find_opportunity(self, opportunity_id: str) -> Row | None:
         for rows in self.opportunities.values():

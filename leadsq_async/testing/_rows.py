@@ -200,6 +200,26 @@ def lead_part(row: Mapping[str, Any]) -> Row:
     return {key: row[key] for key in _LEAD_KEYS if key in row}
 
 
+def modified_lead(lead_id: str, seed: int, rows: list[Row]) -> Row:
+    """The lead ``lead_id`` as Leads.RecentlyModified sends it, flattened to attribute: value.
+
+    Its name, email and phone are those of its opportunities' rows, when it has any (else drawn
+    from ``seed`` and the id); its ``ModifiedOn`` (UTC, ``YYYY-MM-DD HH:MM:SS``) is drawn from
+    ``seed`` and the id alone, so a lead keeps it however the rest of the dataset changes.
+    """
+    rng = random.Random(f"{seed}:lead:{lead_id}")
+    modified = rng.randrange(START, END)
+    lead = lead_part(rows[0]) if rows else RowMaker(rng).lead(lead_id)
+    return {
+        "ProspectID": lead_id,
+        "FirstName": lead.get("FirstName"),
+        "LastName": lead.get("LastName"),
+        "EmailAddress": lead.get("EmailAddress"),
+        "Phone": lead.get("Phone"),
+        "ModifiedOn": format_date(modified, "plain"),
+    }
+
+
 def latest_created(rows: list[Row]) -> int:
     times = [parse_date(row.get("PACreatedOn") or "") for row in rows]
     return int(max((t for t in times if t is not None), default=END))
