@@ -141,20 +141,21 @@ async def test_a_per_id_failure_stays_a_result_and_the_crawl_goes_on() -> None:
 async def test_a_huge_limit_crawling_three_ids_starts_three_tasks() -> None:
     """RateLimit(calls=10**7, period=1) over three ids starts no more tasks than ids."""
     most = 0
+    crawls: list[Crawl[lsq.LeadResult]] = []
 
     async def handler(request: httpx.Request) -> httpx.Response:
         nonlocal most
-        most = max(most, len(asyncio.all_tasks()))
+        most = max(most, len(crawls[0]._tasks))
         return lead_rows(request)
 
     limit = lsq.RateLimit(calls=10**7, period=1)
-    async with (
-        session_for(handler, rate_limit=limit) as session,
-        session.crawl_opportunities(["a", "b", "c"]) as results,
-    ):
-        found = sorted([result.lead_id async for result in results])
+    async with session_for(handler, rate_limit=limit) as session:
+        crawls.append(session.crawl_opportunities(["a", "b", "c"]))
+        async with crawls[0] as results:
+            found = sorted([result.lead_id async for result in results])
     assert found == ["a", "b", "c"]
-    assert most <= 3 + 2  # the three ids, the feeder and the test itself
+    assert crawls[0]._concurrency == 100
+    assert most <= 3
 
 
 def test_default_concurrency_follows_the_shortest_limit_with_a_cap() -> None:

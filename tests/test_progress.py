@@ -215,7 +215,9 @@ async def test_when_the_network_sets_the_pace_the_eta_follows_it() -> None:
     assert later
     for shown in later:
         assert shown.eta is not None
-        assert abs(shown.eta - (end - shown.at)) <= 0.6, shown
+        # Within a second of a 10 s crawl (the limit's own estimate would be 3 s off);
+        # events at the same instant reach the meter in an order that varies by Python.
+        assert abs(shown.eta - (end - shown.at)) <= 1.0, shown
 
 
 def test_the_rate_is_measured_over_a_whole_period() -> None:
