@@ -80,16 +80,14 @@ DESCRIPTIONS = {
 }
 
 
-@attrs.frozen
-class Outcome:
-    """What one variant's crawl cost."""
+@attrs.frozen(kw_only=True)
+class Cost:
+    """What one crawl cost, as ratios to the least it could: the benchmarks' common figures."""
 
     name: str
     seconds: float
     requests: int
     minimum: int
-    rejections: int
-    most_in_window: int
     optimum: float
     safe_optimum: float
 
@@ -104,6 +102,14 @@ class Outcome:
     @property
     def request_ratio(self) -> float:
         return self.requests / self.minimum
+
+
+@attrs.frozen(kw_only=True)
+class Outcome(Cost):
+    """What one variant's crawl cost, and how the server's window took it."""
+
+    rejections: int
+    most_in_window: int
 
 
 def workload(leads: int, seed: int = 7) -> Dataset:

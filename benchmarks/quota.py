@@ -59,6 +59,7 @@ from collections.abc import Sequence
 import attrs
 
 import leadsq_async as lsq
+from benchmarks.crawl import Cost
 from leadsq_async.testing import (
     Dataset,
     EmulatorApp,
@@ -82,30 +83,12 @@ TARGET = 1.05
 CLIENTS = {"both limits": LIMITS, "short limit only": (SHORT,)}
 
 
-@attrs.frozen
-class Outcome:
-    """What one client's crawl cost."""
+@attrs.frozen(kw_only=True)
+class Outcome(Cost):
+    """What one client's crawl cost, which limits refused it, and which it kept to at the end."""
 
-    name: str
-    seconds: float
-    requests: int
-    minimum: int
     refused_by: dict[lsq.RateLimit, int]
     limits_after: tuple[lsq.RateLimit, ...]
-    optimum: float
-    safe_optimum: float
-
-    @property
-    def time_ratio(self) -> float:
-        return self.seconds / self.optimum
-
-    @property
-    def safe_time_ratio(self) -> float:
-        return self.seconds / self.safe_optimum
-
-    @property
-    def request_ratio(self) -> float:
-        return self.requests / self.minimum
 
     @property
     def refusals(self) -> int:
