@@ -271,7 +271,7 @@ class Crawl(AsyncClosing, Generic[T]):
     async def aclose(self) -> None:
         """Cancel every task of the crawl and wait for them to end."""
         self._stop()
-        await cancel_and_wait([*self._tasks, *([self._feeder] if self._feeder else [])])
+        await cancel_and_wait(self._running())
 
     def __del__(self) -> None:
         # Left without aclose (a `break` out of `async for`): stop the work anyway.
@@ -281,8 +281,12 @@ class Crawl(AsyncClosing, Generic[T]):
     def _stop(self) -> None:
         self._stopping = True
         self._finished = True
-        for task in [*self._tasks, *([self._feeder] if self._feeder else [])]:
+        for task in self._running():
             task.cancel()
+
+    def _running(self) -> list[asyncio.Task[None]]:
+        """The crawl's tasks: one per id in progress, and the feeder that starts them."""
+        return [*self._tasks, *([self._feeder] if self._feeder else [])]
 
     async def _feed(self, results: asyncio.Queue[T | _End]) -> None:
         places = asyncio.Semaphore(self._concurrency)
@@ -323,7 +327,7 @@ class Crawl(AsyncClosing, Generic[T]):
         if self._failure is not None or self._stopping:
             return
         self._failure = failure
-        for task in [*self._tasks, *([self._feeder] if self._feeder else [])]:
+        for task in self._running():
             if task is not asyncio.current_task():
                 task.cancel()
         assert self._results is not None
