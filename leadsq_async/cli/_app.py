@@ -22,7 +22,7 @@ from ._display import ExportProgress, export_total, progress_display, stdout_is_
 from ._export import FORMATS, RowWriter, writer_for
 from ._ids import STDIN, IdReader, count_ids, ids_from, lines_to_ids, open_ids, source_of
 from ._load import load
-from ._options import ApiOptions, api_options, scrub
+from ._options import ApiOptions, api_options, leads_file_option, scrub
 from ._outcomes import (
     EXIT_CODES_HELP,
     TEMPORARY_FAILURE,
@@ -344,14 +344,7 @@ def show_cursor() -> None:
 
 
 @cli.command()
-@click.option(
-    "--leads-file",
-    required=True,
-    type=click.Path(exists=True, dir_okay=False, allow_dash=True),
-    metavar="PATH",
-    help="The lead ids to crawl, one per line (- for standard input). Blank lines and "
-    "repeated ids are skipped.",
-)
+@leads_file_option("crawl")
 @click.option(
     "--out",
     "out",

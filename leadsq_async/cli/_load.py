@@ -30,7 +30,7 @@ import click
 from leadsq_async import LeadResult, LeadSquaredError, Session
 
 from ._ids import IdReader, count_ids, lines_to_ids, open_ids
-from ._options import ApiOptions, api_options, scrub
+from ._options import ApiOptions, api_options, leads_file_option, scrub
 from ._progress import TICK_SECONDS, CrawlCounts, Display, Meter, format_duration, plural
 from ._run import INTERRUPTED_EXIT_CODE, CommandFailed, Interrupted, error_line, stderr_is_terminal
 
@@ -137,14 +137,7 @@ def _cause(
 
 
 @click.command()
-@click.option(
-    "--leads-file",
-    required=True,
-    type=click.Path(exists=True, dir_okay=False, allow_dash=True),
-    metavar="PATH",
-    help="The lead ids to load, one per line (- for standard input). Blank lines and "
-    "repeated ids are skipped.",
-)
+@leads_file_option("load")
 @click.option(
     "--destination",
     default="duckdb",

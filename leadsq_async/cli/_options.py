@@ -20,6 +20,7 @@ __all__ = [
     "api_options",
     "check_host",
     "command_secrets",
+    "leads_file_option",
     "parse_rate_limit",
     "parse_rate_limits",
     "scrub",
@@ -259,6 +260,18 @@ _API_OPTIONS = (
         "waits instead).",
     ),
 )
+
+
+def leads_file_option(verb: str) -> Callable[[F], F]:
+    """The required ``--leads-file PATH`` of the commands that go through many leads."""
+    return click.option(
+        "--leads-file",
+        required=True,
+        type=click.Path(exists=True, dir_okay=False, allow_dash=True),
+        metavar="PATH",
+        help=f"The lead ids to {verb}, one per line (- for standard input). Blank lines and "
+        "repeated ids are skipped.",
+    )
 
 
 def api_options(function: F) -> F:
