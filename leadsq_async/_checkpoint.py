@@ -48,7 +48,7 @@ import json
 import os
 from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterable, Iterator, Mapping
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, TypeVar
 
 import attrs
 
@@ -56,6 +56,8 @@ from ._aio import AnyIterator
 from ._crawl import LeadResult
 from ._lock import DirectoryLock, LockHeld
 from ._records import unstructure
+
+T = TypeVar("T")
 
 __all__ = [
     "CHECKPOINT",
@@ -276,12 +278,9 @@ class CrawlDirectory:
             CrawlError: the directory holds a crawl already and ``overwrite`` is False.
             OSError: a file cannot be created or written (the error names it).
         """
-        lock = _lock(directory)
-        try:
-            return cls._start(directory, settings, lock, overwrite=overwrite)
-        except BaseException:
-            lock.release()
-            raise
+        return _under_lock(
+            directory, lambda lock: cls._start(directory, settings, lock, overwrite=overwrite)
+        )
 
     @classmethod
     def _start(
@@ -329,12 +328,9 @@ class CrawlDirectory:
                 no file was changed.
             OSError: a file cannot be read or written (the error names it).
         """
-        lock = _lock(directory)
-        try:
-            return cls._resume(directory, settings, lock, repair=repair)
-        except BaseException:
-            lock.release()
-            raise
+        return _under_lock(
+            directory, lambda lock: cls._resume(directory, settings, lock, repair=repair)
+        )
 
     @classmethod
     def _resume(
@@ -551,6 +547,16 @@ class CrawlDirectory:
         if self._lock is not None:
             self._lock.release()
             self._lock = None
+
+
+def _under_lock(directory: Path, open_it: Callable[[DirectoryLock], T]) -> T:
+    """``open_it(lock)`` with ``directory``'s lock taken; the lock is let go if it fails."""
+    lock = _lock(directory)
+    try:
+        return open_it(lock)
+    except BaseException:
+        lock.release()
+        raise
 
 
 def _lock(directory: Path) -> DirectoryLock:
