@@ -182,15 +182,8 @@ async def test_a_clamp_is_never_learned_below_a_page_the_server_served() -> None
     assert server.pages_asked == [(1, 1000), (2, 1000), (3, 1000)]
 
 
-@virtual
-async def test_a_clamp_confirmed_by_a_full_second_page_is_remembered() -> None:
-    """300 of 1000 rows on page 1, then a full page 2 at 300 with more to come: remembered."""
-    server = FakeServer(rows(0, 700), clamp=300)
-    async with session_for(server) as session:
-        await session.opportunities_of_lead("lead-1").collect()
-        server.pages_asked.clear()
-        await session.opportunities_of_lead("lead-1").collect()
-    assert server.pages_asked[0] == (1, 300)
+# A clamp confirmed by a full page 2 with more to come is remembered:
+# test_session.py's test_clamp_is_remembered_for_the_next_walk (700 rows, pages of 300).
 
 
 @virtual
