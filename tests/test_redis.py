@@ -255,11 +255,11 @@ async def test_release_by_another_process_wakes_a_waiter(
     await asyncio.wait_for(asyncio.gather(*tasks, waiting), 10)
 
 
-async def test_no_window_holds_more_than_calls_across_tasks(
-    make_limiter: MakeLimiter, client: aioredis.Redis
-) -> None:
-    """Twelve tasks on one limiter: never more than `calls` slots held at once."""
-    limiter = make_limiter(calls=3, period=0.25)
+async def held_spans(
+    limiter: lsq.RedisRateLimit, client: aioredis.Redis, count: int
+) -> list[tuple[float, float]]:
+    """``count`` requests at once, holding their slots 0 to 15 ms: when each slot was
+    entered and left, on Redis' clock."""
     spans: list[tuple[float, float]] = []
 
     async def request(hold: float) -> None:
@@ -268,7 +268,16 @@ async def test_no_window_holds_more_than_calls_across_tasks(
             await asyncio.sleep(hold)
             spans.append((enter, await redis_now(client)))
 
-    await asyncio.gather(*(request(0.005 * (n % 4)) for n in range(12)))
+    await asyncio.gather(*(request(0.005 * (n % 4)) for n in range(count)))
+    return spans
+
+
+async def test_no_window_holds_more_than_calls_across_tasks(
+    make_limiter: MakeLimiter, client: aioredis.Redis
+) -> None:
+    """Twelve tasks on one limiter: never more than `calls` slots held at once."""
+    limiter = make_limiter(calls=3, period=0.25)
+    spans = await held_spans(limiter, client, 12)
     assert len(spans) == 12
     assert most_held_at_once(spans, 0.25) == 3
 
@@ -278,15 +287,7 @@ async def test_every_limit_holds_in_every_window(
 ) -> None:
     """Under 3 per 0.2 s and 5 per 1 s, no window of either period holds more than its calls."""
     limiter = make_limiter(limits=[lsq.RateLimit(3, 0.2), lsq.RateLimit(5, 1.0)])
-    spans: list[tuple[float, float]] = []
-
-    async def request(hold: float) -> None:
-        async with limiter.slot():
-            enter = await redis_now(client)
-            await asyncio.sleep(hold)
-            spans.append((enter, await redis_now(client)))
-
-    await asyncio.gather(*(request(0.005 * (n % 4)) for n in range(8)))
+    spans = await held_spans(limiter, client, 8)
     assert len(spans) == 8
     assert most_held_at_once(spans, 0.2) == 3
     assert most_held_at_once(spans, 1.0) == 5
