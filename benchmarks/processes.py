@@ -1,4 +1,4 @@
-"""Four processes crawling one account: a shared RedisRateLimit against a limit per process.
+"""Four processes crawling one account: a shared RedisLimiter against a limit per process.
 
 The emulator is served from this process (``serve_in_thread``) with LeadSquared's
 strict window, 25 calls in any 5 seconds, and a 50 ms round trip. A fixed set of
@@ -7,7 +7,7 @@ disjoint slices, and 4 worker processes (multiprocessing, spawn) each crawl one
 slice with ``Session.crawl_opportunities``, starting together. Two variants run
 one after the other, each against a fresh emulator:
 
-- **shared**: every process uses ``RedisRateLimit(redis_url, RateLimit(25, 5.0),
+- **shared**: every process uses ``RedisLimiter(redis_url, RateLimit(25, 5.0),
   key=...)`` on one key, unique to the run and deleted after it. The key is made
   before the workers start, and its first period waited out: a new key grants
   nothing for one period (see docs/processes.md), which is not what is measured;
@@ -90,7 +90,7 @@ SEED = 2026
 RETRY = lsq.RetryPolicy(attempts=50, deadline=600.0)
 # Below the emulator's keep-alive (uvicorn's default, 5 s, as long as PERIOD); see above.
 KEEPALIVE_EXPIRY = 2.0
-VARIANTS = {"shared": "shared RedisRateLimit", "own": f"own RateLimit({CALLS}, {PERIOD:g}) each"}
+VARIANTS = {"shared": "shared RedisLimiter", "own": f"own RateLimit({CALLS}, {PERIOD:g}) each"}
 
 
 def dataset() -> Dataset:
@@ -137,9 +137,9 @@ async def _crawl(
 ) -> None:
     url, access_key, secret_key = emulator
     client = aioredis.from_url(REDIS_URL)
-    limiter: lsq.RedisRateLimit | lsq.RateLimit
+    limiter: lsq.RedisLimiter | lsq.RateLimit
     if variant == "shared":
-        limiter = lsq.RedisRateLimit(client, lsq.RateLimit(CALLS, PERIOD), key=key)
+        limiter = lsq.RedisLimiter(client, lsq.RateLimit(CALLS, PERIOD), key=key)
     else:
         limiter = lsq.RateLimit(CALLS, PERIOD)
     http = httpx.AsyncClient(limits=httpx.Limits(keepalive_expiry=KEEPALIVE_EXPIRY))
@@ -161,7 +161,7 @@ async def _crawl(
                 else:
                     failed[result.lead_id] = str(result.error)
     finally:
-        if isinstance(limiter, lsq.RedisRateLimit):
+        if isinstance(limiter, lsq.RedisLimiter):
             await limiter.aclose()
         await client.aclose()
         await http.aclose()
@@ -171,7 +171,7 @@ async def _crawl(
 
 async def _make_key(key: str) -> None:
     """Make `key`'s state in Redis, and wait out the period a new key grants nothing."""
-    async with lsq.RedisRateLimit(REDIS_URL, lsq.RateLimit(CALLS, PERIOD), key=key) as limiter:
+    async with lsq.RedisLimiter(REDIS_URL, lsq.RateLimit(CALLS, PERIOD), key=key) as limiter:
         await limiter.pause(0)
     await asyncio.sleep(PERIOD)
 

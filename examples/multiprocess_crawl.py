@@ -4,7 +4,7 @@ LeadSquared counts the calls of the whole account, so processes that use the
 same keys must share one limit. This script starts ``--processes`` copies of
 itself; worker ``I`` of ``N`` crawls every ``N``-th lead of the file, starting
 at the ``I``-th, with a `Session` of its own whose rate limit is a
-`RedisRateLimit` on one Redis key for the account. Together they never send
+`RedisLimiter` on one Redis key for the account. Together they never send
 more than the plan allows in any window, and use all of it. Each worker writes
 its opportunities to ``OUT/opportunities-I.jsonl`` (one JSON line per row, as
 the API sent it) and prints one line of JSON with its counts; the parent adds
@@ -50,7 +50,7 @@ async def crawl_share(
     limit = lsq.RateLimit.parse(os.environ.get("LSQ_RATE_LIMIT", "25/5"))
     counts = {"leads": 0, "opportunities": 0, "failed": 0}
     async with (
-        lsq.RedisRateLimit(redis_url, limit, key=key) as shared_limit,
+        lsq.RedisLimiter(redis_url, limit, key=key) as shared_limit,
         lsq.Session(
             access_key,
             os.environ["LSQ_SECRET_KEY"],

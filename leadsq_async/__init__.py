@@ -25,8 +25,8 @@ from ._errors import (
     PagingError,
     QuotaExhaustedError,
     RateLimitError,
-    RateLimiterUnavailable,
-    RequestTimeout,
+    RateLimiterUnavailableError,
+    RequestTimeoutError,
     ResponseError,
     ServerError,
     TransportError,
@@ -50,7 +50,7 @@ from ._transport import SessionStats
 from ._wire import REGION_HOSTS
 
 if _TYPE_CHECKING:
-    from ._redis import RedisRateLimit
+    from ._redis import RedisLimiter
 
 __version__ = "0.1.0"
 
@@ -79,10 +79,10 @@ __all__ = [
     "RateLimitError",
     "RateLimited",
     "RateLimiter",
-    "RateLimiterUnavailable",
-    "RedisRateLimit",
+    "RateLimiterUnavailableError",
+    "RedisLimiter",
     "RequestSent",
-    "RequestTimeout",
+    "RequestTimeoutError",
     "ResponseError",
     "ResponseReceived",
     "RetryPolicy",
@@ -102,12 +102,12 @@ __all__ = [
 def __getattr__(name: str) -> _Any:
     # The Redis limiter is imported on first use: redis.asyncio alone costs
     # about as much to import as httpx, and most programs never share a limit.
-    if name == "RedisRateLimit":
-        from ._redis import RedisRateLimit
+    if name == "RedisLimiter":
+        from ._redis import RedisLimiter
 
-        RedisRateLimit.__module__ = __name__
-        globals()[name] = RedisRateLimit
-        return RedisRateLimit
+        RedisLimiter.__module__ = __name__
+        globals()[name] = RedisLimiter
+        return RedisLimiter
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 

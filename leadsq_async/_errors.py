@@ -18,10 +18,10 @@ Every error the library raises on a failed call is a `LeadSquaredError`::
     │   └── MalformedResponseError   a 200 that is not a page: invalid JSON, no "List",
     │                                a RecordCount or a row id that is no count or id
     ├── TransportError               no answer: refused, dropped or truncated connections
-    │   └── RequestTimeout           no whole answer in time
+    │   └── RequestTimeoutError           no whole answer in time
     ├── PagingError                  the server broke paging: it ignores PageIndex, or
     │                                serves rows past the page cap
-    └── RateLimiterUnavailable       the Redis server of a shared limit could not be used
+    └── RateLimiterUnavailableError       the Redis server of a shared limit could not be used
 
 Bad arguments are not `LeadSquaredError`s: they raise `ValueError` or `TypeError`
 before anything is sent.
@@ -56,8 +56,8 @@ __all__ = [
     "PagingError",
     "QuotaExhaustedError",
     "RateLimitError",
-    "RateLimiterUnavailable",
-    "RequestTimeout",
+    "RateLimiterUnavailableError",
+    "RequestTimeoutError",
     "ResponseError",
     "ServerError",
     "TransportError",
@@ -242,7 +242,7 @@ class TransportError(LeadSquaredError):
     transient = True
 
 
-class RequestTimeout(TransportError):
+class RequestTimeoutError(TransportError):
     """No answer arrived within the session's timeout."""
 
 
@@ -255,10 +255,10 @@ class PagingError(LeadSquaredError):
     """
 
 
-class RateLimiterUnavailable(LeadSquaredError):
+class RateLimiterUnavailableError(LeadSquaredError):
     """The Redis server that holds the shared rate limit could not be used.
 
-    Raised by `RedisRateLimit` when Redis is unreachable or fails, unless the
+    Raised by `RedisLimiter` when Redis is unreachable or fails, unless the
     limiter was made with ``fallback=True``. No request was sent. The message
     names the Redis address (never its password).
 

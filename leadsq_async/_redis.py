@@ -1,4 +1,4 @@
-"""`RedisRateLimit`: one account's rate limits shared by every process and host.
+"""`RedisLimiter`: one account's rate limits shared by every process and host.
 
 LeadSquared counts calls per account, so processes that share the keys must
 share the limits. This limiter keeps the in-process limiter's rule, in Redis,
@@ -30,7 +30,7 @@ from . import _redis_scripts as scripts
 from ._aio import cancel_and_wait
 from ._checks import check_instance, check_int, check_seconds, check_text
 from ._closing import AsyncClosing
-from ._errors import QuotaExhaustedError, RateLimiterUnavailable
+from ._errors import QuotaExhaustedError, RateLimiterUnavailableError
 from ._ratelimit import (
     RateLimit,
     SlidingWindowLimiter,
@@ -49,7 +49,7 @@ except ImportError:  # pragma: no cover - only without the `redis` extra
     aioredis = None  # type: ignore[assignment]
     RedisConnectionError = RedisError = OSError  # type: ignore[assignment,misc]
 
-__all__ = ["DEFAULT_KEY", "RateLimiterUnavailable", "RedisRateLimit"]
+__all__ = ["DEFAULT_KEY", "RateLimiterUnavailableError", "RedisLimiter"]
 
 logger = logging.getLogger("leadsq_async")
 
@@ -69,7 +69,7 @@ _LISTEN_SECONDS: Final = 60.0
 _DEFAULT_RATE_LIMIT: Final = RateLimit()
 
 
-class RedisRateLimit(AsyncClosing):
+class RedisLimiter(AsyncClosing):
     """A rate limiter shared through Redis by every process and host using the same key.
 
     Give it to ``Session(rate_limit=...)`` in every process that uses the account:
@@ -113,11 +113,11 @@ class RedisRateLimit(AsyncClosing):
         fallback: when Redis cannot be used, keep going with an in-process
             limiter of ``calls // fallback_processes`` calls per `period` (at
             least 1) for each limit, logging one warning, and try Redis again 30
-            seconds later. Off by default: then `RateLimiterUnavailable` is raised.
+            seconds later. Off by default: then `RateLimiterUnavailableError` is raised.
         fallback_processes: how many processes at most share the key, which sets
             each one's share of the limits while it falls back.
 
-    ``RedisRateLimit(redis, calls, period)`` (or ``calls=``, ``period=``) still
+    ``RedisLimiter(redis, calls, period)`` (or ``calls=``, ``period=``) still
     works for this release, with a `DeprecationWarning`: pass
     ``RateLimit(calls, period)`` instead.
 
@@ -198,7 +198,7 @@ class RedisRateLimit(AsyncClosing):
         fallback_processes = check_int("fallback_processes", fallback_processes, minimum=1)
         if aioredis is None:  # pragma: no cover - only without the `redis` extra
             raise ImportError(
-                "RedisRateLimit needs the redis package: pip install 'leadsq-async[redis]'"
+                "RedisLimiter needs the redis package: pip install 'leadsq-async[redis]'"
             )
         if isinstance(redis, str):
             # The URL's own socket_timeout and socket_connect_timeout win over these.
@@ -243,7 +243,7 @@ class RedisRateLimit(AsyncClosing):
         # Waiters are numbered as they come; when Redis fails, every waiter that
         # came before the failure fails at once instead of asking Redis in turn.
         self._arrivals = 0
-        self._failure: tuple[int, RateLimiterUnavailable] | None = None
+        self._failure: tuple[int, RateLimiterUnavailableError] | None = None
         self._released = asyncio.Event()
         self._listener: asyncio.Task[None] | None = None
         self._listener_ready: asyncio.Future[bool] | None = None
@@ -258,7 +258,7 @@ class RedisRateLimit(AsyncClosing):
 
     def __repr__(self) -> str:
         return (
-            f"RedisRateLimit(address={self._address!r}, key={self._key!r}, "
+            f"RedisLimiter(address={self._address!r}, key={self._key!r}, "
             f"rate_limits={list(self._limits)!r})"
         )
 
@@ -306,7 +306,7 @@ class RedisRateLimit(AsyncClosing):
 
         Raises:
             QuotaExhaustedError: no slot within `max_wait`; none was taken.
-            RateLimiterUnavailable: Redis cannot be used and ``fallback`` is off.
+            RateLimiterUnavailableError: Redis cannot be used and ``fallback`` is off.
             TypeError, ValueError: `max_wait` is not None or a number >= 0.
             RuntimeError: the limiter is closed.
         """
@@ -323,7 +323,7 @@ class RedisRateLimit(AsyncClosing):
         Raises:
             TypeError, ValueError: `seconds` is not a finite number >= 0, or
                 `limit` is not a `RateLimit` or None.
-            RateLimiterUnavailable: Redis cannot be used and ``fallback`` is off.
+            RateLimiterUnavailableError: Redis cannot be used and ``fallback`` is off.
         """
         seconds = check_seconds("seconds", seconds, allow_zero=True)
         if limit is not None:
@@ -333,7 +333,7 @@ class RedisRateLimit(AsyncClosing):
             named = (0, 0) if limit is None else (limit.calls, _to_microseconds(limit.period))
             try:
                 await self._run(self._pause_script, _to_microseconds(seconds, least=0), *named)
-            except RateLimiterUnavailable as exc:
+            except RateLimiterUnavailableError as exc:
                 local = self._fall_back(exc)
             else:
                 return
@@ -356,7 +356,7 @@ class RedisRateLimit(AsyncClosing):
 
         Raises:
             TypeError: `limit` is not a `RateLimit`.
-            RateLimiterUnavailable: Redis cannot be used and ``fallback`` is off.
+            RateLimiterUnavailableError: Redis cannot be used and ``fallback`` is off.
         """
         check_instance("limit", limit, RateLimit)
         local = self._local_limiter()
@@ -368,7 +368,7 @@ class RedisRateLimit(AsyncClosing):
                     _to_microseconds(limit.period),
                     _to_microseconds(learned_lifetime(limit)),
                 )
-            except RateLimiterUnavailable as exc:
+            except RateLimiterUnavailableError as exc:
                 local = self._fall_back(exc)
             else:
                 if changed and self._local is not None:
@@ -382,7 +382,7 @@ class RedisRateLimit(AsyncClosing):
     async def lower(self, limit: RateLimit) -> bool:
         """Deprecated alias of `learn`, kept for one release."""
         warnings.warn(
-            "RedisRateLimit.lower() is deprecated; use learn()", DeprecationWarning, stacklevel=2
+            "RedisLimiter.lower() is deprecated; use learn()", DeprecationWarning, stacklevel=2
         )
         return await self.learn(limit)
 
@@ -408,7 +408,7 @@ class RedisRateLimit(AsyncClosing):
     @contextlib.asynccontextmanager
     async def _hold(self, max_wait: float) -> AsyncIterator[None]:
         if self._closed:
-            raise RuntimeError("this RedisRateLimit is closed")
+            raise RuntimeError("this RedisLimiter is closed")
         local = self._local_limiter()
         if local is None:
             token = await self._take(max_wait)
@@ -439,13 +439,13 @@ class RedisRateLimit(AsyncClosing):
                 failure = self._failure
                 if failure is None or arrival > failure[0]:
                     return await self._acquire(deadline)
-        except RateLimiterUnavailable as exc:
+        except RateLimiterUnavailableError as exc:
             self._failure = (self._arrivals, exc)
             self._fall_back(exc)
             return None
         # Redis failed while this caller waited in line: it fails too, at once.
         failed = failure[1]
-        raise RateLimiterUnavailable(failed.message, address=failed.address) from failed
+        raise RateLimiterUnavailableError(failed.message, address=failed.address) from failed
 
     async def _acquire(self, deadline: tuple[float, float] | None) -> str:
         token = uuid.uuid4().hex
@@ -471,7 +471,7 @@ class RedisRateLimit(AsyncClosing):
         Raises:
             QuotaExhaustedError: the earliest grant is past `deadline` (a time on
                 the limiter's clock, and the `max_wait` it came from).
-            RateLimiterUnavailable: Redis failed or could not be reached.
+            RateLimiterUnavailableError: Redis failed or could not be reached.
         """
         # If we leave before the answer is in, the script may still grant a
         # slot that nobody will use: it is then given back.
@@ -515,7 +515,7 @@ class RedisRateLimit(AsyncClosing):
             await after
         try:
             await self._run(self._release_script, token, 0, self._channel)
-        except RateLimiterUnavailable as exc:
+        except RateLimiterUnavailableError as exc:
             # Then the slot expires by its lease.
             logger.debug("could not give back an unused rate-limit slot: %s", exc)
 
@@ -523,7 +523,7 @@ class RedisRateLimit(AsyncClosing):
         self._in_flight.discard(token)
         try:
             await self._run(self._release_script, token, 1, self._channel)
-        except RateLimiterUnavailable as exc:
+        except RateLimiterUnavailableError as exc:
             # The request is done; its slot expires by its lease, which is safe.
             logger.warning("could not release a rate-limit slot: %s", exc)
 
@@ -558,7 +558,7 @@ class RedisRateLimit(AsyncClosing):
         """Run a script; a cancelled caller leaves it to finish in the background.
 
         Raises:
-            RateLimiterUnavailable: Redis failed or could not be reached.
+            RateLimiterUnavailableError: Redis failed or could not be reached.
         """
         call = self._start(script, *args)
         try:
@@ -581,7 +581,7 @@ class RedisRateLimit(AsyncClosing):
                 # more.
                 reply = await call()
         except (RedisError, OSError) as exc:
-            raise RateLimiterUnavailable(
+            raise RateLimiterUnavailableError(
                 f"the rate limiter's Redis at {self._address} failed: {type(exc).__name__}: {exc}",
                 address=self._address,
             ) from exc
@@ -639,7 +639,7 @@ class RedisRateLimit(AsyncClosing):
             return
         try:
             await self._run(self._renew_script, int(again), *self._in_flight)
-        except RateLimiterUnavailable as exc:
+        except RateLimiterUnavailableError as exc:
             logger.warning("could not renew rate-limit slots in flight: %s", exc)
 
     # -- waking waiters when any process releases ------------------------------
@@ -697,7 +697,7 @@ class RedisRateLimit(AsyncClosing):
             return self._local
         return None
 
-    def _fall_back(self, error: RateLimiterUnavailable) -> SlidingWindowLimiter:
+    def _fall_back(self, error: RateLimiterUnavailableError) -> SlidingWindowLimiter:
         if not self._fallback:
             raise error
         self._retry_redis_at = self._clock() + _FALLBACK_RETRY_SECONDS
@@ -733,14 +733,14 @@ def _with(limits: tuple[RateLimit, ...], limit: RateLimit) -> tuple[tuple[RateLi
 
 
 def _deprecated_limit(calls: Any, keyword_calls: int | None, period: float | None) -> RateLimit:
-    """The limit of the deprecated ``RedisRateLimit(redis, calls, period)`` form.
+    """The limit of the deprecated ``RedisLimiter(redis, calls, period)`` form.
 
     Raises:
         TypeError, ValueError: as `RateLimit` does, or calls given twice.
     """
     warnings.warn(
-        "RedisRateLimit(redis, calls, period) is deprecated; "
-        "pass RedisRateLimit(redis, RateLimit(calls, period))",
+        "RedisLimiter(redis, calls, period) is deprecated; "
+        "pass RedisLimiter(redis, RateLimit(calls, period))",
         DeprecationWarning,
         stacklevel=3,
     )

@@ -1,4 +1,4 @@
-"""The Lua scripts behind `RedisRateLimit`: every change to a shared limit, each one atomic.
+"""The Lua scripts behind `RedisLimiter`: every change to a shared limit, each one atomic.
 
 The rule, for every limit in force (``calls`` per ``period``): a slot is held
 from its grant until ``period`` after its release, and a slot is granted only

@@ -39,7 +39,7 @@ class Session(AsyncClosing):
             for a local server. Plain http is refused unless the host is loopback.
         rate_limit: the account's plan: a `RateLimit` (default 25 per 5 s), several
             (``[RateLimit(10, 5), RateLimit(10_000, 86_400)]``), or a limiter to share
-            (a `SlidingWindowLimiter`, a `RedisRateLimit`), which it does not close.
+            (a `SlidingWindowLimiter`, a `RedisLimiter`), which it does not close.
         timeout: seconds, or an ``httpx.Timeout``, for each request: each phase
             of it, and the whole of it (an ``httpx.Timeout``'s largest value).
         retry: how transient failures are retried, and the total deadline of

@@ -35,7 +35,7 @@ from ._errors import (
     MalformedResponseError,
     QuotaExhaustedError,
     RateLimitError,
-    RequestTimeout,
+    RequestTimeoutError,
     TransportError,
 )
 from ._events import (
@@ -296,7 +296,7 @@ class Transport:
             try:
                 status, body = await within(self._deadline, self._post(url, request))
             except (httpx.TimeoutException, asyncio.TimeoutError) as exc:
-                failure = RequestTimeout(
+                failure = RequestTimeoutError(
                     f"no answer in time ({_timeout_name(exc)}) from {self._where}"
                 )
             except httpx.RequestError as exc:

@@ -478,7 +478,7 @@ def _checked_rate_limit(rate_limit: object) -> tuple[RateLimit, ...] | Callable[
     if isinstance(rate_limit, RateLimiter):
         raise TypeError(
             "rate_limit takes a function that makes the limiter, such as "
-            "lambda: lsq.RedisRateLimit(url), not the limiter itself: the crawl runs in "
+            "lambda: lsq.RedisLimiter(url), not the limiter itself: the crawl runs in "
             "dlt's own event loop, and makes and closes the limiter there"
         )
     if callable(rate_limit):
@@ -534,7 +534,7 @@ def leadsquared(
         rate_limit: the plan's limits: ``"CALLS/SECONDS"`` (several separated by
             commas: ``"10/5, 10000/1d"``), a `RateLimit` or a list of them; or,
             to share a limit with other sessions or processes, a function that
-            makes a limiter, such as ``lambda: lsq.RedisRateLimit(url)``: it is
+            makes a limiter, such as ``lambda: lsq.RedisLimiter(url)``: it is
             called in the crawl's event loop, and the limiter closed after it.
         with_activities: also fetch every opportunity's activities.
         opportunity_type: only opportunities of this type code.

@@ -1,4 +1,4 @@
-"""A worker process for the tests that share one `RedisRateLimit` across OS processes.
+"""A worker process for the tests that share one `RedisLimiter` across OS processes.
 
 Run as a script, one process per worker::
 
@@ -20,7 +20,7 @@ Each line a worker prints is one JSON object. Every mode first prints
   prints ``{"released": true}``).
 - ``crawl``: waits for the go, then crawls the opportunities of the lead ids
   given, from the emulator at ``--emulator`` (keys in ``LSQ_ACCESS_KEY`` and
-  ``LSQ_SECRET_KEY``), with a `Session` whose rate limit is a `RedisRateLimit`
+  ``LSQ_SECRET_KEY``), with a `Session` whose rate limit is a `RedisLimiter`
   on KEY (``--limiter redis``) or its own in-process one (``--limiter local``),
   of ``--calls`` per ``--period``, and of each ``--quota`` too. Prints
   ``{"lead": id, "opportunities": n, "error": null or text}`` per lead, then
@@ -63,7 +63,7 @@ async def _redis_time(client: aioredis.Redis) -> float:
 async def _take_slots(args: argparse.Namespace, client: aioredis.Redis) -> None:
     await client.blpop([f"{args.key}:go"], timeout=30)
     remaining = args.slots
-    async with lsq.RedisRateLimit(
+    async with lsq.RedisLimiter(
         client, lsq.RateLimit(args.calls, args.period), key=args.key, lease=args.lease
     ) as limiter:
 
@@ -81,7 +81,7 @@ async def _take_slots(args: argparse.Namespace, client: aioredis.Redis) -> None:
 
 
 async def _hold_slots(args: argparse.Namespace, client: aioredis.Redis) -> None:
-    async with lsq.RedisRateLimit(
+    async with lsq.RedisLimiter(
         client, lsq.RateLimit(args.calls, args.period), key=args.key, lease=args.lease
     ) as limiter:
         entered = 0
@@ -104,9 +104,9 @@ async def _hold_slots(args: argparse.Namespace, client: aioredis.Redis) -> None:
 
 async def _crawl(args: argparse.Namespace, client: aioredis.Redis) -> None:
     limits = [lsq.RateLimit(args.calls, args.period), *args.quota]
-    limiter: lsq.RedisRateLimit | list[lsq.RateLimit]
+    limiter: lsq.RedisLimiter | list[lsq.RateLimit]
     if args.limiter == "redis":
-        limiter = lsq.RedisRateLimit(client, limits, key=args.key, lease=args.lease)
+        limiter = lsq.RedisLimiter(client, limits, key=args.key, lease=args.lease)
     else:
         limiter = limits
     try:
@@ -125,7 +125,7 @@ async def _crawl(args: argparse.Namespace, client: aioredis.Redis) -> None:
                 _emit(lead=result.lead_id, opportunities=len(result.records), error=error)
             _emit(requests=session.stats.requests, rate_limited=session.stats.rate_limited)
     finally:
-        if isinstance(limiter, lsq.RedisRateLimit):
+        if isinstance(limiter, lsq.RedisLimiter):
             await limiter.aclose()
 
 

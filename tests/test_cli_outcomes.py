@@ -15,8 +15,8 @@ from leadsq_async import (
     AuthenticationError,
     QuotaExhaustedError,
     RateLimit,
-    RateLimiterUnavailable,
-    RequestTimeout,
+    RateLimiterUnavailableError,
+    RequestTimeoutError,
     ServerError,
     TransportError,
 )
@@ -46,7 +46,7 @@ SOON = NOON + dt.timedelta(seconds=1)
         (TypeError("not a str"), True),
         (ServerError("502 Bad Gateway"), False),
         (TransportError("RemoteProtocolError: dropped"), False),
-        (RequestTimeout("no answer in time"), False),
+        (RequestTimeoutError("no answer in time"), False),
     ],
 )
 def test_an_id_fails_for_good_exactly_when_trying_again_cannot_help(
@@ -60,7 +60,7 @@ def test_an_id_fails_for_good_exactly_when_trying_again_cannot_help(
     ("error", "code"),
     [
         (QuotaExhaustedError("spent", retry_at=SOON), 75),
-        (RateLimiterUnavailable("no Redis", address="127.0.0.1:6379/0"), 75),
+        (RateLimiterUnavailableError("no Redis", address="127.0.0.1:6379/0"), 75),
         (ServerError("503"), 75),
         (OSError(errno.ENOSPC, "No space left on device"), 75),
         (AuthenticationError("Invalid access key or secret key."), 1),

@@ -198,14 +198,14 @@ async def test_transient_faults_are_retried_and_no_row_is_lost(
 
 
 async def test_slow_answer_times_out_and_is_retried(lsq_emulator: RunningEmulator) -> None:
-    """An answer slower than the timeout raises RequestTimeout when retries are spent."""
+    """An answer slower than the timeout raises RequestTimeoutError when retries are spent."""
     fast_window(lsq_emulator)
     lsq_emulator.config.fault_rate = 1.0
     lsq_emulator.config.fault_kinds = frozenset({"slow"})
     lsq_emulator.config.slow_seconds = 0.5
     retry = lsq.RetryPolicy(attempts=2, backoff=0.01)
     async with session_for(lsq_emulator, retry=retry, timeout=0.1) as session:
-        with pytest.raises(lsq.RequestTimeout):
+        with pytest.raises(lsq.RequestTimeoutError):
             await session.opportunities_of_lead(lsq_emulator.data.leads_by_shape["one"]).collect()
         assert session.stats.requests == 2
 

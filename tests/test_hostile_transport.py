@@ -202,7 +202,7 @@ async def test_the_timeout_bounds_the_whole_request_not_each_read() -> None:
             "a", SECRET, host=f"http://127.0.0.1:{port}", timeout=1, retry=retry
         ) as session,
     ):
-        with pytest.raises(lsq.RequestTimeout, match="whole request"):
+        with pytest.raises(lsq.RequestTimeoutError, match="whole request"):
             await session.opportunities_of_lead("lead-1").collect()
         assert session.limiter.in_flight == 0  # type: ignore[attr-defined]
         elapsed = loop.time() - started

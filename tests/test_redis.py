@@ -1,4 +1,4 @@
-"""RedisRateLimit against the real Redis server on 127.0.0.1:6379.
+"""RedisLimiter against the real Redis server on 127.0.0.1:6379.
 
 Times are read from Redis' clock (``TIME``), the clock the limiter keeps to. The
 rule under test, for every limit: a slot is held from its grant until `period`
@@ -42,7 +42,7 @@ pytestmark = pytest.mark.redis
 
 UNREACHABLE_URL = "redis://:hunter2@127.0.0.1:1/0"
 
-MakeLimiter = Callable[..., lsq.RedisRateLimit]
+MakeLimiter = Callable[..., lsq.RedisLimiter]
 
 
 @pytest.fixture
@@ -88,8 +88,8 @@ class JumpingClock:
         self._skipped += seconds
 
 
-class ClockedLimiter(lsq.RedisRateLimit):
-    """A RedisRateLimit whose scripts read its `clock` (Unix time) instead of Redis' TIME."""
+class ClockedLimiter(lsq.RedisLimiter):
+    """A RedisLimiter whose scripts read its `clock` (Unix time) instead of Redis' TIME."""
 
     def _shared_now(self) -> int:
         return round(self._clock() * 1_000_000)
@@ -102,16 +102,16 @@ async def make_limiter(redis_url: str, key: str) -> AsyncIterator[MakeLimiter]:
     ``make(calls, period)`` keeps to one limit; ``make(limits=[...])`` to several;
     ``make(kind=ClockedLimiter, clock=JumpingClock())`` to a clock of the test's.
     """
-    made: list[lsq.RedisRateLimit] = []
+    made: list[lsq.RedisLimiter] = []
 
     def make(
         calls: int = 3,
         period: float = 0.3,
         *,
         limits: Sequence[lsq.RateLimit] | None = None,
-        kind: type[lsq.RedisRateLimit] = lsq.RedisRateLimit,
+        kind: type[lsq.RedisLimiter] = lsq.RedisLimiter,
         **options: Any,
-    ) -> lsq.RedisRateLimit:
+    ) -> lsq.RedisLimiter:
         options.setdefault("key", key)
         rate_limit = list(limits) if limits is not None else lsq.RateLimit(calls, period)
         limiter = kind(options.pop("redis", redis_url), rate_limit, **options)
@@ -163,7 +163,7 @@ async def forget_everything(client: aioredis.Redis, key: str) -> None:
         await client.delete(*names)
 
 
-async def take(limiter: lsq.RedisRateLimit) -> None:
+async def take(limiter: lsq.RedisLimiter) -> None:
     """Take a slot if one is free now (QuotaExhaustedError if not), and give it back."""
     async with limiter.slot(max_wait=0):
         pass
@@ -179,7 +179,7 @@ async def until(condition: Callable[[], Awaitable[bool]], checks: int = 500) -> 
 
 
 async def hold_slots(
-    limiter: lsq.RedisRateLimit, count: int
+    limiter: lsq.RedisLimiter, count: int
 ) -> tuple[list[asyncio.Task[None]], asyncio.Event]:
     """Start `count` tasks that each hold a slot until the returned event is set."""
     entered = 0
@@ -200,7 +200,7 @@ async def hold_slots(
 
 
 async def test_is_a_rate_limiter(make_limiter: MakeLimiter) -> None:
-    """RedisRateLimit satisfies the RateLimiter protocol the Session needs."""
+    """RedisLimiter satisfies the RateLimiter protocol the Session needs."""
     assert isinstance(make_limiter(), lsq.RateLimiter)
 
 
@@ -256,7 +256,7 @@ async def test_release_by_another_process_wakes_a_waiter(
 
 
 async def held_spans(
-    limiter: lsq.RedisRateLimit, client: aioredis.Redis, count: int
+    limiter: lsq.RedisLimiter, client: aioredis.Redis, count: int
 ) -> list[tuple[float, float]]:
     """``count`` requests at once, holding their slots 0 to 15 ms: when each slot was
     entered and left, on Redis' clock."""
@@ -498,7 +498,7 @@ async def test_every_waiter_fails_at_once_when_redis_stops_answering(
         outcomes = await asyncio.gather(*(enter() for _ in range(4)), return_exceptions=True)
     finally:
         await redis_proxy.up()
-    assert all(isinstance(outcome, lsq.RateLimiterUnavailable) for outcome in outcomes)
+    assert all(isinstance(outcome, lsq.RateLimiterUnavailableError) for outcome in outcomes)
     # One at a time, they would take 4 x 0.5 s.
     assert loop.time() - started < 1.2
 
@@ -584,7 +584,7 @@ async def crawl_in_processes(
 
     The emulator is given a strict window of CRAWL_CALLS per CRAWL_PERIOD, and of
     `quota` too; every worker's session keeps to the same, through a
-    `RedisRateLimit` on `key` (`limiter` "redis") or its own in-process limits
+    `RedisLimiter` on `key` (`limiter` "redis") or its own in-process limits
     ("local"). The workers start together. Returns each lead's result and each
     worker's session counts.
     """
@@ -623,7 +623,7 @@ async def crawl_in_processes(
 async def test_processes_sharing_a_key_draw_no_rate_limit_answers(
     redis_url: str, key: str, lsq_emulator: RunningEmulator
 ) -> None:
-    """Four processes crawling through one RedisRateLimit stay within the server's window."""
+    """Four processes crawling through one RedisLimiter stay within the server's window."""
     leads, _ = await crawl_in_processes(redis_url, key, lsq_emulator, "redis")
     assert lsq_emulator.stats.rate_limited == 0
     # More requests than one window allows, so the processes had to wait for each other.
@@ -903,7 +903,7 @@ async def test_limiter_closes_the_client_it_made(
 ) -> None:
     """A limiter made from a URL closes its connections (listener's included) in aclose."""
     name = f"lsq-{uuid.uuid4().hex[:12]}"
-    limiter = lsq.RedisRateLimit(f"{redis_url}?client_name={name}", lsq.RateLimit(1, 0.2), key=key)
+    limiter = lsq.RedisLimiter(f"{redis_url}?client_name={name}", lsq.RateLimit(1, 0.2), key=key)
 
     async def connections() -> int:
         clients = await client.client_list()
@@ -937,9 +937,9 @@ async def test_limiter_leaves_a_given_client_open(
 
 
 async def test_unreachable_redis_raises_a_clear_error(key: str) -> None:
-    """With Redis down, entering a slot raises RateLimiterUnavailable naming the address."""
-    async with lsq.RedisRateLimit(UNREACHABLE_URL, key=key) as limiter:
-        with pytest.raises(lsq.RateLimiterUnavailable) as caught:
+    """With Redis down, entering a slot raises RateLimiterUnavailableError naming the address."""
+    async with lsq.RedisLimiter(UNREACHABLE_URL, key=key) as limiter:
+        with pytest.raises(lsq.RateLimiterUnavailableError) as caught:
             async with limiter.slot():
                 pytest.fail("a slot was granted without Redis")
     assert caught.value.address == "127.0.0.1:1/0"
@@ -949,11 +949,11 @@ async def test_unreachable_redis_raises_a_clear_error(key: str) -> None:
 
 
 async def test_unreachable_redis_fails_pause_and_learn(key: str) -> None:
-    """With Redis down, pause and learn raise RateLimiterUnavailable too."""
-    async with lsq.RedisRateLimit(UNREACHABLE_URL, key=key) as limiter:
-        with pytest.raises(lsq.RateLimiterUnavailable):
+    """With Redis down, pause and learn raise RateLimiterUnavailableError too."""
+    async with lsq.RedisLimiter(UNREACHABLE_URL, key=key) as limiter:
+        with pytest.raises(lsq.RateLimiterUnavailableError):
             await limiter.pause(1.0)
-        with pytest.raises(lsq.RateLimiterUnavailable):
+        with pytest.raises(lsq.RateLimiterUnavailableError):
             await limiter.learn(lsq.RateLimit(1, 5.0))
 
 
@@ -963,7 +963,7 @@ async def test_fallback_keeps_to_a_share_of_the_limit(
 ) -> None:
     """With fallback on and Redis down, each process keeps to calls // processes, warning once."""
     caplog.set_level(logging.WARNING, logger="leadsq_async")
-    async with lsq.RedisRateLimit(
+    async with lsq.RedisLimiter(
         UNREACHABLE_URL,
         lsq.RateLimit(4, 5.0),
         key=key,
@@ -992,7 +992,7 @@ async def test_fallback_keeps_to_a_share_of_the_limit(
 @virtual
 async def test_fallback_keeps_to_a_share_of_every_limit(key: str) -> None:
     """Falling back under 4 per 5 s and 6 per 20 s, a process of two keeps 2 per 5 s, 3 per 20 s."""
-    async with lsq.RedisRateLimit(
+    async with lsq.RedisLimiter(
         UNREACHABLE_URL,
         [lsq.RateLimit(4, 5.0), lsq.RateLimit(6, 20.0)],
         key=key,
@@ -1030,7 +1030,7 @@ def test_bad_arguments_are_refused(arguments: dict[str, Any], error: type[Except
     """Bad arguments raise TypeError or ValueError when the limiter is made."""
     options: dict[str, Any] = {"redis": UNREACHABLE_URL, **arguments}
     with pytest.raises(error):
-        lsq.RedisRateLimit(**options)
+        lsq.RedisLimiter(**options)
 
 
 async def test_bad_arguments_to_calls_are_refused(make_limiter: MakeLimiter) -> None:
@@ -1051,16 +1051,16 @@ async def test_bad_arguments_to_calls_are_refused(make_limiter: MakeLimiter) -> 
 async def test_calls_and_period_are_a_deprecated_form(
     key: str, arguments: tuple[Any, ...], options: dict[str, Any]
 ) -> None:
-    """RedisRateLimit(url, calls, period) still makes the limit, with a DeprecationWarning."""
+    """RedisLimiter(url, calls, period) still makes the limit, with a DeprecationWarning."""
     with pytest.warns(DeprecationWarning, match=r"RateLimit\(calls, period\)"):
-        limiter = lsq.RedisRateLimit(UNREACHABLE_URL, *arguments, key=key, **options)
+        limiter = lsq.RedisLimiter(UNREACHABLE_URL, *arguments, key=key, **options)
     async with limiter:
         assert limiter.rate_limits == (lsq.RateLimit(4, 0.3),)
 
 
 def test_several_limits_are_kept_by_period(key: str) -> None:
     """The limits given are sorted shortest first, and of two with one period the lower stays."""
-    limiter = lsq.RedisRateLimit(
+    limiter = lsq.RedisLimiter(
         UNREACHABLE_URL,
         [lsq.RateLimit(10_000, 86_400), lsq.RateLimit(10, 5), lsq.RateLimit(8, 5)],
         key=key,
@@ -1136,10 +1136,10 @@ async def test_limiter_works_again_once_redis_answers(
     async with limiter.slot():
         pass
     await redis_proxy.down()
-    with pytest.raises(lsq.RateLimiterUnavailable):
+    with pytest.raises(lsq.RateLimiterUnavailableError):
         async with limiter.slot():
             pytest.fail("a slot was granted without Redis")
-    with pytest.raises(lsq.RateLimiterUnavailable):
+    with pytest.raises(lsq.RateLimiterUnavailableError):
         await limiter.pause(0.01)
     await redis_proxy.up()
     async with limiter.slot():
@@ -1193,7 +1193,7 @@ async def test_waiter_stops_waiting_when_redis_goes_away(
             await asyncio.wait_for(waiting, 10)
             assert entered.is_set()
         else:
-            with pytest.raises(lsq.RateLimiterUnavailable):
+            with pytest.raises(lsq.RateLimiterUnavailableError):
                 await asyncio.wait_for(waiting, 10)
     finally:
         leave.set()

@@ -263,13 +263,13 @@ async def test_dropped_connection_is_a_retried_transport_error() -> None:
 
 @virtual
 async def test_timeout_raises_request_timeout() -> None:
-    """A read timeout becomes RequestTimeout once the retries are spent."""
+    """A read timeout becomes RequestTimeoutError once the retries are spent."""
 
     async def handler(request: httpx.Request) -> httpx.Response:
         raise httpx.ReadTimeout("timed out", request=request)
 
     async with session_for(handler, retry=lsq.RetryPolicy(attempts=1)) as session:
-        with pytest.raises(lsq.RequestTimeout):
+        with pytest.raises(lsq.RequestTimeoutError):
             await session.opportunities_of_lead("lead-1").collect()
 
 
@@ -498,7 +498,7 @@ def test_retry_policy_timeout_is_a_deprecated_alias_of_deadline() -> None:
 def test_errors_show_the_public_class_path() -> None:
     """An error's class reads leadsq_async.APIError, not the private module's path."""
     assert repr(lsq.APIError).endswith("'leadsq_async.APIError'>")
-    assert lsq.RedisRateLimit.__module__ == "leadsq_async"
+    assert lsq.RedisLimiter.__module__ == "leadsq_async"
 
 
 def test_look_ahead_is_read_only() -> None:

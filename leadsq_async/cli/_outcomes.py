@@ -32,7 +32,7 @@ from leadsq_async import (
     LeadSquaredError,
     QuotaExhaustedError,
     RateLimit,
-    RateLimiterUnavailable,
+    RateLimiterUnavailableError,
 )
 from leadsq_async._checkpoint import failed_for_good
 
@@ -106,7 +106,7 @@ def can_finish_later(error: BaseException) -> bool:
     True for a spent quota, an unavailable shared rate limiter, a transient failure and a
     full disk; False for what needs a fix first (bad keys, a request the API refuses).
     """
-    if isinstance(error, (QuotaExhaustedError, RateLimiterUnavailable)):
+    if isinstance(error, (QuotaExhaustedError, RateLimiterUnavailableError)):
         return True
     if isinstance(error, LeadSquaredError):
         return error.transient
@@ -202,7 +202,7 @@ def export_failures(failures: Failures, kind: str) -> str:
 
 def stop_reason(error: LeadSquaredError) -> str:
     """Why a failure of the whole account stops a crawl, in words."""
-    if isinstance(error, RateLimiterUnavailable):
+    if isinstance(error, RateLimiterUnavailableError):
         return "no lead can be crawled without the shared rate limiter"
     return "it concerns every lead, not one"
 
@@ -214,7 +214,7 @@ def stop_advice(error: LeadSquaredError) -> str:
             "check the keys and the host (--host, LSQ_HOST), then run the same command "
             "with --resume to carry on"
         )
-    if isinstance(error, RateLimiterUnavailable):
+    if isinstance(error, RateLimiterUnavailableError):
         return "run the same command with --resume once it is back"
     return "run the same command with --resume to carry on"
 
