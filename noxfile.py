@@ -13,6 +13,9 @@ TEST_DEPS = [
     "pytest-timeout>=2.3",
     "starlette>=0.40",
     "hypothesis>=6.100",
+    # Virtual time: the event loop's clock fast-forwards to its next timer (0.7 is the last
+    # release for Python 3.10).
+    "looptime>=0.7",
     # Several workers: most of the suite waits on sockets, subprocesses and real windows.
     "pytest-xdist>=3.5",
     # The dlt tests load into PostgreSQL too (psycopg2); DuckDB comes with the dlt extra.

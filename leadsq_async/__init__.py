@@ -40,6 +40,7 @@ from ._events import (
     RequestSent,
     ResponseReceived,
     RetryScheduled,
+    SlotGranted,
 )
 from ._paging import Page, Paginator
 from ._ratelimit import RateLimit, RateLimiter, SlidingWindowLimiter, least_time
@@ -91,6 +92,7 @@ __all__ = [
     "Session",
     "SessionStats",
     "SlidingWindowLimiter",
+    "SlotGranted",
     "TransportError",
     "least_time",
     "parse_date",

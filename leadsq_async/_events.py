@@ -8,6 +8,7 @@ broken metrics exporter never fails a crawl.
 
 The events, per request and per page::
 
+    SlotGranted        the limiter granted a request its slot (after how long a wait)
     RequestSent        a request left, in a rate-limit slot (attempt 1, 2, ...)
     ResponseReceived   its answer arrived (status, seconds from sending)
     RetryScheduled     it failed and will be tried again (why, after how long)
@@ -37,9 +38,26 @@ __all__ = [
     "RequestSent",
     "ResponseReceived",
     "RetryScheduled",
+    "SlotGranted",
 ]
 
 logger = logging.getLogger("leadsq_async")
+
+
+@attrs.frozen
+class SlotGranted:
+    """The rate limiter granted a request its slot: what the limiter did, so that a progress
+    display or a metric reads it instead of simulating the limiter.
+
+    Attributes:
+        endpoint: the endpoint's path.
+        waited: seconds the request waited for its slot (0.0 when one was free).
+        limit: the limit it waited on last (the binding one), or None when it did not wait.
+    """
+
+    endpoint: str
+    waited: float
+    limit: RateLimit | None
 
 
 @attrs.frozen
@@ -147,7 +165,13 @@ class PageFetched:
 
 
 Event: TypeAlias = (
-    RequestSent | ResponseReceived | RetryScheduled | RateLimited | QuotaWait | PageFetched
+    SlotGranted
+    | RequestSent
+    | ResponseReceived
+    | RetryScheduled
+    | RateLimited
+    | QuotaWait
+    | PageFetched
 )
 """Any of the events a session emits."""
 
