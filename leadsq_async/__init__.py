@@ -42,8 +42,9 @@ from ._events import (
     RetryScheduled,
     SlotGranted,
 )
+from ._limits import RateLimit, least_time
 from ._paging import Page, Paginator
-from ._ratelimit import RateLimit, RateLimiter, SlidingWindowLimiter, least_time
+from ._ratelimit import RateLimiter, SlidingWindowLimiter
 from ._records import Activity, Opportunity, structure, unstructure
 from ._retry import RetryPolicy
 from ._session import Session

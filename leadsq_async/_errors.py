@@ -44,7 +44,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any, ClassVar
 
 if TYPE_CHECKING:
-    from ._ratelimit import RateLimit
+    from ._limits import RateLimit
 
 __all__ = [
     "APIError",

@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, TypeAlias
 import attrs
 
 if TYPE_CHECKING:
-    from ._ratelimit import RateLimit
+    from ._limits import RateLimit
 
 __all__ = [
     "Event",

@@ -31,15 +31,8 @@ from ._aio import cancel_and_wait
 from ._checks import check_instance, check_int, check_seconds, check_text
 from ._closing import AsyncClosing
 from ._errors import QuotaExhaustedError, RateLimiterUnavailableError
-from ._ratelimit import (
-    RateLimit,
-    SlidingWindowLimiter,
-    _implies,
-    _to_max_wait,
-    _utc_now,
-    as_rate_limits,
-    learned_lifetime,
-)
+from ._limits import RateLimit, as_rate_limits, implies, learned_lifetime, utc_now
+from ._ratelimit import SlidingWindowLimiter, to_max_wait
 
 try:
     from redis import asyncio as aioredis
@@ -310,7 +303,7 @@ class RedisLimiter(AsyncClosing):
             TypeError, ValueError: `max_wait` is not None or a number >= 0.
             RuntimeError: the limiter is closed.
         """
-        return self._hold(_to_max_wait(max_wait))
+        return self._hold(to_max_wait(max_wait))
 
     async def pause(self, seconds: float, *, limit: RateLimit | None = None) -> None:
         """Grant no slot to any process on the key for `seconds` from now.
@@ -726,7 +719,7 @@ def _with(limits: tuple[RateLimit, ...], limit: RateLimit) -> tuple[tuple[RateLi
     same = [known for known in limits if known.period == limit.period]
     if same and same[0].calls <= limit.calls:
         return limits, False
-    if not same and any(_implies(known, limit) for known in limits):
+    if not same and any(implies(known, limit) for known in limits):
         return limits, False
     others = [known for known in limits if known.period != limit.period]
     return tuple(sorted([*others, limit], key=lambda known: known.period)), True
@@ -755,7 +748,7 @@ def _deprecated_limit(calls: Any, keyword_calls: int | None, period: float | Non
 
 def _exhausted(seconds: float, limit: RateLimit | None, max_wait: float) -> QuotaExhaustedError:
     """The error for a slot `seconds` away, worded as `SlidingWindowLimiter` words it."""
-    retry_at = _utc_now() + timedelta(seconds=seconds)
+    retry_at = utc_now() + timedelta(seconds=seconds)
     what = f"{limit} is spent" if limit else "the rate limiter is paused"
     return QuotaExhaustedError(
         f"{what}: no slot before {retry_at:%Y-%m-%d %H:%M:%S} UTC "

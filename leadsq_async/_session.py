@@ -18,8 +18,9 @@ from ._closing import AsyncClosing
 from ._crawl import Crawl, LeadResult, OpportunityResult
 from ._endpoints import ACTIVITIES_OF_OPPORTUNITY, OPPORTUNITIES_OF_LEAD
 from ._events import EventHub
+from ._limits import RateLimit
 from ._paging import Paginator
-from ._ratelimit import RateLimit, RateLimiter
+from ._ratelimit import RateLimiter
 from ._records import Activity, Opportunity
 from ._retry import RetryPolicy
 from ._transport import DEFAULT_TIMEOUT, SessionStats, Transport

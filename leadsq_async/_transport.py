@@ -47,7 +47,8 @@ from ._events import (
     ResponseReceived,
     RetryScheduled,
 )
-from ._ratelimit import RateLimit, RateLimiter, SlidingWindowLimiter, as_rate_limits
+from ._limits import RateLimit, as_rate_limits
+from ._ratelimit import RateLimiter, SlidingWindowLimiter
 from ._retry import RetryPolicy
 from ._wire import (
     PageQuery,

@@ -33,7 +33,7 @@ from ._errors import (
     ResponseError,
     ServerError,
 )
-from ._ratelimit import RateLimit
+from ._limits import RateLimit
 
 __all__ = [
     "REGION_HOSTS",

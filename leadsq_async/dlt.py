@@ -70,7 +70,8 @@ from ._checkpoint import (
 from ._checks import check_int
 from ._crawl import LeadResult, checked_ids
 from ._errors import LeadSquaredError
-from ._ratelimit import RateLimit, RateLimiter, as_rate_limits
+from ._limits import RateLimit, parse_rate_limits
+from ._ratelimit import RateLimiter
 from ._records import _API_KEY, Activity, Opportunity, structure, unstructure
 from ._retry import RetryPolicy
 from ._session import Session
@@ -470,11 +471,9 @@ def _read_back(checkpoint: CrawlDirectory) -> Iterator[_Resumed]:
 
 
 def _checked_rate_limit(rate_limit: object) -> tuple[RateLimit, ...] | Callable[[], RateLimiter]:
-    if isinstance(rate_limit, str):
+    if isinstance(rate_limit, (str, RateLimit, Sequence)):
         # Several limits as dlt's configuration can hold them: "10/5, 10000/1d".
-        return as_rate_limits([RateLimit.parse(part) for part in rate_limit.split(",")])
-    if isinstance(rate_limit, (RateLimit, Sequence)):
-        return as_rate_limits(rate_limit)
+        return parse_rate_limits(rate_limit)
     if isinstance(rate_limit, RateLimiter):
         raise TypeError(
             "rate_limit takes a function that makes the limiter, such as "

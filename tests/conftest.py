@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 from collections.abc import AsyncIterator, Iterator
 from urllib.parse import urlsplit
@@ -12,6 +13,15 @@ import redis
 from tcp_proxy import TcpProxy
 
 from leadsq_async.testing import RunningEmulator
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    # looptime asks the event-loop policy for the current loop before every test; in a
+    # plain test run before any async one, that call would create a loop that nobody
+    # closes (a ResourceWarning, an error here). Saying once that there is none makes it
+    # raise instead, which looptime takes as "not an async test".
+    asyncio.set_event_loop(None)
+
 
 pytest_plugins = ["cli_fixtures"]
 

@@ -21,8 +21,13 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from virtual_time import now, run_virtual
 
-from leadsq_async import QuotaExhaustedError
-from leadsq_async._ratelimit import RateLimit, RateLimiter, SlidingWindowLimiter, least_time
+from leadsq_async import (
+    QuotaExhaustedError,
+    RateLimit,
+    RateLimiter,
+    SlidingWindowLimiter,
+    least_time,
+)
 
 T = TypeVar("T")
 
