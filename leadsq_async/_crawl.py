@@ -22,7 +22,15 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterable, Awaitable, Callable, Iterable, Mapping
+from collections.abc import (
+    AsyncIterable,
+    AsyncIterator,
+    Awaitable,
+    Callable,
+    Container,
+    Iterable,
+    Mapping,
+)
 from typing import Any, Generic, TypeVar
 
 import attrs
@@ -41,6 +49,7 @@ __all__ = [
     "Crawl",
     "LeadResult",
     "OpportunityResult",
+    "PendingIds",
     "checked_ids",
     "crawl_activities",
     "crawl_opportunities",
@@ -340,6 +349,32 @@ class Crawl(AsyncClosing, Generic[T]):
 @attrs.frozen
 class _End:
     """No more results (or a failure to raise: see Crawl._failure)."""
+
+
+class PendingIds(AsyncIterator[str]):
+    """The ids neither settled already (``settled``) nor seen before in this crawl.
+
+    Each id skipped is handed to ``skipped``. What is not a str passes through, for the
+    crawl to fail it as the id it is. A class rather than a generator, so that it can
+    take ids from an async source without nesting async generators.
+    """
+
+    def __init__(self, ids: Ids, settled: Container[str], skipped: Callable[[str], object]) -> None:
+        self._ids = AnyIterator(ids)
+        self._settled = settled
+        self._seen: set[str] = set()
+        self._skipped = skipped
+
+    async def __anext__(self) -> str:
+        while True:
+            item = await self._ids.__anext__()
+            if not isinstance(item, str):
+                return item
+            if item in self._settled or item in self._seen:
+                self._skipped(item)
+                continue
+            self._seen.add(item)
+            return item
 
 
 def checked_ids(ids: object) -> Ids:

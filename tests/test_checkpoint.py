@@ -7,6 +7,7 @@ purpose, line by line.
 
 from __future__ import annotations
 
+import builtins
 import errno
 import io
 import json
@@ -26,10 +27,10 @@ from leadsq_async import (
     LeadResult,
     Opportunity,
     ServerError,
-    _checkpoint,
     structure,
 )
-from leadsq_async._checkpoint import (
+from leadsq_async.cli._outcomes import exit_code_of
+from leadsq_async.journal import (
     ACTIVITIES,
     ACTIVITY_INDEX,
     CHECKPOINT,
@@ -125,7 +126,7 @@ def test_a_second_crawl_is_refused_while_one_uses_the_directory(
             OPEN_AGAIN[second](directory)
     finally:
         first.close()
-    assert refused.value.exit_code == 2
+    assert exit_code_of(refused.value) == 2  # the command's code for it
     assert str(directory) in str(refused.value)
     assert f"process {os.getpid()}" in str(refused.value)
     assert snapshot(directory) == before
@@ -140,7 +141,7 @@ def test_the_lock_of_a_killed_crawl_dies_with_it(directory: Path) -> None:
             "-c",
             "import sys, time\n"
             "from pathlib import Path\n"
-            "from leadsq_async._checkpoint import CrawlDirectory, CrawlSettings\n"
+            "from leadsq_async.journal import CrawlDirectory, CrawlSettings\n"
             "settings = CrawlSettings(with_activities=True, opportunity_type=None)\n"
             "CrawlDirectory.resume(Path(sys.argv[1]), settings)\n"
             "print('open', flush=True)\n"
@@ -344,10 +345,11 @@ def full_disk(monkeypatch: pytest.MonkeyPatch) -> type[_FullDisk]:
     def fake_open(path: Any, mode: str = "r", *args: Any, **kwargs: Any) -> Any:
         if mode == "ab":
             return io.BufferedWriter(_FullDisk(path, "a"))
-        return open(path, mode, *args, **kwargs)
+        return real_open(path, mode, *args, **kwargs)
 
+    real_open = builtins.open
     _FullDisk.room = 10**9
-    monkeypatch.setattr(_checkpoint, "open", fake_open, raising=False)
+    monkeypatch.setattr(builtins, "open", fake_open)
     return _FullDisk
 
 

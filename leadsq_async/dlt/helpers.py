@@ -1,0 +1,373 @@
+"""What the source is made of: the crawl resource (a journaled crawl in the pipeline's
+working directory), the two tables' transformers and their typed rows."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+import shutil
+import typing
+import uuid
+from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterable, Iterator
+from datetime import datetime
+from pathlib import Path
+from typing import Any, Protocol
+
+import attrs
+import dlt
+
+from leadsq_async import (
+    Activity,
+    LeadResult,
+    Opportunity,
+    RateLimit,
+    RateLimiter,
+    RetryPolicy,
+    Session,
+    unstructure,
+)
+from leadsq_async.journal import CrawlDirectory, CrawlError, CrawlSettings, crawl_into
+
+from .settings import CHECKPOINT_DIRECTORY, CRAWL_ID_FILE, LEAD_RESULTS, RESUMED_BATCH
+
+__all__ = [
+    "ACTIVITY_COLUMNS",
+    "OPPORTUNITY_COLUMNS",
+    "LoadProgress",
+    "Plan",
+    "activity_row",
+    "activity_rows",
+    "lead_results",
+    "opportunity_row",
+    "opportunity_rows",
+]
+
+logger = logging.getLogger("leadsq_async")
+
+
+class LoadProgress(Protocol):
+    """What a load reports as it goes, for a progress display (the command line's).
+
+    Called from the thread and event loop dlt extracts in: keep each call short. An
+    exception a call raises stops the load: the crawl unwinds (what it fetched stays
+    in the checkpoint) and ``pipeline.run`` raises dlt's ``PipelineStepFailed``,
+    caused by it. The command line stops on Ctrl-C that way.
+    """
+
+    def crawl_started(self, session: Session) -> None:
+        """The crawl's session is open; its ``stats`` and ``limiter`` can be watched."""
+
+    def lead_skipped(self, lead_id: str) -> None:
+        """An id fetched by the interrupted load this one carries on, or repeated."""
+
+    def lead_crawled(self, result: LeadResult) -> None:
+        """A lead was fetched, or failed (``result.error``)."""
+
+
+# Rows.
+
+
+_DLT_TYPES: dict[type, str] = {
+    bool: "bool",
+    int: "bigint",
+    float: "double",
+    datetime: "timestamp",
+    str: "text",
+}
+
+
+def _typed_keys(cls: type[Opportunity | Activity]) -> dict[str, tuple[str, type]]:
+    """Row key -> (attribute, type) for each typed field of a record class."""
+    hints = typing.get_type_hints(cls)
+    return {
+        key: (attribute, (typing.get_args(hints[attribute]) or (hints[attribute],))[0])
+        for key, attribute in cls.typed_keys().items()  # X of X | None
+    }
+
+
+def _column_hints(cls: type[Opportunity | Activity], primary_key: str) -> dict[str, dict[str, Any]]:
+    return {
+        key: {"data_type": _DLT_TYPES[kind], "nullable": key != primary_key}
+        for key, (_, kind) in _typed_keys(cls).items()
+    }
+
+
+_OPPORTUNITY_TYPED = [
+    (key, attribute)
+    for key, (attribute, kind) in _typed_keys(Opportunity).items()
+    if kind is not str
+]
+_ACTIVITY_TYPED = [
+    (key, attribute) for key, (attribute, kind) in _typed_keys(Activity).items() if kind is not str
+]
+OPPORTUNITY_COLUMNS = _column_hints(Opportunity, "OpportunityId")
+ACTIVITY_COLUMNS = {
+    "OpportunityId": {"data_type": "text", "nullable": False},
+    **_column_hints(Activity, "ProspectActivityId"),
+}
+
+
+def _typed_row(record: Opportunity | Activity, typed: list[tuple[str, str]]) -> dict[str, Any]:
+    """The row the API sent, with each standard field's value as the record reads it.
+
+    A value the record cannot read stays as sent (dlt then keeps it in a variant
+    column), except an empty string, which is no value.
+    """
+    row = unstructure(record)
+    for key, attribute in typed:
+        if key in row:
+            value = getattr(record, attribute)
+            if value is not None:
+                row[key] = value
+            elif row[key] == "":
+                row[key] = None
+    return row
+
+
+def opportunity_row(record: Opportunity) -> dict[str, Any]:
+    """The ``opportunities`` row of an opportunity: every key as sent, standard ones typed."""
+    return _typed_row(record, _OPPORTUNITY_TYPED)
+
+
+def activity_row(opportunity_id: str, record: Activity) -> dict[str, Any]:
+    """The ``activities`` row of an activity: ``OpportunityId`` first, then the row as sent.
+
+    Activity rows do not always say which opportunity they belong to
+    (``O_ProspectActivityId`` is often empty), so the crawl's own knowledge is added.
+    """
+    row = {"OpportunityId": opportunity_id}
+    row.update(_typed_row(record, _ACTIVITY_TYPED))
+    row["OpportunityId"] = opportunity_id
+    return row
+
+
+# What flows from the crawl to the two tables.
+
+
+@attrs.frozen
+class _Resumed:
+    """Rows of leads an interrupted load fetched, read back from its checkpoint."""
+
+    opportunities: list[Opportunity] = attrs.field(factory=list)
+    activities: list[tuple[str, Activity]] = attrs.field(factory=list)
+
+
+@attrs.frozen
+class _CrawlEnd:
+    """Every lead of the crawl was handed to dlt."""
+
+    crawl_id: str
+
+
+_Item = LeadResult | _Resumed | _CrawlEnd
+
+
+def _note_in_state(item: _Item) -> None:
+    """Record a failed lead, a lead fetched again, or the crawl's end in dlt's state.
+
+    Both tables' transformers call it with the same items (dlt runs them on the
+    main thread, where the state is), so every write is idempotent.
+    """
+    state = dlt.current.resource_state(LEAD_RESULTS)
+    if isinstance(item, _CrawlEnd):
+        state["completed_crawl"] = item.crawl_id
+    elif isinstance(item, LeadResult):
+        failed = state.setdefault("failed", {})
+        if item.error is None:
+            failed.pop(item.lead_id, None)
+        else:
+            failed[item.lead_id] = {"error": type(item.error).__name__, "message": str(item.error)}
+
+
+def opportunity_rows(item: _Item) -> Iterator[list[dict[str, Any]]]:
+    """The ``opportunities`` transformer: the rows of one item of the crawl."""
+    _note_in_state(item)
+    if isinstance(item, LeadResult) and item.error is None and item.records:
+        yield [opportunity_row(record) for record in item.records]
+    elif isinstance(item, _Resumed) and item.opportunities:
+        yield [opportunity_row(record) for record in item.opportunities]
+
+
+def activity_rows(item: _Item) -> Iterator[list[dict[str, Any]]]:
+    """The ``activities`` transformer: the rows of one item of the crawl."""
+    _note_in_state(item)
+    if isinstance(item, LeadResult) and item.error is None:
+        rows = [
+            activity_row(opportunity_id, activity)
+            for opportunity_id, activities in item.activities.items()
+            for activity in activities
+        ]
+        if rows:
+            yield rows
+    elif isinstance(item, _Resumed) and item.activities:
+        yield [
+            activity_row(opportunity_id, activity) for opportunity_id, activity in item.activities
+        ]
+
+
+# The crawl.
+
+
+@attrs.frozen
+class Plan:
+    """Everything the crawl needs, checked when the source is made."""
+
+    lead_ids: Iterable[str] | AsyncIterable[str]
+    access_key: str = attrs.field(repr=False)
+    secret_key: str = attrs.field(repr=False)
+    host: str
+    rate_limit: tuple[RateLimit, ...] | Callable[[], RateLimiter]
+    settings: CrawlSettings
+    concurrency: int | None
+    timeout: float
+    retry: RetryPolicy
+    progress: LoadProgress | None
+
+
+def lead_results(plan: Plan) -> Iterator[AsyncIterator[_Item]]:
+    """The parent resource: on dlt's main thread, find the checkpoint; then crawl.
+
+    dlt's state and the pipeline can only be reached here, on the main thread;
+    the crawl itself runs in dlt's event loop (dlt iterates the async generator
+    this yields).
+    """
+    completed = dlt.current.resource_state().get("completed_crawl")
+    directory = Path(dlt.current.pipeline().working_dir) / CHECKPOINT_DIRECTORY
+    yield _crawl(plan, directory, completed)
+
+
+async def _crawl(plan: Plan, directory: Path, completed: str | None) -> AsyncIterator[_Item]:
+    checkpoint, crawl_id = _open_checkpoint(directory, plan.settings, completed)
+    try:
+        for resumed in _read_back(checkpoint):
+            yield resumed
+        async with _session(plan) as session:
+            progress = plan.progress
+            if progress is not None:
+                progress.crawl_started(session)
+            results = crawl_into(
+                session,
+                checkpoint,
+                plan.lead_ids,
+                concurrency=plan.concurrency,
+                retry_failed=True,
+                skipped=progress.lead_skipped if progress is not None else None,
+            )
+            async with results:
+                async for result in results:
+                    if result.error is not None:
+                        logger.warning(
+                            "lead %s failed and is not loaded (a later load tries it again): %s",
+                            result.lead_id,
+                            result.error,
+                        )
+                    if progress is not None:
+                        progress.lead_crawled(result)
+                    yield result
+        yield _CrawlEnd(crawl_id)
+    finally:
+        checkpoint.close()
+
+
+@contextlib.asynccontextmanager
+async def _session(plan: Plan) -> AsyncIterator[Session]:
+    """The crawl's session; a limiter made by the caller's factory is closed after it."""
+    limiter: RateLimiter | None = None
+    if isinstance(plan.rate_limit, tuple):
+        rate_limit: tuple[RateLimit, ...] | RateLimiter = plan.rate_limit
+    else:
+        rate_limit = limiter = plan.rate_limit()
+    try:
+        async with Session(
+            plan.access_key,
+            plan.secret_key,
+            host=plan.host,
+            rate_limit=rate_limit,
+            timeout=plan.timeout,
+            retry=plan.retry,
+        ) as session:
+            yield session
+    finally:
+        if limiter is not None:
+            await limiter.aclose()
+
+
+# The checkpoint.
+
+
+def _open_checkpoint(
+    directory: Path, settings: CrawlSettings, completed: str | None
+) -> tuple[CrawlDirectory, str]:
+    """Carry on the unfinished crawl in ``directory``, or start a new one there.
+
+    A crawl whose id dlt's state names as completed was extracted whole, and
+    its rows went (or, pending, will go) to the destination with that state:
+    it is over, and a new one starts.
+    """
+    crawl_id = _read_crawl_id(directory)
+    if crawl_id is not None and crawl_id != completed:
+        try:
+            checkpoint = CrawlDirectory.resume(directory, settings)
+        except CrawlError as error:
+            logger.warning(
+                "the interrupted load's crawl cannot be carried on (%s): starting anew", error
+            )
+        else:
+            if checkpoint.done:
+                logger.info(
+                    "carrying on the interrupted load: %d leads fetched before are not asked "
+                    "for again",
+                    len(checkpoint.done),
+                )
+            return checkpoint, crawl_id
+    shutil.rmtree(directory, ignore_errors=True)
+    directory.mkdir(parents=True)
+    crawl_id = uuid.uuid4().hex
+    _write_durably(directory / CRAWL_ID_FILE, json.dumps({"crawl_id": crawl_id}).encode())
+    return CrawlDirectory.start(directory, settings, overwrite=False), crawl_id
+
+
+def _read_crawl_id(directory: Path) -> str | None:
+    try:
+        document = json.loads((directory / CRAWL_ID_FILE).read_bytes())
+    except (OSError, ValueError):
+        return None
+    crawl_id = document.get("crawl_id") if isinstance(document, dict) else None
+    return crawl_id if isinstance(crawl_id, str) else None
+
+
+def _write_durably(path: Path, data: bytes) -> None:
+    temporary = path.with_name(f".{path.name}.tmp")
+    with open(temporary, "wb") as file:
+        file.write(data)
+        file.flush()
+        os.fsync(file.fileno())
+    os.replace(temporary, path)
+
+
+def _read_back(checkpoint: CrawlDirectory) -> Iterator[_Resumed]:
+    """The rows of the leads the checkpoint holds, in batches.
+
+    Its data files hold exactly the rows of the leads journaled as done (resuming
+    cut off anything written after the last journal line).
+    """
+    if not checkpoint.done:
+        return
+    opportunities: list[Opportunity] = []
+    for opportunity in checkpoint.opportunities():
+        opportunities.append(opportunity)
+        if len(opportunities) == RESUMED_BATCH:
+            yield _Resumed(opportunities=opportunities)
+            opportunities = []
+    if opportunities:
+        yield _Resumed(opportunities=opportunities)
+    activities: list[tuple[str, Activity]] = []
+    for pair in checkpoint.activities():
+        activities.append(pair)
+        if len(activities) == RESUMED_BATCH:
+            yield _Resumed(activities=activities)
+            activities = []
+    if activities:
+        yield _Resumed(activities=activities)
