@@ -15,6 +15,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -730,3 +731,68 @@ def test_the_source_needs_nothing_of_the_command_line_extra() -> None:
     """leadsq_async.dlt imports without rich (the cli extra): the checkpoint is the library's."""
     program = "import sys; sys.modules['rich'] = None; import leadsq_async.dlt"
     subprocess.run([sys.executable, "-c", program], check=True, capture_output=True)
+
+
+# Two loads on one pipeline.
+
+
+class _HoldsAfterFirstLead:
+    """A load's progress that stops the crawl after its first lead until ``go_on``."""
+
+    def __init__(self) -> None:
+        self.fetched = threading.Event()
+        self.go_on = threading.Event()
+
+    def crawl_started(self, session: lsq.Session) -> None:
+        pass
+
+    def lead_skipped(self, lead_id: str) -> None:
+        pass
+
+    def lead_crawled(self, result: lsq.LeadResult) -> None:
+        self.fetched.set()
+        assert self.go_on.wait(60), "the test never let the first load go on"
+
+
+def test_a_second_load_on_a_pipeline_in_use_stops_with_2_and_leaves_the_first_alone(
+    emulator: RunningEmulator, tmp_path: Path, pipelines_dir: Path
+) -> None:
+    """While a load crawls, a second `load` of the same pipeline exits 2 saying another load
+    holds it, and deletes nothing: the first one then loads every row once."""
+    leads = small_leads(emulator, 6)
+    (tmp_path / "leads.txt").write_text("".join(f"{lead}\n" for lead in leads))
+    warehouse = duckdb_warehouse(tmp_path)
+    first = pipeline_into(warehouse, pipelines_dir)
+    progress = _HoldsAfterFirstLead()
+    failures: list[BaseException] = []
+
+    def load_first() -> None:
+        try:
+            first.run(source_for(emulator, leads, with_activities=False, progress=progress))
+        except BaseException as error:  # reported by the assertion below
+            failures.append(error)
+
+    thread = threading.Thread(target=load_first)
+    thread.start()
+    try:
+        assert progress.fetched.wait(60), "the first load fetched no lead"
+        journal = pipelines_dir / first.pipeline_name / CHECKPOINT_DIRECTORY / "checkpoint.jsonl"
+        before = journal.read_bytes()
+        second = run_load(
+            "--leads-file", "leads.txt", cwd=tmp_path, env=command_environment(emulator, tmp_path)
+        )
+        after = journal.read_bytes()
+    finally:
+        progress.go_on.set()
+        thread.join(timeout=120)
+
+    assert second.returncode == 2, second.stderr
+    lines = second.stderr.splitlines()
+    assert len(lines) == 1, second.stderr
+    assert "another load holds the pipeline leadsquared" in lines[0]
+    assert "starting anew" not in second.stderr
+    assert after == before  # the first load's journal, untouched
+    assert not failures, failures
+    assert sorted(warehouse.opportunity_ids()) == sorted(
+        expected_opportunities(emulator.data, leads)
+    )

@@ -7,7 +7,6 @@ import contextlib
 import json
 import logging
 import os
-import shutil
 import typing
 import uuid
 from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterable, Iterator
@@ -28,7 +27,13 @@ from leadsq_async import (
     Session,
     unstructure,
 )
-from leadsq_async.journal import CrawlDirectory, CrawlError, CrawlSettings, crawl_into
+from leadsq_async.journal import (
+    CrawlDirectory,
+    CrawlError,
+    CrawlSettings,
+    DirectoryInUse,
+    crawl_into,
+)
 
 from .settings import CHECKPOINT_DIRECTORY, CRAWL_ID_FILE, LEAD_RESULTS, RESUMED_BATCH
 
@@ -304,12 +309,19 @@ def _open_checkpoint(
 
     A crawl whose id dlt's state names as completed was extracted whole, and
     its rows went (or, pending, will go) to the destination with that state:
-    it is over, and a new one starts.
+    it is over, and a new one starts. The directory's lock is taken before
+    anything in it changes, so a load never touches the crawl of another
+    that is running.
+
+    Raises:
+        DirectoryInUse: another load of the pipeline is crawling.
     """
     crawl_id = _read_crawl_id(directory)
     if crawl_id is not None and crawl_id != completed:
         try:
             checkpoint = CrawlDirectory.resume(directory, settings)
+        except DirectoryInUse:
+            raise
         except CrawlError as error:
             logger.warning(
                 "the interrupted load's crawl cannot be carried on (%s): starting anew", error
@@ -322,11 +334,14 @@ def _open_checkpoint(
                     len(checkpoint.done),
                 )
             return checkpoint, crawl_id
-    shutil.rmtree(directory, ignore_errors=True)
-    directory.mkdir(parents=True)
-    crawl_id = uuid.uuid4().hex
-    _write_durably(directory / CRAWL_ID_FILE, json.dumps({"crawl_id": crawl_id}).encode())
-    return CrawlDirectory.start(directory, settings, overwrite=False), crawl_id
+    checkpoint = CrawlDirectory.start(directory, settings, overwrite=True)
+    try:
+        crawl_id = uuid.uuid4().hex
+        _write_durably(directory / CRAWL_ID_FILE, json.dumps({"crawl_id": crawl_id}).encode())
+    except BaseException:
+        checkpoint.close()
+        raise
+    return checkpoint, crawl_id
 
 
 def _read_crawl_id(directory: Path) -> str | None:
