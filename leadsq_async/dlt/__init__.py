@@ -25,15 +25,8 @@ from leadsq_async._limits import parse_rate_limits
 from leadsq_async._wire import auth_headers, base_url
 from leadsq_async.journal import CrawlSettings
 
-from .helpers import (
-    ACTIVITY_COLUMNS,
-    OPPORTUNITY_COLUMNS,
-    LoadProgress,
-    Plan,
-    activity_rows,
-    lead_results,
-    opportunity_rows,
-)
+from .helpers import LoadProgress, Plan, lead_results, transformers
+from .rows import ACTIVITY_COLUMNS, OPPORTUNITY_COLUMNS
 from .settings import CHECKPOINT_DIRECTORY, LEAD_RESULTS, SOURCE_NAME, LeadSquaredConfiguration
 
 __all__ = [
@@ -149,7 +142,8 @@ def leadsquared(
     base_url(host)
     # Custom fields stay as sent: detecting ISO dates would split a custom date field into
     # a timestamp column and a text one, as the API sends dates in several formats.
-    dlt.current.source_schema().remove_type_detection("iso_timestamp")
+    schema = dlt.current.source_schema()
+    schema.remove_type_detection("iso_timestamp")
     if not isinstance(with_activities, bool):
         raise TypeError(f"with_activities must be a bool, not {type(with_activities).__name__}")
     if opportunity_type is not None and not isinstance(opportunity_type, str):
@@ -166,6 +160,7 @@ def leadsquared(
         retry=RetryPolicy(attempts=max_attempts),
         progress=progress,
     )
+    opportunity_rows, activity_rows = transformers(schema.naming)
     crawl = dlt.resource(lead_results(plan), name=LEAD_RESULTS, selected=False)
     resources = [
         crawl,

@@ -7,15 +7,14 @@ import contextlib
 import json
 import logging
 import os
-import typing
 import uuid
 from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterable, Iterator
-from datetime import datetime
 from pathlib import Path
 from typing import Any, Protocol
 
 import attrs
 import dlt
+from dlt.common.normalizers.naming import NamingConvention
 
 from leadsq_async import (
     Activity,
@@ -25,7 +24,6 @@ from leadsq_async import (
     RateLimiter,
     RetryPolicy,
     Session,
-    unstructure,
 )
 from leadsq_async.journal import (
     CrawlDirectory,
@@ -35,19 +33,17 @@ from leadsq_async.journal import (
     crawl_into,
 )
 
+from .rows import (
+    ACTIVITY_COLUMNS,
+    OPPORTUNITY_COLUMNS,
+    KeyGuard,
+    activity_row,
+    missing_primary_key,
+    opportunity_row,
+)
 from .settings import CHECKPOINT_DIRECTORY, CRAWL_ID_FILE, LEAD_RESULTS, RESUMED_BATCH
 
-__all__ = [
-    "ACTIVITY_COLUMNS",
-    "OPPORTUNITY_COLUMNS",
-    "LoadProgress",
-    "Plan",
-    "activity_row",
-    "activity_rows",
-    "lead_results",
-    "opportunity_row",
-    "opportunity_rows",
-]
+__all__ = ["LoadProgress", "Plan", "lead_results", "transformers"]
 
 logger = logging.getLogger("leadsq_async")
 
@@ -69,83 +65,6 @@ class LoadProgress(Protocol):
 
     def lead_crawled(self, result: LeadResult) -> None:
         """A lead was fetched, or failed (``result.error``)."""
-
-
-# Rows.
-
-
-_DLT_TYPES: dict[type, str] = {
-    bool: "bool",
-    int: "bigint",
-    float: "double",
-    datetime: "timestamp",
-    str: "text",
-}
-
-
-def _typed_keys(cls: type[Opportunity | Activity]) -> dict[str, tuple[str, type]]:
-    """Row key -> (attribute, type) for each typed field of a record class."""
-    hints = typing.get_type_hints(cls)
-    return {
-        key: (attribute, (typing.get_args(hints[attribute]) or (hints[attribute],))[0])
-        for key, attribute in cls.typed_keys().items()  # X of X | None
-    }
-
-
-def _column_hints(cls: type[Opportunity | Activity], primary_key: str) -> dict[str, dict[str, Any]]:
-    return {
-        key: {"data_type": _DLT_TYPES[kind], "nullable": key != primary_key}
-        for key, (_, kind) in _typed_keys(cls).items()
-    }
-
-
-_OPPORTUNITY_TYPED = [
-    (key, attribute)
-    for key, (attribute, kind) in _typed_keys(Opportunity).items()
-    if kind is not str
-]
-_ACTIVITY_TYPED = [
-    (key, attribute) for key, (attribute, kind) in _typed_keys(Activity).items() if kind is not str
-]
-OPPORTUNITY_COLUMNS = _column_hints(Opportunity, "OpportunityId")
-ACTIVITY_COLUMNS = {
-    "OpportunityId": {"data_type": "text", "nullable": False},
-    **_column_hints(Activity, "ProspectActivityId"),
-}
-
-
-def _typed_row(record: Opportunity | Activity, typed: list[tuple[str, str]]) -> dict[str, Any]:
-    """The row the API sent, with each standard field's value as the record reads it.
-
-    A value the record cannot read stays as sent (dlt then keeps it in a variant
-    column), except an empty string, which is no value.
-    """
-    row = unstructure(record)
-    for key, attribute in typed:
-        if key in row:
-            value = getattr(record, attribute)
-            if value is not None:
-                row[key] = value
-            elif row[key] == "":
-                row[key] = None
-    return row
-
-
-def opportunity_row(record: Opportunity) -> dict[str, Any]:
-    """The ``opportunities`` row of an opportunity: every key as sent, standard ones typed."""
-    return _typed_row(record, _OPPORTUNITY_TYPED)
-
-
-def activity_row(opportunity_id: str, record: Activity) -> dict[str, Any]:
-    """The ``activities`` row of an activity: ``OpportunityId`` first, then the row as sent.
-
-    Activity rows do not always say which opportunity they belong to
-    (``O_ProspectActivityId`` is often empty), so the crawl's own knowledge is added.
-    """
-    row = {"OpportunityId": opportunity_id}
-    row.update(_typed_row(record, _ACTIVITY_TYPED))
-    row["OpportunityId"] = opportunity_id
-    return row
 
 
 # What flows from the crawl to the two tables.
@@ -186,30 +105,42 @@ def _note_in_state(item: _Item) -> None:
             failed[item.lead_id] = {"error": type(item.error).__name__, "message": str(item.error)}
 
 
-def opportunity_rows(item: _Item) -> Iterator[list[dict[str, Any]]]:
-    """The ``opportunities`` transformer: the rows of one item of the crawl."""
-    _note_in_state(item)
-    if isinstance(item, LeadResult) and item.error is None and item.records:
-        yield [opportunity_row(record) for record in item.records]
-    elif isinstance(item, _Resumed) and item.opportunities:
-        yield [opportunity_row(record) for record in item.opportunities]
+Transformer = Callable[[_Item], Iterator[list[dict[str, Any]]]]
 
 
-def activity_rows(item: _Item) -> Iterator[list[dict[str, Any]]]:
-    """The ``activities`` transformer: the rows of one item of the crawl."""
-    _note_in_state(item)
-    if isinstance(item, LeadResult) and item.error is None:
-        rows = [
-            activity_row(opportunity_id, activity)
-            for opportunity_id, activities in item.activities.items()
-            for activity in activities
-        ]
-        if rows:
-            yield rows
-    elif isinstance(item, _Resumed) and item.activities:
-        yield [
-            activity_row(opportunity_id, activity) for opportunity_id, activity in item.activities
-        ]
+def transformers(naming: NamingConvention) -> tuple[Transformer, Transformer]:
+    """The ``opportunities`` and ``activities`` transformers of one load: the rows of each
+    item of the crawl, their keys kept apart once ``naming`` makes them column names."""
+    opportunity_keys = KeyGuard(naming, OPPORTUNITY_COLUMNS)
+    activity_keys = KeyGuard(naming, ACTIVITY_COLUMNS)
+
+    def opportunity_rows(item: _Item) -> Iterator[list[dict[str, Any]]]:
+        _note_in_state(item)
+        if isinstance(item, LeadResult) and item.error is None:
+            records = item.records
+        elif isinstance(item, _Resumed):
+            records = item.opportunities
+        else:
+            return
+        if records:
+            yield [opportunity_keys(opportunity_row(record)) for record in records]
+
+    def activity_rows(item: _Item) -> Iterator[list[dict[str, Any]]]:
+        _note_in_state(item)
+        if isinstance(item, LeadResult) and item.error is None:
+            pairs = [
+                (opportunity_id, activity)
+                for opportunity_id, activities in item.activities.items()
+                for activity in activities
+            ]
+        elif isinstance(item, _Resumed):
+            pairs = item.activities
+        else:
+            return
+        if pairs:
+            yield [activity_keys(activity_row(key, activity)) for key, activity in pairs]
+
+    return opportunity_rows, activity_rows
 
 
 # The crawl.
@@ -258,6 +189,7 @@ async def _crawl(plan: Plan, directory: Path, completed: str | None) -> AsyncIte
                 plan.lead_ids,
                 concurrency=plan.concurrency,
                 retry_failed=True,
+                check=missing_primary_key,
                 skipped=progress.lead_skipped if progress is not None else None,
             )
             async with results:

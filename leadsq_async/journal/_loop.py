@@ -23,6 +23,7 @@ def crawl_into(
     retry_failed: bool = False,
     error_message: Callable[[BaseException], str] = str,
     skipped: Callable[[str], object] | None = None,
+    check: Callable[[LeadResult], Exception | None] | None = None,
 ) -> JournaledCrawl:
     """Crawl into ``journal`` every lead of ``lead_ids`` it has not settled yet.
 
@@ -32,7 +33,10 @@ def crawl_into(
     is recorded (its rows written, then its journal line, both fsynced) and only then
     yielded. A failed lead is journaled as failed, its message ``error_message(error)``
     (pass a function that scrubs what the message must not show), and the crawl
-    carries on. Leaving the loop, or cancelling the task that runs it, stops the
+    carries on. ``check``, when given, sees each lead's result first: an exception it
+    returns is journaled and yielded as that lead's failure instead (a row the caller
+    cannot take, say), and the lead is tried again by a crawl that retries failed
+    leads. Leaving the loop, or cancelling the task that runs it, stops the
     crawl within moments: every lead journaled so far stays.
 
     ::
@@ -62,7 +66,7 @@ def crawl_into(
         with_activities=journal.settings.with_activities,
         opportunity_type=journal.settings.opportunity_type,
     )
-    return JournaledCrawl(results, journal, error_message)
+    return JournaledCrawl(results, journal, error_message, check)
 
 
 class JournaledCrawl(AsyncClosing, AsyncIterator[LeadResult]):
@@ -77,10 +81,12 @@ class JournaledCrawl(AsyncClosing, AsyncIterator[LeadResult]):
         results: Crawl[LeadResult],
         journal: CrawlDirectory,
         error_message: Callable[[BaseException], str],
+        check: Callable[[LeadResult], Exception | None] | None = None,
     ) -> None:
         self._results = results
         self._journal = journal
         self._error_message = error_message
+        self._check = check
 
     def __aiter__(self) -> JournaledCrawl:
         return self
@@ -88,6 +94,10 @@ class JournaledCrawl(AsyncClosing, AsyncIterator[LeadResult]):
     async def __anext__(self) -> LeadResult:
         try:
             result = await self._results.__anext__()
+            if result.error is None and self._check is not None:
+                refused = self._check(result)
+                if refused is not None:
+                    result = LeadResult(result.lead_id, error=refused)
             message = None if result.error is None else self._error_message(result.error)
             self._journal.record(result, message)
         except BaseException:
