@@ -801,7 +801,9 @@ def test_a_second_load_on_a_pipeline_in_use_stops_with_2_and_leaves_the_first_al
 # Warehouse rows a load cannot take as they are.
 
 
-def _replace_rows(emulator: RunningEmulator, lead: str, change: Callable[[dict[str, Any]], Any]):
+def _replace_rows(
+    emulator: RunningEmulator, lead: str, change: Callable[[dict[str, Any]], Any]
+) -> None:
     """Change the emulator's opportunity rows of ``lead`` (copies: the rows are shared with
     the snapshot the emulator is reset to)."""
     rows = emulator.data.opportunities[lead]
