@@ -12,6 +12,7 @@ import errno
 import io
 import json
 import os
+import pickle
 import signal
 import subprocess
 import sys
@@ -108,6 +109,22 @@ def directory(tmp_path: Path) -> Path:
 
 
 # One crawl per directory.
+
+
+def test_the_refusal_pickles_with_the_directory_and_its_holder(directory: Path) -> None:
+    """DirectoryInUse crosses processes (a ProcessPoolExecutor) whole, as any exception."""
+    first = CrawlDirectory.resume(directory, SETTINGS)
+    try:
+        with pytest.raises(DirectoryInUse) as refused:
+            CrawlDirectory.resume(directory, SETTINGS)
+    finally:
+        first.close()
+    again = pickle.loads(pickle.dumps(refused.value))
+    assert (str(again), again.directory, again.holder) == (
+        str(refused.value),
+        directory,
+        os.getpid(),
+    )
 
 
 OPEN_AGAIN: dict[str, Callable[[Path], CrawlDirectory]] = {

@@ -55,6 +55,9 @@ class DirectoryInUse(CrawlError):
         self.directory = directory
         self.holder = holder
 
+    def __reduce__(self) -> tuple[type[DirectoryInUse], tuple[Path, int | None]]:
+        return type(self), (self.directory, self.holder)
+
 
 class CrawlDirectory:
     """A crawl's output directory, open for appending one lead at a time.
