@@ -10,7 +10,7 @@ import os
 import uuid
 from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterable, Iterator
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 import attrs
 import dlt
@@ -46,6 +46,8 @@ from .settings import CHECKPOINT_DIRECTORY, CRAWL_ID_FILE, LEAD_RESULTS, RESUMED
 __all__ = ["LoadProgress", "Plan", "lead_results", "transformers"]
 
 logger = logging.getLogger("leadsq_async")
+
+T = TypeVar("T")
 
 
 class LoadProgress(Protocol):
@@ -302,19 +304,19 @@ def _read_back(checkpoint: CrawlDirectory) -> Iterator[_Resumed]:
     """
     if not checkpoint.done:
         return
-    opportunities: list[Opportunity] = []
-    for opportunity in checkpoint.opportunities():
-        opportunities.append(opportunity)
-        if len(opportunities) == RESUMED_BATCH:
-            yield _Resumed(opportunities=opportunities)
-            opportunities = []
-    if opportunities:
+    for opportunities in _batches(checkpoint.opportunities()):
         yield _Resumed(opportunities=opportunities)
-    activities: list[tuple[str, Activity]] = []
-    for pair in checkpoint.activities():
-        activities.append(pair)
-        if len(activities) == RESUMED_BATCH:
-            yield _Resumed(activities=activities)
-            activities = []
-    if activities:
+    for activities in _batches(checkpoint.activities()):
         yield _Resumed(activities=activities)
+
+
+def _batches(items: Iterable[T]) -> Iterator[list[T]]:
+    """``items`` in lists of `RESUMED_BATCH`."""
+    batch: list[T] = []
+    for item in items:
+        batch.append(item)
+        if len(batch) == RESUMED_BATCH:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
