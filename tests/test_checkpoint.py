@@ -407,9 +407,9 @@ def test_a_full_disk_names_the_file_and_keeps_what_was_journaled(
 
 
 def test_resuming_holds_the_leads_not_the_journals_lines(tmp_path: Path) -> None:
-    """Resuming a journal of 20,000 leads peaks under 400 bytes a lead: the journal is read a
+    """Resuming a journal of 10,000 leads peaks under 400 bytes a lead: the journal is read a
     line at a time, and a lead done is kept as its id alone (it peaked at 1,290 bytes)."""
-    leads = 20_000
+    leads = 10_000
     write_journal(tmp_path, leads)
     settings = CrawlSettings(with_activities=False, opportunity_type=None)
     tracemalloc.start()
