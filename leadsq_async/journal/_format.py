@@ -22,9 +22,11 @@ __all__ = [
     "CrawlSettings",
     "JournalEntry",
     "JournalRead",
+    "check_header",
     "dump_row",
     "failed_for_good",
     "header_of",
+    "lines_of",
     "read_journal",
 ]
 
