@@ -15,12 +15,12 @@ import platform
 from pathlib import Path
 from typing import Any
 
-from benchmarks import crawl, load, processes, quota, startup, structuring
+from benchmarks import crawl, journal, load, processes, quota, startup, structuring
 
 ROOT = Path(__file__).resolve().parent.parent
 PAGE = ROOT / "docs" / "benchmarks.md"
 CHART = ROOT / "docs" / "assets" / "benchmarks.png"
-NAMES = ("startup", "structuring", "crawl", "processes", "quota", "load")
+NAMES = ("startup", "structuring", "crawl", "processes", "quota", "load", "journal")
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -55,6 +55,9 @@ def main(argv: list[str] | None = None) -> None:
         print(quota.table(results["quota"]))
     if "load" in chosen:
         results["load"] = load.run()
+    if "journal" in chosen:
+        results["journal"] = journal.run()
+        print(f"The journal: {journal.describe(results['journal'])}")
     if not args.no_page and set(chosen) == set(NAMES):
         write_page(results)
         print(f"wrote {PAGE.relative_to(ROOT)} and {CHART.relative_to(ROOT)}")
@@ -101,6 +104,8 @@ def write_page(results: dict[str, Any]) -> None:
     lines += [f"- {name}: {figure(name, value)}" for name, value in results["processes"].items()]
     lines += ["", "## Loading into DuckDB", ""]
     lines += load_lines(results["load"])
+    lines += ["", "## Resuming a crawl", ""]
+    lines += [f"- {journal.describe(results['journal'])} (expected: under 200 MB)"]
     lines += ["", "## Structuring records", ""]
     lines += [
         f"- {name}: {value:.2f}x `json.loads` of the page"

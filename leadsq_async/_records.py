@@ -108,6 +108,18 @@ class _Record:
     """Every key of the row without a typed attribute, verbatim, in the row's order."""
     _row: dict[str, Any] = attrs.field(hash=False, repr=False)
 
+    @classmethod
+    def typed_keys(cls) -> dict[str, str]:
+        """The row keys read into typed attributes: row key -> attribute name, in field order.
+
+        Every other key of a row is kept in ``extra``, verbatim.
+        """
+        return {
+            field.metadata[_API_KEY]: field.name
+            for field in attrs.fields(cls)
+            if _API_KEY in field.metadata
+        }
+
     def extra_json(self, key: str) -> dict[str, Any] | list[Any] | None:
         """The custom field ``key`` decoded, when it holds a JSON object or array.
 
