@@ -63,10 +63,11 @@ import attrs
 
 from ._aio import cancel_and_wait
 from ._checks import check_int
+from ._decode import RawPage
 from ._endpoints import Endpoint
 from ._errors import APIError, MalformedResponseError, PagingError
+from ._request import PageQuery
 from ._transport import Transport
-from ._wire import PageQuery, RawPage
 
 __all__ = ["MAX_PAGES_WITHOUT_RECORD_COUNT", "SPARE_PAGES", "Page", "Paginator"]
 

@@ -9,7 +9,7 @@ fresh slot each time. A rate-limit answer pauses the limiter for every task
 that shares it, and a lower limit named in its message is adopted.
 
 Layers above (paging, crawls, the `Session` facade) call down into it; it
-calls only `_wire` (pure request building and decoding), the limiter and
+calls only the pure `_request`, `_decode` and `_secrets`, the limiter and
 httpx. Its clock and sleep are injectable, so retries and deadlines run in
 virtual time in tests.
 """
@@ -29,6 +29,7 @@ import httpx
 
 from ._aio import cancel_and_wait, within
 from ._checks import check_instance, check_int, check_seconds
+from ._decode import RawPage, decode_page
 from ._endpoints import Endpoint
 from ._errors import (
     LeadSquaredError,
@@ -47,19 +48,12 @@ from ._events import (
     ResponseReceived,
     RetryScheduled,
 )
+from ._hosts import base_url
 from ._limits import RateLimit, as_rate_limits
 from ._ratelimit import RateLimiter, SlidingWindowLimiter
+from ._request import PageQuery, WireRequest, build_request
 from ._retry import RetryPolicy
-from ._wire import (
-    PageQuery,
-    RawPage,
-    WireRequest,
-    auth_headers,
-    base_url,
-    build_request,
-    decode_page,
-    scrub,
-)
+from ._secrets import auth_headers, scrub
 
 __all__ = ["SessionStats", "Transport", "checked_timeout", "limiter_for"]
 
@@ -169,7 +163,7 @@ class Transport:
             TypeError, ValueError: for a bad argument (see `Session`).
         """
         headers = auth_headers(access_key, secret_key)
-        url = base_url(host)
+        url = httpx.URL(base_url(host))
         limiter, owns_limiter = limiter_for(rate_limit, clock, sleep)
         if client is not None:
             check_instance("client", client, httpx.AsyncClient)

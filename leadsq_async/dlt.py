@@ -70,12 +70,13 @@ from ._checkpoint import (
 from ._checks import check_int
 from ._crawl import LeadResult, checked_ids
 from ._errors import LeadSquaredError
+from ._hosts import base_url
 from ._limits import RateLimit, parse_rate_limits
 from ._ratelimit import RateLimiter
 from ._records import _API_KEY, Activity, Opportunity, structure, unstructure
 from ._retry import RetryPolicy
+from ._secrets import auth_headers
 from ._session import Session
-from ._wire import auth_headers, base_url
 
 __all__ = ["LeadSquaredConfiguration", "LoadProgress", "failed_leads", "leadsquared"]
 

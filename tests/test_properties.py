@@ -26,8 +26,8 @@ from virtual_time import run_virtual
 
 import leadsq_async as lsq
 from leadsq_async import _paging
+from leadsq_async._decode import RawPage, decode_page
 from leadsq_async._endpoints import OPPORTUNITIES_OF_LEAD
-from leadsq_async._wire import RawPage, decode_page
 
 # Modest example counts and no deadline: these run in CI, on a loaded machine.
 DECODER_PROPERTY = settings(max_examples=300, deadline=None)

@@ -7,8 +7,11 @@ import json
 import pytest
 
 import leadsq_async as lsq
+from leadsq_async._decode import decode_page
 from leadsq_async._endpoints import ACTIVITIES_OF_OPPORTUNITY, OPPORTUNITIES_OF_LEAD
-from leadsq_async._wire import PageQuery, auth_headers, base_url, build_request, decode_page
+from leadsq_async._hosts import base_url
+from leadsq_async._request import PageQuery, build_request
+from leadsq_async._secrets import auth_headers
 
 ENDPOINT = OPPORTUNITIES_OF_LEAD.path
 

@@ -15,7 +15,7 @@ import click
 
 from leadsq_async import LeadSquaredError, QuotaExhaustedError, Session
 from leadsq_async._checkpoint import CrawlDirectory, CrawlError, CrawlSettings, naming
-from leadsq_async._wire import scrub as scrub_secrets
+from leadsq_async._secrets import scrub as scrub_secrets
 
 from ._demo import demo
 from ._display import ExportProgress, export_total, progress_display, stdout_is_terminal
