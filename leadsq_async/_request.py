@@ -45,6 +45,11 @@ class PageQuery:
     params: tuple[tuple[str, str], ...] = ()
     body: str | None = None
 
+    @property
+    def asked(self) -> str | None:
+        """Whose rows the query asks for, as the query string names them."""
+        return None if self.id_value is None else f"{self.endpoint.id_parameter}={self.id_value}"
+
     @classmethod
     def checked(
         cls,

@@ -16,7 +16,7 @@ from fakes import FakeServer, opportunity, session_for
 from virtual_time import virtual
 
 import leadsq_async as lsq
-from leadsq_async import _paging
+from leadsq_async import _walk_rules
 
 Body = dict[str, Any]
 Answer = Callable[[int, int, int], Body]  # (call number from 1, PageIndex, PageSize) -> body
@@ -107,7 +107,7 @@ async def test_rows_without_ids_that_never_repeat_end_at_the_cap_without_a_recor
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """Without RecordCount, full pages of ever-new rows stop at the cap with a PagingError."""
-    monkeypatch.setattr(_paging, "MAX_PAGES_WITHOUT_RECORD_COUNT", 20, raising=False)
+    monkeypatch.setattr(_walk_rules, "MAX_PAGES_WITHOUT_RECORD_COUNT", 20)
     server = Scripted(lambda call, index, size: {"List": without_ids(0, size, salt=call)})
     with pytest.raises(lsq.PagingError, match="20 pages"):
         await walk(server, page_size=5)

@@ -28,7 +28,7 @@ print(json.dumps(sorted(sys.modules)))
 FORBIDDEN = ("httpx", "httpcore", "asyncio", "leadsq_async._ratelimit", "leadsq_async._transport")
 
 
-@pytest.mark.parametrize("module", ["_request", "_decode", "_secrets", "_hosts"])
+@pytest.mark.parametrize("module", ["_request", "_decode", "_secrets", "_hosts", "_walk_rules"])
 def test_a_pure_module_loads_without_the_client_the_limiter_or_asyncio(module: str) -> None:
     """Importing the module alone loads neither httpx, asyncio nor the limiter or transport."""
     done = subprocess.run(

@@ -25,7 +25,7 @@ from hypothesis import strategies as st
 from virtual_time import run_virtual
 
 import leadsq_async as lsq
-from leadsq_async import _paging
+from leadsq_async import _walk_rules
 from leadsq_async._decode import RawPage, decode_page
 from leadsq_async._endpoints import OPPORTUNITIES_OF_LEAD
 
@@ -256,7 +256,9 @@ def test_every_walk_ends_and_yields_each_row_at_most_once(
 ) -> None:
     """Whatever the server does, the walk ends, with each row at most once or an error."""
     server = ModelServer(make_rows(row_count, with_ids), script)
-    with mock.patch.object(_paging, "MAX_PAGES_WITHOUT_RECORD_COUNT", PAGES_WITHOUT_RECORD_COUNT):
+    with mock.patch.object(
+        _walk_rules, "MAX_PAGES_WITHOUT_RECORD_COUNT", PAGES_WITHOUT_RECORD_COUNT
+    ):
         yielded, _ = run_virtual(
             lambda: walk(server, page_size=page_size, look_ahead=look_ahead, limit=limit)
         )
