@@ -217,6 +217,8 @@ class _Walk(Generic[R]):
         asked = self.endpoint.max_page_size if page_size is None else page_size
         self.rules = WalkRules(path, self.endpoint.id_key, self.sizes.size_for(path, asked), limit)
         self.ahead: dict[int, asyncio.Task[RawPage]] = {}
+        # Cancelled by `stop`, not yet waited for: `cancel_ahead` waits for them.
+        self.stopped: list[asyncio.Task[RawPage]] = []
         self.finished = False
 
     async def next_page(self) -> Page[R] | None:
@@ -265,6 +267,7 @@ class _Walk(Generic[R]):
         self.finished = True
         for task in self.ahead.values():
             task.cancel()
+            self.stopped.append(task)
         self.ahead.clear()
 
     async def first_page(self) -> RawPage:
@@ -327,6 +330,7 @@ class _Walk(Generic[R]):
         return raw
 
     async def cancel_ahead(self) -> None:
-        tasks = list(self.ahead.values())
+        tasks = [*self.stopped, *self.ahead.values()]
         self.ahead.clear()
+        self.stopped.clear()
         await cancel_and_wait(tasks)
