@@ -15,12 +15,12 @@ import platform
 from pathlib import Path
 from typing import Any
 
-from benchmarks import crawl, load, processes, quota, startup, structuring
+from benchmarks import crawl, load, processes, quota, scrub, startup, structuring
 
 ROOT = Path(__file__).resolve().parent.parent
 PAGE = ROOT / "docs" / "benchmarks.md"
 CHART = ROOT / "docs" / "assets" / "benchmarks.png"
-NAMES = ("startup", "structuring", "crawl", "processes", "quota", "load")
+NAMES = ("startup", "structuring", "scrub", "crawl", "processes", "quota", "load")
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -43,6 +43,11 @@ def main(argv: list[str] | None = None) -> None:
         print("Structuring a page into records, as a multiple of json.loads of the page")
         for name, value in results["structuring"].items():
             print(f"  {name}: {value:.2f}x")
+    if "scrub" in chosen:
+        results["scrub"] = scrub.run()
+        print("Scrubbing a secret out of 1 MiB of hostile text (shown: what an error keeps)")
+        for name, value in results["scrub"].items():
+            print(f"  {name}: {value:.1f}")
     if "crawl" in chosen:
         results["crawl"] = crawl.run()
     if "processes" in chosen:
@@ -106,6 +111,8 @@ def write_page(results: dict[str, Any]) -> None:
         f"- {name}: {value:.2f}x `json.loads` of the page"
         for name, value in results["structuring"].items()
     ]
+    lines += ["", "## Scrubbing secrets out of 1 MiB of hostile text", ""]
+    lines += [f"- {name}: {value:.1f}" for name, value in results["scrub"].items()]
     lines += ["", "## Start-up", ""]
     lines += [
         f"- `{name}`: {value:.2f}x `import httpx`" for name, value in results["startup"].items()

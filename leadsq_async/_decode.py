@@ -25,7 +25,7 @@ from ._errors import (
     ServerError,
 )
 from ._limits import RateLimit
-from ._secrets import scrub
+from ._secrets import SHOWN_CHARACTERS, shown
 
 __all__ = [
     "RATE_LIMIT_EXCEPTION",
@@ -69,11 +69,11 @@ def decode_page(
     """
     document = _loads_or_invalid(body)
     if status != 200 or (isinstance(document, dict) and _is_error_envelope(document)):
-        text = scrub(_text(body), secrets)
+        text = _text(body, secrets)
         # Scrubbed after decoding too: a secret escaped twice over is whole only then.
         envelope = (
             {
-                key: scrub(value, secrets) if isinstance(value, str) else value
+                key: shown(value, secrets) if isinstance(value, str) else value
                 for key, value in document.items()
             }
             if isinstance(document, dict)
@@ -93,7 +93,7 @@ def decode_page(
             endpoint=endpoint,
             status=status,
             transient=truncated,
-            body=scrub(_text(body), secrets),
+            body=_text(body, secrets),
         )
     rows = document.get(list_key) if isinstance(document, dict) else None
     if not isinstance(rows, list) or not all(isinstance(row, dict) for row in rows):
@@ -101,7 +101,7 @@ def decode_page(
             f'the answer has no "{list_key}" of rows',
             endpoint=endpoint,
             status=status,
-            body=scrub(_text(body), secrets),
+            body=_text(body, secrets),
         )
     assert isinstance(document, dict)
     value = document.get("RecordCount")
@@ -112,7 +112,7 @@ def decode_page(
             f"RecordCount is not a number of rows: {_shown(value, secrets)}",
             endpoint=endpoint,
             status=status,
-            body=scrub(_text(body), secrets),
+            body=_text(body, secrets),
         ) from None
     return RawPage(record_count, rows)
 
@@ -171,7 +171,7 @@ def _shown(value: object, secrets: Sequence[str]) -> str:
     """A short description of a value from the server for a message, scrubbed first."""
     if isinstance(value, (list, dict)):
         return f"a JSON {'array' if isinstance(value, list) else 'object'}"
-    text = repr(scrub(value, secrets) if isinstance(value, str) else value)
+    text = repr(shown(value, secrets, 60) if isinstance(value, str) else value)
     return text if len(text) <= 40 else f"{text[:30]}... ({len(text)} characters)"
 
 
@@ -266,5 +266,9 @@ def _describe_body(status: int, body: str) -> str:
     return stripped[:200] or f"an empty answer with status {status}"
 
 
-def _text(body: bytes) -> str:
-    return body.decode("utf-8", errors="replace")
+def _text(body: bytes, secrets: Sequence[str]) -> str:
+    """What an exception keeps of a body: its start, scrubbed (a character is 4 bytes
+    at most, so the bytes read bound the work whatever the body's size)."""
+    read = 4 * 2 * SHOWN_CHARACTERS
+    start = body[:read].decode("utf-8", errors="replace")
+    return shown(start, secrets, more=len(body) > read)
