@@ -486,7 +486,24 @@ async def test_paginate_walks_any_list_endpoint_with_its_own_list_key() -> None:
 
 @pytest.mark.parametrize(
     "path",
-    ["//evil.example/v2/x", "/v2/x", "https://evil.example/x", "../v1/x", "a?b=1", ""],
+    [
+        "//evil.example/v2/x",
+        "/v2/x",
+        "https://evil.example/x",
+        "../v1/x",
+        "a?b=1",
+        "",
+        "https:/v1/LeadManagement.svc/Leads.Get",
+        "localhost:80/x",
+        "mailto:someone",
+        "%2e%2e/v1/x",
+        "a/%2E%2E/%2e%2e/v1/x",
+        "a/./b",
+        "a//b",
+        "a%2f..%2f..%2fv1",
+        "a#b",
+        "a\\..\\b",
+    ],
 )
 def test_paginate_refuses_a_path_that_leaves_the_api(path: str) -> None:
     """A path that could leave /v2/ on the configured host is refused before sending."""
