@@ -15,12 +15,12 @@ import platform
 from pathlib import Path
 from typing import Any
 
-from benchmarks import crawl, load, processes, quota, scrub, startup, structuring
+from benchmarks import cpu, crawl, load, processes, quota, scrub, startup, structuring
 
 ROOT = Path(__file__).resolve().parent.parent
 PAGE = ROOT / "docs" / "benchmarks.md"
 CHART = ROOT / "docs" / "assets" / "benchmarks.png"
-NAMES = ("startup", "structuring", "scrub", "crawl", "processes", "quota", "load")
+NAMES = ("startup", "structuring", "scrub", "cpu", "crawl", "processes", "quota", "load")
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -48,6 +48,11 @@ def main(argv: list[str] | None = None) -> None:
         print("Scrubbing a secret out of 1 MiB of hostile text (shown: what an error keeps)")
         for name, value in results["scrub"].items():
             print(f"  {name}: {value:.1f}")
+    if "cpu" in chosen:
+        results["cpu"] = cpu.run()
+        print("CPU per request, a session against a plain httpx loop on the same emulator")
+        for name, value in results["cpu"].items():
+            print(f"  {name}: {value:.2f}")
     if "crawl" in chosen:
         results["crawl"] = crawl.run()
     if "processes" in chosen:
@@ -113,6 +118,8 @@ def write_page(results: dict[str, Any]) -> None:
     ]
     lines += ["", "## Scrubbing secrets out of 1 MiB of hostile text", ""]
     lines += [f"- {name}: {value:.1f}" for name, value in results["scrub"].items()]
+    lines += ["", "## CPU per request", ""]
+    lines += [f"- {name}: {value:.2f}" for name, value in results["cpu"].items()]
     lines += ["", "## Start-up", ""]
     lines += [
         f"- `{name}`: {value:.2f}x `import httpx`" for name, value in results["startup"].items()

@@ -124,6 +124,9 @@ class Transport:
         self._quota_announced: datetime | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
         self._closed = False
+        self._urls: dict[str, httpx.URL] = {}
+        port = base_url.port or (443 if base_url.scheme == "https" else 80)
+        self._where = f"{base_url.host}:{port}"
 
     @classmethod
     def build(
@@ -195,7 +198,7 @@ class Transport:
         if self._closed:
             raise RuntimeError("the session is closed")
         request = build_request(query, page_index, page_size)
-        url = self.base_url.join(request.path)
+        url = self._urls.get(request.path) or self._url_for(request.path)
         deadline = _Deadline(self._clock(), self.retry.deadline)
         attempt = 0
         while True:
@@ -292,15 +295,18 @@ class Transport:
             events.emit(PageFetched(endpoint, query.id_value, page_index, rows, count, size))
         return page
 
-    @property
-    def _where(self) -> str:
-        url = self.base_url
-        return f"{url.host}:{url.port or (443 if url.scheme == 'https' else 80)}"
+    def _url_for(self, path: str) -> httpx.URL:
+        """``path`` under the base URL, kept; one leaving it (`raw_endpoint` refuses them)."""
+        url = self.base_url.join(path)
+        if not str(url).startswith(str(self.base_url)):
+            raise ValueError(f"{path!r} is not under {self.base_url}")
+        if len(self._urls) < 256:
+            self._urls[path] = url
+        return url
 
     def _describe(self, exc: httpx.RequestError) -> str:
         """What went wrong on the network, naming where (``ConnectError`` alone doesn't)."""
-        detail = scrub(str(exc), self._secrets) or "no detail"
-        where = self._where
+        detail, where = scrub(str(exc), self._secrets) or "no detail", self._where
         text = f"{type(exc).__name__}: {detail} (at {where})"
         if self.base_url.scheme == "https" and "WRONG_VERSION_NUMBER" in detail:
             # The usual cause: a local server given without its scheme, so TLS was tried.

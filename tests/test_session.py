@@ -582,3 +582,23 @@ async def test_async_with_a_paginator_ends_the_look_ahead_before_going_on() -> N
                 break
         assert server.in_flight == 0
         assert asyncio.all_tasks() == {asyncio.current_task()}
+
+
+@pytest.mark.looptime
+async def test_the_url_of_a_path_is_built_once_not_per_request(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Joining the base URL costs more than decoding a small page: once per path."""
+    joins: list[str] = []
+    real_join = httpx.URL.join
+
+    def counting_join(url: httpx.URL, other: str) -> httpx.URL:
+        joins.append(other)
+        return real_join(url, other)
+
+    monkeypatch.setattr(httpx.URL, "join", counting_join)
+    async with session_for(FakeServer([opportunity(n) for n in range(30)])) as session:
+        for _ in range(3):
+            assert len(await session.opportunities_of_lead("lead-1", page_size=5).collect()) == 30
+        assert session.stats.requests == 18
+    assert joins == ["OpportunityManagement.svc/GetOpportunitiesOfLead"]
