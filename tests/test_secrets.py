@@ -148,19 +148,20 @@ HOSTILE_KINDS = {
 def test_what_is_kept_of_a_mebibyte_of_hostile_text_scrubs_in_milliseconds(kind: str) -> None:
     """shown() reads only the start of 1 MiB of hostile text: a few milliseconds."""
     hostile = HOSTILE_KINDS[kind](HOSTILE)
-    started = time.perf_counter()
+    started = time.thread_time()
     kept = shown(hostile, [SECRET])
-    elapsed = time.perf_counter() - started
+    elapsed = time.thread_time() - started
     assert kept == hostile[:SHOWN_CHARACTERS]
     assert elapsed < 0.1, f"{elapsed:.3f} s"
 
 
 def best_time(text: str) -> float:
+    """The least CPU time of the test's thread over five runs (the machine is shared)."""
     times = []
-    for _ in range(3):
-        started = time.perf_counter()
+    for _ in range(5):
+        started = time.thread_time()
         scrub(text, [SECRET])
-        times.append(time.perf_counter() - started)
+        times.append(time.thread_time() - started)
     return min(times)
 
 
@@ -169,15 +170,15 @@ def test_scrubbing_hostile_text_takes_time_linear_in_its_length(kind: str) -> No
     """Four times the hostile text takes about four times as long (sixteen if quadratic)."""
     small, large = HOSTILE_KINDS[kind](HOSTILE // 64), HOSTILE_KINDS[kind](HOSTILE // 16)
     assert scrub(large, [SECRET]) == large
-    assert best_time(large) < 8 * best_time(small) + 0.005
+    assert best_time(large) < 8 * best_time(small) + 0.02
 
 
 def timed_decode(body: bytes) -> tuple[float, lsq.ServerError]:
-    started = time.perf_counter()
+    started = time.thread_time()
     try:
         decode_page(500, body, endpoint="x", secrets=[SECRET])
     except lsq.ServerError as error:
-        return time.perf_counter() - started, error
+        return time.thread_time() - started, error
     raise AssertionError("no ServerError")
 
 
