@@ -43,16 +43,15 @@ def main(argv: list[str] | None = None) -> None:
         print("Structuring a page into records, as a multiple of json.loads of the page")
         for name, value in results["structuring"].items():
             print(f"  {name}: {value:.2f}x")
-    if "scrub" in chosen:
-        results["scrub"] = scrub.run()
-        print("Scrubbing a secret out of 1 MiB of hostile text (shown: what an error keeps)")
-        for name, value in results["scrub"].items():
-            print(f"  {name}: {value:.1f}")
-    if "cpu" in chosen:
-        results["cpu"] = cpu.run()
-        print("CPU per request, a session against a plain httpx loop on the same emulator")
-        for name, value in results["cpu"].items():
-            print(f"  {name}: {value:.2f}")
+    titles = {
+        "scrub": "Scrubbing a secret out of 1 MiB of hostile text (shown: what an error keeps)",
+        "cpu": "CPU per request, a session against a plain httpx loop on the same emulator",
+    }
+    for name, module in (("scrub", scrub), ("cpu", cpu)):
+        if name in chosen:
+            results[name] = module.run()
+            print(titles[name])
+            print("\n".join(f"  {key}: {value:.2f}" for key, value in results[name].items()))
     if "crawl" in chosen:
         results["crawl"] = crawl.run()
     if "processes" in chosen:

@@ -13,6 +13,7 @@ from leadsq_async._walk_rules import (
     MAX_PAGES_WITHOUT_RECORD_COUNT,
     SPARE_PAGES,
     PageSizes,
+    PageStep,
     WalkRules,
     page_cap,
     row_key,
@@ -30,6 +31,16 @@ def rules(page_size: int = 10, limit: int | None = None) -> WalkRules:
     return WalkRules(PATH, ID, page_size, limit)
 
 
+def after_page_one(
+    record_count: int | None, served: int, page_size: int = 10, limit: int | None = None
+) -> tuple[WalkRules, PageStep]:
+    """A walk that has taken page 1 (``served`` rows of ``record_count``), and that step."""
+    walk = rules(page_size, limit)
+    first = RawPage(record_count, rows(0, served))
+    walk.begin(first)
+    return walk, walk.step(first)
+
+
 def test_a_page_shorter_than_asked_is_the_last() -> None:
     """A short page (or an empty one) ends the walk."""
     walk = rules()
@@ -42,19 +53,14 @@ def test_a_page_shorter_than_asked_is_the_last() -> None:
 
 def test_the_walk_ends_when_the_rows_reach_record_count() -> None:
     """Two full pages covering RecordCount 20 end the walk without asking for page 3."""
-    walk = rules()
-    first = RawPage(20, rows(0, 10))
-    walk.begin(first)
-    assert not walk.step(first).last
+    walk, first = after_page_one(20, 10)
+    assert not first.last
     assert walk.step(RawPage(20, rows(10, 20))).last
 
 
 def test_the_walk_ends_at_limit_and_cuts_the_page() -> None:
     """With limit 15 and pages of 10, page 2 gives 5 rows and ends the walk."""
-    walk = rules(limit=15)
-    first = RawPage(100, rows(0, 10))
-    walk.begin(first)
-    walk.step(first)
+    walk, _ = after_page_one(100, 10, limit=15)
     step = walk.step(RawPage(100, rows(10, 20)))
     assert step.rows == rows(10, 15)
     assert step.last
@@ -76,20 +82,14 @@ def test_rows_seen_before_are_dropped_and_counted() -> None:
 
 def test_a_full_page_of_repeats_while_more_are_expected_is_a_paging_error() -> None:
     """Page 2 repeating page 1 with RecordCount 30 raises PagingError: PageIndex is ignored."""
-    walk = rules()
-    first = RawPage(30, rows(0, 10))
-    walk.begin(first)
-    walk.step(first)
+    walk, _ = after_page_one(30, 10)
     with pytest.raises(lsq.PagingError, match="ignore PageIndex"):
         walk.step(RawPage(30, rows(0, 10)))
 
 
 def test_repeats_explained_by_rows_inserted_ahead_go_on() -> None:
     """A page of repeats after RecordCount grew by as many rows is read through."""
-    walk = rules()
-    first = RawPage(30, rows(0, 10))
-    walk.begin(first)
-    walk.step(first)
+    walk, _ = after_page_one(30, 10)
     assert walk.count_changed(40)
     assert walk.sequential
     assert walk.growth == 10
@@ -124,19 +124,14 @@ def test_page_one_short_with_more_to_come_is_a_suspected_clamp() -> None:
 
 def test_a_full_second_page_with_more_to_come_confirms_the_clamp() -> None:
     """Page 2 full of new rows at the clamped size, with more after it, confirms the clamp."""
-    walk = rules(page_size=1000)
-    first = RawPage(1000, rows(0, 300))
-    walk.begin(first)
-    assert not walk.step(first).clamp_confirmed
+    walk, first = after_page_one(1000, 300, page_size=1000)
+    assert not first.clamp_confirmed
     assert walk.step(RawPage(1000, rows(300, 600))).clamp_confirmed
 
 
 def test_a_clamp_on_two_pages_is_not_confirmed() -> None:
     """Page 2 that may be the last (RecordCount 600, pages of 300) confirms nothing."""
-    walk = rules(page_size=1000)
-    first = RawPage(600, rows(0, 300))
-    walk.begin(first)
-    walk.step(first)
+    walk, _ = after_page_one(600, 300, page_size=1000)
     assert not walk.step(RawPage(600, rows(300, 600))).clamp_confirmed
 
 
