@@ -15,12 +15,12 @@ import platform
 from pathlib import Path
 from typing import Any
 
-from benchmarks import crawl, journal, load, processes, quota, startup, structuring
+from benchmarks import cpu, crawl, journal, load, processes, quota, scrub, startup, structuring
 
 ROOT = Path(__file__).resolve().parent.parent
 PAGE = ROOT / "docs" / "benchmarks.md"
 CHART = ROOT / "docs" / "assets" / "benchmarks.png"
-NAMES = ("startup", "structuring", "crawl", "processes", "quota", "load", "journal")
+NAMES = ("startup", "structuring", "scrub", "cpu", "crawl", "processes", "quota", "load", "journal")
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -43,6 +43,15 @@ def main(argv: list[str] | None = None) -> None:
         print("Structuring a page into records, as a multiple of json.loads of the page")
         for name, value in results["structuring"].items():
             print(f"  {name}: {value:.2f}x")
+    titles = {
+        "scrub": "Scrubbing a secret out of 1 MiB of hostile text (shown: what an error keeps)",
+        "cpu": "CPU per request, a session against a plain httpx loop on the same emulator",
+    }
+    for name, module in (("scrub", scrub), ("cpu", cpu)):
+        if name in chosen:
+            results[name] = module.run()
+            print(titles[name])
+            print("\n".join(f"  {key}: {value:.2f}" for key, value in results[name].items()))
     if "crawl" in chosen:
         results["crawl"] = crawl.run()
     if "processes" in chosen:
@@ -111,6 +120,10 @@ def write_page(results: dict[str, Any]) -> None:
         f"- {name}: {value:.2f}x `json.loads` of the page"
         for name, value in results["structuring"].items()
     ]
+    lines += ["", "## Scrubbing secrets out of 1 MiB of hostile text", ""]
+    lines += [f"- {name}: {value:.1f}" for name, value in results["scrub"].items()]
+    lines += ["", "## CPU per request", ""]
+    lines += [f"- {name}: {value:.2f}" for name, value in results["cpu"].items()]
     lines += ["", "## Start-up", ""]
     lines += [
         f"- `{name}`: {value:.2f}x `import httpx`" for name, value in results["startup"].items()

@@ -27,8 +27,8 @@ from ._endpoints import ACTIVITIES_OF_OPPORTUNITY, OPPORTUNITIES_OF_LEAD, Endpoi
 from ._errors import LeadSquaredError
 from ._paging import Paginator
 from ._records import Activity, Opportunity, structure_rows
+from ._request import PageQuery
 from ._transport import Transport
-from ._wire import PageQuery
 
 __all__ = [
     "Crawl",

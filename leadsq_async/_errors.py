@@ -34,7 +34,7 @@ id: a crawl stops at once on an account-wide error, and turns any other into
 that id's result. No exception carries a secret key: the session scrubs it
 from every message the server sends back.
 
-Which class an answer maps to is decided in ``_wire``; this module is a leaf.
+Which class an answer maps to is decided in ``_decode``; this module is a leaf.
 """
 
 from __future__ import annotations

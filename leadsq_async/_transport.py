@@ -1,17 +1,11 @@
 """`Transport`: the one object that sends, and the one way to fetch a page.
 
 It owns the httpx client, the keys, the rate limiter, the retry policy, the
-statistics, the page sizes each endpoint was seen to serve, and the tasks that
-fetch pages ahead. Every request goes the same way: take a rate-limit slot,
-POST, read the whole answer, give the slot back (it stays held for the
-limiter's period), decode, and on a transient failure try again, taking a
-fresh slot each time. A rate-limit answer pauses the limiter for every task
-that shares it, and a lower limit named in its message is adopted.
-
-Layers above (paging, crawls, the `Session` facade) call down into it; it
-calls only `_wire` (pure request building and decoding), the limiter and
-httpx. Its clock and sleep are injectable, so retries and deadlines run in
-virtual time in tests.
+statistics and the tasks that fetch pages ahead, and sends every request the
+same way: a rate-limit slot, the POST built by `_request`, the whole answer
+read, the slot given back, `_decode`, and on a transient failure another try
+with a fresh slot. A rate-limit answer pauses the limiter for every task that
+shares it, and a lower limit named in its message is adopted.
 """
 
 from __future__ import annotations
@@ -29,7 +23,7 @@ import httpx
 
 from ._aio import cancel_and_wait, within
 from ._checks import check_instance, check_int, check_seconds
-from ._endpoints import Endpoint
+from ._decode import RawPage, decode_page
 from ._errors import (
     LeadSquaredError,
     MalformedResponseError,
@@ -47,19 +41,12 @@ from ._events import (
     ResponseReceived,
     RetryScheduled,
 )
+from ._hosts import base_url
 from ._limits import RateLimit, as_rate_limits
 from ._ratelimit import RateLimiter, SlidingWindowLimiter
+from ._request import PageQuery, WireRequest, build_request
 from ._retry import RetryPolicy
-from ._wire import (
-    PageQuery,
-    RawPage,
-    WireRequest,
-    auth_headers,
-    base_url,
-    build_request,
-    decode_page,
-    scrub,
-)
+from ._secrets import auth_headers, scrub
 
 __all__ = ["SessionStats", "Transport", "checked_timeout", "limiter_for"]
 
@@ -128,23 +115,18 @@ class Transport:
         self._timeout = timeout
         # The whole request, not only each read: a server that trickles a byte at a
         # time would otherwise hold the request, and its slot, for ever.
-        self._deadline = max(
-            (
-                value
-                for value in (timeout.connect, timeout.read, timeout.write, timeout.pool)
-                if value
-            ),
-            default=None,
-        )
+        timeouts = (timeout.connect, timeout.read, timeout.write, timeout.pool)
+        self._deadline = max((value for value in timeouts if value), default=None)
         self._owns_client = client is None
         self._client = client or _client_for(base_url, timeout, limiter.rate_limit)
         self._clock = clock
         self._sleep = sleep
-        self._page_sizes: dict[str, int] = {}
-        self._largest_served: dict[str, int] = {}
         self._quota_announced: datetime | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
         self._closed = False
+        self._urls: dict[str, httpx.URL] = {}
+        port = base_url.port or (443 if base_url.scheme == "https" else 80)
+        self._where = f"{base_url.host}:{port}"
 
     @classmethod
     def build(
@@ -169,7 +151,7 @@ class Transport:
             TypeError, ValueError: for a bad argument (see `Session`).
         """
         headers = auth_headers(access_key, secret_key)
-        url = base_url(host)
+        url = httpx.URL(base_url(host))
         limiter, owns_limiter = limiter_for(rate_limit, clock, sleep)
         if client is not None:
             check_instance("client", client, httpx.AsyncClient)
@@ -199,18 +181,6 @@ class Transport:
         """The tasks started with `spawn` that are still running."""
         return frozenset(self._tasks)
 
-    def page_size_for(self, endpoint: Endpoint[Any], asked: int | None = None) -> int:
-        """The page size to ask ``endpoint`` for: ``asked`` (by default the largest the
-        API honours), but never more than the endpoint was seen to serve."""
-        size = endpoint.max_page_size if asked is None else asked
-        return min(size, self._page_sizes.get(endpoint.path, size))
-
-    def learn_page_size(self, endpoint: Endpoint[Any], page_size: int) -> None:
-        """Remember that ``endpoint`` serves at most ``page_size`` rows a page: never
-        fewer than the most rows it was seen to serve on one page."""
-        served = self._largest_served.get(endpoint.path, 0)
-        self._page_sizes[endpoint.path] = self.page_size_for(endpoint, max(page_size, served))
-
     def spawn(self, coroutine: Coroutine[Any, Any, T]) -> asyncio.Task[T]:
         """Run ``coroutine`` as a task that `aclose` cancels if it is still running."""
         task = asyncio.ensure_future(coroutine)
@@ -228,7 +198,7 @@ class Transport:
         if self._closed:
             raise RuntimeError("the session is closed")
         request = build_request(query, page_index, page_size)
-        url = self.base_url.join(request.path)
+        url = self._urls.get(request.path) or self._url_for(request.path)
         deadline = _Deadline(self._clock(), self.retry.deadline)
         attempt = 0
         while True:
@@ -237,7 +207,7 @@ class Transport:
                 return await self._send_once(url, request, page_index, attempt, query, deadline)
             except QuotaExhaustedError as spent:
                 self.stats.failures += 1
-                spent.asked = _asked(query)
+                spent.asked = query.asked
                 raise
             except RateLimitError as error:
                 await self._on_rate_limited(error, request.path)
@@ -249,7 +219,7 @@ class Transport:
             elapsed = self._clock() - deadline.started + backoff
             if not self.retry.should_retry(failure, attempt, elapsed):
                 self.stats.failures += 1
-                failure.asked = _asked(query)
+                failure.asked = query.asked
                 raise failure
             self.stats.retries += 1
             if self.events.listening:
@@ -319,24 +289,24 @@ class Transport:
         page = decode_page(
             status, body, endpoint=endpoint, secrets=self._secrets, list_key=list_key
         )
-        # What the server showed it can serve: no clamp is learned below it.
-        served = self._largest_served.get(endpoint, 0)
-        self._largest_served[endpoint] = max(served, len(page.rows))
         if events.listening:
             size = request.json["Paging"]["PageSize"]
             rows, count = len(page.rows), page.record_count
             events.emit(PageFetched(endpoint, query.id_value, page_index, rows, count, size))
         return page
 
-    @property
-    def _where(self) -> str:
-        url = self.base_url
-        return f"{url.host}:{url.port or (443 if url.scheme == 'https' else 80)}"
+    def _url_for(self, path: str) -> httpx.URL:
+        """``path`` under the base URL, kept; one leaving it (`raw_endpoint` refuses them)."""
+        url = self.base_url.join(path)
+        if not str(url).startswith(str(self.base_url)):
+            raise ValueError(f"{path!r} is not under {self.base_url}")
+        if len(self._urls) < 256:
+            self._urls[path] = url
+        return url
 
     def _describe(self, exc: httpx.RequestError) -> str:
         """What went wrong on the network, naming where (``ConnectError`` alone doesn't)."""
-        detail = scrub(str(exc), self._secrets) or "no detail"
-        where = self._where
+        detail, where = scrub(str(exc), self._secrets) or "no detail", self._where
         text = f"{type(exc).__name__}: {detail} (at {where})"
         if self.base_url.scheme == "https" and "WRONG_VERSION_NUMBER" in detail:
             # The usual cause: a local server given without its scheme, so TLS was tried.
@@ -433,31 +403,15 @@ class _Deadline:
         return max(0.0, self.started + self.seconds - now)
 
 
-def _asked(query: PageQuery) -> str | None:
-    """Whose rows ``query`` asks for, as the query string names them."""
-    if query.id_value is None:
-        return None
-    return f"{query.endpoint.id_parameter}={query.id_value}"
-
-
 def _timeout_name(exc: BaseException) -> str:
     return "the whole request" if isinstance(exc, asyncio.TimeoutError) else type(exc).__name__
 
 
 def _client_for(url: httpx.URL, timeout: httpx.Timeout, limit: RateLimit) -> httpx.AsyncClient:
-    """The client a session makes: it keeps connections open from one wave to the next.
-
-    For a plain-http base URL (loopback only: see `base_url`) it loads no
-    certificates: nothing it sends is encrypted, and loading them is most of the
-    cost of making a client. It follows no redirect, so the keys go nowhere else.
-
-    A saturated session leaves each connection idle for a whole ``period``
-    between requests. httpx closes a connection idle for 5 seconds by default,
-    so under a 5-second period every wave would open its connections anew and
-    pay the TCP and TLS handshakes (two round trips or more) on top of the
-    period. A connection the server closed meanwhile is noticed before it is
-    used, and a request that loses that race is retried as a dropped connection.
-    """
+    """The client a session makes: no certificates loaded for plain (loopback) http, no
+    redirect followed, and connections kept open for twice the limit's period, so a
+    saturated session does not pay the handshakes again each wave (see
+    docs/how-it-works/paging.md)."""
     limits = httpx.Limits(
         max_connections=100,  # httpx's default, as is the next
         max_keepalive_connections=20,

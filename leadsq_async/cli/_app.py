@@ -14,7 +14,7 @@ from typing import IO, Any
 import click
 
 from leadsq_async import LeadSquaredError, QuotaExhaustedError, Session
-from leadsq_async._wire import scrub as scrub_secrets
+from leadsq_async._secrets import scrub as scrub_secrets
 from leadsq_async.journal import CrawlDirectory, CrawlError, CrawlSettings, naming
 
 from ._demo import demo

@@ -19,10 +19,9 @@ import dlt
 from dlt.extract import DltResource
 
 from leadsq_async import RateLimit, RateLimiter, RetryPolicy
+from leadsq_async._hosts import base_url
 from leadsq_async._limits import parse_rate_limits
-
-# The wire layer is being split: auth_headers goes to _secrets, base_url to _hosts.
-from leadsq_async._wire import auth_headers, base_url
+from leadsq_async._secrets import auth_headers
 from leadsq_async.journal import CrawlSettings
 
 from .helpers import LoadProgress, Plan, lead_results, transformers
