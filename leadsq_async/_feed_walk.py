@@ -3,7 +3,8 @@ queries (time windows, or fixed bodies), each walked by an ordinary paginator.
 
 So the limiter, retries, stop rules, clamp detection, scrubbing and events all
 hold for every query. Windows are walked one after another, in order, and grow
-while they hold under a quarter of a page. A window the server cannot serve (a
+while they hold under a quarter of a page, never again to the size of one that
+failed. A window the server cannot serve (a
 `ServerError` once its retries are spent, a `PagingError`, or fewer rows reached
 than its ``RecordCount`` counts) is walked again as two halves, down to
 `MIN_WINDOW`; one that still fails raises `WindowError`. A window whose
@@ -115,6 +116,8 @@ class _FeedWalk(Generic[R]):
         )
         self.cursor = None if plan.span is None else plan.span.since
         self.size = plan.first_window
+        # The most a window grows to: lowered below any window that could not be served.
+        self.ceiling = plan.max_window
         self.segment = _Segment(None)
         self.inner: PageIterator[dict[str, Any]] | None = None
         self.inner_limit: int | None = None
@@ -225,8 +228,8 @@ class _FeedWalk(Generic[R]):
         elif limited and self.limit is not None and self.yielded < self.limit:
             # Rows dropped as repeats: the limit needs more of this window.
             self.pending.appendleft(attrs.evolve(segment, root=False, served=rows))
-        elif rows * 4 < self.asked_size and self.size < self.plan.max_window:
-            self.size = min(self.size * 2, self.plan.max_window)
+        elif rows * 4 < self.asked_size and self.size < self.ceiling:
+            self.size = min(self.size * 2, self.ceiling)
 
     def split(self, error: Exception) -> None:
         """Walk the failed window again as two halves, or raise if it is one minute long."""
@@ -250,7 +253,8 @@ class _FeedWalk(Generic[R]):
         self.pending.extendleft(
             [_Segment(second, root=False), _Segment(first, root=False)],
         )
-        self.size = max(first.duration, self.size / 2)
+        self.ceiling = min(self.ceiling, first.duration)
+        self.size = min(self.size, self.ceiling)
 
     def take(self, page: Page[dict[str, Any]]) -> list[R]:
         """The page's records not yielded before, up to the limit and the cursor."""

@@ -94,7 +94,7 @@ def session_for(handler: Callable[[httpx.Request], Any], **kwargs: Any) -> lsq.S
         host="http://127.0.0.1:9",
         client=client,
         retry=retry,
-        rate_limit=lsq.RateLimit(calls=1000, period=1),
+        rate_limit=lsq.RateLimit(calls=100_000, period=1),
         **kwargs,
     )
 
