@@ -143,6 +143,9 @@ class _FeedWalk(Generic[R]):
             LeadSquaredError: as any walk.
         """
         while not self.finished:
+            if self.limit is not None and self.yielded >= self.limit:
+                await self.close_inner()
+                break
             if self.inner is None and not self.start_next():
                 self.finished = True
                 break

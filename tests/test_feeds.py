@@ -411,3 +411,12 @@ async def test_a_feed_walk_stops_at_its_limit_without_another_request() -> None:
         leads = await walk.collect()
     assert [lead.lead_id for lead in leads] == ["lead-0", "lead-1", "lead-2"]
     assert len(server.bodies) == 2
+
+
+async def test_a_limit_of_zero_sends_nothing() -> None:
+    """limit=0 over ten years of windows: no request, no lead."""
+    server = FeedServer(leads_every(5, 20), list_key="Leads")
+    async with session_for(server) as session:
+        walk = session.leads_modified(DAY - timedelta(days=3650), DAY, limit=0)
+        assert await walk.collect() == []
+    assert server.bodies == []
