@@ -170,7 +170,7 @@ class _FeedWalk(Generic[R]):
         return None
 
     def stop(self) -> None:
-        """End the walk; the page fetched ahead by the query being walked are cancelled."""
+        """End the walk; the pages fetched ahead by the query being walked are cancelled."""
         self.finished = True
         # Dropped, the query's page iterator stops its walk and cancels what it fetched ahead.
         self.inner = None
@@ -226,7 +226,8 @@ class _FeedWalk(Generic[R]):
         elif self.first_count is not None and count is not None and count < self.first_count:
             if not segment.again:
                 # Rows modified out of the window while it was walked moved the rows after
-                # them to earlier pages: some may have been skipped. Once more, sequentially.
+                # them to earlier pages: some may have been skipped. Walk it once more; the
+                # rows already yielded are dropped.
                 self.pending.appendleft(attrs.evolve(segment, root=False, again=True))
         elif limited and self.limit is not None and self.yielded < self.limit:
             # Rows dropped as repeats: the limit needs more of this window.
