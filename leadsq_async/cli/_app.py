@@ -37,6 +37,7 @@ from ._outcomes import (
     stop_advice,
     stop_reason,
 )
+from ._probe import probe
 from ._progress import CrawlCounts, RichDisplay, format_duration, plural
 from ._run import (
     INTERRUPTED_EXIT_CODE,
@@ -598,6 +599,7 @@ def _summary(counts: CrawlCounts, requests: int, elapsed: float, out: Path) -> s
 cli.add_command(emulator)
 cli.add_command(demo)
 cli.add_command(load)
+cli.add_command(probe)
 
 
 # The entry point.
