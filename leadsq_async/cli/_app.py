@@ -50,6 +50,7 @@ from ._run import (
     stderr_is_terminal,
 )
 from ._serve import emulator
+from ._worker import enqueue, worker
 
 __all__ = ["cli", "main"]
 
@@ -598,6 +599,8 @@ def _summary(counts: CrawlCounts, requests: int, elapsed: float, out: Path) -> s
 cli.add_command(emulator)
 cli.add_command(demo)
 cli.add_command(load)
+cli.add_command(worker)
+cli.add_command(enqueue)
 
 
 # The entry point.
