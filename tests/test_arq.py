@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import datetime
 import os
 import re
 import signal
@@ -133,6 +134,7 @@ async def job_context(
     secret_key: str | None = None,
     rate_limit: lsq.RateLimit | list[lsq.RateLimit] | lsq.RateLimiter | None = None,
     job_try: int = 1,
+    enqueue_time: datetime.datetime | None = None,
 ) -> AsyncIterator[dict[str, Any]]:
     """arq's ``ctx`` for one run of a job, as `on_startup` fills it, on the emulator."""
     session = lsq.Session(
@@ -147,6 +149,7 @@ async def job_context(
             RESOURCES: WorkerResources(session, sink),
             "job_id": "test-job",
             "job_try": job_try,
+            "enqueue_time": enqueue_time or datetime.datetime.now(datetime.timezone.utc),
         }
         if redis is not None:
             ctx["redis"] = redis
@@ -202,7 +205,8 @@ def test_job_timeout_fits_every_job_at_once() -> None:
 async def test_a_job_run_twice_writes_its_rows_once(
     lsq_emulator: RunningEmulator, postgres_url: str, schema: str
 ) -> None:
-    """Run twice (its worker died, say), a job leaves each opportunity and activity once."""
+    """Run twice (enqueued again, say), a job leaves each opportunity and activity once;
+    run again after its worker died, it skips the leads it wrote."""
     leads = small_leads(lsq_emulator.data)[:3]
     expected = {
         row["OpportunityId"]: lead
@@ -212,10 +216,16 @@ async def test_a_job_run_twice_writes_its_rows_once(
     activities = {
         row["ProspectActivityId"] for key in expected for row in lsq_emulator.data.activities[key]
     }
+    enqueued = datetime.datetime.now(datetime.timezone.utc) - datetime.timedelta(minutes=1)
     for job_try in (1, 2):
         async with job_context(lsq_emulator, postgres_url, schema, job_try=job_try) as ctx:
             counts = await crawl_leads(ctx, leads, with_activities=True)
-        assert counts == {"leads": 3, "opportunities": len(expected), "failed": 0}
+        assert counts == {"leads": 3, "opportunities": len(expected), "failed": 0, "skipped": 0}
+    sent = lsq_emulator.stats.total
+    rerun = job_context(lsq_emulator, postgres_url, schema, job_try=3, enqueue_time=enqueued)
+    async with rerun as ctx:
+        assert (await crawl_leads(ctx, leads))["skipped"] == 3
+    assert lsq_emulator.stats.total == sent
     stored = rows(postgres_url, f"SELECT opportunity_id, lead_id FROM {schema}.opportunities")
     assert sorted(stored) == sorted(expected.items())
     stored_activities = rows(postgres_url, f"SELECT activity_id FROM {schema}.activities")
