@@ -408,12 +408,14 @@ class WorkerProcess:
         return any(f"{job_id}:crawl_leads ●" in line for line in self.lines)
 
 
-async def start_worker(emulator: RunningEmulator, arguments: list[str]) -> WorkerProcess:
+async def start_worker(
+    emulator: RunningEmulator, arguments: list[str], secret_key: str | None = None
+) -> WorkerProcess:
     environment = {
         **os.environ,
         "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]),
         "LSQ_ACCESS_KEY": emulator.access_key,
-        "LSQ_SECRET_KEY": emulator.secret_key,
+        "LSQ_SECRET_KEY": secret_key or emulator.secret_key,
         "LSQ_HOST": emulator.url,
     }
     process = await asyncio.create_subprocess_exec(
@@ -493,3 +495,34 @@ async def test_three_workers_one_killed(
     )
     assert sum(count for _, count in tries) == BATCH
     assert tries[-1][0] == 2
+
+
+@pytest.mark.slow
+async def test_a_worker_meeting_bad_keys_exits_and_keeps_the_jobs(
+    lsq_emulator: RunningEmulator, queue: ArqRedis, redis_url: str, postgres_url: str, schema: str
+) -> None:
+    """``leadsq-async worker`` with a wrong secret key: it exits with code 1 saying why, the
+    job stays queued, and the queue's stop mark holds the other workers' jobs back."""
+    leads = small_leads(lsq_emulator.data)
+    jobs = await enqueue_crawl(queue, leads, batch=10)
+    name = queue.default_queue_name
+    arguments = [
+        *("--redis", redis_url, "--queue", name, "--postgres", postgres_url),
+        *("--schema", schema, "--rate-limit", "25/0.2", "--limit-key", f"{name}:limit"),
+    ]
+    worker = await start_worker(lsq_emulator, arguments, secret_key="not-the-secret-4711")
+    try:
+        code = await asyncio.wait_for(worker.process.wait(), 60)
+    finally:
+        if worker.process.returncode is None:
+            worker.process.send_signal(signal.SIGKILL)
+            await worker.process.wait()
+        await worker.reader
+        await delete_keys(queue, f"{name}:limit")
+    output = "".join(worker.lines)
+    assert code == 1, output
+    assert f"every crawl job of queue {name} is held back until a worker starts again" in output
+    assert "not-the-secret-4711" not in output
+    assert [job.job_id for job in await queue.queued_jobs()] == jobs
+    assert await queue.exists(stop_key(name))
+    assert 1 <= lsq_emulator.stats.total <= len(leads)
