@@ -15,7 +15,6 @@ from __future__ import annotations
 import asyncio
 import datetime
 from collections.abc import Iterable, Sequence
-from types import TracebackType
 from typing import Any, Protocol, runtime_checkable
 
 import psycopg
@@ -23,6 +22,7 @@ from psycopg import sql
 from psycopg.types.json import Jsonb
 
 from leadsq_async import LeadResult, unstructure
+from leadsq_async._closing import AsyncClosing
 
 __all__ = ["TABLES", "PostgresSink", "Sink"]
 
@@ -64,7 +64,7 @@ class Sink(Protocol):
         """The leads that job ``job_id`` wrote (or recorded as failed) since ``since``."""
 
 
-class PostgresSink:
+class PostgresSink(AsyncClosing):
     """A `Sink` on a PostgreSQL schema; make it with `PostgresSink.connect`.
 
     Args:
@@ -160,17 +160,6 @@ class PostgresSink:
     async def aclose(self) -> None:
         """Close the connection."""
         await self._connection.close()
-
-    async def __aenter__(self) -> PostgresSink:
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        await self.aclose()
 
     async def _replace(
         self,

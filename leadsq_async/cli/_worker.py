@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging.config
 import signal
+import sys
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -238,8 +239,12 @@ def enqueue(leads_file: str, with_activities: bool, batch: int, redis_url: str, 
         from leadsq_async.arq import enqueue_crawl
     except ImportError:
         raise CommandFailed(_NEEDS_ARQ) from None
-    with open_ids(leads_file) as file:
+    file = open_ids(leads_file)
+    try:
         ids = list(dict.fromkeys(lines_to_ids(file, source_of(file))))
+    finally:
+        if file is not sys.stdin:
+            file.close()
 
     async def work() -> list[str]:
         redis = await create_pool(RedisSettings.from_dsn(redis_url), default_queue_name=queue)
