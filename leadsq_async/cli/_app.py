@@ -51,6 +51,7 @@ from ._run import (
     stderr_is_terminal,
 )
 from ._serve import emulator
+from ._worker import enqueue, worker
 
 __all__ = ["cli", "main"]
 
@@ -600,6 +601,8 @@ cli.add_command(emulator)
 cli.add_command(demo)
 cli.add_command(load)
 cli.add_command(probe)
+cli.add_command(worker)
+cli.add_command(enqueue)
 
 
 # The entry point.
