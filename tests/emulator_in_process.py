@@ -1,9 +1,8 @@
-"""The emulator driven in process on the virtual-time loop, for tests that need no socket.
+"""The emulator driven in process, for tests that need no socket.
 
-`virtual_app` builds an `EmulatorApp` whose clock is the running loop's (`now`), so on a
-`VirtualTimeLoop` its rate-limit windows, latency, slow answers and index lag cost no real
-time; `client_of` opens an httpx client that calls it through ``httpx.ASGITransport``.
-Both must be used inside the test's virtual loop (``@virtual``).
+`virtual_app` builds an `EmulatorApp`, whose clock is the running loop's, so under
+``@pytest.mark.looptime`` its rate-limit windows, latency, slow answers and index lag cost no
+real time; `client_of` opens an httpx client that calls it through ``httpx.ASGITransport``.
 """
 
 from __future__ import annotations
@@ -13,7 +12,6 @@ import contextlib
 from collections.abc import AsyncIterator, Mapping
 
 import httpx
-from virtual_time import now
 
 from leadsq_async.testing import (
     DEFAULT_ACCESS_KEY,
@@ -28,9 +26,14 @@ ACTIVITIES = "/v2/OpportunityManagement.svc/GetActivitiesOfOpportunity"
 KEYS = {"x-LSQ-AccessKey": DEFAULT_ACCESS_KEY, "x-LSQ-SecretKey": DEFAULT_SECRET_KEY}
 
 
+def now() -> float:
+    """The running loop's clock (virtual under ``@pytest.mark.looptime``)."""
+    return asyncio.get_running_loop().time()
+
+
 def virtual_app(data: Dataset, config: EmulatorConfig | None = None) -> EmulatorApp:
-    """An app serving ``data`` on the running loop's clock and sleep."""
-    return EmulatorApp(data, config, clock=now, sleep=asyncio.sleep)
+    """An app serving ``data`` (its clock is the running loop's)."""
+    return EmulatorApp(data, config)
 
 
 @contextlib.asynccontextmanager

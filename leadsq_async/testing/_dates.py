@@ -38,7 +38,7 @@ def format_date(seconds: int, style: DateStyle) -> str:
     return plain + ".000" if style == "millis" else plain
 
 
-@functools.lru_cache(maxsize=65536)
+@functools.lru_cache(maxsize=1 << 18)
 def parse_date(text: str) -> float | None:
     """UTC epoch seconds of a date in any of the four formats, or None if it is not one."""
     try:
