@@ -161,7 +161,7 @@ class Dataset:
         types = tuple(OPPORTUNITY_TYPES)[:opportunity_types]
         if len(types) < opportunity_types:
             raise ValueError(f"opportunity_types must be at most {len(types)}")
-        maker = RowMaker(random.Random(seed), types)
+        maker = RowMaker(random.Random(seed), types, random.Random(f"{seed}:types"))
         data = cls(seed=seed)
         lead_sizes = (0, 1, page_size, page_size + 1, thousands)
         for shape, count in zip(OPPORTUNITY_SHAPES, lead_sizes, strict=True):

@@ -52,6 +52,9 @@ ACTIVITY_EVENTS = {
 }
 _DATE_STYLE_WEIGHTS = (6, 2, 2, 1)
 
+# An opportunity type drawn from the seed's stream -> the types with the same custom fields.
+_FAMILIES = {"12001": ("12001", "12003"), "12002": ("12002", "12004"), "12005": ("12005", "12000")}
+
 OPPORTUNITY_SHAPES = ("empty", "one", "page", "page_plus_one", "thousands")
 ACTIVITY_SHAPES = ("empty", "one", "page", "page_plus_one", "hundreds")
 
@@ -60,10 +63,16 @@ class RowMaker:
     """Builds realistic rows from one seeded random source."""
 
     def __init__(
-        self, rng: random.Random, types: tuple[str, ...] = tuple(OPPORTUNITY_TYPES)
+        self,
+        rng: random.Random,
+        types: tuple[str, ...] = tuple(OPPORTUNITY_TYPES),
+        type_rng: random.Random | None = None,
     ) -> None:
         self.rng = rng
         self.types = types
+        # Picks each opportunity's type within the family ``rng`` draws (see opportunity), so
+        # the rest of the rows stay those the same seed always gave.
+        self.type_rng = random.Random(0) if type_rng is None else type_rng
         self.owners = [(self.guid(), name) for name in _OWNER_NAMES]
 
     def guid(self) -> str:
@@ -96,7 +105,9 @@ class RowMaker:
     ) -> Row:
         rng = self.rng
         style = style or self.style()
-        code = rng.choice(self.types)
+        family = rng.choice(tuple(_FAMILIES))
+        kin = [code for code in _FAMILIES[family] if code in self.types]
+        code = self.type_rng.choice(kin or self.types)
         owner_id, owner_name = rng.choice(self.owners)
         row: Row = dict(lead)
         row.update(
