@@ -226,7 +226,7 @@ async def test_a_scripted_day_of_changes_is_walked_back_hour_by_hour(app: Emulat
             found[hour] = set(await lead_ids(client, window)) | await activity_ids(client, window)
     made = {hour: {key for key, at in last_change.items() if at == hour} for hour in range(24)}
     assert found == made
-    assert sum(map(len, found.values())) == len(last_change) > 24
+    assert sum(map(len, found.values())) == len(last_change) >= 18
     assert now() >= 86_400
 
 

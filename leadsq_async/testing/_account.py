@@ -54,6 +54,8 @@ class Account:
         self.data = data
         self.clock = clock
         self.lock = threading.RLock()
+        # The feeds' rows, shaped once per version of a record (see _feeds).
+        self.shapes: dict[tuple[str, str], tuple[Row, Row]] = {}
         data._use_clock(clock.monotonic)
 
     def now(self) -> Any:

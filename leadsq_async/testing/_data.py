@@ -9,7 +9,7 @@ import os
 import random
 import time
 from collections.abc import Callable, Mapping
-from typing import Any, Literal
+from typing import Any, Literal, NamedTuple
 
 import attrs
 
@@ -51,8 +51,7 @@ def _names(value: object, where: str) -> dict[str, str]:
 Kind = Literal["lead", "opportunity", "activity"]
 
 
-@attrs.frozen
-class Record:
+class Record(NamedTuple):
     """One record of the account: its kind, id, row and where it belongs."""
 
     kind: Kind

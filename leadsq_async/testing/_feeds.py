@@ -106,7 +106,9 @@ def _page(
     )
     if selection.sort_column is None:
         selection = attrs.evolve(selection, sort_column="ModifiedOn", descending=False)
-    return selection.select(rows, keep=keep)
+    # Ties in the sort column come in id order.
+    by_id = sorted(rows, key=lambda row: str(row.get(keep[0], "")))
+    return selection.select(by_id, keep=keep, by_created=False)
 
 
 def leads_modified(account: Account, body: Mapping[str, Any], config: EmulatorConfig) -> object:
@@ -125,6 +127,16 @@ def leads_modified(account: Account, body: Mapping[str, Any], config: EmulatorCo
         for row in page
     ]
     return {"RecordCount": count, "Leads": leads}
+
+
+def _shaped(account: Account, name: str, record: Record, shape: Callable[[Record], Row]) -> Row:
+    """``shape(record)``, made once per version of the record's row (rows are replaced, never
+    changed in place, so the row object names its version)."""
+    key = (name, record.id)
+    cached = account.shapes.get(key)
+    if cached is None or cached[0] is not record.row:
+        cached = account.shapes[key] = (record.row, shape(record))
+    return cached[1]
 
 
 def _number(value: object) -> object:
@@ -169,7 +181,11 @@ def activities_modified(
     custom = str(parameter.get("IncludeCustomFields", "0")).strip().casefold() in ("1", "true")
     indexed = account.indexed("activity", config.index_lag)
     records = _in_window(indexed, body, config, "PAModifiedOn")
-    rows = [recent_activity(record, custom_fields=custom) for record in records]
+    name = "recent+custom" if custom else "recent"
+    rows = [
+        _shaped(account, name, record, lambda r: recent_activity(r, custom_fields=custom))
+        for record in records
+    ]
     count, page = _page(rows, body, config, keep=("Id",), cap=config.page_size_cap)
     return {"RecordCount": count, "ProspectActivities": page}
 
@@ -210,7 +226,7 @@ def activities_of_event(
         if str(record.row.get("ActivityEvent")) == wanted
     ]
     records = _in_window(indexed, body, config, "PAModifiedOn")
-    rows = [event_activity(record) for record in records]
+    rows = [_shaped(account, "event", record, event_activity) for record in records]
     if parameter.get("RemoveEmptyValue") in (True, 1, "1", "true", "True"):
         rows = [{k: v for k, v in row.items() if v not in (None, "")} for row in rows]
     count, page = _page(rows, body, config, keep=("ProspectActivityId",), cap=config.page_size_cap)
@@ -312,7 +328,7 @@ def search_opportunities(
     matches = _search_filter(_conditions(body.get("AdvancedSearch")), code, config.search_strict)
     id_key = config.search_id_key
     rows = [
-        searched_opportunity(record, id_key)
+        _shaped(account, id_key, record, lambda r: searched_opportunity(r, id_key))
         for record in account.indexed("opportunity", config.index_lag)
         if str(record.row.get("OpportunityEvent")) == code and matches(record)
     ]
