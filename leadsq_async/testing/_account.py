@@ -4,6 +4,7 @@ stand now or as the index-lagged feeds see them."""
 
 from __future__ import annotations
 
+import datetime as dt
 import random
 import threading
 from collections.abc import Iterator, Mapping
@@ -58,7 +59,7 @@ class Account:
         self.shapes: dict[tuple[str, str], tuple[Row, Row]] = {}
         data._use_clock(clock.monotonic)
 
-    def now(self) -> Any:
+    def now(self) -> dt.datetime:
         """The emulator's now, an aware UTC datetime (it moves with the serving loop's time)."""
         return self.clock.now()
 

@@ -1,12 +1,9 @@
-"""The emulator's admin route, ``/_emulator/account``: change the account over HTTP, as
-``EmulatorApp.account`` does in Python, from a test that has only the server's URL.
-
-``POST /_emulator/account`` with a JSON body ``{"action": ..., <its arguments>, "fields": {...}}``
-calls the ``Account`` method of that name (``add_lead``, ``add_opportunity``, ``add_activity``,
-``modify_lead``, ``modify_opportunity``, ``modify_activity``, ``delete_lead``,
-``delete_opportunity``, ``delete_activity``) and answers ``{"now": ..., "row": ...}``.
-``GET`` answers the emulator's now and the account's counts. Both need the account's keys, as
-the API does; neither counts against the rate limits or in the statistics.
+"""The emulator's admin route, ``/_emulator/account``: a test that has only the server's URL
+changes the account over HTTP, as ``EmulatorApp.account`` does in Python. ``POST`` a JSON
+body ``{"action": <an Account method's name>, <its arguments>, "fields": {...}}`` to call
+it, answered ``{"now": ..., "row": ...}``; ``GET`` answers the emulator's now and the
+account's counts. Both need the account's keys; neither counts against the rate limits or in
+the statistics.
 """
 
 from __future__ import annotations

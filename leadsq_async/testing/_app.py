@@ -1,10 +1,9 @@
-"""The emulator as a plain ASGI application: routing, keys, rate limits, faults, latency.
-
-One request goes: inbound half of the latency -> route (404, 405) -> keys (401) -> region
-(401) -> rate limits (429 or 200 envelope) -> fault draw -> body, parameters and data (400,
-500 envelope, the bare 500 of a window too large, or the page) -> "slow" delay -> outbound
-half of the latency -> answer, dropped or truncated. The admin route (``_admin``) only checks
-the keys.
+"""The emulator as a plain ASGI application: routing, keys, rate limits, faults, latency. A
+request goes: inbound half of the latency -> route (404, 405) -> keys (401) -> region (401)
+-> rate limits (429 or 200 envelope) -> fault draw -> body, parameters and data (400, 500
+envelope, the bare 500 of a window too large, or the page) -> "slow" delay -> outbound half
+of the latency -> answer, dropped or truncated; the admin route (``_admin``) only checks the
+keys.
 """
 
 from __future__ import annotations
@@ -130,6 +129,7 @@ class EmulatorApp:
         with self._lock, self.account.lock:
             self.config.update_from(self._initial_config)
             self.data.restore(self._initial_data)
+            self.account.shapes.clear()
             self._windows.clear()
             self._reseed(self.config.fault_seed)
         self.stats.reset()

@@ -1,12 +1,6 @@
-"""The emulator's one clock: monotonic time is the serving event loop's, wall time moves with it.
-
-Monotonic time (rate-limit windows, index lag) is ``loop.time()`` of the loop that serves the
-app, so on a virtual-time loop (the ``looptime`` pytest plugin) a day costs nothing. Wall time
-("now", which ``ModifiedOn`` takes on a change) is the real UTC time read once when the clock
-is made, plus the monotonic time elapsed since: it moves with the loop, virtual or real. Before
-a loop serves the app, the clock reads the running loop of the calling thread, or
-``time.monotonic`` when there is none; when the serving loop changes, the time carries on from
-where it was, so it never goes back.
+"""The emulator's one clock: monotonic time is the serving event loop's (virtual under
+``looptime``), and its wall time, which a change stamps on ``ModifiedOn``, is the real UTC time
+read when the clock was made plus the monotonic time elapsed since (see ``EmulatorClock``).
 """
 
 from __future__ import annotations
@@ -25,7 +19,16 @@ def _running_loop() -> asyncio.AbstractEventLoop | None:
 
 
 class EmulatorClock:
-    """Monotonic and wall time for one emulator, safe to read from any thread."""
+    """Monotonic and wall time for one emulator, safe to read from any thread.
+
+    Monotonic time (rate-limit windows, index lag) is ``loop.time()`` of the loop that serves
+    the app, so on a virtual-time loop (the ``looptime`` pytest plugin) a day costs nothing.
+    Wall time (``now``) is the real UTC time read once when the clock is made, plus the
+    monotonic time elapsed since: it moves with the loop, virtual or real. Before a loop serves
+    the app, the clock reads the running loop of the calling thread, or ``time.monotonic`` when
+    there is none; when the serving loop changes, the time carries on from where it was, so it
+    never goes back.
+    """
 
     def __init__(self) -> None:
         self._lock = threading.Lock()

@@ -1,8 +1,7 @@
-"""The four date formats LeadSquared was seen to send, written and read back as UTC seconds.
-
-The emulator keeps this apart from the client's ``leadsq_async._dates`` on purpose: it must
-order rows by their real time on its own, so that a mistake in the client's parser shows up
-against it instead of being mirrored by it.
+"""The four date formats LeadSquared was seen to send, written and read back as UTC seconds;
+kept apart from the client's ``leadsq_async._dates`` on purpose, so that the emulator orders
+rows by their real time on its own and a mistake in the client's parser shows up against it
+instead of being mirrored by it.
 """
 
 from __future__ import annotations

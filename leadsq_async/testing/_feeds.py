@@ -1,10 +1,8 @@
-"""The account-wide endpoints: the leads and activities modified in a window, the opportunities
-of one type by search, and opportunities by id, each shaped as LeadSquared's samples show.
-
-Each handler takes the account, the request's JSON body and the config, and returns the
-answer's payload, or raises ``ApiError`` (the 500 envelope) or ``WindowTooLarge`` (the bare
-500 a window over ``EmulatorConfig.window_row_limit`` rows gets). The feeds read the account
-through its index, ``EmulatorConfig.index_lag`` seconds behind; by-id reads are current.
+"""The account-wide endpoints, shaped as LeadSquared's samples show: the leads and activities
+modified in a window, the opportunities of one type by search, and opportunities by id. Each
+handler takes the account, the request's JSON body and the config and returns the answer's
+payload, or raises ``ApiError`` (the 500 envelope) or ``WindowTooLarge`` (the bare 500); the
+feeds read the account ``EmulatorConfig.index_lag`` seconds behind, by-id reads as it is.
 """
 
 from __future__ import annotations

@@ -1,8 +1,7 @@
-"""Realistic LeadSquared rows from a seeded random source.
-
-Shaped like the rows of the two endpoint pages: numbers as strings, "0"/"1" flags, null and
-"", custom keys that depend on the opportunity type or activity event, unicode names, a JSON
-object inside a string, and dates in each of the four formats.
+"""Realistic LeadSquared rows from a seeded random source, shaped like the documented samples:
+numbers as strings, "0"/"1" flags, null and "", custom keys that depend on the opportunity
+type or activity event, unicode names, a JSON object inside a string, and dates in each of
+the four formats.
 """
 
 from __future__ import annotations
