@@ -204,7 +204,8 @@ async def test_a_scripted_day_of_changes_is_walked_back_hour_by_hour(app: Emulat
     account = app.account
     app.config.rate_limit_calls = 100
     start = account.now().replace(microsecond=0) + dt.timedelta(seconds=1)
-    await asyncio.sleep((start - account.now()).total_seconds())
+    # Each change lands 10 minutes into its third of an hour, clear of the windows' edges.
+    await asyncio.sleep((start - account.now()).total_seconds() + 600)
     leads = list(DATA.opportunities)
     activities = [
         row["ProspectActivityId"] for rows in DATA.lead_activities.values() for row in rows
