@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 from collections.abc import AsyncIterator, Mapping
+from typing import Any
 
 import httpx
 
@@ -23,6 +25,13 @@ from leadsq_async.testing import (
 
 OPPORTUNITIES = "/v2/OpportunityManagement.svc/GetOpportunitiesOfLead"
 ACTIVITIES = "/v2/OpportunityManagement.svc/GetActivitiesOfOpportunity"
+LEADS = "/v2/LeadManagement.svc/Leads.RecentlyModified"
+RECENT = "/v2/ProspectActivity.svc/RetrieveRecentlyModified"
+BY_EVENT = "/v2/ProspectActivity.svc/CustomActivity/RetrieveByActivityEvent"
+SEARCH = "/v2/OpportunityManagement.svc/Retrieve/BySearchParameter"
+BY_IDS = "/v2/OpportunityManagement.svc/GetOpportunitiesById"
+ALL_TIME = {"FromDate": "2000-01-01 00:00:00", "ToDate": "2099-12-31 23:59:59"}
+EVERYTHING = {"PageIndex": 1, "PageSize": 1000}
 KEYS = {"x-LSQ-AccessKey": DEFAULT_ACCESS_KEY, "x-LSQ-SecretKey": DEFAULT_SECRET_KEY}
 
 
@@ -46,3 +55,27 @@ async def client_of(
         transport=transport, base_url="http://emulator", headers=headers
     ) as client:
         yield client
+
+
+def condition(code: object, lso: str = "ActivityEvent", operator: str = "eq") -> str:
+    """An AdvancedSearch string with one row condition, as the documented sample writes it."""
+    row = {"SubConOp": "And", "LSO": lso, "LSO_Type": "PAEvent", "Operator": operator}
+    search = {
+        "GrpConOp": "And",
+        "Conditions": [
+            {"Type": "Activity", "ConOp": "and", "RowCondition": [{**row, "RSO": code}]}
+        ],
+        "QueryTimeZone": "India Standard Time",
+    }
+    return json.dumps(search)
+
+
+def search_body(code: str, **rest: Any) -> dict[str, Any]:
+    """A search for every opportunity of type ``code``, most recent change first."""
+    return {
+        "OpportunityEventCode": int(code),
+        "AdvancedSearch": condition(code),
+        "Paging": EVERYTHING,
+        "Sorting": {"ColumnName": "ModifiedOn", "Direction": 1},
+        **rest,
+    }

@@ -11,7 +11,19 @@ from typing import Any
 
 import httpx
 import pytest
-from emulator_in_process import ACTIVITIES, OPPORTUNITIES, client_of, now, virtual_app
+from emulator_in_process import (
+    ACTIVITIES,
+    ALL_TIME,
+    EVERYTHING,
+    LEADS,
+    OPPORTUNITIES,
+    RECENT,
+    SEARCH,
+    client_of,
+    now,
+    search_body,
+    virtual_app,
+)
 
 from leadsq_async.testing import (
     Dataset,
@@ -20,12 +32,7 @@ from leadsq_async.testing import (
     UnknownRecordError,
 )
 
-LEADS = "/v2/LeadManagement.svc/Leads.RecentlyModified"
-RECENT = "/v2/ProspectActivity.svc/RetrieveRecentlyModified"
-SEARCH = "/v2/OpportunityManagement.svc/Retrieve/BySearchParameter"
 ADMIN = "/_emulator/account"
-ALL_TIME = {"FromDate": "2000-01-01 00:00:00", "ToDate": "2099-12-31 23:59:59"}
-EVERYTHING = {"PageIndex": 1, "PageSize": 1000}
 DATA = Dataset.generate(seed=9, thousands=30, hundreds=30, other_leads=12)
 
 
@@ -37,19 +44,6 @@ def app() -> EmulatorApp:
 
 def utc(when: dt.datetime) -> str:
     return f"{when:%Y-%m-%d %H:%M:%S}"
-
-
-def search(code: str) -> dict[str, Any]:
-    condition = (
-        '{"GrpConOp":"And","Conditions":[{"Type":"Activity","ConOp":"and","RowCondition":'
-        f'[{{"SubConOp":"And","LSO":"ActivityEvent","LSO_Type":"PAEvent","Operator":"eq","RSO":"{code}"}}]}}]}}'
-    )
-    return {
-        "OpportunityEventCode": int(code),
-        "AdvancedSearch": condition,
-        "Paging": EVERYTHING,
-        "Sorting": {"ColumnName": "ModifiedOn", "Direction": 1},
-    }
 
 
 async def lead_ids(client: httpx.AsyncClient, window: dict[str, str] = ALL_TIME) -> list[str]:
@@ -68,7 +62,7 @@ async def activity_ids(client: httpx.AsyncClient, window: dict[str, str] = ALL_T
 
 
 async def searched(client: httpx.AsyncClient, code: str) -> dict[str, dict[str, Any]]:
-    response = await client.post(SEARCH, json=search(code))
+    response = await client.post(SEARCH, json=search_body(code))
     assert response.status_code == 200, response.text
     return {row["ProspectActivityId"]: row for row in response.json()["List"]}
 

@@ -10,17 +10,23 @@ from typing import Any
 
 import httpx
 import pytest
-from emulator_in_process import OPPORTUNITIES, client_of, virtual_app
+from emulator_in_process import (
+    ALL_TIME,
+    BY_EVENT,
+    BY_IDS,
+    EVERYTHING,
+    LEADS,
+    OPPORTUNITIES,
+    RECENT,
+    SEARCH,
+    client_of,
+    condition,
+    search_body,
+    virtual_app,
+)
 
 from leadsq_async.testing import Dataset, EmulatorApp
 
-LEADS = "/v2/LeadManagement.svc/Leads.RecentlyModified"
-RECENT = "/v2/ProspectActivity.svc/RetrieveRecentlyModified"
-BY_EVENT = "/v2/ProspectActivity.svc/CustomActivity/RetrieveByActivityEvent"
-SEARCH = "/v2/OpportunityManagement.svc/Retrieve/BySearchParameter"
-BY_IDS = "/v2/OpportunityManagement.svc/GetOpportunitiesById"
-ALL_TIME = {"FromDate": "2000-01-01 00:00:00", "ToDate": "2099-12-31 23:59:59"}
-EVERYTHING = {"PageIndex": 1, "PageSize": 1000}
 DATA = Dataset.generate(seed=3, thousands=40, hundreds=30, other_leads=12)
 
 
@@ -28,29 +34,6 @@ DATA = Dataset.generate(seed=3, thousands=40, hundreds=30, other_leads=12)
 def app() -> EmulatorApp:
     """An app of its own for each test, serving a small account."""
     return virtual_app(DATA.copy())
-
-
-def condition(code: object, lso: str = "ActivityEvent", operator: str = "eq") -> str:
-    """An AdvancedSearch string with one row condition, as the documented sample writes it."""
-    row = {"SubConOp": "And", "LSO": lso, "LSO_Type": "PAEvent", "Operator": operator}
-    search = {
-        "GrpConOp": "And",
-        "Conditions": [
-            {"Type": "Activity", "ConOp": "and", "RowCondition": [{**row, "RSO": code}]}
-        ],
-        "QueryTimeZone": "India Standard Time",
-    }
-    return json.dumps(search)
-
-
-def search_body(code: str, **rest: Any) -> dict[str, Any]:
-    return {
-        "OpportunityEventCode": int(code),
-        "AdvancedSearch": condition(code),
-        "Paging": EVERYTHING,
-        "Sorting": {"ColumnName": "ModifiedOn", "Direction": 1},
-        **rest,
-    }
 
 
 def ok(response: httpx.Response) -> Any:
