@@ -8,7 +8,7 @@ from typing import Any, Literal
 
 import httpx
 import pytest
-from emulator_in_process import KEYS, client_of, now, virtual_app
+from emulator_in_process import KEYS, client_of, virtual_app
 
 import leadsq_async as lsq
 from leadsq_async.testing import (
@@ -70,7 +70,6 @@ def session_on(client: httpx.AsyncClient, **kwargs: Any) -> lsq.Session:
         DEFAULT_SECRET_KEY,
         host="http://127.0.0.1:9",
         client=client,
-        clock=now,
         **kwargs,
     )
 
