@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import threading
+from collections.abc import Callable
 from typing import Any
 
 import httpx
@@ -309,3 +310,48 @@ def test_the_admin_route_changes_the_account(lsq_emulator: RunningEmulator) -> N
         key: counts[key] for key in ("leads", "opportunities", "activities")
     }
     assert lsq_emulator.stats.total == 1  # the one GetOpportunitiesOfLead call
+
+
+def test_changes_to_unknown_records_or_ids_are_refused() -> None:
+    """An unknown id raises UnknownRecordError (a KeyError); changing an id, or an activity
+    with neither lead nor opportunity, raises ValueError; nothing is changed."""
+    app = EmulatorApp(DATA.copy())
+    account = app.account
+    lead = DATA.leads_by_shape["one"]
+    opportunity = DATA.opportunities[lead][0]["OpportunityId"]
+    for change in (
+        lambda: account.modify_opportunity("no-such-id", Status="Won"),
+        lambda: account.modify_activity("no-such-id"),
+        lambda: account.add_opportunity("no-such-lead"),
+        lambda: account.delete_opportunity("no-such-id"),
+    ):
+        with pytest.raises(UnknownRecordError):
+            change()
+    refusals: list[tuple[Callable[[], object], str]] = [
+        (lambda: account.modify_opportunity(opportunity, OpportunityId="x"), "cannot change"),
+        (lambda: account.modify_lead(lead, ProspectID="other"), "cannot change"),
+        (account.add_activity, "needs a lead_id or an opportunity_id"),
+        (
+            lambda: account.add_activity(DATA.leads_by_shape["page"], opportunity_id=opportunity),
+            "is not lead",
+        ),
+        (lambda: account.add_lead(lead), "already exists"),
+    ]
+    for refused, match in refusals:
+        with pytest.raises(ValueError, match=match):
+            refused()
+    assert app.data.to_dict() == DATA.to_dict()
+
+
+def test_deleting_an_opportunity_deletes_its_activities_only() -> None:
+    """delete_opportunity takes its activities with it and leaves its lead and the lead's
+    other opportunities."""
+    app = EmulatorApp(DATA.copy())
+    lead = DATA.leads_by_shape["page"]
+    first, second = DATA.opportunities[lead][:2]
+    app.account.delete_opportunity(first["OpportunityId"])
+    assert first["OpportunityId"] not in app.data.activities
+    assert second["OpportunityId"] in app.data.activities
+    assert [row["OpportunityId"] for row in app.data.opportunities[lead]] == [
+        row["OpportunityId"] for row in DATA.opportunities[lead][1:]
+    ]
