@@ -401,3 +401,30 @@ async def test_the_statistics_count_each_endpoint(app: EmulatorApp) -> None:
     summary = app.stats.summary()
     assert summary.splitlines()[0].startswith("4 requests, 3 accepted, 1 refused")
     assert "  ProspectActivity.svc/RetrieveRecentlyModified: 2 requests, 1 refused" in summary
+
+
+@pytest.mark.looptime
+async def test_the_accounts_snapshots_are_what_the_feeds_serve(app: EmulatorApp) -> None:
+    """account.leads(), opportunities(code) and activities(code) give the rows the leads feed,
+    the search and RetrieveByActivityEvent serve over all time, field by field."""
+    app.account.modify_opportunity(next(iter(opportunities_of_type(DATA, "12005"))), Status="Won")
+    by_event = {"Parameter": {**ALL_TIME, "ActivityEvent": "201"}, "Paging": EVERYTHING}
+    async with client_of(app) as client:
+        leads = ok(await client.post(LEADS, json={"Parameter": ALL_TIME, "Paging": EVERYTHING}))
+        searched = ok(await client.post(SEARCH, json=search_body("12005")))["List"]
+        activities = ok(await client.post(BY_EVENT, json=by_event))["List"]
+
+    def by(key: str, rows: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+        return {row[key]: row for row in rows}
+
+    flat = [
+        {pair["Attribute"]: pair["Value"] for pair in lead["LeadPropertyList"]}
+        for lead in leads["Leads"]
+    ]
+    assert by("ProspectID", app.account.leads()) == by("ProspectID", flat)
+    assert by("ProspectActivityId", app.account.opportunities(12005)) == by(
+        "ProspectActivityId", searched
+    )
+    assert by("ProspectActivityId", app.account.activities("201")) == by(
+        "ProspectActivityId", activities
+    )

@@ -14,13 +14,12 @@ from leadsq_async.testing._clock import EmulatorClock
 from leadsq_async.testing._data import Dataset, Kind, Record
 from leadsq_async.testing._dates import format_date
 from leadsq_async.testing._rows import (
-    ACTIVITY_EVENTS,
-    OPPORTUNITY_TYPES,
     Row,
     RowMaker,
     lead_part,
     lead_record,
 )
+from leadsq_async.testing._shapes import event_activity, searched_opportunity
 
 # The keys a change may not set: ids, and where a record belongs.
 _FIXED = {
@@ -265,8 +264,38 @@ class Account:
 
     # Reading
 
+    def leads(self) -> list[Row]:
+        """Every lead as it stands now, as Leads.RecentlyModified flattens it."""
+        with self.lock:
+            return [dict(record.row) for record in self.records("lead")]
+
+    def opportunities(self, event_code: str | int | None = None) -> list[Row]:
+        """Every opportunity (of type ``event_code``, if given) as it stands now, as the search
+        sends it (its id under ``ProspectActivityId``)."""
+        with self.lock:
+            records = list(self.records("opportunity"))
+        code = None if event_code is None else str(event_code)
+        return [
+            searched_opportunity(record, "ProspectActivityId")
+            for record in records
+            if code is None or str(record.row.get("OpportunityEvent")) == code
+        ]
+
+    def activities(self, event_code: str | int | None = None) -> list[Row]:
+        """Every activity (of event ``event_code``, if given) as it stands now, as
+        RetrieveByActivityEvent sends it."""
+        with self.lock:
+            records = list(self.records("activity"))
+        code = None if event_code is None else str(event_code)
+        return [
+            event_activity(record)
+            for record in records
+            if code is None or str(record.row.get("ActivityEvent")) == code
+        ]
+
     def records(self, kind: Kind) -> Iterator[Record]:
-        """Every record of ``kind`` as it stands now (hold ``lock`` while iterating)."""
+        """Every record of ``kind`` as it stands now, its row as the per-lead endpoints store
+        it (hold ``lock`` while iterating)."""
         data = self.data
         if kind == "lead":
             for lead_id in data.opportunities:
@@ -342,6 +371,3 @@ def _check_fields(kind: Kind, fields: Mapping[str, Any]) -> None:
     fixed = _FIXED[kind] & set(fields)
     if fixed:
         raise ValueError(f"a {kind}'s {', '.join(sorted(fixed))} cannot change")
-
-
-__all__ = ["ACTIVITY_EVENTS", "OPPORTUNITY_TYPES", "Account", "UnknownRecordError"]

@@ -18,16 +18,20 @@ import attrs
 from leadsq_async.testing._account import Account
 from leadsq_async.testing._config import EmulatorConfig
 from leadsq_async.testing._data import Record
-from leadsq_async.testing._dates import DateStyle, format_date, parse_date
+from leadsq_async.testing._dates import parse_date
 from leadsq_async.testing._query import INVALID_INPUT, ApiError, ListQuery
-from leadsq_async.testing._rows import ACTIVITY_EVENTS, Row
+from leadsq_async.testing._rows import Row
+from leadsq_async.testing._shapes import (
+    event_activity,
+    recent_activity,
+    searched_opportunity,
+    shaped,
+)
 
 # Parameter.FromDate and ToDate: UTC, to the second.
 _UTC_SECOND = re.compile(r"\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2}")
 _MOST_IDS = 2000
 SEARCH_MISMATCH = "AdvancedSearch criteria does not match ActivityEvent passed"
-# The per-lead row keys an opportunity's search row leaves out (its dates are renamed).
-_NOT_IN_SEARCH = frozenset({"PACreatedOn", "PAModifiedOn", "Total", "OpportunityId"})
 
 
 class WindowTooLarge(Exception):
@@ -66,12 +70,6 @@ def _parameter(body: Mapping[str, Any]) -> Mapping[str, Any]:
 def _when(value: object) -> float:
     when = parse_date(value) if isinstance(value, str) else None
     return -math.inf if when is None else when
-
-
-def _plain(value: object) -> object:
-    """A stored date as the feeds send it, UTC ``YYYY-MM-DD HH:MM:SS`` (others as stored)."""
-    when = parse_date(value) if isinstance(value, str) else None
-    return value if when is None else format_date(int(when), "plain")
 
 
 def _in_window(
@@ -127,49 +125,6 @@ def leads_modified(account: Account, body: Mapping[str, Any], config: EmulatorCo
     return {"RecordCount": count, "Leads": leads}
 
 
-def _shaped(account: Account, name: str, record: Record, shape: Callable[[Record], Row]) -> Row:
-    """``shape(record)``, made once per version of the record's row (rows are replaced, never
-    changed in place, so the row object names its version)."""
-    key = (name, record.id)
-    cached = account.shapes.get(key)
-    if cached is None or cached[0] is not record.row:
-        cached = account.shapes[key] = (record.row, shape(record))
-    return cached[1]
-
-
-def _number(value: object) -> object:
-    text = str(value).strip() if value is not None else ""
-    return int(text) if text.isdigit() else value
-
-
-def _custom(row: Row) -> Row:
-    return {key: value for key, value in row.items() if key.startswith("mx_")}
-
-
-def recent_activity(record: Record, *, custom_fields: bool) -> Row:
-    """An activity as ``RetrieveRecentlyModified`` sends it."""
-    row = record.row
-    code = _number(row.get("ActivityEvent"))
-    served: Row = {
-        "Id": record.id,
-        "EventCode": code,
-        "EventName": ACTIVITY_EVENTS.get(str(code), ""),
-        "ActivityScore": _number(row.get("Score") or 0),
-        "CreatedOn": _plain(row.get("PACreatedOn")),
-        "ModifiedOn": _plain(row.get("PAModifiedOn")),
-        "ActivityType": _number(row.get("ActivityType")),
-        "Type": "Inbound",
-        "IsEmailType": False,
-        "SessionId": record.id,
-        "RelatedProspectId": record.lead_id,
-        "Note": row.get("ActivityEvent_Note"),
-        "Status": row.get("Status"),
-    }
-    if custom_fields:
-        served.update(_custom(row))
-    return served
-
-
 def activities_modified(
     account: Account, body: Mapping[str, Any], config: EmulatorConfig
 ) -> object:
@@ -181,32 +136,11 @@ def activities_modified(
     records = _in_window(indexed, body, config, "PAModifiedOn")
     name = "recent+custom" if custom else "recent"
     rows = [
-        _shaped(account, name, record, lambda r: recent_activity(r, custom_fields=custom))
+        shaped(account.shapes, name, record, lambda r: recent_activity(r, custom_fields=custom))
         for record in records
     ]
     count, page = _page(rows, body, config, keep=("Id",), cap=config.page_size_cap)
     return {"RecordCount": count, "ProspectActivities": page}
-
-
-def event_activity(record: Record) -> Row:
-    """An activity as ``CustomActivity/RetrieveByActivityEvent`` sends it (all text)."""
-    row = record.row
-    served: Row = {
-        "ProspectActivityId": record.id,
-        "RelatedProspectId": record.lead_id,
-        "ActivityType": row.get("ActivityType"),
-        "ActivityEvent": row.get("ActivityEvent"),
-        "Status": row.get("Status"),
-        "ActivityEvent_Note": row.get("ActivityEvent_Note"),
-        "Score": row.get("Score"),
-    }
-    served.update(_custom(row))
-    served.update(
-        CreatedOn=_plain(row.get("PACreatedOn")),
-        CreatedByName=row.get("PACreatedByName"),
-        ModifiedOn=_plain(row.get("PAModifiedOn")),
-    )
-    return served
 
 
 def activities_of_event(
@@ -224,22 +158,11 @@ def activities_of_event(
         if str(record.row.get("ActivityEvent")) == wanted
     ]
     records = _in_window(indexed, body, config, "PAModifiedOn")
-    rows = [_shaped(account, "event", record, event_activity) for record in records]
+    rows = [shaped(account.shapes, "event", record, event_activity) for record in records]
     if parameter.get("RemoveEmptyValue") in (True, 1, "1", "true", "True"):
         rows = [{k: v for k, v in row.items() if v not in (None, "")} for row in rows]
     count, page = _page(rows, body, config, keep=("ProspectActivityId",), cap=config.page_size_cap)
     return {"RecordCount": count, "List": page}
-
-
-def searched_opportunity(record: Record, id_key: str, date_style: DateStyle = "plain") -> Row:
-    """An opportunity as the search (or, in US dates, GetOpportunitiesById) sends it."""
-    served: Row = {id_key: record.id, "RelatedProspectId": record.lead_id}
-    served.update((k, v) for k, v in record.row.items() if k not in _NOT_IN_SEARCH)
-    for key, stored in (("CreatedOn", "PACreatedOn"), ("ModifiedOn", "PAModifiedOn")):
-        value = record.row.get(stored)
-        when = parse_date(value) if isinstance(value, str) else None
-        served[key] = value if when is None else format_date(int(when), date_style)
-    return served
 
 
 _DATE_OPERATORS: dict[str, Callable[[float, float], bool]] = {
@@ -326,7 +249,7 @@ def search_opportunities(
     matches = _search_filter(_conditions(body.get("AdvancedSearch")), code, config.search_strict)
     id_key = config.search_id_key
     rows = [
-        _shaped(account, id_key, record, lambda r: searched_opportunity(r, id_key))
+        shaped(account.shapes, id_key, record, lambda r: searched_opportunity(r, id_key))
         for record in account.indexed("opportunity", config.index_lag)
         if str(record.row.get("OpportunityEvent")) == code and matches(record)
     ]
