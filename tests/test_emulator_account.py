@@ -328,8 +328,9 @@ def test_changes_to_unknown_records_or_ids_are_refused() -> None:
         with pytest.raises(UnknownRecordError):
             change()
     refusals: list[tuple[Callable[[], object], str]] = [
-        (lambda: account.modify_opportunity(opportunity, OpportunityId="x"), "cannot change"),
-        (lambda: account.modify_lead(lead, ProspectID="other"), "cannot change"),
+        (lambda: account.modify_opportunity(opportunity, OpportunityId="x"), "cannot be set"),
+        (lambda: account.modify_lead(lead, ProspectID="other"), "cannot be set"),
+        (lambda: account.add_opportunity(lead, OpportunityId="x"), "cannot be set"),
         (account.add_activity, "needs a lead_id or an opportunity_id"),
         (
             lambda: account.add_activity(DATA.leads_by_shape["page"], opportunity_id=opportunity),

@@ -76,8 +76,9 @@ class Account:
         as Leads.RecentlyModified serves it.
 
         Raises:
-            ValueError: ``lead_id`` is already a lead.
+            ValueError: ``lead_id`` is already a lead, or ``fields`` sets the id.
         """
+        _check_fields("lead", fields)
         with self.lock:
             maker = self._maker()
             lead = maker.lead(lead_id)
@@ -100,7 +101,9 @@ class Account:
 
         Raises:
             UnknownRecordError: no such lead.
+            ValueError: ``fields`` sets its id or its lead.
         """
+        _check_fields("opportunity", fields)
         with self.lock:
             rows = self._lead_rows(lead_id)
             maker = self._maker()
@@ -127,8 +130,10 @@ class Account:
 
         Raises:
             UnknownRecordError: no such lead or opportunity.
-            ValueError: neither is given, or the opportunity is not the lead's.
+            ValueError: neither is given, the opportunity is not the lead's, or ``fields`` sets
+                its id or its lead.
         """
+        _check_fields("activity", fields)
         with self.lock:
             opportunity = None
             if opportunity_id is not None:
@@ -370,4 +375,4 @@ class Account:
 def _check_fields(kind: Kind, fields: Mapping[str, Any]) -> None:
     fixed = _FIXED[kind] & set(fields)
     if fixed:
-        raise ValueError(f"a {kind}'s {', '.join(sorted(fixed))} cannot change")
+        raise ValueError(f"the {kind}'s {', '.join(sorted(fixed))} cannot be set")
