@@ -356,3 +356,20 @@ def test_deleting_an_opportunity_deletes_its_activities_only() -> None:
     assert [row["OpportunityId"] for row in app.data.opportunities[lead]] == [
         row["OpportunityId"] for row in DATA.opportunities[lead][1:]
     ]
+
+
+def test_the_clock_carries_on_from_loop_to_loop() -> None:
+    """Served by one event loop, then another, then none, the emulator's time never goes back,
+    and its now stays the real time."""
+    app = EmulatorApp(Dataset(opportunities={"lead-1": []}))
+
+    async def served() -> float:
+        app.clock.serve_on(asyncio.get_running_loop())
+        await asyncio.sleep(0.01)
+        return app.clock.monotonic()
+
+    readings = [app.clock.monotonic(), asyncio.run(served()), asyncio.run(served())]
+    readings.append(app.clock.monotonic())
+    assert readings == sorted(readings)
+    assert readings[-1] - readings[0] >= 0.02
+    assert abs(app.account.now() - dt.datetime.now(dt.timezone.utc)) < dt.timedelta(seconds=5)

@@ -12,7 +12,6 @@ from typing import Any
 
 from leadsq_async.testing._clock import EmulatorClock
 from leadsq_async.testing._data import Dataset, Kind, Record
-from leadsq_async.testing._dates import format_date
 from leadsq_async.testing._rows import (
     Row,
     RowMaker,
@@ -63,7 +62,8 @@ class Account:
         return self.clock.now()
 
     def _stamp(self) -> str:
-        return format_date(int(self.clock.wall()), "plain")
+        """Now as the API writes a date, UTC to the second (the second ``now()`` is in)."""
+        return f"{self.clock.now():%Y-%m-%d %H:%M:%S}"
 
     def _maker(self) -> RowMaker:
         self.data._added += 1

@@ -13,7 +13,6 @@ from typing import Any
 
 from leadsq_async.testing._account import Account, UnknownRecordError
 from leadsq_async.testing._answers import Answer, json_answer
-from leadsq_async.testing._dates import format_date
 
 ADMIN_PATH = "/_emulator/account"
 ACTIONS: dict[str, tuple[str, ...]] = {
@@ -35,7 +34,7 @@ def _failure(status: int, message: str) -> Answer:
 
 
 def _now(account: Account) -> str:
-    return format_date(int(account.clock.wall()), "plain")
+    return f"{account.now():%Y-%m-%d %H:%M:%S}"
 
 
 def admin(account: Account, method: str, raw: bytes) -> Answer:
