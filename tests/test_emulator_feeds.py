@@ -25,7 +25,7 @@ from emulator_in_process import (
     virtual_app,
 )
 
-from leadsq_async.testing import Dataset, EmulatorApp
+from leadsq_async.testing import Dataset, EmulatorApp, RunningEmulator
 
 DATA = Dataset.generate(seed=3, thousands=40, hundreds=30, other_leads=12)
 
@@ -428,3 +428,29 @@ async def test_the_accounts_snapshots_are_what_the_feeds_serve(app: EmulatorApp)
     assert by("ProspectActivityId", app.account.activities("201")) == by(
         "ProspectActivityId", activities
     )
+
+
+def test_the_feeds_over_a_socket(
+    lsq_emulator: RunningEmulator, emulator_client: httpx.Client
+) -> None:
+    """Over real loopback, with an hour's index_lag, an opportunity added now is absent from
+    its type's search and present in GetOpportunitiesById; with no lag, the search has it."""
+    lsq_emulator.config.index_lag = 3600.0
+    lead = lsq_emulator.data.leads_by_shape["one"]
+    added = lsq_emulator.account.add_opportunity(lead, "12003")
+    searched = emulator_client.post(SEARCH, json=search_body("12003")).json()["List"]
+    by_id = emulator_client.post(
+        BY_IDS,
+        json={
+            "SearchParameters": [
+                {"EventCode": "12003", "ProspectActivityId": [added["OpportunityId"]]}
+            ]
+        },
+    ).json()
+    assert added["OpportunityId"] not in {row["ProspectActivityId"] for row in searched}
+    assert [row["ProspectActivityId"] for row in by_id[0]["Opportunities"]] == [
+        added["OpportunityId"]
+    ]
+    lsq_emulator.config.index_lag = 0.0
+    searched = emulator_client.post(SEARCH, json=search_body("12003")).json()["List"]
+    assert added["OpportunityId"] in {row["ProspectActivityId"] for row in searched}
