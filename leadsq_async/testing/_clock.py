@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import math
 import threading
 import time
 
@@ -26,14 +27,16 @@ class EmulatorClock:
     Wall time (``now``) is the real UTC time read once when the clock is made, plus the
     monotonic time elapsed since: it moves with the loop, virtual or real. Before a loop serves
     the app, the clock reads the running loop of the calling thread, or ``time.monotonic`` when
-    there is none; when the serving loop changes, the time carries on from where it was, so it
-    never goes back.
+    there is none. When the serving loop changes, the time carries on from where it was, so it
+    never goes back, by a whole number of seconds (which keeps times that differ by an exact
+    period exactly that far apart); until the clock is first read, it is simply the new loop's.
     """
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._offset = 0.0  # added to the source's reading
+        self._read = False  # whether a reading was handed out
         self._loop = _running_loop()
         self._last = self._source()
         self._wall_anchor = time.time() - self._last
@@ -51,9 +54,15 @@ class EmulatorClock:
     def _rebase(self, loop: asyncio.AbstractEventLoop | None) -> None:
         """Read ``loop`` (None: ``time.monotonic``) from now on, carrying on from the time read
         last, so that the clock never goes back."""
+        if not self._read:
+            self._loop = loop
+            self._offset = 0.0
+            self._last = self._source()
+            self._wall_anchor = time.time() - self._last
+            return
         carried = max(self._last, self._source() + self._offset)
         self._loop = loop
-        self._offset = carried - self._source()
+        self._offset = float(math.ceil(carried - self._source()))
         self._last = carried
 
     def _read_locked(self) -> float:
@@ -66,6 +75,7 @@ class EmulatorClock:
             elif running is None and loop is not None:
                 self._rebase(None)
         self._last = max(self._last, self._source() + self._offset)
+        self._read = True
         return self._last
 
     def monotonic(self) -> float:
@@ -75,11 +85,9 @@ class EmulatorClock:
 
     def wall(self) -> float:
         """The emulator's now as UTC epoch seconds: moves with ``monotonic``."""
-        return self._wall_anchor + self.monotonic()
-
-    def wall_at(self, monotonic: float) -> float:
-        """UTC epoch seconds of a reading of ``monotonic``."""
-        return self._wall_anchor + monotonic
+        with self._lock:
+            reading = self._read_locked()  # first: it may set the anchor
+            return self._wall_anchor + reading
 
     def now(self) -> dt.datetime:
         """The emulator's now, an aware UTC datetime."""
