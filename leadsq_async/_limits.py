@@ -1,7 +1,7 @@
 """Rate limits as values: `RateLimit`, its parser, the sequence form, and the arithmetic
 the limiters and the progress display share (the least time a number of requests can span,
 whether one limit implies another, how long a learned limit lasts). Pure: no I/O, no event
-loop, nothing from the rest of the package but the argument checks.
+loop, nothing from the rest of the package but the argument checks and the leaf `_errors`.
 """
 
 from __future__ import annotations
@@ -15,10 +15,13 @@ from datetime import datetime, timezone
 import attrs
 
 from ._checks import check_int, check_seconds
+from ._errors import StatedLimit
 
 __all__ = [
     "BUCKETS_PER_PERIOD",
     "RateLimit",
+    "StatedLimit",
+    "as_rate_limit",
     "as_rate_limits",
     "implies",
     "learned_lifetime",
@@ -153,6 +156,14 @@ def as_rate_limits(rate_limit: RateLimit | Sequence[RateLimit]) -> tuple[RateLim
     if not by_period:
         raise ValueError("rate_limit must hold at least one RateLimit")
     return tuple(sorted(by_period.values(), key=lambda limit: limit.period))
+
+
+def as_rate_limit(limit: StatedLimit | None) -> RateLimit | None:
+    """The `RateLimit` an exception's ``limit`` is (`StatedLimit` is how `_errors`, which
+    imports nothing, types it); a look-alike is copied into one."""
+    if limit is None or isinstance(limit, RateLimit):
+        return limit
+    return RateLimit(limit.calls, limit.period)
 
 
 def least_time(limits: RateLimit | Iterable[RateLimit], requests: int) -> float:

@@ -47,7 +47,7 @@ from ._events import (
     ResponseReceived,
     RetryScheduled,
 )
-from ._limits import RateLimit, as_rate_limits
+from ._limits import RateLimit, as_rate_limit, as_rate_limits
 from ._ratelimit import RateLimiter, SlidingWindowLimiter
 from ._retry import RetryPolicy
 from ._wire import (
@@ -386,7 +386,7 @@ class Transport:
             spent.endpoint = endpoint
             if not self.wait_for_quota:
                 raise
-            retry_at, limit = spent.retry_at, spent.limit
+            retry_at, limit = spent.retry_at, as_rate_limit(spent.limit)
         if self.events.listening:
             self.events.emit(QuotaWait(endpoint, retry_at, limit))
         # Once per wait, not once per task that waits: they wait for slots a moment apart.
@@ -406,7 +406,7 @@ class Transport:
     async def _on_rate_limited(self, error: RateLimitError, endpoint: str) -> None:
         """Learn the limit a refusal names, and pause every task for its period."""
         self.stats.rate_limited += 1
-        stated = error.limit
+        stated = as_rate_limit(error.limit)
         if stated is not None and await self.limiter.learn(stated):
             logger.warning(
                 "LeadSquared enforces %s, which the rate limiter did not keep to: "

@@ -31,10 +31,10 @@ from leadsq_async import (
     AuthenticationError,
     LeadSquaredError,
     QuotaExhaustedError,
-    RateLimit,
     RateLimiterUnavailableError,
 )
 from leadsq_async._checkpoint import failed_for_good
+from leadsq_async._limits import StatedLimit
 
 from ._progress import format_duration, plural
 
@@ -242,7 +242,7 @@ def crawl_failures(failures: Failures, path: Path) -> str:
     )
 
 
-def quota_name(limit: RateLimit | None) -> str:
+def quota_name(limit: StatedLimit | None) -> str:
     """``the daily quota of 10,000 calls``, ``the quota of 6 calls per 4 s``: ``limit``,
     named as a quota; ``the account's rate limit`` when it is not known."""
     if limit is None:
