@@ -42,7 +42,7 @@ from ._events import (
     RetryScheduled,
     SlotGranted,
 )
-from ._limits import RateLimit, least_time
+from ._limits import Grant, RateLimit, least_time
 from ._paging import Page, Paginator
 from ._ratelimit import RateLimiter, SlidingWindowLimiter
 from ._records import Activity, Opportunity, structure, unstructure
@@ -77,6 +77,7 @@ __all__ = [
     "PagingError",
     "QuotaExhaustedError",
     "QuotaWait",
+    "Grant",
     "RateLimit",
     "RateLimitError",
     "RateLimited",

@@ -62,6 +62,7 @@ __all__ = [
     "TransportError",
 ]
 
+
 class StatedLimit(Protocol):
     """What an exception says of a rate limit: a `RateLimit`, read through what it offers.
 

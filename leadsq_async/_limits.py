@@ -19,6 +19,8 @@ from ._errors import StatedLimit
 
 __all__ = [
     "BUCKETS_PER_PERIOD",
+    "NO_WAIT",
+    "Grant",
     "RateLimit",
     "StatedLimit",
     "as_rate_limit",
@@ -128,6 +130,25 @@ class RateLimit:
     def __str__(self) -> str:
         calls = f"{self.calls} {'call' if self.calls == 1 else 'calls'}"
         return f"{calls} per {_describe_period(self.period)}"
+
+
+@attrs.frozen
+class Grant:
+    """What a limiter did to grant a slot: what ``async with limiter.slot() as grant`` gives.
+
+    Attributes:
+        waited: seconds the request waited for its slot, on the event loop's clock (0.0
+            when one was free).
+        limit: the limit it waited on last (the binding one: a pause's stated limit while
+            a pause held it), or None when it did not wait or the limit is not known.
+    """
+
+    waited: float
+    limit: RateLimit | None
+
+
+#: The grant of a slot that was free at once.
+NO_WAIT = Grant(0.0, None)
 
 
 def as_rate_limits(rate_limit: RateLimit | Sequence[RateLimit]) -> tuple[RateLimit, ...]:

@@ -67,19 +67,20 @@ import asyncio
 import bisect
 import contextlib
 import math
-import time
-import warnings
 from collections import deque
-from collections.abc import Awaitable, Callable, Sequence
-from datetime import datetime, timedelta
+from collections.abc import Sequence
+from datetime import timedelta
 from types import TracebackType
 from typing import NamedTuple, Protocol, runtime_checkable
 
+from ._aio import LoopClock
 from ._checks import check_seconds
 from ._closing import AsyncClosing
 from ._errors import QuotaExhaustedError
 from ._limits import (
     BUCKETS_PER_PERIOD,
+    NO_WAIT,
+    Grant,
     RateLimit,
     as_rate_limits,
     implies,
@@ -108,11 +109,19 @@ def _a_little_later(*terms: float) -> float:
     return total + 4 * math.ulp(max(abs(total), *map(abs, terms)))
 
 
+def _sleep_until(target: float, now: float) -> float:
+    """The sleep from ``now`` that ends no earlier than ``target``, on a clock that may count
+    in whole microseconds (a virtual-time loop's does): ``target`` rounded up to one, and at
+    least one, so that each wake finds the clock moved on."""
+    return max(math.ceil(target * 1e6) / 1e6 - now, 1e-6)
+
+
 @runtime_checkable
 class RateLimiter(Protocol):
     """What a Session needs from a rate limiter (in-process or shared through Redis).
 
-    Use: ``async with limiter.slot(): <send one request and read its whole response>``.
+    Use: ``async with limiter.slot() as grant: <send one request and read its whole
+    response>``; ``grant`` says how long the slot was waited for and which limit bound it.
     """
 
     @property
@@ -127,9 +136,9 @@ class RateLimiter(Protocol):
 
     def slot(
         self, *, max_wait: float | None = None
-    ) -> contextlib.AbstractAsyncContextManager[None]:
+    ) -> contextlib.AbstractAsyncContextManager[Grant]:
         """Wait (first come, first served) for a free slot of every limit and the end of
-        any pause.
+        any pause; entering gives the `Grant`: how long it waited, and on which limit.
 
         The slot is held while the body runs and for each limit's ``period`` after it
         exits, normally or by exception or cancellation. A waiter cancelled while waiting
@@ -258,10 +267,9 @@ class SlidingWindowLimiter(AsyncClosing):
 
     ``rate_limit`` is one `RateLimit` or several (``[RateLimit(10, 5),
     RateLimit(10_000, 86_400)]``: Pro's 10 per 5 s and 10,000 a day); a request waits for a
-    free slot of every one. ``clock`` and ``sleep`` are injectable so that tests can run in
-    virtual time; they must agree with each other (the defaults do: asyncio's loop clock
-    is ``time.monotonic``). ``wall_clock`` gives the aware UTC time that
-    `QuotaExhaustedError.retry_at` is counted from. Use it from one event loop; it is not
+    free slot of every one. Its clock is the running event loop's (``loop.time()``), so a
+    loop with virtual time runs it in virtual time; `QuotaExhaustedError.retry_at` is
+    `utc_now` plus the wait on that clock. Use it from one event loop; it is not
     thread-safe. Only the first waiter ever sleeps, once per slot it waits for.
 
     Raises ``TypeError`` if ``rate_limit`` is not a `RateLimit` or a sequence of them,
@@ -271,15 +279,9 @@ class SlidingWindowLimiter(AsyncClosing):
     def __init__(
         self,
         rate_limit: RateLimit | Sequence[RateLimit] = _DEFAULT_RATE_LIMIT,
-        *,
-        clock: Callable[[], float] = time.monotonic,
-        sleep: Callable[[float], Awaitable[object]] = asyncio.sleep,
-        wall_clock: Callable[[], datetime] = utc_now,
     ) -> None:
         self._windows = [_Window(limit.period, limit) for limit in as_rate_limits(rate_limit)]
-        self._clock = clock
-        self._sleep = sleep
-        self._wall_clock = wall_clock
+        self._clock = LoopClock()
         self._in_flight = 0
         self._paused_until = -math.inf
         self._pause_limit: RateLimit | None = None
@@ -290,6 +292,8 @@ class SlidingWindowLimiter(AsyncClosing):
         self._released: asyncio.Future[None] | None = None
         self._granted = 0
         self._waited_seconds = 0.0
+        # The limit the head of the queue last waited on: the one its followers waited on.
+        self._binding: RateLimit | None = None
 
     @property
     def rate_limits(self) -> tuple[RateLimit, ...]:
@@ -338,7 +342,7 @@ class SlidingWindowLimiter(AsyncClosing):
 
     def slot(
         self, *, max_wait: float | None = None
-    ) -> contextlib.AbstractAsyncContextManager[None]:
+    ) -> contextlib.AbstractAsyncContextManager[Grant]:
         """Hold one slot of every limit for one request: see `RateLimiter.slot`.
 
         With ``max_wait``, a task already waiting is also given `QuotaExhaustedError` as
@@ -399,20 +403,6 @@ class SlidingWindowLimiter(AsyncClosing):
         window.learned, window.learned_until = limit, until
         self._fail_hopeless(now)
         return True
-
-    async def lower(self, limit: RateLimit) -> bool:
-        """Deprecated alias of `learn`, kept for one release.
-
-        Unlike the old ``lower``, it never replaces a limit: it tightens the limit of the
-        same period or adds one.
-        """
-        warnings.warn(
-            "SlidingWindowLimiter.lower() is deprecated, use learn(): it tightens the limit "
-            "of the same period or adds one, instead of replacing the limit",
-            DeprecationWarning,
-            stacklevel=2,
-        )
-        return await self.learn(limit)
 
     async def aclose(self) -> None:
         """Nothing to release: the limiter runs no task of its own and holds no resource.
@@ -500,7 +490,7 @@ class SlidingWindowLimiter(AsyncClosing):
 
     def _exhausted(self, now: float, outlook: _Outlook, max_wait: float) -> QuotaExhaustedError:
         delay = outlook.earliest - now
-        retry_at = self._wall_clock() + timedelta(seconds=delay)
+        retry_at = utc_now() + timedelta(seconds=delay)
         what = f"{outlook.limit} is spent" if outlook.limit else "the rate limiter is paused"
         return QuotaExhaustedError(
             f"{what}: no slot before {retry_at:%Y-%m-%d %H:%M:%S} UTC "
@@ -527,7 +517,7 @@ class SlidingWindowLimiter(AsyncClosing):
         self._granted += 1
         self._in_flight += 1
 
-    async def _acquire(self, max_wait: float | None) -> None:
+    async def _acquire(self, max_wait: float | None) -> Grant:
         wait = to_max_wait(max_wait)
         now = self._clock()
         if not self._waiters or wait < math.inf:
@@ -536,33 +526,37 @@ class SlidingWindowLimiter(AsyncClosing):
                 raise self._exhausted(now, outlook, wait)
             if not self._waiters and outlook.ready is not None and outlook.ready <= now:
                 self._grant()
-                return
+                return NO_WAIT
         loop = asyncio.get_running_loop()
         waiter = _Waiter(loop.create_future(), now, wait)
         self._waiters.append(waiter)
-        started = now
+        started, binding = now, None
         try:
             if self._waiters[0] is not waiter:
                 await waiter.turn
+                binding = self._binding
             while True:
                 now = self._clock()
                 outlook = self._outlook(now)
                 if outlook.earliest > waiter.deadline:
                     raise self._exhausted(now, outlook, wait)
+                if outlook.ready is not None and outlook.ready <= now:
+                    break
+                binding = self._binding = outlook.limit
                 if outlook.ready is None:
                     self._released = loop.create_future()
                     await self._released
-                elif outlook.ready > now:
+                else:
                     # Nothing makes this wait shorter but a learned limit expiring: releases
                     # free slots later than the ones already cooling, and pause/learn only
                     # push `ready` back.
-                    await self._sleep(min(outlook.ready, self._next_expiry()) - now)
-                else:
-                    break
+                    await asyncio.sleep(_sleep_until(min(outlook.ready, self._next_expiry()), now))
             self._grant()
         finally:
-            self._waited_seconds += self._clock() - started
+            waited = self._clock() - started
+            self._waited_seconds += waited
             self._leave(waiter)
+        return Grant(waited, binding) if waited > 0 else NO_WAIT
 
     def _leave(self, waiter: _Waiter) -> None:
         if self._waiters[0] is waiter:
@@ -586,7 +580,7 @@ class SlidingWindowLimiter(AsyncClosing):
             released.set_result(None)
 
 
-class _Slot(contextlib.AbstractAsyncContextManager[None]):
+class _Slot(contextlib.AbstractAsyncContextManager[Grant]):
     """One ``async with limiter.slot()``: acquires on entry, releases on any exit."""
 
     def __init__(self, limiter: SlidingWindowLimiter, max_wait: float | None) -> None:
@@ -594,11 +588,12 @@ class _Slot(contextlib.AbstractAsyncContextManager[None]):
         self._max_wait = max_wait
         self._held = False
 
-    async def __aenter__(self) -> None:
+    async def __aenter__(self) -> Grant:
         if self._held:
             raise RuntimeError("this slot is already held; call slot() again for another")
-        await self._limiter._acquire(self._max_wait)
+        grant = await self._limiter._acquire(self._max_wait)
         self._held = True
+        return grant
 
     async def __aexit__(
         self,

@@ -19,19 +19,25 @@ import asyncio
 import contextlib
 import logging
 import math
-import time
 import uuid
-import warnings
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Sequence
 from datetime import timedelta
-from typing import Any, Final, overload
+from typing import Any, Final
 
 from . import _redis_scripts as scripts
-from ._aio import cancel_and_wait
+from ._aio import LoopClock, cancel_and_wait
 from ._checks import check_instance, check_int, check_seconds, check_text
 from ._closing import AsyncClosing
 from ._errors import QuotaExhaustedError, RateLimiterUnavailableError
-from ._limits import RateLimit, as_rate_limits, implies, learned_lifetime, utc_now
+from ._limits import (
+    NO_WAIT,
+    Grant,
+    RateLimit,
+    implies,
+    learned_lifetime,
+    parse_rate_limits,
+    utc_now,
+)
 from ._ratelimit import SlidingWindowLimiter, to_max_wait
 
 try:
@@ -65,7 +71,7 @@ _DEFAULT_RATE_LIMIT: Final = RateLimit()
 class RedisLimiter(AsyncClosing):
     """A rate limiter shared through Redis by every process and host using the same key.
 
-    Give it to ``Session(rate_limit=...)`` in every process that uses the account:
+    Give it to ``Session(limiter=...)`` in every process that uses the account:
     together they never send more than a limit's `calls` requests in any of its
     `period`-second windows, for every limit, and a free slot goes to a waiting
     process as soon as every limit allows it. A rate-limit answer seen by one
@@ -90,15 +96,12 @@ class RedisLimiter(AsyncClosing):
             without one, redis-py before 8 waits for ever on a Redis that stops
             answering).
         rate_limit: the account's limit, or several (``[RateLimit(10, 5),
-            RateLimit(10_000, 86_400)]``); of two with one period, the lower
-            counts. Every process on one key should be given the same.
+            RateLimit(10_000, 86_400)]``, or as text: ``"10/5, 10000/1d"``); of two
+            with one period, the lower counts. Every process on one key should be
+            given the same.
         key: the Redis key of the shared limit. Processes share a limit exactly
             when they use the same Redis and the same key, so key it by account,
             e.g. ``f"leadsq-async:ratelimit:{access_key}"`` (never the secret key).
-        clock: the monotonic clock the process waits on (its waits between asks,
-            slot renewals, the fallback's timer and limiter). Deadlines shared with
-            other processes are on Redis' clock.
-        sleep: the sleep of those waits, which must agree with ``clock``.
         lease: seconds a slot in flight stays held without news from its process.
             The limiter renews its slots every ``lease / 3`` seconds while their
             requests last, so this only bounds how long a crashed process keeps
@@ -110,9 +113,8 @@ class RedisLimiter(AsyncClosing):
         fallback_processes: how many processes at most share the key, which sets
             each one's share of the limits while it falls back.
 
-    ``RedisLimiter(redis, calls, period)`` (or ``calls=``, ``period=``) still
-    works for this release, with a `DeprecationWarning`: pass
-    ``RateLimit(calls, period)`` instead.
+    The process waits on its event loop's clock (between asks, for renewals, for
+    the fallback's timer); deadlines shared with other processes are on Redis' clock.
 
     Raises:
         TypeError, ValueError: an argument of the wrong type or value (before any I/O).
@@ -120,73 +122,19 @@ class RedisLimiter(AsyncClosing):
             (``pip install 'leadsq-async[redis]'``).
     """
 
-    @overload
     def __init__(
         self,
         redis: str | aioredis.Redis,
-        rate_limit: RateLimit | Sequence[RateLimit] = ...,
+        rate_limit: str | RateLimit | Sequence[RateLimit | str] = _DEFAULT_RATE_LIMIT,
         *,
-        key: str = ...,
-        clock: Callable[[], float] = ...,
-        sleep: Callable[[float], Awaitable[object]] = ...,
-        lease: float = ...,
-        fallback: bool = ...,
-        fallback_processes: int = ...,
-    ) -> None: ...
-
-    @overload
-    def __init__(
-        self,
-        redis: str | aioredis.Redis,
-        calls: int,
-        period: float = ...,
-        /,
-        *,
-        key: str = ...,
-        clock: Callable[[], float] = ...,
-        sleep: Callable[[float], Awaitable[object]] = ...,
-        lease: float = ...,
-        fallback: bool = ...,
-        fallback_processes: int = ...,
-    ) -> None: ...
-
-    @overload
-    def __init__(
-        self,
-        redis: str | aioredis.Redis,
-        *,
-        calls: int = ...,
-        period: float = ...,
-        key: str = ...,
-        clock: Callable[[], float] = ...,
-        sleep: Callable[[float], Awaitable[object]] = ...,
-        lease: float = ...,
-        fallback: bool = ...,
-        fallback_processes: int = ...,
-    ) -> None: ...
-
-    def __init__(
-        self,
-        redis: str | aioredis.Redis,
-        rate_limit: RateLimit | Sequence[RateLimit] | int = _DEFAULT_RATE_LIMIT,
-        period: float | None = None,
-        *,
-        calls: int | None = None,
         key: str = DEFAULT_KEY,
-        clock: Callable[[], float] = time.monotonic,
-        sleep: Callable[[float], Awaitable[object]] = asyncio.sleep,
         lease: float = 30.0,
         fallback: bool = False,
         fallback_processes: int = 4,
     ) -> None:
-        if isinstance(rate_limit, int) or calls is not None or period is not None:
-            configured: tuple[RateLimit, ...] = (_deprecated_limit(rate_limit, calls, period),)
-        else:
-            configured = as_rate_limits(rate_limit)
+        configured = parse_rate_limits(rate_limit)
         lease = check_seconds("lease", lease)
         key = check_text("key", key)
-        if not callable(clock) or not callable(sleep):
-            raise TypeError("clock and sleep must be callables")
         fallback = check_instance("fallback", fallback, bool)
         fallback_processes = check_int("fallback_processes", fallback_processes, minimum=1)
         if aioredis is None:  # pragma: no cover - only without the `redis` extra
@@ -215,8 +163,7 @@ class RedisLimiter(AsyncClosing):
         self._key = key
         self._keys = [key, f"{key}:state"]
         self._channel = f"{key}:released"
-        self._clock = clock
-        self._sleep = sleep
+        self._clock = LoopClock()
         self._lease = float(lease)
         self._address = _address(self._client)
         self._fallback = fallback
@@ -282,10 +229,11 @@ class RedisLimiter(AsyncClosing):
 
     def slot(
         self, *, max_wait: float | None = None
-    ) -> contextlib.AbstractAsyncContextManager[None]:
+    ) -> contextlib.AbstractAsyncContextManager[Grant]:
         """Hold one slot for the body: wait for it, then release it on exit.
 
-        ``async with limiter.slot(): <send one request, read its whole answer>``.
+        ``async with limiter.slot() as grant: <send one request, read its whole
+        answer>``; the `Grant` says how long the slot was waited for, and on which limit.
         Entry waits, first come first served within the process, until every
         limit has a slot free in Redis and no pause is in force; the slot stays
         held for each limit's `period` after the body exits, however it exits.
@@ -372,13 +320,6 @@ class RedisLimiter(AsyncClosing):
             await local.learn(self._share(limit))
         return changed
 
-    async def lower(self, limit: RateLimit) -> bool:
-        """Deprecated alias of `learn`, kept for one release."""
-        warnings.warn(
-            "RedisLimiter.lower() is deprecated; use learn()", DeprecationWarning, stacklevel=2
-        )
-        return await self.learn(limit)
-
     async def aclose(self) -> None:
         """Stop listening to Redis, and close the client if the limiter made it.
 
@@ -399,25 +340,29 @@ class RedisLimiter(AsyncClosing):
     # -- taking and giving back slots in Redis ---------------------------------
 
     @contextlib.asynccontextmanager
-    async def _hold(self, max_wait: float) -> AsyncIterator[None]:
+    async def _hold(self, max_wait: float) -> AsyncIterator[Grant]:
         if self._closed:
             raise RuntimeError("this RedisLimiter is closed")
         local = self._local_limiter()
         if local is None:
-            token = await self._take(max_wait)
-            if token is not None:
+            started = self._clock()
+            taken = await self._take(max_wait)
+            if taken is not None:
+                token, limit = taken
+                waited = self._clock() - started
                 try:
-                    yield
+                    yield Grant(waited, limit) if waited > 0 else NO_WAIT
                 finally:
                     await self._give_back(token)
                 return
             local = self._local
             assert local is not None  # _take returns None only after falling back
-        async with local.slot(max_wait=max_wait):
-            yield
+        async with local.slot(max_wait=max_wait) as grant:
+            yield grant
 
-    async def _take(self, max_wait: float) -> str | None:
-        """Wait for a slot in Redis; its token, or None if the limiter fell back meanwhile."""
+    async def _take(self, max_wait: float) -> tuple[str, RateLimit | None] | None:
+        """Wait for a slot in Redis: its token and the limit last waited on, or None if
+        the limiter fell back meanwhile."""
         self._arrivals += 1
         arrival = self._arrivals
         deadline = None if max_wait == math.inf else (self._clock() + max_wait, max_wait)
@@ -440,26 +385,29 @@ class RedisLimiter(AsyncClosing):
         failed = failure[1]
         raise RateLimiterUnavailableError(failed.message, address=failed.address) from failed
 
-    async def _acquire(self, deadline: tuple[float, float] | None) -> str:
+    async def _acquire(self, deadline: tuple[float, float] | None) -> tuple[str, RateLimit | None]:
         token = uuid.uuid4().hex
+        binding = None
         while True:
             listening = self._listening()
             if listening:
                 # Cleared before asking, so a release after the answer wakes us.
                 self._released.clear()
-            wait = await self._ask(token, deadline, looking=False)
-            if wait is None:
+            answer = await self._ask(token, deadline, looking=False)
+            if answer is None:
                 self._in_flight.add(token)
                 self._keep_renewing()
-                return token
+                return token, binding
+            wait, binding = answer
             if not listening and await self._start_listening():
                 continue  # a release may have come before we listened: ask again
             await self._nap(wait, wake=listening)
 
     async def _ask(
         self, token: str, deadline: tuple[float, float] | None, *, looking: bool
-    ) -> float | None:
-        """Ask Redis for a slot (or only look): None if granted, else how long to wait.
+    ) -> tuple[float, RateLimit | None] | None:
+        """Ask Redis for a slot (or only look): None if granted, else how long to wait
+        and the limit that binds (None for a pause that named none).
 
         Raises:
             QuotaExhaustedError: the earliest grant is past `deadline` (a time on
@@ -479,21 +427,21 @@ class RedisLimiter(AsyncClosing):
         if granted:
             return None
         ready = ready_us / _MICROSECONDS
+        limit = RateLimit(calls, period_us / _MICROSECONDS) if calls else None
         if deadline is not None:
             left = deadline[0] - self._clock()
             if ready > left:
-                limit = RateLimit(calls, period_us / _MICROSECONDS) if calls else None
                 raise _exhausted(ready, limit, deadline[1])
             # Looked at again by the deadline: a slot in flight may not free by then.
-            return min(again_us / _MICROSECONDS, max(left, 0.0))
-        return again_us / _MICROSECONDS
+            return min(again_us / _MICROSECONDS, max(left, 0.0)), limit
+        return again_us / _MICROSECONDS, limit
 
     async def _nap(self, seconds: float, *, wake: bool) -> None:
         """Sleep `seconds`, or until a release (by any process) if `wake`."""
         if not wake:
-            await self._sleep(seconds)
+            await asyncio.sleep(seconds)
             return
-        sleeping = asyncio.ensure_future(self._sleep(seconds))
+        sleeping = asyncio.ensure_future(asyncio.sleep(seconds))
         released = asyncio.ensure_future(self._released.wait())
         try:
             await asyncio.wait((sleeping, released), return_when=asyncio.FIRST_COMPLETED)
@@ -622,7 +570,7 @@ class RedisLimiter(AsyncClosing):
     async def _renew_while_in_flight(self) -> None:
         try:
             while self._in_flight:
-                await self._sleep(self._lease / 3)
+                await asyncio.sleep(self._lease / 3)
                 await self._renew(again=False)
         finally:
             self._renewer = None
@@ -696,11 +644,7 @@ class RedisLimiter(AsyncClosing):
         self._retry_redis_at = self._clock() + _FALLBACK_RETRY_SECONDS
         if self._local is None:
             # Kept across outages: its slots still count if Redis fails again.
-            self._local = SlidingWindowLimiter(
-                [self._share(limit) for limit in self._limits],
-                clock=self._clock,
-                sleep=self._sleep,
-            )
+            self._local = SlidingWindowLimiter([self._share(limit) for limit in self._limits])
         if not self._falling_back:
             self._falling_back = True
             logger.warning(
@@ -723,27 +667,6 @@ def _with(limits: tuple[RateLimit, ...], limit: RateLimit) -> tuple[tuple[RateLi
         return limits, False
     others = [known for known in limits if known.period != limit.period]
     return tuple(sorted([*others, limit], key=lambda known: known.period)), True
-
-
-def _deprecated_limit(calls: Any, keyword_calls: int | None, period: float | None) -> RateLimit:
-    """The limit of the deprecated ``RedisLimiter(redis, calls, period)`` form.
-
-    Raises:
-        TypeError, ValueError: as `RateLimit` does, or calls given twice.
-    """
-    warnings.warn(
-        "RedisLimiter(redis, calls, period) is deprecated; "
-        "pass RedisLimiter(redis, RateLimit(calls, period))",
-        DeprecationWarning,
-        stacklevel=3,
-    )
-    if keyword_calls is not None:
-        if calls is not _DEFAULT_RATE_LIMIT:
-            raise TypeError("calls given twice: as rate_limit and as calls=")
-        calls = keyword_calls
-    elif calls is _DEFAULT_RATE_LIMIT:
-        calls = _DEFAULT_RATE_LIMIT.calls
-    return RateLimit(calls, _DEFAULT_RATE_LIMIT.period if period is None else period)
 
 
 def _exhausted(seconds: float, limit: RateLimit | None, max_wait: float) -> QuotaExhaustedError:

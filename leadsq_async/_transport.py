@@ -10,8 +10,8 @@ that shares it, and a lower limit named in its message is adopted.
 
 Layers above (paging, crawls, the `Session` facade) call down into it; it
 calls only `_wire` (pure request building and decoding), the limiter and
-httpx. Its clock and sleep are injectable, so retries and deadlines run in
-virtual time in tests.
+httpx. Its clock is the running loop's, so retries and deadlines run in
+virtual time on a loop that has it.
 """
 
 from __future__ import annotations
@@ -19,8 +19,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import time
-from collections.abc import AsyncGenerator, Awaitable, Callable, Coroutine, Sequence
+from collections.abc import AsyncGenerator, Coroutine, Sequence
 from datetime import datetime, timedelta
 from typing import Any, TypeVar, cast
 
@@ -46,6 +45,7 @@ from ._events import (
     RequestSent,
     ResponseReceived,
     RetryScheduled,
+    SlotGranted,
 )
 from ._limits import RateLimit, as_rate_limit, as_rate_limits
 from ._ratelimit import RateLimiter, SlidingWindowLimiter
@@ -68,9 +68,6 @@ logger = logging.getLogger("leadsq_async")
 T = TypeVar("T")
 
 DEFAULT_TIMEOUT = 30.0
-
-Clock = Callable[[], float]
-Sleep = Callable[[float], Awaitable[object]]
 
 
 @attrs.define
@@ -111,8 +108,6 @@ class Transport:
         look_ahead: int,
         max_response_bytes: int = 64 * 2**20,
         wait_for_quota: bool = False,
-        clock: Clock = time.monotonic,
-        sleep: Sleep = asyncio.sleep,
     ) -> None:
         self.base_url = base_url
         self.max_response_bytes = max_response_bytes
@@ -138,8 +133,6 @@ class Transport:
         )
         self._owns_client = client is None
         self._client = client or _client_for(base_url, timeout, limiter.rate_limit)
-        self._clock = clock
-        self._sleep = sleep
         self._page_sizes: dict[str, int] = {}
         self._largest_served: dict[str, int] = {}
         self._quota_announced: datetime | None = None
@@ -153,15 +146,14 @@ class Transport:
         secret_key: str,
         *,
         host: str,
-        rate_limit: RateLimit | Sequence[RateLimit] | RateLimiter | None,
+        rate_limit: RateLimit | Sequence[RateLimit] | None,
+        limiter: RateLimiter | None,
         timeout: float | httpx.Timeout,
         retry: RetryPolicy | None,
         client: httpx.AsyncClient | None,
         look_ahead: int,
         max_response_bytes: int,
         wait_for_quota: bool,
-        clock: Clock,
-        sleep: Sleep,
     ) -> Transport:
         """The transport for `Session`'s arguments, checked.
 
@@ -170,7 +162,7 @@ class Transport:
         """
         headers = auth_headers(access_key, secret_key)
         url = base_url(host)
-        limiter, owns_limiter = limiter_for(rate_limit, clock, sleep)
+        limiter, owns_limiter = limiter_for(rate_limit, limiter)
         if client is not None:
             check_instance("client", client, httpx.AsyncClient)
         return cls(
@@ -185,8 +177,6 @@ class Transport:
             look_ahead=check_int("look_ahead", look_ahead, minimum=0),
             max_response_bytes=check_int("max_response_bytes", max_response_bytes, minimum=1024),
             wait_for_quota=check_instance("wait_for_quota", wait_for_quota, bool),
-            clock=clock,
-            sleep=sleep,
         )
 
     @property
@@ -229,7 +219,8 @@ class Transport:
             raise RuntimeError("the session is closed")
         request = build_request(query, page_index, page_size)
         url = self.base_url.join(request.path)
-        deadline = _Deadline(self._clock(), self.retry.deadline)
+        clock = asyncio.get_running_loop().time
+        deadline = _Deadline(clock(), self.retry.deadline)
         attempt = 0
         while True:
             attempt += 1
@@ -246,7 +237,7 @@ class Transport:
                 failure = error
             backoff = 0.0 if isinstance(failure, RateLimitError) else self.retry.delay(attempt)
             # No retry may start after the deadline, backoff included.
-            elapsed = self._clock() - deadline.started + backoff
+            elapsed = clock() - deadline.started + backoff
             if not self.retry.should_retry(failure, attempt, elapsed):
                 self.stats.failures += 1
                 failure.asked = _asked(query)
@@ -263,7 +254,7 @@ class Transport:
                 failure,
             )
             if backoff:
-                await self._sleep(backoff)
+                await asyncio.sleep(backoff)
 
     async def aclose(self) -> None:
         """Cancel the pages still being fetched ahead, and close what the session created."""
@@ -288,10 +279,11 @@ class Transport:
         endpoint, events = request.path, self.events
         failure: LeadSquaredError | None = None
         status: int | None = None
+        clock = asyncio.get_running_loop().time
         async with contextlib.AsyncExitStack() as slot:
             await self._take_slot(slot, endpoint, deadline)
             self.stats.requests += 1
-            sent = self._clock()
+            sent = clock()
             if events.listening:
                 events.emit(RequestSent(endpoint, page_index, attempt))
             try:
@@ -307,7 +299,7 @@ class Transport:
             finally:
                 # Cancelled too: a listener counting requests in flight must hear the end.
                 if events.listening:
-                    events.emit(ResponseReceived(endpoint, status, self._clock() - sent))
+                    events.emit(ResponseReceived(endpoint, status, clock() - sent))
         if failure is not None:
             # Raised outside the `except`: the httpx exception, whose request holds the
             # headers and so the secret, is then neither its cause nor its context.
@@ -377,10 +369,14 @@ class Transport:
     async def _take_slot(
         self, slot: contextlib.AsyncExitStack, endpoint: str, deadline: _Deadline
     ) -> None:
-        """A rate-limit slot, held by ``slot``; a spent quota fails fast, or is waited out."""
+        """A rate-limit slot, held by ``slot``; a spent quota fails fast, or is waited out.
+        `SlotGranted` says what the limiter did to grant it."""
+        clock = asyncio.get_running_loop().time
         try:
-            max_wait = deadline.remaining(self._clock())
-            await slot.enter_async_context(self.limiter.slot(max_wait=max_wait))
+            max_wait = deadline.remaining(clock())
+            grant = await slot.enter_async_context(self.limiter.slot(max_wait=max_wait))
+            if self.events.listening:
+                self.events.emit(SlotGranted(endpoint, grant.waited, grant.limit))
             return
         except QuotaExhaustedError as spent:
             spent.endpoint = endpoint
@@ -398,10 +394,12 @@ class Transport:
                 "" if limit is None else f" of {limit}",
                 f"{retry_at:%Y-%m-%d %H:%M}",
             )
-        waiting = self._clock()
-        await slot.enter_async_context(self.limiter.slot())
+        waiting = clock()
+        grant = await slot.enter_async_context(self.limiter.slot())
+        if self.events.listening:
+            self.events.emit(SlotGranted(endpoint, grant.waited, grant.limit))
         # The wait for a quota is not the request's: its deadline starts again.
-        deadline.started += self._clock() - waiting
+        deadline.started += clock() - waiting
 
     async def _on_rate_limited(self, error: RateLimitError, endpoint: str) -> None:
         """Learn the limit a refusal names, and pause every task for its period."""
@@ -467,26 +465,34 @@ def _client_for(url: httpx.URL, timeout: httpx.Timeout, limit: RateLimit) -> htt
 
 
 def limiter_for(
-    rate_limit: RateLimit | Sequence[RateLimit] | RateLimiter | None, clock: Clock, sleep: Sleep
+    rate_limit: RateLimit | Sequence[RateLimit] | None, limiter: RateLimiter | None
 ) -> tuple[RateLimiter, bool]:
-    """The limiter for ``Session(rate_limit=)``, and whether the session owns it.
-
-    A limiter the session makes keeps time with the session's clock and sleep.
+    """The limiter for ``Session(rate_limit=, limiter=)``, and whether the session owns it.
 
     Raises:
-        TypeError, ValueError: not a `RateLimit`, a non-empty sequence of them or a limiter.
+        TypeError: ``rate_limit`` is not a `RateLimit` or a non-empty sequence of them (a
+            limiter there is told to go in ``limiter=``), or ``limiter`` is no limiter.
+        ValueError: both are given, or the sequence is empty.
     """
-    if rate_limit is None:
-        rate_limit = RateLimit()
+    if limiter is not None:
+        if not isinstance(limiter, RateLimiter):
+            raise TypeError(
+                "limiter must be a rate limiter (a SlidingWindowLimiter, a RedisLimiter), "
+                f"not {type(limiter).__name__}"
+            )
+        if rate_limit is not None:
+            raise ValueError(
+                "give rate_limit or limiter, not both: a shared limiter keeps its own limits"
+            )
+        return limiter, False
     if isinstance(rate_limit, RateLimiter):
-        return rate_limit, False
-    if isinstance(rate_limit, (RateLimit, Sequence)):
-        limits = as_rate_limits(rate_limit)
-        return SlidingWindowLimiter(limits, clock=clock, sleep=sleep), True
-    raise TypeError(
-        "rate_limit must be a RateLimit, a sequence of them or a rate limiter, "
-        f"not {type(rate_limit).__name__}"
-    )
+        raise TypeError(
+            f"rate_limit takes RateLimit values; to share a {type(rate_limit).__name__}, "
+            "pass it as Session(limiter=...)"
+        )
+    return SlidingWindowLimiter(
+        as_rate_limits(RateLimit() if rate_limit is None else rate_limit)
+    ), True
 
 
 def checked_timeout(timeout: float | httpx.Timeout) -> httpx.Timeout:

@@ -71,7 +71,6 @@ def session_on(client: httpx.AsyncClient, **kwargs: Any) -> lsq.Session:
         DEFAULT_SECRET_KEY,
         host="http://127.0.0.1:9",
         client=client,
-        clock=now,
         **kwargs,
     )
 

@@ -28,7 +28,6 @@ def session_on(client: object, **kwargs: object) -> lsq.Session:
         DEFAULT_SECRET_KEY,
         host="http://127.0.0.1:9",
         client=client,  # type: ignore[arg-type]
-        clock=now,
         **kwargs,  # type: ignore[arg-type]
     )
 

@@ -44,8 +44,11 @@ async def build() -> None:
     ) as session:
         await walk(session)
     shared = lsq.SlidingWindowLimiter(limit)
-    async with lsq.Session("access", "secret", rate_limit=shared):
-        pass
+    async with lsq.Session("access", "secret", limiter=shared) as session:
+        async with session.limiter.slot() as grant:
+            waited: float = grant.waited
+            binding: lsq.RateLimit | None = grant.limit
+            print(waited, binding)
 
 
 def round_trip(row: dict[str, object]) -> dict[str, object]:
