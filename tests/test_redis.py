@@ -32,7 +32,6 @@ from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis_worker import all_events, give_the_go, next_event, start_worker
 from tcp_proxy import TcpProxy
-from virtual_time import now, virtual
 
 import leadsq_async as lsq
 from leadsq_async._redis_scripts import BUCKETS
@@ -89,10 +88,14 @@ class JumpingClock:
 
 
 class ClockedLimiter(lsq.RedisLimiter):
-    """A RedisLimiter whose scripts read its `clock` (Unix time) instead of Redis' TIME."""
+    """A RedisLimiter whose scripts read ``clock`` (Unix time) instead of Redis' TIME."""
+
+    def __init__(self, *args: Any, clock: JumpingClock, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.shared_clock = clock
 
     def _shared_now(self) -> int:
-        return round(self._clock() * 1_000_000)
+        return round(self.shared_clock() * 1_000_000)
 
 
 @pytest.fixture
@@ -121,6 +124,19 @@ async def make_limiter(redis_url: str, key: str) -> AsyncIterator[MakeLimiter]:
     yield make
     for limiter in made:
         await limiter.aclose()
+
+
+def now() -> float:
+    """The running loop's clock: the limiter's own."""
+    return asyncio.get_running_loop().time()
+
+
+def jump_the_loop_clock(monkeypatch: pytest.MonkeyPatch) -> JumpingClock:
+    """Make the running loop's clock, which the limiter keeps to, skip ahead on demand."""
+    loop = asyncio.get_running_loop()
+    clock = JumpingClock(loop.time)
+    monkeypatch.setattr(loop, "time", clock)
+    return clock
 
 
 async def redis_now(client: aioredis.Redis) -> float:
@@ -876,14 +892,6 @@ async def test_learned_daily_limit_lasts_two_days(make_limiter: MakeLimiter) -> 
     assert after == (lsq.RateLimit(5, 0.3),)
 
 
-async def test_lower_is_a_deprecated_alias_of_learn(make_limiter: MakeLimiter) -> None:
-    """`lower` still learns a limit, with a DeprecationWarning."""
-    limiter = make_limiter(calls=5, period=1.0)
-    with pytest.warns(DeprecationWarning, match="learn"):
-        assert await limiter.lower(lsq.RateLimit(2, 1.0)) is True
-    assert limiter.rate_limits == (lsq.RateLimit(2, 1.0),)
-
-
 async def test_idle_keys_expire(
     make_limiter: MakeLimiter, client: aioredis.Redis, key: str
 ) -> None:
@@ -957,7 +965,7 @@ async def test_unreachable_redis_fails_pause_and_learn(key: str) -> None:
             await limiter.learn(lsq.RateLimit(1, 5.0))
 
 
-@virtual
+@pytest.mark.looptime
 async def test_fallback_keeps_to_a_share_of_the_limit(
     key: str, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -967,7 +975,6 @@ async def test_fallback_keeps_to_a_share_of_the_limit(
         UNREACHABLE_URL,
         lsq.RateLimit(4, 5.0),
         key=key,
-        clock=now,
         fallback=True,
         fallback_processes=2,
     ) as limiter:
@@ -989,14 +996,13 @@ async def test_fallback_keeps_to_a_share_of_the_limit(
     assert "hunter2" not in caplog.text
 
 
-@virtual
+@pytest.mark.looptime
 async def test_fallback_keeps_to_a_share_of_every_limit(key: str) -> None:
     """Falling back under 4 per 5 s and 6 per 20 s, a process of two keeps 2 per 5 s, 3 per 20 s."""
     async with lsq.RedisLimiter(
         UNREACHABLE_URL,
         [lsq.RateLimit(4, 5.0), lsq.RateLimit(6, 20.0)],
         key=key,
-        clock=now,
         fallback=True,
         fallback_processes=2,
     ) as limiter:
@@ -1011,7 +1017,8 @@ async def test_fallback_keeps_to_a_share_of_every_limit(key: str) -> None:
 @pytest.mark.parametrize(
     ("arguments", "error"),
     [
-        ({"rate_limit": "25/5"}, TypeError),
+        ({"rate_limit": 25}, TypeError),
+        ({"rate_limit": "25 a minute"}, ValueError),
         ({"rate_limit": []}, ValueError),
         ({"rate_limit": [lsq.RateLimit(), 5]}, TypeError),
         ({"lease": 0}, ValueError),
@@ -1020,7 +1027,7 @@ async def test_fallback_keeps_to_a_share_of_every_limit(key: str) -> None:
         ({"key": b"k"}, TypeError),
         ({"redis": 6379}, TypeError),
         ({"redis": "http://127.0.0.1:6379"}, ValueError),
-        ({"clock": 5.0}, TypeError),
+        ({"clock": time.monotonic}, TypeError),
         ({"fallback": 1}, TypeError),
         ({"fallback_processes": 0}, ValueError),
         ({"fallback_processes": 2.0}, TypeError),
@@ -1044,18 +1051,12 @@ async def test_bad_arguments_to_calls_are_refused(make_limiter: MakeLimiter) -> 
         await limiter.learn("1/5")  # type: ignore[arg-type]
 
 
-@pytest.mark.parametrize(
-    ("arguments", "options"),
-    [((4, 0.3), {}), ((), {"calls": 4, "period": 0.3}), ((4,), {"period": 0.3})],
-)
-async def test_calls_and_period_are_a_deprecated_form(
-    key: str, arguments: tuple[Any, ...], options: dict[str, Any]
-) -> None:
-    """RedisLimiter(url, calls, period) still makes the limit, with a DeprecationWarning."""
-    with pytest.warns(DeprecationWarning, match=r"RateLimit\(calls, period\)"):
-        limiter = lsq.RedisLimiter(UNREACHABLE_URL, *arguments, key=key, **options)
-    async with limiter:
-        assert limiter.rate_limits == (lsq.RateLimit(4, 0.3),)
+def test_the_limit_is_read_as_the_rate_limit_setting_is(key: str) -> None:
+    """Text reads as it does everywhere else; the old ``(redis, calls, period)`` form is gone."""
+    limiter = lsq.RedisLimiter(UNREACHABLE_URL, "10/5, 10000/1d", key=key)
+    assert limiter.rate_limits == (lsq.RateLimit(10, 5), lsq.RateLimit(10_000, 86_400))
+    with pytest.raises(TypeError):
+        lsq.RedisLimiter(UNREACHABLE_URL, 4, 0.3, key=key)  # type: ignore[misc]
 
 
 def test_several_limits_are_kept_by_period(key: str) -> None:
@@ -1077,14 +1078,14 @@ async def test_fallback_returns_to_redis_once_it_answers_again(
     client: aioredis.Redis,
     key: str,
     caplog: pytest.LogCaptureFixture,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """Cut off, a limiter keeps to its local share; 30 s on (of its clock), it tries Redis again."""
-    clock = JumpingClock(time.monotonic)
+    clock = jump_the_loop_clock(monkeypatch)
     limiter = make_limiter(
         calls=4,
         period=0.3,
         redis=through(redis_proxy, redis_url),
-        clock=clock,
         fallback=True,
         fallback_processes=2,
     )
