@@ -4,12 +4,13 @@ await, and ids from any iterable."""
 from __future__ import annotations
 
 import asyncio
+import math
 import sys
 import time
 from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Iterable
 from typing import Any, TypeVar
 
-__all__ = ["AnyIterator", "LoopClock", "cancel_and_wait", "within"]
+__all__ = ["AnyIterator", "LoopClock", "cancel_and_wait", "delay_until", "within"]
 
 T = TypeVar("T")
 
@@ -34,6 +35,13 @@ class LoopClock:
             if self._loop is None:
                 return time.monotonic()
         return self._loop.time()
+
+
+def delay_until(target: float, now: float) -> float:
+    """The sleep from ``now`` that ends no earlier than ``target``, on a clock that may count
+    in whole microseconds (a virtual-time loop's does): ``target`` rounded up to one, and at
+    least one, so that each wake finds the clock moved on."""
+    return max(math.ceil(target * 1e6) / 1e6 - now, 1e-6)
 
 
 async def cancel_and_wait(tasks: Iterable[asyncio.Future[Any]]) -> None:

@@ -10,12 +10,12 @@ import bisect
 import math
 import re
 from collections.abc import Iterable, Sequence
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 
 import attrs
 
 from ._checks import check_int, check_seconds
-from ._errors import StatedLimit
+from ._errors import QuotaExhaustedError, StatedLimit
 
 __all__ = [
     "BUCKETS_PER_PERIOD",
@@ -29,6 +29,7 @@ __all__ = [
     "learned_lifetime",
     "least_time",
     "parse_rate_limits",
+    "quota_exhausted",
     "utc_now",
 ]
 
@@ -268,3 +269,16 @@ def parse_rate_limits(value: str | RateLimit | Sequence[RateLimit | str]) -> tup
             limits.extend(parse_rate_limits(item) if isinstance(item, str) else (item,))
         return as_rate_limits(limits)
     return as_rate_limits(value)
+
+
+def quota_exhausted(delay: float, limit: RateLimit | None, max_wait: float) -> QuotaExhaustedError:
+    """The error of a limiter whose next slot is ``delay`` seconds away, more than the
+    ``max_wait`` its caller allows; ``limit`` is what binds (None: a pause that named none)."""
+    retry_at = utc_now() + timedelta(seconds=delay)
+    what = f"{limit} is spent" if limit else "the rate limiter is paused"
+    return QuotaExhaustedError(
+        f"{what}: no slot before {retry_at:%Y-%m-%d %H:%M:%S} UTC "
+        f"(in {delay:,.0f} s), more than the {max_wait:g} s allowed to wait",
+        retry_at=retry_at,
+        limit=limit,
+    )

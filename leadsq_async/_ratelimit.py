@@ -1,64 +1,9 @@
-"""Client-side rate limiting: never more than ``calls`` requests in any ``period`` seconds,
-under several limits at once (a per-5-second limit and a daily quota, say).
-
-LeadSquared limits each account to N calls per M seconds (10 per 5 s and 10,000 a day on
-Pro, 20 per 5 s and 100,000 a day on Super; 2, 5, 10, 15 or 25 per 5 s on older plans)
-and does not say whether it counts in fixed or sliding windows. The limiter keeps one
-rule for each limit (``calls`` per ``period``):
-
-    A slot is held from the moment it is granted until ``period`` seconds after its
-    request completed, and at most ``calls`` slots are held at once.
-
-A request takes one slot under every limit at once, and is granted only when every limit
-has one free.
-
-Why one limit is kept, for fixed and sliding windows alike and whatever the latency: a
-request reaches the server somewhere between its grant ``g`` and its release ``r``. Take
-any window ``[t, t + period)`` and the requests that reach the server inside it, and let
-``k`` be the last of them to be granted. Every other one was granted before ``g_k`` and
-released at some ``r >= t``, so its slot is held until ``r + period >= t + period > g_k``:
-it was still held when ``k`` was granted. ``k`` was granted only while fewer than
-``calls`` slots were held, so the window holds at most ``calls`` requests.
-
-Several limits: the argument above uses nothing but the rule for the limit at hand, and
-every grant obeys the rule of every limit, so each limit is kept on its own. The slots of
-one limit are counted apart from the others' (in flight, or cooling down until
-release + its own period).
-
-Holding a slot longer never breaks the argument (it only makes "still held when ``k`` was
-granted" more often true). Two things use that:
-
-- Memory. Released slots are kept as (deadline, count) buckets: a release whose deadline
-  is less than ``period / 1000`` after the start of the newest bucket joins it, and the
-  bucket's deadline moves to the later one. So a limit keeps at most about 1,000 buckets
-  whatever its ``calls`` (a saturated quota of 250,000 a day: 47 kB, where one float per
-  slot took 8 MB), and a slot is held at most ``period / 1000`` too long: 5 ms of a
-  5-second limit, 86.4 s of a day, at most 0.1% of the capacity. Slots released at the
-  same instant share a bucket exactly.
-- Learning (`SlidingWindowLimiter.learn`). A limit for a period already enforced is
-  tightened: fewer ``calls`` apply to grants from then on, and a window whose last request
-  was granted after that holds at most the new ``calls`` (the argument again). A limit for
-  a new period ``P`` needs every earlier release ``r`` held until ``r + P``, which no
-  count kept so far says directly. It is copied from the limit of period ``Q`` that knows
-  most (a release ``r`` held there until ``d >= r + Q`` is held until ``d - Q + P``); the
-  releases that limit has forgotten (``r <= now - Q``, when ``Q < P``) cannot matter after
-  ``now + P - Q``, and the new limit grants nothing before then. A learned limit that
-  expires stops being enforced (the guarantee is for windows whose last request was
-  granted while it was); it goes on counting for one more period, so that the server
-  naming it again soon finds the count whole instead of waiting ``P - Q`` again.
-
-Why no capacity is wasted: slots free only as time passes (a release adds a deadline no
-earlier than those already cooling), so the earliest instant at which every limit has a
-free slot is known exactly: the latest of the limits' own earliest instants. The first
-waiter sleeps until exactly then, by a single timer (or until a learned limit expires, the
-one event that can bring that instant forward), or, while a limit's slots are all in
-flight, until the next release (the only event that can free one). Every waiter needs the
-same thing, one slot of each limit, so serving them first come, first served never leaves
-a slot idle that another waiter could use. There is no background task and no polling.
-The only capacity given up is what the two points above say: at most 0.1% to the
-buckets, and the wait a newly learned limit of a longer period imposes once.
-
-Learned limits expire: see `learned_lifetime`.
+"""`SlidingWindowLimiter`, the in-process rate limiter, and the `RateLimiter` protocol
+every limiter meets: never more than a limit's ``calls`` requests in any of its ``period``
+seconds, under several limits at once, with waiters served first come, first served and
+no capacity left idle. A slot is held from its grant until ``period`` after its release;
+why that keeps every limit whatever the latency, how the counts stay small, and how
+limits are learned is in the docs' "How the rate limiters work".
 """
 
 from __future__ import annotations
@@ -69,51 +14,25 @@ import contextlib
 import math
 from collections import deque
 from collections.abc import Sequence
-from datetime import timedelta
 from types import TracebackType
 from typing import NamedTuple, Protocol, runtime_checkable
 
-from ._aio import LoopClock
-from ._checks import check_seconds
+from ._aio import LoopClock, delay_until
+from ._checks import check_max_wait, check_seconds
 from ._closing import AsyncClosing
 from ._errors import QuotaExhaustedError
 from ._limits import (
-    BUCKETS_PER_PERIOD,
     NO_WAIT,
     Grant,
     RateLimit,
     as_rate_limits,
     implies,
     learned_lifetime,
-    utc_now,
+    quota_exhausted,
 )
+from ._window import Window, a_little_later
 
-__all__ = ["RateLimiter", "SlidingWindowLimiter", "to_max_wait"]
-
-
-def _to_seconds(value: float, name: str) -> float:
-    return check_seconds(name, value, allow_zero=True)
-
-
-def to_max_wait(value: float | None) -> float:
-    if value is None or (isinstance(value, float) and value == math.inf):
-        return math.inf
-    return check_seconds("max_wait", value, allow_zero=True)
-
-
-def _a_little_later(*terms: float) -> float:
-    """The sum of ``terms``, a few units in the last place later: no earlier than the sum
-    of the exact values they were rounded from (a deadline ``r + Q`` moved to ``r + P``
-    must not come before ``r + P`` computed directly)."""
-    total = math.fsum(terms)
-    return total + 4 * math.ulp(max(abs(total), *map(abs, terms)))
-
-
-def _sleep_until(target: float, now: float) -> float:
-    """The sleep from ``now`` that ends no earlier than ``target``, on a clock that may count
-    in whole microseconds (a virtual-time loop's does): ``target`` rounded up to one, and at
-    least one, so that each wake finds the clock moved on."""
-    return max(math.ceil(target * 1e6) / 1e6 - now, 1e-6)
+__all__ = ["RateLimiter", "SlidingWindowLimiter"]
 
 
 @runtime_checkable
@@ -170,80 +89,6 @@ class RateLimiter(Protocol):
         ...
 
 
-class _Window:
-    """The slots held under one period: counts of released slots by when they free again.
-
-    The limit it enforces is the configured one, or a learned one with fewer calls; a
-    window with neither (a learned limit that expired) enforces nothing, but still counts
-    releases for a while in case the server names its limit again.
-    """
-
-    __slots__ = (
-        "blocked_until",
-        "bucket_start",
-        "configured",
-        "cooling",
-        "counts",
-        "deadlines",
-        "learned",
-        "learned_until",
-        "merge_within",
-        "period",
-    )
-
-    def __init__(self, period: float, configured: RateLimit | None = None) -> None:
-        self.period = period
-        self.merge_within = period / BUCKETS_PER_PERIOD
-        self.configured = configured
-        self.learned: RateLimit | None = None
-        self.learned_until = -math.inf
-        # No grant before this: releases the window was made too late to count (see learn).
-        self.blocked_until = -math.inf
-        # Buckets of released slots: deadlines ascending, counts beside them.
-        self.deadlines: deque[float] = deque()
-        self.counts: deque[int] = deque()
-        self.cooling = 0
-        self.bucket_start = -math.inf
-
-    @property
-    def limit(self) -> RateLimit | None:
-        """The limit enforced, or None for a window kept only for its count."""
-        if self.learned is None:
-            return self.configured
-        if self.configured is None or self.learned.calls < self.configured.calls:
-            return self.learned
-        return self.configured
-
-    def hold(self, deadline: float, count: int = 1) -> None:
-        """Hold ``count`` released slots until ``deadline`` (or a little later)."""
-        if self.deadlines:
-            # Later than asked is always safe, and keeps the deadlines sorted.
-            deadline = max(deadline, self.deadlines[-1])
-            if deadline - self.bucket_start < self.merge_within:
-                self.deadlines[-1] = deadline
-                self.counts[-1] += count
-                self.cooling += count
-                return
-        self.deadlines.append(deadline)
-        self.counts.append(count)
-        self.cooling += count
-        self.bucket_start = deadline
-
-    def expire(self, now: float) -> None:
-        deadlines, counts = self.deadlines, self.counts
-        while deadlines and deadlines[0] <= now:
-            deadlines.popleft()
-            self.cooling -= counts.popleft()
-
-    def frees_at(self, index: int) -> float:
-        """When released slot ``index`` (0 for the first to free) frees."""
-        for deadline, count in zip(self.deadlines, self.counts, strict=True):
-            if index < count:
-                return deadline
-            index -= count
-        raise IndexError(index)
-
-
 class _Outlook(NamedTuple):
     ready: float | None  # when the next slot can be granted; None until a release
     earliest: float  # a lower bound of that (equal to it when known)
@@ -280,7 +125,7 @@ class SlidingWindowLimiter(AsyncClosing):
         self,
         rate_limit: RateLimit | Sequence[RateLimit] = _DEFAULT_RATE_LIMIT,
     ) -> None:
-        self._windows = [_Window(limit.period, limit) for limit in as_rate_limits(rate_limit)]
+        self._windows = [Window(limit.period, limit) for limit in as_rate_limits(rate_limit)]
         self._clock = LoopClock()
         self._in_flight = 0
         self._paused_until = -math.inf
@@ -360,7 +205,7 @@ class SlidingWindowLimiter(AsyncClosing):
         Raises ``TypeError``/``ValueError`` unless ``seconds`` is finite and >= 0 and
         ``limit`` a `RateLimit` or None.
         """
-        seconds = _to_seconds(seconds, "seconds")
+        seconds = check_seconds("seconds", seconds, allow_zero=True)
         if limit is not None and not isinstance(limit, RateLimit):
             raise TypeError(f"limit must be a RateLimit or None, got {type(limit).__name__}")
         now = self._clock()
@@ -415,7 +260,7 @@ class SlidingWindowLimiter(AsyncClosing):
         shown = repr(limits[0]) if len(limits) == 1 else repr(list(limits))
         return f"{type(self).__name__}({shown}, in_use={self.in_use}, waiting={self.waiting})"
 
-    def _enforced(self) -> list[_Window]:
+    def _enforced(self) -> list[Window]:
         return [window for window in self._windows if window.limit is not None]
 
     def _enforced_limits(self) -> list[RateLimit]:
@@ -440,20 +285,20 @@ class SlidingWindowLimiter(AsyncClosing):
                 or now < w.learned_until + w.period
             ]
 
-    def _window_learning(self, period: float, now: float) -> _Window:
+    def _window_learning(self, period: float, now: float) -> Window:
         """A window for a new period, holding every earlier release that can still matter."""
 
-        def blocked_until(source: _Window) -> float:
+        def blocked_until(source: Window) -> float:
             # Releases `source` no longer counts, or never counted, were before
             # max(now, source.blocked_until) - source.period: held until that + period.
-            return _a_little_later(max(source.blocked_until, now), period, -source.period)
+            return a_little_later(max(source.blocked_until, now), period, -source.period)
 
         # The source that blocks least, and of those the finest (shortest period).
         source = min(self._windows, key=lambda w: (max(blocked_until(w), now), w.period))
-        window = _Window(period)
+        window = Window(period)
         window.blocked_until = blocked_until(source)
         for deadline, count in zip(source.deadlines, source.counts, strict=True):
-            shifted = _a_little_later(deadline, period, -source.period)
+            shifted = a_little_later(deadline, period, -source.period)
             if shifted > now:
                 window.hold(shifted, count)
         bisect.insort(self._windows, window, key=lambda w: w.period)
@@ -489,15 +334,7 @@ class SlidingWindowLimiter(AsyncClosing):
         )
 
     def _exhausted(self, now: float, outlook: _Outlook, max_wait: float) -> QuotaExhaustedError:
-        delay = outlook.earliest - now
-        retry_at = utc_now() + timedelta(seconds=delay)
-        what = f"{outlook.limit} is spent" if outlook.limit else "the rate limiter is paused"
-        return QuotaExhaustedError(
-            f"{what}: no slot before {retry_at:%Y-%m-%d %H:%M:%S} UTC "
-            f"(in {delay:,.0f} s), more than the {max_wait:g} s allowed to wait",
-            retry_at=retry_at,
-            limit=outlook.limit,
-        )
+        return quota_exhausted(outlook.earliest - now, outlook.limit, max_wait)
 
     def _fail_hopeless(self, now: float) -> None:
         """Give `QuotaExhaustedError` to queued waiters that can no longer be served in time.
@@ -518,7 +355,7 @@ class SlidingWindowLimiter(AsyncClosing):
         self._in_flight += 1
 
     async def _acquire(self, max_wait: float | None) -> Grant:
-        wait = to_max_wait(max_wait)
+        wait = check_max_wait(max_wait)
         now = self._clock()
         if not self._waiters or wait < math.inf:
             outlook = self._outlook(now, ahead=len(self._waiters))
@@ -550,7 +387,7 @@ class SlidingWindowLimiter(AsyncClosing):
                     # Nothing makes this wait shorter but a learned limit expiring: releases
                     # free slots later than the ones already cooling, and pause/learn only
                     # push `ready` back.
-                    await asyncio.sleep(_sleep_until(min(outlook.ready, self._next_expiry()), now))
+                    await asyncio.sleep(delay_until(min(outlook.ready, self._next_expiry()), now))
             self._grant()
         finally:
             waited = self._clock() - started

@@ -8,7 +8,6 @@ from collections.abc import Callable, Coroutine
 from typing import Any
 
 import httpx
-from virtual_time import now
 
 import leadsq_async as lsq
 

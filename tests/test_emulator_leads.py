@@ -9,7 +9,7 @@ from typing import Any, Literal
 import httpx
 import pytest
 from emulator_in_process import KEYS, client_of, virtual_app
-from virtual_time import now, virtual
+from virtual_time import virtual
 
 import leadsq_async as lsq
 from leadsq_async.testing import (

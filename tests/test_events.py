@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+from collections.abc import Callable
 from typing import Any
 
 import httpx
@@ -159,6 +160,14 @@ async def test_every_grant_says_how_long_it_waited_and_on_which_limit() -> None:
     assert all(g.endpoint == "OpportunityManagement.svc/GetOpportunitiesOfLead" for g in grants)
 
 
+def waits_into(waits: list[float]) -> Callable[[lsq.Event], None]:
+    def listen(event: lsq.Event) -> None:
+        if isinstance(event, lsq.SlotGranted):
+            waits.append(event.waited)
+
+    return listen
+
+
 @pytest.mark.looptime
 async def test_a_shared_limiter_reports_its_grants_to_each_session() -> None:
     """Two sessions on one limiter: each hears the grants of its own requests."""
@@ -173,11 +182,7 @@ async def test_a_shared_limiter_reports_its_grants_to_each_session() -> None:
         session_for(handler, limiter=limiter) as b,
     ):
         for name, session in (("a", a), ("b", b)):
-            session.events.subscribe(
-                lambda event, name=name: (
-                    heard[name].append(event.waited) if isinstance(event, lsq.SlotGranted) else None
-                )
-            )
+            session.events.subscribe(waits_into(heard[name]))
         await asyncio.gather(
             a.opportunities_of_lead("x").collect(), b.opportunities_of_lead("y").collect()
         )

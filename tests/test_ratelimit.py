@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import importlib
 import math
 import random
 import re
@@ -17,7 +18,6 @@ import tracemalloc
 from collections.abc import Callable, Coroutine
 from typing import Any, TypeVar
 
-import looptime
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -42,7 +42,8 @@ def now() -> float:
 def in_virtual_time(main: Callable[[], Coroutine[Any, Any, T]]) -> T:
     """Run ``main()`` on a fresh looptime loop starting at 0: for hypothesis, whose
     examples each need their own clock inside one test."""
-    loop = looptime.new_event_loop(start=0)
+    looptime = importlib.import_module("looptime")  # untyped: the type checker lacks it
+    loop: asyncio.AbstractEventLoop = looptime.new_event_loop(start=0)
     try:
         return loop.run_until_complete(main())
     finally:

@@ -978,6 +978,8 @@ async def test_fallback_keeps_to_a_share_of_the_limit(
         fallback=True,
         fallback_processes=2,
     ) as limiter:
+        await limiter.pause(0)  # falls back, and the local limiter first holds a period
+        await asyncio.sleep(5.0)
         tasks, leave = await hold_slots(limiter, 2)
         third: list[float] = []
 
@@ -1011,7 +1013,37 @@ async def test_fallback_keeps_to_a_share_of_every_limit(key: str) -> None:
         for _ in range(4):
             async with limiter.slot():
                 entered.append(now() - started)
-    assert entered == [0.0, 0.0, 5.0, 20.0]
+    # After the period the fallback first holds (see the next test), two at once, the
+    # third a period after them, the fourth when 20 s have passed since the first.
+    assert entered == [5.0, 5.0, 10.0, 25.0]
+
+
+@pytest.mark.looptime
+async def test_fallback_first_holds_one_period_of_the_shortest_limit(key: str) -> None:
+    """The slots granted in Redis just before it failed are not the local limiter's: it
+    starts by holding one period of the shortest limit, as a key Redis lost does."""
+    async with lsq.RedisLimiter(
+        UNREACHABLE_URL,
+        [lsq.RateLimit(100, 3600.0), lsq.RateLimit(4, 5.0)],
+        key=key,
+        fallback=True,
+    ) as limiter:
+        async with limiter.slot() as grant:
+            granted = now()
+    assert granted == 5.0
+    assert grant == lsq.Grant(5.0, None)  # a pause, which names no limit
+
+
+async def test_a_grant_says_how_long_it_waited_in_redis(make_limiter: MakeLimiter) -> None:
+    """The Grant of a slot waited for names the limit Redis said binds."""
+    limiter = make_limiter(calls=1, period=0.2)
+    async with limiter.slot() as first:
+        pass
+    async with limiter.slot() as second:
+        pass
+    assert first == lsq.Grant(0.0, None)
+    assert 0.1 < second.waited < 5
+    assert second.limit == lsq.RateLimit(1, 0.2)
 
 
 @pytest.mark.parametrize(
@@ -1056,7 +1088,7 @@ def test_the_limit_is_read_as_the_rate_limit_setting_is(key: str) -> None:
     limiter = lsq.RedisLimiter(UNREACHABLE_URL, "10/5, 10000/1d", key=key)
     assert limiter.rate_limits == (lsq.RateLimit(10, 5), lsq.RateLimit(10_000, 86_400))
     with pytest.raises(TypeError):
-        lsq.RedisLimiter(UNREACHABLE_URL, 4, 0.3, key=key)  # type: ignore[misc]
+        lsq.RedisLimiter(UNREACHABLE_URL, 4, 0.3, key=key)  # type: ignore[arg-type, misc]
 
 
 def test_several_limits_are_kept_by_period(key: str) -> None:

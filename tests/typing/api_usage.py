@@ -44,11 +44,10 @@ async def build() -> None:
     ) as session:
         await walk(session)
     shared = lsq.SlidingWindowLimiter(limit)
-    async with lsq.Session("access", "secret", limiter=shared) as session:
-        async with session.limiter.slot() as grant:
-            waited: float = grant.waited
-            binding: lsq.RateLimit | None = grant.limit
-            print(waited, binding)
+    async with lsq.Session("access", "secret", limiter=shared), shared.slot() as grant:
+        waited: float = grant.waited
+        binding: lsq.RateLimit | None = grant.limit
+        print(waited, binding)
 
 
 def round_trip(row: dict[str, object]) -> dict[str, object]:
