@@ -1022,14 +1022,16 @@ async def test_fallback_keeps_to_a_share_of_every_limit(key: str) -> None:
 async def test_fallback_first_holds_one_period_of_the_shortest_limit(key: str) -> None:
     """The slots granted in Redis just before it failed are not the local limiter's: it
     starts by holding one period of the shortest limit, as a key Redis lost does."""
-    async with lsq.RedisLimiter(
-        UNREACHABLE_URL,
-        [lsq.RateLimit(100, 3600.0), lsq.RateLimit(4, 5.0)],
-        key=key,
-        fallback=True,
-    ) as limiter:
-        async with limiter.slot() as grant:
-            granted = now()
+    async with (
+        lsq.RedisLimiter(
+            UNREACHABLE_URL,
+            [lsq.RateLimit(100, 3600.0), lsq.RateLimit(4, 5.0)],
+            key=key,
+            fallback=True,
+        ) as limiter,
+        limiter.slot() as grant,
+    ):
+        granted = now()
     assert granted == 5.0
     assert grant == lsq.Grant(5.0, None)  # a pause, which names no limit
 
