@@ -125,6 +125,11 @@ class LeadSquaredError(Exception):
             f"endpoint={self.endpoint!r}, status={self.status!r})"
         )
 
+    def __reduce__(self) -> tuple[Any, ...]:
+        # Rebuilt from its state, not by calling __init__ again with ``args``: the
+        # keyword-only arguments of the subclasses are not in ``args``.
+        return (_rebuilt, (type(self), self.args, self.__dict__))
+
 
 class ResponseError(LeadSquaredError):
     """The API answered with an error.
@@ -285,3 +290,11 @@ class RateLimiterUnavailableError(LeadSquaredError):
     def __init__(self, message: str, *, address: str) -> None:
         super().__init__(message)
         self.address = address
+
+
+def _rebuilt(kind: type[LeadSquaredError], args: tuple[Any, ...], state: dict[str, Any]) -> Any:
+    """An exception unpickled: ``kind`` with ``args`` and the attributes it had."""
+    error = kind.__new__(kind)
+    Exception.__init__(error, *args)
+    error.__dict__.update(state)
+    return error
