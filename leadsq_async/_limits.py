@@ -19,6 +19,7 @@ from ._errors import QuotaExhaustedError, StatedLimit
 
 __all__ = [
     "BUCKETS_PER_PERIOD",
+    "LONGEST_LEARNED_PERIOD",
     "NO_WAIT",
     "Grant",
     "RateLimit",
@@ -29,12 +30,15 @@ __all__ = [
     "learned_lifetime",
     "least_time",
     "parse_rate_limits",
+    "plausible",
     "quota_exhausted",
     "utc_now",
 ]
 
 #: A slot is held at most ``period / BUCKETS_PER_PERIOD`` longer than the rule requires.
 BUCKETS_PER_PERIOD = 1000
+#: The longest period of a limit learned from the server: a longer one is not believed.
+LONGEST_LEARNED_PERIOD = 31 * 86_400.0
 #: A learned limit lasts at least this long (seconds) after the server last named it ...
 LEARNED_FOR_AT_LEAST = 3600.0
 #: ... and at least this many of its own periods.
@@ -234,6 +238,13 @@ def learned_lifetime(limit: RateLimit) -> float:
     return max(LEARNED_FOR_AT_LEAST, LEARNED_FOR_PERIODS * limit.period)
 
 
+def plausible(limit: RateLimit) -> bool:
+    """Whether a limit the server named can be believed and learned: its period is at
+    most `LONGEST_LEARNED_PERIOD` (31 days). (Its calls and period are positive and finite,
+    as every `RateLimit`'s are.) "1 in 10000000000000 second(s)" is not."""
+    return limit.period <= LONGEST_LEARNED_PERIOD
+
+
 def implies(kept: RateLimit, limit: RateLimit) -> bool:
     """Whether keeping ``kept`` already keeps ``limit`` (so ``limit`` adds nothing)."""
     # A `limit.period` window is covered by ceil(limit.period / kept.period) windows of
@@ -271,10 +282,14 @@ def parse_rate_limits(value: str | RateLimit | Sequence[RateLimit | str]) -> tup
     return as_rate_limits(value)
 
 
+_LONGEST_RETRY_SECONDS = 100 * 365 * 86_400.0
+
+
 def quota_exhausted(delay: float, limit: RateLimit | None, max_wait: float) -> QuotaExhaustedError:
     """The error of a limiter whose next slot is ``delay`` seconds away, more than the
     ``max_wait`` its caller allows; ``limit`` is what binds (None: a pause that named none)."""
-    retry_at = utc_now() + timedelta(seconds=delay)
+    # A configured limit may have any finite period: retry_at stays a datetime.
+    retry_at = utc_now() + timedelta(seconds=min(delay, _LONGEST_RETRY_SECONDS))
     what = f"{limit} is spent" if limit else "the rate limiter is paused"
     return QuotaExhaustedError(
         f"{what}: no slot before {retry_at:%Y-%m-%d %H:%M:%S} UTC "

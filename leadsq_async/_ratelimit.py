@@ -28,6 +28,7 @@ from ._limits import (
     as_rate_limits,
     implies,
     learned_lifetime,
+    plausible,
     quota_exhausted,
 )
 from ._window import Window, a_little_later
@@ -227,10 +228,14 @@ class SlidingWindowLimiter(AsyncClosing):
         server last named it, then the configured limits alone apply again. Slots already
         held stay held; a new period's limit counts the releases of the last longest
         period and grants nothing until the ones before could still matter (see the
-        module docstring). Raises ``TypeError`` if ``limit`` is not a `RateLimit`.
+        docs' "How the rate limiters work"). A limit that is not `plausible` (a period over
+        31 days) is not learned: False. Raises ``TypeError`` if ``limit`` is not a
+        `RateLimit`.
         """
         if not isinstance(limit, RateLimit):
             raise TypeError(f"limit must be a RateLimit, got {type(limit).__name__}")
+        if not plausible(limit):
+            return False
         now = self._clock()
         self._tidy(now)
         window = next((w for w in self._windows if w.period == limit.period), None)

@@ -25,6 +25,7 @@ from ._limits import (
     RateLimit,
     learned_lifetime,
     parse_rate_limits,
+    plausible,
     quota_exhausted,
 )
 from ._redis_calls import MICROSECONDS, InFlight, ScriptCalls, address_of, to_microseconds
@@ -268,13 +269,16 @@ class RedisLimiter(AsyncClosing):
 
         Returns:
             True if the limits changed by this call, False if they already
-            included one as tight (perhaps learned by another process).
+            included one as tight (perhaps learned by another process), or if
+            `limit` is not `plausible` (a period over 31 days).
 
         Raises:
             TypeError: `limit` is not a `RateLimit`.
             RateLimiterUnavailableError: Redis cannot be used and ``fallback`` is off.
         """
         check_instance("limit", limit, RateLimit)
+        if not plausible(limit):
+            return False  # nor is it sent to Redis, whose scripts count in int64 microseconds
         local = self._fallback.current()
         if local is None:
             try:

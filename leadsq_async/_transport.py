@@ -47,7 +47,7 @@ from ._events import (
     RetryScheduled,
     SlotGranted,
 )
-from ._limits import RateLimit, as_rate_limit, as_rate_limits
+from ._limits import RateLimit, as_rate_limit, as_rate_limits, plausible
 from ._ratelimit import RateLimiter, SlidingWindowLimiter
 from ._retry import RetryPolicy
 from ._wire import (
@@ -136,6 +136,7 @@ class Transport:
         self._page_sizes: dict[str, int] = {}
         self._largest_served: dict[str, int] = {}
         self._quota_announced: datetime | None = None
+        self._implausible_told = False
         self._tasks: set[asyncio.Task[Any]] = set()
         self._closed = False
 
@@ -405,6 +406,16 @@ class Transport:
         """Learn the limit a refusal names, and pause every task for its period."""
         self.stats.rate_limited += 1
         stated = as_rate_limit(error.limit)
+        if stated is not None and not plausible(stated):
+            # Handled as a refusal that names no limit; said once per session.
+            if not self._implausible_told:
+                self._implausible_told = True
+                logger.warning(
+                    "LeadSquared named a rate limit of %s, which is not believed (a period "
+                    "over 31 days): the refusal is taken as one that names no limit",
+                    stated,
+                )
+            stated = None
         if stated is not None and await self.limiter.learn(stated):
             logger.warning(
                 "LeadSquared enforces %s, which the rate limiter did not keep to: "

@@ -9,9 +9,12 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import logging
 
+import httpx
 import pytest
 from emulator_in_process import client_of, virtual_app
+from fakes import opportunity, session_for
 
 import leadsq_async as lsq
 from leadsq_async.testing import DEFAULT_ACCESS_KEY, DEFAULT_SECRET_KEY, Dataset, EmulatorConfig
@@ -166,3 +169,36 @@ def test_rate_limit_and_limiter_together_are_refused_before_anything_is_sent() -
 def test_what_is_no_limiter_is_refused_as_limiter() -> None:
     with pytest.raises(TypeError, match="limiter must be a rate limiter"):
         lsq.Session("a", "b", limiter=lsq.RateLimit(10, 5))  # type: ignore[arg-type]
+
+
+@pytest.mark.looptime
+async def test_a_refusal_naming_an_absurd_limit_is_taken_as_naming_none(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """'1 in 10000000000000 second(s)' is not learned: the session pauses for its own shortest
+    period, retries, and says so once."""
+    refusal = {
+        "Status": "Error",
+        "ExceptionType": "MXAPIRateLimitExceededException",
+        "ExceptionMessage": "API calls exceeded the limit of 1 in 10000000000000 second(s)",
+    }
+    answers = [httpx.Response(429, json=refusal) for _ in range(2)]
+
+    async def handler(request: httpx.Request) -> httpx.Response:
+        if answers:
+            return answers.pop()
+        return httpx.Response(200, json={"RecordCount": 1, "List": [opportunity(1)]})
+
+    caplog.set_level(logging.WARNING, logger="leadsq_async")
+    refused: list[lsq.RateLimited] = []
+    async with session_for(handler, rate_limit=lsq.RateLimit(10, 5)) as session:
+        session.events.subscribe(
+            lambda event: refused.append(event) if isinstance(event, lsq.RateLimited) else None
+        )
+        started = now()
+        assert len(await session.opportunities_of_lead("lead-1").collect()) == 1
+        assert now() - started == 10.0  # two pauses of the configured 5 s
+        assert session.limiter.rate_limits == (lsq.RateLimit(10, 5),)
+    assert [(event.limit, event.pause) for event in refused] == [(None, 5.0), (None, 5.0)]
+    told = [r for r in caplog.records if "not believed" in r.getMessage()]
+    assert len(told) == 1

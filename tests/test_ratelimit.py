@@ -1052,3 +1052,38 @@ def test_pause_refuses_a_limit_that_is_not_a_rate_limit() -> None:
     """pause(limit=) takes a RateLimit or None."""
     with pytest.raises(TypeError, match="limit"):
         asyncio.run(SlidingWindowLimiter().pause(1, limit="10/5"))  # type: ignore[arg-type]
+
+
+@pytest.mark.looptime
+@pytest.mark.parametrize(
+    ("limit", "learned"),
+    [
+        (RateLimit(1, 10_000_000_000_000), False),
+        (RateLimit(1, 10_000_000_000), False),
+        (RateLimit(1, 31 * 86_400 + 1), False),
+        (RateLimit(1, 31 * 86_400), True),
+    ],
+)
+async def test_a_limit_over_31_days_is_not_learned(limit: RateLimit, learned: bool) -> None:
+    """A period over 31 days is not believed: nothing changes, and max_wait still holds."""
+    limiter = make_limiter(10, 5)
+    assert await limiter.learn(limit) is learned
+    assert (limit in limiter.rate_limits) is learned
+    if learned:
+        with pytest.raises(QuotaExhaustedError) as caught:
+            await limiter.slot(max_wait=3).__aenter__()
+        assert_retry_in(caught.value, 31 * 86_400 - 5)
+    else:
+        async with limiter.slot(max_wait=3) as grant:
+            assert grant.waited == 0.0
+
+
+@pytest.mark.looptime
+async def test_retry_at_of_a_configured_limit_of_ages_is_a_datetime() -> None:
+    """A configured limit may be absurdly long: retry_at stays a datetime, never overflows."""
+    limiter = SlidingWindowLimiter(RateLimit(1, 1e13))
+    async with limiter.slot():
+        pass
+    with pytest.raises(QuotaExhaustedError) as caught:
+        await limiter.slot(max_wait=3).__aenter__()
+    assert caught.value.retry_at.year > 2100

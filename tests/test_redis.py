@@ -1312,3 +1312,12 @@ async def test_listener_outlives_a_wait_longer_than_the_socket_timeout(
     more_tasks, more_leave = await asyncio.wait_for(waiting, 5)
     more_leave.set()
     await asyncio.gather(*more_tasks)
+
+
+async def test_a_limit_over_31_days_is_not_learned_nor_sent_to_redis(key: str) -> None:
+    """'1 in 10000000000000 s' would overflow the scripts' integers: it never reaches Redis."""
+    async with lsq.RedisLimiter(UNREACHABLE_URL, lsq.RateLimit(10, 5), key=key) as limiter:
+        assert await limiter.learn(lsq.RateLimit(1, 10_000_000_000_000)) is False
+        with pytest.raises(lsq.RateLimiterUnavailableError):  # a plausible one is sent
+            await limiter.learn(lsq.RateLimit(1, 86_400))
+        assert limiter.rate_limits == (lsq.RateLimit(10, 5),)
