@@ -13,7 +13,7 @@ import logging
 import math
 import uuid
 from collections.abc import AsyncIterator, Sequence
-from typing import Any, Final
+from typing import Final
 
 from ._aio import LoopClock
 from ._checks import check_instance, check_int, check_max_wait, check_seconds, check_text
@@ -167,7 +167,8 @@ class RedisLimiter(AsyncClosing):
         self._arrivals = 0
         self._failure: tuple[int, RateLimiterUnavailableError] | None = None
         self._listener = ReleaseListener(self._client, self._channel)
-        self._in_flight = InFlight(self._scripts, self._lease)
+        self._in_flight = InFlight(self._scripts, self._lease, self._channel)
+        self._waiting = 0
         self._closed = False
 
     def __repr__(self) -> str:
@@ -190,6 +191,12 @@ class RedisLimiter(AsyncClosing):
     def rate_limit(self) -> RateLimit:
         """The limit of the shortest period in force (see `rate_limits`)."""
         return self._scripts.limits[0]
+
+    @property
+    def waiting(self) -> int:
+        """Tasks of this process waiting for a slot (in Redis, or of the fallback's)."""
+        local = self._fallback.kept
+        return self._waiting + (local.waiting if local is not None else 0)
 
     @property
     def key(self) -> str:
@@ -325,13 +332,17 @@ class RedisLimiter(AsyncClosing):
         local = self._fallback.current()
         if local is None:
             started = self._clock()
-            taken = await self._take(max_wait)
+            self._waiting += 1
+            try:
+                taken = await self._take(max_wait)
+            finally:
+                self._waiting -= 1
             if taken is not None:
                 token, limit, waited = taken
                 try:
                     yield Grant(self._clock() - started, limit) if waited else NO_WAIT
                 finally:
-                    await self._give_back(token)
+                    await self._in_flight.release(token)
                 return
             local = self._fallback.kept
             assert local is not None  # _take returns None only after falling back
@@ -401,7 +412,7 @@ class RedisLimiter(AsyncClosing):
             reply: list[int] = await asyncio.shield(pending)
         except BaseException:
             if not looking:
-                self._scripts.in_background(self._forget(token, after=pending))
+                self._scripts.in_background(self._in_flight.forget(token, after=pending))
             raise
         granted, ready_us, again_us, calls, period_us = reply
         if granted:
@@ -415,24 +426,6 @@ class RedisLimiter(AsyncClosing):
             # Looked at again by the deadline: a slot in flight may not free by then.
             return min(again_us / MICROSECONDS, max(left, 0.0)), limit
         return again_us / MICROSECONDS, limit
-
-    async def _forget(self, token: str, *, after: asyncio.Future[Any]) -> None:
-        """Give back the slot `after` may have granted, once Redis has run it."""
-        with contextlib.suppress(Exception):
-            await after
-        try:
-            await self._scripts.run(self._scripts.release, token, 0, self._channel)
-        except RateLimiterUnavailableError as exc:
-            # Then the slot expires by its lease.
-            logger.debug("could not give back an unused rate-limit slot: %s", exc)
-
-    async def _give_back(self, token: str) -> None:
-        self._in_flight.discard(token)
-        try:
-            await self._scripts.run(self._scripts.release, token, 1, self._channel)
-        except RateLimiterUnavailableError as exc:
-            # The request is done; its slot expires by its lease, which is safe.
-            logger.warning("could not release a rate-limit slot: %s", exc)
 
     def _on_answer(self) -> None:
         self._failure = None

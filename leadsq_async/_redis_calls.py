@@ -162,9 +162,10 @@ class InFlight:
     """This process's slots in flight, renewed every ``lease / 3`` while any is, so that
     only the slots of a process that died expire by their lease."""
 
-    def __init__(self, calls: ScriptCalls, lease: float) -> None:
+    def __init__(self, calls: ScriptCalls, lease: float, channel: str) -> None:
         self._calls = calls
         self._lease = lease
+        self._channel = channel
         self._tokens: set[str] = set()
         self._renewer: asyncio.Task[None] | None = None
 
@@ -173,8 +174,24 @@ class InFlight:
         if self._renewer is None:
             self._renewer = asyncio.ensure_future(self._renew_while_in_flight())
 
-    def discard(self, token: str) -> None:
+    async def release(self, token: str) -> None:
+        """Give back the slot of ``token``, its request done; the processes waiting hear."""
         self._tokens.discard(token)
+        try:
+            await self._calls.run(self._calls.release, token, 1, self._channel)
+        except RateLimiterUnavailableError as exc:
+            # The request is done; its slot expires by its lease, which is safe.
+            logger.warning("could not release a rate-limit slot: %s", exc)
+
+    async def forget(self, token: str, *, after: asyncio.Future[Any]) -> None:
+        """Give back the slot ``after`` may have granted (its caller left), once Redis ran it."""
+        with contextlib.suppress(Exception):
+            await after
+        try:
+            await self._calls.run(self._calls.release, token, 0, self._channel)
+        except RateLimiterUnavailableError as exc:
+            # Then the slot expires by its lease.
+            logger.debug("could not give back an unused rate-limit slot: %s", exc)
 
     async def renew(self, *, again: bool) -> None:
         """Renew the leases; ``again``: count the slots anew (Redis lost them)."""

@@ -17,6 +17,7 @@ clock or in virtual time.
 from __future__ import annotations
 
 import asyncio
+import inspect
 import logging
 import time
 import uuid
@@ -185,10 +186,12 @@ async def take(limiter: lsq.RedisLimiter) -> None:
         pass
 
 
-async def until(condition: Callable[[], Awaitable[bool]], checks: int = 500) -> None:
-    """Wait until `condition()` (a look at Redis) holds, checking every 10 ms."""
+async def until(condition: Callable[[], Awaitable[bool] | bool], checks: int = 500) -> None:
+    """Wait until `condition()` (a look at Redis, or at a limiter) holds, checking every
+    10 ms: a state reached, not a time guessed."""
     for _ in range(checks):
-        if await condition():
+        held = condition()
+        if await held if inspect.isawaitable(held) else held:
             return
         await asyncio.sleep(0.01)
     raise AssertionError(f"still not true after {checks} checks")
@@ -264,7 +267,7 @@ async def test_release_by_another_process_wakes_a_waiter(
             entered.set()
 
     waiting = asyncio.ensure_future(wait())
-    await asyncio.sleep(0.2)
+    await until(lambda: waiter.waiting == 1)
     assert not entered.is_set()
     leave.set()
     # Without the wake-up, the waiter would sleep until the lease's end (60 s).
@@ -423,8 +426,13 @@ async def test_max_wait_is_judged_before_queueing_behind_others(
     """A caller with max_wait behind a waiter that waits for ever is refused at once."""
     limiter = make_limiter(calls=1, period=60.0, lease=60.0)
     tasks, leave = await hold_slots(limiter, 1)
-    patient = asyncio.ensure_future(hold_slots(limiter, 1))
-    await asyncio.sleep(0.1)  # the patient waiter is first in line
+
+    async def wait_patiently() -> None:
+        async with limiter.slot():
+            pass
+
+    patient = asyncio.ensure_future(wait_patiently())
+    await until(lambda: limiter.waiting == 1)  # the patient waiter is first in line
     loop = asyncio.get_running_loop()
     asked = loop.time()
     try:
@@ -1131,7 +1139,7 @@ async def test_fallback_returns_to_redis_once_it_answers_again(
     tasks, leave = await hold_slots(limiter, 2)
     assert await held_in_redis(client, key) == 0
     third = asyncio.ensure_future(hold_slots(limiter, 1))
-    await asyncio.sleep(0.1)
+    await until(lambda: limiter.waiting == 1)
     assert not third.done()  # the local share is 4 // 2 slots
     leave.set()
     await asyncio.gather(*tasks)
