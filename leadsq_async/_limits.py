@@ -20,6 +20,7 @@ from ._errors import QuotaExhaustedError, StatedLimit
 __all__ = [
     "BUCKETS_PER_PERIOD",
     "LONGEST_LEARNED_PERIOD",
+    "MOST_LEARNED_LIMITS",
     "NO_WAIT",
     "Grant",
     "RateLimit",
@@ -39,6 +40,8 @@ __all__ = [
 BUCKETS_PER_PERIOD = 1000
 #: The longest period of a limit learned from the server: a longer one is not believed.
 LONGEST_LEARNED_PERIOD = 31 * 86_400.0
+#: The most limits learned from the server kept at once (see `SlidingWindowLimiter.learn`).
+MOST_LEARNED_LIMITS = 8
 #: A learned limit lasts at least this long (seconds) after the server last named it ...
 LEARNED_FOR_AT_LEAST = 3600.0
 #: ... and at least this many of its own periods.

@@ -22,6 +22,7 @@ from ._checks import check_max_wait, check_seconds
 from ._closing import AsyncClosing
 from ._errors import QuotaExhaustedError
 from ._limits import (
+    MOST_LEARNED_LIMITS,
     NO_WAIT,
     Grant,
     RateLimit,
@@ -31,7 +32,7 @@ from ._limits import (
     plausible,
     quota_exhausted,
 )
-from ._window import Window, a_little_later
+from ._window import Window, a_little_later, keep_few_learned
 
 __all__ = ["RateLimiter", "SlidingWindowLimiter"]
 
@@ -229,7 +230,9 @@ class SlidingWindowLimiter(AsyncClosing):
         held stay held; a new period's limit counts the releases of the last longest
         period and grants nothing until the ones before could still matter (see the
         docs' "How the rate limiters work"). A limit that is not `plausible` (a period over
-        31 days) is not learned: False. Raises ``TypeError`` if ``limit`` is not a
+        31 days) is not learned: False. At most `MOST_LEARNED_LIMITS` (8) learned limits are
+        kept: beyond them, one that the other limits imply goes first, else the one the server
+        named longest ago. Raises ``TypeError`` if ``limit`` is not a
         `RateLimit`.
         """
         if not isinstance(limit, RateLimit):
@@ -246,19 +249,18 @@ class SlidingWindowLimiter(AsyncClosing):
                 if window.learned is not None and limit.calls == window.learned.calls:
                     window.learned_until = until  # named again: renewed
                 return False
-        elif any(implies(kept, limit) for kept in self._enforced_limits()):
+        elif any(implies(kept, limit) for kept in self.rate_limits):
             return False
         if window is None:
             window = self._window_learning(limit.period, now)
         window.learned, window.learned_until = limit, until
+        keep_few_learned(self._windows, MOST_LEARNED_LIMITS)
         self._fail_hopeless(now)
         return True
 
     async def aclose(self) -> None:
-        """Nothing to release: the limiter runs no task of its own and holds no resource.
-
-        Slots held and tasks waiting are left alone. Calling it again is harmless.
-        """
+        """Nothing to release: the limiter runs no task and holds no resource; slots held
+        and tasks waiting are left alone. Calling it again is harmless."""
 
     def __repr__(self) -> str:
         limits = self.rate_limits
@@ -267,9 +269,6 @@ class SlidingWindowLimiter(AsyncClosing):
 
     def _enforced(self) -> list[Window]:
         return [window for window in self._windows if window.limit is not None]
-
-    def _enforced_limits(self) -> list[RateLimit]:
-        return [window.limit for window in self._windows if window.limit is not None]
 
     def _tidy(self, now: float) -> None:
         """Free the slots whose time has come; let learned limits expire."""

@@ -7,9 +7,9 @@ from __future__ import annotations
 import math
 from collections import deque
 
-from ._limits import BUCKETS_PER_PERIOD, RateLimit
+from ._limits import BUCKETS_PER_PERIOD, RateLimit, implies, learned_lifetime
 
-__all__ = ["Window", "a_little_later"]
+__all__ = ["Window", "a_little_later", "keep_few_learned"]
 
 
 def a_little_later(*terms: float) -> float:
@@ -92,3 +92,29 @@ class Window:
                 return deadline
             index -= count
         raise IndexError(index)
+
+
+def keep_few_learned(windows: list[Window], most: int) -> None:
+    """Forget learned limits beyond ``most``: first one that the other limits imply (a
+    configured limit of its period included), then the one named longest ago (whose
+    lifetime started first). A window left with no limit is dropped with its count."""
+    while True:
+        learned = [w for w in windows if w.learned is not None]
+        if len(learned) <= most:
+            return
+
+        def implied(window: Window) -> bool:
+            assert window.learned is not None
+            others = (w.limit for w in windows if w is not window)
+            return window.limit is not window.learned or any(
+                implies(other, window.learned) for other in others if other is not None
+            )
+
+        def named_at(window: Window) -> float:
+            assert window.learned is not None
+            return window.learned_until - learned_lifetime(window.learned)
+
+        evicted = min(learned, key=lambda w: (not implied(w), named_at(w)))
+        evicted.learned = None
+        if evicted.configured is None:
+            windows.remove(evicted)

@@ -1087,3 +1087,33 @@ async def test_retry_at_of_a_configured_limit_of_ages_is_a_datetime() -> None:
     with pytest.raises(QuotaExhaustedError) as caught:
         await limiter.slot(max_wait=3).__aenter__()
     assert caught.value.retry_at.year > 2100
+
+
+@pytest.mark.looptime
+async def test_at_most_eight_learned_limits_are_kept_the_latest_named() -> None:
+    """300 refusals each naming a new period leave 8 learned limits, the 8 named last (none
+    implies another), and learning and granting stay quick."""
+    limiter = make_limiter(10, 5)
+    named = [RateLimit(1, 5 + n / 100) for n in range(300)]
+    started = time.process_time()
+    for limit in named:
+        assert await limiter.learn(limit)
+    learning = time.process_time() - started
+    assert limiter.rate_limits == (RateLimit(10, 5), *named[-8:])
+    assert learning < 1.0, f"{learning:.2f} s of CPU to learn 300 limits"
+
+
+@pytest.mark.looptime
+async def test_a_learned_limit_the_others_imply_is_forgotten_first() -> None:
+    """Beyond 8, a learned limit that a later one implies goes before an older one."""
+    limiter = make_limiter(10, 5)
+    oldest, implied = RateLimit(3, 7), RateLimit(4, 9.5)
+    others = [RateLimit(5, 10 + n / 10) for n in range(6)]
+    for limit in [oldest, implied, *others]:
+        assert await limiter.learn(limit)
+        await asyncio.sleep(1)
+    assert await limiter.learn(RateLimit(2, 5.5))  # 2 per 5.5 s allow at most 4 in 9.5 s
+    limits = limiter.rate_limits
+    assert implied not in limits
+    assert oldest in limits
+    assert len(limits) == 1 + 8
