@@ -15,12 +15,12 @@ import platform
 from pathlib import Path
 from typing import Any
 
-from benchmarks import crawl, load, processes, quota, startup, structuring
+from benchmarks import cpu, crawl, journal, load, processes, quota, scrub, startup, structuring
 
 ROOT = Path(__file__).resolve().parent.parent
 PAGE = ROOT / "docs" / "benchmarks.md"
 CHART = ROOT / "docs" / "assets" / "benchmarks.png"
-NAMES = ("startup", "structuring", "crawl", "processes", "quota", "load")
+NAMES = ("startup", "structuring", "scrub", "cpu", "crawl", "processes", "quota", "load", "journal")
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -43,6 +43,15 @@ def main(argv: list[str] | None = None) -> None:
         print("Structuring a page into records, as a multiple of json.loads of the page")
         for name, value in results["structuring"].items():
             print(f"  {name}: {value:.2f}x")
+    titles = {
+        "scrub": "Scrubbing a secret out of 1 MiB of hostile text (shown: what an error keeps)",
+        "cpu": "CPU per request, a session against a plain httpx loop on the same emulator",
+    }
+    for name, module in (("scrub", scrub), ("cpu", cpu)):
+        if name in chosen:
+            results[name] = module.run()
+            print(titles[name])
+            print("\n".join(f"  {key}: {value:.2f}" for key, value in results[name].items()))
     if "crawl" in chosen:
         results["crawl"] = crawl.run()
     if "processes" in chosen:
@@ -55,6 +64,9 @@ def main(argv: list[str] | None = None) -> None:
         print(quota.table(results["quota"]))
     if "load" in chosen:
         results["load"] = load.run()
+    if "journal" in chosen:
+        results["journal"] = journal.run()
+        print(f"The journal: {journal.describe(results['journal'])}")
     if not args.no_page and set(chosen) == set(NAMES):
         write_page(results)
         print(f"wrote {PAGE.relative_to(ROOT)} and {CHART.relative_to(ROOT)}")
@@ -101,11 +113,17 @@ def write_page(results: dict[str, Any]) -> None:
     lines += [f"- {name}: {figure(name, value)}" for name, value in results["processes"].items()]
     lines += ["", "## Loading into DuckDB", ""]
     lines += load_lines(results["load"])
+    lines += ["", "## Resuming a crawl", ""]
+    lines += [f"- {journal.describe(results['journal'])} (expected: under 200 MB)"]
     lines += ["", "## Structuring records", ""]
     lines += [
         f"- {name}: {value:.2f}x `json.loads` of the page"
         for name, value in results["structuring"].items()
     ]
+    lines += ["", "## Scrubbing secrets out of 1 MiB of hostile text", ""]
+    lines += [f"- {name}: {value:.1f}" for name, value in results["scrub"].items()]
+    lines += ["", "## CPU per request", ""]
+    lines += [f"- {name}: {value:.2f}" for name, value in results["cpu"].items()]
     lines += ["", "## Start-up", ""]
     lines += [
         f"- `{name}`: {value:.2f}x `import httpx`" for name, value in results["startup"].items()

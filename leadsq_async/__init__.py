@@ -42,6 +42,7 @@ from ._events import (
     RetryScheduled,
     SlotGranted,
 )
+from ._hosts import REGION_HOSTS
 from ._limits import Grant, RateLimit, least_time
 from ._paging import Page, Paginator
 from ._ratelimit import RateLimiter, SlidingWindowLimiter
@@ -49,7 +50,6 @@ from ._records import Activity, Opportunity, structure, unstructure
 from ._retry import RetryPolicy
 from ._session import Session
 from ._transport import SessionStats
-from ._wire import REGION_HOSTS
 
 if _TYPE_CHECKING:
     from ._redis import RedisLimiter

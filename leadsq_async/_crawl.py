@@ -1,28 +1,21 @@
-"""Fan-out crawls: the records of many ids, as fast as the rate limit allows.
-
-A crawl takes ids one at a time from the caller's iterable (or async
-iterable), so a generator of a million ids is never held in memory, and works
-on at most ``concurrency`` of them at once: a task starts for an id as the id
-arrives, so three ids never start more than three tasks. Each finished id
-becomes a result, yielded as soon as it is ready (in completion order, not
-input order); results wait in a queue of ``concurrency`` places, so a slow
-consumer holds the work back rather than letting results pile up. Every
-request goes through the session's one transport and rate limiter.
-
-One id's failure ends only that id: its result carries the error. A failure
-that concerns the whole account (`LeadSquaredError.account_wide`: bad keys,
-a spent quota, an unavailable shared limiter) ends the crawl at once: every
-task is cancelled and the crawl raises it, so wrong keys over a million ids
-cost a handful of requests. Leaving the loop early, cancelling the task that
-iterates, or leaving ``async with crawl as results:`` cancels every task and
-waits for them, leaving no task or connection behind.
-"""
+"""Fan-out crawls: the records of many ids, as fast as the rate limit allows, each id's
+result as it finishes, one id's failure its own and an account-wide one the crawl's (how
+the work is paced and stopped: the "How a crawl runs" section of docs/crawls.md)."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterable, Awaitable, Callable, Iterable, Mapping
+import sys
+from collections.abc import (
+    AsyncIterable,
+    AsyncIterator,
+    Awaitable,
+    Callable,
+    Container,
+    Iterable,
+    Mapping,
+)
 from typing import Any, Generic, TypeVar
 
 import attrs
@@ -34,13 +27,14 @@ from ._endpoints import ACTIVITIES_OF_OPPORTUNITY, OPPORTUNITIES_OF_LEAD, Endpoi
 from ._errors import LeadSquaredError
 from ._paging import Paginator
 from ._records import Activity, Opportunity, structure_rows
+from ._request import PageQuery
 from ._transport import Transport
-from ._wire import PageQuery
 
 __all__ = [
     "Crawl",
     "LeadResult",
     "OpportunityResult",
+    "PendingIds",
     "checked_ids",
     "crawl_activities",
     "crawl_opportunities",
@@ -176,7 +170,7 @@ def crawl_opportunities(
             return LeadResult(lead_id, error=_per_id(error))
         return LeadResult(lead_id, records, activities)
 
-    return Crawl(ids, one_lead, concurrency=workers, spawn=transport.spawn)
+    return Crawl(ids, one_lead, concurrency=workers, spawn=transport.spawn, failed=LeadResult)
 
 
 def crawl_activities(
@@ -204,7 +198,20 @@ def crawl_activities(
         except (LeadSquaredError, TypeError, ValueError) as error:
             return OpportunityResult(opportunity_id, error=_per_id(error))
 
-    return Crawl(ids, one_opportunity, concurrency=workers, spawn=transport.spawn)
+    return Crawl(
+        ids,
+        one_opportunity,
+        concurrency=workers,
+        spawn=transport.spawn,
+        failed=OpportunityResult,
+    )
+
+
+class WorkCancelledError(RuntimeError):
+    """One id's work was cancelled from inside (a listener, a library below), not by the
+    crawl: that id failed, for now (``transient``), and the crawl goes on."""
+
+    transient = True
 
 
 def _per_id(error: Exception) -> Exception:
@@ -221,10 +228,14 @@ class Crawl(AsyncClosing, Generic[T]):
     so that leaving the block, however it is left, cancels the work at once.
     Nothing starts before the first result is asked for.
 
+    A `CancelledError` that one id's work raises, when the crawl did not cancel it
+    (a listener raised it, say), is that id's failure: with ``failed``, its result is
+    ``failed(id, error=WorkCancelledError(...))``.
+
     Raises (while iterating):
         LeadSquaredError: an account-wide failure, which ends the crawl.
-        Exception: whatever reading the ids raised, at once: the results already
-            finished come first, the ids still in progress are cancelled.
+        Exception: whatever reading the ids raised: the ids still in progress are
+            cancelled, and the results already finished come first.
     """
 
     def __init__(
@@ -234,8 +245,14 @@ class Crawl(AsyncClosing, Generic[T]):
         *,
         concurrency: int,
         spawn: Callable[[Any], asyncio.Task[Any]],
+        failed: Callable[..., T] | None = None,
     ) -> None:
         self._ids = AnyIterator(ids)
+        self._failed = failed
+        #: The tasks whose work has not finished (the others wait to hand their result on).
+        self._working: set[asyncio.Task[Any]] = set()
+        #: What reading the ids raised, raised once the finished results are delivered.
+        self._source_error: Exception | None = None
         self._work = work
         self._concurrency = concurrency
         self._spawn = spawn
@@ -265,6 +282,8 @@ class Crawl(AsyncClosing, Generic[T]):
             raise
         if isinstance(result, _End):
             self._finished = True
+            if self._source_error is not None:
+                raise self._source_error
             raise StopAsyncIteration
         return result
 
@@ -299,10 +318,12 @@ class Crawl(AsyncClosing, Generic[T]):
                     break
                 task = self._spawn(self._one(item, places, results))
                 self._tasks.add(task)
+                self._working.add(task)
                 task.add_done_callback(self._tasks.discard)
-        except Exception as exc:  # reading the ids failed: the crawl fails with it, at once
-            self._fail(exc)
-            return
+        except Exception as exc:  # reading the ids failed: deliver what finished, then raise
+            self._source_error = exc
+            for task in self._working:
+                task.cancel()
         while self._tasks:
             await asyncio.wait(list(self._tasks))
         if not self._stopping:
@@ -311,8 +332,19 @@ class Crawl(AsyncClosing, Generic[T]):
     async def _one(
         self, item: str, places: asyncio.Semaphore, results: asyncio.Queue[T | _End]
     ) -> None:
+        task = asyncio.current_task()
+        assert task is not None
         try:
-            result = await self._work(item)
+            try:
+                result = await self._work(item)
+            except asyncio.CancelledError as cancelled:
+                if self._failed is None or self._cancelled_by_the_crawl(task):
+                    raise
+                error = WorkCancelledError(f"the work on {item!r} was cancelled, not by the crawl")
+                error.__cause__ = cancelled
+                result = self._failed(item, error=error)
+            finally:
+                self._working.discard(task)
             if self._stopping:
                 # Cancelled, but a library below swallowed it (seen on Python 3.10,
                 # which lacks Task.uncancel): nobody will take this result.
@@ -322,6 +354,13 @@ class Crawl(AsyncClosing, Generic[T]):
             self._fail(exc)
         finally:
             places.release()
+
+    def _cancelled_by_the_crawl(self, task: asyncio.Task[Any]) -> bool:
+        """Whether ``task`` was cancelled by the crawl (or someone holding the task), rather
+        than by a CancelledError raised inside its work."""
+        if self._stopping or self._failure is not None or self._source_error is not None:
+            return True
+        return sys.version_info >= (3, 11) and task.cancelling() > 0
 
     def _fail(self, failure: BaseException) -> None:
         if self._failure is not None or self._stopping:
@@ -340,6 +379,32 @@ class Crawl(AsyncClosing, Generic[T]):
 @attrs.frozen
 class _End:
     """No more results (or a failure to raise: see Crawl._failure)."""
+
+
+class PendingIds(AsyncIterator[str]):
+    """The ids neither settled already (``settled``) nor seen before in this crawl.
+
+    Each id skipped is handed to ``skipped``. What is not a str passes through, for the
+    crawl to fail it as the id it is. A class rather than a generator, so that it can
+    take ids from an async source without nesting async generators.
+    """
+
+    def __init__(self, ids: Ids, settled: Container[str], skipped: Callable[[str], object]) -> None:
+        self._ids = AnyIterator(ids)
+        self._settled = settled
+        self._seen: set[str] = set()
+        self._skipped = skipped
+
+    async def __anext__(self) -> str:
+        while True:
+            item = await self._ids.__anext__()
+            if not isinstance(item, str):
+                return item
+            if item in self._settled or item in self._seen:
+                self._skipped(item)
+                continue
+            self._seen.add(item)
+            return item
 
 
 def checked_ids(ids: object) -> Ids:

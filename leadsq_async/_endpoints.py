@@ -7,6 +7,7 @@ no endpoint-specific code.
 
 from __future__ import annotations
 
+import urllib.parse
 from typing import Any, Generic, TypeVar
 
 import attrs
@@ -89,8 +90,7 @@ def raw_endpoint(path: object, list_key: object = "List") -> Endpoint[dict[str, 
     """
     path = check_text("path", path).strip()
     list_key = check_text("list_key", list_key)
-    unsafe = ("://", "?", "#", "\\", "..")
-    if path.startswith("/") or any(part in path for part in unsafe) or not path.isprintable():
+    if not _stays_under_the_base(path):
         raise ValueError(
             f"path must be relative to /v2/, such as 'LeadManagement.svc/Leads.RecentlyModified',"
             f" not {path!r}"
@@ -105,4 +105,23 @@ def raw_endpoint(path: object, list_key: object = "List") -> Endpoint[dict[str, 
         default_page_size=1000,
         required_columns=(),
         list_key=list_key,
+    )
+
+
+def _stays_under_the_base(path: str) -> bool:
+    """Whether ``path``, read as a relative reference (RFC 3986) against ``/v2/``, names a
+    path under it: no scheme (``https:/v1``, ``localhost:80/x``), no authority
+    (``//host``), no query or fragment, and, percent-decoded, no empty, ``.`` or ``..``
+    segment, backslash or control character."""
+    parts = urllib.parse.urlsplit(path)
+    if parts.scheme or parts.netloc or parts.query or parts.fragment or "?" in path:
+        return False
+    decoded = urllib.parse.unquote(parts.path)
+    segments = decoded.split("/")
+    return (
+        decoded.isprintable()
+        and "\\" not in decoded
+        # A colon in the first segment reads as a scheme to some parsers.
+        and ":" not in segments[0]
+        and all(segment not in ("", ".", "..") for segment in segments)
     )

@@ -34,7 +34,7 @@ id: a crawl stops at once on an account-wide error, and turns any other into
 that id's result. No exception carries a secret key: the session scrubs it
 from every message the server sends back.
 
-Which class an answer maps to is decided in ``_wire``; this module is a leaf: it
+Which class an answer maps to is decided in ``_decode``; this module is a leaf: it
 imports nothing from the package, so the limits it reports are typed by what they
 offer (`StatedLimit`, which `RateLimit` meets), not by their class.
 """

@@ -1,61 +1,19 @@
 """Walking every page of a paged endpoint, in order, each row once.
 
 A `Paginator` is what ``session.opportunities_of_lead(...)`` returns: iterate
-it for records, call `Paginator.pages` for whole pages, or
-`Paginator.collect` for a list.
-
-How a walk goes:
-
-- Page 1 is fetched alone. It tells ``RecordCount``, and whether the server
-  may clamp the page size (fewer rows than asked while more remain): then the
-  walk goes on at the size served, which is right for a clamp and for one odd
-  short answer alike. The session remembers that size for later walks only when
-  page 2, asked at it, comes back full of new rows and ``RecordCount`` says more
-  follow, so one short answer does not shrink every later walk's pages.
-  A page size above the largest the API is known to honour (1000) that the
-  server refuses with an API error is asked again at that size, remembered too.
-- The following pages are fetched ahead, a bounded number at a time, each
-  through the rate limiter, and yielded strictly in order.
-- Rows are told apart by their id (by their whole content when they have
-  none); a row seen before is dropped, so each row is yielded once. A row whose
-  id is not a string or a number raises `MalformedResponseError`.
-- When ``RecordCount`` changes mid-walk, the pages fetched ahead may have been
-  answered before the change and leave a gap, so they are dropped, and the rest
-  of the walk fetches one page after another. A page without ``RecordCount``
-  changes nothing: the last one sent still counts.
-- Leaving early (``break``, an exception, cancellation) cancels the pages
-  fetched ahead and waits for them to end, so nothing is left running.
-
-When a walk ends, whatever the server answers (each rule ends it without
-another request):
-
-1. On an empty page, a page shorter than asked, or at ``limit``.
-2. When the rows reach ``RecordCount``: the pages asked cover it, or as many
-   different rows as it counts have come (a server may send more rows than
-   asked; they are taken, once).
-3. On a page that adds no new row. After pages larger than asked, a shorter one
-   is the end. A full one while more rows were expected raises `PagingError`
-   (the server ignores ``PageIndex``), unless ``RecordCount`` grew since page 1
-   by at least as many rows as have come twice: rows inserted ahead of the walk
-   push rows already read onto later pages, which the walk then reads through.
-4. At the page cap: a walk asks for at most twice the pages page 1's
-   ``RecordCount`` needs at the page size it goes on at, plus `SPARE_PAGES`
-   (the rows may double while it reads them), or `MAX_PAGES_WITHOUT_RECORD_COUNT`
-   when page 1 has no ``RecordCount``. A walk that would go further raises
-   `PagingError` instead of asking for another page: the server keeps inventing
-   rows, or they grow faster than the walk reads them.
-
-Every page that does not end the walk either adds a new row or is explained
-by rows inserted, and the cap bounds them all, so every walk ends, with its
-rows or a `PagingError`.
+it for records, call `Paginator.pages` for whole pages, or `Paginator.collect`
+for a list. This module does the fetching (page 1 alone, then a bounded number
+of pages ahead, each through the transport) and owns each session's
+`PageSizes`; when a walk stops is `_walk_rules`' to say. How a walk goes, and
+why every walk ends: docs/how-it-works/paging.md.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
+import weakref
 from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any, Generic, TypeVar
 
@@ -63,10 +21,12 @@ import attrs
 
 from ._aio import cancel_and_wait
 from ._checks import check_int
+from ._decode import RawPage
 from ._endpoints import Endpoint
-from ._errors import APIError, MalformedResponseError, PagingError
+from ._errors import APIError
+from ._request import PageQuery
 from ._transport import Transport
-from ._wire import PageQuery, RawPage
+from ._walk_rules import MAX_PAGES_WITHOUT_RECORD_COUNT, SPARE_PAGES, PageSizes, WalkRules
 
 __all__ = ["MAX_PAGES_WITHOUT_RECORD_COUNT", "SPARE_PAGES", "Page", "Paginator"]
 
@@ -74,12 +34,6 @@ logger = logging.getLogger("leadsq_async")
 
 R = TypeVar("R")
 T = TypeVar("T")
-
-MAX_PAGES_WITHOUT_RECORD_COUNT = 10_000
-"""The most pages a walk asks for when page 1 has no ``RecordCount``."""
-
-SPARE_PAGES = 10
-"""Pages a walk may ask for beyond twice what page 1's ``RecordCount`` needs."""
 
 
 @attrs.frozen
@@ -231,43 +185,20 @@ class RecordIterator(AsyncIterator[R]):
 _NO_ITEM: Any = object()
 
 
-def _row_key(row: dict[str, Any], id_key: str, endpoint: str) -> tuple[str, object]:
-    """What tells a row apart from the others: its id, or for a row without one (or an
-    endpoint without ids) its whole content."""
-    row_id = row.get(id_key) if id_key else None
-    if row_id is None:
-        try:
-            return ("row", json.dumps(row, sort_keys=True, default=str))
-        except (ValueError, RecursionError):
-            raise MalformedResponseError(
-                "a row without an id is too deeply nested to tell apart",
-                endpoint=endpoint,
-                status=200,
-            ) from None
-    if isinstance(row_id, (str, int, float)) and not isinstance(row_id, bool):
-        return ("id", row_id)
-    raise MalformedResponseError(
-        f"a row's {id_key} is a JSON {_json_type(row_id)}, not an id", endpoint=endpoint, status=200
-    )
+# One session's page-size memory, made on its transport's first walk and gone with it.
+_page_sizes: weakref.WeakKeyDictionary[Transport, PageSizes] = weakref.WeakKeyDictionary()
 
 
-def _json_type(value: object) -> str:
-    if isinstance(value, bool):
-        return "boolean"
-    return "array" if isinstance(value, list) else "object"
-
-
-def _page_cap(first_count: int | None, page_size: int) -> int:
-    """The most pages a walk asks for, from page 1's ``RecordCount`` and the page size the
-    walk goes on at: twice the pages that count needs (the rows may double while the walk
-    reads them) and `SPARE_PAGES` more, or `MAX_PAGES_WITHOUT_RECORD_COUNT` without one."""
-    if first_count is None:
-        return MAX_PAGES_WITHOUT_RECORD_COUNT
-    return 2 * -(-first_count // page_size) + SPARE_PAGES
+def page_sizes_of(transport: Transport) -> PageSizes:
+    """What the walks of ``transport``'s session learned about the page sizes served."""
+    sizes = _page_sizes.get(transport)
+    if sizes is None:
+        sizes = _page_sizes[transport] = PageSizes()
+    return sizes
 
 
 class _Walk(Generic[R]):
-    """The state of one walk over the pages."""
+    """One walk over the pages: the fetching around its `WalkRules`."""
 
     def __init__(
         self,
@@ -281,224 +212,125 @@ class _Walk(Generic[R]):
         self.query = query
         self.structure = structure
         self.endpoint: Endpoint[Any] = query.endpoint
-        self.page_size = transport.page_size_for(query.endpoint, page_size)
-        if limit is not None:
-            # Never ask for more rows than the limit lets us use.
-            self.page_size = min(self.page_size, max(limit, 1))
-        self.limit = limit
+        self.sizes = page_sizes_of(transport)
+        path = self.endpoint.path
+        asked = self.endpoint.max_page_size if page_size is None else page_size
+        self.rules = WalkRules(path, self.endpoint.id_key, self.sizes.size_for(path, asked), limit)
         self.ahead: dict[int, asyncio.Task[RawPage]] = {}
-        self.seen: set[tuple[str, object]] = set()
-        self.yielded = 0
-        # The RecordCount of the latest page that sent one, and of the first.
-        self.record_count: int | None = None
-        self.first_count: int | None = None
-        # The most RecordCount grew above the first: rows inserted during the walk.
-        self.growth = 0
-        # Rows served again (already seen on an earlier page, or earlier on the same one).
-        self.repeats = 0
-        self.largest_served = 0
-        self.max_pages = MAX_PAGES_WITHOUT_RECORD_COUNT
-        self.clamp_suspected = False
-        self.sequential = False
-        self.index = 0
+        # Cancelled by `stop`, not yet waited for: `cancel_ahead` waits for them.
+        self.stopped: list[asyncio.Task[RawPage]] = []
         self.finished = False
 
     async def next_page(self) -> Page[R] | None:
         """The next page, or None once the walk is over.
 
         Raises:
-            PagingError: the server broke paging (see the module's documentation).
+            PagingError: the server broke paging (see docs/how-it-works/paging.md).
             MalformedResponseError: a row whose id is not an id.
             LeadSquaredError: the failure of a page's request.
         """
+        rules = self.rules
         if self.finished:
             return None
-        if self.index == 0:
-            if self.limit == 0:
+        if rules.index == 0:
+            if rules.limit == 0:
                 self.finished = True
                 return None
             raw = await self.first_page()
-            self.begin(raw)
+            asked = rules.page_size
+            if rules.begin(raw):
+                logger.info(
+                    "%s answered %d rows for a page of %d while %d match: it clamps pages to "
+                    "%d rows",
+                    self.endpoint.path,
+                    len(raw.rows),
+                    asked,
+                    raw.record_count,
+                    rules.page_size,
+                )
         else:
-            if self.index >= self.max_pages:
-                raise self.overrun()
-            raw = await self.fetched(self.index + 1)
-        self.index += 1
-        fresh = self.fresh_rows(raw)
-        if self.clamp_suspected and self.index == 2:
-            self.confirm_clamp(raw, fresh)
-        rows = fresh if self.limit is None else fresh[: self.limit - self.yielded]
-        self.yielded += len(rows)
-        if self.is_last(raw, fresh):
+            if rules.over_cap:
+                self.stop()
+                raise rules.overrun()
+            raw = await self.fetched(rules.index + 1)
+        step = rules.step(raw)
+        if step.clamp_confirmed:
+            self.sizes.learn(self.endpoint.path, rules.page_size)
+        if step.last:
             self.stop()
-        elif self.index == 1:
+        elif rules.index == 1:
             self.fetch_ahead(1)
-        self.largest_served = max(self.largest_served, len(raw.rows))
-        return Page(self.structure(rows), self.index, raw.record_count, self.page_size)
+        return Page(self.structure(step.rows), rules.index, raw.record_count, rules.page_size)
 
     def stop(self) -> None:
         """End the walk: no page is yielded after this, and fetches ahead are cancelled."""
         self.finished = True
         for task in self.ahead.values():
             task.cancel()
+            self.stopped.append(task)
         self.ahead.clear()
 
     async def first_page(self) -> RawPage:
         """Page 1. Asked for more rows than the API is known to honour and refused with an
         API error, it is asked again at that size, which is then remembered if it works."""
+        rules = self.rules
         try:
             return await self.fetch(1)
         except APIError as error:
-            if self.page_size <= self.endpoint.max_page_size:
+            if rules.page_size <= self.endpoint.max_page_size:
                 raise
             reason = error.message
-        refused, self.page_size = self.page_size, self.endpoint.max_page_size
+        refused, rules.page_size = rules.page_size, self.endpoint.max_page_size
         raw = await self.fetch(1)
         logger.warning(
             "%s refused pages of %d rows (%s); asking for %d from now on",
             self.endpoint.path,
             refused,
             reason,
-            self.page_size,
+            rules.page_size,
         )
-        self.transport.learn_page_size(self.endpoint, self.page_size)
+        self.sizes.learn(self.endpoint.path, rules.page_size)
         return raw
 
-    def begin(self, first: RawPage) -> None:
-        """Read page 1: RecordCount, a page size the server may clamp, and the page cap."""
-        self.record_count = self.first_count = first.record_count
-        served, total = len(first.rows), first.record_count
-        if 0 < served < self.page_size and total is not None and served < total:
-            # A clamp, or one odd answer: going on at the size served is right for both
-            # (the next page starts where this one ended), but only a second full page at
-            # that size, with more to come, makes it worth remembering for other walks.
-            logger.info(
-                "%s answered %d rows for a page of %d while %d match: it clamps pages to %d rows",
-                self.endpoint.path,
-                served,
-                self.page_size,
-                total,
-                served,
-            )
-            self.page_size = served
-            self.clamp_suspected = True
-        self.max_pages = _page_cap(first.record_count, self.page_size)
-
-    def confirm_clamp(self, second: RawPage, fresh: list[dict[str, Any]]) -> None:
-        """Remember the clamp seen on page 1 when page 2, asked at that size, is full of
-        new rows and RecordCount says more follow: page 1 was no last, short page."""
-        total = self.record_count
-        full = len(second.rows) == len(fresh) == self.page_size
-        if full and total is not None and total > 2 * self.page_size:
-            self.transport.learn_page_size(self.endpoint, self.page_size)
-
-    def fresh_rows(self, raw: RawPage) -> list[dict[str, Any]]:
-        """The page's rows not seen before, in order; the others are counted as repeats."""
-        path, id_key, fresh = self.endpoint.path, self.endpoint.id_key, []
-        for row in raw.rows:
-            key = _row_key(row, id_key, path)
-            if key not in self.seen:
-                self.seen.add(key)
-                fresh.append(row)
-        self.repeats += len(raw.rows) - len(fresh)
-        return fresh
-
-    def is_last(self, raw: RawPage, fresh: list[dict[str, Any]]) -> bool:
-        """Whether the walk ends with this page.
-
-        Raises:
-            PagingError: a full page of rows already seen while more were expected, more
-                repeats than rows inserted since page 1 can explain.
-        """
-        if not raw.rows or len(raw.rows) < self.page_size:
-            return True
-        if self.limit is not None and self.yielded >= self.limit:
-            return True
-        total = self.record_count
-        if total is not None and (self.index * self.page_size >= total or len(self.seen) >= total):
-            return True
-        if fresh:
-            return False
-        if len(raw.rows) < self.largest_served:
-            # After pages of more rows than asked, the last page may hold only rows they
-            # already brought.
-            return True
-        if self.repeats <= self.growth:
-            # Rows inserted ahead of the walk pushed rows already read onto this page.
-            return False
-        raise PagingError(
-            f"page {self.index} holds only rows already seen while more were expected "
-            f"(RecordCount {total}): the server seems to ignore PageIndex",
-            endpoint=self.endpoint.path,
-        )
-
-    def overrun(self) -> PagingError:
-        self.stop()
-        if self.first_count is None:
-            why = f"{self.max_pages} pages is the most a walk asks for without a RecordCount"
-        else:
-            why = (
-                f"{self.max_pages} pages is the most a walk asks for when page 1's RecordCount "
-                f"is {self.first_count} at {self.page_size} rows a page; RecordCount is now "
-                f"{self.record_count}"
-            )
-        return PagingError(
-            f"the server still answered full pages of new rows after {self.index} pages: {why}",
-            endpoint=self.endpoint.path,
-        )
-
-    def last_index(self) -> int:
-        """The last page worth fetching ahead, as far as RecordCount and ``limit`` tell."""
-        target = self.record_count
-        if target is None:
-            return self.index
-        if self.limit is not None:
-            # Rows dropped as repeats don't count, so this may stop short by a
-            # page; the walk then goes on one page at a time.
-            target = min(target, self.limit)
-        return min(-(-target // self.page_size), self.max_pages)
-
     async def fetched(self, index: int) -> RawPage:
+        """Page ``index``: fetched ahead, or now. When RecordCount changes, the pages
+        fetched ahead may have been answered before the change: they are dropped, and
+        this one is asked again."""
         task = self.ahead.pop(index, None)
         raw = await task if task is not None else await self.fetch(index)
-        if raw.record_count is not None and raw.record_count != self.record_count:
+        before = self.rules.record_count
+        if self.rules.count_changed(raw.record_count):
             logger.info(
                 "%s: RecordCount went from %s to %s while paging %r; the rest of the walk "
                 "fetches one page at a time",
                 self.endpoint.path,
-                self.record_count,
+                before,
                 raw.record_count,
                 self.query.id_value,
             )
-            self.count_changed(raw.record_count)
             await self.cancel_ahead()
             if task is not None:
-                # This page may have been answered before the previous one.
                 raw = await self.fetch(index)
-                if raw.record_count is not None:
-                    self.count_changed(raw.record_count)
+                self.rules.count_changed(raw.record_count)
         self.fetch_ahead(index)
         return raw
 
-    def count_changed(self, record_count: int) -> None:
-        self.record_count = record_count
-        self.sequential = True
-        if self.first_count is None:
-            self.first_count = record_count
-        self.growth = max(self.growth, record_count - self.first_count)
-
     def fetch_ahead(self, index: int) -> None:
-        if self.sequential:
+        if self.rules.sequential:
             return
-        last = self.last_index()
+        last = self.rules.last_index()
         for ahead in range(index + 1, min(last, index + self.transport.look_ahead) + 1):
             if ahead not in self.ahead:
                 self.ahead[ahead] = self.transport.spawn(self.fetch(ahead))
 
     async def fetch(self, index: int) -> RawPage:
-        return await self.transport.fetch_page(self.query, index, self.page_size)
+        raw = await self.transport.fetch_page(self.query, index, self.rules.page_size)
+        # What the server showed it can serve: no clamp is learned below it.
+        self.sizes.served(self.endpoint.path, len(raw.rows))
+        return raw
 
     async def cancel_ahead(self) -> None:
-        tasks = list(self.ahead.values())
+        tasks = [*self.stopped, *self.ahead.values()]
         self.ahead.clear()
+        self.stopped.clear()
         await cancel_and_wait(tasks)

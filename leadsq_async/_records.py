@@ -1,39 +1,11 @@
 """Typed records for the rows the API sends, and the cattrs converter that builds them.
 
-A record is a typed, read-only view of one row, and it keeps the row itself:
-
-- every standard key of the row has a typed attribute (the tables in
-  `Opportunity` and `Activity` give the key behind each one);
-- every other key (``mx_Custom_N``, ``O_mx_Custom_N``, keys this library does
-  not know) is kept verbatim, in the row's order, in the mapping ``extra``;
-- ``unstructure(record)`` gives back exactly the row the API sent: the same
-  keys in the same order with the same values, odd ones included.
-
-How the typed view reads a value (it never raises: a value it cannot read
-becomes ``None`` there, while ``extra`` and ``unstructure`` keep it as sent):
-
-- ``str`` (the required ids): the string as sent; ``""`` when the key is missing or holds no string
-  (``null``, ``""`` or a number); filtering on ``!= ""`` finds rows without an id
-- ``str | None`` (text): the string as sent; ``""``, ``null`` or a non-string give ``None``
-- ``bool | None`` (flags): ``"0"``/``"1"`` (also ``"true"``/``"false"``, JSON ``true``/``false``,
-  ``0``/``1``)
-- ``int | None`` (numbers, codes, counts): a decimal integer string such as ``"12005"`` or
-  ``"-3"``, or a JSON number without a fraction (``true``/``false`` read as 1/0, as Python compares
-  them)
-- ``float | None``: a decimal number string or a JSON number; ``NaN`` and infinities give ``None``
-- ``datetime | None``: an aware UTC datetime from any date format in LEADSQUARED_API.md (see
-  `parse_date`)
-
-The record keeps its own shallow copy of the row (rows are flat JSON; a nested
-object the API sent is shared, not copied), and ``unstructure`` returns a new
-dict each time. The row is the record's source of truth: the attrs constructor
-(all attributes plus ``row``, keyword-only) and ``attrs.evolve`` trust that the
-typed attributes agree with it, and ``unstructure`` returns the row unchanged.
-
-The converter is the library's own ``cattrs.Converter`` (the global one is never
-touched). Its hooks for the record classes are generated once per class, as
-attrs and cattrs generate theirs, so that a page of rows structures at about the
-speed ``json.loads`` decoded it; ``benchmarks/structuring.py`` measures that.
+A record (`Opportunity`, `Activity`) is a typed, read-only view of one row that
+keeps the row itself: typed attributes for the standard keys (reading never
+raises: a value that cannot be read is ``None`` there), every other key verbatim
+in ``extra``, and ``unstructure(record)`` giving back exactly the row sent. The
+converter is the library's own, its hooks generated once per class; how values
+read and how records are built: docs/records.md.
 """
 
 from __future__ import annotations
@@ -107,6 +79,18 @@ class _Record:
     extra: Mapping[str, Any] = attrs.field(hash=False, repr=_dict_repr)
     """Every key of the row without a typed attribute, verbatim, in the row's order."""
     _row: dict[str, Any] = attrs.field(hash=False, repr=False)
+
+    @classmethod
+    def typed_keys(cls) -> dict[str, str]:
+        """The row keys read into typed attributes: row key -> attribute name, in field order.
+
+        Every other key of a row is kept in ``extra``, verbatim.
+        """
+        return {
+            field.metadata[_API_KEY]: field.name
+            for field in attrs.fields(cls)
+            if _API_KEY in field.metadata
+        }
 
     def extra_json(self, key: str) -> dict[str, Any] | list[Any] | None:
         """The custom field ``key`` decoded, when it holds a JSON object or array.

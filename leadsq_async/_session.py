@@ -16,9 +16,9 @@ from ._closing import AsyncClosing
 from ._crawl import Crawl, LeadResult, OpportunityResult
 from ._endpoints import ACTIVITIES_OF_OPPORTUNITY, OPPORTUNITIES_OF_LEAD
 from ._events import EventHub
-from ._limits import RateLimit
+from ._limits import RateLimit, as_rate_limits
 from ._paging import Paginator
-from ._ratelimit import RateLimiter
+from ._ratelimit import RateLimiter, SlidingWindowLimiter
 from ._records import Activity, Opportunity
 from ._retry import RetryPolicy
 from ._transport import DEFAULT_TIMEOUT, SessionStats, Transport
@@ -78,12 +78,13 @@ class Session(AsyncClosing):
         max_response_bytes: int = 64 * 2**20,
     ) -> None:
         self._access_key_hint = access_key[:4] if isinstance(access_key, str) else ""
+        shared, owns_limiter = limiter_for(rate_limit, limiter)
         self._transport = Transport.build(
             access_key,
             secret_key,
             host=host,
-            rate_limit=rate_limit,
-            limiter=limiter,
+            limiter=shared,
+            owns_limiter=owns_limiter,
             timeout=timeout,
             retry=retry,
             wait_for_quota=wait_for_quota,
@@ -246,3 +247,34 @@ class Session(AsyncClosing):
         """
         options = (concurrency, page_size, activity_event_code)
         return _crawl.crawl_activities(self._transport, opportunity_ids, *options)
+
+
+def limiter_for(
+    rate_limit: RateLimit | Sequence[RateLimit] | None, limiter: RateLimiter | None
+) -> tuple[RateLimiter, bool]:
+    """The limiter for ``Session(rate_limit=, limiter=)``, and whether the session owns it.
+
+    Raises:
+        TypeError: ``rate_limit`` is not a `RateLimit` or a non-empty sequence of them (a
+            limiter there is told to go in ``limiter=``), or ``limiter`` is no limiter.
+        ValueError: both are given, or the sequence is empty.
+    """
+    if limiter is not None:
+        if not isinstance(limiter, RateLimiter):
+            raise TypeError(
+                "limiter must be a rate limiter (a SlidingWindowLimiter, a RedisLimiter), "
+                f"not {type(limiter).__name__}"
+            )
+        if rate_limit is not None:
+            raise ValueError(
+                "give rate_limit or limiter, not both: a shared limiter keeps its own limits"
+            )
+        return limiter, False
+    if isinstance(rate_limit, RateLimiter):
+        raise TypeError(
+            f"rate_limit takes RateLimit values; to share a {type(rate_limit).__name__}, "
+            "pass it as Session(limiter=...)"
+        )
+    return SlidingWindowLimiter(
+        as_rate_limits(RateLimit() if rate_limit is None else rate_limit)
+    ), True

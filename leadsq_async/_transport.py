@@ -1,17 +1,12 @@
 """`Transport`: the one object that sends, and the one way to fetch a page.
 
 It owns the httpx client, the keys, the rate limiter, the retry policy, the
-statistics, the page sizes each endpoint was seen to serve, and the tasks that
-fetch pages ahead. Every request goes the same way: take a rate-limit slot,
-POST, read the whole answer, give the slot back (it stays held for the
-limiter's period), decode, and on a transient failure try again, taking a
-fresh slot each time. A rate-limit answer pauses the limiter for every task
-that shares it, and a lower limit named in its message is adopted.
-
-Layers above (paging, crawls, the `Session` facade) call down into it; it
-calls only `_wire` (pure request building and decoding), the limiter and
-httpx. Its clock is the running loop's, so retries and deadlines run in
-virtual time on a loop that has it.
+statistics and the tasks that fetch pages ahead, and sends every request the
+same way: a rate-limit slot, the POST built by `_request`, the whole answer
+read, the slot given back, `_decode`, and on a transient failure another try
+with a fresh slot. A rate-limit answer pauses the limiter for every task that
+shares it, and a lower limit named in its message is adopted. Its clock is the
+running loop's, so retries and deadlines run in virtual time on a loop that has it.
 """
 
 from __future__ import annotations
@@ -19,7 +14,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncGenerator, Coroutine, Sequence
+from collections.abc import AsyncGenerator, Coroutine
 from datetime import datetime, timedelta
 from typing import Any, TypeVar, cast
 
@@ -28,7 +23,7 @@ import httpx
 
 from ._aio import cancel_and_wait, within
 from ._checks import check_instance, check_int, check_seconds
-from ._endpoints import Endpoint
+from ._decode import RawPage, decode_page
 from ._errors import (
     LeadSquaredError,
     MalformedResponseError,
@@ -47,21 +42,14 @@ from ._events import (
     RetryScheduled,
     SlotGranted,
 )
-from ._limits import RateLimit, as_rate_limit, as_rate_limits, plausible
-from ._ratelimit import RateLimiter, SlidingWindowLimiter
+from ._hosts import base_url
+from ._limits import RateLimit, as_rate_limit, plausible
+from ._ratelimit import RateLimiter
+from ._request import PageQuery, WireRequest, build_request
 from ._retry import RetryPolicy
-from ._wire import (
-    PageQuery,
-    RawPage,
-    WireRequest,
-    auth_headers,
-    base_url,
-    build_request,
-    decode_page,
-    scrub,
-)
+from ._secrets import auth_headers, scrub
 
-__all__ = ["SessionStats", "Transport", "checked_timeout", "limiter_for"]
+__all__ = ["SessionStats", "Transport", "checked_timeout"]
 
 logger = logging.getLogger("leadsq_async")
 
@@ -123,22 +111,17 @@ class Transport:
         self._timeout = timeout
         # The whole request, not only each read: a server that trickles a byte at a
         # time would otherwise hold the request, and its slot, for ever.
-        self._deadline = max(
-            (
-                value
-                for value in (timeout.connect, timeout.read, timeout.write, timeout.pool)
-                if value
-            ),
-            default=None,
-        )
+        timeouts = (timeout.connect, timeout.read, timeout.write, timeout.pool)
+        self._deadline = max((value for value in timeouts if value), default=None)
         self._owns_client = client is None
         self._client = client or _client_for(base_url, timeout, limiter.rate_limit)
-        self._page_sizes: dict[str, int] = {}
-        self._largest_served: dict[str, int] = {}
         self._quota_announced: datetime | None = None
         self._implausible_told = False
         self._tasks: set[asyncio.Task[Any]] = set()
         self._closed = False
+        self._urls: dict[str, httpx.URL] = {}
+        port = base_url.port or (443 if base_url.scheme == "https" else 80)
+        self._where = f"{base_url.host}:{port}"
 
     @classmethod
     def build(
@@ -147,8 +130,8 @@ class Transport:
         secret_key: str,
         *,
         host: str,
-        rate_limit: RateLimit | Sequence[RateLimit] | None,
-        limiter: RateLimiter | None,
+        limiter: RateLimiter,
+        owns_limiter: bool,
         timeout: float | httpx.Timeout,
         retry: RetryPolicy | None,
         client: httpx.AsyncClient | None,
@@ -156,14 +139,13 @@ class Transport:
         max_response_bytes: int,
         wait_for_quota: bool,
     ) -> Transport:
-        """The transport for `Session`'s arguments, checked.
+        """The transport for `Session`'s arguments, checked (the limiter by `Session`).
 
         Raises:
             TypeError, ValueError: for a bad argument (see `Session`).
         """
         headers = auth_headers(access_key, secret_key)
-        url = base_url(host)
-        limiter, owns_limiter = limiter_for(rate_limit, limiter)
+        url = httpx.URL(base_url(host))
         if client is not None:
             check_instance("client", client, httpx.AsyncClient)
         return cls(
@@ -190,18 +172,6 @@ class Transport:
         """The tasks started with `spawn` that are still running."""
         return frozenset(self._tasks)
 
-    def page_size_for(self, endpoint: Endpoint[Any], asked: int | None = None) -> int:
-        """The page size to ask ``endpoint`` for: ``asked`` (by default the largest the
-        API honours), but never more than the endpoint was seen to serve."""
-        size = endpoint.max_page_size if asked is None else asked
-        return min(size, self._page_sizes.get(endpoint.path, size))
-
-    def learn_page_size(self, endpoint: Endpoint[Any], page_size: int) -> None:
-        """Remember that ``endpoint`` serves at most ``page_size`` rows a page: never
-        fewer than the most rows it was seen to serve on one page."""
-        served = self._largest_served.get(endpoint.path, 0)
-        self._page_sizes[endpoint.path] = self.page_size_for(endpoint, max(page_size, served))
-
     def spawn(self, coroutine: Coroutine[Any, Any, T]) -> asyncio.Task[T]:
         """Run ``coroutine`` as a task that `aclose` cancels if it is still running."""
         task = asyncio.ensure_future(coroutine)
@@ -219,7 +189,7 @@ class Transport:
         if self._closed:
             raise RuntimeError("the session is closed")
         request = build_request(query, page_index, page_size)
-        url = self.base_url.join(request.path)
+        url = self._urls.get(request.path) or self._url_for(request.path)
         clock = asyncio.get_running_loop().time
         deadline = _Deadline(clock(), self.retry.deadline)
         attempt = 0
@@ -229,7 +199,7 @@ class Transport:
                 return await self._send_once(url, request, page_index, attempt, query, deadline)
             except QuotaExhaustedError as spent:
                 self.stats.failures += 1
-                spent.asked = _asked(query)
+                spent.asked = query.asked
                 raise
             except RateLimitError as error:
                 await self._on_rate_limited(error, request.path)
@@ -241,7 +211,7 @@ class Transport:
             elapsed = clock() - deadline.started + backoff
             if not self.retry.should_retry(failure, attempt, elapsed):
                 self.stats.failures += 1
-                failure.asked = _asked(query)
+                failure.asked = query.asked
                 raise failure
             self.stats.retries += 1
             if self.events.listening:
@@ -312,24 +282,24 @@ class Transport:
         page = decode_page(
             status, body, endpoint=endpoint, secrets=self._secrets, list_key=list_key
         )
-        # What the server showed it can serve: no clamp is learned below it.
-        served = self._largest_served.get(endpoint, 0)
-        self._largest_served[endpoint] = max(served, len(page.rows))
         if events.listening:
             size = request.json["Paging"]["PageSize"]
             rows, count = len(page.rows), page.record_count
             events.emit(PageFetched(endpoint, query.id_value, page_index, rows, count, size))
         return page
 
-    @property
-    def _where(self) -> str:
-        url = self.base_url
-        return f"{url.host}:{url.port or (443 if url.scheme == 'https' else 80)}"
+    def _url_for(self, path: str) -> httpx.URL:
+        """``path`` under the base URL, kept; one leaving it (`raw_endpoint` refuses them)."""
+        url = self.base_url.join(path)
+        if not str(url).startswith(str(self.base_url)):
+            raise ValueError(f"{path!r} is not under {self.base_url}")
+        if len(self._urls) < 256:
+            self._urls[path] = url
+        return url
 
     def _describe(self, exc: httpx.RequestError) -> str:
         """What went wrong on the network, naming where (``ConnectError`` alone doesn't)."""
-        detail = scrub(str(exc), self._secrets) or "no detail"
-        where = self._where
+        detail, where = scrub(str(exc), self._secrets) or "no detail", self._where
         text = f"{type(exc).__name__}: {detail} (at {where})"
         if self.base_url.scheme == "https" and "WRONG_VERSION_NUMBER" in detail:
             # The usual cause: a local server given without its scheme, so TLS was tried.
@@ -442,68 +412,21 @@ class _Deadline:
         return max(0.0, self.started + self.seconds - now)
 
 
-def _asked(query: PageQuery) -> str | None:
-    """Whose rows ``query`` asks for, as the query string names them."""
-    if query.id_value is None:
-        return None
-    return f"{query.endpoint.id_parameter}={query.id_value}"
-
-
 def _timeout_name(exc: BaseException) -> str:
     return "the whole request" if isinstance(exc, asyncio.TimeoutError) else type(exc).__name__
 
 
 def _client_for(url: httpx.URL, timeout: httpx.Timeout, limit: RateLimit) -> httpx.AsyncClient:
-    """The client a session makes: it keeps connections open from one wave to the next.
-
-    For a plain-http base URL (loopback only: see `base_url`) it loads no
-    certificates: nothing it sends is encrypted, and loading them is most of the
-    cost of making a client. It follows no redirect, so the keys go nowhere else.
-
-    A saturated session leaves each connection idle for a whole ``period``
-    between requests. httpx closes a connection idle for 5 seconds by default,
-    so under a 5-second period every wave would open its connections anew and
-    pay the TCP and TLS handshakes (two round trips or more) on top of the
-    period. A connection the server closed meanwhile is noticed before it is
-    used, and a request that loses that race is retried as a dropped connection.
-    """
+    """The client a session makes: no certificates loaded for plain (loopback) http, no
+    redirect followed, and connections kept open for twice the limit's period, so a
+    saturated session does not pay the handshakes again each wave (see
+    docs/how-it-works/paging.md)."""
     limits = httpx.Limits(
         max_connections=100,  # httpx's default, as is the next
         max_keepalive_connections=20,
         keepalive_expiry=max(30.0, 2 * limit.period),
     )
     return httpx.AsyncClient(timeout=timeout, limits=limits, verify=url.scheme == "https")
-
-
-def limiter_for(
-    rate_limit: RateLimit | Sequence[RateLimit] | None, limiter: RateLimiter | None
-) -> tuple[RateLimiter, bool]:
-    """The limiter for ``Session(rate_limit=, limiter=)``, and whether the session owns it.
-
-    Raises:
-        TypeError: ``rate_limit`` is not a `RateLimit` or a non-empty sequence of them (a
-            limiter there is told to go in ``limiter=``), or ``limiter`` is no limiter.
-        ValueError: both are given, or the sequence is empty.
-    """
-    if limiter is not None:
-        if not isinstance(limiter, RateLimiter):
-            raise TypeError(
-                "limiter must be a rate limiter (a SlidingWindowLimiter, a RedisLimiter), "
-                f"not {type(limiter).__name__}"
-            )
-        if rate_limit is not None:
-            raise ValueError(
-                "give rate_limit or limiter, not both: a shared limiter keeps its own limits"
-            )
-        return limiter, False
-    if isinstance(rate_limit, RateLimiter):
-        raise TypeError(
-            f"rate_limit takes RateLimit values; to share a {type(rate_limit).__name__}, "
-            "pass it as Session(limiter=...)"
-        )
-    return SlidingWindowLimiter(
-        as_rate_limits(RateLimit() if rate_limit is None else rate_limit)
-    ), True
 
 
 def checked_timeout(timeout: float | httpx.Timeout) -> httpx.Timeout:

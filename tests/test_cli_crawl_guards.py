@@ -6,6 +6,7 @@ Driven as test_cli.py drives the command: a subprocess against the emulator over
 
 from __future__ import annotations
 
+import builtins
 import errno
 import io
 import json
@@ -25,7 +26,6 @@ from test_cli import (
     wait_for_journal,
 )
 
-from leadsq_async import _checkpoint
 from leadsq_async.cli._app import main
 from leadsq_async.testing import RunningEmulator
 
@@ -147,11 +147,12 @@ def test_a_full_disk_names_the_file_and_says_how_to_resume(
     def fake_open(path: Any, mode: str = "r", *args: Any, **kwargs: Any) -> Any:
         if mode == "ab" and Path(path).name == "activities.jsonl":
             return io.BufferedWriter(_FullDisk(path, "a"))
-        return open(path, mode, *args, **kwargs)
+        return real_open(path, mode, *args, **kwargs)
 
+    real_open = builtins.open
     _FullDisk.room = 20_000  # a few leads' activities
     with monkeypatch.context() as patch:
-        patch.setattr(_checkpoint, "open", fake_open, raising=False)
+        patch.setattr(builtins, "open", fake_open)
         code = main([*crawl_args(leads_file, out), "--quiet"])
     stderr = capsys.readouterr().err
     assert code == 75, stderr

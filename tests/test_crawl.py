@@ -10,13 +10,12 @@ from typing import Any
 import httpx
 import pytest
 from fakes import opportunity, session_for
-from virtual_time import virtual
 
 import leadsq_async as lsq
 from leadsq_async._crawl import Crawl
 
 
-@virtual
+@pytest.mark.looptime
 async def test_crawl_ends_when_a_call_below_swallows_the_cancellation() -> None:
     """A worker whose call swallows its cancellation does not keep the crawl from closing."""
     first_call: set[asyncio.Task[Any]] = set()
@@ -68,13 +67,62 @@ async def test_crawl_surfaces_an_error_reading_the_ids() -> None:
     assert seen == ["a"]
 
 
+@pytest.mark.looptime
+async def test_results_finished_before_the_ids_failed_come_before_the_error() -> None:
+    """Every result finished when reading the ids fails is delivered, then the error."""
+
+    def ids() -> Any:
+        yield from ("a", "b", "c", "d", "e")
+        raise OSError("the ids file went away")
+
+    async def work(item: str) -> str:
+        await asyncio.sleep(1)
+        return item
+
+    seen: list[str] = []
+
+    async def consume_slowly() -> None:
+        async for result in Crawl(ids(), work, concurrency=5, spawn=asyncio.ensure_future):
+            seen.append(result)
+            await asyncio.sleep(10)  # the others finish meanwhile
+
+    with pytest.raises(OSError, match="went away"):
+        await consume_slowly()
+    assert sorted(seen) == ["a", "b", "c", "d", "e"]
+
+
+@pytest.mark.looptime
+async def test_a_cancellation_inside_one_ids_work_is_that_ids_failure() -> None:
+    """A CancelledError raised in one lead's work (by a listener), not by the crawl, fails
+    that lead, reported as its result; the crawl goes on with the others."""
+
+    def cancel_lead_3(event: lsq.Event) -> None:
+        if isinstance(event, lsq.PageFetched) and event.id_value == "lead-3":
+            raise asyncio.CancelledError
+
+    leads = [f"lead-{n}" for n in range(8)]
+
+    async def handler(request: httpx.Request) -> httpx.Response:
+        return lead_rows(request)
+
+    async with session_for(handler) as session:
+        session.events.subscribe(cancel_lead_3)
+        async with session.crawl_opportunities(leads) as results:
+            by_id = {result.lead_id: result async for result in results}
+    assert sorted(by_id) == leads
+    assert by_id["lead-3"].error is not None
+    assert isinstance(by_id["lead-3"].error.__cause__, asyncio.CancelledError)
+    assert "cancelled" in str(by_id["lead-3"].error)
+    assert all(by_id[lead].error is None for lead in leads if lead != "lead-3")
+
+
 def lead_rows(request: httpx.Request) -> httpx.Response:
     """Every lead has one opportunity named after it."""
     lead = request.url.params["leadId"]
     return httpx.Response(200, json={"RecordCount": 1, "List": [opportunity(1, lead)]})
 
 
-@virtual
+@pytest.mark.looptime
 async def test_leaving_the_async_with_block_cancels_the_work_at_once() -> None:
     """`async with session.crawl_opportunities(ids) as results:` cancels every task on exit."""
     started = asyncio.Event()
@@ -95,7 +143,7 @@ async def test_leaving_the_async_with_block_cancels_the_work_at_once() -> None:
         assert session.limiter.in_flight == 0  # type: ignore[attr-defined]
 
 
-@virtual
+@pytest.mark.looptime
 async def test_an_account_wide_error_ends_the_crawl_after_a_handful_of_requests() -> None:
     """Wrong keys over a million ids cost at most the first wave of slots, then raise."""
     sent = 0
@@ -117,7 +165,7 @@ async def test_an_account_wide_error_ends_the_crawl_after_a_handful_of_requests(
     assert sent <= 25
 
 
-@virtual
+@pytest.mark.looptime
 async def test_a_per_id_failure_stays_a_result_and_the_crawl_goes_on() -> None:
     """ "Lead does not exist" ends one lead; the others come back with their records."""
 
@@ -137,7 +185,7 @@ async def test_a_per_id_failure_stays_a_result_and_the_crawl_goes_on() -> None:
     assert [r.lead_id for r in by_id["lead-3"].records] == ["lead-3"]
 
 
-@virtual
+@pytest.mark.looptime
 async def test_a_huge_limit_crawling_three_ids_starts_three_tasks() -> None:
     """RateLimit(calls=10**7, period=1) over three ids starts no more tasks than ids."""
     most = 0

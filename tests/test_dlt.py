@@ -15,6 +15,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -730,3 +731,163 @@ def test_the_source_needs_nothing_of_the_command_line_extra() -> None:
     """leadsq_async.dlt imports without rich (the cli extra): the checkpoint is the library's."""
     program = "import sys; sys.modules['rich'] = None; import leadsq_async.dlt"
     subprocess.run([sys.executable, "-c", program], check=True, capture_output=True)
+
+
+# Two loads on one pipeline.
+
+
+class _HoldsAfterFirstLead:
+    """A load's progress that stops the crawl after its first lead until ``go_on``."""
+
+    def __init__(self) -> None:
+        self.fetched = threading.Event()
+        self.go_on = threading.Event()
+
+    def crawl_started(self, session: lsq.Session) -> None:
+        pass
+
+    def lead_skipped(self, lead_id: str) -> None:
+        pass
+
+    def lead_crawled(self, result: lsq.LeadResult) -> None:
+        self.fetched.set()
+        assert self.go_on.wait(60), "the test never let the first load go on"
+
+
+def test_a_second_load_on_a_pipeline_in_use_stops_with_2_and_leaves_the_first_alone(
+    emulator: RunningEmulator, tmp_path: Path, pipelines_dir: Path
+) -> None:
+    """While a load crawls, a second `load` of the same pipeline exits 2 saying another load
+    holds it, and deletes nothing: the first one then loads every row once."""
+    leads = small_leads(emulator, 6)
+    (tmp_path / "leads.txt").write_text("".join(f"{lead}\n" for lead in leads))
+    warehouse = duckdb_warehouse(tmp_path)
+    first = pipeline_into(warehouse, pipelines_dir)
+    progress = _HoldsAfterFirstLead()
+    failures: list[BaseException] = []
+
+    def load_first() -> None:
+        try:
+            first.run(source_for(emulator, leads, with_activities=False, progress=progress))
+        except BaseException as error:  # reported by the assertion below
+            failures.append(error)
+
+    thread = threading.Thread(target=load_first)
+    thread.start()
+    try:
+        assert progress.fetched.wait(60), "the first load fetched no lead"
+        journal = pipelines_dir / first.pipeline_name / CHECKPOINT_DIRECTORY / "checkpoint.jsonl"
+        before = journal.read_bytes()
+        second = run_load(
+            "--leads-file", "leads.txt", cwd=tmp_path, env=command_environment(emulator, tmp_path)
+        )
+        after = journal.read_bytes()
+    finally:
+        progress.go_on.set()
+        thread.join(timeout=120)
+
+    assert second.returncode == 2, second.stderr
+    lines = second.stderr.splitlines()
+    assert len(lines) == 1, second.stderr
+    assert "another load holds the pipeline leadsquared" in lines[0]
+    assert "starting anew" not in second.stderr
+    assert after == before  # the first load's journal, untouched
+    assert not failures, failures
+    assert sorted(warehouse.opportunity_ids()) == sorted(
+        expected_opportunities(emulator.data, leads)
+    )
+
+
+# Warehouse rows a load cannot take as they are.
+
+
+def _replace_rows(
+    emulator: RunningEmulator, lead: str, change: Callable[[dict[str, Any]], Any]
+) -> None:
+    """Change the emulator's opportunity rows of ``lead`` (copies: the rows are shared with
+    the snapshot the emulator is reset to)."""
+    rows = emulator.data.opportunities[lead]
+    for number, row in enumerate(rows):
+        copy = dict(row)
+        change(copy)
+        rows[number] = copy
+
+
+def test_a_row_without_its_opportunity_id_fails_its_lead_and_never_reaches_dlt(
+    emulator: RunningEmulator,
+    duckdb_pipeline: dlt.Pipeline,
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A lead with an opportunity row lacking OpportunityId (absent, or null) is listed in
+    failed_leads with a warning, and not loaded; the other leads load, and once the row is
+    mended the next load fetches it."""
+    leads = [lead for lead in small_leads(emulator, 6) if emulator.data.opportunities[lead]]
+    absent, null = leads[:2]
+    pristine = {lead: list(emulator.data.opportunities[lead]) for lead in (absent, null)}
+
+    def drop_the_id(row: dict[str, Any]) -> None:
+        if row["OpportunityId"] == pristine[absent][0]["OpportunityId"]:
+            del row["OpportunityId"]
+        elif row["OpportunityId"] == pristine[null][-1]["OpportunityId"]:
+            row["OpportunityId"] = None
+
+    _replace_rows(emulator, absent, drop_the_id)
+    _replace_rows(emulator, null, drop_the_id)
+    with caplog.at_level(logging.WARNING, logger="leadsq_async"):
+        duckdb_pipeline.run(source_for(emulator, leads, with_activities=False))
+
+    failed = failed_leads(duckdb_pipeline)
+    assert sorted(failed) == sorted([absent, null])
+    assert all("without its OpportunityId" in why for why in failed.values())
+    warned = " ".join(record.getMessage() for record in caplog.records)
+    assert absent in warned
+    assert null in warned
+    warehouse = duckdb_warehouse(tmp_path)
+    assert sorted(warehouse.opportunity_ids()) == sorted(
+        expected_opportunities(emulator.data, leads[2:])
+    )
+
+    emulator.data.opportunities.update(pristine)
+    duckdb_pipeline.run(source_for(emulator, list(failed), with_activities=False))
+    assert failed_leads(duckdb_pipeline) == {}
+    assert sorted(warehouse.opportunity_ids()) == sorted(
+        expected_opportunities(emulator.data, leads)
+    )
+
+
+def test_keys_that_dlt_makes_one_column_are_renamed_never_lost(
+    emulator: RunningEmulator,
+    duckdb_pipeline: dlt.Pipeline,
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A row with OpportunityId and opportunityId, mx_Custom_1 and mx_custom_1 keeps every
+    opportunity and every value: the later key of each pair gets _2, warned once a load."""
+    leads = [
+        lead for lead in small_leads(emulator, 6) if len(emulator.data.opportunities[lead]) > 1
+    ]
+    lead = leads[0]
+
+    def collide(row: dict[str, Any]) -> None:
+        row["opportunityId"] = "same-for-all"
+        row["mx_custom_1"] = "lower " + row["OpportunityId"]
+
+    _replace_rows(emulator, lead, collide)
+    rows = {row["OpportunityId"]: row for row in emulator.data.opportunities[lead]}
+    with caplog.at_level(logging.WARNING, logger="leadsq_async"):
+        duckdb_pipeline.run(source_for(emulator, [lead], with_activities=False))
+
+    loaded = table_rows(
+        duckdb_pipeline,
+        "SELECT opportunity_id, opportunity_id_2, mx_custom_1, mx_custom_1_2 FROM opportunities",
+    )
+    assert sorted(loaded) == sorted(
+        (key, "same-for-all", row["mx_Custom_1"], "lower " + key) for key, row in rows.items()
+    )
+    warnings = [
+        record.getMessage() for record in caplog.records if "same column" in record.getMessage()
+    ]
+    assert len(warnings) == 2, warnings  # one for each key renamed, not one a row
+    assert any("'opportunityId' is loaded as 'opportunityId_2'" in line for line in warnings)
+    assert any("'mx_custom_1' is loaded as 'mx_custom_1_2'" in line for line in warnings)

@@ -41,6 +41,7 @@ import attrs
 import pytest
 
 import leadsq_async as lsq
+import leadsq_async.journal
 import leadsq_async.testing
 from leadsq_async._records import _API_KEY
 from leadsq_async.testing import Dataset, RunningEmulator
@@ -231,6 +232,7 @@ def test_reference_documents_every_public_name() -> None:
     """Each name in leadsq_async.__all__ and leadsq_async.testing.__all__ has a ::: entry."""
     expected = {f"leadsq_async.{name}" for name in lsq.__all__}
     expected |= {f"leadsq_async.testing.{name}" for name in leadsq_async.testing.__all__}
+    expected |= {f"leadsq_async.journal.{name}" for name in leadsq_async.journal.__all__}
     assert expected - _reference_targets() == set()
 
 

@@ -6,6 +6,7 @@ with an AssertionError from the server instead of hanging it.
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import Callable
 from typing import Any
@@ -13,10 +14,12 @@ from typing import Any
 import httpx
 import pytest
 from fakes import FakeServer, opportunity, session_for
-from virtual_time import virtual
+from task_check import no_task_left_behind
 
 import leadsq_async as lsq
-from leadsq_async import _paging
+from leadsq_async import _walk_rules
+
+pytestmark = pytest.mark.usefixtures(no_task_left_behind.__name__)
 
 Body = dict[str, Any]
 Answer = Callable[[int, int, int], Body]  # (call number from 1, PageIndex, PageSize) -> body
@@ -57,7 +60,7 @@ async def walk(server: Scripted | FakeServer, **kwargs: Any) -> list[lsq.Opportu
 # Item 5: every walk ends.
 
 
-@virtual
+@pytest.mark.looptime
 async def test_a_repeated_page_whose_record_count_grows_ends_in_a_paging_error() -> None:
     """Page 1 again and again, RecordCount up a page each time: PagingError, within the cap."""
     server = Scripted(lambda call, index, size: {"RecordCount": 10 * call, "List": rows(0, size)})
@@ -69,7 +72,7 @@ async def test_a_repeated_page_whose_record_count_grows_ends_in_a_paging_error()
 
 
 @pytest.mark.parametrize("make_rows", [rows, without_ids], ids=["with-ids", "without-ids"])
-@virtual
+@pytest.mark.looptime
 async def test_a_repeated_page_after_record_count_vanishes_ends_in_a_paging_error(
     make_rows: Callable[[int, int], list[Body]],
 ) -> None:
@@ -87,7 +90,7 @@ async def test_a_repeated_page_after_record_count_vanishes_ends_in_a_paging_erro
     assert server.calls <= 1 + 1 + 4  # page 1, page 2, and the pages fetched ahead
 
 
-@virtual
+@pytest.mark.looptime
 async def test_new_rows_for_ever_while_record_count_grows_end_at_the_page_cap() -> None:
     """A server inventing a page of new rows per answer, count always a page ahead, is cut off."""
 
@@ -102,19 +105,19 @@ async def test_new_rows_for_ever_while_record_count_grows_end_at_the_page_cap() 
     assert server.calls == 14
 
 
-@virtual
+@pytest.mark.looptime
 async def test_rows_without_ids_that_never_repeat_end_at_the_cap_without_a_record_count(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """Without RecordCount, full pages of ever-new rows stop at the cap with a PagingError."""
-    monkeypatch.setattr(_paging, "MAX_PAGES_WITHOUT_RECORD_COUNT", 20, raising=False)
+    monkeypatch.setattr(_walk_rules, "MAX_PAGES_WITHOUT_RECORD_COUNT", 20)
     server = Scripted(lambda call, index, size: {"List": without_ids(0, size, salt=call)})
     with pytest.raises(lsq.PagingError, match="20 pages"):
         await walk(server, page_size=5)
     assert server.calls == 20
 
 
-@virtual
+@pytest.mark.looptime
 async def test_a_burst_of_inserts_ahead_larger_than_a_page_is_read_through() -> None:
     """Twelve rows inserted ahead after page 1 (pages of 5) repeat pages, and every row comes."""
     data = rows(0, 20)
@@ -135,7 +138,7 @@ async def test_a_burst_of_inserts_ahead_larger_than_a_page_is_read_through() -> 
 # Item 6: one odd answer does not poison the session.
 
 
-@virtual
+@pytest.mark.looptime
 async def test_one_short_first_page_does_not_shrink_the_next_walks_pages() -> None:
     """After a lead whose page 1 held 1 row of RecordCount 2, 2,500 rows still cost 3 requests."""
     odd = [opportunity(1, "odd-lead"), opportunity(2, "odd-lead")]
@@ -157,7 +160,7 @@ async def test_one_short_first_page_does_not_shrink_the_next_walks_pages() -> No
     assert server.pages_asked[2:] == [(1, 1000), (2, 1000), (3, 1000)]
 
 
-@virtual
+@pytest.mark.looptime
 async def test_a_clamp_is_never_learned_below_a_page_the_server_served() -> None:
     """Once the server served 1000 rows a page, a walk seeing 1 row a page keeps 1000 for others."""
     many = rows(0, 2500)
@@ -186,7 +189,7 @@ async def test_a_clamp_is_never_learned_below_a_page_the_server_served() -> None
 # test_session.py's test_clamp_is_remembered_for_the_next_walk (700 rows, pages of 300).
 
 
-@virtual
+@pytest.mark.looptime
 async def test_a_clamp_on_a_lead_of_two_pages_is_not_remembered() -> None:
     """300 of 1000 rows and a full last page 2 at 300 may be a short page: nothing learned."""
     server = FakeServer(rows(0, 600), clamp=300)
@@ -200,7 +203,7 @@ async def test_a_clamp_on_a_lead_of_two_pages_is_not_remembered() -> None:
 # Item 7: more rows than asked.
 
 
-@virtual
+@pytest.mark.looptime
 async def test_a_page_of_twice_the_rows_asked_is_taken_once_without_error() -> None:
     """Pages of 2 x PageSize rows: every row once, no false PagingError, no extra request."""
     data = rows(0, 10)
@@ -215,7 +218,7 @@ async def test_a_page_of_twice_the_rows_asked_is_taken_once_without_error() -> N
     assert server.pages_asked == [(1, 5)]
 
 
-@virtual
+@pytest.mark.looptime
 async def test_pages_of_twice_the_rows_without_record_count_end_quietly() -> None:
     """Without RecordCount, a page of repeats shorter than the pages served is the end."""
     data = rows(0, 23)
@@ -228,7 +231,7 @@ async def test_pages_of_twice_the_rows_without_record_count_end_quietly() -> Non
     assert [record.opportunity_id for record in records] == [row["OpportunityId"] for row in data]
 
 
-@virtual
+@pytest.mark.looptime
 async def test_oversized_pages_that_ignore_page_index_still_raise() -> None:
     """Twice the rows asked, the same ones on every page: still PagingError."""
     server = Scripted(lambda call, index, size: {"RecordCount": 100, "List": rows(0, 2 * size)})
@@ -242,7 +245,7 @@ async def test_oversized_pages_that_ignore_page_index_still_raise() -> None:
 @pytest.mark.parametrize(
     "bad_id", [["opp-1"], {"id": "opp-1"}, True], ids=["list", "object", "bool"]
 )
-@virtual
+@pytest.mark.looptime
 async def test_a_row_id_that_is_no_id_is_a_malformed_response(bad_id: object) -> None:
     """A row whose OpportunityId is a list, an object or a bool raises MalformedResponseError."""
     row = {**opportunity(1), "OpportunityId": bad_id}
@@ -251,7 +254,7 @@ async def test_a_row_id_that_is_no_id_is_a_malformed_response(bad_id: object) ->
         await walk(server)
 
 
-@virtual
+@pytest.mark.looptime
 async def test_an_empty_200_is_retried() -> None:
     """An empty 200 is a truncated answer: the page is asked again and the walk completes."""
     answers = [httpx.Response(200, content=b"")]
@@ -265,3 +268,27 @@ async def test_an_empty_200_is_retried() -> None:
         records = await session.opportunities_of_lead("lead-1").collect()
         assert session.stats.retries == 1
     assert len(records) == 1
+
+
+@pytest.mark.looptime
+async def test_a_walk_left_on_an_error_has_ended_its_fetches_ahead() -> None:
+    """Leaving `async with paginator` on a page's error leaves no fetch ahead running."""
+    never = asyncio.Event()
+
+    async def handler(request: httpx.Request) -> httpx.Response:
+        index = json.loads(request.content)["Paging"]["PageIndex"]
+        if index == 2:
+            return httpx.Response(400, json={"Status": "Error", "ExceptionMessage": "no"})
+        if index > 2:
+            await never.wait()
+        return httpx.Response(200, json={"RecordCount": 50, "List": rows(0, 10)})
+
+    async def read_all(paginator: lsq.Paginator[lsq.Opportunity]) -> None:
+        async with paginator as records:
+            async for _ in records:
+                pass
+
+    async with session_for(handler, look_ahead=3) as session:
+        with pytest.raises(lsq.BadRequestError):
+            await read_all(session.opportunities_of_lead("lead-1", page_size=10))
+        assert asyncio.all_tasks() == {asyncio.current_task()}

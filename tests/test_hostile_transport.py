@@ -20,10 +20,12 @@ from typing import Any
 import httpx
 import pytest
 from fakes import FAST_RETRY, SECRET, opportunity, session_for
-from virtual_time import virtual
+from task_check import no_task_left_behind
 
 import leadsq_async as lsq
 from leadsq_async.testing import RunningEmulator
+
+pytestmark = pytest.mark.usefixtures(no_task_left_behind.__name__)
 
 
 def spellings(secret: str) -> list[str]:
@@ -75,7 +77,7 @@ def reachable(root: object) -> Iterator[object]:
             stack.extend(value.raw)
 
 
-@virtual
+@pytest.mark.looptime
 async def test_keys_never_follow_a_redirect_even_with_a_following_client() -> None:
     """An app's client with follow_redirects=True still sends the keys to the API host only."""
     hosts: list[str] = []
@@ -96,7 +98,7 @@ async def test_keys_never_follow_a_redirect_even_with_a_following_client() -> No
     assert info.value.account_wide
 
 
-@virtual
+@pytest.mark.looptime
 async def test_a_secret_echoed_in_any_spelling_is_scrubbed_everywhere(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
@@ -111,9 +113,12 @@ async def test_a_secret_echoed_in_any_spelling_is_scrubbed_everywhere(
         return answers.pop(0)
 
     caplog.set_level(logging.DEBUG)
-    async with session_for(handler) as session:
-        # The fake sends a key with a slash and a plus, the characters escaped most.
-        session._transport._secrets = (SLASHED,)
+    client = httpx.AsyncClient(transport=httpx.MockTransport(handler))
+    # A key with a slash and a plus, the characters escaped most.
+    session = lsq.Session(
+        "access-key", SLASHED, host="http://127.0.0.1:9", client=client, retry=FAST_RETRY
+    )
+    async with client, session:
         with pytest.raises(lsq.APIError) as info:
             await session.opportunities_of_lead("lead-1").collect()
     error = info.value
@@ -131,7 +136,7 @@ def test_a_non_ascii_secret_is_refused_without_showing_it() -> None:
     assert "sécret" not in str(info.value)
 
 
-@virtual
+@pytest.mark.looptime
 async def test_no_object_reachable_from_a_transport_error_holds_the_key() -> None:
     """The httpx exception (whose request holds the headers) is not chained to the error."""
 
@@ -150,7 +155,7 @@ async def test_no_object_reachable_from_a_transport_error_holds_the_key() -> Non
             assert SECRET not in str(value)
 
 
-@virtual
+@pytest.mark.looptime
 async def test_an_id_the_api_cannot_take_fails_alone_before_sending() -> None:
     """A 100 KB id is that id's failure in a crawl; the other ids are crawled."""
     asked: list[str] = []
@@ -219,7 +224,7 @@ def gzip_bomb(inflated: int) -> bytes:
     return b"".join([*parts, packer.flush()])
 
 
-@virtual
+@pytest.mark.looptime
 async def test_an_answer_larger_than_the_cap_fails_that_call_without_reading_it_all() -> None:
     """A gzip body that inflates to 64 MiB fails at a 1 MiB cap, read no further."""
     bomb = gzip_bomb(64 * 2**20)
@@ -270,7 +275,7 @@ async def test_a_plain_http_server_given_without_a_scheme_gets_a_hint(
     assert f"give the host as http://{where}" in str(info.value)
 
 
-@virtual
+@pytest.mark.looptime
 async def test_an_error_names_the_id_it_was_asked_for() -> None:
     """'Lead does not exist' says which lead, without the caller adding it."""
 

@@ -25,7 +25,6 @@ from fakes import session_for
 from virtual_time import now, run_virtual, virtual
 
 import leadsq_async as lsq
-from leadsq_async._checkpoint import CrawlDirectory, CrawlSettings
 from leadsq_async.cli import _display
 from leadsq_async.cli._display import ExportProgress, progress_display
 from leadsq_async.cli._meter import ACTIVITIES, OPPORTUNITIES, Meter, Workload
@@ -40,6 +39,7 @@ from leadsq_async.cli._progress import (
     track,
 )
 from leadsq_async.cli._run import crawl_into, fetch_opportunities
+from leadsq_async.journal import CrawlDirectory, CrawlSettings
 
 CLAMP = 10  # rows a page of the fake server holds, whatever was asked
 LATENCY = 0.05

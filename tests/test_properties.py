@@ -6,7 +6,7 @@
   or a `LeadSquaredError`. Honest servers give exactly their rows, in order; servers that
   only insert rows give every row that was there before, or a `PagingError`.
 
-Walks run on the virtual-time loop against httpx.MockTransport, so each example takes
+Walks run in virtual time (looptime) against httpx.MockTransport, so each example takes
 milliseconds.
 """
 
@@ -19,15 +19,15 @@ from unittest import mock
 
 import attrs
 import httpx
+import pytest
 from fakes import SECRET, opportunity, session_for
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from virtual_time import run_virtual
 
 import leadsq_async as lsq
-from leadsq_async import _paging
+from leadsq_async import _walk_rules
+from leadsq_async._decode import RawPage, decode_page
 from leadsq_async._endpoints import OPPORTUNITIES_OF_LEAD
-from leadsq_async._wire import RawPage, decode_page
 
 # Modest example counts and no deadline: these run in CI, on a loaded machine.
 DECODER_PROPERTY = settings(max_examples=300, deadline=None)
@@ -226,6 +226,8 @@ async def walk(
                     yielded.append(lsq.unstructure(record))
         except lsq.LeadSquaredError as error:
             return yielded, error
+        finally:
+            assert asyncio.all_tasks() == {asyncio.current_task()}, "tasks left running"
     return yielded, None
 
 
@@ -237,6 +239,7 @@ def make_rows(count: int, with_ids: bool) -> list[dict[str, Any]]:
     return made
 
 
+@pytest.mark.looptime
 @WALK_PROPERTY
 @given(
     row_count=st.integers(min_value=0, max_value=60),
@@ -246,7 +249,7 @@ def make_rows(count: int, with_ids: bool) -> list[dict[str, Any]]:
     look_ahead=st.integers(min_value=0, max_value=4),
     limit=st.none() | st.integers(min_value=0, max_value=70),
 )
-def test_every_walk_ends_and_yields_each_row_at_most_once(
+async def test_every_walk_ends_and_yields_each_row_at_most_once(
     row_count: int,
     with_ids: bool,
     script: list[Answer],
@@ -256,15 +259,16 @@ def test_every_walk_ends_and_yields_each_row_at_most_once(
 ) -> None:
     """Whatever the server does, the walk ends, with each row at most once or an error."""
     server = ModelServer(make_rows(row_count, with_ids), script)
-    with mock.patch.object(_paging, "MAX_PAGES_WITHOUT_RECORD_COUNT", PAGES_WITHOUT_RECORD_COUNT):
-        yielded, _ = run_virtual(
-            lambda: walk(server, page_size=page_size, look_ahead=look_ahead, limit=limit)
-        )
+    with mock.patch.object(
+        _walk_rules, "MAX_PAGES_WITHOUT_RECORD_COUNT", PAGES_WITHOUT_RECORD_COUNT
+    ):
+        yielded, _ = await walk(server, page_size=page_size, look_ahead=look_ahead, limit=limit)
     keys = [row_key(row) for row in yielded]
     assert len(keys) == len(set(keys))
     assert limit is None or len(yielded) <= limit
 
 
+@pytest.mark.looptime
 @WALK_PROPERTY
 @given(
     row_count=st.integers(min_value=0, max_value=60),
@@ -273,19 +277,18 @@ def test_every_walk_ends_and_yields_each_row_at_most_once(
     look_ahead=st.integers(min_value=0, max_value=4),
     limit=st.none() | st.integers(min_value=0, max_value=70),
 )
-def test_an_honest_server_gives_exactly_its_rows_in_order(
+async def test_an_honest_server_gives_exactly_its_rows_in_order(
     row_count: int, clamp: int | None, page_size: int, look_ahead: int, limit: int | None
 ) -> None:
     """Without faults (a clamp is no fault), a walk yields every row once, in order."""
     data = make_rows(row_count, with_ids=True)
     server = ModelServer(list(data), [Answer(clamp=clamp)])
-    yielded, error = run_virtual(
-        lambda: walk(server, page_size=page_size, look_ahead=look_ahead, limit=limit)
-    )
+    yielded, error = await walk(server, page_size=page_size, look_ahead=look_ahead, limit=limit)
     assert error is None
     assert yielded == data[:limit]
 
 
+@pytest.mark.looptime
 @WALK_PROPERTY
 @given(
     row_count=st.integers(min_value=0, max_value=60),
@@ -300,7 +303,7 @@ def test_an_honest_server_gives_exactly_its_rows_in_order(
     look_ahead=st.integers(min_value=0, max_value=4),
     delays=st.lists(st.integers(min_value=0, max_value=3), min_size=1, max_size=8),
 )
-def test_rows_inserted_while_paging_lose_no_row_that_was_there(
+async def test_rows_inserted_while_paging_lose_no_row_that_was_there(
     row_count: int,
     inserts: list[tuple[int, str]],
     page_size: int,
@@ -315,9 +318,7 @@ def test_rows_inserted_while_paging_lose_no_row_that_was_there(
         for n, (count, where) in enumerate(inserts)
     ]
     server = ModelServer(list(data), script)
-    yielded, error = run_virtual(
-        lambda: walk(server, page_size=page_size, look_ahead=look_ahead, limit=None)
-    )
+    yielded, error = await walk(server, page_size=page_size, look_ahead=look_ahead, limit=None)
     keys = [row_key(row) for row in yielded]
     assert len(keys) == len(set(keys))
     if error is None:

@@ -778,22 +778,23 @@ def test_random_workloads_keep_a_limit_learned_midway(
 ) -> None:
     """A limit learned midway holds in every window with a later grant; the others always hold."""
 
-    async def main() -> Recorder:
+    async def main() -> tuple[Recorder, float]:
         limiter = SlidingWindowLimiter(limits)
         recorder = Recorder(limiter)
         requests = asyncio.gather(
             *(recorder.request(duration=duration, start=start) for start, duration in workload)
         )
         await asyncio.sleep(learned_at)
+        learned_time = now()  # learned_at on a clock of whole microseconds
         await limiter.learn(learned)
         await requests
-        return recorder
+        return recorder, learned_time
 
-    recorder = in_virtual_time(main)
+    recorder, learned_time = in_virtual_time(main)
     for limit in limits:
         assert_within_limit(recorder.grants, recorder.releases, limit.calls, limit.period)
     # A request granted at the very instant of learning may have come just before it.
-    since = math.nextafter(learned_at, math.inf)
+    since = math.nextafter(learned_time, math.inf)
     assert_within_limit(
         recorder.grants, recorder.releases, learned.calls, learned.period, since=since
     )

@@ -11,9 +11,16 @@ from typing import Any
 import httpx
 import pytest
 from fakes import FAST_RETRY, SECRET, FakeServer, opportunity, session_for
-from virtual_time import now, virtual
+from task_check import no_task_left_behind
 
 import leadsq_async as lsq
+
+pytestmark = pytest.mark.usefixtures(no_task_left_behind.__name__)
+
+
+def now() -> float:
+    """The running loop's clock: virtual under looptime."""
+    return asyncio.get_running_loop().time()
 
 
 async def collect_with(server: FakeServer, **kwargs: Any) -> list[lsq.Opportunity]:
@@ -21,7 +28,7 @@ async def collect_with(server: FakeServer, **kwargs: Any) -> list[lsq.Opportunit
         return await session.opportunities_of_lead("lead-1", **kwargs).collect()
 
 
-@virtual
+@pytest.mark.looptime
 async def test_keys_travel_in_headers_never_in_the_url() -> None:
     """The keys go in x-LSQ-* headers; the URL carries only the id."""
     server = FakeServer([opportunity(1)])
@@ -34,7 +41,7 @@ async def test_keys_travel_in_headers_never_in_the_url() -> None:
     assert request.method == "POST"
 
 
-@virtual
+@pytest.mark.looptime
 async def test_every_row_of_every_page_is_yielded_in_order() -> None:
     """A walk yields each row of every page once, in the server's order."""
     server = FakeServer([opportunity(n) for n in range(23)])
@@ -42,7 +49,7 @@ async def test_every_row_of_every_page_is_yielded_in_order() -> None:
     assert [r.opportunity_id for r in records] == [f"opp-{n:05d}" for n in range(23)]
 
 
-@virtual
+@pytest.mark.looptime
 async def test_walk_stops_at_record_count_without_an_extra_request() -> None:
     """When the rows reach RecordCount exactly, no further page is asked for."""
     server = FakeServer([opportunity(n) for n in range(20)])
@@ -50,7 +57,7 @@ async def test_walk_stops_at_record_count_without_an_extra_request() -> None:
     assert sorted(index for index, _ in server.pages_asked) == [1, 2, 3, 4]
 
 
-@virtual
+@pytest.mark.looptime
 async def test_walk_stops_on_an_empty_first_page() -> None:
     """A lead without opportunities costs one request."""
     server = FakeServer([])
@@ -58,7 +65,7 @@ async def test_walk_stops_on_an_empty_first_page() -> None:
     assert len(server.requests) == 1
 
 
-@virtual
+@pytest.mark.looptime
 async def test_walk_stops_on_a_short_page_when_record_count_overstates() -> None:
     """A short page ends the walk even if RecordCount promised more."""
 
@@ -72,7 +79,7 @@ async def test_walk_stops_on_a_short_page_when_record_count_overstates() -> None
     assert len(records) == 6
 
 
-@virtual
+@pytest.mark.looptime
 async def test_default_page_size_is_the_largest_the_api_honours() -> None:
     """Without page_size, pages of 1000 rows are asked for."""
     server = FakeServer([opportunity(1)])
@@ -80,7 +87,7 @@ async def test_default_page_size_is_the_largest_the_api_honours() -> None:
     assert server.pages_asked == [(1, 1000)]
 
 
-@virtual
+@pytest.mark.looptime
 async def test_pages_after_the_first_are_fetched_ahead_concurrently() -> None:
     """Once page 1 told RecordCount, later pages are in flight together."""
     server = FakeServer([opportunity(n) for n in range(50)])
@@ -89,7 +96,7 @@ async def test_pages_after_the_first_are_fetched_ahead_concurrently() -> None:
     assert server.most_in_flight == 4
 
 
-@virtual
+@pytest.mark.looptime
 async def test_pages_expose_index_record_count_and_items() -> None:
     """pages() yields Page objects with index, record_count and items."""
     server = FakeServer([opportunity(n) for n in range(7)])
@@ -100,7 +107,7 @@ async def test_pages_expose_index_record_count_and_items() -> None:
     assert {p.record_count for p in pages} == {7}
 
 
-@virtual
+@pytest.mark.looptime
 async def test_limit_caps_records_and_sends_nothing_beyond() -> None:
     """limit=10 yields ten records from one request of ten rows."""
     server = FakeServer([opportunity(n) for n in range(500)])
@@ -109,7 +116,7 @@ async def test_limit_caps_records_and_sends_nothing_beyond() -> None:
     assert server.pages_asked == [(1, 10)]
 
 
-@virtual
+@pytest.mark.looptime
 async def test_limit_across_pages_asks_only_the_pages_it_needs() -> None:
     """limit=12 with pages of 5 asks for three pages and yields twelve records."""
     server = FakeServer([opportunity(n) for n in range(500)])
@@ -118,7 +125,7 @@ async def test_limit_across_pages_asks_only_the_pages_it_needs() -> None:
     assert sorted(index for index, _ in server.pages_asked) == [1, 2, 3]
 
 
-@virtual
+@pytest.mark.looptime
 async def test_limit_zero_sends_nothing() -> None:
     """limit=0 yields nothing and sends no request."""
     server = FakeServer([opportunity(1)])
@@ -126,7 +133,7 @@ async def test_limit_zero_sends_nothing() -> None:
     assert server.requests == []
 
 
-@virtual
+@pytest.mark.looptime
 async def test_clamped_page_size_is_detected_and_every_row_yielded_once() -> None:
     """A server that clamps pages to 300 rows still yields every row exactly once."""
     server = FakeServer([opportunity(n) for n in range(1000)], clamp=300)
@@ -137,7 +144,7 @@ async def test_clamped_page_size_is_detected_and_every_row_yielded_once() -> Non
     assert {size for _, size in server.pages_asked[1:]} == {300}
 
 
-@virtual
+@pytest.mark.looptime
 async def test_clamp_is_remembered_for_the_next_walk() -> None:
     """After a clamp, the session asks that endpoint for the clamped size."""
     server = FakeServer([opportunity(n) for n in range(700)], clamp=300)
@@ -148,7 +155,7 @@ async def test_clamp_is_remembered_for_the_next_walk() -> None:
     assert server.pages_asked[0] == (1, 300)
 
 
-@virtual
+@pytest.mark.looptime
 async def test_server_ignoring_page_index_raises_instead_of_looping() -> None:
     """Pages that repeat page 1 raise PagingError."""
     server = FakeServer([opportunity(n) for n in range(20)])
@@ -158,7 +165,7 @@ async def test_server_ignoring_page_index_raises_instead_of_looping() -> None:
     assert len(server.requests) <= 5
 
 
-@virtual
+@pytest.mark.looptime
 async def test_rows_repeated_by_an_insert_ahead_are_yielded_once() -> None:
     """A row shifted onto the next page by an insert is not yielded twice."""
     rows = [opportunity(n) for n in range(10)]
@@ -178,7 +185,7 @@ async def test_rows_repeated_by_an_insert_ahead_are_yielded_once() -> None:
     assert ids == [f"opp-{n:05d}" for n in range(10)]
 
 
-@virtual
+@pytest.mark.looptime
 async def test_breaking_out_early_cancels_pages_fetched_ahead() -> None:
     """A break stops the look-ahead: no request stays in flight, no task is left."""
     server = FakeServer([opportunity(n) for n in range(100)])
@@ -189,11 +196,11 @@ async def test_breaking_out_early_cancels_pages_fetched_ahead() -> None:
         for _ in range(5):
             await asyncio.sleep(0)
         assert server.in_flight == 0
-        assert all(task.done() for task in session._transport.tasks)
+        assert asyncio.all_tasks() == {asyncio.current_task()}
     assert asyncio.all_tasks() == {asyncio.current_task()}
 
 
-@virtual
+@pytest.mark.looptime
 async def test_transient_server_error_is_retried() -> None:
     """A bare 500 is retried and the walk completes."""
     answers = [httpx.Response(500, json={"Message": "There was an error processing the request."})]
@@ -209,7 +216,7 @@ async def test_transient_server_error_is_retried() -> None:
     assert len(records) == 1
 
 
-@virtual
+@pytest.mark.looptime
 async def test_business_error_is_never_retried() -> None:
     """A 500 with the envelope raises APIError after a single request."""
     calls = 0
@@ -230,7 +237,7 @@ async def test_business_error_is_never_retried() -> None:
     assert calls == 1
 
 
-@virtual
+@pytest.mark.looptime
 async def test_retries_stop_after_the_configured_attempts() -> None:
     """A server that keeps failing is tried `attempts` times, then the error raises."""
     calls = 0
@@ -246,7 +253,7 @@ async def test_retries_stop_after_the_configured_attempts() -> None:
     assert calls == FAST_RETRY.attempts
 
 
-@virtual
+@pytest.mark.looptime
 async def test_dropped_connection_is_a_retried_transport_error() -> None:
     """A dropped connection is retried, and raises TransportError when retries are spent."""
 
@@ -261,7 +268,7 @@ async def test_dropped_connection_is_a_retried_transport_error() -> None:
     assert info.value.transient
 
 
-@virtual
+@pytest.mark.looptime
 async def test_timeout_raises_request_timeout() -> None:
     """A read timeout becomes RequestTimeoutError once the retries are spent."""
 
@@ -284,7 +291,7 @@ def rate_limited(status: int, limit: int = 25, period: str = "5") -> httpx.Respo
 
 
 @pytest.mark.parametrize("status", [429, 200])
-@virtual
+@pytest.mark.looptime
 async def test_rate_limit_answer_pauses_the_limiter_and_retries(status: int) -> None:
     """A rate-limit answer (429, or 200 with the envelope) pauses the limiter, then retries."""
     answers = [rate_limited(status, limit=50, period="0.05")]
@@ -310,7 +317,7 @@ async def test_rate_limit_answer_pauses_the_limiter_and_retries(status: int) -> 
     assert paused == [0.05]
 
 
-@virtual
+@pytest.mark.looptime
 async def test_lower_limit_in_the_message_is_adopted_with_one_warning(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
@@ -337,7 +344,7 @@ async def _no_pause(seconds: float, *, limit: lsq.RateLimit | None = None) -> No
     return None
 
 
-@virtual
+@pytest.mark.looptime
 async def test_rate_limit_error_raises_when_retries_are_spent() -> None:
     """A server that answers only rate-limit errors ends in RateLimitError."""
 
@@ -351,7 +358,7 @@ async def test_rate_limit_error_raises_when_retries_are_spent() -> None:
     assert info.value.limit == lsq.RateLimit(25, 5.0)
 
 
-@virtual
+@pytest.mark.looptime
 async def test_secret_never_appears_in_logs_at_any_level(caplog: pytest.LogCaptureFixture) -> None:
     """With every logger at DEBUG, no log line holds the secret key."""
     caplog.set_level(logging.DEBUG)
@@ -368,7 +375,7 @@ async def test_secret_never_appears_in_logs_at_any_level(caplog: pytest.LogCaptu
     assert all(SECRET not in record.getMessage() for record in caplog.records)
 
 
-@virtual
+@pytest.mark.looptime
 async def test_secret_never_appears_in_repr_or_errors() -> None:
     """The session's repr and every error's str and repr leave the secret out."""
 
@@ -383,7 +390,7 @@ async def test_secret_never_appears_in_repr_or_errors() -> None:
     assert SECRET not in repr(info.value)
 
 
-@virtual
+@pytest.mark.looptime
 async def test_client_passed_in_is_left_open() -> None:
     """A session closes only the client it created."""
     client = httpx.AsyncClient(transport=httpx.MockTransport(FakeServer([])))
@@ -393,12 +400,21 @@ async def test_client_passed_in_is_left_open() -> None:
     await client.aclose()
 
 
-@virtual
-async def test_own_client_is_closed() -> None:
+@pytest.mark.looptime
+async def test_own_client_is_closed(monkeypatch: pytest.MonkeyPatch) -> None:
     """A session closes the client it created."""
+    made: list[httpx.AsyncClient] = []
+    real_init = httpx.AsyncClient.__init__
+
+    def recording_init(client: httpx.AsyncClient, *args: Any, **kwargs: Any) -> None:
+        made.append(client)
+        real_init(client, *args, **kwargs)
+
+    monkeypatch.setattr(httpx.AsyncClient, "__init__", recording_init)
     session = lsq.Session("a", SECRET, host="http://127.0.0.1:9")
+    assert [client.is_closed for client in made] == [False]
     await session.aclose()
-    assert session._transport.client.is_closed
+    assert [client.is_closed for client in made] == [True]
 
 
 @pytest.mark.parametrize(
@@ -410,7 +426,7 @@ async def test_own_client_is_closed() -> None:
         ({"limit": 1.5}, TypeError),
     ],
 )
-@virtual
+@pytest.mark.looptime
 async def test_bad_paging_arguments_raise_before_any_request(
     kwargs: dict[str, Any], error: type[Exception]
 ) -> None:
@@ -440,7 +456,7 @@ def test_bad_session_arguments_raise_at_construction(
         lsq.Session("a", SECRET, **kwargs)
 
 
-@virtual
+@pytest.mark.looptime
 async def test_paginate_walks_any_list_endpoint_with_its_own_list_key() -> None:
     """session.paginate pages a raw endpoint by PageIndex/PageSize, rows as the dicts sent."""
     leads = [{"ProspectID": f"L{n}", "mx_City": "Pune"} for n in range(7)]
@@ -470,7 +486,24 @@ async def test_paginate_walks_any_list_endpoint_with_its_own_list_key() -> None:
 
 @pytest.mark.parametrize(
     "path",
-    ["//evil.example/v2/x", "/v2/x", "https://evil.example/x", "../v1/x", "a?b=1", ""],
+    [
+        "//evil.example/v2/x",
+        "/v2/x",
+        "https://evil.example/x",
+        "../v1/x",
+        "a?b=1",
+        "",
+        "https:/v1/LeadManagement.svc/Leads.Get",
+        "localhost:80/x",
+        "mailto:someone",
+        "%2e%2e/v1/x",
+        "a/%2E%2E/%2e%2e/v1/x",
+        "a/./b",
+        "a//b",
+        "a%2f..%2f..%2fv1",
+        "a#b",
+        "a\\..\\b",
+    ],
 )
 def test_paginate_refuses_a_path_that_leaves_the_api(path: str) -> None:
     """A path that could leave /v2/ on the configured host is refused before sending."""
@@ -511,7 +544,7 @@ def test_a_loopback_http_session_loads_no_certificates(monkeypatch: pytest.Monke
     lsq.Session("a", "b", host="http://127.0.0.1:9")
 
 
-@virtual
+@pytest.mark.looptime
 async def test_retries_wait_on_the_injected_clock_and_respect_the_deadline() -> None:
     """Backoff sleeps and the total deadline run on the session's clock (virtual here)."""
     tries: list[float] = []
@@ -529,7 +562,7 @@ async def test_retries_wait_on_the_injected_clock_and_respect_the_deadline() -> 
     assert tries[-1] - tries[0] < 60.0
 
 
-@virtual
+@pytest.mark.looptime
 async def test_async_with_a_paginator_ends_the_look_ahead_before_going_on() -> None:
     """Leaving `async with paginator as records:` leaves no fetch running."""
     server = FakeServer([opportunity(n) for n in range(100)])
@@ -539,4 +572,24 @@ async def test_async_with_a_paginator_ends_the_look_ahead_before_going_on() -> N
             async for _ in records:
                 break
         assert server.in_flight == 0
-        assert not session._transport.tasks
+        assert asyncio.all_tasks() == {asyncio.current_task()}
+
+
+@pytest.mark.looptime
+async def test_the_url_of_a_path_is_built_once_not_per_request(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Joining the base URL costs more than decoding a small page: once per path."""
+    joins: list[str] = []
+    real_join = httpx.URL.join
+
+    def counting_join(url: httpx.URL, other: str) -> httpx.URL:
+        joins.append(other)
+        return real_join(url, other)
+
+    monkeypatch.setattr(httpx.URL, "join", counting_join)
+    async with session_for(FakeServer([opportunity(n) for n in range(30)])) as session:
+        for _ in range(3):
+            assert len(await session.opportunities_of_lead("lead-1", page_size=5).collect()) == 30
+        assert session.stats.requests == 18
+    assert joins == ["OpportunityManagement.svc/GetOpportunitiesOfLead"]

@@ -4,11 +4,15 @@ from __future__ import annotations
 
 import json
 
+import httpx
 import pytest
 
 import leadsq_async as lsq
-from leadsq_async._endpoints import ACTIVITIES_OF_OPPORTUNITY, OPPORTUNITIES_OF_LEAD
-from leadsq_async._wire import PageQuery, auth_headers, base_url, build_request, decode_page
+from leadsq_async._decode import decode_page
+from leadsq_async._endpoints import ACTIVITIES_OF_OPPORTUNITY, OPPORTUNITIES_OF_LEAD, raw_endpoint
+from leadsq_async._hosts import base_url
+from leadsq_async._request import PageQuery, build_request
+from leadsq_async._secrets import auth_headers
 
 ENDPOINT = OPPORTUNITIES_OF_LEAD.path
 
@@ -283,3 +287,20 @@ def test_an_empty_200_is_a_transient_malformed_response() -> None:
     with pytest.raises(lsq.MalformedResponseError, match="empty") as info:
         decode_page(200, b"", endpoint=ENDPOINT)
     assert info.value.transient
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        "LeadManagement.svc/Leads.RecentlyModified",
+        "ProspectActivity.svc/CustomActivity/RetrieveByActivityEvent",
+        "x.svc/Leads.Get%20All",
+    ],
+)
+def test_a_path_under_v2_is_taken_and_sent_there(path: str) -> None:
+    """A relative path under /v2/ is accepted, and the request goes to that path."""
+    endpoint = raw_endpoint(path)
+    request = build_request(PageQuery.raw(endpoint), 1, 10)
+    assert str(httpx.URL(base_url("https://api.leadsquared.com")).join(request.path)).startswith(
+        "https://api.leadsquared.com/v2/"
+    )

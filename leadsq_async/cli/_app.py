@@ -14,8 +14,8 @@ from typing import IO, Any
 import click
 
 from leadsq_async import LeadSquaredError, QuotaExhaustedError, Session
-from leadsq_async._checkpoint import CrawlDirectory, CrawlError, CrawlSettings, naming
-from leadsq_async._wire import scrub as scrub_secrets
+from leadsq_async._secrets import scrub as scrub_secrets
+from leadsq_async.journal import CrawlDirectory, CrawlError, CrawlSettings, naming
 
 from ._demo import demo
 from ._display import ExportProgress, export_total, progress_display, stdout_is_terminal
@@ -666,8 +666,7 @@ def main(argv: list[str] | None = None) -> int:
     except (LeadSquaredError, CrawlError, ValueError, TypeError, OSError) as error:
         if isinstance(error, BrokenPipeError):
             return _quiet_broken_pipe()
-        code = error.exit_code if isinstance(error, CrawlError) else exit_code_of(error)
-        return _fail(f"error: {error_line(error, hide)}", code)
+        return _fail(f"error: {error_line(error, hide)}", exit_code_of(error))
     except ModuleNotFoundError as error:
         # uvicorn, for `emulator` and `demo`, is imported only when a server starts.
         return _fail(f'error: this command needs {error.name}: pip install "leadsq-async[cli]"', 1)

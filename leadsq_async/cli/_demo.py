@@ -17,7 +17,7 @@ import attrs
 import click
 
 from leadsq_async import RateLimit, Session
-from leadsq_async._checkpoint import (
+from leadsq_async.journal import (
     ACTIVITIES,
     ACTIVITY_INDEX,
     ALL_FILES,

@@ -8,7 +8,7 @@ import json
 from collections.abc import Mapping
 from typing import IO, Any, Protocol
 
-from leadsq_async._checkpoint import dump_row
+from leadsq_async.journal import dump_row
 
 __all__ = ["FORMATS", "CsvWriter", "JsonLinesWriter", "RowWriter", "writer_for"]
 

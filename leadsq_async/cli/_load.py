@@ -28,9 +28,11 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from leadsq_async import LeadResult, LeadSquaredError, Session
+from leadsq_async.journal import DirectoryInUse
 
 from ._ids import IdReader, count_ids, lines_to_ids, open_ids
 from ._options import ApiOptions, api_options, leads_file_option, scrub
+from ._outcomes import USAGE
 from ._progress import TICK_SECONDS, CrawlCounts, Display, Meter, format_duration, plural
 from ._run import INTERRUPTED_EXIT_CODE, CommandFailed, Interrupted, error_line, stderr_is_terminal
 
@@ -207,6 +209,7 @@ def load(
     a crash) is carried on by the same command, without asking the API again
     for the leads it had fetched. Leads that fail are not loaded, are named in
     a warning, and are tried again by the next load; the exit code is then 1.
+    A second load of a pipeline another load is using is refused with exit code 2.
     Needs the dlt extra: pip install "leadsq-async[dlt]".
     """
     try:
@@ -285,6 +288,13 @@ def _run(pipeline: Pipeline, source: Any, step_failed: type[Exception]) -> None:
             raise CommandFailed(
                 "interrupted: the leads fetched so far are kept; run the same command to carry on",
                 exit_code=INTERRUPTED_EXIT_CODE,
+            ) from None
+        if _cause(error, DirectoryInUse) is not None:
+            raise CommandFailed(
+                f"another load holds the pipeline {pipeline.pipeline_name} (its crawl in "
+                f"{pipeline.working_dir} is in use): wait for that load to end, or stop it, "
+                "then run this command again",
+                exit_code=USAGE,
             ) from None
         ours = _cause(error, LeadSquaredError)
         if ours is not None:

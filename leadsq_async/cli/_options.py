@@ -12,8 +12,8 @@ import click
 from click.core import ParameterSource
 
 from leadsq_async import RateLimit, RetryPolicy, Session
-from leadsq_async._wire import base_url
-from leadsq_async._wire import scrub as scrub_secrets
+from leadsq_async._hosts import base_url
+from leadsq_async._secrets import scrub as scrub_secrets
 
 __all__ = [
     "ApiOptions",
@@ -33,7 +33,7 @@ DEFAULT_HOST = "api.leadsquared.com"
 
 def scrub(text: str, secrets: Iterable[str] | None = None) -> str:
     """``text`` with every secret key this command was given replaced by ``***``, in
-    any spelling (see `leadsq_async._wire.scrub`).
+    any spelling (see `leadsq_async._secrets.scrub`).
 
     ``secrets`` defaults to those of the running command (`command_secrets`).
     """

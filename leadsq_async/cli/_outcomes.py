@@ -33,8 +33,8 @@ from leadsq_async import (
     QuotaExhaustedError,
     RateLimiterUnavailableError,
 )
-from leadsq_async._checkpoint import failed_for_good
 from leadsq_async._limits import StatedLimit
+from leadsq_async.journal import CrawlError, DirectoryInUse, failed_for_good
 
 from ._progress import format_duration, plural
 
@@ -114,7 +114,12 @@ def can_finish_later(error: BaseException) -> bool:
 
 
 def exit_code_of(error: BaseException) -> int:
-    """The exit code of a command that ``error`` stopped: 75 or 1 (see `can_finish_later`)."""
+    """The exit code of a command that ``error`` stopped: 2 for a crawl directory another
+    crawl is using, else 75 or 1 (see `can_finish_later`)."""
+    if isinstance(error, DirectoryInUse):
+        return USAGE
+    if isinstance(error, CrawlError):
+        return FAILED_FOR_GOOD
     return TEMPORARY_FAILURE if can_finish_later(error) else FAILED_FOR_GOOD
 
 

@@ -17,9 +17,10 @@ from leadsq_async import (
     OpportunityResult,
     QuotaWait,
     Session,
+    journal,
     unstructure,
 )
-from leadsq_async._checkpoint import CrawlDirectory, PendingIds
+from leadsq_async.journal import CrawlDirectory
 
 from ._export import RowWriter
 from ._meter import ACTIVITIES
@@ -235,25 +236,23 @@ async def crawl_into(
     """
     children = ACTIVITIES if output.settings.with_activities else None
     meter = Meter(session, child_endpoint=children, clock=asyncio.get_running_loop().time)
-    results = session.crawl_opportunities(
-        PendingIds(lead_ids, output.settled(retry_failed=retry_failed), lambda _: counts.skip()),
+    results = journal.crawl_into(
+        session,
+        output,
+        lead_ids,
         concurrency=concurrency,
-        with_activities=output.settings.with_activities,
-        opportunity_type=output.settings.opportunity_type,
+        retry_failed=retry_failed,
+        error_message=lambda error: scrub(str(error)),
+        skipped=lambda _: counts.skip(),
     )
     streak = FailureStreak("lead")
     unsubscribe = session.events.subscribe(_QuotaWatch(announce)) if announce else None
     try:
-        async with track(counts, meter, display):
-            try:
-                async for result in results:
-                    message = None if result.error is None else scrub(str(result.error))
-                    output.record(result, message)
-                    counts.add(result)
-                    meter.end(result.lead_id, result.activities, failed=result.error is not None)
-                    streak.add(result.error, message or "")
-            finally:
-                await results.aclose()
+        async with track(counts, meter, display), results:
+            async for result in results:
+                counts.add(result)
+                meter.end(result.lead_id, result.activities, failed=result.error is not None)
+                streak.add(result.error, "" if result.error is None else scrub(str(result.error)))
     finally:
         if unsubscribe is not None:
             unsubscribe()

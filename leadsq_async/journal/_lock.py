@@ -1,19 +1,5 @@
-"""The lock that keeps two crawls out of one output directory.
-
-Two crawls appending to the same files would each journal its own leads and
-write every row of the leads they share twice, for good. So a crawl holds an
-exclusive lock on ``DIR/.lock`` from before it reads the journal until it
-closes its files, and a second crawl of the same directory is refused at once.
-
-The lock is ``flock`` (``msvcrt.locking`` on Windows, untested there): the
-kernel drops it when the process ends, however it ends (``kill -9``, a crash,
-a power cut), so no stale lock can outlive a crawl and nobody ever has to
-delete one by hand. The file itself stays (deleting a file others may be
-waiting on would let two holders in); it only says which process held it last.
-``flock`` locks an open file, not a process, so two crawls in one process are
-kept apart too. It may not hold between hosts sharing a network file system:
-run one crawl per directory there.
-"""
+"""The lock that keeps two crawls out of one journal directory: ``flock`` on ``DIR/.lock``,
+which the kernel drops when the process ends, however it ends (see docs/how-it-works/journal.md)."""
 
 from __future__ import annotations
 
