@@ -15,12 +15,34 @@ import platform
 from pathlib import Path
 from typing import Any
 
-from benchmarks import cpu, crawl, journal, load, processes, quota, scrub, startup, structuring
+from benchmarks import (
+    arq_workers,
+    cpu,
+    crawl,
+    journal,
+    load,
+    processes,
+    quota,
+    scrub,
+    startup,
+    structuring,
+)
 
 ROOT = Path(__file__).resolve().parent.parent
 PAGE = ROOT / "docs" / "benchmarks.md"
 CHART = ROOT / "docs" / "assets" / "benchmarks.png"
-NAMES = ("startup", "structuring", "scrub", "cpu", "crawl", "processes", "quota", "load", "journal")
+NAMES = (
+    "startup",
+    "structuring",
+    "scrub",
+    "cpu",
+    "crawl",
+    "processes",
+    "workers",
+    "quota",
+    "load",
+    "journal",
+)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -58,6 +80,11 @@ def main(argv: list[str] | None = None) -> None:
         results["processes"] = processes.run()
         print("Several processes on one account, strict 25-per-5-s window")
         for name, value in results["processes"].items():
+            print(f"  {name}: {figure(name, value)}")
+    if "workers" in chosen:
+        results["workers"] = arq_workers.run()
+        print("Three arq workers on one account, strict 25-per-5-s window")
+        for name, value in results["workers"].items():
             print(f"  {name}: {figure(name, value)}")
     if "quota" in chosen:
         results["quota"] = quota.run()
@@ -111,6 +138,8 @@ def write_page(results: dict[str, Any]) -> None:
     lines += quota.markdown(results["quota"])
     lines += ["## Several processes on one account", ""]
     lines += [f"- {name}: {figure(name, value)}" for name, value in results["processes"].items()]
+    lines += ["", "## Three arq workers on one account, one of them killed", ""]
+    lines += [f"- {name}: {figure(name, value)}" for name, value in results["workers"].items()]
     lines += ["", "## Loading into DuckDB", ""]
     lines += load_lines(results["load"])
     lines += ["", "## Resuming a crawl", ""]

@@ -1,5 +1,9 @@
 """A crawl split over several processes that share the account's rate limit through Redis.
 
+This is the fallback for where no job queue runs: a worker that dies takes its share
+with it. With a queue, use ``leadsq-async enqueue`` and ``leadsq-async worker``
+(docs/processes.md, "Crawls on a job queue").
+
 LeadSquared counts the calls of the whole account, so processes that use the
 same keys must share one limit. This script starts ``--processes`` copies of
 itself; worker ``I`` of ``N`` crawls every ``N``-th lead of the file, starting

@@ -30,6 +30,7 @@ from ._errors import (
     ResponseError,
     ServerError,
     TransportError,
+    WindowError,
 )
 from ._events import (
     Event,
@@ -43,6 +44,7 @@ from ._events import (
     SlotGranted,
 )
 from ._hosts import REGION_HOSTS
+from ._leads import Lead
 from ._limits import Grant, RateLimit, least_time
 from ._paging import Page, Paginator
 from ._ratelimit import RateLimiter, SlidingWindowLimiter
@@ -66,6 +68,7 @@ __all__ = [
     "Event",
     "EventHub",
     "Grant",
+    "Lead",
     "LeadResult",
     "LeadSquaredError",
     "MalformedResponseError",
@@ -96,6 +99,7 @@ __all__ = [
     "SlidingWindowLimiter",
     "SlotGranted",
     "TransportError",
+    "WindowError",
     "least_time",
     "parse_date",
     "structure",

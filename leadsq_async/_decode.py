@@ -95,6 +95,9 @@ def decode_page(
             transient=truncated,
             body=_text(body, secrets),
         )
+    if list_key.startswith("[*].") and isinstance(document, list):
+        document = _merged_groups(document, list_key[4:])
+        list_key = list_key[4:]
     rows = document.get(list_key) if isinstance(document, dict) else None
     if not isinstance(rows, list) or not all(isinstance(row, dict) for row in rows):
         raise MalformedResponseError(
@@ -115,6 +118,23 @@ def decode_page(
             body=_text(body, secrets),
         ) from None
     return RawPage(record_count, rows)
+
+
+def _merged_groups(groups: list[Any], list_key: str) -> Any:
+    """An answer that is a JSON array of groups, each ``{RecordCount, <list_key>: [...]}``
+    (``GetOpportunitiesById``), as one page: the rows of every group, the counts summed.
+    Anything else is returned as it is, for the caller to refuse."""
+    if not all(
+        isinstance(group, dict) and isinstance(group.get(list_key), list) for group in groups
+    ):
+        return groups
+    rows = [row for group in groups for row in group[list_key]]
+    try:
+        counts = [_record_count(group.get("RecordCount")) for group in groups]
+    except ValueError:
+        return groups
+    total = None if None in counts else sum(count for count in counts if count is not None)
+    return {"RecordCount": total, list_key: rows}
 
 
 # An empty body, or one cut short: a truncated answer, worth asking again.

@@ -13,9 +13,20 @@ from typing import Any, Generic, TypeVar
 import attrs
 
 from ._checks import check_text
+from ._leads import Lead
 from ._records import Activity, Opportunity
 
-__all__ = ["ACTIVITIES_OF_OPPORTUNITY", "OPPORTUNITIES_OF_LEAD", "Endpoint", "raw_endpoint"]
+__all__ = [
+    "ACTIVITIES_BY_EVENT",
+    "ACTIVITIES_MODIFIED",
+    "ACTIVITIES_OF_OPPORTUNITY",
+    "LEADS_MODIFIED",
+    "OPPORTUNITIES_BY_ID",
+    "OPPORTUNITIES_BY_SEARCH",
+    "OPPORTUNITIES_OF_LEAD",
+    "Endpoint",
+    "raw_endpoint",
+]
 
 R = TypeVar("R")
 
@@ -37,7 +48,9 @@ class Endpoint(Generic[R]):
         default_page_size: rows the API returns when no Paging is sent.
         max_page_size: the largest page the API is known to honour; a server
             that clamps lower is detected while paging.
-        list_key: the key of the answer that holds the rows.
+        list_key: the key of the answer that holds the rows; ``[*].Key`` for an
+            answer that is a JSON array of groups, each with its ``RecordCount``
+            and its rows under ``Key``.
     """
 
     name: str
@@ -77,7 +90,78 @@ ACTIVITIES_OF_OPPORTUNITY: Endpoint[Activity] = Endpoint(
     required_columns=("ProspectActivityId", "ProspectId"),
 )
 
-ENDPOINTS: tuple[Endpoint[Any], ...] = (OPPORTUNITIES_OF_LEAD, ACTIVITIES_OF_OPPORTUNITY)
+# The account-wide feeds: no id in the query string; what they select goes in the body.
+# Their rows are told apart by id across time windows too (see _feeds).
+
+LEADS_MODIFIED: Endpoint[Lead] = Endpoint(
+    name="leads_modified",
+    path="LeadManagement.svc/Leads.RecentlyModified",
+    id_parameter="",
+    filter_parameter="",
+    id_key="",  # the id is inside LeadPropertyList: the whole row tells rows apart
+    record_class=Lead,
+    default_page_size=100,
+    required_columns=("ProspectID", "ModifiedOn"),
+    max_page_size=5000,  # documented: "the maximum number of leads returned ... is 5000"
+    list_key="Leads",
+)
+
+ACTIVITIES_MODIFIED: Endpoint[Activity] = Endpoint(
+    name="activities_modified",
+    path="ProspectActivity.svc/RetrieveRecentlyModified",
+    id_parameter="",
+    filter_parameter="",
+    id_key="Id",
+    record_class=Activity,
+    default_page_size=100,
+    required_columns=(),
+    list_key="ProspectActivities",
+)
+
+ACTIVITIES_BY_EVENT: Endpoint[Activity] = Endpoint(
+    name="activities_modified",
+    path="ProspectActivity.svc/CustomActivity/RetrieveByActivityEvent",
+    id_parameter="",
+    filter_parameter="",
+    id_key="ProspectActivityId",
+    record_class=Activity,
+    default_page_size=100,
+    required_columns=(),
+)
+
+OPPORTUNITIES_BY_SEARCH: Endpoint[Opportunity] = Endpoint(
+    name="opportunities_of_type",
+    path="OpportunityManagement.svc/Retrieve/BySearchParameter",
+    id_parameter="",
+    filter_parameter="",
+    id_key="",  # OpportunityId or ProspectActivityId, whichever the row has (see _feeds)
+    record_class=Opportunity,
+    default_page_size=10,
+    required_columns=("ProspectActivityId", "ProspectId", "ModifiedOn"),
+)
+
+OPPORTUNITIES_BY_ID: Endpoint[Opportunity] = Endpoint(
+    name="opportunities_by_id",
+    path="OpportunityManagement.svc/GetOpportunitiesById",
+    id_parameter="",
+    filter_parameter="",
+    id_key="ProspectActivityId",
+    record_class=Opportunity,
+    default_page_size=2000,
+    required_columns=("ProspectActivityId", "ProspectId"),
+    max_page_size=2000,  # documented: "a maximum of 2,000 opportunities"
+    list_key="[*].Opportunities",
+)
+
+ENDPOINTS: tuple[Endpoint[Any], ...] = (
+    OPPORTUNITIES_OF_LEAD,
+    ACTIVITIES_OF_OPPORTUNITY,
+    LEADS_MODIFIED,
+    ACTIVITIES_MODIFIED,
+    ACTIVITIES_BY_EVENT,
+    OPPORTUNITIES_BY_SEARCH,
+    OPPORTUNITIES_BY_ID,
+)
 
 
 def raw_endpoint(path: object, list_key: object = "List") -> Endpoint[dict[str, Any]]:

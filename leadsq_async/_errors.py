@@ -20,7 +20,9 @@ Every error the library raises on a failed call is a `LeadSquaredError`::
     ├── TransportError               no answer: refused, dropped or truncated connections
     │   └── RequestTimeoutError           no whole answer in time
     ├── PagingError                  the server broke paging: it ignores PageIndex, or
-    │                                serves rows past the page cap
+    │   │                            serves rows past the page cap
+    │   └── WindowError              a feed's time window the server cannot serve, even
+    │                                at one minute (.since, .until)
     └── RateLimiterUnavailableError       the Redis server of a shared limit could not be used
 
 Bad arguments are not `LeadSquaredError`s: they raise `ValueError` or `TypeError`
@@ -60,6 +62,7 @@ __all__ = [
     "ResponseError",
     "ServerError",
     "TransportError",
+    "WindowError",
 ]
 
 
@@ -290,6 +293,21 @@ class RateLimiterUnavailableError(LeadSquaredError):
     def __init__(self, message: str, *, address: str) -> None:
         super().__init__(message)
         self.address = address
+
+
+class WindowError(PagingError):
+    """A feed's time window that the server could not serve, even split down to one
+    minute: a bare 500 after its retries, or more rows than paging reaches.
+
+    Attributes:
+        since: the window's start, an aware UTC datetime (inclusive).
+        until: the window's end (exclusive).
+    """
+
+    def __init__(self, message: str, *, endpoint: str, since: datetime, until: datetime) -> None:
+        super().__init__(message, endpoint=endpoint)
+        self.since = since
+        self.until = until
 
 
 def _rebuilt(kind: type[LeadSquaredError], args: tuple[Any, ...], state: dict[str, Any]) -> Any:

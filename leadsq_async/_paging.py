@@ -15,7 +15,7 @@ import contextlib
 import logging
 import weakref
 from collections.abc import AsyncIterator, Callable, Iterator
-from typing import Any, Generic, TypeVar
+from typing import Any, Generic, Protocol, TypeVar
 
 import attrs
 
@@ -28,7 +28,14 @@ from ._request import PageQuery
 from ._transport import Transport
 from ._walk_rules import MAX_PAGES_WITHOUT_RECORD_COUNT, SPARE_PAGES, PageSizes, WalkRules
 
-__all__ = ["MAX_PAGES_WITHOUT_RECORD_COUNT", "SPARE_PAGES", "Page", "Paginator"]
+__all__ = [
+    "MAX_PAGES_WITHOUT_RECORD_COUNT",
+    "SPARE_PAGES",
+    "Page",
+    "PageIterator",
+    "Paginator",
+    "Walk",
+]
 
 logger = logging.getLogger("leadsq_async")
 
@@ -83,12 +90,15 @@ class Paginator(Generic[R]):
         *,
         page_size: int | None = None,
         limit: int | None = None,
+        look_ahead: int | None = None,
     ) -> None:
         self._transport = transport
         self._query = query
         self._structure = structure
         self._page_size = _checked_count("page_size", page_size, 1)
         self._limit = _checked_count("limit", limit, 0)
+        # The session's look-ahead unless this walk must send no request it may not need.
+        self._look_ahead = _checked_count("look_ahead", look_ahead, 0)
         self._open: list[RecordIterator[R]] = []
 
     def __repr__(self) -> str:
@@ -114,11 +124,23 @@ class Paginator(Generic[R]):
 
     def _walk(self) -> PageIterator[R]:
         walk = _Walk(self._transport, self._query, self._structure, self._page_size, self._limit)
+        if self._look_ahead is not None:
+            walk.look_ahead = self._look_ahead
         return PageIterator(walk)
 
     async def collect(self) -> list[R]:
         """Every record (up to ``limit``), as a list."""
         return [record async for record in self]
+
+
+class Walk(Protocol[T]):
+    """What a `PageIterator` steps through: `_Walk` here, the feeds' windowed walk too."""
+
+    async def next_page(self) -> Page[T] | None: ...
+
+    def stop(self) -> None: ...
+
+    async def cancel_ahead(self) -> None: ...
 
 
 class PageIterator(AsyncIterator[Page[R]]):
@@ -132,7 +154,7 @@ class PageIterator(AsyncIterator[Page[R]]):
     cancelled fetches to end.
     """
 
-    def __init__(self, walk: _Walk[R]) -> None:
+    def __init__(self, walk: Walk[R]) -> None:
         self._walk = walk
 
     def __aiter__(self) -> PageIterator[R]:
@@ -216,6 +238,7 @@ class _Walk(Generic[R]):
         path = self.endpoint.path
         asked = self.endpoint.max_page_size if page_size is None else page_size
         self.rules = WalkRules(path, self.endpoint.id_key, self.sizes.size_for(path, asked), limit)
+        self.look_ahead = transport.look_ahead
         self.ahead: dict[int, asyncio.Task[RawPage]] = {}
         # Cancelled by `stop`, not yet waited for: `cancel_ahead` waits for them.
         self.stopped: list[asyncio.Task[RawPage]] = []
@@ -319,7 +342,7 @@ class _Walk(Generic[R]):
         if self.rules.sequential:
             return
         last = self.rules.last_index()
-        for ahead in range(index + 1, min(last, index + self.transport.look_ahead) + 1):
+        for ahead in range(index + 1, min(last, index + self.look_ahead) + 1):
             if ahead not in self.ahead:
                 self.ahead[ahead] = self.transport.spawn(self.fetch(ahead))
 

@@ -32,7 +32,7 @@ from ._limits import (
     plausible,
     quota_exhausted,
 )
-from ._window import Window, a_little_later, keep_few_learned
+from ._slots import Window, a_little_later, keep_few_learned
 
 __all__ = ["RateLimiter", "SlidingWindowLimiter"]
 

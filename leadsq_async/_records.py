@@ -27,6 +27,8 @@ import attrs
 if TYPE_CHECKING:
     import cattrs
 
+    from ._leads import Lead
+
 from ._dates import parse_date
 
 __all__ = [
@@ -40,6 +42,8 @@ __all__ = [
 T = TypeVar("T")
 
 _API_KEY = "leadsq_api_key"
+# Other names of the same field in other answers, read when the row lacks the first.
+_ALSO = "leadsq_api_also"
 
 
 def _dict_repr(mapping: Mapping[str, Any]) -> str:
@@ -56,26 +60,9 @@ def _own_fields_first(cls: type, fields: list[attrs.Attribute[Any]]) -> list[att
 
 
 @attrs.frozen(kw_only=True, field_transformer=_own_fields_first)
-class _Record:
-    """What both record classes share: the fields every row carries, extra, the row."""
+class _RowRecord:
+    """What every record class shares: ``extra`` and the row itself."""
 
-    lead_id: str = attrs.field(metadata={_API_KEY: "ProspectId"})
-    first_name: str | None = attrs.field(metadata={_API_KEY: "FirstName"})
-    last_name: str | None = attrs.field(metadata={_API_KEY: "LastName"})
-    email_address: str | None = attrs.field(metadata={_API_KEY: "EmailAddress"})
-    phone: str | None = attrs.field(metadata={_API_KEY: "Phone"})
-    do_not_call: bool | None = attrs.field(metadata={_API_KEY: "DoNotCall"})
-    do_not_email: bool | None = attrs.field(metadata={_API_KEY: "DoNotEmail"})
-    lead_name: str | None = attrs.field(metadata={_API_KEY: "LeadName"})
-    lead_owner: str | None = attrs.field(metadata={_API_KEY: "LeadOwner"})
-    score: int | None = attrs.field(metadata={_API_KEY: "Score"})
-    created_on: datetime | None = attrs.field(metadata={_API_KEY: "PACreatedOn"})
-    modified_on: datetime | None = attrs.field(metadata={_API_KEY: "PAModifiedOn"})
-    ip_latitude: float | None = attrs.field(metadata={_API_KEY: "IP_Latitude"})
-    ip_longitude: float | None = attrs.field(metadata={_API_KEY: "IP_Longitude"})
-    created_by_name: str | None = attrs.field(metadata={_API_KEY: "PACreatedByName"})
-    status: str | None = attrs.field(metadata={_API_KEY: "Status"})
-    total: int | None = attrs.field(metadata={_API_KEY: "Total"})
     extra: Mapping[str, Any] = attrs.field(hash=False, repr=_dict_repr)
     """Every key of the row without a typed attribute, verbatim, in the row's order."""
     _row: dict[str, Any] = attrs.field(hash=False, repr=False)
@@ -116,6 +103,38 @@ class _Record:
 
 
 @attrs.frozen(kw_only=True, field_transformer=_own_fields_first)
+class _Record(_RowRecord):
+    """What both record classes share: the fields every row carries, extra, the row.
+
+    Where the feeds name a field otherwise, the typed attribute reads the first of
+    its keys the row has (``ProspectId``, else ``RelatedProspectId``); the keys it
+    did not read stay in ``extra``.
+    """
+
+    lead_id: str = attrs.field(metadata={_API_KEY: "ProspectId", _ALSO: ("RelatedProspectId",)})
+    first_name: str | None = attrs.field(metadata={_API_KEY: "FirstName"})
+    last_name: str | None = attrs.field(metadata={_API_KEY: "LastName"})
+    email_address: str | None = attrs.field(metadata={_API_KEY: "EmailAddress"})
+    phone: str | None = attrs.field(metadata={_API_KEY: "Phone"})
+    do_not_call: bool | None = attrs.field(metadata={_API_KEY: "DoNotCall"})
+    do_not_email: bool | None = attrs.field(metadata={_API_KEY: "DoNotEmail"})
+    lead_name: str | None = attrs.field(metadata={_API_KEY: "LeadName"})
+    lead_owner: str | None = attrs.field(metadata={_API_KEY: "LeadOwner"})
+    score: int | None = attrs.field(metadata={_API_KEY: "Score"})
+    created_on: datetime | None = attrs.field(
+        metadata={_API_KEY: "PACreatedOn", _ALSO: ("CreatedOn",)}
+    )
+    modified_on: datetime | None = attrs.field(
+        metadata={_API_KEY: "PAModifiedOn", _ALSO: ("ModifiedOn",)}
+    )
+    ip_latitude: float | None = attrs.field(metadata={_API_KEY: "IP_Latitude"})
+    ip_longitude: float | None = attrs.field(metadata={_API_KEY: "IP_Longitude"})
+    created_by_name: str | None = attrs.field(metadata={_API_KEY: "PACreatedByName"})
+    status: str | None = attrs.field(metadata={_API_KEY: "Status"})
+    total: int | None = attrs.field(metadata={_API_KEY: "Total"})
+
+
+@attrs.frozen(kw_only=True, field_transformer=_own_fields_first)
 class Opportunity(_Record):
     """One opportunity of a lead, as ``GetOpportunitiesOfLead`` lists it.
 
@@ -125,13 +144,13 @@ class Opportunity(_Record):
 
     | attribute | row key |
     |---|---|
-    | ``opportunity_id`` | ``OpportunityId`` |
+    | ``opportunity_id`` | ``OpportunityId`` (the feeds: ``ProspectActivityId``) |
     | ``opportunity_event_type`` | ``OpportunityEventType`` |
     | ``opportunity_event`` | ``OpportunityEvent`` (the opportunity type's code) |
     | ``opportunity_note`` | ``OpportunityNote`` |
     | ``owner_id`` | ``Owner`` (a user id) |
     | ``owner_name`` | ``OwnerName`` |
-    | ``lead_id`` | ``ProspectId`` |
+    | ``lead_id`` | ``ProspectId`` (the feeds: ``RelatedProspectId``) |
     | ``first_name`` | ``FirstName`` |
     | ``last_name`` | ``LastName`` |
     | ``email_address`` | ``EmailAddress`` |
@@ -141,8 +160,8 @@ class Opportunity(_Record):
     | ``lead_name`` | ``LeadName`` |
     | ``lead_owner`` | ``LeadOwner`` (a name) |
     | ``score`` | ``Score`` |
-    | ``created_on`` | ``PACreatedOn`` |
-    | ``modified_on`` | ``PAModifiedOn`` |
+    | ``created_on`` | ``PACreatedOn`` (the feeds: ``CreatedOn``) |
+    | ``modified_on`` | ``PAModifiedOn`` (the feeds: ``ModifiedOn``) |
     | ``ip_latitude`` | ``IP_Latitude`` |
     | ``ip_longitude`` | ``IP_Longitude`` |
     | ``created_by_name`` | ``PACreatedByName`` |
@@ -153,7 +172,9 @@ class Opportunity(_Record):
     The attributes from ``lead_id`` to ``total`` are those of an `Activity` too.
     """
 
-    opportunity_id: str = attrs.field(metadata={_API_KEY: "OpportunityId"})
+    opportunity_id: str = attrs.field(
+        metadata={_API_KEY: "OpportunityId", _ALSO: ("ProspectActivityId",)}
+    )
     opportunity_event_type: int | None = attrs.field(metadata={_API_KEY: "OpportunityEventType"})
     opportunity_event: int | None = attrs.field(metadata={_API_KEY: "OpportunityEvent"})
     opportunity_note: str | None = attrs.field(metadata={_API_KEY: "OpportunityNote"})
@@ -172,16 +193,16 @@ class Activity(_Record):
 
     | attribute | row key |
     |---|---|
-    | ``activity_id`` | ``ProspectActivityId`` |
+    | ``activity_id`` | ``ProspectActivityId`` (``RetrieveRecentlyModified``: ``Id``) |
     | ``activity_type`` | ``ActivityType`` |
-    | ``activity_event`` | ``ActivityEvent`` (the activity type's code) |
+    | ``activity_event`` | ``ActivityEvent``, the type's code (or ``EventCode``) |
     | ``activity_event_note`` | ``ActivityEvent_Note`` |
     | ``opportunity_activity_id`` | ``O_ProspectActivityId`` |
     | ``opportunity_activity_event_name`` | ``O_ActivityEventName`` |
     | ``opportunity_activity_event`` | ``O_ActivityEvent`` |
     | ``opportunity_status`` | ``O_Status`` |
     | ``opportunity_owner_id`` | ``O_Owner`` (a user id) |
-    | ``lead_id`` | ``ProspectId`` |
+    | ``lead_id`` | ``ProspectId`` (the feeds: ``RelatedProspectId``) |
     | ``first_name`` | ``FirstName`` |
     | ``last_name`` | ``LastName`` |
     | ``email_address`` | ``EmailAddress`` |
@@ -191,8 +212,8 @@ class Activity(_Record):
     | ``lead_name`` | ``LeadName`` |
     | ``lead_owner`` | ``LeadOwner`` (a name) |
     | ``score`` | ``Score`` |
-    | ``created_on`` | ``PACreatedOn`` |
-    | ``modified_on`` | ``PAModifiedOn`` |
+    | ``created_on`` | ``PACreatedOn`` (the feeds: ``CreatedOn``) |
+    | ``modified_on`` | ``PAModifiedOn`` (the feeds: ``ModifiedOn``) |
     | ``ip_latitude`` | ``IP_Latitude`` |
     | ``ip_longitude`` | ``IP_Longitude`` |
     | ``created_by_name`` | ``PACreatedByName`` |
@@ -203,9 +224,11 @@ class Activity(_Record):
     The attributes from ``lead_id`` to ``total`` are those of an `Opportunity` too.
     """
 
-    activity_id: str = attrs.field(metadata={_API_KEY: "ProspectActivityId"})
+    activity_id: str = attrs.field(metadata={_API_KEY: "ProspectActivityId", _ALSO: ("Id",)})
     activity_type: int | None = attrs.field(metadata={_API_KEY: "ActivityType"})
-    activity_event: int | None = attrs.field(metadata={_API_KEY: "ActivityEvent"})
+    activity_event: int | None = attrs.field(
+        metadata={_API_KEY: "ActivityEvent", _ALSO: ("EventCode",)}
+    )
     activity_event_note: str | None = attrs.field(metadata={_API_KEY: "ActivityEvent_Note"})
     opportunity_activity_id: str | None = attrs.field(metadata={_API_KEY: "O_ProspectActivityId"})
     opportunity_activity_event_name: str | None = attrs.field(
@@ -215,8 +238,6 @@ class Activity(_Record):
     opportunity_status: str | None = attrs.field(metadata={_API_KEY: "O_Status"})
     opportunity_owner_id: str | None = attrs.field(metadata={_API_KEY: "O_Owner"})
 
-
-_RECORD_CLASSES: tuple[type[Any], ...] = (Opportunity, Activity)
 
 # --- reading one value ---------------------------------------------------------------
 # The generated hooks inline the common case of each type and call these for the rest.
@@ -347,7 +368,14 @@ def _make_structure_hook(cls: type[Any]) -> Callable[[Any, Any], Any]:
     for field in attrs.fields(cls):
         key = field.metadata.get(_API_KEY)
         if key is not None:
-            lines.append(f"    value = pop({key!r}, None)")
+            keys = (key, *field.metadata.get(_ALSO, ()))
+            # The feeds' names of the same field are read only when the first is absent.
+            for number, key in enumerate(keys):
+                default = "None" if number == len(keys) - 1 else "absent"
+                indent = "    " if number == 0 else "        "
+                if number:
+                    lines.append("    if value is absent:")
+                lines.append(f"{indent}value = pop({key!r}, {default})")
             lines += [f"    {line.format(name=field.name)}" for line in _READERS[field.type]]
     lines += [
         "    record.extra = MappingProxyType(rest)",
@@ -362,6 +390,7 @@ def _make_structure_hook(cls: type[Any]) -> Callable[[Any, Any], Any]:
     namespace: dict[str, Any] = {
         "as_dict": _as_dict,
         "new": object.__new__,
+        "absent": _ABSENT,
         "Twin": twin,
         "Record": cls,
         "MappingProxyType": MappingProxyType,
@@ -378,13 +407,16 @@ def _make_structure_hook(cls: type[Any]) -> Callable[[Any, Any], Any]:
     return hook
 
 
+_ABSENT: Any = object()
+
+
 def _as_dict(row: object) -> dict[str, Any]:
     if not isinstance(row, Mapping):
         raise TypeError(f"a row must be a mapping, not {type(row).__name__}")
     return dict(row)
 
 
-def _unstructure_record(record: Opportunity | Activity) -> dict[str, Any]:
+def _unstructure_record(record: _RowRecord) -> dict[str, Any]:
     return record._row.copy()
 
 
@@ -395,15 +427,22 @@ def _converter() -> cattrs.Converter:
     import cattrs
 
     converter = cattrs.Converter()
-    for cls in _RECORD_CLASSES:
+    for cls in _record_classes():
         converter.register_structure_hook(cls, _make_structure_hook(cls))
         converter.register_unstructure_hook(cls, _unstructure_record)
     return converter
 
 
+@functools.cache
+def _record_classes() -> tuple[type[Any], ...]:
+    from ._leads import Lead  # imports this module: read at first use
+
+    return (Opportunity, Activity, Lead)
+
+
 def _check_record_class(cls: object) -> None:
-    if cls not in _RECORD_CLASSES:
-        raise TypeError(f"{cls!r} is not a record class (Opportunity or Activity)")
+    if cls not in _record_classes():
+        raise TypeError(f"{cls!r} is not a record class (Opportunity, Activity or Lead)")
 
 
 def structure(row: Mapping[str, Any], cls: type[T]) -> T:
@@ -414,8 +453,8 @@ def structure(row: Mapping[str, Any], cls: type[T]) -> T:
     view cannot read become ``None`` there and never raise.
 
     Raises:
-        TypeError: ``row`` is not a mapping, or ``cls`` is not `Opportunity`
-            or `Activity`.
+        TypeError: ``row`` is not a mapping, or ``cls`` is not `Opportunity`,
+            `Activity` or `Lead`.
     """
     _check_record_class(cls)
     return _converter().structure(row, cls)
@@ -428,14 +467,14 @@ def structure_rows(rows: Iterable[Mapping[str, Any]], cls: type[T]) -> list[T]:
     paginator's path for every page.
 
     Raises:
-        TypeError: a row is not a mapping, or ``cls`` is not `Opportunity`
-            or `Activity`.
+        TypeError: a row is not a mapping, or ``cls`` is not `Opportunity`,
+            `Activity` or `Lead`.
     """
     _check_record_class(cls)
     return list(map(_converter().get_structure_hook(cls), rows, repeat(cls)))
 
 
-def unstructure(record: Opportunity | Activity) -> dict[str, Any]:
+def unstructure(record: Opportunity | Activity | Lead) -> dict[str, Any]:
     """The row a record was built from: exactly the dict the API sent.
 
     Same keys, same order, same values (including those the typed view could
@@ -443,7 +482,7 @@ def unstructure(record: Opportunity | Activity) -> dict[str, Any]:
     the record.
 
     Raises:
-        TypeError: ``record`` is not an `Opportunity` or `Activity`.
+        TypeError: ``record`` is not an `Opportunity`, `Activity` or `Lead`.
     """
     _check_record_class(type(record))
     result: dict[str, Any] = _converter().unstructure(record)

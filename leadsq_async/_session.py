@@ -7,15 +7,17 @@ Everything that sends lives below it: `_transport` (limiter, HTTP, retries),
 from __future__ import annotations
 
 from collections.abc import AsyncIterable, Iterable, Mapping, Sequence
+from datetime import datetime, timedelta
 from typing import Any
 
 import httpx
 
-from . import _crawl
+from . import _crawl, _feeds
 from ._closing import AsyncClosing
 from ._crawl import Crawl, LeadResult, OpportunityResult
 from ._endpoints import ACTIVITIES_OF_OPPORTUNITY, OPPORTUNITIES_OF_LEAD
 from ._events import EventHub
+from ._leads import Lead
 from ._limits import RateLimit, as_rate_limits
 from ._paging import Paginator
 from ._ratelimit import RateLimiter, SlidingWindowLimiter
@@ -247,6 +249,109 @@ class Session(AsyncClosing):
         """
         options = (concurrency, page_size, activity_event_code)
         return _crawl.crawl_activities(self._transport, opportunity_ids, *options)
+
+    def leads_modified(
+        self,
+        since: datetime,
+        until: datetime,
+        *,
+        columns: Iterable[str] | str | None = None,
+        page_size: int | None = None,
+        limit: int | None = None,
+        window: timedelta | None = None,
+    ) -> Paginator[Lead]:
+        """Every lead modified in [since, until) (``Leads.RecentlyModified``), window after
+        window in time order, each lead once: see the feeds guide.
+
+        Args:
+            since: an aware datetime, inclusive (to the second).
+            until: an aware datetime, exclusive.
+            columns: only these fields (``ProspectID`` and ``ModifiedOn`` are always added).
+            page_size: rows per request; by default the most the API serves (5,000).
+            limit: stop after this many leads, sending no request beyond them.
+            window: the first window's length (default one day; it grows while sparse).
+
+        Raises:
+            TypeError, ValueError: a naive datetime, ``until`` not after ``since``, or
+                another bad argument, before anything is sent.
+            WindowError: while iterating, a window the server cannot serve even at one minute.
+            LeadSquaredError: while iterating, for a call that failed for good.
+        """
+        options = (columns, page_size, limit, window)
+        return _feeds.leads_modified(self._transport, since, until, *options)
+
+    def activities_modified(
+        self,
+        since: datetime,
+        until: datetime,
+        *,
+        event_code: str | int | None = None,
+        page_size: int | None = None,
+        limit: int | None = None,
+        window: timedelta | None = None,
+    ) -> Paginator[Activity]:
+        """Every activity created or modified in [since, until), window after window:
+        ``RetrieveRecentlyModified``, or with ``event_code`` only that type's
+        (``CustomActivity/RetrieveByActivityEvent``).
+
+        Arguments and errors are those of `leads_modified`; the first window is 6 hours
+        without ``event_code``, one day with it.
+        """
+        options = (event_code, page_size, limit, window)
+        return _feeds.activities_modified(self._transport, since, until, *options)
+
+    def opportunities_of_type(
+        self,
+        opportunity_type: str | int,
+        *,
+        modified_since: datetime | None = None,
+        columns: Iterable[str] | str | None = None,
+        page_size: int | None = None,
+        limit: int | None = None,
+    ) -> Paginator[Opportunity]:
+        """The opportunities of one type (``Retrieve/BySearchParameter``), most recently
+        modified first.
+
+        Args:
+            opportunity_type: the type's event code, such as ``12002``.
+            modified_since: an aware datetime: only opportunities modified at or after it.
+                The walk ends at the first older row, sending no request beyond its page,
+                while the server sorts as asked; otherwise it reads every row.
+            columns: only these fields (the id, ``ProspectId`` and ``ModifiedOn`` are added).
+            page_size: rows per request; by default 1,000.
+            limit: stop after this many opportunities.
+
+        Raises:
+            TypeError, ValueError: for a bad argument, before anything is sent.
+            LeadSquaredError: while iterating (an `APIError` if the account refuses the
+                search: only administrators may call it).
+        """
+        options = (modified_since, columns, page_size, limit)
+        return _feeds.opportunities_of_type(self._transport, opportunity_type, *options)
+
+    def opportunities_by_id(
+        self,
+        opportunity_type: str | int,
+        ids: Iterable[str],
+        *,
+        columns: Iterable[str] | str | None = None,
+        limit: int | None = None,
+    ) -> Paginator[Opportunity]:
+        """The opportunities of one type with these ids (``GetOpportunitiesById``), 2,000
+        ids a request; an id the API does not return is left out, not an error.
+
+        Args:
+            opportunity_type: their type's event code.
+            ids: the opportunity ids (``ProspectActivityId``); repeats are asked once.
+            columns: the fields to return; the API requires a list, so by default
+                ``CreatedOn``, ``ModifiedOn``, ``Owner`` and ``Status`` (the ids are added).
+            limit: stop after this many opportunities.
+
+        Raises:
+            TypeError, ValueError: for a bad argument, before anything is sent.
+            LeadSquaredError: while iterating, for a call that failed for good.
+        """
+        return _feeds.opportunities_by_id(self._transport, opportunity_type, ids, columns, limit)
 
 
 def limiter_for(

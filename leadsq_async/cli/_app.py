@@ -37,6 +37,7 @@ from ._outcomes import (
     stop_advice,
     stop_reason,
 )
+from ._probe import probe
 from ._progress import CrawlCounts, RichDisplay, format_duration, plural
 from ._run import (
     INTERRUPTED_EXIT_CODE,
@@ -50,6 +51,7 @@ from ._run import (
     stderr_is_terminal,
 )
 from ._serve import emulator
+from ._worker import enqueue, worker
 
 __all__ = ["cli", "main"]
 
@@ -598,6 +600,9 @@ def _summary(counts: CrawlCounts, requests: int, elapsed: float, out: Path) -> s
 cli.add_command(emulator)
 cli.add_command(demo)
 cli.add_command(load)
+cli.add_command(probe)
+cli.add_command(worker)
+cli.add_command(enqueue)
 
 
 # The entry point.

@@ -1,0 +1,322 @@
+"""The walk of an account-wide feed: a `Paginator` whose pages come from a sequence of
+queries (time windows, or fixed bodies), each walked by an ordinary paginator.
+
+So the limiter, retries, stop rules, clamp detection, scrubbing and events all
+hold for every query. Windows are walked one after another, in order, and grow
+while they hold under a quarter of a page, never again to the size of one that
+failed. A window the server cannot serve (a
+`ServerError` once its retries are spent, a `PagingError`, or fewer rows reached
+than its ``RecordCount`` counts) is walked again as two halves, down to
+`MIN_WINDOW`; one that still fails raises `WindowError`. A window whose
+``RecordCount`` fell while it was walked is walked once more. A row already
+yielded by the same window or the one before it is dropped. With a cursor
+(``modified_since``), the walk stops at the first older row only while the rows
+came newest first, and reads to the end otherwise. See docs/feeds.md.
+"""
+
+from __future__ import annotations
+
+import collections
+import itertools
+import json
+import logging
+from collections.abc import Callable
+from datetime import datetime, timedelta
+from typing import Any, Generic, TypeVar, cast
+
+import attrs
+
+from ._endpoints import Endpoint
+from ._errors import PagingError, ServerError, WindowError
+from ._leads import flatten_lead
+from ._paging import Page, PageIterator, Paginator
+from ._records import structure_rows, unstructure
+from ._request import PageQuery
+from ._transport import Transport
+from ._windows import Window
+
+__all__ = ["FeedPaginator", "Plan"]
+
+logger = logging.getLogger("leadsq_async")
+
+R = TypeVar("R")
+
+
+@attrs.frozen
+class Plan:
+    """What one feed walk asks for: its endpoint, and the body of each of its queries."""
+
+    endpoint: Endpoint[Any]
+    #: The JSON body (without Paging) of a window's query, or of each fixed query.
+    body: Callable[[Window | None], dict[str, Any]]
+    id_attribute: str
+    span: Window | None = None
+    first_window: timedelta = timedelta(days=1)
+    max_window: timedelta = timedelta(days=1)
+    bodies: tuple[str, ...] = ()
+    modified_since: datetime | None = None
+    flatten: bool = False
+    look_ahead: int | None = None
+
+
+@attrs.frozen
+class _Segment:
+    """One query of a walk: a window (None for a fixed body) and how it came to be walked."""
+
+    window: Window | None
+    body: str | None = None
+    root: bool = True
+    again: bool = False
+    served: int = 0
+
+
+class FeedPaginator(Paginator[R]):
+    """The records of an account-wide feed, query after query: a `Paginator` with every
+    guarantee of one, whose walk goes window by window (see the feeds guide)."""
+
+    def __init__(
+        self,
+        transport: Transport,
+        plan: Plan,
+        *,
+        page_size: int | None = None,
+        limit: int | None = None,
+    ) -> None:
+        query = PageQuery.raw(plan.endpoint)
+        record_class = plan.endpoint.record_class
+
+        def structure(rows: list[dict[str, Any]]) -> list[R]:
+            return structure_rows(rows, record_class)
+
+        super().__init__(transport, query, structure, page_size=page_size, limit=limit)
+        self._plan = plan
+
+    def __repr__(self) -> str:
+        span = "" if self._plan.span is None else f" {self._plan.span}"
+        return (
+            f"<FeedPaginator {self._plan.endpoint.name}{span} "
+            f"page_size={self._page_size} limit={self._limit}>"
+        )
+
+    def _walk(self) -> PageIterator[R]:
+        return PageIterator(_FeedWalk(self._transport, self._plan, self._page_size, self._limit))
+
+
+class _FeedWalk(Generic[R]):
+    """The state of one walk over a feed's queries (see the module's documentation)."""
+
+    def __init__(
+        self, transport: Transport, plan: Plan, page_size: int | None, limit: int | None
+    ) -> None:
+        self.transport, self.plan, self.limit = transport, plan, limit
+        self.page_size = page_size
+        self.endpoint: Endpoint[R] = plan.endpoint
+        self.pending: collections.deque[_Segment] = collections.deque(
+            _Segment(None, body) for body in plan.bodies
+        )
+        self.cursor = None if plan.span is None else plan.span.since
+        self.size = plan.first_window
+        # The most a window grows to: lowered below any window that could not be served.
+        self.ceiling = plan.max_window
+        self.segment = _Segment(None)
+        self.inner: PageIterator[dict[str, Any]] | None = None
+        self.inner_limit: int | None = None
+        self.inner_rows = 0
+        self.first_count: int | None = None
+        self.last_count: int | None = None
+        self.asked_size = 0
+        self.current: set[object] = set()
+        self.previous: set[object] = set()
+        self.yielded = 0
+        self.index = 0
+        self.finished = False
+        self.cut = False
+        # The search's rows so far came newest first (until one shows otherwise).
+        self.newest_first = True
+        self.latest: datetime | None = None
+
+    async def next_page(self) -> Page[R] | None:
+        """The next page of new records, or None once the walk is over.
+
+        Raises:
+            WindowError: a window the server cannot serve, even at one minute.
+            LeadSquaredError: as any walk.
+        """
+        while not self.finished:
+            if self.limit is not None and self.yielded >= self.limit:
+                await self.close_inner()
+                break
+            if self.inner is None and not self.start_next():
+                self.finished = True
+                break
+            assert self.inner is not None
+            try:
+                page = await self.inner.__anext__()
+            except StopAsyncIteration:
+                self.inner = None
+                self.end_segment()
+                continue
+            except (ServerError, PagingError) as error:
+                await self.close_inner()
+                self.split(error)
+                continue
+            items = self.take(page)
+            if self.cut:
+                await self.close_inner()
+                self.finished = True
+            if items:
+                self.index += 1
+                return Page(items, self.index, page.record_count, page.page_size)
+        return None
+
+    def stop(self) -> None:
+        """End the walk; the pages fetched ahead by the query being walked are cancelled."""
+        self.finished = True
+        # Dropped, the query's page iterator stops its walk and cancels what it fetched ahead.
+        self.inner = None
+
+    async def cancel_ahead(self) -> None:
+        """Cancel the pages fetched ahead, and wait for them to end."""
+        await self.close_inner()
+
+    async def close_inner(self) -> None:
+        inner, self.inner = self.inner, None
+        if inner is not None:
+            await inner.aclose()
+
+    def start_next(self) -> bool:
+        """Start walking the next query: a half or a window again, else the next window."""
+        span = self.plan.span
+        if self.pending:
+            segment = self.pending.popleft()
+        elif span is not None and self.cursor is not None and self.cursor < span.until:
+            window = Window(self.cursor, min(self.cursor + self.size, span.until))
+            self.cursor = window.until
+            segment = _Segment(window)
+        else:
+            return False
+        if segment.root and segment.window is not None:
+            self.previous, self.current = self.current, set()
+        self.segment = segment
+        body = segment.body or json.dumps(self.plan.body(segment.window))
+        query = PageQuery.raw(self.endpoint, body=json.loads(body))
+        remaining = None if self.limit is None else self.limit - self.yielded
+        self.inner_limit = None if remaining is None else segment.served + remaining
+        self.inner_rows, self.first_count, self.last_count = 0, None, None
+        paginator = Paginator(
+            self.transport,
+            query,
+            list,
+            page_size=self.page_size,
+            limit=self.inner_limit,
+            look_ahead=self.plan.look_ahead,
+        )
+        self.inner = cast(PageIterator[dict[str, Any]], paginator.pages())
+        return True
+
+    def end_segment(self) -> None:
+        """The query's walk ended: check that it reached every row its RecordCount counts."""
+        segment, count, rows = self.segment, self.last_count, self.inner_rows
+        limited = self.inner_limit is not None and rows >= self.inner_limit
+        if segment.window is None or self.cut:
+            return
+        if count is not None and rows < count and not limited:
+            reason = f"paging reached {rows} of the {count} rows RecordCount counts"
+            self.split(PagingError(reason, endpoint=self.endpoint.path))
+        elif self.first_count is not None and count is not None and count < self.first_count:
+            if not segment.again:
+                # Rows modified out of the window while it was walked moved the rows after
+                # them to earlier pages: some may have been skipped. Walk it once more; the
+                # rows already yielded are dropped.
+                self.pending.appendleft(attrs.evolve(segment, root=False, again=True))
+        elif limited and self.limit is not None and self.yielded < self.limit:
+            # Rows dropped as repeats: the limit needs more of this window.
+            self.pending.appendleft(attrs.evolve(segment, root=False, served=rows))
+        elif rows * 4 < self.asked_size and self.size < self.ceiling:
+            self.size = min(self.size * 2, self.ceiling)
+
+    def split(self, error: Exception) -> None:
+        """Walk the failed window again as two halves, or raise if it is one minute long."""
+        window = self.segment.window
+        if window is None:
+            raise error
+        if not window.splittable:
+            raise WindowError(
+                f"the server could not serve the window {window}, even one minute long: {error}",
+                endpoint=self.endpoint.path,
+                since=window.since,
+                until=window.until,
+            ) from error
+        first, second = window.halves()
+        logger.warning(
+            "%s could not serve %s (%s): walking it as two halves",
+            self.endpoint.path,
+            window,
+            error,
+        )
+        self.pending.extendleft(
+            [_Segment(second, root=False), _Segment(first, root=False)],
+        )
+        self.ceiling = min(self.ceiling, first.duration)
+        self.size = min(self.size, self.ceiling)
+
+    def take(self, page: Page[dict[str, Any]]) -> list[R]:
+        """The page's records not yielded before, up to the limit and the cursor."""
+        self.inner_rows += len(page.items)
+        self.asked_size = page.page_size
+        if page.record_count is not None:
+            self.first_count = page.record_count if self.first_count is None else self.first_count
+            self.last_count = page.record_count
+        path = self.endpoint.path
+        rows = (
+            [flatten_lead(row, endpoint=path) for row in page.items]
+            if self.plan.flatten
+            else page.items
+        )
+        records: list[Any] = structure_rows(rows, self.endpoint.record_class)
+        if self.plan.modified_since is not None:
+            records = self.until_cursor(records, self.plan.modified_since)
+        fresh: list[R] = []
+        for record in records:
+            key = getattr(record, self.plan.id_attribute) or json.dumps(unstructure(record))
+            if key in self.current or key in self.previous:
+                continue
+            self.current.add(key)
+            fresh.append(record)
+            if self.limit is not None and self.yielded + len(fresh) >= self.limit:
+                self.cut = True
+                break
+        self.yielded += len(fresh)
+        return fresh
+
+    def until_cursor(self, records: list[Any], since: datetime) -> list[Any]:
+        """The records modified at or after ``since``; sets ``cut`` at the first one before
+        it while the rows came newest first, the rest of its page included."""
+        kept: list[Any] = []
+        for position, record in enumerate(records):
+            modified = record.modified_on
+            if modified is None or (self.latest is not None and modified > self.latest):
+                self.not_newest_first()
+            self.latest = modified if modified is not None else self.latest
+            if modified is not None and modified < since and self.newest_first:
+                times: list[datetime | None] = [
+                    later.modified_on for later in records[position + 1 :]
+                ]
+                pairs = itertools.pairwise([modified, *times])
+                if all(b is not None and a is not None and b <= a for a, b in pairs):
+                    self.cut = True
+                    return kept
+                self.not_newest_first()
+            if modified is None or modified >= since:
+                kept.append(record)
+        return kept
+
+    def not_newest_first(self) -> None:
+        if self.newest_first:
+            self.newest_first = False
+            logger.warning(
+                "%s does not serve its rows newest first (Sorting by ModifiedOn is ignored, "
+                "or a row has no ModifiedOn): walking every row instead of stopping at "
+                "modified_since",
+                self.endpoint.path,
+            )
