@@ -119,6 +119,11 @@ def __getattr__(name: str) -> _Any:
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
+def __dir__() -> list[str]:
+    # Names loaded on first use are public before they are loaded.
+    return sorted({*globals(), *__all__})
+
+
 # Tracebacks and reprs of errors name the public path (leadsq_async.APIError), not the
 # private module. (Only errors: records' annotations are resolved in their own module.)
 for _name in __all__:
