@@ -32,17 +32,7 @@ from ._errors import (
     TransportError,
     WindowError,
 )
-from ._events import (
-    Event,
-    EventHub,
-    PageFetched,
-    QuotaWait,
-    RateLimited,
-    RequestSent,
-    ResponseReceived,
-    RetryScheduled,
-    SlotGranted,
-)
+from ._event_hub import EventHub
 from ._hosts import REGION_HOSTS
 from ._limits import Grant, RateLimit, least_time
 from ._paging import Page, Paginator
@@ -53,6 +43,16 @@ from ._session import Session
 from ._transport import SessionStats
 
 if _TYPE_CHECKING:
+    from ._events import (
+        Event,
+        PageFetched,
+        QuotaWait,
+        RateLimited,
+        RequestSent,
+        ResponseReceived,
+        RetryScheduled,
+        SlotGranted,
+    )
     from ._leads import Lead
     from ._redis import RedisLimiter
 
@@ -107,6 +107,20 @@ __all__ = [
 ]
 
 
+_EVENTS = frozenset(
+    {
+        "Event",
+        "PageFetched",
+        "QuotaWait",
+        "RateLimited",
+        "RequestSent",
+        "ResponseReceived",
+        "RetryScheduled",
+        "SlotGranted",
+    }
+)
+
+
 def __getattr__(name: str) -> _Any:
     # The Redis limiter is imported on first use: redis.asyncio alone costs
     # about as much to import as httpx, and most programs never share a limit.
@@ -118,6 +132,12 @@ def __getattr__(name: str) -> _Any:
         return RedisLimiter
     # Lead comes with the account-wide feeds (`Session.leads_modified`), which load on
     # first use too. Its __module__ stays its own: its annotations resolve there.
+    # The events are built only while something listens, and their classes imported then.
+    if name in _EVENTS:
+        from . import _events
+
+        value = globals()[name] = getattr(_events, name)
+        return value
     if name == "Lead":
         from ._leads import Lead
 

@@ -18,7 +18,7 @@ from . import _crawl
 from ._closing import AsyncClosing
 from ._crawl import Crawl, LeadResult, OpportunityResult
 from ._endpoints import ACTIVITIES_OF_OPPORTUNITY, OPPORTUNITIES_OF_LEAD
-from ._events import EventHub
+from ._event_hub import EventHub
 from ._limits import RateLimit, as_rate_limits
 from ._paging import Paginator
 from ._ratelimit import RateLimiter, SlidingWindowLimiter
