@@ -107,20 +107,6 @@ __all__ = [
 ]
 
 
-_EVENTS = frozenset(
-    {
-        "Event",
-        "PageFetched",
-        "QuotaWait",
-        "RateLimited",
-        "RequestSent",
-        "ResponseReceived",
-        "RetryScheduled",
-        "SlotGranted",
-    }
-)
-
-
 def __getattr__(name: str) -> _Any:
     # The Redis limiter is imported on first use: redis.asyncio alone costs
     # about as much to import as httpx, and most programs never share a limit.
@@ -132,17 +118,18 @@ def __getattr__(name: str) -> _Any:
         return RedisLimiter
     # Lead comes with the account-wide feeds (`Session.leads_modified`), which load on
     # first use too. Its __module__ stays its own: its annotations resolve there.
-    # The events are built only while something listens, and their classes imported then.
-    if name in _EVENTS:
-        from . import _events
-
-        value = globals()[name] = getattr(_events, name)
-        return value
     if name == "Lead":
         from ._leads import Lead
 
         globals()[name] = Lead
         return Lead
+    # The other names not bound yet are the events (`Event` and its classes): built only
+    # while something listens, and their module imported then.
+    if name in __all__:
+        from . import _events
+
+        value = globals()[name] = getattr(_events, name)
+        return value
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
