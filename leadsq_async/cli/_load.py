@@ -16,6 +16,7 @@ second signal ends the process at once, which the checkpoint survives too.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import os
 import signal
@@ -30,10 +31,11 @@ import click
 from leadsq_async import LeadResult, LeadSquaredError, Session
 from leadsq_async.journal import DirectoryInUse
 
+from ._counts import CrawlCounts, format_duration, plural
 from ._ids import IdReader, count_ids, lines_to_ids, open_ids
-from ._options import ApiOptions, api_options, leads_file_option, scrub
-from ._outcomes import USAGE
-from ._progress import TICK_SECONDS, CrawlCounts, Display, Meter, format_duration, plural
+from ._options import ApiOptions, api_options, leads_file_option, refuse_empty, scrub
+from ._outcomes import USAGE, FailuresInARow, FailureStreak, stopped
+from ._progress import TICK_SECONDS, Display, Meter
 from ._run import INTERRUPTED_EXIT_CODE, CommandFailed, Interrupted, error_line, stderr_is_terminal
 
 if TYPE_CHECKING:
@@ -54,9 +56,13 @@ class _Progress:
         self.counts = counts
         self.meter: Meter | None = None
         self.signal_name: str | None = None
+        # The stop rules of crawl: many leads in a row failing for now stop the load.
+        self._streak = FailureStreak("lead")
 
     def crawl_started(self, session: Session) -> None:
-        self.meter = Meter(session)
+        meter = Meter(session, clock=asyncio.get_running_loop().time)
+        meter.listen()  # for as long as the session lives: it ends with the crawl
+        self.meter = meter
         self._stop_if_signalled()
 
     def lead_skipped(self, lead_id: str) -> None:
@@ -65,6 +71,10 @@ class _Progress:
 
     def lead_crawled(self, result: LeadResult) -> None:
         self.counts.add(result)
+        if self.meter is not None:
+            self.meter.end(result.lead_id, result.activities, failed=result.error is not None)
+        error = result.error
+        self._streak.add(error, "" if error is None else scrub(str(error)))
         self._stop_if_signalled()
 
     def _stop_if_signalled(self) -> None:
@@ -200,6 +210,7 @@ def load(
     concurrency: int | None,
     progress: bool | None,
     quiet: bool,
+    allow_empty: bool,
     api: ApiOptions,
 ) -> int:
     """Load the opportunities (and activities) of many leads into a database, with dlt.
@@ -230,22 +241,12 @@ def load(
     assert api.access_key is not None
     assert api.secret_key is not None
     counts = CrawlCounts(total=count_ids(leads_file))
+    refuse_empty(counts.total, leads_file, allow_empty)
+    api.refuse_unknown_host()
     watcher = _Progress(counts)
-    pipeline = dlt.pipeline(
-        pipeline_name=pipeline_name, destination=destination, dataset_name=dataset
-    )
+    pipeline = _pipeline(dlt, pipeline_name, destination, dataset)
     if pipeline.has_pending_data:
-        # The interrupted load had fetched every lead: only loading them was left. Not
-        # pipeline.run(), which first syncs with the destination, and drops the pending
-        # package if the destination holds no dataset yet (a first load).
-        _run(pipeline, None, PipelineStepFailed)
-        if not quiet:
-            click.echo(
-                f"finished the interrupted load into {_where(pipeline)}; the next load "
-                "fetches the leads anew",
-                err=True,
-            )
-        return 0
+        return _finish_pending(pipeline, PipelineStepFailed, quiet=quiet)
     display = progress_display(quiet=quiet, force=progress)
     with open_ids(leads_file) as file:
         source = leadsquared(
@@ -274,6 +275,40 @@ def load(
     return 0
 
 
+def _pipeline(dlt: Any, name: str, destination: str, dataset: str) -> Pipeline:
+    """The dlt pipeline; a destination dlt does not know is a usage error naming those it does."""
+    from dlt.common.destination.exceptions import UnknownDestinationModule
+
+    try:
+        pipeline: Pipeline = dlt.pipeline(
+            pipeline_name=name, destination=destination, dataset_name=dataset
+        )
+    except UnknownDestinationModule:
+        import dlt.destinations
+
+        known = ", ".join(sorted(set(dlt.destinations.__all__) - {"destination"}))
+        raise click.BadParameter(
+            f"dlt has no destination {destination!r}; it has {known} (or a named destination "
+            "configured with DESTINATION__NAME__DESTINATION_TYPE)",
+            param_hint="'--destination'",
+        ) from None
+    return pipeline
+
+
+def _finish_pending(pipeline: Pipeline, step_failed: type[Exception], *, quiet: bool) -> int:
+    """Finish the load an interrupted one left: it had fetched every lead, only loading them
+    was left. Not pipeline.run(), which first syncs with the destination, and drops the
+    pending package if the destination holds no dataset yet (a first load)."""
+    _run(pipeline, None, step_failed)
+    if not quiet:
+        click.echo(
+            f"finished the interrupted load into {_where(pipeline)}; the next load "
+            "fetches the leads anew",
+            err=True,
+        )
+    return 0
+
+
 def _run(pipeline: Pipeline, source: Any, step_failed: type[Exception]) -> None:
     """``pipeline.run(source)`` (or, without one, the pending packages' normalize and load),
     its failures as the command's one-line errors."""
@@ -284,11 +319,10 @@ def _run(pipeline: Pipeline, source: Any, step_failed: type[Exception]) -> None:
             pipeline.normalize()
             pipeline.load()
     except step_failed as error:
-        if _cause(error, (Interrupted, KeyboardInterrupt, _signal_received())) is not None:
-            raise CommandFailed(
-                "interrupted: the leads fetched so far are kept; run the same command to carry on",
-                exit_code=INTERRUPTED_EXIT_CODE,
-            ) from None
+        saved = "the leads fetched so far are kept"
+        signalled = _cause(error, (Interrupted, KeyboardInterrupt, _signal_received()))
+        if signalled is not None:
+            raise stopped(Interrupted("SIGINT"), "load", saved) from None
         if _cause(error, DirectoryInUse) is not None:
             raise CommandFailed(
                 f"another load holds the pipeline {pipeline.pipeline_name} (its crawl in "
@@ -296,12 +330,9 @@ def _run(pipeline: Pipeline, source: Any, step_failed: type[Exception]) -> None:
                 "then run this command again",
                 exit_code=USAGE,
             ) from None
-        ours = _cause(error, LeadSquaredError)
+        ours = _cause(error, (FailuresInARow, LeadSquaredError, OSError))
         if ours is not None:
-            raise CommandFailed(
-                f"{error_line(ours, scrub)}; the load stopped (the leads fetched so far are "
-                "kept): run the same command to carry on"
-            ) from None
+            raise stopped(ours, "load", saved) from None
         raise CommandFailed(f"the load failed: {error_line(error, scrub)}") from None
 
 
@@ -321,6 +352,16 @@ def _where(pipeline: Pipeline) -> str:
     return f"{pipeline.destination.destination_name} dataset {pipeline.dataset_name}"
 
 
+def _written(pipeline: Pipeline) -> str:
+    """``; written to /abs/path/NAME.duckdb`` for a destination that is a local file, else
+    nothing: where to find what was loaded, wherever the command was run from."""
+    with contextlib.suppress(Exception):  # a destination without a local file
+        database = pipeline.sql_client().credentials.database
+        if isinstance(database, str) and database and database != ":memory:":
+            return f"; written to {os.path.abspath(database)}"
+    return ""
+
+
 def _summary(counts: CrawlCounts, meter: Meter | None, pipeline: Pipeline) -> str:
     parts = [plural(counts.opportunities, "opportunity", "opportunities")]
     if counts.activities:
@@ -330,5 +371,5 @@ def _summary(counts: CrawlCounts, meter: Meter | None, pipeline: Pipeline) -> st
     skipped = f", skipped {counts.skipped} (fetched before or repeated)" if counts.skipped else ""
     return (
         f"loaded into {_where(pipeline)}: crawled {plural(counts.crawled, 'lead')}{skipped} "
-        f"in {elapsed}: {', '.join(parts)}, {requests}"
+        f"in {elapsed}: {', '.join(parts)}, {requests}{_written(pipeline)}"
     )
