@@ -1,19 +1,19 @@
-"""The emulator driven in process on the virtual-time loop, for tests that need no socket.
+"""The emulator driven in process, for tests that need no socket.
 
-`virtual_app` builds an `EmulatorApp` whose clock is the running loop's (`now`), so on a
-`VirtualTimeLoop` its rate-limit windows, latency, slow answers and index lag cost no real
-time; `client_of` opens an httpx client that calls it through ``httpx.ASGITransport``.
-Both must be used inside the test's virtual loop (``@virtual``).
+`virtual_app` builds an `EmulatorApp`, whose clock is the running loop's, so under
+``@pytest.mark.looptime`` its rate-limit windows, latency, slow answers and index lag cost no
+real time; `client_of` opens an httpx client that calls it through ``httpx.ASGITransport``.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 from collections.abc import AsyncIterator, Mapping
+from typing import Any
 
 import httpx
-from virtual_time import now
 
 from leadsq_async.testing import (
     DEFAULT_ACCESS_KEY,
@@ -25,12 +25,24 @@ from leadsq_async.testing import (
 
 OPPORTUNITIES = "/v2/OpportunityManagement.svc/GetOpportunitiesOfLead"
 ACTIVITIES = "/v2/OpportunityManagement.svc/GetActivitiesOfOpportunity"
+LEADS = "/v2/LeadManagement.svc/Leads.RecentlyModified"
+RECENT = "/v2/ProspectActivity.svc/RetrieveRecentlyModified"
+BY_EVENT = "/v2/ProspectActivity.svc/CustomActivity/RetrieveByActivityEvent"
+SEARCH = "/v2/OpportunityManagement.svc/Retrieve/BySearchParameter"
+BY_IDS = "/v2/OpportunityManagement.svc/GetOpportunitiesById"
+ALL_TIME = {"FromDate": "2000-01-01 00:00:00", "ToDate": "2099-12-31 23:59:59"}
+EVERYTHING = {"PageIndex": 1, "PageSize": 1000}
 KEYS = {"x-LSQ-AccessKey": DEFAULT_ACCESS_KEY, "x-LSQ-SecretKey": DEFAULT_SECRET_KEY}
 
 
+def now() -> float:
+    """The running loop's clock (virtual under ``@pytest.mark.looptime``)."""
+    return asyncio.get_running_loop().time()
+
+
 def virtual_app(data: Dataset, config: EmulatorConfig | None = None) -> EmulatorApp:
-    """An app serving ``data`` on the running loop's clock and sleep."""
-    return EmulatorApp(data, config, clock=now, sleep=asyncio.sleep)
+    """An app serving ``data`` (its clock is the running loop's)."""
+    return EmulatorApp(data, config)
 
 
 @contextlib.asynccontextmanager
@@ -43,3 +55,27 @@ async def client_of(
         transport=transport, base_url="http://emulator", headers=headers
     ) as client:
         yield client
+
+
+def condition(code: object, lso: str = "ActivityEvent", operator: str = "eq") -> str:
+    """An AdvancedSearch string with one row condition, as the documented sample writes it."""
+    row = {"SubConOp": "And", "LSO": lso, "LSO_Type": "PAEvent", "Operator": operator}
+    search = {
+        "GrpConOp": "And",
+        "Conditions": [
+            {"Type": "Activity", "ConOp": "and", "RowCondition": [{**row, "RSO": code}]}
+        ],
+        "QueryTimeZone": "India Standard Time",
+    }
+    return json.dumps(search)
+
+
+def search_body(code: str, **rest: Any) -> dict[str, Any]:
+    """A search for every opportunity of type ``code``, most recent change first."""
+    return {
+        "OpportunityEventCode": int(code),
+        "AdvancedSearch": condition(code),
+        "Paging": EVERYTHING,
+        "Sorting": {"ColumnName": "ModifiedOn", "Direction": 1},
+        **rest,
+    }

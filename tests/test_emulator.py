@@ -8,7 +8,6 @@ from typing import Any
 import httpx
 import pytest
 from emulator_in_process import ACTIVITIES, OPPORTUNITIES, client_of, virtual_app
-from virtual_time import virtual
 
 from leadsq_async.testing import Dataset, EmulatorApp
 from leadsq_async.testing._dates import parse_date
@@ -52,7 +51,7 @@ def error_of(response: httpx.Response) -> tuple[int, str, str]:
 # Routing and keys
 
 
-@virtual
+@pytest.mark.looptime
 async def test_get_answers_405(app: EmulatorApp) -> None:
     """A GET on an endpoint is answered 405 and names POST as allowed."""
     async with client_of(app) as client:
@@ -63,7 +62,7 @@ async def test_get_answers_405(app: EmulatorApp) -> None:
     assert response.headers["allow"] == "POST"
 
 
-@virtual
+@pytest.mark.looptime
 async def test_unknown_path_answers_404(app: EmulatorApp) -> None:
     """A path that is no endpoint is answered 404."""
     async with client_of(app) as client:
@@ -71,7 +70,7 @@ async def test_unknown_path_answers_404(app: EmulatorApp) -> None:
     assert response.status_code == 404
 
 
-@virtual
+@pytest.mark.looptime
 async def test_query_parameter_names_match_case_insensitively(app: EmulatorApp) -> None:
     """LEADID, ACCESSKEY and SECRETKEY work as well as leadId, accessKey and secretKey."""
     params = {
@@ -85,7 +84,7 @@ async def test_query_parameter_names_match_case_insensitively(app: EmulatorApp) 
     assert response.json()["RecordCount"] == 1
 
 
-@virtual
+@pytest.mark.looptime
 async def test_keys_in_headers_are_accepted(app: EmulatorApp) -> None:
     """Keys in the x-LSQ-AccessKey/x-LSQ-SecretKey headers authenticate, and are not URL keys."""
     async with client_of(app) as client:
@@ -93,7 +92,7 @@ async def test_keys_in_headers_are_accepted(app: EmulatorApp) -> None:
     assert app.stats.keys_in_url == 0
 
 
-@virtual
+@pytest.mark.looptime
 async def test_keys_in_query_are_accepted_and_counted(app: EmulatorApp) -> None:
     """Keys in the query string authenticate, and the request counts in stats.keys_in_url."""
     params = {
@@ -116,7 +115,7 @@ async def test_keys_in_query_are_accepted_and_counted(app: EmulatorApp) -> None:
     ],
     ids=["none", "no-secret", "bad-secret", "bad-access"],
 )
-@virtual
+@pytest.mark.looptime
 async def test_bad_keys_answer_401_envelope(app: EmulatorApp, headers: dict[str, str]) -> None:
     """Missing or wrong keys are answered 401 with the error envelope."""
     async with client_of(app, headers=headers) as client:
@@ -125,7 +124,7 @@ async def test_bad_keys_answer_401_envelope(app: EmulatorApp, headers: dict[str,
     assert (status, exception_type) == (401, "MXUnAuthorizedAccessException")
 
 
-@virtual
+@pytest.mark.looptime
 async def test_configured_keys_replace_the_demo_keys(app: EmulatorApp) -> None:
     """After config.secret_key changes, the demo secret is refused."""
     app.config.secret_key = "rotated"
@@ -133,7 +132,7 @@ async def test_configured_keys_replace_the_demo_keys(app: EmulatorApp) -> None:
         assert (await opportunities(client, app.data.leads_by_shape["one"])).status_code == 401
 
 
-@virtual
+@pytest.mark.looptime
 async def test_wrong_region_answers_401_naming_the_host(app: EmulatorApp) -> None:
     """With wrong_region_host set, good keys get a 401 whose message names that host."""
     app.config.wrong_region_host = "api-us11.leadsquared.com"
@@ -153,7 +152,7 @@ def test_secret_key_is_not_in_config_repr(app: EmulatorApp) -> None:
 # Paging
 
 
-@virtual
+@pytest.mark.looptime
 async def test_record_count_is_the_same_on_every_page_and_past_the_end_list_is_empty(
     app: EmulatorApp,
 ) -> None:
@@ -170,7 +169,7 @@ async def test_record_count_is_the_same_on_every_page_and_past_the_end_list_is_e
     assert [len(page["List"]) for page in pages] == [50, 50, 1, 0]
 
 
-@virtual
+@pytest.mark.looptime
 async def test_opportunities_default_to_100_rows(app: EmulatorApp) -> None:
     """Without Paging, GetOpportunitiesOfLead returns the first 100 rows."""
     async with client_of(app) as client:
@@ -178,7 +177,7 @@ async def test_opportunities_default_to_100_rows(app: EmulatorApp) -> None:
     assert (page["RecordCount"], len(page["List"])) == (2500, 100)
 
 
-@virtual
+@pytest.mark.looptime
 async def test_activities_default_to_25_rows(app: EmulatorApp) -> None:
     """Without Paging, GetActivitiesOfOpportunity returns the first 25 rows."""
     async with client_of(app) as client:
@@ -186,7 +185,7 @@ async def test_activities_default_to_25_rows(app: EmulatorApp) -> None:
     assert (page["RecordCount"], len(page["List"])) == (300, 25)
 
 
-@virtual
+@pytest.mark.looptime
 async def test_page_index_and_page_size_select_a_window(app: EmulatorApp) -> None:
     """PageIndex 3 with PageSize 10 returns rows 21 to 30 of the whole ordering."""
     lead = app.data.leads_by_shape["thousands"]
@@ -198,7 +197,7 @@ async def test_page_index_and_page_size_select_a_window(app: EmulatorApp) -> Non
     assert page == everything[20:30]
 
 
-@virtual
+@pytest.mark.looptime
 async def test_offset_and_row_count_as_strings_select_a_window(app: EmulatorApp) -> None:
     """Offset "21" (1-based row number) with RowCount "10" returns rows 21 to 30."""
     opportunity = app.data.opportunities_by_shape["hundreds"]
@@ -214,7 +213,7 @@ async def test_offset_and_row_count_as_strings_select_a_window(app: EmulatorApp)
     assert page == everything[20:30]
 
 
-@virtual
+@pytest.mark.looptime
 async def test_page_size_above_cap_is_clamped(app: EmulatorApp) -> None:
     """In clamp mode PageSize 2000 serves 1000 rows, page 2 starting at row 1001."""
     lead = app.data.leads_by_shape["thousands"]
@@ -231,7 +230,7 @@ async def test_page_size_above_cap_is_clamped(app: EmulatorApp) -> None:
     assert page_two == everything[1000:2000]
 
 
-@virtual
+@pytest.mark.looptime
 async def test_page_size_above_cap_is_refused_when_configured(app: EmulatorApp) -> None:
     """In refuse mode PageSize above the cap is a 500 envelope naming the maximum."""
     app.config.page_size_cap_mode = "refuse"
@@ -257,7 +256,7 @@ async def test_page_size_above_cap_is_refused_when_configured(app: EmulatorApp) 
     ],
     ids=["size-0", "index-0", "size-text", "size-float", "index-bool", "offset-0", "mixed"],
 )
-@virtual
+@pytest.mark.looptime
 async def test_invalid_paging_answers_500_envelope(
     app: EmulatorApp, paging: dict[str, Any]
 ) -> None:
@@ -267,7 +266,7 @@ async def test_invalid_paging_answers_500_envelope(
     assert error_of(response)[:2] == (500, "MXInvalidInputException")
 
 
-@virtual
+@pytest.mark.looptime
 async def test_malformed_json_body_answers_400(app: EmulatorApp) -> None:
     """A body that is not JSON is answered 400."""
     async with client_of(app) as client:
@@ -297,7 +296,7 @@ def created_times(response: httpx.Response) -> list[float]:
     return [t for t in times if t is not None]
 
 
-@virtual
+@pytest.mark.looptime
 async def test_default_order_is_most_recently_created_first(app: EmulatorApp) -> None:
     """Without Sorting, rows come newest first by PACreatedOn whatever its date format."""
     async with client_of(app) as client:
@@ -306,7 +305,7 @@ async def test_default_order_is_most_recently_created_first(app: EmulatorApp) ->
 
 
 @pytest.mark.parametrize(("direction", "newest_first"), [("1", True), ("0", False), (0, False)])
-@virtual
+@pytest.mark.looptime
 async def test_sorting_by_date_follows_real_time_across_formats(
     app: EmulatorApp, direction: object, newest_first: bool
 ) -> None:
@@ -320,7 +319,7 @@ async def test_sorting_by_date_follows_real_time_across_formats(
     assert {style_of(row["PAModifiedOn"]) for row in rows} == {"plain", "millis", "us", "wcf"}
 
 
-@virtual
+@pytest.mark.looptime
 async def test_sorting_by_a_number_column_is_numeric(app: EmulatorApp) -> None:
     """Score (numbers as strings) sorts as numbers: "120" after "25" ascending."""
     body = {"Sorting": {"ColumnName": "Score", "Direction": "0"}}
@@ -331,7 +330,7 @@ async def test_sorting_by_a_number_column_is_numeric(app: EmulatorApp) -> None:
     assert len(set(scores)) > 1
 
 
-@virtual
+@pytest.mark.looptime
 async def test_invalid_sort_direction_answers_500_envelope(app: EmulatorApp) -> None:
     """A Direction other than 0 or 1 is a 500 invalid-input envelope."""
     body = {"Sorting": {"ColumnName": "Score", "Direction": "up"}}
@@ -340,7 +339,7 @@ async def test_invalid_sort_direction_answers_500_envelope(app: EmulatorApp) -> 
     assert error_of(response)[:2] == (500, "MXInvalidInputException")
 
 
-@virtual
+@pytest.mark.looptime
 async def test_include_csv_narrows_columns_but_keeps_the_ids(app: EmulatorApp) -> None:
     """Include_CSV returns only the named keys a row has, plus OpportunityId and ProspectId."""
     body = {"Columns": {"Include_CSV": "Status, mx_Custom_6"}}
@@ -353,7 +352,7 @@ async def test_include_csv_narrows_columns_but_keeps_the_ids(app: EmulatorApp) -
     assert not all("mx_Custom_6" in row for row in rows)
 
 
-@virtual
+@pytest.mark.looptime
 async def test_total_on_each_row_is_the_record_count(app: EmulatorApp) -> None:
     """Each row's Total string is the RecordCount of the call."""
     async with client_of(app) as client:
@@ -361,7 +360,7 @@ async def test_total_on_each_row_is_the_record_count(app: EmulatorApp) -> None:
     assert {row["Total"] for row in page["List"]} == {"101"}
 
 
-@virtual
+@pytest.mark.looptime
 async def test_opportunity_type_filters_the_rows(app: EmulatorApp) -> None:
     """opportunityType keeps only opportunities whose OpportunityEvent is that code."""
     lead = app.data.leads_by_shape["page"]
@@ -377,7 +376,7 @@ async def test_opportunity_type_filters_the_rows(app: EmulatorApp) -> None:
     assert {row["OpportunityEvent"] for row in page["List"]} == {"12002"}
 
 
-@virtual
+@pytest.mark.looptime
 async def test_activity_event_code_filters_the_rows(app: EmulatorApp) -> None:
     """activityEventCode keeps only activities whose ActivityEvent is that code."""
     opportunity = app.data.opportunities_by_shape["hundreds"]
@@ -390,7 +389,7 @@ async def test_activity_event_code_filters_the_rows(app: EmulatorApp) -> None:
     assert response.json()["RecordCount"] == expected > 0
 
 
-@virtual
+@pytest.mark.looptime
 async def test_served_rows_are_the_dataset_rows(app: EmulatorApp) -> None:
     """A lead's only opportunity is served exactly as the dataset holds it."""
     lead = app.data.leads_by_shape["one"]
@@ -402,7 +401,7 @@ async def test_served_rows_are_the_dataset_rows(app: EmulatorApp) -> None:
 # Business errors
 
 
-@virtual
+@pytest.mark.looptime
 async def test_missing_lead_id_answers_500_envelope(app: EmulatorApp) -> None:
     """A call without leadId is a 500 invalid-input envelope naming the parameter."""
     async with client_of(app) as client:
@@ -411,7 +410,7 @@ async def test_missing_lead_id_answers_500_envelope(app: EmulatorApp) -> None:
     assert "leadId" in message
 
 
-@virtual
+@pytest.mark.looptime
 async def test_missing_opportunity_id_answers_500_envelope(app: EmulatorApp) -> None:
     """A call without opportunityId is a 500 invalid-input envelope naming the parameter."""
     async with client_of(app) as client:
@@ -420,7 +419,7 @@ async def test_missing_opportunity_id_answers_500_envelope(app: EmulatorApp) -> 
     assert "opportunityId" in message
 
 
-@virtual
+@pytest.mark.looptime
 async def test_unknown_lead_answers_500_lead_does_not_exist(app: EmulatorApp) -> None:
     """An unknown lead id is a 500 envelope "Lead does not exist in the system"."""
     async with client_of(app) as client:
@@ -429,7 +428,7 @@ async def test_unknown_lead_answers_500_lead_does_not_exist(app: EmulatorApp) ->
     assert (status, message) == (500, "Lead does not exist in the system")
 
 
-@virtual
+@pytest.mark.looptime
 async def test_unknown_opportunity_answers_500_opportunity_does_not_exist(
     app: EmulatorApp,
 ) -> None:
@@ -441,7 +440,7 @@ async def test_unknown_opportunity_answers_500_opportunity_does_not_exist(
 
 
 @pytest.mark.parametrize("shape", ["empty", "one", "page", "page_plus_one", "thousands"])
-@virtual
+@pytest.mark.looptime
 async def test_each_lead_shape_serves_its_record_count(app: EmulatorApp, shape: str) -> None:
     """The lead of each shape reports as many records as the dataset holds."""
     lead = app.data.leads_by_shape[shape]
@@ -451,7 +450,7 @@ async def test_each_lead_shape_serves_its_record_count(app: EmulatorApp, shape: 
 
 
 @pytest.mark.parametrize("shape", ["empty", "one", "page", "page_plus_one", "hundreds"])
-@virtual
+@pytest.mark.looptime
 async def test_each_opportunity_shape_serves_its_record_count(app: EmulatorApp, shape: str) -> None:
     """The opportunity of each shape reports as many activities as the dataset holds."""
     opportunity = app.data.opportunities_by_shape[shape]

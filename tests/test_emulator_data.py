@@ -80,6 +80,9 @@ def test_sizes_are_configurable() -> None:
         ({"page_size": 0}, ValueError),
         ({"thousands": -1}, ValueError),
         ({"hundreds": 1.5}, TypeError),
+        ({"opportunity_types": 0}, ValueError),
+        ({"opportunity_types": 7}, ValueError),
+        ({"activities_per_lead": -1}, ValueError),
     ],
 )
 def test_bad_sizes_are_refused(sizes: dict[str, Any], error: type[Exception]) -> None:
@@ -349,6 +352,12 @@ def test_config_defaults() -> None:
     assert (config.fault_rate, config.fault_seed, config.wrong_region_host) == (0.0, 0, None)
     assert config.fault_kinds == {"500", "502", "503", "drop", "truncate", "slow"}
     assert (config.latency, config.jitter, config.insert_ahead, config.index_lag) == (0, 0, 0, 0)
+    assert (config.leads_page_size_cap, config.window_row_limit) == (5000, None)
+    assert (config.search_strict, config.search_id_key, config.search_ignores_sorting) == (
+        True,
+        "ProspectActivityId",
+        False,
+    )
 
 
 @pytest.mark.parametrize(
@@ -367,6 +376,11 @@ def test_config_defaults() -> None:
         ("latency", "0.1", TypeError),
         ("insert_ahead", -1, ValueError),
         ("wrong_region_host", "", TypeError),
+        ("leads_page_size_cap", 0, ValueError),
+        ("window_row_limit", -1, ValueError),
+        ("window_row_limit", 1.5, TypeError),
+        ("search_strict", 1, TypeError),
+        ("search_id_key", "Id", ValueError),
     ],
 )
 def test_config_refuses_bad_values_at_run_time(field: str, value: object, error: type) -> None:
@@ -437,3 +451,31 @@ def test_config_copies_keep_every_limit() -> None:
     other.update_from(config)
     assert other == config == attrs.evolve(config)
     assert other != EmulatorConfig()
+
+
+def test_opportunities_come_in_the_types_asked() -> None:
+    """By default opportunities are of the six types 12000 to 12005; opportunity_types=3
+    keeps the first three; the rows' ids and dates do not depend on it."""
+    every = Dataset.generate(thousands=200, hundreds=0)
+    three = Dataset.generate(thousands=200, hundreds=0, opportunity_types=3)
+    types = {
+        name: {row["OpportunityEvent"] for rows in data.opportunities.values() for row in rows}
+        for name, data in (("every", every), ("three", three))
+    }
+    assert types == {
+        "every": {"12000", "12001", "12002", "12003", "12004", "12005"},
+        "three": {"12000", "12001", "12002"},
+    }
+    assert every.leads_by_shape == three.leads_by_shape
+
+
+def test_other_leads_have_activities_on_no_opportunity() -> None:
+    """Each of the other leads has 0 to activities_per_lead activities of its own, with ids of
+    their own, counted by activity_count."""
+    data = Dataset.generate(thousands=0, hundreds=0, other_leads=40, activities_per_lead=5)
+    sizes = [len(rows) for rows in data.lead_activities.values()]
+    assert sizes
+    assert max(sizes) <= 5
+    assert set(data.lead_activities) <= set(data.opportunities)
+    on_opportunities = sum(map(len, data.activities.values()))
+    assert data.activity_count() == on_opportunities + sum(sizes)

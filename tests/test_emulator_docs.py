@@ -74,7 +74,7 @@ def test_the_pages_auto_mode_runs_tests_without_marks(tmp_path: Path) -> None:
     pytest-asyncio has nothing to warn about."""
     (tmp_path / "pyproject.toml").write_text(blocks("toml")[0], encoding="utf-8")
     # The in-process example: it needs no server, so this run stays short.
-    [code] = [code for code in page_tests().values() if "ManualClock" in code]
+    [code] = [code for code in page_tests().values() if "spent_daily_quota" in code]
     unmarked = code.replace("@pytest.mark.asyncio\n", "")
     assert "mark.asyncio" not in unmarked
     (tmp_path / "test_unmarked.py").write_text(unmarked, encoding="utf-8")

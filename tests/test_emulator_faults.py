@@ -12,8 +12,7 @@ from typing import Literal
 
 import httpx
 import pytest
-from emulator_in_process import ACTIVITIES, OPPORTUNITIES, client_of, virtual_app
-from virtual_time import now, virtual
+from emulator_in_process import ACTIVITIES, OPPORTUNITIES, client_of, now, virtual_app
 
 from leadsq_async import RateLimit
 from leadsq_async.testing import Dataset, EmulatorApp, RunningEmulator
@@ -45,7 +44,7 @@ async def post_lead(client: httpx.AsyncClient, lead: str) -> httpx.Response:
 
 
 @pytest.mark.parametrize("status", [429, 200])
-@virtual
+@pytest.mark.looptime
 async def test_rate_limit_refuses_the_excess_call_with_the_envelope(
     app: EmulatorApp, lead: str, status: Literal[429, 200]
 ) -> None:
@@ -64,7 +63,7 @@ async def test_rate_limit_refuses_the_excess_call_with_the_envelope(
 
 
 @pytest.mark.parametrize("status", [429, 200])
-@virtual
+@pytest.mark.looptime
 async def test_rate_limit_answer_has_no_retry_after_header(
     app: EmulatorApp, lead: str, status: Literal[429, 200]
 ) -> None:
@@ -78,7 +77,7 @@ async def test_rate_limit_answer_has_no_retry_after_header(
     assert not [name for name in refused.headers if "retry" in name or "ratelimit" in name]
 
 
-@virtual
+@pytest.mark.looptime
 async def test_rate_limit_window_slides(app: EmulatorApp, lead: str) -> None:
     """Once the period has passed since the accepted calls, calls are accepted again."""
     app.config.rate_limit_calls = 2
@@ -90,7 +89,7 @@ async def test_rate_limit_window_slides(app: EmulatorApp, lead: str) -> None:
     assert statuses == [200, 200, 429, 200]
 
 
-@virtual
+@pytest.mark.looptime
 async def test_rate_limit_window_is_half_open(app: EmulatorApp, lead: str) -> None:
     """A call is refused until exactly one period after the accepted ones, then accepted."""
     app.config.rate_limit_calls = 2
@@ -103,7 +102,7 @@ async def test_rate_limit_window_is_half_open(app: EmulatorApp, lead: str) -> No
     assert statuses == [200, 200, 429, 429, 200]
 
 
-@virtual
+@pytest.mark.looptime
 async def test_refused_calls_do_not_count_against_the_window(app: EmulatorApp, lead: str) -> None:
     """Calls refused mid-window do not hold the window once the accepted ones expire."""
     app.config.rate_limit_calls = 1
@@ -126,7 +125,7 @@ def refusal(response: httpx.Response) -> str | None:
     return message
 
 
-@virtual
+@pytest.mark.looptime
 async def test_several_limits_each_refuse_naming_themselves(app: EmulatorApp, lead: str) -> None:
     """With a short limit and a longer one, each refusal names the limit that is full."""
     app.config.rate_limits = (RateLimit(2, 1.0), RateLimit(3, 10.0))
@@ -147,7 +146,7 @@ async def test_several_limits_each_refuse_naming_themselves(app: EmulatorApp, le
     assert app.stats.rate_limited_by == {RateLimit(2, 1.0): 1, RateLimit(3, 10.0): 1}
 
 
-@virtual
+@pytest.mark.looptime
 async def test_a_day_long_quota_refuses_until_a_day_after(app: EmulatorApp, lead: str) -> None:
     """A spent daily quota refuses, naming 86400 seconds, until a day after its first call."""
     app.config.rate_limits = (RateLimit(5, 1.0), RateLimit(12, 86_400))
@@ -172,7 +171,7 @@ async def test_a_day_long_quota_refuses_until_a_day_after(app: EmulatorApp, lead
     assert app.stats.rate_limited_by == {RateLimit(12, 86_400): 10}
 
 
-@virtual
+@pytest.mark.looptime
 async def test_when_several_limits_are_full_the_one_that_frees_last_is_named(
     app: EmulatorApp, lead: str
 ) -> None:
@@ -185,7 +184,7 @@ async def test_when_several_limits_are_full_the_one_that_frees_last_is_named(
     assert refusal(refused) == "API calls exceeded the limit of 2 in 30 second(s)"
 
 
-@virtual
+@pytest.mark.looptime
 async def test_a_fractional_period_is_named_as_a_plain_number(app: EmulatorApp, lead: str) -> None:
     """Periods such as 0.25 s or a million seconds are written without an exponent."""
     messages = []
@@ -201,7 +200,7 @@ async def test_a_fractional_period_is_named_as_a_plain_number(app: EmulatorApp, 
     ]
 
 
-@virtual
+@pytest.mark.looptime
 async def test_setting_the_first_limit_keeps_the_quota(app: EmulatorApp, lead: str) -> None:
     """rate_limit_calls changes the first limit only: the quota still refuses."""
     app.config.rate_limits = (RateLimit(1, 5.0), RateLimit(3, 3600.0))
@@ -211,7 +210,7 @@ async def test_setting_the_first_limit_keeps_the_quota(app: EmulatorApp, lead: s
     assert answers == [None, None, None, "API calls exceeded the limit of 3 in 3600 second(s)"]
 
 
-@virtual
+@pytest.mark.looptime
 async def test_bad_keys_do_not_use_the_account_rate_limit(app: EmulatorApp, lead: str) -> None:
     """Requests refused for bad keys are not accepted requests of the account."""
     app.config.rate_limit_calls = 1
@@ -229,7 +228,7 @@ def always(app: EmulatorApp, kind: str) -> None:
     app.config.fault_kinds = frozenset({kind})
 
 
-@virtual
+@pytest.mark.looptime
 async def test_fault_500_is_a_bare_message(app: EmulatorApp, lead: str) -> None:
     """A "500" fault answers HTTP 500 with {"Message": ...} and no envelope."""
     always(app, "500")
@@ -240,7 +239,7 @@ async def test_fault_500_is_a_bare_message(app: EmulatorApp, lead: str) -> None:
 
 
 @pytest.mark.parametrize("kind", ["502", "503"])
-@virtual
+@pytest.mark.looptime
 async def test_fault_502_503_is_an_html_page(app: EmulatorApp, lead: str, kind: str) -> None:
     """A "502" or "503" fault answers that status with an HTML page, as a CDN would."""
     always(app, kind)
@@ -251,7 +250,7 @@ async def test_fault_502_503_is_an_html_page(app: EmulatorApp, lead: str, kind: 
     assert response.text.startswith("<html>")
 
 
-@virtual
+@pytest.mark.looptime
 async def test_fault_slow_holds_the_answer_for_slow_seconds(app: EmulatorApp, lead: str) -> None:
     """A "slow" answer is in flight for slow_seconds, then arrives complete."""
     always(app, "slow")
@@ -265,7 +264,7 @@ async def test_fault_slow_holds_the_answer_for_slow_seconds(app: EmulatorApp, le
     assert response.json()["RecordCount"] == 1
 
 
-@virtual
+@pytest.mark.looptime
 async def test_fault_slow_still_answers_in_full(app: EmulatorApp, lead: str) -> None:
     """A "slow" answer arrives complete after at least slow_seconds."""
     always(app, "slow")
@@ -287,7 +286,7 @@ async def fault_sequence(app: EmulatorApp) -> list[int]:
         return [(await post_lead(client, lead)).status_code for _ in range(16)]
 
 
-@virtual
+@pytest.mark.looptime
 async def test_faults_follow_the_rate_and_the_seed(app: EmulatorApp) -> None:
     """The same seed draws the same faults in the same order; a rate of 0.5 mixes outcomes."""
     first = await fault_sequence(app)
@@ -297,7 +296,7 @@ async def test_faults_follow_the_rate_and_the_seed(app: EmulatorApp) -> None:
     assert {200, 500, 503} <= set(first)
 
 
-@virtual
+@pytest.mark.looptime
 async def test_faults_count_against_the_rate_limit(app: EmulatorApp, lead: str) -> None:
     """A request answered with a fault was accepted: it uses the rate budget."""
     app.config.rate_limit_calls = 1
@@ -309,7 +308,7 @@ async def test_faults_count_against_the_rate_limit(app: EmulatorApp, lead: str) 
 
 
 @pytest.mark.parametrize("kind", ["drop", "truncate"])
-@virtual
+@pytest.mark.looptime
 async def test_stats_count_faults_by_kind(app: EmulatorApp, lead: str, kind: str) -> None:
     """Each injected fault counts under its kind; a drop or a truncated answer has no status."""
     always(app, kind)
@@ -323,7 +322,7 @@ async def test_stats_count_faults_by_kind(app: EmulatorApp, lead: str, kind: str
 # Latency
 
 
-@virtual
+@pytest.mark.looptime
 async def test_latency_delays_every_answer(app: EmulatorApp, lead: str) -> None:
     """With latency set, an answer takes at least that round trip."""
     app.config.latency = 0.2
@@ -333,7 +332,7 @@ async def test_latency_delays_every_answer(app: EmulatorApp, lead: str) -> None:
     assert now() - started >= 0.2
 
 
-@virtual
+@pytest.mark.looptime
 async def test_latency_is_split_around_the_arrival(app: EmulatorApp) -> None:
     """The data is read after the inbound half of the round trip, the answer after the other."""
     app.config.index_lag = 1.0
@@ -350,7 +349,7 @@ async def test_latency_is_split_around_the_arrival(app: EmulatorApp) -> None:
     assert (answered, now()) == (1.9, 4.1)
 
 
-@virtual
+@pytest.mark.looptime
 async def test_latency_and_jitter_also_delay_refusals(app: EmulatorApp, lead: str) -> None:
     """A 401 crosses the simulated network too: at least the latency."""
     app.config.latency = 0.1
@@ -364,7 +363,7 @@ async def test_latency_and_jitter_also_delay_refusals(app: EmulatorApp, lead: st
 # Data that changes while a client pages
 
 
-@virtual
+@pytest.mark.looptime
 async def test_insert_ahead_pushes_served_rows_onto_the_next_page(app: EmulatorApp) -> None:
     """After a page, new newest rows appear: the next page repeats rows and the count grows."""
     app.config.insert_ahead = 2
@@ -387,7 +386,7 @@ async def test_insert_ahead_pushes_served_rows_onto_the_next_page(app: EmulatorA
     assert second_ids[:2] == first_ids[-2:]
 
 
-@virtual
+@pytest.mark.looptime
 async def test_insert_ahead_adds_activities_too(app: EmulatorApp) -> None:
     """insert_ahead also grows an opportunity's activities after each page served."""
     app.config.insert_ahead = 1
@@ -402,7 +401,7 @@ async def test_insert_ahead_adds_activities_too(app: EmulatorApp) -> None:
     assert counts == [25, 26]
 
 
-@virtual
+@pytest.mark.looptime
 async def test_index_lag_hides_a_new_opportunity_for_a_while(app: EmulatorApp) -> None:
     """A new opportunity shows in GetOpportunitiesOfLead only index_lag seconds after it is added,
     while GetActivitiesOfOpportunity knows it at once."""
@@ -420,7 +419,7 @@ async def test_index_lag_hides_a_new_opportunity_for_a_while(app: EmulatorApp) -
     assert added["OpportunityId"] in [row["OpportunityId"] for row in after["List"]]
 
 
-@virtual
+@pytest.mark.looptime
 async def test_index_lag_ends_exactly_on_time(app: EmulatorApp) -> None:
     """An opportunity added at t shows from t + index_lag on, not a moment before."""
     app.config.index_lag = 60.0
@@ -437,7 +436,7 @@ async def test_index_lag_ends_exactly_on_time(app: EmulatorApp) -> None:
 # Statistics
 
 
-@virtual
+@pytest.mark.looptime
 async def test_stats_count_requests_by_status(app: EmulatorApp, lead: str) -> None:
     """by_status and total count each answer; rate-limit answers also count in rate_limited."""
     app.config.rate_limit_calls = 1
@@ -450,7 +449,7 @@ async def test_stats_count_requests_by_status(app: EmulatorApp, lead: str) -> No
     assert (stats.rate_limited, stats.accepted) == (1, 1)
 
 
-@virtual
+@pytest.mark.looptime
 async def test_stats_most_accepted_in_window_is_exact(app: EmulatorApp, lead: str) -> None:
     """Three calls, a pause longer than the period, two calls: the most in a window is 3."""
     app.config.rate_limit_calls = 100
@@ -464,7 +463,7 @@ async def test_stats_most_accepted_in_window_is_exact(app: EmulatorApp, lead: st
     assert app.stats.most_accepted_in_window == 3
 
 
-@virtual
+@pytest.mark.looptime
 async def test_stats_most_in_flight_counts_concurrent_requests(app: EmulatorApp, lead: str) -> None:
     """Four requests sent at once while each takes 0.2 s are four in flight at once."""
     app.config.latency = 0.2
@@ -475,7 +474,7 @@ async def test_stats_most_in_flight_counts_concurrent_requests(app: EmulatorApp,
     assert app.stats.in_flight == 0
 
 
-@virtual
+@pytest.mark.looptime
 async def test_stats_reset_clears_every_count(app: EmulatorApp, lead: str) -> None:
     """stats.reset() sets every count back to zero."""
     app.config.rate_limit_calls = 1

@@ -9,7 +9,6 @@ from typing import Any, Literal
 import httpx
 import pytest
 from emulator_in_process import KEYS, client_of, virtual_app
-from virtual_time import now, virtual
 
 import leadsq_async as lsq
 from leadsq_async.testing import (
@@ -71,7 +70,6 @@ def session_on(client: httpx.AsyncClient, **kwargs: Any) -> lsq.Session:
         DEFAULT_SECRET_KEY,
         host="http://127.0.0.1:9",
         client=client,
-        clock=now,
         **kwargs,
     )
 
@@ -106,7 +104,7 @@ def test_a_leads_modification_time_does_not_move_when_the_data_grows() -> None:
 # Paging and the date filter
 
 
-@virtual
+@pytest.mark.looptime
 async def test_pages_cover_every_lead_once_oldest_change_first(app: EmulatorApp) -> None:
     """Pages of 10 give 10, 10 and 6 leads, in ModifiedOn order, each once, then none."""
     async with client_of(app) as client:
@@ -120,7 +118,7 @@ async def test_pages_cover_every_lead_once_oldest_change_first(app: EmulatorApp)
     assert {page.json()["RecordCount"] for page in pages} == {26}
 
 
-@virtual
+@pytest.mark.looptime
 async def test_each_lead_is_a_property_list_of_attribute_value_pairs(app: EmulatorApp) -> None:
     """A lead is {"LeadPropertyList": [{"Attribute", "Value"}, ...]} holding the lead's fields."""
     async with client_of(app) as client:
@@ -131,7 +129,7 @@ async def test_each_lead_is_a_property_list_of_attribute_value_pairs(app: Emulat
     assert flat(lead) == by_modification(app.data)[0]
 
 
-@virtual
+@pytest.mark.looptime
 async def test_the_date_filter_keeps_leads_modified_within_both_bounds(app: EmulatorApp) -> None:
     """FromDate and ToDate are both included; RecordCount counts the leads in range only."""
     ordered = by_modification(app.data)
@@ -153,7 +151,7 @@ async def test_the_date_filter_keeps_leads_modified_within_both_bounds(app: Emul
     assert none.json() == {"RecordCount": 0, "Leads": []}
 
 
-@virtual
+@pytest.mark.looptime
 async def test_sorting_by_a_column_descending(app: EmulatorApp) -> None:
     """Sorting by ModifiedOn with Direction 1 serves the newest change first."""
     async with client_of(app) as client:
@@ -164,7 +162,7 @@ async def test_sorting_by_a_column_descending(app: EmulatorApp) -> None:
     assert lead_ids(response) == newest_first
 
 
-@virtual
+@pytest.mark.looptime
 async def test_the_default_page_is_100_leads() -> None:
     """Without Paging, the first 100 leads are served."""
     data = Dataset(opportunities={f"lead-{n:03d}": [] for n in range(150)})
@@ -192,7 +190,7 @@ async def test_the_default_page_is_100_leads() -> None:
         ({"FromDate": 1767225600, "ToDate": "2026-01-02 00:00:00"}, "FromDate"),
     ],
 )
-@virtual
+@pytest.mark.looptime
 async def test_missing_or_invalid_dates_answer_the_500_envelope(
     app: EmulatorApp, parameter: Any, named: str
 ) -> None:
@@ -208,7 +206,7 @@ async def test_missing_or_invalid_dates_answer_the_500_envelope(
 # The rules every endpoint shares
 
 
-@virtual
+@pytest.mark.looptime
 async def test_keys_method_and_rate_limit_apply_as_to_the_other_endpoints() -> None:
     """Bad keys get 401, a GET 405, and a request over the rate limit 429."""
     app = virtual_app(DATA.copy(), EmulatorConfig(rate_limits=["2/5"]))
@@ -224,7 +222,7 @@ async def test_keys_method_and_rate_limit_apply_as_to_the_other_endpoints() -> N
     assert app.stats.rate_limited == 1
 
 
-@virtual
+@pytest.mark.looptime
 async def test_faults_are_injected_here_too() -> None:
     """With every request faulted with a bare 500, this endpoint answers it too."""
     config = EmulatorConfig(fault_rate=1.0, fault_kinds={"500"})
@@ -234,12 +232,13 @@ async def test_faults_are_injected_here_too() -> None:
     assert "ExceptionType" not in response.json()
 
 
-@virtual
+@pytest.mark.looptime
 async def test_the_configured_page_size_cap_applies() -> None:
-    """With the default cap of 1000, PageSize 2000 serves 1000 leads, from offset 1000 on
-    page 2 (the clamped size)."""
+    """With leads_page_size_cap 1000, PageSize 2000 serves 1000 leads, from offset 1000 on
+    page 2 (the clamped size); page_size_cap, the other endpoints' cap, does not apply."""
     data = Dataset(opportunities={f"lead-{n:04d}": [] for n in range(2500)})
-    async with client_of(virtual_app(data)) as client:
+    config = EmulatorConfig(leads_page_size_cap=1000, page_size_cap=10)
+    async with client_of(virtual_app(data, config)) as client:
         first = await recently_modified(client, paging={"PageIndex": 1, "PageSize": 2000})
         second = await recently_modified(client, paging={"PageIndex": 2, "PageSize": 2000})
     assert len(lead_ids(first)) == 1000
@@ -248,14 +247,14 @@ async def test_the_configured_page_size_cap_applies() -> None:
 
 
 @pytest.mark.parametrize("mode", ["clamp", "refuse"])
-@virtual
+@pytest.mark.looptime
 async def test_page_sizes_over_5000_are_clamped_or_refused_as_configured(
     mode: Literal["clamp", "refuse"],
 ) -> None:
-    """With a cap of 10,000, PageSize 6000 serves 5,000 leads ("clamp") or is answered 500
-    naming 5000 ("refuse"): the endpoint's own maximum lowers the cap."""
+    """By default, PageSize 6000 serves 5,000 leads ("clamp") or is answered 500 naming 5000
+    ("refuse"): the documented maximum is the default cap, whatever page_size_cap says."""
     data = Dataset(opportunities={f"lead-{n:04d}": [] for n in range(5003)})
-    config = EmulatorConfig(page_size_cap=10_000, page_size_cap_mode=mode)
+    config = EmulatorConfig(page_size_cap_mode=mode)
     async with client_of(virtual_app(data, config)) as client:
         response = await recently_modified(client, paging={"PageIndex": 1, "PageSize": 6000})
         exact = await recently_modified(client, paging={"PageIndex": 1, "PageSize": 5000})
@@ -272,7 +271,7 @@ async def test_page_sizes_over_5000_are_clamped_or_refused_as_configured(
 # Session.paginate
 
 
-@virtual
+@pytest.mark.looptime
 async def test_paginate_walks_exactly_the_emulators_leads(app: EmulatorApp) -> None:
     """session.paginate over Leads.RecentlyModified yields every lead once, in the emulator's
     order, in ceil(26 / 7) = 4 requests."""
@@ -287,7 +286,7 @@ async def test_paginate_walks_exactly_the_emulators_leads(app: EmulatorApp) -> N
     assert app.stats.total == 4
 
 
-@virtual
+@pytest.mark.looptime
 async def test_paginate_gets_every_lead_through_faults() -> None:
     """With a third of the requests faulted, the walk still yields exactly the leads, once."""
     config = EmulatorConfig(

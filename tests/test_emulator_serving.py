@@ -13,7 +13,6 @@ from typing import Any
 import httpx
 import pytest
 from emulator_in_process import KEYS, OPPORTUNITIES, client_of, virtual_app
-from virtual_time import virtual
 
 from leadsq_async.testing import (
     Dataset,
@@ -32,7 +31,7 @@ def small_data() -> Dataset:
     return Dataset.generate(seed=3, thousands=30, hundreds=30, other_leads=2)
 
 
-@virtual
+@pytest.mark.looptime
 async def test_in_process_client_gets_a_page(small_data: Dataset) -> None:
     """Through ASGITransport the app answers a page like it does over a socket."""
     app = virtual_app(small_data)
@@ -44,7 +43,7 @@ async def test_in_process_client_gets_a_page(small_data: Dataset) -> None:
 
 
 @pytest.mark.parametrize("kind", ["drop", "truncate"])
-@virtual
+@pytest.mark.looptime
 async def test_in_process_disconnect_faults_raise_remote_protocol_error(
     small_data: Dataset, kind: str
 ) -> None:
@@ -56,7 +55,7 @@ async def test_in_process_disconnect_faults_raise_remote_protocol_error(
     assert isinstance(raised.value, InjectedDisconnect)
 
 
-@virtual
+@pytest.mark.looptime
 async def test_in_process_rate_limit_answers_429(small_data: Dataset) -> None:
     """The rate limit works in process too."""
     app = virtual_app(small_data, EmulatorConfig(rate_limit_calls=1))
@@ -156,7 +155,7 @@ def test_fixture_hands_back_the_session_server(
     }
 
 
-@virtual
+@pytest.mark.looptime
 async def test_app_reset_restores_config_data_stats_and_window(small_data: Dataset) -> None:
     """reset() (run by lsq_emulator before each test) undoes config, data and stats changes."""
     app = virtual_app(small_data.copy())
@@ -173,7 +172,7 @@ async def test_app_reset_restores_config_data_stats_and_window(small_data: Datas
     assert app.stats.total == 1
 
 
-@virtual
+@pytest.mark.looptime
 async def test_app_supports_the_lifespan_protocol(small_data: Dataset) -> None:
     """The app completes lifespan startup and shutdown, for servers that send them."""
     messages = iter([{"type": "lifespan.startup"}, {"type": "lifespan.shutdown"}])

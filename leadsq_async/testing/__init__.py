@@ -1,18 +1,14 @@
-"""Test helpers: an emulator of LeadSquared's two opportunity list endpoints (and
-Leads.RecentlyModified), and pytest fixtures.
-
-``EmulatorApp`` is a plain ASGI application: call it in process with
-``httpx.ASGITransport(app=app)``, or serve it on a loopback socket with ``serve_in_thread``
-or ``EmulatorServer`` (needs the ``testing`` extra: ``pip install "leadsq-async[testing]"``).
-The pytest plugin in ``leadsq_async.testing.pytest_plugin`` provides the ``lsq_emulator``
-fixture (the extra also installs pytest-asyncio, for ``async def`` tests). ``EmulatorApp``
-takes a ``clock`` and a ``sleep``, so that in process its rate limits, a daily quota
-included, can run on a virtual clock. ``DEFAULT_ACCESS_KEY``, ``DEFAULT_SECRET_KEY`` and
-``FAULT_KINDS`` are the keys a default config accepts and the faults it can inject. See
-docs/testing.md.
+"""Test helpers: an emulator of one LeadSquared account behind its per-lead and account-wide
+endpoints, changeable while it runs (``EmulatorApp.account``), and pytest fixtures; ``EmulatorApp``
+runs in process through ``httpx.ASGITransport`` (on the event loop's clock, virtual under
+``looptime``) or on a loopback socket (``serve_in_thread``, ``EmulatorServer``: the ``testing``
+extra). See docs/testing.md.
 """
 
-from leadsq_async.testing._app import EmulatorApp, InjectedDisconnect
+from leadsq_async.testing._account import Account, UnknownRecordError
+from leadsq_async.testing._answers import InjectedDisconnect
+from leadsq_async.testing._app import EmulatorApp
+from leadsq_async.testing._clock import EmulatorClock
 from leadsq_async.testing._config import (
     DEFAULT_ACCESS_KEY,
     DEFAULT_SECRET_KEY,
@@ -28,13 +24,16 @@ __all__ = [
     "DEFAULT_ACCESS_KEY",
     "DEFAULT_SECRET_KEY",
     "FAULT_KINDS",
+    "Account",
     "Dataset",
     "EmulatorApp",
+    "EmulatorClock",
     "EmulatorConfig",
     "EmulatorServer",
     "EmulatorStats",
     "InjectedDisconnect",
     "RunningEmulator",
+    "UnknownRecordError",
     "sample_rows",
     "serve_in_thread",
 ]

@@ -138,9 +138,11 @@ class EmulatorConfig:
         rate_limit_period: The period of the first limit in seconds (5.0), likewise.
         rate_limit_status: The HTTP status of a rate-limit answer, 429 or 200 (429). Both carry
             the ``MXAPIRateLimitExceededException`` envelope and no Retry-After header.
-        page_size_cap: The largest page size served (1000); Leads.RecentlyModified serves at
-            most 5,000 whatever it says.
-        page_size_cap_mode: ``"clamp"`` serves at most ``page_size_cap`` rows for a larger
+        page_size_cap: The largest page size served (1000) by every endpoint but
+            Leads.RecentlyModified.
+        leads_page_size_cap: The largest page size Leads.RecentlyModified serves (5000, the
+            documented maximum).
+        page_size_cap_mode: ``"clamp"`` serves at most the cap's rows for a larger
             page size (the page offset is computed with the clamped size); ``"refuse"`` answers
             HTTP 500 ``MXInvalidInputException`` naming the maximum ("clamp").
         fault_rate: The share of accepted requests that get a transient fault, 0 to 1 (0.0).
@@ -156,8 +158,24 @@ class EmulatorConfig:
         insert_ahead: After each page that returned rows, add this many new rows to the same
             lead or opportunity, newer than all others, so they come first in the default
             order and push already-served rows onto the next page (0).
-        index_lag: Seconds before an opportunity added with ``Dataset.add_opportunity``
-            shows in GetOpportunitiesOfLead (0.0). GetActivitiesOfOpportunity knows it at once.
+        index_lag: Seconds the index-backed reads lag behind the account (0.0): a new
+            opportunity shows in GetOpportunitiesOfLead only this long after it is added, and
+            the account-wide feeds (Leads.RecentlyModified, RetrieveRecentlyModified,
+            RetrieveByActivityEvent, Retrieve/BySearchParameter) serve every record as it was
+            this long ago (one added since is absent, one deleted since still served).
+            GetActivitiesOfOpportunity and GetOpportunitiesById read the account as it is.
+        window_row_limit: A time window holding more rows than this is answered with the bare
+            HTTP 500 "There was an error processing the request" by the feeds that take
+            Parameter.FromDate/ToDate (None: no limit).
+        search_strict: Whether Retrieve/BySearchParameter refuses an AdvancedSearch whose
+            conditions do not restate the OpportunityEventCode (ActivityEvent eq the code), with
+            the 500 envelope "AdvancedSearch criteria does not match ActivityEvent passed"
+            (True). A condition on another event code is refused either way.
+        search_id_key: The key of an opportunity's id in the search's rows,
+            ``"ProspectActivityId"`` (default) or ``"OpportunityId"``: the documentation does not
+            say which.
+        search_ignores_sorting: Retrieve/BySearchParameter ignores ``Sorting`` and serves its
+            rows oldest change first (False): a misbehaving server, to test the client's guard.
     """
 
     access_key: str = attrs.field(default=DEFAULT_ACCESS_KEY, validator=_non_empty_str)
@@ -182,6 +200,19 @@ class EmulatorConfig:
     wrong_region_host: str | None = attrs.field(default=None, validator=_optional_host)
     insert_ahead: int = attrs.field(default=0, validator=_int_at_least(0))
     index_lag: float = attrs.field(default=0.0, converter=_seconds)
+    leads_page_size_cap: int = attrs.field(default=5000, validator=_int_at_least(1))
+    window_row_limit: int | None = attrs.field(
+        default=None,
+        validator=attrs.validators.optional(_int_at_least(0)),
+    )
+    search_strict: bool = attrs.field(default=True, validator=attrs.validators.instance_of(bool))
+    search_id_key: Literal["ProspectActivityId", "OpportunityId"] = attrs.field(
+        default="ProspectActivityId",
+        validator=attrs.validators.in_(("ProspectActivityId", "OpportunityId")),
+    )
+    search_ignores_sorting: bool = attrs.field(
+        default=False, validator=attrs.validators.instance_of(bool)
+    )
     rate_limits: tuple[RateLimit, ...] = attrs.field(
         default=(RateLimit(25, 5.0),), converter=_rate_limits
     )

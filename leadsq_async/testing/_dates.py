@@ -1,8 +1,7 @@
-"""The four date formats LeadSquared was seen to send, written and read back as UTC seconds.
-
-The emulator keeps this apart from the client's ``leadsq_async._dates`` on purpose: it must
-order rows by their real time on its own, so that a mistake in the client's parser shows up
-against it instead of being mirrored by it.
+"""The four date formats LeadSquared was seen to send, written and read back as UTC seconds;
+kept apart from the client's ``leadsq_async._dates`` on purpose, so that the emulator orders
+rows by their real time on its own and a mistake in the client's parser shows up against it
+instead of being mirrored by it.
 """
 
 from __future__ import annotations
@@ -38,7 +37,7 @@ def format_date(seconds: int, style: DateStyle) -> str:
     return plain + ".000" if style == "millis" else plain
 
 
-@functools.lru_cache(maxsize=65536)
+@functools.lru_cache(maxsize=1 << 18)
 def parse_date(text: str) -> float | None:
     """UTC epoch seconds of a date in any of the four formats, or None if it is not one."""
     try:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 import re
@@ -86,13 +87,18 @@ def _sort_key(value: object) -> tuple[int, float, str]:
     if isinstance(value, (int, float)):
         return (1, float(value), "")
     if isinstance(value, str):
-        if _NUMBER.fullmatch(value):
-            return (1, float(value.replace(",", "")), "")
-        when = parse_date(value)
-        if when is not None:
-            return (2, when, "")
-        return (3, 0.0, value.casefold())
+        return _text_key(value)
     return (3, 0.0, json.dumps(value, sort_keys=True))
+
+
+@functools.lru_cache(maxsize=1 << 18)
+def _text_key(value: str) -> tuple[int, float, str]:
+    if _NUMBER.fullmatch(value):
+        return (1, float(value.replace(",", "")), "")
+    when = parse_date(value)
+    if when is not None:
+        return (2, when, "")
+    return (3, 0.0, value.casefold())
 
 
 def _lookup(row: Row, column: str, folded: str) -> object:
@@ -174,16 +180,21 @@ class ListQuery:
             columns=names or None,
         )
 
-    def select(self, rows: Sequence[Row], *, keep: Sequence[str]) -> tuple[int, list[Row]]:
+    def select(
+        self, rows: Sequence[Row], *, keep: Sequence[str], by_created: bool = True
+    ) -> tuple[int, list[Row]]:
         """Return (RecordCount, the page's rows) for all matching ``rows``.
 
         Rows come most recently created first (ties by ``keep[0]``, the row id) unless a sort
-        column is given; ties in that column keep this default order. The page's rows are
-        copies narrowed to the asked columns plus the ``keep`` keys, with ``Total`` (when a row
-        has it) set to the record count.
+        column is given; ties in that column keep this default order (with ``by_created``
+        False, the order of ``rows``). The page's rows are copies narrowed to the asked columns
+        plus the ``keep`` keys, with ``Total`` (when a row has it) set to the record count.
         """
         id_key = keep[0]
-        ordered = sorted(rows, key=lambda row: (-_created(row), str(row.get(id_key, ""))))
+        if by_created:
+            ordered = sorted(rows, key=lambda row: (-_created(row), str(row.get(id_key, ""))))
+        else:
+            ordered = list(rows)
         if self.sort_column is not None:
             column, folded = self.sort_column, self.sort_column.casefold()
             # sort() with reverse=True stays stable: ties keep the default order.

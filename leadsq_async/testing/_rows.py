@@ -1,8 +1,7 @@
-"""Realistic LeadSquared rows from a seeded random source.
-
-Shaped like the rows of the two endpoint pages: numbers as strings, "0"/"1" flags, null and
-"", custom keys that depend on the opportunity type or activity event, unicode names, a JSON
-object inside a string, and dates in each of the four formats.
+"""Realistic LeadSquared rows from a seeded random source, shaped like the documented samples:
+numbers as strings, "0"/"1" flags, null and "", custom keys that depend on the opportunity
+type or activity event, unicode names, a JSON object inside a string, and dates in each of
+the four formats.
 """
 
 from __future__ import annotations
@@ -34,9 +33,16 @@ _STAGES = ("New", "Prospecting", "Negotiation", "Documentation", "Closed")
 _STATUSES = ("Open", "Open", "Open", "Won", "Lost")
 _NOTES = ("", "", "", "Update note", "Call back tomorrow 📞", "Prefers Hindi: हिंदी", "N/A")
 # Opportunity type code -> name; each type has its own custom fields (see _opportunity_custom).
-_OPPORTUNITY_TYPES = {"12001": "Home Loan", "12002": "Insurance", "12005": "Credit Card"}
+OPPORTUNITY_TYPES = {
+    "12000": "Sales",
+    "12001": "Home Loan",
+    "12002": "Insurance",
+    "12003": "Car Loan",
+    "12004": "Education Loan",
+    "12005": "Credit Card",
+}
 # Activity event code -> name; some events carry custom fields (see _activity_custom).
-_ACTIVITY_EVENTS = {
+ACTIVITY_EVENTS = {
     "168": "Opportunity Note",
     "169": "Stage Change",
     "201": "Inbound Phone Call",
@@ -45,6 +51,9 @@ _ACTIVITY_EVENTS = {
 }
 _DATE_STYLE_WEIGHTS = (6, 2, 2, 1)
 
+# An opportunity type drawn from the seed's stream -> the types with the same custom fields.
+_FAMILIES = {"12001": ("12001", "12003"), "12002": ("12002", "12004"), "12005": ("12005", "12000")}
+
 OPPORTUNITY_SHAPES = ("empty", "one", "page", "page_plus_one", "thousands")
 ACTIVITY_SHAPES = ("empty", "one", "page", "page_plus_one", "hundreds")
 
@@ -52,8 +61,17 @@ ACTIVITY_SHAPES = ("empty", "one", "page", "page_plus_one", "hundreds")
 class RowMaker:
     """Builds realistic rows from one seeded random source."""
 
-    def __init__(self, rng: random.Random) -> None:
+    def __init__(
+        self,
+        rng: random.Random,
+        types: tuple[str, ...] = tuple(OPPORTUNITY_TYPES),
+        type_rng: random.Random | None = None,
+    ) -> None:
         self.rng = rng
+        self.types = types
+        # Picks each opportunity's type within the family ``rng`` draws (see opportunity), so
+        # the rest of the rows stay those the same seed always gave.
+        self.type_rng = random.Random(0) if type_rng is None else type_rng
         self.owners = [(self.guid(), name) for name in _OWNER_NAMES]
 
     def guid(self) -> str:
@@ -86,7 +104,9 @@ class RowMaker:
     ) -> Row:
         rng = self.rng
         style = style or self.style()
-        code = rng.choice(tuple(_OPPORTUNITY_TYPES))
+        family = rng.choice(tuple(_FAMILIES))
+        kin = [code for code in _FAMILIES[family] if code in self.types]
+        code = self.type_rng.choice(kin or self.types)
         owner_id, owner_name = rng.choice(self.owners)
         row: Row = dict(lead)
         row.update(
@@ -100,7 +120,7 @@ class RowMaker:
                 "IP_Latitude": rng.choice((None, None, "12.9716", "")),
                 "IP_Longitude": rng.choice((None, None, "77.5946", "")),
                 "PACreatedByName": rng.choice((*_OWNER_NAMES, "System")),
-                "mx_Custom_1": f"{lead['LeadName']} - {_OPPORTUNITY_TYPES[code]}",
+                "mx_Custom_1": f"{lead['LeadName']} - {OPPORTUNITY_TYPES.get(code, code)}",
                 "Status": rng.choice(_STATUSES),
                 "mx_Custom_2": rng.choice(_STAGES),
             }
@@ -119,11 +139,11 @@ class RowMaker:
     def _opportunity_custom(self, code: str, created: int, style: DateStyle) -> Row:
         rng = self.rng
         follow_up = format_date(created + rng.randrange(60 * DAY), style)
-        if code == "12001":
+        if code in ("12001", "12003"):
             amount = rng.randrange(1, 500) * 10000
             shown = f"{amount:,}" if rng.random() < 0.3 else str(amount)
             return {"mx_Custom_6": shown, "mx_Custom_8": follow_up}
-        if code == "12002":
+        if code in ("12002", "12004"):
             details = {"source": rng.choice(("web", "walk-in", "partner")), "policy": {"term": 20}}
             return {"mx_Custom_3": json.dumps(details), "mx_Custom_8": follow_up}
         return {
@@ -133,12 +153,21 @@ class RowMaker:
         }
 
     def activity(
-        self, lead: Row, opportunity: Row, created: int, total: int, style: DateStyle | None = None
+        self,
+        lead: Row,
+        opportunity: Row | None,
+        created: int,
+        total: int,
+        style: DateStyle | None = None,
     ) -> Row:
+        """An activity of ``lead``; with ``opportunity``, one GetActivitiesOfOpportunity lists
+        (half of those name it in their ``O_`` fields)."""
         rng = self.rng
         style = style or self.style()
-        code = rng.choice(tuple(_ACTIVITY_EVENTS))
+        code = rng.choice(tuple(ACTIVITY_EVENTS))
         linked = rng.random() < 0.5
+        if opportunity is None:
+            linked, opportunity = False, {}
         row: Row = dict(lead)
         row.update(
             {
@@ -155,7 +184,7 @@ class RowMaker:
                 "Status": rng.choice((None, None, "Active", "")),
                 "O_ProspectActivityId": opportunity["OpportunityId"] if linked else "",
                 "Total": str(total),
-                "O_ActivityEventName": _OPPORTUNITY_TYPES.get(opportunity["OpportunityEvent"], "")
+                "O_ActivityEventName": OPPORTUNITY_TYPES.get(opportunity["OpportunityEvent"], "")
                 if linked
                 else "",
                 "O_ActivityEvent": opportunity["OpportunityEvent"] if linked else "",
@@ -200,22 +229,44 @@ def lead_part(row: Mapping[str, Any]) -> Row:
     return {key: row[key] for key in _LEAD_KEYS if key in row}
 
 
+_PROSPECT_STAGES = ("Prospect", "Opportunity", "Customer", "Prospect", "Invalid")
+_SOURCES = ("Website", "Referral", "Walk-in", "Google Ads", None)
+
+
 def modified_lead(lead_id: str, seed: int, rows: list[Row]) -> Row:
     """The lead ``lead_id`` as Leads.RecentlyModified sends it, flattened to attribute: value.
 
     Its name, email and phone are those of its opportunities' rows, when it has any (else drawn
-    from ``seed`` and the id); its ``ModifiedOn`` (UTC, ``YYYY-MM-DD HH:MM:SS``) is drawn from
-    ``seed`` and the id alone, so a lead keeps it however the rest of the dataset changes.
+    from ``seed`` and the id); its other fields, ``CreatedOn`` and ``ModifiedOn`` (UTC,
+    ``YYYY-MM-DD HH:MM:SS``) are drawn from ``seed`` and the id alone, so a lead keeps them
+    however the rest of the dataset changes.
     """
     rng = random.Random(f"{seed}:lead:{lead_id}")
     modified = rng.randrange(START, END)
-    lead = lead_part(rows[0]) if rows else RowMaker(rng).lead(lead_id)
+    maker = RowMaker(rng)
+    lead = lead_part(rows[0]) if rows else maker.lead(lead_id)
+    return lead_record(maker, lead_id, lead, rng.randrange(START, modified + 1), modified)
+
+
+def lead_record(
+    maker: RowMaker, lead_id: str, lead: Mapping[str, Any], created: int, modified: int
+) -> Row:
+    """A lead as Leads.RecentlyModified sends it, from the lead part of its rows."""
+    rng = maker.rng
+    owner_id, owner_name = rng.choice(maker.owners)
     return {
         "ProspectID": lead_id,
         "FirstName": lead.get("FirstName"),
         "LastName": lead.get("LastName"),
         "EmailAddress": lead.get("EmailAddress"),
         "Phone": lead.get("Phone"),
+        "OwnerId": owner_id,
+        "OwnerIdName": owner_name,
+        "ProspectStage": rng.choice(_PROSPECT_STAGES),
+        "Score": str(rng.choice((0, 0, 10, 35, 120))),
+        "Source": rng.choice(_SOURCES),
+        "mx_City": rng.choice(("Mumbai", "Bengaluru", "São Paulo", "", None)),
+        "CreatedOn": format_date(created, "plain"),
         "ModifiedOn": format_date(modified, "plain"),
     }
 

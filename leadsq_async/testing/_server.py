@@ -15,7 +15,9 @@ from typing import TYPE_CHECKING
 
 import attrs
 
-from leadsq_async.testing._app import EmulatorApp, InjectedDisconnect
+from leadsq_async.testing._account import Account
+from leadsq_async.testing._answers import InjectedDisconnect
+from leadsq_async.testing._app import EmulatorApp
 from leadsq_async.testing._config import EmulatorConfig
 from leadsq_async.testing._data import Dataset
 from leadsq_async.testing._stats import EmulatorStats
@@ -67,6 +69,11 @@ class RunningEmulator:
     def data(self) -> Dataset:
         """The dataset served."""
         return self.app.data
+
+    @property
+    def account(self) -> Account:
+        """The account served, to change while it runs (``app.account``)."""
+        return self.app.account
 
     @property
     def config(self) -> EmulatorConfig:

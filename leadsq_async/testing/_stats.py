@@ -60,6 +60,8 @@ class EmulatorStats:
         self._keys_in_url = 0
         self._most_accepted_in_window = 0
         self._most_in_flight = self._in_flight
+        self._by_endpoint: Counter[str] = Counter()
+        self._refused_by_endpoint: Counter[str] = Counter()
         self._window.clear()
 
     def reset(self) -> None:
@@ -136,6 +138,40 @@ class EmulatorStats:
         with self._lock:
             return self._keys_in_url
 
+    @property
+    def by_endpoint(self) -> dict[str, int]:
+        """Endpoint (``"LeadManagement.svc/Leads.RecentlyModified"``) -> requests received;
+        requests for no known endpoint count under ``"unknown"``."""
+        with self._lock:
+            return dict(self._by_endpoint)
+
+    @property
+    def refused_by_endpoint(self) -> dict[str, int]:
+        """Endpoint -> requests a rate limit refused."""
+        with self._lock:
+            return dict(self._refused_by_endpoint)
+
+    def summary(self) -> str:
+        """What the emulator served, as lines of text: requests, answers by status, rate-limit
+        refusals and faults, then requests and refusals per endpoint (most requested first)."""
+        with self._lock:
+            statuses = ", ".join(f"{n} x {s}" for s, n in sorted(self._by_status.items()))
+            faults = ", ".join(f"{n} {k}" for k, n in sorted(self._faults.items()))
+            lines = [
+                f"{self._total} requests, {self._accepted} accepted, "
+                f"{self._rate_limited} refused by a rate limit, "
+                f"at most {self._most_accepted_in_window} accepted in one period",
+                f"answers: {statuses or 'none'}",
+            ]
+            if faults:
+                lines.append(f"faults injected: {faults}")
+            ranked = sorted(self._by_endpoint.items(), key=lambda item: (-item[1], item[0]))
+            lines.extend(
+                f"  {name}: {count} requests, {self._refused_by_endpoint[name]} refused"
+                for name, count in ranked
+            )
+        return "\n".join(lines)
+
     def __repr__(self) -> str:
         with self._lock:
             return (
@@ -148,9 +184,10 @@ class EmulatorStats:
 
     # Recording, called by the emulator app only.
 
-    def _started(self, *, keys_in_url: bool) -> None:
+    def _started(self, *, keys_in_url: bool, endpoint: str | None = None) -> None:
         with self._lock:
             self._total += 1
+            self._by_endpoint[endpoint or "unknown"] += 1
             self._in_flight += 1
             self._most_in_flight = max(self._most_in_flight, self._in_flight)
             if keys_in_url:
@@ -174,10 +211,13 @@ class EmulatorStats:
             in_window = self._window.count_at(now, period)
             self._most_accepted_in_window = max(self._most_accepted_in_window, in_window)
 
-    def _answered(self, status: int, *, refused_by: RateLimit | None = None) -> None:
+    def _answered(
+        self, status: int, *, refused_by: RateLimit | None = None, endpoint: str | None = None
+    ) -> None:
         with self._lock:
             self._by_status[status] += 1
             if refused_by is not None:
+                self._refused_by_endpoint[endpoint or "unknown"] += 1
                 self._rate_limited += 1
                 self._rate_limited_by[refused_by] += 1
 

@@ -1,16 +1,11 @@
-"""pytest fixtures for the LeadSquared emulator, registered through the ``pytest11`` entry point.
-
-``lsq_emulator_server`` (session scope) serves one ``EmulatorApp`` with the default dataset on a
-free loopback port from a background thread. ``lsq_emulator`` (function scope) hands back that
-same server after putting its config, data, statistics and rate-limit windows back to their
-defaults, so a test may change ``lsq_emulator.config`` freely.
-
-Both fixtures are synchronous (the server runs in a thread of its own), so they serve
-``async def`` tests on any event loop. pytest runs those through a plugin: pytest-asyncio,
-which the ``testing`` extra installs, with ``@pytest.mark.asyncio`` or ``asyncio_mode = "auto"``.
-
-This module is imported by every pytest run where leadsq-async is installed, so it imports the
-emulator (and uvicorn) only when a fixture is first used.
+"""pytest fixtures for the LeadSquared emulator, registered through the ``pytest11`` entry point:
+``lsq_emulator_server`` (session scope) serves one ``EmulatorApp`` with the default dataset on
+a free loopback port from a background thread, and ``lsq_emulator`` (function scope) hands
+back that server after putting its config, data, statistics and rate-limit windows back to
+their defaults, so a test may change it freely. Both are synchronous (the server runs in a
+thread of its own), so they serve ``async def`` tests on any event loop (through
+pytest-asyncio, which the ``testing`` extra installs); this module imports the emulator (and
+uvicorn) only when a fixture is first used, since every pytest run imports it.
 """
 
 from __future__ import annotations
