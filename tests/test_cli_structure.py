@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import ast
 import inspect
+import subprocess
+import sys
 from pathlib import Path
 
 import click
@@ -85,3 +87,16 @@ def test_no_import_cycle_among_the_cli_modules() -> None:
 
     for module in graph:
         visit(module, ())
+
+
+def test_without_click_the_hint_is_an_install_that_works_from_a_clone() -> None:
+    """The package is not on PyPI yet: the hint installs the extra from the clone."""
+    code = "import sys; sys.modules['click'] = None\nfrom leadsq_async.cli import main\nmain([])"
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=False
+    )
+    assert result.returncode == 1
+    assert result.stderr == (
+        "leadsq-async: error: the command line needs click: "
+        'pip install -e ".[cli]" in your clone of leadsq-async\n'
+    )

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import datetime as dt
+import io
 import itertools
 import json
 import re
@@ -22,12 +23,14 @@ import attrs
 import httpx
 import pytest
 from fakes import session_for
+from rich.console import Console
 from virtual_time import now, run_virtual, virtual
 
 import leadsq_async as lsq
 from leadsq_async.cli import _display
 from leadsq_async.cli._counts import CrawlCounts
 from leadsq_async.cli._display import ExportProgress, progress_display
+from leadsq_async.cli._ids import lines_to_ids
 from leadsq_async.cli._meter import ACTIVITIES, OPPORTUNITIES, Meter, Workload
 from leadsq_async.cli._outcomes import Failures
 from leadsq_async.cli._progress import (
@@ -535,3 +538,23 @@ async def send(hub: lsq.EventHub, requests: int, *, spacing: float) -> None:
 def page(endpoint: str, id_value: str, index: int, *, rows: int, count: int, size: int) -> Any:
     """A PageFetched event."""
     return lsq.PageFetched(endpoint, id_value, index, rows, count, size)
+
+
+@pytest.mark.looptime
+async def test_the_bar_labels_its_elapsed_clock() -> None:
+    """The bar's clock says what it counts: "elapsed 0:00:03", not a bare "0:00:03"."""
+    stream = io.StringIO()
+    console = Console(file=stream, force_terminal=True, width=100, color_system=None)
+    meter, hub = stub_meter([lsq.RateLimit(25, 5.0)])
+    display = RichDisplay(console)
+    counts = CrawlCounts(total=2)
+    display.start(counts)
+    hub.emit(page(OPPORTUNITIES, "lead-1", 1, rows=10, count=30, size=10))
+    display.update(counts, meter)
+    display.stop()
+    assert re.search(r"ETA \S+ elapsed \d+:\d\d:\d\d", stream.getvalue()), stream.getvalue()
+
+
+def test_ids_from_standard_input_drop_a_byte_order_mark() -> None:
+    """Standard input is read as a file path is: a UTF-8 BOM is not part of the first id."""
+    assert list(lines_to_ids(io.StringIO("\ufefflead-1\nlead-2\n"))) == ["lead-1", "lead-2"]

@@ -14,6 +14,7 @@ from leadsq_async import LeadSquaredError
 from leadsq_async._secrets import scrub as scrub_secrets
 from leadsq_async.journal import CrawlError
 
+from ._install import install_hint
 from ._outcomes import PROG, exit_code_of
 from ._run import INTERRUPTED_EXIT_CODE, CommandFailed, Interrupted, error_line
 
@@ -86,7 +87,7 @@ def run(cli: click.Group, argv: list[str] | None = None) -> int:
         return _fail(f"error: {error_line(error, hide)}", exit_code_of(error))
     except ModuleNotFoundError as error:
         # uvicorn, for `emulator` and `demo`, is imported only when a server starts.
-        return _fail(f'error: this command needs {error.name}: pip install "leadsq-async[cli]"', 1)
+        return _fail(f"error: this command needs {error.name}: {install_hint('cli')}", 1)
     except (KeyboardInterrupt, Interrupted):
         return _fail("interrupted", INTERRUPTED_EXIT_CODE)
     except Exception as error:

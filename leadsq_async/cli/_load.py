@@ -33,6 +33,7 @@ from leadsq_async.journal import DirectoryInUse
 
 from ._counts import CrawlCounts, format_duration, plural
 from ._ids import IdReader, count_ids, lines_to_ids, open_ids
+from ._install import install_hint
 from ._options import ApiOptions, api_options, leads_file_option, refuse_empty, scrub
 from ._outcomes import USAGE, FailuresInARow, FailureStreak, stopped
 from ._progress import TICK_SECONDS, Display, Meter
@@ -221,7 +222,7 @@ def load(
     for the leads it had fetched. Leads that fail are not loaded, are named in
     a warning, and are tried again by the next load; the exit code is then 1.
     A second load of a pipeline another load is using is refused with exit code 2.
-    Needs the dlt extra: pip install "leadsq-async[dlt]".
+    Needs the dlt extra: pip install -e ".[dlt]" in a clone.
     """
     try:
         import dlt
@@ -231,9 +232,7 @@ def load(
     except ModuleNotFoundError as error:
         if error.name is None or not error.name.startswith("dlt"):
             raise
-        raise click.ClickException(
-            'the load command needs dlt: pip install "leadsq-async[dlt]"'
-        ) from None
+        raise click.ClickException(f"the load command needs dlt: {install_hint('dlt')}") from None
     from ._display import progress_display
 
     if not api.access_key or not api.secret_key:

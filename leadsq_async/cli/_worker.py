@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import click
 
 from ._ids import lines_to_ids, open_ids, source_of
+from ._install import install_hint
 from ._options import ApiOptions, api_options, leads_file_option, refuse_empty
 from ._run import CommandFailed
 
@@ -29,7 +30,7 @@ __all__ = ["enqueue", "worker"]
 
 F = TypeVar("F", bound=Callable[..., Any])
 
-_NEEDS_ARQ = 'this command needs arq and psycopg: pip install "leadsq-async[arq]"'
+_NEEDS_ARQ = f"this command needs arq and psycopg: {install_hint('arq')}"
 
 
 def _queue_options(function: F) -> F:
