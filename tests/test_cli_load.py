@@ -163,3 +163,10 @@ def test_an_empty_leads_file_warns_and_exits_1_unless_allowed(
     assert capsys.readouterr().err == "leadsq-async: warning: leads.txt holds no lead id\n"
     assert main([*args, "--allow-empty"]) == 0
     assert "warning" not in capsys.readouterr().err
+
+
+def test_load_help_lists_the_exit_codes(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["load", "--help"]) == 0
+    out = capsys.readouterr().out
+    assert "Exit codes (opportunities, activities, crawl and load):" in out
+    assert re.search(r"^\s+75\s+stopped with work", out, re.MULTILINE)

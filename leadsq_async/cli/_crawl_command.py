@@ -19,6 +19,7 @@ from ._display import progress_display
 from ._ids import IdReader, count_ids, ids_file, lines_to_ids, source_of
 from ._options import ApiOptions, api_options, leads_file_option, refuse_empty, scrub
 from ._outcomes import (
+    EXIT_CODES_HELP,
     PROG,
     Failures,
     FailuresInARow,
@@ -50,7 +51,7 @@ def show_cursor() -> None:
         )
 
 
-@click.command()
+@click.command(epilog=EXIT_CODES_HELP)
 @leads_file_option("crawl")
 @click.option(
     "--out",

@@ -35,7 +35,7 @@ from ._counts import CrawlCounts, format_duration, plural
 from ._ids import IdReader, count_ids, lines_to_ids, open_ids
 from ._install import install_hint
 from ._options import ApiOptions, api_options, leads_file_option, refuse_empty, scrub
-from ._outcomes import USAGE, FailuresInARow, FailureStreak, stopped
+from ._outcomes import EXIT_CODES_HELP, USAGE, FailuresInARow, FailureStreak, stopped
 from ._progress import TICK_SECONDS, Display, Meter
 from ._run import INTERRUPTED_EXIT_CODE, CommandFailed, Interrupted, error_line, stderr_is_terminal
 
@@ -149,7 +149,7 @@ def _cause(
     return None
 
 
-@click.command()
+@click.command(epilog=EXIT_CODES_HELP)
 @leads_file_option("load")
 @click.option(
     "--destination",
@@ -174,8 +174,9 @@ def _cause(
     default=DEFAULT_NAME,
     show_default=True,
     metavar="NAME",
-    help="The dlt pipeline: its working directory keeps the state and the checkpoint of "
-    "an interrupted load.",
+    help="The dlt pipeline: its directory (~/.dlt/pipelines/NAME; /var/dlt/pipelines/NAME "
+    "as root) keeps the state and the checkpoint of an interrupted load. One pipeline "
+    "loads into one destination: give each destination a name of its own.",
 )
 @click.option(
     "--with-activities",
@@ -221,7 +222,9 @@ def load(
     a crash) is carried on by the same command, without asking the API again
     for the leads it had fetched. Leads that fail are not loaded, are named in
     a warning, and are tried again by the next load; the exit code is then 1.
-    A second load of a pipeline another load is using is refused with exit code 2.
+    It stops as crawl does (the exit codes below): bad keys at once (1), ten
+    leads in a row failing for now or a spent quota with 75. A second load of
+    a pipeline another load is using is refused with exit code 2.
     Needs the dlt extra: pip install -e ".[dlt]" in a clone.
     """
     try:

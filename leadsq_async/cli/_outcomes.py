@@ -1,6 +1,6 @@
 """How a command ends: its exit code, which failures a later run can finish, and what it says.
 
-The exit codes, the same for ``opportunities``, ``activities`` and ``crawl``::
+The exit codes, the same for ``opportunities``, ``activities``, ``crawl`` and ``load``::
 
     0    done
     1    done, except ids that failed for good (the API refused them: a lead that does
@@ -116,15 +116,17 @@ INTERRUPTED = 130
 
 #: The epilog of ``leadsq-async --help`` (``\b`` keeps click from rewrapping the lines).
 EXIT_CODES_HELP = """\b
-Exit codes (opportunities, activities and crawl):
+Exit codes (opportunities, activities, crawl and load):
   0    done
   1    done, except ids that failed for good (the API refused them: they are
        listed on stderr, or in crawl's failed.jsonl); or an error to fix first
-       (bad keys, the wrong host)
-  2    a usage error; crawl on a directory another crawl is using
+       (bad keys, the wrong host, a leads file with no id)
+  2    a usage error (a host name that does not exist, an unknown --destination);
+       crawl on a directory another crawl is using, load of a pipeline another
+       load holds
   75   stopped with work the same command can finish later (crawl: with --resume):
        a spent quota, ids that failed for now (timeouts, dropped connections,
-       5xx), an unavailable shared rate limiter, a full disk
+       5xx, ten in a row), an unavailable shared rate limiter, a full disk
   130  interrupted (Ctrl-C or SIGTERM)
 """
 
