@@ -1,6 +1,6 @@
 """The progress a crawl shows tells the truth: requests, ETA, pace and what slows it.
 
-Everything runs in virtual time (tests/virtual_time.py): the crawls go through a
+Everything runs in virtual time (looptime: the loop's clock): the crawls go through a
 real `Session` and `crawl_into` against an `httpx.MockTransport` server, and the
 display is a recorder, so every figure the user would see can be checked against
 what the crawl then actually did.
@@ -24,7 +24,6 @@ import httpx
 import pytest
 from fakes import session_for
 from rich.console import Console
-from virtual_time import now, run_virtual, virtual
 
 import leadsq_async as lsq
 from leadsq_async.cli import _display
@@ -44,6 +43,12 @@ from leadsq_async.cli._progress import (
 )
 from leadsq_async.cli._run import crawl_into, fetch_opportunities
 from leadsq_async.journal import CrawlDirectory, CrawlSettings
+
+
+def now() -> float:
+    """The running loop's clock: virtual under looptime."""
+    return asyncio.get_running_loop().time()
+
 
 CLAMP = 10  # rows a page of the fake server holds, whatever was asked
 LATENCY = 0.05
@@ -114,7 +119,7 @@ class Recorder:
         """Nothing to clean up."""
 
 
-def crawl(
+async def crawl(
     tmp_path: Path,
     server: Server,
     leads: list[str],
@@ -123,19 +128,17 @@ def crawl(
     rate_limit: lsq.RateLimit,
     with_activities: bool = False,
 ) -> tuple[CrawlCounts, Meter]:
-    """Crawl ``leads`` from ``server`` into tmp_path with crawl_into, in virtual time."""
+    """Crawl ``leads`` from ``server`` into tmp_path with crawl_into (virtual time: the
+    tests run under looptime)."""
     settings = CrawlSettings(with_activities=with_activities, opportunity_type=None)
     output = CrawlDirectory.start(tmp_path / "crawl", settings, overwrite=False)
     counts = CrawlCounts(total=len(leads))
 
-    async def main() -> Meter:
+    try:
         async with session_for(server, rate_limit=rate_limit) as session:
-            return await crawl_into(
+            meter = await crawl_into(
                 session, output, leads, counts, display, concurrency=None, scrub=str
             )
-
-    try:
-        meter = run_virtual(main)
     finally:
         output.close()
     return counts, meter
@@ -144,14 +147,15 @@ def crawl(
 @pytest.mark.xfail(
     reason="reads the limiter's SlotGranted events, which the limits branch emits", strict=False
 )
-def test_a_lead_holding_most_of_the_work_keeps_the_eta_true(tmp_path: Path) -> None:
+@pytest.mark.looptime
+async def test_a_lead_holding_most_of_the_work_keeps_the_eta_true(tmp_path: Path) -> None:
     """One lead of 75 pages and 25 of one: the requests and the ETA stay true to the end."""
     leads = ["big", *(f"small-{n}" for n in range(25))]
     server = Server({"big": 75 * CLAMP, **dict.fromkeys(leads[1:], 5)})
     recorder = Recorder()
     rate = lsq.RateLimit(5, 1.0)
 
-    counts, meter = crawl(tmp_path, server, leads, recorder, rate_limit=rate)
+    counts, meter = await crawl(tmp_path, server, leads, recorder, rate_limit=rate)
 
     assert counts.crawled == 26
     assert meter.pages == server.requests == 100
@@ -171,13 +175,14 @@ def test_a_lead_holding_most_of_the_work_keeps_the_eta_true(tmp_path: Path) -> N
     assert nearly.eta > 8
 
 
-def test_leads_not_started_are_estimated_from_the_mean_so_far(tmp_path: Path) -> None:
+@pytest.mark.looptime
+async def test_leads_not_started_are_estimated_from_the_mean_so_far(tmp_path: Path) -> None:
     """With one lead in four started, the total is four times what the first needs."""
     leads = [f"lead-{n}" for n in range(40)]
     server = Server(dict.fromkeys(leads, 3 * CLAMP))  # three pages each
     recorder = Recorder()
 
-    crawl(tmp_path, server, leads, recorder, rate_limit=lsq.RateLimit(10, 1.0))
+    await crawl(tmp_path, server, leads, recorder, rate_limit=lsq.RateLimit(10, 1.0))
 
     assert server.requests == 120
     estimates = [shown.total for shown in recorder.shown if shown.total is not None]
@@ -185,13 +190,16 @@ def test_leads_not_started_are_estimated_from_the_mean_so_far(tmp_path: Path) ->
     assert all(total == 120 for total in estimates)
 
 
-def test_with_activities_each_opportunity_is_a_walk_of_the_mean_length(tmp_path: Path) -> None:
+@pytest.mark.looptime
+async def test_with_activities_each_opportunity_is_a_walk_of_the_mean_length(
+    tmp_path: Path,
+) -> None:
     """Every opportunity's activities count: the total is exact once each lead has started."""
     leads = [f"lead-{n}" for n in range(6)]
     server = Server(dict.fromkeys(leads, 12), activities_each=15)  # 2 + 12 x 2 pages a lead
     recorder = Recorder()
 
-    counts, meter = crawl(
+    counts, meter = await crawl(
         tmp_path, server, leads, recorder, rate_limit=lsq.RateLimit(20, 1.0), with_activities=True
     )
 
@@ -203,7 +211,7 @@ def test_with_activities_each_opportunity_is_a_walk_of_the_mean_length(tmp_path:
     assert all(abs(total - server.requests) <= 0.1 * server.requests for total in known)
 
 
-@virtual
+@pytest.mark.looptime
 async def test_when_the_network_sets_the_pace_the_eta_follows_it() -> None:
     """Two leads at a time and half a second a page, far below the limit: the ETA is the
     time the crawl then took, not the limit's optimistic one."""
@@ -227,17 +235,18 @@ async def test_when_the_network_sets_the_pace_the_eta_follows_it() -> None:
         assert abs(shown.eta - (end - shown.at)) <= 1.0, shown
 
 
-def test_the_rate_is_measured_over_a_whole_period() -> None:
+@pytest.mark.looptime
+async def test_the_rate_is_measured_over_a_whole_period() -> None:
     """25 requests in the first tenth of a second show 5 req/s against 25 per 5 s, not 250."""
     meter, hub = stub_meter([lsq.RateLimit(25, 5.0)])
-    run_virtual(lambda: send(hub, 25, spacing=0.004))
+    await send(hub, 25, spacing=0.004)
     assert meter.requests_per_second == pytest.approx(25 / 5.0)
 
 
 @pytest.mark.xfail(
     reason="reads the limiter's SlotGranted events, which the limits branch emits", strict=False
 )
-@virtual
+@pytest.mark.looptime
 async def test_a_crawl_at_the_limit_says_it_waits_for_the_rate_limit(tmp_path: Path) -> None:
     """A crawl the limit holds back spends nearly all its time waiting for it, in words."""
     server = Server({f"lead-{n}": 5 for n in range(60)})
@@ -251,7 +260,7 @@ async def test_a_crawl_at_the_limit_says_it_waits_for_the_rate_limit(tmp_path: P
     assert re.fullmatch(r"waiting for the rate limit (9\d|100)% of the time", slowdown(meter))
 
 
-@virtual
+@pytest.mark.looptime
 async def test_a_crawl_far_below_the_limit_hardly_waits_for_it() -> None:
     """With slots to spare, the share of time waiting for the rate limit is about none."""
     server = Server({f"lead-{n}": 5 for n in range(20)})
@@ -267,7 +276,7 @@ async def test_a_crawl_far_below_the_limit_hardly_waits_for_it() -> None:
     assert slowdown(meter) == "waiting for the rate limit 0% of the time"
 
 
-@virtual
+@pytest.mark.looptime
 async def test_retries_and_refusals_are_said_in_words() -> None:
     """A busy answer and a refusal read as one retry and one refusal with its pause."""
     refusal = {
@@ -331,34 +340,29 @@ async def test_records_count_as_pages_arrive() -> None:
     assert describe(counts, meter)["records"] == "20 records"
 
 
-def test_a_quota_being_waited_for_shows_in_the_eta_and_in_words() -> None:
+@pytest.mark.looptime
+async def test_a_quota_being_waited_for_shows_in_the_eta_and_in_words() -> None:
     """QuotaWait: the ETA includes the hour to wait, and the words say until when."""
     wall = dt.datetime(2026, 1, 5, 9, 30, tzinfo=dt.timezone.utc)
     meter, hub = stub_meter([lsq.RateLimit(25, 5.0)], wall=lambda: wall)
     counts = CrawlCounts(total=1)
 
-    async def main() -> None:
-        hub.emit(page(OPPORTUNITIES, "lead-1", 1, rows=10, count=100, size=10))
-        retry_at = wall + dt.timedelta(hours=1)
-        hub.emit(lsq.QuotaWait(OPPORTUNITIES, retry_at, lsq.RateLimit(100, 86400)))
-        assert meter.eta(counts) == pytest.approx(3600.0)
-
-    run_virtual(main)
+    hub.emit(page(OPPORTUNITIES, "lead-1", 1, rows=10, count=100, size=10))
+    retry_at = wall + dt.timedelta(hours=1)
+    hub.emit(lsq.QuotaWait(OPPORTUNITIES, retry_at, lsq.RateLimit(100, 86400)))
+    assert meter.eta(counts) == pytest.approx(3600.0)
     assert "the quota is spent until 10:30 UTC" in slowdown(meter)
 
 
-def test_the_limit_that_binds_sets_the_eta() -> None:
+@pytest.mark.looptime
+async def test_the_limit_that_binds_sets_the_eta() -> None:
     """With 25 per 5 s and 100 an hour, 300 requests left take hours, not a minute."""
     counts = CrawlCounts(total=1)
 
     def eta(limits: list[lsq.RateLimit]) -> float | None:
         meter, hub = stub_meter(limits)
-
-        async def main() -> float | None:
-            hub.emit(page(OPPORTUNITIES, "lead-1", 1, rows=10, count=3010, size=10))
-            return meter.eta(counts)
-
-        return run_virtual(main)
+        hub.emit(page(OPPORTUNITIES, "lead-1", 1, rows=10, count=3010, size=10))
+        return meter.eta(counts)
 
     assert eta([lsq.RateLimit(25, 5.0)]) == pytest.approx(55.0)  # 12 waves: 0 s, 5 s, ... 55 s
     # The hour's limit grants 100 at 0, 3600 and 7200 s; within each, 25 per 5 s: 15 s more.
@@ -393,14 +397,15 @@ def test_a_lead_that_failed_before_its_first_page_is_not_estimated_again() -> No
     assert workload.left(total=3) == 3.0
 
 
-def test_plain_lines_come_every_five_seconds(tmp_path: Path) -> None:
+@pytest.mark.looptime
+async def test_plain_lines_come_every_five_seconds(tmp_path: Path) -> None:
     """Off a terminal, a crawl of a minute writes a line at least every 5 s, in words."""
     leads = [f"lead-{n}" for n in range(60)]
     server = Server(dict.fromkeys(leads, 5))
     lines: list[tuple[float, str]] = []
     display = PlainDisplay(lambda line: lines.append((now(), line)), clock=now)
 
-    crawl(tmp_path, server, leads, display, rate_limit=lsq.RateLimit(1, 1.0))
+    await crawl(tmp_path, server, leads, display, rate_limit=lsq.RateLimit(1, 1.0))
 
     times = [0.0] + [at for at, _ in lines]
     assert server.finished_at > 55
@@ -441,7 +446,7 @@ def test_one_factory_decides_the_display(
     assert type(display) is shown
 
 
-@virtual
+@pytest.mark.looptime
 async def test_an_export_counts_ids_rows_and_failures() -> None:
     """opportunities' progress: each lead ended or failed is handled, each row a record."""
     server = Server({"lead-1": 25, "lead-2": 3})
