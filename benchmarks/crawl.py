@@ -158,14 +158,15 @@ async def measure(
 
 def session_for(
     emulator: RunningEmulator,
-    rate_limit: lsq.RateLimit | lsq.RateLimiter | None = None,
+    limiter: lsq.RateLimiter | None = None,
     retry: RetryPolicy | None = None,
 ) -> lsq.Session:
     return lsq.Session(
         emulator.access_key,
         emulator.secret_key,
         host=emulator.url,
-        rate_limit=lsq.RateLimit(CALLS, PERIOD) if rate_limit is None else rate_limit,
+        rate_limit=lsq.RateLimit(CALLS, PERIOD) if limiter is None else None,
+        limiter=limiter,
         retry=retry,
     )
 
@@ -211,10 +212,10 @@ class CountedFromTheSend:
         return self._inner.rate_limit
 
     @contextlib.asynccontextmanager
-    async def slot(self, *, max_wait: float | None = None) -> AsyncIterator[None]:
-        async with self._inner.slot(max_wait=max_wait):
+    async def slot(self, *, max_wait: float | None = None) -> AsyncIterator[lsq.Grant]:
+        async with self._inner.slot(max_wait=max_wait) as grant:
             pass
-        yield
+        yield grant
 
     async def pause(self, seconds: float, *, limit: lsq.RateLimit | None = None) -> None:
         await self._inner.pause(seconds, limit=limit)

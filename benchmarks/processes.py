@@ -137,17 +137,22 @@ async def _crawl(
 ) -> None:
     url, access_key, secret_key = emulator
     client = aioredis.from_url(REDIS_URL)
-    limiter: lsq.RedisLimiter | lsq.RateLimit
+    limiter = None
     if variant == "shared":
         limiter = lsq.RedisLimiter(client, lsq.RateLimit(CALLS, PERIOD), key=key)
-    else:
-        limiter = lsq.RateLimit(CALLS, PERIOD)
+    rate_limit = lsq.RateLimit(CALLS, PERIOD) if limiter is None else None
     http = httpx.AsyncClient(limits=httpx.Limits(keepalive_expiry=KEEPALIVE_EXPIRY))
     counts: dict[str, int] = {}
     failed: dict[str, str] = {}
     try:
         async with lsq.Session(
-            access_key, secret_key, host=url, rate_limit=limiter, retry=RETRY, client=http
+            access_key,
+            secret_key,
+            host=url,
+            rate_limit=rate_limit,
+            limiter=limiter,
+            retry=RETRY,
+            client=http,
         ) as session:
             await client.ping()  # connected before the clock starts
             ready.put(os.getpid())

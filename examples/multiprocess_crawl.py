@@ -59,7 +59,7 @@ async def crawl_share(
             access_key,
             os.environ["LSQ_SECRET_KEY"],
             host=os.environ.get("LSQ_HOST", "api.leadsquared.com"),
-            rate_limit=shared_limit,
+            limiter=shared_limit,
         ) as session,
     ):
         with out.open("w", encoding="utf-8") as rows:

@@ -45,7 +45,7 @@ from ._events import (
 )
 from ._hosts import REGION_HOSTS
 from ._leads import Lead
-from ._limits import RateLimit, least_time
+from ._limits import Grant, RateLimit, least_time
 from ._paging import Page, Paginator
 from ._ratelimit import RateLimiter, SlidingWindowLimiter
 from ._records import Activity, Opportunity, structure, unstructure
@@ -67,6 +67,7 @@ __all__ = [
     "Crawl",
     "Event",
     "EventHub",
+    "Grant",
     "Lead",
     "LeadResult",
     "LeadSquaredError",
@@ -116,6 +117,11 @@ def __getattr__(name: str) -> _Any:
         globals()[name] = RedisLimiter
         return RedisLimiter
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    # Names loaded on first use are public before they are loaded.
+    return sorted({*globals(), *__all__})
 
 
 # Tracebacks and reprs of errors name the public path (leadsq_async.APIError), not the

@@ -1,15 +1,47 @@
-"""Two asyncio helpers every layer shares: cancel-then-wait, and ids from any iterable."""
+"""The asyncio helpers every layer shares: the loop's clock, cancel-then-wait, a bounded
+await, and ids from any iterable."""
 
 from __future__ import annotations
 
 import asyncio
+import math
 import sys
+import time
 from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Iterable
 from typing import Any, TypeVar
 
-__all__ = ["AnyIterator", "cancel_and_wait", "within"]
+__all__ = ["AnyIterator", "LoopClock", "cancel_and_wait", "delay_until", "within"]
 
 T = TypeVar("T")
+
+
+class LoopClock:
+    """The one monotonic clock: the running event loop's ``time()``.
+
+    Read outside a running loop (a property looked at from plain code), it is the clock of
+    the loop it was last read in, so a loop with virtual time stays the time of what was
+    done in it; before any loop, ``time.monotonic()``, which asyncio's loops use.
+    """
+
+    __slots__ = ("_loop",)
+
+    def __init__(self) -> None:
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    def __call__(self) -> float:
+        try:
+            self._loop = asyncio.get_running_loop()
+        except RuntimeError:
+            if self._loop is None:
+                return time.monotonic()
+        return self._loop.time()
+
+
+def delay_until(target: float, now: float) -> float:
+    """The sleep from ``now`` that ends no earlier than ``target``, on a clock that may count
+    in whole microseconds (a virtual-time loop's does): ``target`` rounded up to one, and at
+    least one, so that each wake finds the clock moved on."""
+    return max(math.ceil(target * 1e6) / 1e6 - now, 1e-6)
 
 
 async def cancel_and_wait(tasks: Iterable[asyncio.Future[Any]]) -> None:

@@ -53,3 +53,10 @@ def check_instance(name: str, value: object, kind: type[T]) -> T:
     if not isinstance(value, kind):
         raise TypeError(f"{name} must be a {kind.__name__}, not {type(value).__name__}")
     return value
+
+
+def check_max_wait(value: object) -> float:
+    """A limiter's ``max_wait``: None or infinity for no bound, else seconds >= 0."""
+    if value is None or (isinstance(value, float) and value == math.inf):
+        return math.inf
+    return check_seconds("max_wait", value, allow_zero=True)

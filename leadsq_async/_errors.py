@@ -36,17 +36,16 @@ id: a crawl stops at once on an account-wide error, and turns any other into
 that id's result. No exception carries a secret key: the session scrubs it
 from every message the server sends back.
 
-Which class an answer maps to is decided in ``_decode``; this module is a leaf.
+Which class an answer maps to is decided in ``_decode``; this module is a leaf: it
+imports nothing from the package, so the limits it reports are typed by what they
+offer (`StatedLimit`, which `RateLimit` meets), not by their class.
 """
 
 from __future__ import annotations
 
 import re
 from datetime import datetime
-from typing import TYPE_CHECKING, Any, ClassVar
-
-if TYPE_CHECKING:
-    from ._limits import RateLimit
+from typing import Any, ClassVar, Protocol
 
 __all__ = [
     "APIError",
@@ -65,6 +64,20 @@ __all__ = [
     "TransportError",
     "WindowError",
 ]
+
+
+class StatedLimit(Protocol):
+    """What an exception says of a rate limit: a `RateLimit`, read through what it offers.
+
+    ``calls`` requests in any ``period`` seconds; ``str()`` words it ("10 calls per 5 s").
+    """
+
+    @property
+    def calls(self) -> int: ...
+
+    @property
+    def period(self) -> float: ...
+
 
 _HOST_PATTERN = re.compile(r"\bapi(?:-[a-z]+\d+)?\.leadsquared\.com\b", re.IGNORECASE)
 
@@ -114,6 +127,11 @@ class LeadSquaredError(Exception):
             f"{type(self).__name__}(message={self.message!r}, "
             f"endpoint={self.endpoint!r}, status={self.status!r})"
         )
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        # Rebuilt from its state, not by calling __init__ again with ``args``: the
+        # keyword-only arguments of the subclasses are not in ``args``.
+        return (_rebuilt, (type(self), self.args, self.__dict__))
 
 
 class ResponseError(LeadSquaredError):
@@ -176,12 +194,13 @@ class RateLimitError(ResponseError):
     """The account's rate limit was exceeded, and the retries are spent.
 
     Attributes:
-        limit: the account's limit as the server's message states it, or None.
+        limit: the account's limit as the server's message states it (a `RateLimit`), or
+            None.
     """
 
     transient = True
 
-    def __init__(self, message: str, *, limit: RateLimit | None = None, **kwargs: Any) -> None:
+    def __init__(self, message: str, *, limit: StatedLimit | None = None, **kwargs: Any) -> None:
         super().__init__(message, **kwargs)
         self.limit = limit
 
@@ -194,7 +213,7 @@ class QuotaExhaustedError(RateLimitError):
 
     Attributes:
         retry_at: when a slot frees, as an aware UTC datetime.
-        limit: the limit that is spent, or None when it is not known.
+        limit: the limit that is spent (a `RateLimit`), or None when it is not known.
     """
 
     transient = False
@@ -205,7 +224,7 @@ class QuotaExhaustedError(RateLimitError):
         message: str,
         *,
         retry_at: datetime,
-        limit: RateLimit | None = None,
+        limit: StatedLimit | None = None,
         endpoint: str = "",
     ) -> None:
         super().__init__(message, limit=limit, endpoint=endpoint)
@@ -289,3 +308,11 @@ class WindowError(PagingError):
         super().__init__(message, endpoint=endpoint)
         self.since = since
         self.until = until
+
+
+def _rebuilt(kind: type[LeadSquaredError], args: tuple[Any, ...], state: dict[str, Any]) -> Any:
+    """An exception unpickled: ``kind`` with ``args`` and the attributes it had."""
+    error = kind.__new__(kind)
+    Exception.__init__(error, *args)
+    error.__dict__.update(state)
+    return error

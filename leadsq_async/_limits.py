@@ -1,7 +1,7 @@
 """Rate limits as values: `RateLimit`, its parser, the sequence form, and the arithmetic
 the limiters and the progress display share (the least time a number of requests can span,
 whether one limit implies another, how long a learned limit lasts). Pure: no I/O, no event
-loop, nothing from the rest of the package but the argument checks.
+loop, nothing from the rest of the package but the argument checks and the leaf `_errors`.
 """
 
 from __future__ import annotations
@@ -10,25 +10,38 @@ import bisect
 import math
 import re
 from collections.abc import Iterable, Sequence
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 
 import attrs
 
 from ._checks import check_int, check_seconds
+from ._errors import QuotaExhaustedError, StatedLimit
 
 __all__ = [
     "BUCKETS_PER_PERIOD",
+    "LONGEST_LEARNED_PERIOD",
+    "MOST_LEARNED_LIMITS",
+    "NO_WAIT",
+    "Grant",
     "RateLimit",
+    "StatedLimit",
+    "as_rate_limit",
     "as_rate_limits",
     "implies",
     "learned_lifetime",
     "least_time",
     "parse_rate_limits",
+    "plausible",
+    "quota_exhausted",
     "utc_now",
 ]
 
 #: A slot is held at most ``period / BUCKETS_PER_PERIOD`` longer than the rule requires.
 BUCKETS_PER_PERIOD = 1000
+#: The longest period of a limit learned from the server: a longer one is not believed.
+LONGEST_LEARNED_PERIOD = 31 * 86_400.0
+#: The most limits learned from the server kept at once (see `SlidingWindowLimiter.learn`).
+MOST_LEARNED_LIMITS = 8
 #: A learned limit lasts at least this long (seconds) after the server last named it ...
 LEARNED_FOR_AT_LEAST = 3600.0
 #: ... and at least this many of its own periods.
@@ -127,6 +140,25 @@ class RateLimit:
         return f"{calls} per {_describe_period(self.period)}"
 
 
+@attrs.frozen
+class Grant:
+    """What a limiter did to grant a slot: what ``async with limiter.slot() as grant`` gives.
+
+    Attributes:
+        waited: seconds the request waited for its slot, on the event loop's clock (0.0
+            when one was free).
+        limit: the limit it waited on last (the binding one: a pause's stated limit while
+            a pause held it), or None when it did not wait or the limit is not known.
+    """
+
+    waited: float
+    limit: RateLimit | None
+
+
+#: The grant of a slot that was free at once.
+NO_WAIT = Grant(0.0, None)
+
+
 def as_rate_limits(rate_limit: RateLimit | Sequence[RateLimit]) -> tuple[RateLimit, ...]:
     """One limit per period, shortest period first, from a `RateLimit` or a sequence of them.
 
@@ -153,6 +185,14 @@ def as_rate_limits(rate_limit: RateLimit | Sequence[RateLimit]) -> tuple[RateLim
     if not by_period:
         raise ValueError("rate_limit must hold at least one RateLimit")
     return tuple(sorted(by_period.values(), key=lambda limit: limit.period))
+
+
+def as_rate_limit(limit: StatedLimit | None) -> RateLimit | None:
+    """The `RateLimit` an exception's ``limit`` is (`StatedLimit` is how `_errors`, which
+    imports nothing, types it); a look-alike is copied into one."""
+    if limit is None or isinstance(limit, RateLimit):
+        return limit
+    return RateLimit(limit.calls, limit.period)
 
 
 def least_time(limits: RateLimit | Iterable[RateLimit], requests: int) -> float:
@@ -201,6 +241,13 @@ def learned_lifetime(limit: RateLimit) -> float:
     return max(LEARNED_FOR_AT_LEAST, LEARNED_FOR_PERIODS * limit.period)
 
 
+def plausible(limit: RateLimit) -> bool:
+    """Whether a limit the server named can be believed and learned: its period is at
+    most `LONGEST_LEARNED_PERIOD` (31 days). (Its calls and period are positive and finite,
+    as every `RateLimit`'s are.) "1 in 10000000000000 second(s)" is not."""
+    return limit.period <= LONGEST_LEARNED_PERIOD
+
+
 def implies(kept: RateLimit, limit: RateLimit) -> bool:
     """Whether keeping ``kept`` already keeps ``limit`` (so ``limit`` adds nothing)."""
     # A `limit.period` window is covered by ceil(limit.period / kept.period) windows of
@@ -236,3 +283,20 @@ def parse_rate_limits(value: str | RateLimit | Sequence[RateLimit | str]) -> tup
             limits.extend(parse_rate_limits(item) if isinstance(item, str) else (item,))
         return as_rate_limits(limits)
     return as_rate_limits(value)
+
+
+_LONGEST_RETRY_SECONDS = 100 * 365 * 86_400.0
+
+
+def quota_exhausted(delay: float, limit: RateLimit | None, max_wait: float) -> QuotaExhaustedError:
+    """The error of a limiter whose next slot is ``delay`` seconds away, more than the
+    ``max_wait`` its caller allows; ``limit`` is what binds (None: a pause that named none)."""
+    # A configured limit may have any finite period: retry_at stays a datetime.
+    retry_at = utc_now() + timedelta(seconds=min(delay, _LONGEST_RETRY_SECONDS))
+    what = f"{limit} is spent" if limit else "the rate limiter is paused"
+    return QuotaExhaustedError(
+        f"{what}: no slot before {retry_at:%Y-%m-%d %H:%M:%S} UTC "
+        f"(in {delay:,.0f} s), more than the {max_wait:g} s allowed to wait",
+        retry_at=retry_at,
+        limit=limit,
+    )

@@ -1,64 +1,9 @@
-"""Client-side rate limiting: never more than ``calls`` requests in any ``period`` seconds,
-under several limits at once (a per-5-second limit and a daily quota, say).
-
-LeadSquared limits each account to N calls per M seconds (10 per 5 s and 10,000 a day on
-Pro, 20 per 5 s and 100,000 a day on Super; 2, 5, 10, 15 or 25 per 5 s on older plans)
-and does not say whether it counts in fixed or sliding windows. The limiter keeps one
-rule for each limit (``calls`` per ``period``):
-
-    A slot is held from the moment it is granted until ``period`` seconds after its
-    request completed, and at most ``calls`` slots are held at once.
-
-A request takes one slot under every limit at once, and is granted only when every limit
-has one free.
-
-Why one limit is kept, for fixed and sliding windows alike and whatever the latency: a
-request reaches the server somewhere between its grant ``g`` and its release ``r``. Take
-any window ``[t, t + period)`` and the requests that reach the server inside it, and let
-``k`` be the last of them to be granted. Every other one was granted before ``g_k`` and
-released at some ``r >= t``, so its slot is held until ``r + period >= t + period > g_k``:
-it was still held when ``k`` was granted. ``k`` was granted only while fewer than
-``calls`` slots were held, so the window holds at most ``calls`` requests.
-
-Several limits: the argument above uses nothing but the rule for the limit at hand, and
-every grant obeys the rule of every limit, so each limit is kept on its own. The slots of
-one limit are counted apart from the others' (in flight, or cooling down until
-release + its own period).
-
-Holding a slot longer never breaks the argument (it only makes "still held when ``k`` was
-granted" more often true). Two things use that:
-
-- Memory. Released slots are kept as (deadline, count) buckets: a release whose deadline
-  is less than ``period / 1000`` after the start of the newest bucket joins it, and the
-  bucket's deadline moves to the later one. So a limit keeps at most about 1,000 buckets
-  whatever its ``calls`` (a saturated quota of 250,000 a day: 47 kB, where one float per
-  slot took 8 MB), and a slot is held at most ``period / 1000`` too long: 5 ms of a
-  5-second limit, 86.4 s of a day, at most 0.1% of the capacity. Slots released at the
-  same instant share a bucket exactly.
-- Learning (`SlidingWindowLimiter.learn`). A limit for a period already enforced is
-  tightened: fewer ``calls`` apply to grants from then on, and a window whose last request
-  was granted after that holds at most the new ``calls`` (the argument again). A limit for
-  a new period ``P`` needs every earlier release ``r`` held until ``r + P``, which no
-  count kept so far says directly. It is copied from the limit of period ``Q`` that knows
-  most (a release ``r`` held there until ``d >= r + Q`` is held until ``d - Q + P``); the
-  releases that limit has forgotten (``r <= now - Q``, when ``Q < P``) cannot matter after
-  ``now + P - Q``, and the new limit grants nothing before then. A learned limit that
-  expires stops being enforced (the guarantee is for windows whose last request was
-  granted while it was); it goes on counting for one more period, so that the server
-  naming it again soon finds the count whole instead of waiting ``P - Q`` again.
-
-Why no capacity is wasted: slots free only as time passes (a release adds a deadline no
-earlier than those already cooling), so the earliest instant at which every limit has a
-free slot is known exactly: the latest of the limits' own earliest instants. The first
-waiter sleeps until exactly then, by a single timer (or until a learned limit expires, the
-one event that can bring that instant forward), or, while a limit's slots are all in
-flight, until the next release (the only event that can free one). Every waiter needs the
-same thing, one slot of each limit, so serving them first come, first served never leaves
-a slot idle that another waiter could use. There is no background task and no polling.
-The only capacity given up is what the two points above say: at most 0.1% to the
-buckets, and the wait a newly learned limit of a longer period imposes once.
-
-Learned limits expire: see `learned_lifetime`.
+"""`SlidingWindowLimiter`, the in-process rate limiter, and the `RateLimiter` protocol
+every limiter meets: never more than a limit's ``calls`` requests in any of its ``period``
+seconds, under several limits at once, with waiters served first come, first served and
+no capacity left idle. A slot is held from its grant until ``period`` after its release;
+why that keeps every limit whatever the latency, how the counts stay small, and how
+limits are learned is in the docs' "How the rate limiters work".
 """
 
 from __future__ import annotations
@@ -67,52 +12,37 @@ import asyncio
 import bisect
 import contextlib
 import math
-import time
-import warnings
 from collections import deque
-from collections.abc import Awaitable, Callable, Sequence
-from datetime import datetime, timedelta
+from collections.abc import Sequence
 from types import TracebackType
 from typing import NamedTuple, Protocol, runtime_checkable
 
-from ._checks import check_seconds
+from ._aio import LoopClock, delay_until
+from ._checks import check_max_wait, check_seconds
 from ._closing import AsyncClosing
 from ._errors import QuotaExhaustedError
 from ._limits import (
-    BUCKETS_PER_PERIOD,
+    MOST_LEARNED_LIMITS,
+    NO_WAIT,
+    Grant,
     RateLimit,
     as_rate_limits,
     implies,
     learned_lifetime,
-    utc_now,
+    plausible,
+    quota_exhausted,
 )
+from ._slots import Window, a_little_later, keep_few_learned
 
-__all__ = ["RateLimiter", "SlidingWindowLimiter", "to_max_wait"]
-
-
-def _to_seconds(value: float, name: str) -> float:
-    return check_seconds(name, value, allow_zero=True)
-
-
-def to_max_wait(value: float | None) -> float:
-    if value is None or (isinstance(value, float) and value == math.inf):
-        return math.inf
-    return check_seconds("max_wait", value, allow_zero=True)
-
-
-def _a_little_later(*terms: float) -> float:
-    """The sum of ``terms``, a few units in the last place later: no earlier than the sum
-    of the exact values they were rounded from (a deadline ``r + Q`` moved to ``r + P``
-    must not come before ``r + P`` computed directly)."""
-    total = math.fsum(terms)
-    return total + 4 * math.ulp(max(abs(total), *map(abs, terms)))
+__all__ = ["RateLimiter", "SlidingWindowLimiter"]
 
 
 @runtime_checkable
 class RateLimiter(Protocol):
     """What a Session needs from a rate limiter (in-process or shared through Redis).
 
-    Use: ``async with limiter.slot(): <send one request and read its whole response>``.
+    Use: ``async with limiter.slot() as grant: <send one request and read its whole
+    response>``; ``grant`` says how long the slot was waited for and which limit bound it.
     """
 
     @property
@@ -127,9 +57,9 @@ class RateLimiter(Protocol):
 
     def slot(
         self, *, max_wait: float | None = None
-    ) -> contextlib.AbstractAsyncContextManager[None]:
+    ) -> contextlib.AbstractAsyncContextManager[Grant]:
         """Wait (first come, first served) for a free slot of every limit and the end of
-        any pause.
+        any pause; entering gives the `Grant`: how long it waited, and on which limit.
 
         The slot is held while the body runs and for each limit's ``period`` after it
         exits, normally or by exception or cancellation. A waiter cancelled while waiting
@@ -161,80 +91,6 @@ class RateLimiter(Protocol):
         ...
 
 
-class _Window:
-    """The slots held under one period: counts of released slots by when they free again.
-
-    The limit it enforces is the configured one, or a learned one with fewer calls; a
-    window with neither (a learned limit that expired) enforces nothing, but still counts
-    releases for a while in case the server names its limit again.
-    """
-
-    __slots__ = (
-        "blocked_until",
-        "bucket_start",
-        "configured",
-        "cooling",
-        "counts",
-        "deadlines",
-        "learned",
-        "learned_until",
-        "merge_within",
-        "period",
-    )
-
-    def __init__(self, period: float, configured: RateLimit | None = None) -> None:
-        self.period = period
-        self.merge_within = period / BUCKETS_PER_PERIOD
-        self.configured = configured
-        self.learned: RateLimit | None = None
-        self.learned_until = -math.inf
-        # No grant before this: releases the window was made too late to count (see learn).
-        self.blocked_until = -math.inf
-        # Buckets of released slots: deadlines ascending, counts beside them.
-        self.deadlines: deque[float] = deque()
-        self.counts: deque[int] = deque()
-        self.cooling = 0
-        self.bucket_start = -math.inf
-
-    @property
-    def limit(self) -> RateLimit | None:
-        """The limit enforced, or None for a window kept only for its count."""
-        if self.learned is None:
-            return self.configured
-        if self.configured is None or self.learned.calls < self.configured.calls:
-            return self.learned
-        return self.configured
-
-    def hold(self, deadline: float, count: int = 1) -> None:
-        """Hold ``count`` released slots until ``deadline`` (or a little later)."""
-        if self.deadlines:
-            # Later than asked is always safe, and keeps the deadlines sorted.
-            deadline = max(deadline, self.deadlines[-1])
-            if deadline - self.bucket_start < self.merge_within:
-                self.deadlines[-1] = deadline
-                self.counts[-1] += count
-                self.cooling += count
-                return
-        self.deadlines.append(deadline)
-        self.counts.append(count)
-        self.cooling += count
-        self.bucket_start = deadline
-
-    def expire(self, now: float) -> None:
-        deadlines, counts = self.deadlines, self.counts
-        while deadlines and deadlines[0] <= now:
-            deadlines.popleft()
-            self.cooling -= counts.popleft()
-
-    def frees_at(self, index: int) -> float:
-        """When released slot ``index`` (0 for the first to free) frees."""
-        for deadline, count in zip(self.deadlines, self.counts, strict=True):
-            if index < count:
-                return deadline
-            index -= count
-        raise IndexError(index)
-
-
 class _Outlook(NamedTuple):
     ready: float | None  # when the next slot can be granted; None until a release
     earliest: float  # a lower bound of that (equal to it when known)
@@ -258,10 +114,9 @@ class SlidingWindowLimiter(AsyncClosing):
 
     ``rate_limit`` is one `RateLimit` or several (``[RateLimit(10, 5),
     RateLimit(10_000, 86_400)]``: Pro's 10 per 5 s and 10,000 a day); a request waits for a
-    free slot of every one. ``clock`` and ``sleep`` are injectable so that tests can run in
-    virtual time; they must agree with each other (the defaults do: asyncio's loop clock
-    is ``time.monotonic``). ``wall_clock`` gives the aware UTC time that
-    `QuotaExhaustedError.retry_at` is counted from. Use it from one event loop; it is not
+    free slot of every one. Its clock is the running event loop's (``loop.time()``), so a
+    loop with virtual time runs it in virtual time; `QuotaExhaustedError.retry_at` is
+    `utc_now` plus the wait on that clock. Use it from one event loop; it is not
     thread-safe. Only the first waiter ever sleeps, once per slot it waits for.
 
     Raises ``TypeError`` if ``rate_limit`` is not a `RateLimit` or a sequence of them,
@@ -271,15 +126,9 @@ class SlidingWindowLimiter(AsyncClosing):
     def __init__(
         self,
         rate_limit: RateLimit | Sequence[RateLimit] = _DEFAULT_RATE_LIMIT,
-        *,
-        clock: Callable[[], float] = time.monotonic,
-        sleep: Callable[[float], Awaitable[object]] = asyncio.sleep,
-        wall_clock: Callable[[], datetime] = utc_now,
     ) -> None:
-        self._windows = [_Window(limit.period, limit) for limit in as_rate_limits(rate_limit)]
-        self._clock = clock
-        self._sleep = sleep
-        self._wall_clock = wall_clock
+        self._windows = [Window(limit.period, limit) for limit in as_rate_limits(rate_limit)]
+        self._clock = LoopClock()
         self._in_flight = 0
         self._paused_until = -math.inf
         self._pause_limit: RateLimit | None = None
@@ -290,6 +139,8 @@ class SlidingWindowLimiter(AsyncClosing):
         self._released: asyncio.Future[None] | None = None
         self._granted = 0
         self._waited_seconds = 0.0
+        # The limit the head of the queue last waited on: the one its followers waited on.
+        self._binding: RateLimit | None = None
 
     @property
     def rate_limits(self) -> tuple[RateLimit, ...]:
@@ -338,7 +189,7 @@ class SlidingWindowLimiter(AsyncClosing):
 
     def slot(
         self, *, max_wait: float | None = None
-    ) -> contextlib.AbstractAsyncContextManager[None]:
+    ) -> contextlib.AbstractAsyncContextManager[Grant]:
         """Hold one slot of every limit for one request: see `RateLimiter.slot`.
 
         With ``max_wait``, a task already waiting is also given `QuotaExhaustedError` as
@@ -356,7 +207,7 @@ class SlidingWindowLimiter(AsyncClosing):
         Raises ``TypeError``/``ValueError`` unless ``seconds`` is finite and >= 0 and
         ``limit`` a `RateLimit` or None.
         """
-        seconds = _to_seconds(seconds, "seconds")
+        seconds = check_seconds("seconds", seconds, allow_zero=True)
         if limit is not None and not isinstance(limit, RateLimit):
             raise TypeError(f"limit must be a RateLimit or None, got {type(limit).__name__}")
         now = self._clock()
@@ -378,10 +229,16 @@ class SlidingWindowLimiter(AsyncClosing):
         server last named it, then the configured limits alone apply again. Slots already
         held stay held; a new period's limit counts the releases of the last longest
         period and grants nothing until the ones before could still matter (see the
-        module docstring). Raises ``TypeError`` if ``limit`` is not a `RateLimit`.
+        docs' "How the rate limiters work"). A limit that is not `plausible` (a period over
+        31 days) is not learned: False. At most `MOST_LEARNED_LIMITS` (8) learned limits are
+        kept: beyond them, one that the other limits imply goes first, else the one the server
+        named longest ago. Raises ``TypeError`` if ``limit`` is not a
+        `RateLimit`.
         """
         if not isinstance(limit, RateLimit):
             raise TypeError(f"limit must be a RateLimit, got {type(limit).__name__}")
+        if not plausible(limit):
+            return False
         now = self._clock()
         self._tidy(now)
         window = next((w for w in self._windows if w.period == limit.period), None)
@@ -392,44 +249,26 @@ class SlidingWindowLimiter(AsyncClosing):
                 if window.learned is not None and limit.calls == window.learned.calls:
                     window.learned_until = until  # named again: renewed
                 return False
-        elif any(implies(kept, limit) for kept in self._enforced_limits()):
+        elif any(implies(kept, limit) for kept in self.rate_limits):
             return False
         if window is None:
             window = self._window_learning(limit.period, now)
         window.learned, window.learned_until = limit, until
+        keep_few_learned(self._windows, MOST_LEARNED_LIMITS)
         self._fail_hopeless(now)
         return True
 
-    async def lower(self, limit: RateLimit) -> bool:
-        """Deprecated alias of `learn`, kept for one release.
-
-        Unlike the old ``lower``, it never replaces a limit: it tightens the limit of the
-        same period or adds one.
-        """
-        warnings.warn(
-            "SlidingWindowLimiter.lower() is deprecated, use learn(): it tightens the limit "
-            "of the same period or adds one, instead of replacing the limit",
-            DeprecationWarning,
-            stacklevel=2,
-        )
-        return await self.learn(limit)
-
     async def aclose(self) -> None:
-        """Nothing to release: the limiter runs no task of its own and holds no resource.
-
-        Slots held and tasks waiting are left alone. Calling it again is harmless.
-        """
+        """Nothing to release: the limiter runs no task and holds no resource; slots held
+        and tasks waiting are left alone. Calling it again is harmless."""
 
     def __repr__(self) -> str:
         limits = self.rate_limits
         shown = repr(limits[0]) if len(limits) == 1 else repr(list(limits))
         return f"{type(self).__name__}({shown}, in_use={self.in_use}, waiting={self.waiting})"
 
-    def _enforced(self) -> list[_Window]:
+    def _enforced(self) -> list[Window]:
         return [window for window in self._windows if window.limit is not None]
-
-    def _enforced_limits(self) -> list[RateLimit]:
-        return [window.limit for window in self._windows if window.limit is not None]
 
     def _tidy(self, now: float) -> None:
         """Free the slots whose time has come; let learned limits expire."""
@@ -450,20 +289,20 @@ class SlidingWindowLimiter(AsyncClosing):
                 or now < w.learned_until + w.period
             ]
 
-    def _window_learning(self, period: float, now: float) -> _Window:
+    def _window_learning(self, period: float, now: float) -> Window:
         """A window for a new period, holding every earlier release that can still matter."""
 
-        def blocked_until(source: _Window) -> float:
+        def blocked_until(source: Window) -> float:
             # Releases `source` no longer counts, or never counted, were before
             # max(now, source.blocked_until) - source.period: held until that + period.
-            return _a_little_later(max(source.blocked_until, now), period, -source.period)
+            return a_little_later(max(source.blocked_until, now), period, -source.period)
 
         # The source that blocks least, and of those the finest (shortest period).
         source = min(self._windows, key=lambda w: (max(blocked_until(w), now), w.period))
-        window = _Window(period)
+        window = Window(period)
         window.blocked_until = blocked_until(source)
         for deadline, count in zip(source.deadlines, source.counts, strict=True):
-            shifted = _a_little_later(deadline, period, -source.period)
+            shifted = a_little_later(deadline, period, -source.period)
             if shifted > now:
                 window.hold(shifted, count)
         bisect.insort(self._windows, window, key=lambda w: w.period)
@@ -499,15 +338,7 @@ class SlidingWindowLimiter(AsyncClosing):
         )
 
     def _exhausted(self, now: float, outlook: _Outlook, max_wait: float) -> QuotaExhaustedError:
-        delay = outlook.earliest - now
-        retry_at = self._wall_clock() + timedelta(seconds=delay)
-        what = f"{outlook.limit} is spent" if outlook.limit else "the rate limiter is paused"
-        return QuotaExhaustedError(
-            f"{what}: no slot before {retry_at:%Y-%m-%d %H:%M:%S} UTC "
-            f"(in {delay:,.0f} s), more than the {max_wait:g} s allowed to wait",
-            retry_at=retry_at,
-            limit=outlook.limit,
-        )
+        return quota_exhausted(outlook.earliest - now, outlook.limit, max_wait)
 
     def _fail_hopeless(self, now: float) -> None:
         """Give `QuotaExhaustedError` to queued waiters that can no longer be served in time.
@@ -527,8 +358,8 @@ class SlidingWindowLimiter(AsyncClosing):
         self._granted += 1
         self._in_flight += 1
 
-    async def _acquire(self, max_wait: float | None) -> None:
-        wait = to_max_wait(max_wait)
+    async def _acquire(self, max_wait: float | None) -> Grant:
+        wait = check_max_wait(max_wait)
         now = self._clock()
         if not self._waiters or wait < math.inf:
             outlook = self._outlook(now, ahead=len(self._waiters))
@@ -536,33 +367,37 @@ class SlidingWindowLimiter(AsyncClosing):
                 raise self._exhausted(now, outlook, wait)
             if not self._waiters and outlook.ready is not None and outlook.ready <= now:
                 self._grant()
-                return
+                return NO_WAIT
         loop = asyncio.get_running_loop()
         waiter = _Waiter(loop.create_future(), now, wait)
         self._waiters.append(waiter)
-        started = now
+        started, binding = now, None
         try:
             if self._waiters[0] is not waiter:
                 await waiter.turn
+                binding = self._binding
             while True:
                 now = self._clock()
                 outlook = self._outlook(now)
                 if outlook.earliest > waiter.deadline:
                     raise self._exhausted(now, outlook, wait)
+                if outlook.ready is not None and outlook.ready <= now:
+                    break
+                binding = self._binding = outlook.limit
                 if outlook.ready is None:
                     self._released = loop.create_future()
                     await self._released
-                elif outlook.ready > now:
+                else:
                     # Nothing makes this wait shorter but a learned limit expiring: releases
                     # free slots later than the ones already cooling, and pause/learn only
                     # push `ready` back.
-                    await self._sleep(min(outlook.ready, self._next_expiry()) - now)
-                else:
-                    break
+                    await asyncio.sleep(delay_until(min(outlook.ready, self._next_expiry()), now))
             self._grant()
         finally:
-            self._waited_seconds += self._clock() - started
+            waited = self._clock() - started
+            self._waited_seconds += waited
             self._leave(waiter)
+        return Grant(waited, binding) if waited > 0 else NO_WAIT
 
     def _leave(self, waiter: _Waiter) -> None:
         if self._waiters[0] is waiter:
@@ -586,7 +421,7 @@ class SlidingWindowLimiter(AsyncClosing):
             released.set_result(None)
 
 
-class _Slot(contextlib.AbstractAsyncContextManager[None]):
+class _Slot(contextlib.AbstractAsyncContextManager[Grant]):
     """One ``async with limiter.slot()``: acquires on entry, releases on any exit."""
 
     def __init__(self, limiter: SlidingWindowLimiter, max_wait: float | None) -> None:
@@ -594,11 +429,12 @@ class _Slot(contextlib.AbstractAsyncContextManager[None]):
         self._max_wait = max_wait
         self._held = False
 
-    async def __aenter__(self) -> None:
+    async def __aenter__(self) -> Grant:
         if self._held:
             raise RuntimeError("this slot is already held; call slot() again for another")
-        await self._limiter._acquire(self._max_wait)
+        grant = await self._limiter._acquire(self._max_wait)
         self._held = True
+        return grant
 
     async def __aexit__(
         self,

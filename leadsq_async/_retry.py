@@ -19,7 +19,6 @@ try, which leaves them only the backoff formula below to do.)
 from __future__ import annotations
 
 import random
-import warnings
 from collections.abc import Callable
 
 import attrs
@@ -38,7 +37,7 @@ def _attempt_count(instance: object, attribute: attrs.Attribute[int], value: int
     check_int(attribute.name, value, minimum=1)
 
 
-@attrs.frozen(init=False)
+@attrs.frozen
 class RetryPolicy:
     """How a session retries transient failures.
 
@@ -53,45 +52,14 @@ class RetryPolicy:
         backoff: the ceiling of the first retry's random wait, in seconds.
         max_backoff: the largest ceiling any retry's wait may have.
 
-    ``timeout=`` is the deprecated name of ``deadline``, kept for one release.
-
     Raises:
         TypeError, ValueError: for a value of the wrong type, or not positive.
     """
 
-    attempts: int = attrs.field(validator=_attempt_count)
-    deadline: float = attrs.field(validator=_positive_seconds)
-    backoff: float = attrs.field(validator=_positive_seconds)
-    max_backoff: float = attrs.field(validator=_positive_seconds)
-
-    def __init__(
-        self,
-        attempts: int = 5,
-        deadline: float = 120.0,
-        backoff: float = 0.5,
-        max_backoff: float = 30.0,
-        *,
-        timeout: float | None = None,
-    ) -> None:
-        if timeout is not None:
-            warnings.warn(
-                "RetryPolicy(timeout=) is deprecated: it is the total deadline, now "
-                "RetryPolicy(deadline=)",
-                DeprecationWarning,
-                stacklevel=2,
-            )
-            deadline = timeout
-        self.__attrs_init__(attempts, deadline, backoff, max_backoff)
-
-    @property
-    def timeout(self) -> float:
-        """Deprecated name of `deadline`."""
-        warnings.warn(
-            "RetryPolicy.timeout is deprecated: use RetryPolicy.deadline",
-            DeprecationWarning,
-            stacklevel=2,
-        )
-        return self.deadline
+    attempts: int = attrs.field(default=5, validator=_attempt_count)
+    deadline: float = attrs.field(default=120.0, validator=_positive_seconds)
+    backoff: float = attrs.field(default=0.5, validator=_positive_seconds)
+    max_backoff: float = attrs.field(default=30.0, validator=_positive_seconds)
 
     def should_retry(self, error: LeadSquaredError, attempt: int, elapsed: float) -> bool:
         """Whether to try again after ``error`` ended try number ``attempt``."""

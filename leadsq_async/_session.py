@@ -6,9 +6,7 @@ Everything that sends lives below it: `_transport` (limiter, HTTP, retries),
 
 from __future__ import annotations
 
-import asyncio
-import time
-from collections.abc import AsyncIterable, Awaitable, Callable, Iterable, Mapping, Sequence
+from collections.abc import AsyncIterable, Iterable, Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -20,9 +18,9 @@ from ._crawl import Crawl, LeadResult, OpportunityResult
 from ._endpoints import ACTIVITIES_OF_OPPORTUNITY, OPPORTUNITIES_OF_LEAD
 from ._events import EventHub
 from ._leads import Lead
-from ._limits import RateLimit
+from ._limits import RateLimit, as_rate_limits
 from ._paging import Paginator
-from ._ratelimit import RateLimiter
+from ._ratelimit import RateLimiter, SlidingWindowLimiter
 from ._records import Activity, Opportunity
 from ._retry import RetryPolicy
 from ._transport import DEFAULT_TIMEOUT, SessionStats, Transport
@@ -40,9 +38,12 @@ class Session(AsyncClosing):
         host: a region host such as ``api-in21.leadsquared.com`` (see
             `REGION_HOSTS`), or a full base URL such as ``http://127.0.0.1:8000``
             for a local server. Plain http is refused unless the host is loopback.
-        rate_limit: the account's plan: a `RateLimit` (default 25 per 5 s), several
-            (``[RateLimit(10, 5), RateLimit(10_000, 86_400)]``), or a limiter to share
-            (a `SlidingWindowLimiter`, a `RedisLimiter`), which it does not close.
+        rate_limit: the account's plan: a `RateLimit` (default 25 per 5 s), or several
+            (``[RateLimit(10, 5), RateLimit(10_000, 86_400)]``). The session makes its
+            own limiter of them.
+        limiter: a limiter to share instead (a `SlidingWindowLimiter` several sessions
+            use, a `RedisLimiter` several processes use), which the session does not
+            close. Give ``rate_limit`` or ``limiter``, not both.
         timeout: seconds, or an ``httpx.Timeout``, for each request: each phase
             of it, and the whole of it (an ``httpx.Timeout``'s largest value).
         retry: how transient failures are retried, and the total deadline of
@@ -53,11 +54,14 @@ class Session(AsyncClosing):
             ``limits=httpx.Limits(keepalive_expiry=30)``, as the session's own has.
         look_ahead: how many pages a walk fetches ahead of the one it yields.
         max_response_bytes: the largest answer read (64 MiB); a larger one fails.
-        clock: the monotonic clock of retries and deadlines (for tests).
-        sleep: the sleep of retries, on that clock.
+
+    Retries, deadlines and the limiter keep time with the running event loop's clock
+    (a loop with virtual time, such as looptime's, runs them in virtual time).
 
     Raises:
-        TypeError, ValueError: for a bad argument, before anything is sent.
+        TypeError, ValueError: for a bad argument, before anything is sent: a limiter
+            given as ``rate_limit`` (a `TypeError` that says to use ``limiter=``), or
+            both ``rate_limit`` and ``limiter`` (a `ValueError`).
     """
 
     def __init__(
@@ -66,30 +70,29 @@ class Session(AsyncClosing):
         secret_key: str,
         *,
         host: str = "api.leadsquared.com",
-        rate_limit: RateLimit | Sequence[RateLimit] | RateLimiter | None = None,
+        rate_limit: RateLimit | Sequence[RateLimit] | None = None,
+        limiter: RateLimiter | None = None,
         timeout: float | httpx.Timeout = DEFAULT_TIMEOUT,
         retry: RetryPolicy | None = None,
         wait_for_quota: bool = False,
         client: httpx.AsyncClient | None = None,
         look_ahead: int = 4,
         max_response_bytes: int = 64 * 2**20,
-        clock: Callable[[], float] = time.monotonic,
-        sleep: Callable[[float], Awaitable[object]] = asyncio.sleep,
     ) -> None:
         self._access_key_hint = access_key[:4] if isinstance(access_key, str) else ""
+        shared, owns_limiter = limiter_for(rate_limit, limiter)
         self._transport = Transport.build(
             access_key,
             secret_key,
             host=host,
-            rate_limit=rate_limit,
+            limiter=shared,
+            owns_limiter=owns_limiter,
             timeout=timeout,
             retry=retry,
             wait_for_quota=wait_for_quota,
             client=client,
             look_ahead=look_ahead,
             max_response_bytes=max_response_bytes,
-            clock=clock,
-            sleep=sleep,
         )
 
     def __repr__(self) -> str:
@@ -349,3 +352,34 @@ class Session(AsyncClosing):
             LeadSquaredError: while iterating, for a call that failed for good.
         """
         return _feeds.opportunities_by_id(self._transport, opportunity_type, ids, columns, limit)
+
+
+def limiter_for(
+    rate_limit: RateLimit | Sequence[RateLimit] | None, limiter: RateLimiter | None
+) -> tuple[RateLimiter, bool]:
+    """The limiter for ``Session(rate_limit=, limiter=)``, and whether the session owns it.
+
+    Raises:
+        TypeError: ``rate_limit`` is not a `RateLimit` or a non-empty sequence of them (a
+            limiter there is told to go in ``limiter=``), or ``limiter`` is no limiter.
+        ValueError: both are given, or the sequence is empty.
+    """
+    if limiter is not None:
+        if not isinstance(limiter, RateLimiter):
+            raise TypeError(
+                "limiter must be a rate limiter (a SlidingWindowLimiter, a RedisLimiter), "
+                f"not {type(limiter).__name__}"
+            )
+        if rate_limit is not None:
+            raise ValueError(
+                "give rate_limit or limiter, not both: a shared limiter keeps its own limits"
+            )
+        return limiter, False
+    if isinstance(rate_limit, RateLimiter):
+        raise TypeError(
+            f"rate_limit takes RateLimit values; to share a {type(rate_limit).__name__}, "
+            "pass it as Session(limiter=...)"
+        )
+    return SlidingWindowLimiter(
+        as_rate_limits(RateLimit() if rate_limit is None else rate_limit)
+    ), True

@@ -5,7 +5,8 @@ statistics and the tasks that fetch pages ahead, and sends every request the
 same way: a rate-limit slot, the POST built by `_request`, the whole answer
 read, the slot given back, `_decode`, and on a transient failure another try
 with a fresh slot. A rate-limit answer pauses the limiter for every task that
-shares it, and a lower limit named in its message is adopted.
+shares it, and a lower limit named in its message is adopted. Its clock is the
+running loop's, so retries and deadlines run in virtual time on a loop that has it.
 """
 
 from __future__ import annotations
@@ -13,8 +14,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import time
-from collections.abc import AsyncGenerator, Awaitable, Callable, Coroutine, Sequence
+from collections.abc import AsyncGenerator, Coroutine
 from datetime import datetime, timedelta
 from typing import Any, TypeVar, cast
 
@@ -40,24 +40,22 @@ from ._events import (
     RequestSent,
     ResponseReceived,
     RetryScheduled,
+    SlotGranted,
 )
 from ._hosts import base_url
-from ._limits import RateLimit, as_rate_limits
-from ._ratelimit import RateLimiter, SlidingWindowLimiter
+from ._limits import RateLimit, as_rate_limit, plausible
+from ._ratelimit import RateLimiter
 from ._request import PageQuery, WireRequest, build_request
 from ._retry import RetryPolicy
 from ._secrets import auth_headers, scrub
 
-__all__ = ["SessionStats", "Transport", "checked_timeout", "limiter_for"]
+__all__ = ["SessionStats", "Transport", "checked_timeout"]
 
 logger = logging.getLogger("leadsq_async")
 
 T = TypeVar("T")
 
 DEFAULT_TIMEOUT = 30.0
-
-Clock = Callable[[], float]
-Sleep = Callable[[float], Awaitable[object]]
 
 
 @attrs.define
@@ -98,8 +96,6 @@ class Transport:
         look_ahead: int,
         max_response_bytes: int = 64 * 2**20,
         wait_for_quota: bool = False,
-        clock: Clock = time.monotonic,
-        sleep: Sleep = asyncio.sleep,
     ) -> None:
         self.base_url = base_url
         self.max_response_bytes = max_response_bytes
@@ -119,9 +115,8 @@ class Transport:
         self._deadline = max((value for value in timeouts if value), default=None)
         self._owns_client = client is None
         self._client = client or _client_for(base_url, timeout, limiter.rate_limit)
-        self._clock = clock
-        self._sleep = sleep
         self._quota_announced: datetime | None = None
+        self._implausible_told = False
         self._tasks: set[asyncio.Task[Any]] = set()
         self._closed = False
         self._urls: dict[str, httpx.URL] = {}
@@ -135,24 +130,22 @@ class Transport:
         secret_key: str,
         *,
         host: str,
-        rate_limit: RateLimit | Sequence[RateLimit] | RateLimiter | None,
+        limiter: RateLimiter,
+        owns_limiter: bool,
         timeout: float | httpx.Timeout,
         retry: RetryPolicy | None,
         client: httpx.AsyncClient | None,
         look_ahead: int,
         max_response_bytes: int,
         wait_for_quota: bool,
-        clock: Clock,
-        sleep: Sleep,
     ) -> Transport:
-        """The transport for `Session`'s arguments, checked.
+        """The transport for `Session`'s arguments, checked (the limiter by `Session`).
 
         Raises:
             TypeError, ValueError: for a bad argument (see `Session`).
         """
         headers = auth_headers(access_key, secret_key)
         url = httpx.URL(base_url(host))
-        limiter, owns_limiter = limiter_for(rate_limit, clock, sleep)
         if client is not None:
             check_instance("client", client, httpx.AsyncClient)
         return cls(
@@ -167,8 +160,6 @@ class Transport:
             look_ahead=check_int("look_ahead", look_ahead, minimum=0),
             max_response_bytes=check_int("max_response_bytes", max_response_bytes, minimum=1024),
             wait_for_quota=check_instance("wait_for_quota", wait_for_quota, bool),
-            clock=clock,
-            sleep=sleep,
         )
 
     @property
@@ -199,7 +190,8 @@ class Transport:
             raise RuntimeError("the session is closed")
         request = build_request(query, page_index, page_size)
         url = self._urls.get(request.path) or self._url_for(request.path)
-        deadline = _Deadline(self._clock(), self.retry.deadline)
+        clock = asyncio.get_running_loop().time
+        deadline = _Deadline(clock(), self.retry.deadline)
         attempt = 0
         while True:
             attempt += 1
@@ -216,7 +208,7 @@ class Transport:
                 failure = error
             backoff = 0.0 if isinstance(failure, RateLimitError) else self.retry.delay(attempt)
             # No retry may start after the deadline, backoff included.
-            elapsed = self._clock() - deadline.started + backoff
+            elapsed = clock() - deadline.started + backoff
             if not self.retry.should_retry(failure, attempt, elapsed):
                 self.stats.failures += 1
                 failure.asked = query.asked
@@ -233,7 +225,7 @@ class Transport:
                 failure,
             )
             if backoff:
-                await self._sleep(backoff)
+                await asyncio.sleep(backoff)
 
     async def aclose(self) -> None:
         """Cancel the pages still being fetched ahead, and close what the session created."""
@@ -258,10 +250,11 @@ class Transport:
         endpoint, events = request.path, self.events
         failure: LeadSquaredError | None = None
         status: int | None = None
+        clock = asyncio.get_running_loop().time
         async with contextlib.AsyncExitStack() as slot:
             await self._take_slot(slot, endpoint, deadline)
             self.stats.requests += 1
-            sent = self._clock()
+            sent = clock()
             if events.listening:
                 events.emit(RequestSent(endpoint, page_index, attempt))
             try:
@@ -277,7 +270,7 @@ class Transport:
             finally:
                 # Cancelled too: a listener counting requests in flight must hear the end.
                 if events.listening:
-                    events.emit(ResponseReceived(endpoint, status, self._clock() - sent))
+                    events.emit(ResponseReceived(endpoint, status, clock() - sent))
         if failure is not None:
             # Raised outside the `except`: the httpx exception, whose request holds the
             # headers and so the secret, is then neither its cause nor its context.
@@ -347,16 +340,20 @@ class Transport:
     async def _take_slot(
         self, slot: contextlib.AsyncExitStack, endpoint: str, deadline: _Deadline
     ) -> None:
-        """A rate-limit slot, held by ``slot``; a spent quota fails fast, or is waited out."""
+        """A rate-limit slot, held by ``slot``; a spent quota fails fast, or is waited out.
+        `SlotGranted` says what the limiter did to grant it."""
+        clock = asyncio.get_running_loop().time
         try:
-            max_wait = deadline.remaining(self._clock())
-            await slot.enter_async_context(self.limiter.slot(max_wait=max_wait))
+            max_wait = deadline.remaining(clock())
+            grant = await slot.enter_async_context(self.limiter.slot(max_wait=max_wait))
+            if self.events.listening:
+                self.events.emit(SlotGranted(endpoint, grant.waited, grant.limit))
             return
         except QuotaExhaustedError as spent:
             spent.endpoint = endpoint
             if not self.wait_for_quota:
                 raise
-            retry_at, limit = spent.retry_at, spent.limit
+            retry_at, limit = spent.retry_at, as_rate_limit(spent.limit)
         if self.events.listening:
             self.events.emit(QuotaWait(endpoint, retry_at, limit))
         # Once per wait, not once per task that waits: they wait for slots a moment apart.
@@ -368,15 +365,27 @@ class Transport:
                 "" if limit is None else f" of {limit}",
                 f"{retry_at:%Y-%m-%d %H:%M}",
             )
-        waiting = self._clock()
-        await slot.enter_async_context(self.limiter.slot())
+        waiting = clock()
+        grant = await slot.enter_async_context(self.limiter.slot())
+        if self.events.listening:
+            self.events.emit(SlotGranted(endpoint, grant.waited, grant.limit))
         # The wait for a quota is not the request's: its deadline starts again.
-        deadline.started += self._clock() - waiting
+        deadline.started += clock() - waiting
 
     async def _on_rate_limited(self, error: RateLimitError, endpoint: str) -> None:
         """Learn the limit a refusal names, and pause every task for its period."""
         self.stats.rate_limited += 1
-        stated = error.limit
+        stated = as_rate_limit(error.limit)
+        if stated is not None and not plausible(stated):
+            # Handled as a refusal that names no limit; said once per session.
+            if not self._implausible_told:
+                self._implausible_told = True
+                logger.warning(
+                    "LeadSquared named a rate limit of %s, which is not believed (a period "
+                    "over 31 days): the refusal is taken as one that names no limit",
+                    stated,
+                )
+            stated = None
         if stated is not None and await self.limiter.learn(stated):
             logger.warning(
                 "LeadSquared enforces %s, which the rate limiter did not keep to: "
@@ -418,29 +427,6 @@ def _client_for(url: httpx.URL, timeout: httpx.Timeout, limit: RateLimit) -> htt
         keepalive_expiry=max(30.0, 2 * limit.period),
     )
     return httpx.AsyncClient(timeout=timeout, limits=limits, verify=url.scheme == "https")
-
-
-def limiter_for(
-    rate_limit: RateLimit | Sequence[RateLimit] | RateLimiter | None, clock: Clock, sleep: Sleep
-) -> tuple[RateLimiter, bool]:
-    """The limiter for ``Session(rate_limit=)``, and whether the session owns it.
-
-    A limiter the session makes keeps time with the session's clock and sleep.
-
-    Raises:
-        TypeError, ValueError: not a `RateLimit`, a non-empty sequence of them or a limiter.
-    """
-    if rate_limit is None:
-        rate_limit = RateLimit()
-    if isinstance(rate_limit, RateLimiter):
-        return rate_limit, False
-    if isinstance(rate_limit, (RateLimit, Sequence)):
-        limits = as_rate_limits(rate_limit)
-        return SlidingWindowLimiter(limits, clock=clock, sleep=sleep), True
-    raise TypeError(
-        "rate_limit must be a RateLimit, a sequence of them or a rate limiter, "
-        f"not {type(rate_limit).__name__}"
-    )
 
 
 def checked_timeout(timeout: float | httpx.Timeout) -> httpx.Timeout:

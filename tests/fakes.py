@@ -8,7 +8,6 @@ from collections.abc import Callable, Coroutine
 from typing import Any
 
 import httpx
-from virtual_time import now
 
 import leadsq_async as lsq
 
@@ -57,7 +56,7 @@ class FakeServer:
 def session_for(handler: Handler, **kwargs: Any) -> lsq.Session:
     """A session on virtual time that sends through ``handler``, with fast retries."""
     kwargs.setdefault("retry", FAST_RETRY)
-    kwargs.setdefault("rate_limit", lsq.RateLimit(calls=1000, period=0.01))
+    if "limiter" not in kwargs:
+        kwargs.setdefault("rate_limit", lsq.RateLimit(calls=1000, period=0.01))
     client = httpx.AsyncClient(transport=httpx.MockTransport(handler))
-    kwargs.setdefault("clock", now)
     return lsq.Session("access-key", SECRET, host="http://127.0.0.1:9", client=client, **kwargs)

@@ -104,17 +104,16 @@ async def _hold_slots(args: argparse.Namespace, client: aioredis.Redis) -> None:
 
 async def _crawl(args: argparse.Namespace, client: aioredis.Redis) -> None:
     limits = [lsq.RateLimit(args.calls, args.period), *args.quota]
-    limiter: lsq.RedisLimiter | list[lsq.RateLimit]
+    limiter = None
     if args.limiter == "redis":
         limiter = lsq.RedisLimiter(client, limits, key=args.key, lease=args.lease)
-    else:
-        limiter = limits
     try:
         async with lsq.Session(
             os.environ["LSQ_ACCESS_KEY"],
             os.environ["LSQ_SECRET_KEY"],
             host=args.emulator,
-            rate_limit=limiter,
+            rate_limit=limits if limiter is None else None,
+            limiter=limiter,
         ) as session:
             await client.blpop([f"{args.key}:go"], timeout=30)
             # More leads in flight than the limit's calls: the limiter, not the

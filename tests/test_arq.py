@@ -141,7 +141,8 @@ async def job_context(
         emulator.access_key,
         secret_key or emulator.secret_key,
         host=emulator.url,
-        rate_limit=rate_limit,
+        rate_limit=None if isinstance(rate_limit, lsq.RateLimiter) else rate_limit,
+        limiter=rate_limit if isinstance(rate_limit, lsq.RateLimiter) else None,
         retry=lsq.RetryPolicy(attempts=2, deadline=5.0),
     )
     async with session, await PostgresSink.connect(postgres_url, schema) as sink:

@@ -9,16 +9,23 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import logging
 
+import httpx
 import pytest
 from emulator_in_process import client_of, virtual_app
-from virtual_time import now, virtual
+from fakes import opportunity, session_for
 
 import leadsq_async as lsq
 from leadsq_async.testing import DEFAULT_ACCESS_KEY, DEFAULT_SECRET_KEY, Dataset, EmulatorConfig
 
 DATA = Dataset.generate(seed=7, thousands=30, hundreds=30, other_leads=120)
 SMALL_LEADS = sorted(lead for lead, rows in DATA.opportunities.items() if 0 < len(rows) <= 12)
+
+
+def now() -> float:
+    """The running loop's clock: the session's, virtual under looptime."""
+    return asyncio.get_running_loop().time()
 
 
 def session_on(client: object, **kwargs: object) -> lsq.Session:
@@ -28,7 +35,6 @@ def session_on(client: object, **kwargs: object) -> lsq.Session:
         DEFAULT_SECRET_KEY,
         host="http://127.0.0.1:9",
         client=client,  # type: ignore[arg-type]
-        clock=now,
         **kwargs,  # type: ignore[arg-type]
     )
 
@@ -38,7 +44,7 @@ async def crawl_all(session: lsq.Session, leads: list[str]) -> list[lsq.LeadResu
         return [result async for result in results]
 
 
-@virtual
+@pytest.mark.looptime
 async def test_a_spent_daily_quota_fails_fast_naming_the_limit_and_when() -> None:
     """With 10 calls a day configured, the 11th request is not sent: QuotaExhaustedError."""
     quota = lsq.RateLimit(10, 86_400)
@@ -59,7 +65,7 @@ async def test_a_spent_daily_quota_fails_fast_naming_the_limit_and_when() -> Non
     assert error.retry_at - before > dt.timedelta(hours=23)
 
 
-@virtual
+@pytest.mark.looptime
 async def test_wait_for_quota_waits_for_the_next_slot_and_says_so(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
@@ -84,7 +90,7 @@ async def test_wait_for_quota_waits_for_the_next_slot_and_says_so(
     assert len(warned) == 1
 
 
-@virtual
+@pytest.mark.looptime
 async def test_a_learned_limit_is_added_and_the_configured_one_stays() -> None:
     """Learning '60 in 6 s' while configured 25 per 1 s keeps both: a second crawl after an
     idle spell draws no refusal (it drew 26 when learning replaced the short limit)."""
@@ -106,7 +112,7 @@ async def test_a_learned_limit_is_added_and_the_configured_one_stays() -> None:
     assert all(result.error is None for result in first + second)
 
 
-@virtual
+@pytest.mark.looptime
 async def test_a_refusal_naming_a_day_fails_fast_instead_of_pausing_a_day() -> None:
     """'1 in 86400 second(s)' ends the call within the retry deadline, not a day later."""
     app = virtual_app(DATA, EmulatorConfig(rate_limits=["1/86400"]))
@@ -115,7 +121,7 @@ async def test_a_refusal_naming_a_day_fails_fast_instead_of_pausing_a_day() -> N
         await session.opportunities_of_lead(SMALL_LEADS[0]).collect()
         with pytest.raises(lsq.QuotaExhaustedError) as info:
             await session.opportunities_of_lead(SMALL_LEADS[1]).collect()
-        assert now() - started < session._transport.retry.deadline
+        assert now() - started < lsq.RetryPolicy().deadline
     assert info.value.limit == lsq.RateLimit(1, 86_400)
 
 
@@ -126,3 +132,73 @@ def test_several_limits_are_taken_as_a_sequence() -> None:
     assert session.limiter.rate_limits == tuple(limits)
     with pytest.raises(ValueError, match="at least one"):
         lsq.Session("a", "b", host="http://127.0.0.1:9", rate_limit=[])
+
+
+async def test_a_limiter_to_share_goes_in_limiter() -> None:
+    """Session(limiter=) shares the limiter given, and leaves it open."""
+    limiter = lsq.SlidingWindowLimiter(lsq.RateLimit(10, 5))
+    async with lsq.Session("a", "b", host="http://127.0.0.1:9", limiter=limiter) as session:
+        assert session.limiter is limiter
+    async with limiter.slot() as grant:  # still usable: the session did not close it
+        assert grant == lsq.Grant(0.0, None)
+
+
+def test_a_limiter_given_as_rate_limit_is_refused_with_the_way_to_share_it() -> None:
+    """rate_limit= takes RateLimit values; a limiter there is a TypeError naming limiter=."""
+    with pytest.raises(TypeError, match=r"Session\(limiter=\.\.\.\)"):
+        lsq.Session(
+            "a",
+            "b",
+            host="http://127.0.0.1:9",
+            rate_limit=lsq.SlidingWindowLimiter(),  # type: ignore[arg-type]
+        )
+
+
+def test_rate_limit_and_limiter_together_are_refused_before_anything_is_sent() -> None:
+    """Both at once would leave one of them unused: a ValueError when the session is made."""
+    with pytest.raises(ValueError, match="not both"):
+        lsq.Session(
+            "a",
+            "b",
+            host="http://127.0.0.1:9",
+            rate_limit=lsq.RateLimit(10, 5),
+            limiter=lsq.SlidingWindowLimiter(),
+        )
+
+
+def test_what_is_no_limiter_is_refused_as_limiter() -> None:
+    with pytest.raises(TypeError, match="limiter must be a rate limiter"):
+        lsq.Session("a", "b", limiter=lsq.RateLimit(10, 5))  # type: ignore[arg-type]
+
+
+@pytest.mark.looptime
+async def test_a_refusal_naming_an_absurd_limit_is_taken_as_naming_none(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """'1 in 10000000000000 second(s)' is not learned: the session pauses for its own shortest
+    period, retries, and says so once."""
+    refusal = {
+        "Status": "Error",
+        "ExceptionType": "MXAPIRateLimitExceededException",
+        "ExceptionMessage": "API calls exceeded the limit of 1 in 10000000000000 second(s)",
+    }
+    answers = [httpx.Response(429, json=refusal) for _ in range(2)]
+
+    async def handler(request: httpx.Request) -> httpx.Response:
+        if answers:
+            return answers.pop()
+        return httpx.Response(200, json={"RecordCount": 1, "List": [opportunity(1)]})
+
+    caplog.set_level(logging.WARNING, logger="leadsq_async")
+    refused: list[lsq.RateLimited] = []
+    async with session_for(handler, rate_limit=lsq.RateLimit(10, 5)) as session:
+        session.events.subscribe(
+            lambda event: refused.append(event) if isinstance(event, lsq.RateLimited) else None
+        )
+        started = now()
+        assert len(await session.opportunities_of_lead("lead-1").collect()) == 1
+        assert now() - started == 10.0  # two pauses of the configured 5 s
+        assert session.limiter.rate_limits == (lsq.RateLimit(10, 5),)
+    assert [(event.limit, event.pause) for event in refused] == [(None, 5.0), (None, 5.0)]
+    told = [r for r in caplog.records if "not believed" in r.getMessage()]
+    assert len(told) == 1

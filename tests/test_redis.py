@@ -17,6 +17,7 @@ clock or in virtual time.
 from __future__ import annotations
 
 import asyncio
+import inspect
 import logging
 import time
 import uuid
@@ -32,7 +33,6 @@ from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis_worker import all_events, give_the_go, next_event, start_worker
 from tcp_proxy import TcpProxy
-from virtual_time import now, virtual
 
 import leadsq_async as lsq
 from leadsq_async._redis_scripts import BUCKETS
@@ -89,10 +89,14 @@ class JumpingClock:
 
 
 class ClockedLimiter(lsq.RedisLimiter):
-    """A RedisLimiter whose scripts read its `clock` (Unix time) instead of Redis' TIME."""
+    """A RedisLimiter whose scripts read ``clock`` (Unix time) instead of Redis' TIME."""
+
+    def __init__(self, *args: Any, clock: JumpingClock, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.shared_clock = clock
 
     def _shared_now(self) -> int:
-        return round(self._clock() * 1_000_000)
+        return round(self.shared_clock() * 1_000_000)
 
 
 @pytest.fixture
@@ -121,6 +125,19 @@ async def make_limiter(redis_url: str, key: str) -> AsyncIterator[MakeLimiter]:
     yield make
     for limiter in made:
         await limiter.aclose()
+
+
+def now() -> float:
+    """The running loop's clock: the limiter's own."""
+    return asyncio.get_running_loop().time()
+
+
+def jump_the_loop_clock(monkeypatch: pytest.MonkeyPatch) -> JumpingClock:
+    """Make the running loop's clock, which the limiter keeps to, skip ahead on demand."""
+    loop = asyncio.get_running_loop()
+    clock = JumpingClock(loop.time)
+    monkeypatch.setattr(loop, "time", clock)
+    return clock
 
 
 async def redis_now(client: aioredis.Redis) -> float:
@@ -169,10 +186,12 @@ async def take(limiter: lsq.RedisLimiter) -> None:
         pass
 
 
-async def until(condition: Callable[[], Awaitable[bool]], checks: int = 500) -> None:
-    """Wait until `condition()` (a look at Redis) holds, checking every 10 ms."""
+async def until(condition: Callable[[], Awaitable[bool] | bool], checks: int = 500) -> None:
+    """Wait until `condition()` (a look at Redis, or at a limiter) holds, checking every
+    10 ms: a state reached, not a time guessed."""
     for _ in range(checks):
-        if await condition():
+        held = condition()
+        if await held if inspect.isawaitable(held) else held:
             return
         await asyncio.sleep(0.01)
     raise AssertionError(f"still not true after {checks} checks")
@@ -248,7 +267,7 @@ async def test_release_by_another_process_wakes_a_waiter(
             entered.set()
 
     waiting = asyncio.ensure_future(wait())
-    await asyncio.sleep(0.2)
+    await until(lambda: waiter.waiting == 1)
     assert not entered.is_set()
     leave.set()
     # Without the wake-up, the waiter would sleep until the lease's end (60 s).
@@ -407,8 +426,13 @@ async def test_max_wait_is_judged_before_queueing_behind_others(
     """A caller with max_wait behind a waiter that waits for ever is refused at once."""
     limiter = make_limiter(calls=1, period=60.0, lease=60.0)
     tasks, leave = await hold_slots(limiter, 1)
-    patient = asyncio.ensure_future(hold_slots(limiter, 1))
-    await asyncio.sleep(0.1)  # the patient waiter is first in line
+
+    async def wait_patiently() -> None:
+        async with limiter.slot():
+            pass
+
+    patient = asyncio.ensure_future(wait_patiently())
+    await until(lambda: limiter.waiting == 1)  # the patient waiter is first in line
     loop = asyncio.get_running_loop()
     asked = loop.time()
     try:
@@ -876,14 +900,6 @@ async def test_learned_daily_limit_lasts_two_days(make_limiter: MakeLimiter) -> 
     assert after == (lsq.RateLimit(5, 0.3),)
 
 
-async def test_lower_is_a_deprecated_alias_of_learn(make_limiter: MakeLimiter) -> None:
-    """`lower` still learns a limit, with a DeprecationWarning."""
-    limiter = make_limiter(calls=5, period=1.0)
-    with pytest.warns(DeprecationWarning, match="learn"):
-        assert await limiter.lower(lsq.RateLimit(2, 1.0)) is True
-    assert limiter.rate_limits == (lsq.RateLimit(2, 1.0),)
-
-
 async def test_idle_keys_expire(
     make_limiter: MakeLimiter, client: aioredis.Redis, key: str
 ) -> None:
@@ -957,7 +973,7 @@ async def test_unreachable_redis_fails_pause_and_learn(key: str) -> None:
             await limiter.learn(lsq.RateLimit(1, 5.0))
 
 
-@virtual
+@pytest.mark.looptime
 async def test_fallback_keeps_to_a_share_of_the_limit(
     key: str, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -967,10 +983,11 @@ async def test_fallback_keeps_to_a_share_of_the_limit(
         UNREACHABLE_URL,
         lsq.RateLimit(4, 5.0),
         key=key,
-        clock=now,
         fallback=True,
         fallback_processes=2,
     ) as limiter:
+        await limiter.pause(0)  # falls back, and the local limiter first holds a period
+        await asyncio.sleep(5.0)
         tasks, leave = await hold_slots(limiter, 2)
         third: list[float] = []
 
@@ -989,14 +1006,13 @@ async def test_fallback_keeps_to_a_share_of_the_limit(
     assert "hunter2" not in caplog.text
 
 
-@virtual
+@pytest.mark.looptime
 async def test_fallback_keeps_to_a_share_of_every_limit(key: str) -> None:
     """Falling back under 4 per 5 s and 6 per 20 s, a process of two keeps 2 per 5 s, 3 per 20 s."""
     async with lsq.RedisLimiter(
         UNREACHABLE_URL,
         [lsq.RateLimit(4, 5.0), lsq.RateLimit(6, 20.0)],
         key=key,
-        clock=now,
         fallback=True,
         fallback_processes=2,
     ) as limiter:
@@ -1005,13 +1021,46 @@ async def test_fallback_keeps_to_a_share_of_every_limit(key: str) -> None:
         for _ in range(4):
             async with limiter.slot():
                 entered.append(now() - started)
-    assert entered == [0.0, 0.0, 5.0, 20.0]
+    # After the period the fallback first holds (see the next test), two at once, the
+    # third a period after them, the fourth when 20 s have passed since the first.
+    assert entered == [5.0, 5.0, 10.0, 25.0]
+
+
+@pytest.mark.looptime
+async def test_fallback_first_holds_one_period_of_the_shortest_limit(key: str) -> None:
+    """The slots granted in Redis just before it failed are not the local limiter's: it
+    starts by holding one period of the shortest limit, as a key Redis lost does."""
+    async with (
+        lsq.RedisLimiter(
+            UNREACHABLE_URL,
+            [lsq.RateLimit(100, 3600.0), lsq.RateLimit(4, 5.0)],
+            key=key,
+            fallback=True,
+        ) as limiter,
+        limiter.slot() as grant,
+    ):
+        granted = now()
+    assert granted == 5.0
+    assert grant == lsq.Grant(5.0, None)  # a pause, which names no limit
+
+
+async def test_a_grant_says_how_long_it_waited_in_redis(make_limiter: MakeLimiter) -> None:
+    """The Grant of a slot waited for names the limit Redis said binds."""
+    limiter = make_limiter(calls=1, period=0.2)
+    async with limiter.slot() as first:
+        pass
+    async with limiter.slot() as second:
+        pass
+    assert first == lsq.Grant(0.0, None)
+    assert 0.1 < second.waited < 5
+    assert second.limit == lsq.RateLimit(1, 0.2)
 
 
 @pytest.mark.parametrize(
     ("arguments", "error"),
     [
-        ({"rate_limit": "25/5"}, TypeError),
+        ({"rate_limit": 25}, TypeError),
+        ({"rate_limit": "25 a minute"}, ValueError),
         ({"rate_limit": []}, ValueError),
         ({"rate_limit": [lsq.RateLimit(), 5]}, TypeError),
         ({"lease": 0}, ValueError),
@@ -1020,7 +1069,7 @@ async def test_fallback_keeps_to_a_share_of_every_limit(key: str) -> None:
         ({"key": b"k"}, TypeError),
         ({"redis": 6379}, TypeError),
         ({"redis": "http://127.0.0.1:6379"}, ValueError),
-        ({"clock": 5.0}, TypeError),
+        ({"clock": time.monotonic}, TypeError),
         ({"fallback": 1}, TypeError),
         ({"fallback_processes": 0}, ValueError),
         ({"fallback_processes": 2.0}, TypeError),
@@ -1044,18 +1093,12 @@ async def test_bad_arguments_to_calls_are_refused(make_limiter: MakeLimiter) -> 
         await limiter.learn("1/5")  # type: ignore[arg-type]
 
 
-@pytest.mark.parametrize(
-    ("arguments", "options"),
-    [((4, 0.3), {}), ((), {"calls": 4, "period": 0.3}), ((4,), {"period": 0.3})],
-)
-async def test_calls_and_period_are_a_deprecated_form(
-    key: str, arguments: tuple[Any, ...], options: dict[str, Any]
-) -> None:
-    """RedisLimiter(url, calls, period) still makes the limit, with a DeprecationWarning."""
-    with pytest.warns(DeprecationWarning, match=r"RateLimit\(calls, period\)"):
-        limiter = lsq.RedisLimiter(UNREACHABLE_URL, *arguments, key=key, **options)
-    async with limiter:
-        assert limiter.rate_limits == (lsq.RateLimit(4, 0.3),)
+def test_the_limit_is_read_as_the_rate_limit_setting_is(key: str) -> None:
+    """Text reads as it does everywhere else; the old ``(redis, calls, period)`` form is gone."""
+    limiter = lsq.RedisLimiter(UNREACHABLE_URL, "10/5, 10000/1d", key=key)
+    assert limiter.rate_limits == (lsq.RateLimit(10, 5), lsq.RateLimit(10_000, 86_400))
+    with pytest.raises(TypeError):
+        lsq.RedisLimiter(UNREACHABLE_URL, 4, 0.3, key=key)  # type: ignore[arg-type, misc]
 
 
 def test_several_limits_are_kept_by_period(key: str) -> None:
@@ -1077,14 +1120,14 @@ async def test_fallback_returns_to_redis_once_it_answers_again(
     client: aioredis.Redis,
     key: str,
     caplog: pytest.LogCaptureFixture,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """Cut off, a limiter keeps to its local share; 30 s on (of its clock), it tries Redis again."""
-    clock = JumpingClock(time.monotonic)
+    clock = jump_the_loop_clock(monkeypatch)
     limiter = make_limiter(
         calls=4,
         period=0.3,
         redis=through(redis_proxy, redis_url),
-        clock=clock,
         fallback=True,
         fallback_processes=2,
     )
@@ -1096,7 +1139,7 @@ async def test_fallback_returns_to_redis_once_it_answers_again(
     tasks, leave = await hold_slots(limiter, 2)
     assert await held_in_redis(client, key) == 0
     third = asyncio.ensure_future(hold_slots(limiter, 1))
-    await asyncio.sleep(0.1)
+    await until(lambda: limiter.waiting == 1)
     assert not third.done()  # the local share is 4 // 2 slots
     leave.set()
     await asyncio.gather(*tasks)
@@ -1277,3 +1320,12 @@ async def test_listener_outlives_a_wait_longer_than_the_socket_timeout(
     more_tasks, more_leave = await asyncio.wait_for(waiting, 5)
     more_leave.set()
     await asyncio.gather(*more_tasks)
+
+
+async def test_a_limit_over_31_days_is_not_learned_nor_sent_to_redis(key: str) -> None:
+    """'1 in 10000000000000 s' would overflow the scripts' integers: it never reaches Redis."""
+    async with lsq.RedisLimiter(UNREACHABLE_URL, lsq.RateLimit(10, 5), key=key) as limiter:
+        assert await limiter.learn(lsq.RateLimit(1, 10_000_000_000_000)) is False
+        with pytest.raises(lsq.RateLimiterUnavailableError):  # a plausible one is sent
+            await limiter.learn(lsq.RateLimit(1, 86_400))
+        assert limiter.rate_limits == (lsq.RateLimit(10, 5),)

@@ -295,7 +295,7 @@ def rate_limited(status: int, limit: int = 25, period: str = "5") -> httpx.Respo
 async def test_rate_limit_answer_pauses_the_limiter_and_retries(status: int) -> None:
     """A rate-limit answer (429, or 200 with the envelope) pauses the limiter, then retries."""
     answers = [rate_limited(status, limit=50, period="0.05")]
-    limiter = lsq.SlidingWindowLimiter(lsq.RateLimit(calls=50, period=0.05), clock=now)
+    limiter = lsq.SlidingWindowLimiter(lsq.RateLimit(calls=50, period=0.05))
 
     async def handler(request: httpx.Request) -> httpx.Response:
         if answers:
@@ -310,7 +310,7 @@ async def test_rate_limit_answer_pauses_the_limiter_and_retries(status: int) -> 
         await real_pause(seconds, limit=limit)
 
     limiter.pause = spy  # type: ignore[method-assign]
-    async with session_for(handler, rate_limit=limiter) as session:
+    async with session_for(handler, limiter=limiter) as session:
         records = await session.opportunities_of_lead("lead-1").collect()
         assert session.stats.rate_limited == 1
     assert len(records) == 1
@@ -323,7 +323,7 @@ async def test_lower_limit_in_the_message_is_adopted_with_one_warning(
 ) -> None:
     """'limit of 10 in 5 second(s)' tightens a 25-per-5 limiter and logs one warning."""
     answers = [rate_limited(429, limit=10), rate_limited(200, limit=10)]
-    limiter = lsq.SlidingWindowLimiter(lsq.RateLimit(calls=25, period=5.0), clock=now)
+    limiter = lsq.SlidingWindowLimiter(lsq.RateLimit(calls=25, period=5.0))
 
     async def handler(request: httpx.Request) -> httpx.Response:
         if answers:
@@ -332,7 +332,7 @@ async def test_lower_limit_in_the_message_is_adopted_with_one_warning(
 
     limiter.pause = _no_pause  # type: ignore[method-assign]
     caplog.set_level(logging.WARNING, logger="leadsq_async")
-    async with session_for(handler, rate_limit=limiter) as session:
+    async with session_for(handler, limiter=limiter) as session:
         await session.opportunities_of_lead("lead-1").collect()
     assert limiter.rate_limit == lsq.RateLimit(calls=10, period=5.0)
     warnings = [r for r in caplog.records if r.levelno == logging.WARNING]
@@ -351,8 +351,8 @@ async def test_rate_limit_error_raises_when_retries_are_spent() -> None:
     async def handler(request: httpx.Request) -> httpx.Response:
         return rate_limited(429)
 
-    limiter = lsq.SlidingWindowLimiter(lsq.RateLimit(calls=25, period=0.001), clock=now)
-    async with session_for(handler, rate_limit=limiter) as session:
+    limiter = lsq.SlidingWindowLimiter(lsq.RateLimit(calls=25, period=0.001))
+    async with session_for(handler, limiter=limiter) as session:
         with pytest.raises(lsq.RateLimitError) as info:
             await session.opportunities_of_lead("lead-1").collect()
     assert info.value.limit == lsq.RateLimit(25, 5.0)
@@ -517,15 +517,6 @@ def test_descending_without_sort_by_is_refused() -> None:
     session = lsq.Session("a", "b", host="http://127.0.0.1:9")
     with pytest.raises(ValueError, match="sort_by"):
         session.opportunities_of_lead("lead-1", descending=False)
-
-
-def test_retry_policy_timeout_is_a_deprecated_alias_of_deadline() -> None:
-    """RetryPolicy(timeout=) and .timeout warn and mean the total deadline."""
-    with pytest.warns(DeprecationWarning, match="deadline"):
-        policy = lsq.RetryPolicy(timeout=60.0)
-    assert policy.deadline == 60.0
-    with pytest.warns(DeprecationWarning, match="deadline"):
-        assert policy.timeout == 60.0
 
 
 def test_errors_show_the_public_class_path() -> None:

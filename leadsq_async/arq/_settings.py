@@ -137,8 +137,7 @@ class WorkerConfig:
             self.access_key,
             self.secret_key,
             host=self.host,
-            # "limits" renames this argument to limiter= (see the report of issue 22).
-            rate_limit=limiter,
+            limiter=limiter,
             timeout=self.timeout,
             retry=RetryPolicy(attempts=self.max_attempts, deadline=self.request_deadline),
         )

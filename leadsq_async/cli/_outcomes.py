@@ -32,9 +32,9 @@ from leadsq_async import (
     AuthenticationError,
     LeadSquaredError,
     QuotaExhaustedError,
-    RateLimit,
     RateLimiterUnavailableError,
 )
+from leadsq_async._limits import StatedLimit
 from leadsq_async.journal import CrawlError, DirectoryInUse, failed_for_good
 
 from ._counts import format_duration, plural
@@ -333,7 +333,7 @@ def crawl_failures(failures: Failures, path: Path) -> str:
     )
 
 
-def quota_name(limit: RateLimit | None) -> str:
+def quota_name(limit: StatedLimit | None) -> str:
     """``the daily quota of 10,000 calls``, ``the quota of 6 calls per 4 s``: ``limit``,
     named as a quota; ``the account's rate limit`` when it is not known."""
     if limit is None:

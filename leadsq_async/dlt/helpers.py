@@ -214,16 +214,18 @@ async def _crawl(plan: Plan, directory: Path, completed: str | None) -> AsyncIte
 async def _session(plan: Plan) -> AsyncIterator[Session]:
     """The crawl's session; a limiter made by the caller's factory is closed after it."""
     limiter: RateLimiter | None = None
+    rate_limit: tuple[RateLimit, ...] | None = None
     if isinstance(plan.rate_limit, tuple):
-        rate_limit: tuple[RateLimit, ...] | RateLimiter = plan.rate_limit
+        rate_limit = plan.rate_limit
     else:
-        rate_limit = limiter = plan.rate_limit()
+        limiter = plan.rate_limit()
     try:
         async with Session(
             plan.access_key,
             plan.secret_key,
             host=plan.host,
             rate_limit=rate_limit,
+            limiter=limiter,
             timeout=plan.timeout,
             retry=plan.retry,
         ) as session:

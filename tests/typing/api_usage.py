@@ -44,8 +44,10 @@ async def build() -> None:
     ) as session:
         await walk(session)
     shared = lsq.SlidingWindowLimiter(limit)
-    async with lsq.Session("access", "secret", rate_limit=shared):
-        pass
+    async with lsq.Session("access", "secret", limiter=shared), shared.slot() as grant:
+        waited: float = grant.waited
+        binding: lsq.RateLimit | None = grant.limit
+        print(waited, binding)
 
 
 def round_trip(row: dict[str, object]) -> dict[str, object]:
@@ -73,7 +75,10 @@ async def limit_several() -> None:
             pass
     except lsq.QuotaExhaustedError as error:
         retry_at: datetime.datetime = error.retry_at
-        spent: lsq.RateLimit | None = error.limit
+        # Typed by what it offers (`_errors` imports nothing); it is a RateLimit.
+        spent = error.limit if isinstance(error.limit, lsq.RateLimit) else None
+        calls: int | None = None if error.limit is None else error.limit.calls
+        print(calls)
         print(retry_at, spent)
     seconds: float = lsq.least_time(pro, 50_000)
     print(limits, shortest, changed, seconds)
