@@ -68,27 +68,6 @@ def test_the_cli_imports_only_public_modules_and_the_leaf_modules() -> None:
                 assert module in ALLOWED, (path.name, module)
 
 
-def test_no_import_cycle_among_the_cli_modules() -> None:
-    graph = {
-        f"leadsq_async.cli.{path.stem}": {
-            module for module in _imports(path) if module.startswith("leadsq_async.cli.")
-        }
-        for path in CLI_DIR.glob("*.py")
-    }
-    done: set[str] = set()
-
-    def visit(module: str, path: tuple[str, ...]) -> None:
-        assert module not in path, " -> ".join((*path, module))
-        if module in done:
-            return
-        for imported in graph.get(module, ()):
-            visit(imported, (*path, module))
-        done.add(module)
-
-    for module in graph:
-        visit(module, ())
-
-
 def test_without_click_the_hint_is_an_install_that_works_from_a_clone() -> None:
     """The package is not on PyPI yet: the hint installs the extra from the clone."""
     code = "import sys; sys.modules['click'] = None\nfrom leadsq_async.cli import main\nmain([])"

@@ -144,9 +144,6 @@ async def crawl(
     return counts, meter
 
 
-@pytest.mark.xfail(
-    reason="reads the limiter's SlotGranted events, which the limits branch emits", strict=False
-)
 @pytest.mark.looptime
 async def test_a_lead_holding_most_of_the_work_keeps_the_eta_true(tmp_path: Path) -> None:
     """One lead of 75 pages and 25 of one: the requests and the ETA stay true to the end."""
@@ -243,9 +240,6 @@ async def test_the_rate_is_measured_over_a_whole_period() -> None:
     assert meter.requests_per_second == pytest.approx(25 / 5.0)
 
 
-@pytest.mark.xfail(
-    reason="reads the limiter's SlotGranted events, which the limits branch emits", strict=False
-)
 @pytest.mark.looptime
 async def test_a_crawl_at_the_limit_says_it_waits_for_the_rate_limit(tmp_path: Path) -> None:
     """A crawl the limit holds back spends nearly all its time waiting for it, in words."""

@@ -12,7 +12,8 @@ pace: requests per second over at least one rate-limit period, the share of the
 time the crawl waited for the rate limit (as the limiter says it did, in
 `SlotGranted` events, and the pauses it announces in `RateLimited` and `QuotaWait`),
 the retries and refusals, and an ETA: the least time the session's limits allow
-for the requests left (`least_time`), plus a round trip and any pause.
+for the requests left (`least_time`, each slot held for a round trip and a period,
+the slots granted lately counted first), plus a round trip and any pause.
 """
 
 from __future__ import annotations
@@ -242,6 +243,8 @@ class Meter:
         # The spans of time some request waited, merged (the latest last).
         self._waits: list[tuple[float, float]] = []
         self._waited: collections.deque[tuple[float, float]] = collections.deque()
+        # When the latest slots of the shortest limit were granted (its calls at most).
+        self._grants: collections.deque[float] = collections.deque()
 
     # Listening.
 
@@ -256,6 +259,9 @@ class Meter:
             self.requests += 1
             self._sends.append(now)
         elif isinstance(event, SlotGranted):
+            self._grants.append(now)
+            if len(self._grants) > self.limits[0].calls:
+                self._grants.popleft()
             if event.waited > 0:
                 self._waited_between(now - event.waited, now)
         elif isinstance(event, ResponseReceived):
@@ -369,7 +375,7 @@ class Meter:
         if self.pages:
             left *= max(self.answers / self.pages, 1.0)  # answered: in flight is not retried
         now = self._clock()
-        seconds = least_time(self.limits, math.ceil(left)) + (self.latency or 0.0)
+        seconds = self._least_time(math.ceil(left), now)
         seconds += max(self._paused_until - now, self._quota_until - now, 0.0)
         if self.limit_binds:
             return seconds
@@ -379,6 +385,22 @@ class Meter:
         return max(seconds, left / measured) if measured else seconds
 
     # Inside.
+
+    def _least_time(self, requests: int, now: float) -> float:
+        """The least time the limits allow for ``requests`` more, and the last answer.
+
+        A slot is held for its round trip and then a period, so each limit counts here
+        with its period plus a round trip; and the slots granted within the last such
+        period still count, as the first of the schedule: it started when the oldest
+        of them was granted.
+        """
+        latency = self.latency or 0.0
+        held = [RateLimit(limit.calls, limit.period + latency) for limit in self.limits]
+        span = held[0].period
+        recent = [at for at in self._grants if at > now - span]
+        started = recent[0] if recent else now
+        schedule = least_time(held, len(recent) + requests)
+        return max(schedule - (now - started), 0.0) + latency
 
     def _waited_between(self, start: float, end: float) -> None:
         """Count [start, end] as time waited, once however many requests waited in it."""
