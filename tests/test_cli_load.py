@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import re
 import socket
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -170,3 +171,32 @@ def test_load_help_lists_the_exit_codes(capsys: pytest.CaptureFixture[str]) -> N
     out = capsys.readouterr().out
     assert "Exit codes (opportunities, activities, crawl and load):" in out
     assert re.search(r"^\s+75\s+stopped with work", out, re.MULTILINE)
+
+
+def test_a_load_into_a_database_server_names_no_file(
+    emulator: RunningEmulator,
+    load_env: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """PostgreSQL: the summary names the destination and dataset, and no local file."""
+    psycopg2 = pytest.importorskip("psycopg2")
+    monkeypatch.setenv(
+        "DESTINATION__POSTGRES__CREDENTIALS", "postgresql://postgres:@127.0.0.1:5432/test"
+    )
+    dataset = f"cli_load_{uuid.uuid4().hex[:12]}"
+    leads = _leads_file(load_env, _leads(emulator, 2))
+    args = ["load", "--leads-file", leads, "--destination", "postgres", "--dataset", dataset]
+    try:
+        code = main([*args, "--pipeline-name", "leadsquared_postgres"])
+    finally:
+        connection = psycopg2.connect("postgresql://postgres:@127.0.0.1:5432/test")
+        with connection, connection.cursor() as cursor:
+            for schema in (dataset, f"{dataset}_staging"):
+                cursor.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+        connection.close()
+    stderr = capsys.readouterr().err
+    assert code == 0, stderr
+    summary = stderr.splitlines()[-1]
+    assert summary.startswith(f"loaded into postgres dataset {dataset}: crawled 2 leads")
+    assert "written to" not in summary

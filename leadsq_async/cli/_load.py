@@ -357,7 +357,9 @@ def _where(pipeline: Pipeline) -> str:
 def _written(pipeline: Pipeline) -> str:
     """``; written to /abs/path/NAME.duckdb`` for a destination that is a local file, else
     nothing: where to find what was loaded, wherever the command was run from."""
-    with contextlib.suppress(Exception):  # a destination without a local file
+    if not pipeline.destination.destination_type.endswith(".duckdb"):
+        return ""  # a database server: its name is no file here
+    with contextlib.suppress(Exception):  # an in-memory database, say
         database = pipeline.sql_client().credentials.database
         if isinstance(database, str) and database and database != ":memory:":
             return f"; written to {os.path.abspath(database)}"
