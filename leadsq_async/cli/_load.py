@@ -1,9 +1,9 @@
 """``leadsq-async load``: crawl leads into a warehouse through dlt (needs the ``dlt`` extra).
 
 dlt runs in the command's main thread: it crawls in an event loop of its own
-(see leadsq_async/dlt.py), then normalizes and loads. The progress bar is
-refreshed from a thread of ours, since nothing of the command's runs on an event
-loop here.
+(see leadsq_async/dlt/), then normalizes and loads. A thread of ours asks that
+loop to refresh the progress a few times a second, so that the meter is read
+where its events come, never beside them.
 
 Ctrl-C (or SIGTERM): dlt turns it into a clean stop while it normalizes or loads,
 but not while it extracts, where a KeyboardInterrupt would tear dlt's event loop
@@ -51,17 +51,21 @@ DEFAULT_DATASET = "leadsquared_data"
 
 class _Progress:
     """The source's progress (`leadsq_async.dlt.LoadProgress`) as the crawl's counts and
-    meter; it stops the load, once a signal came, by raising `Interrupted`."""
+    meter; it stops the load, once a signal came, by raising `Interrupted`, or when ten
+    leads in a row fail for now, by raising `FailuresInARow` (as crawl stops)."""
 
     def __init__(self, counts: CrawlCounts) -> None:
         self.counts = counts
         self.meter: Meter | None = None
+        #: The loop the crawl runs on: the meter is read there, where its events come.
+        self.loop: asyncio.AbstractEventLoop | None = None
         self.signal_name: str | None = None
         # The stop rules of crawl: many leads in a row failing for now stop the load.
         self._streak = FailureStreak("lead")
 
     def crawl_started(self, session: Session) -> None:
-        meter = Meter(session, clock=asyncio.get_running_loop().time)
+        self.loop = asyncio.get_running_loop()
+        meter = Meter(session, clock=self.loop.time)
         meter.listen()  # for as long as the session lives: it ends with the crawl
         self.meter = meter
         self._stop_if_signalled()
@@ -115,11 +119,17 @@ def _showing(progress: _Progress, display: Display) -> Iterator[None]:
     """Refresh ``display`` from a thread while the body runs (dlt holds the main thread)."""
     stop = threading.Event()
 
+    def refresh() -> None:
+        if progress.meter is not None:
+            progress.meter.sample()
+            display.update(progress.counts, progress.meter)
+
     def tick() -> None:
+        # The refresh runs on the crawl's loop, never beside the events it counts.
         while not stop.wait(TICK_SECONDS):
-            if progress.meter is not None:
-                progress.meter.sample()
-                display.update(progress.counts, progress.meter)
+            if progress.loop is not None:
+                with contextlib.suppress(RuntimeError):  # the loop is closed: the crawl ended
+                    progress.loop.call_soon_threadsafe(refresh)
 
     display.start(progress.counts)
     ticker = threading.Thread(target=tick, name="leadsq-async progress", daemon=True)
@@ -129,9 +139,7 @@ def _showing(progress: _Progress, display: Display) -> Iterator[None]:
     finally:
         stop.set()
         ticker.join()
-        if progress.meter is not None:
-            progress.meter.sample()
-            display.update(progress.counts, progress.meter)
+        refresh()  # the crawl's loop is gone: nothing counts any more
         display.stop()
 
 

@@ -18,6 +18,7 @@ the slots granted lately counted first), plus a round trip and any pause.
 
 from __future__ import annotations
 
+import bisect
 import collections
 import datetime as _dt
 import math
@@ -397,7 +398,9 @@ class Meter:
         latency = self.latency or 0.0
         held = [RateLimit(limit.calls, limit.period + latency) for limit in self.limits]
         span = held[0].period
-        recent = [at for at in self._grants if at > now - span]
+        # A copy first: `load` reads the figures from a thread of its own while the
+        # session's loop adds to them (a copy is made at once, under the GIL).
+        recent = [at for at in tuple(self._grants) if at > now - span]
         started = recent[0] if recent else now
         schedule = least_time(held, len(recent) + requests)
         return max(schedule - (now - started), 0.0) + latency
@@ -419,4 +422,4 @@ class Meter:
         now = self._clock()
         while self._sends and self._sends[0] < now - _RATE_WINDOWS * self.window:
             self._sends.popleft()
-        return sum(1 for sent in self._sends if sent > since)
+        return len(self._sends) - bisect.bisect_right(self._sends, since)
