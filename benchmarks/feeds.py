@@ -34,6 +34,7 @@ import time
 import attrs
 
 import leadsq_async as lsq
+from benchmarks import crawl
 from leadsq_async.testing import (
     Dataset,
     EmulatorApp,
@@ -42,7 +43,7 @@ from leadsq_async.testing import (
     serve_in_thread,
 )
 
-CALLS, PERIOD = 25, 5.0
+CALLS, PERIOD = crawl.CALLS, crawl.PERIOD
 ROUND_TRIP = 0.05
 LEADS = 2000
 TYPES = ("12000", "12001", "12002")
@@ -80,7 +81,7 @@ class Figures:
 
     @property
     def safe_optimum(self) -> float:
-        return safe_optimum(self.feed_calls)
+        return crawl.safe_optimum(self.feed_calls, ROUND_TRIP)
 
     @property
     def time_ratio(self) -> float:
@@ -115,13 +116,6 @@ def crawl_calls(data: Dataset, leads: list[str]) -> int:
         total += pages(len(rows))
         total += sum(pages(len(data.activities.get(row["OpportunityId"], []))) for row in rows)
     return total
-
-
-def safe_optimum(requests: int, limit: lsq.RateLimit | None = None) -> float:
-    """The earliest the last of ``requests`` answers can arrive when each wave also waits out
-    the previous wave's round trip."""
-    limit = lsq.RateLimit(CALLS, PERIOD) if limit is None else limit
-    return lsq.RateLimit(limit.calls, limit.period + ROUND_TRIP).least_time(requests) + ROUND_TRIP
 
 
 def session_for(emulator: RunningEmulator, limit: lsq.RateLimit) -> lsq.Session:
