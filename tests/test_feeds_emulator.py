@@ -16,7 +16,7 @@ from collections.abc import AsyncIterator, Iterable
 from typing import Any
 
 import pytest
-from emulator_in_process import client_of, now, virtual_app
+from emulator_in_process import client_of, virtual_app
 
 import leadsq_async as lsq
 from leadsq_async import unstructure
@@ -54,7 +54,6 @@ async def session(app: EmulatorApp) -> AsyncIterator[lsq.Session]:
             DEFAULT_SECRET_KEY,
             host="http://127.0.0.1:9",
             client=client,
-            clock=now,
             rate_limit=lsq.RateLimit(1000, 1),
             retry=lsq.RetryPolicy(attempts=2, backoff=0.01, max_backoff=0.01),
         ) as session,
