@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-DOCS = Path(__file__).parent.parent / "docs"
+DOCS = Path(__file__).resolve().parents[2] / "docs"
 #: An install of the package by its name, which fails until it is on PyPI.
 _BY_NAME = re.compile(r"pip install\s+['\"]?leadsq-async\b")
 
