@@ -30,7 +30,7 @@ DOCS_DEPS = ["mkdocs-material>=9.5", "mkdocstrings[python]>=0.26", "ruff>=0.6"]
 @nox.session
 def tests(session: nox.Session) -> None:
     """Run the test suite against the emulator and the local Redis and PostgreSQL servers,
-    on four workers (``nox -s tests -- -n 0 tests/test_wire.py`` for one, and a file).
+    on four workers (``nox -s tests -- -n 0 tests/rules/test_wire.py`` for one, and a file).
 
     Four on two cores: most tests wait on sockets, subprocesses and real windows. The
     package's bytecode is written, as for an installed package, so that the hundreds of

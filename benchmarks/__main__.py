@@ -19,6 +19,7 @@ from benchmarks import (
     arq_workers,
     cpu,
     crawl,
+    feeds,
     journal,
     load,
     processes,
@@ -37,6 +38,7 @@ NAMES = (
     "scrub",
     "cpu",
     "crawl",
+    "feeds",
     "processes",
     "workers",
     "quota",
@@ -75,6 +77,8 @@ def main(argv: list[str] | None = None) -> None:
             print("\n".join(f"  {key}: {value:.2f}" for key, value in results[name].items()))
     if "crawl" in chosen:
         results["crawl"] = crawl.run()
+    if "feeds" in chosen:
+        results["feeds"] = feeds.run()
     if "processes" in chosen:
         results["processes"] = processes.run()
         print("Several processes on one account, strict 25-per-5-s window")
@@ -134,6 +138,8 @@ def write_page(results: dict[str, Any]) -> None:
         "the gap between its time / optimum and 1.",
         "",
     ]
+    lines += ["## Account-wide feeds against the per-lead crawl", ""]
+    lines += [*feeds.lines(results["feeds"]), ""]
     lines += quota.markdown(results["quota"])
     lines += ["## Several processes on one account", ""]
     lines += [f"- {name}: {figure(name, value)}" for name, value in results["processes"].items()]

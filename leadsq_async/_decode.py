@@ -192,15 +192,28 @@ def _shown(value: object, secrets: Sequence[str]) -> str:
     return text if len(text) <= 40 else f"{text[:30]}... ({len(text)} characters)"
 
 
+_RATE_LIMIT_MESSAGE = re.compile(
+    r"limit of\s+(\d{1,30})\s+in\s+(\d{1,30}(?:\.\d{1,30})?)\s*"
+    r"(second|sec|s\b|minute|min|hour|hr|h\b|day|d\b)",
+    re.IGNORECASE,
+)
+_UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+# No plan allows a billion calls in a period: a larger number is not a limit to keep.
+_MOST_CALLS_NAMED = 10**9
+
+
 def parse_rate_limit_message(text: str | None) -> RateLimit | None:
-    """Read ``limit of N in M second(s)`` out of a rate-limit message."""
+    """Read ``limit of N in M second(s)`` out of a rate-limit message, or the same in
+    minute(s), hour(s) or day(s). None when the message names no limit a client could keep:
+    none at all, zero, or numbers past what any plan allows (a 400-digit period)."""
     if not text:
         return None
-    match = re.search(r"limit of\s+(\d+)\s+in\s+(\d+(?:\.\d+)?)\s+second", text, re.IGNORECASE)
+    match = _RATE_LIMIT_MESSAGE.search(text[:SHOWN_CHARACTERS])
     if not match:
         return None
-    calls, period = int(match.group(1)), float(match.group(2))
-    if calls < 1 or period <= 0:
+    calls = int(match.group(1))
+    period = float(match.group(2)) * _UNIT_SECONDS[match.group(3)[0].lower()]
+    if not 1 <= calls <= _MOST_CALLS_NAMED or not 0 < period < float("inf"):
         return None
     return RateLimit(calls, period)
 

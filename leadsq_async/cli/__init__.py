@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import sys
 
-__all__ = ["main"]
+from ._install import install_hint
+
+__all__ = ["install_hint", "main"]
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -26,8 +28,7 @@ def main(argv: list[str] | None = None) -> None:
         if error.name not in ("click", "rich"):
             raise
         sys.stderr.write(
-            f"leadsq-async: error: the command line needs {error.name}: "
-            'pip install "leadsq-async[cli]"\n'
+            f"leadsq-async: error: the command line needs {error.name}: {install_hint('cli')}\n"
         )
         sys.exit(1)
     sys.exit(run(argv))

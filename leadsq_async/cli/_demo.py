@@ -36,9 +36,10 @@ from leadsq_async.testing import (
     RunningEmulator,
 )
 
+from ._counts import CrawlCounts, plural
 from ._display import progress_display
 from ._options import parse_rate_limit
-from ._progress import CrawlCounts, Display, plural
+from ._progress import Display
 from ._run import (
     INTERRUPTED_EXIT_CODE,
     CommandFailed,

@@ -26,12 +26,12 @@ from rich.theme import Theme
 
 from leadsq_async import Session
 
+from ._counts import CrawlCounts
 from ._export import RowWriter
 from ._ids import STDIN, count_ids
 from ._meter import ACTIVITIES, OPPORTUNITIES, Meter
 from ._progress import (
     LEADS,
-    CrawlCounts,
     Display,
     NoDisplay,
     Noun,

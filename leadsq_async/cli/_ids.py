@@ -12,6 +12,7 @@ network mount), and one hop to a thread per id costs nothing next to a request.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import queue
 import stat
@@ -27,6 +28,7 @@ __all__ = [
     "IdReader",
     "IdsFileError",
     "count_ids",
+    "ids_file",
     "ids_from",
     "lines_to_ids",
     "open_ids",
@@ -53,6 +55,21 @@ def open_ids(path: str) -> IO[str]:
         return sys.stdin
     # utf-8-sig: a file saved by a spreadsheet may start with a byte-order mark.
     return open(path, encoding="utf-8-sig")
+
+
+@contextlib.contextmanager
+def ids_file(path: str | None) -> Iterator[IO[str] | None]:
+    """The ids file at ``path`` (standard input for ``-``) while the body runs; None for
+    no path."""
+    if path is None:
+        yield None
+        return
+    file = open_ids(path)
+    try:
+        yield file
+    finally:
+        if file is not sys.stdin:
+            file.close()
 
 
 class IdsFileError(ValueError):
@@ -90,6 +107,10 @@ def lines_to_ids(lines: Iterable[str], source: str = "the input") -> Iterator[st
                 "one id per line"
             ) from None
         number += 1
+        if number == 1:
+            # Standard input is read as a path is (utf-8-sig): a leading byte-order mark is
+            # not part of the first id.
+            line = line.removeprefix("\ufeff")
         if "\x00" in line:
             raise IdsFileError(
                 f"{source} is not a text file of ids: line {number} holds a NUL byte (is it "

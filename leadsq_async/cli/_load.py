@@ -1,9 +1,9 @@
 """``leadsq-async load``: crawl leads into a warehouse through dlt (needs the ``dlt`` extra).
 
 dlt runs in the command's main thread: it crawls in an event loop of its own
-(see leadsq_async/dlt.py), then normalizes and loads. The progress bar is
-refreshed from a thread of ours, since nothing of the command's runs on an event
-loop here.
+(see leadsq_async/dlt/), then normalizes and loads. A thread of ours asks that
+loop to refresh the progress a few times a second, so that the meter is read
+where its events come, never beside them.
 
 Ctrl-C (or SIGTERM): dlt turns it into a clean stop while it normalizes or loads,
 but not while it extracts, where a KeyboardInterrupt would tear dlt's event loop
@@ -16,6 +16,7 @@ second signal ends the process at once, which the checkpoint survives too.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import os
 import signal
@@ -30,10 +31,12 @@ import click
 from leadsq_async import LeadResult, LeadSquaredError, Session
 from leadsq_async.journal import DirectoryInUse
 
+from ._counts import CrawlCounts, format_duration, plural
 from ._ids import IdReader, count_ids, lines_to_ids, open_ids
-from ._options import ApiOptions, api_options, leads_file_option, scrub
-from ._outcomes import USAGE
-from ._progress import TICK_SECONDS, CrawlCounts, Display, Meter, format_duration, plural
+from ._install import install_hint
+from ._options import ApiOptions, api_options, leads_file_option, refuse_empty, scrub
+from ._outcomes import EXIT_CODES_HELP, USAGE, FailuresInARow, FailureStreak, stopped
+from ._progress import TICK_SECONDS, Display, Meter
 from ._run import INTERRUPTED_EXIT_CODE, CommandFailed, Interrupted, error_line, stderr_is_terminal
 
 if TYPE_CHECKING:
@@ -48,15 +51,23 @@ DEFAULT_DATASET = "leadsquared_data"
 
 class _Progress:
     """The source's progress (`leadsq_async.dlt.LoadProgress`) as the crawl's counts and
-    meter; it stops the load, once a signal came, by raising `Interrupted`."""
+    meter; it stops the load, once a signal came, by raising `Interrupted`, or when ten
+    leads in a row fail for now, by raising `FailuresInARow` (as crawl stops)."""
 
     def __init__(self, counts: CrawlCounts) -> None:
         self.counts = counts
         self.meter: Meter | None = None
+        #: The loop the crawl runs on: the meter is read there, where its events come.
+        self.loop: asyncio.AbstractEventLoop | None = None
         self.signal_name: str | None = None
+        # The stop rules of crawl: many leads in a row failing for now stop the load.
+        self._streak = FailureStreak("lead")
 
     def crawl_started(self, session: Session) -> None:
-        self.meter = Meter(session)
+        self.loop = asyncio.get_running_loop()
+        meter = Meter(session, clock=self.loop.time)
+        meter.listen()  # for as long as the session lives: it ends with the crawl
+        self.meter = meter
         self._stop_if_signalled()
 
     def lead_skipped(self, lead_id: str) -> None:
@@ -65,6 +76,10 @@ class _Progress:
 
     def lead_crawled(self, result: LeadResult) -> None:
         self.counts.add(result)
+        if self.meter is not None:
+            self.meter.end(result.lead_id, result.activities, failed=result.error is not None)
+        error = result.error
+        self._streak.add(error, "" if error is None else scrub(str(error)))
         self._stop_if_signalled()
 
     def _stop_if_signalled(self) -> None:
@@ -104,11 +119,17 @@ def _showing(progress: _Progress, display: Display) -> Iterator[None]:
     """Refresh ``display`` from a thread while the body runs (dlt holds the main thread)."""
     stop = threading.Event()
 
+    def refresh() -> None:
+        if progress.meter is not None:
+            progress.meter.sample()
+            display.update(progress.counts, progress.meter)
+
     def tick() -> None:
+        # The refresh runs on the crawl's loop, never beside the events it counts.
         while not stop.wait(TICK_SECONDS):
-            if progress.meter is not None:
-                progress.meter.sample()
-                display.update(progress.counts, progress.meter)
+            if progress.loop is not None:
+                with contextlib.suppress(RuntimeError):  # the loop is closed: the crawl ended
+                    progress.loop.call_soon_threadsafe(refresh)
 
     display.start(progress.counts)
     ticker = threading.Thread(target=tick, name="leadsq-async progress", daemon=True)
@@ -118,9 +139,7 @@ def _showing(progress: _Progress, display: Display) -> Iterator[None]:
     finally:
         stop.set()
         ticker.join()
-        if progress.meter is not None:
-            progress.meter.sample()
-            display.update(progress.counts, progress.meter)
+        refresh()  # the crawl's loop is gone: nothing counts any more
         display.stop()
 
 
@@ -138,7 +157,7 @@ def _cause(
     return None
 
 
-@click.command()
+@click.command(epilog=EXIT_CODES_HELP)
 @leads_file_option("load")
 @click.option(
     "--destination",
@@ -163,8 +182,9 @@ def _cause(
     default=DEFAULT_NAME,
     show_default=True,
     metavar="NAME",
-    help="The dlt pipeline: its working directory keeps the state and the checkpoint of "
-    "an interrupted load.",
+    help="The dlt pipeline: its directory (~/.dlt/pipelines/NAME; /var/dlt/pipelines/NAME "
+    "as root) keeps the state and the checkpoint of an interrupted load. One pipeline "
+    "loads into one destination: give each destination a name of its own.",
 )
 @click.option(
     "--with-activities",
@@ -200,6 +220,7 @@ def load(
     concurrency: int | None,
     progress: bool | None,
     quiet: bool,
+    allow_empty: bool,
     api: ApiOptions,
 ) -> int:
     """Load the opportunities (and activities) of many leads into a database, with dlt.
@@ -209,8 +230,10 @@ def load(
     a crash) is carried on by the same command, without asking the API again
     for the leads it had fetched. Leads that fail are not loaded, are named in
     a warning, and are tried again by the next load; the exit code is then 1.
-    A second load of a pipeline another load is using is refused with exit code 2.
-    Needs the dlt extra: pip install "leadsq-async[dlt]".
+    It stops as crawl does (the exit codes below): bad keys at once (1), ten
+    leads in a row failing for now or a spent quota with 75. A second load of
+    a pipeline another load is using is refused with exit code 2.
+    Needs the dlt extra: pip install -e ".[dlt]" in a clone.
     """
     try:
         import dlt
@@ -220,9 +243,7 @@ def load(
     except ModuleNotFoundError as error:
         if error.name is None or not error.name.startswith("dlt"):
             raise
-        raise click.ClickException(
-            'the load command needs dlt: pip install "leadsq-async[dlt]"'
-        ) from None
+        raise click.ClickException(f"the load command needs dlt: {install_hint('dlt')}") from None
     from ._display import progress_display
 
     if not api.access_key or not api.secret_key:
@@ -230,22 +251,12 @@ def load(
     assert api.access_key is not None
     assert api.secret_key is not None
     counts = CrawlCounts(total=count_ids(leads_file))
+    refuse_empty(counts.total, leads_file, allow_empty)
+    api.refuse_unknown_host()
     watcher = _Progress(counts)
-    pipeline = dlt.pipeline(
-        pipeline_name=pipeline_name, destination=destination, dataset_name=dataset
-    )
+    pipeline = _pipeline(dlt, pipeline_name, destination, dataset)
     if pipeline.has_pending_data:
-        # The interrupted load had fetched every lead: only loading them was left. Not
-        # pipeline.run(), which first syncs with the destination, and drops the pending
-        # package if the destination holds no dataset yet (a first load).
-        _run(pipeline, None, PipelineStepFailed)
-        if not quiet:
-            click.echo(
-                f"finished the interrupted load into {_where(pipeline)}; the next load "
-                "fetches the leads anew",
-                err=True,
-            )
-        return 0
+        return _finish_pending(pipeline, PipelineStepFailed, quiet=quiet)
     display = progress_display(quiet=quiet, force=progress)
     with open_ids(leads_file) as file:
         source = leadsquared(
@@ -274,6 +285,40 @@ def load(
     return 0
 
 
+def _pipeline(dlt: Any, name: str, destination: str, dataset: str) -> Pipeline:
+    """The dlt pipeline; a destination dlt does not know is a usage error naming those it does."""
+    from dlt.common.destination.exceptions import UnknownDestinationModule
+
+    try:
+        pipeline: Pipeline = dlt.pipeline(
+            pipeline_name=name, destination=destination, dataset_name=dataset
+        )
+    except UnknownDestinationModule:
+        import dlt.destinations
+
+        known = ", ".join(sorted(set(dlt.destinations.__all__) - {"destination"}))
+        raise click.BadParameter(
+            f"dlt has no destination {destination!r}; it has {known} (or a named destination "
+            "configured with DESTINATION__NAME__DESTINATION_TYPE)",
+            param_hint="'--destination'",
+        ) from None
+    return pipeline
+
+
+def _finish_pending(pipeline: Pipeline, step_failed: type[Exception], *, quiet: bool) -> int:
+    """Finish the load an interrupted one left: it had fetched every lead, only loading them
+    was left. Not pipeline.run(), which first syncs with the destination, and drops the
+    pending package if the destination holds no dataset yet (a first load)."""
+    _run(pipeline, None, step_failed)
+    if not quiet:
+        click.echo(
+            f"finished the interrupted load into {_where(pipeline)}; the next load "
+            "fetches the leads anew",
+            err=True,
+        )
+    return 0
+
+
 def _run(pipeline: Pipeline, source: Any, step_failed: type[Exception]) -> None:
     """``pipeline.run(source)`` (or, without one, the pending packages' normalize and load),
     its failures as the command's one-line errors."""
@@ -284,11 +329,10 @@ def _run(pipeline: Pipeline, source: Any, step_failed: type[Exception]) -> None:
             pipeline.normalize()
             pipeline.load()
     except step_failed as error:
-        if _cause(error, (Interrupted, KeyboardInterrupt, _signal_received())) is not None:
-            raise CommandFailed(
-                "interrupted: the leads fetched so far are kept; run the same command to carry on",
-                exit_code=INTERRUPTED_EXIT_CODE,
-            ) from None
+        saved = "the leads fetched so far are kept"
+        signalled = _cause(error, (Interrupted, KeyboardInterrupt, _signal_received()))
+        if signalled is not None:
+            raise stopped(Interrupted("SIGINT"), "load", saved) from None
         if _cause(error, DirectoryInUse) is not None:
             raise CommandFailed(
                 f"another load holds the pipeline {pipeline.pipeline_name} (its crawl in "
@@ -296,12 +340,9 @@ def _run(pipeline: Pipeline, source: Any, step_failed: type[Exception]) -> None:
                 "then run this command again",
                 exit_code=USAGE,
             ) from None
-        ours = _cause(error, LeadSquaredError)
+        ours = _cause(error, (FailuresInARow, LeadSquaredError, OSError))
         if ours is not None:
-            raise CommandFailed(
-                f"{error_line(ours, scrub)}; the load stopped (the leads fetched so far are "
-                "kept): run the same command to carry on"
-            ) from None
+            raise stopped(ours, "load", saved) from None
         raise CommandFailed(f"the load failed: {error_line(error, scrub)}") from None
 
 
@@ -321,6 +362,18 @@ def _where(pipeline: Pipeline) -> str:
     return f"{pipeline.destination.destination_name} dataset {pipeline.dataset_name}"
 
 
+def _written(pipeline: Pipeline) -> str:
+    """``; written to /abs/path/NAME.duckdb`` for a destination that is a local file, else
+    nothing: where to find what was loaded, wherever the command was run from."""
+    if not pipeline.destination.destination_type.endswith(".duckdb"):
+        return ""  # a database server: its name is no file here
+    with contextlib.suppress(Exception):  # an in-memory database, say
+        database = pipeline.sql_client().credentials.database
+        if isinstance(database, str) and database and database != ":memory:":
+            return f"; written to {os.path.abspath(database)}"
+    return ""
+
+
 def _summary(counts: CrawlCounts, meter: Meter | None, pipeline: Pipeline) -> str:
     parts = [plural(counts.opportunities, "opportunity", "opportunities")]
     if counts.activities:
@@ -330,5 +383,5 @@ def _summary(counts: CrawlCounts, meter: Meter | None, pipeline: Pipeline) -> st
     skipped = f", skipped {counts.skipped} (fetched before or repeated)" if counts.skipped else ""
     return (
         f"loaded into {_where(pipeline)}: crawled {plural(counts.crawled, 'lead')}{skipped} "
-        f"in {elapsed}: {', '.join(parts)}, {requests}"
+        f"in {elapsed}: {', '.join(parts)}, {requests}{_written(pipeline)}"
     )

@@ -9,10 +9,11 @@ walk until then; the ids not started yet are estimated from the mean id so far.
 
 `Meter` listens to a session (`Session.events`, never polling it) and adds the
 pace: requests per second over at least one rate-limit period, the share of the
-time the crawl waited for the rate limit (every slot of a limit held, or a
-pause after a refusal), the retries and refusals, and an ETA: the requests left
-at the rate of the limit that binds for them, one wave of ``calls`` per
-``period`` plus the round trip, as the limiter grants them.
+time the crawl waited for the rate limit (as the limiter says it did, in
+`SlotGranted` events, and the pauses it announces in `RateLimited` and `QuotaWait`),
+the retries and refusals, and an ETA: the least time the session's limits allow
+for the requests left (`least_time`, each slot held for a round trip and a period,
+the slots granted lately counted first), plus a round trip and any pause.
 """
 
 from __future__ import annotations
@@ -23,7 +24,6 @@ import datetime as _dt
 import math
 import time
 from collections.abc import Callable, Iterable
-from typing import TYPE_CHECKING
 
 import attrs
 
@@ -37,17 +37,17 @@ from leadsq_async import (
     ResponseReceived,
     RetryScheduled,
     Session,
+    SlotGranted,
 )
-from leadsq_async._endpoints import ACTIVITIES_OF_OPPORTUNITY, OPPORTUNITIES_OF_LEAD
+from leadsq_async._limits import least_time
 
-if TYPE_CHECKING:
-    from ._progress import CrawlCounts
+from ._counts import CrawlCounts
 
 __all__ = ["ACTIVITIES", "OPPORTUNITIES", "Meter", "Workload"]
 
-#: The endpoints' paths, as events name them.
-OPPORTUNITIES = OPPORTUNITIES_OF_LEAD.path
-ACTIVITIES = ACTIVITIES_OF_OPPORTUNITY.path
+#: The endpoints' paths, as events name them (the API's, as docs/LEADSQUARED_API names them).
+OPPORTUNITIES = "OpportunityManagement.svc/GetOpportunitiesOfLead"
+ACTIVITIES = "OpportunityManagement.svc/GetActivitiesOfOpportunity"
 
 #: How much the latest round trip weighs in the running mean.
 _LATENCY_WEIGHT = 0.2
@@ -204,7 +204,7 @@ class Meter:
         session: the session to listen to.
         endpoint: the path the ids are walked on (a lead's opportunities by default).
         child_endpoint: with it, each record is walked there too (`Workload`).
-        clock: seconds, monotonic; the session's clock in tests.
+        clock: seconds, monotonic: the clock of the loop the session runs on.
         wall: the current UTC time, to place a quota's ``retry_at``.
     """
 
@@ -225,13 +225,15 @@ class Meter:
         #: Requests sent, retries included.
         self.requests = 0
         self.answers = 0
+        #: Records the pages fetched so far held (as they arrive, not as ids end).
+        self.records = 0
         #: Retries by the failure's class name.
         self.retries: collections.Counter[str] = collections.Counter()
         #: Rate-limit refusals from the server.
         self.refusals = 0
         #: Seconds no request could be sent after a refusal.
         self.paused_seconds = 0.0
-        #: Seconds during which a request would have waited for the rate limit.
+        #: Seconds during which some request waited for its slot, as the limiter reported.
         self.waiting_seconds = 0.0
         #: When a spent quota frees again, while the session waits for it.
         self.quota_until: _dt.datetime | None = None
@@ -239,10 +241,11 @@ class Meter:
         self._paused_until = -math.inf
         self._quota_until = -math.inf
         self._sends: collections.deque[float] = collections.deque()
-        self._answer_times: collections.deque[float] = collections.deque()
-        self._last = self.started
-        self._blocked = False
+        # The spans of time some request waited, merged (the latest last).
+        self._waits: list[tuple[float, float]] = []
         self._waited: collections.deque[tuple[float, float]] = collections.deque()
+        # When the latest slots of the shortest limit were granted (its calls at most).
+        self._grants: collections.deque[float] = collections.deque()
 
     # Listening.
 
@@ -253,19 +256,24 @@ class Meter:
     def hear(self, event: Event) -> None:
         """Take one event into account (the listener `listen` subscribes)."""
         now = self._clock()
-        self._advance(now)
         if isinstance(event, RequestSent):
             self.requests += 1
             self._sends.append(now)
+        elif isinstance(event, SlotGranted):
+            self._grants.append(now)
+            if len(self._grants) > self.limits[0].calls:
+                self._grants.popleft()
+            if event.waited > 0:
+                self._waited_between(now - event.waited, now)
         elif isinstance(event, ResponseReceived):
             self.answers += 1
-            self._answer_times.append(now)
             seconds = event.seconds
             previous = self.latency
             self.latency = (
                 seconds if previous is None else previous + _LATENCY_WEIGHT * (seconds - previous)
             )
         elif isinstance(event, PageFetched):
+            self.records += event.rows
             self.workload.add(event)
         elif isinstance(event, RetryScheduled):
             self.retries[event.error_type] += 1
@@ -277,17 +285,14 @@ class Meter:
         elif isinstance(event, QuotaWait):
             self.quota_until = event.retry_at
             self._quota_until = now + (event.retry_at - self._wall()).total_seconds()
-        self._blocked = self._is_blocked(now)
 
     def end(self, id_value: str, children: Iterable[str] = (), *, failed: bool = False) -> None:
         """An id is done or ``failed`` (see `Workload.end`)."""
         self.workload.end(id_value, children, failed=failed)
 
     def sample(self) -> None:
-        """Bring the time waited up to now; call it a few times a second."""
+        """Note the time waited so far; call it a few times a second."""
         now = self._clock()
-        self._advance(now)
-        self._blocked = self._is_blocked(now)
         if self.quota_until is not None and now >= self._quota_until:
             self.quota_until = None
         self._waited.append((now, self.waiting_seconds))
@@ -336,14 +341,14 @@ class Meter:
 
     @property
     def waiting_share(self) -> float:
-        """The share of the time a request would have waited for the rate limit."""
+        """The share of the time some request waited for the rate limit."""
         elapsed = self.elapsed
         return min(self.waiting_seconds / elapsed, 1.0) if elapsed > 0 else 0.0
 
     @property
     def limit_binds(self) -> bool:
-        """Whether the rate limit set the pace lately: over the last few windows, a request
-        would have waited for it at least half of the time."""
+        """Whether the rate limit set the pace lately: over the last few windows, some
+        request waited for it at least half of the time."""
         if len(self._waited) < 2:
             return True
         (then, waited_then), (now, waited_now) = self._waited[0], self._waited[-1]
@@ -359,14 +364,10 @@ class Meter:
         return self.workload.left(counts.total, counts.skipped)
 
     def eta(self, counts: CrawlCounts) -> float | None:
-        """Seconds left at the pace of the limit that binds (or, when the rate limit has
-        not set the pace lately, the pace measured if slower), or None until it can be told.
-
-        Each limit grants what its free slots allow at once, the next ``calls``
-        when its oldest slot frees, then ``calls`` every ``period`` plus a round
-        trip; the slowest limit decides. Retries so far weigh in (answers per
-        page fetched), and so does a pause or a quota being waited for.
-        """
+        """Seconds left: the least time the session's limits allow for the requests left
+        (`least_time`), plus a round trip and any pause or quota being waited for; when the
+        rate limit has not set the pace lately, the pace measured if slower. None until
+        it can be told. Retries so far weigh in (answers per page fetched)."""
         left = self.requests_left(counts)
         if left is None:
             return None
@@ -375,16 +376,8 @@ class Meter:
         if self.pages:
             left *= max(self.answers / self.pages, 1.0)  # answered: in flight is not retried
         now = self._clock()
-        self._forget(now)
-        latency = self.latency or 0.0
-        seconds = 0.0
-        for limit in self.limits:
-            beyond = left - max(limit.calls - self._held(limit, now), 0)
-            if beyond > 0:
-                waves = math.ceil(beyond / limit.calls)
-                wait = self._next_free(limit, now) + (waves - 1) * (limit.period + latency)
-                seconds = max(seconds, wait)
-        seconds += latency + max(self._paused_until - now, self._quota_until - now, 0.0)
+        seconds = self._least_time(math.ceil(left), now)
+        seconds += max(self._paused_until - now, self._quota_until - now, 0.0)
         if self.limit_binds:
             return seconds
         # Something else sets the pace (the network, the concurrency): the ETA is
@@ -394,45 +387,39 @@ class Meter:
 
     # Inside.
 
-    def _advance(self, now: float) -> None:
-        if self._blocked:
-            self.waiting_seconds += max(now - self._last, 0.0)
-        self._last = now
+    def _least_time(self, requests: int, now: float) -> float:
+        """The least time the limits allow for ``requests`` more, and the last answer.
 
-    def _is_blocked(self, now: float) -> bool:
-        if now < self._paused_until or now < self._quota_until:
-            return True
-        self._forget(now)
-        return any(self._held(limit, now) >= limit.calls for limit in self.limits)
+        A slot is held for its round trip and then a period, so each limit counts here
+        with its period plus a round trip; and the slots granted within the last such
+        period still count, as the first of the schedule: it started when the oldest
+        of them was granted.
+        """
+        latency = self.latency or 0.0
+        held = [RateLimit(limit.calls, limit.period + latency) for limit in self.limits]
+        span = held[0].period
+        # A copy first: `load` reads the figures from a thread of its own while the
+        # session's loop adds to them (a copy is made at once, under the GIL).
+        recent = [at for at in tuple(self._grants) if at > now - span]
+        started = recent[0] if recent else now
+        schedule = least_time(held, len(recent) + requests)
+        return max(schedule - (now - started), 0.0) + latency
 
-    def _held(self, limit: RateLimit, now: float) -> int:
-        """Slots of ``limit`` this session holds: requests in flight, and answers of the
-        last period (a slot stays held for a period after its answer)."""
-        in_flight = max(self.requests - self.answers, 0)
-        recent = len(self._answer_times) - bisect.bisect_right(
-            self._answer_times, now - limit.period
-        )
-        return in_flight + recent
-
-    def _next_free(self, limit: RateLimit, now: float) -> float:
-        """Seconds until the oldest slot of ``limit`` this session holds frees; when it
-        holds none, the slots taken now free one round trip and a period from now."""
-        first = bisect.bisect_right(self._answer_times, now - limit.period)
-        if first < len(self._answer_times):
-            return self._answer_times[first] + limit.period - now
-        return (self.latency or 0.0) + limit.period
+    def _waited_between(self, start: float, end: float) -> None:
+        """Count [start, end] as time waited, once however many requests waited in it."""
+        waits = self._waits
+        while waits and waits[-1][1] >= start:
+            earlier_start, earlier_end = waits.pop()
+            self.waiting_seconds -= earlier_end - earlier_start
+            start, end = min(start, earlier_start), max(end, earlier_end)
+        waits.append((start, end))
+        self.waiting_seconds += end - start
+        horizon = self._clock() - _RATE_WINDOWS * self.window
+        if len(waits) > 64 and waits[0][1] < horizon:
+            del waits[0]  # kept in the total; a later wait reaches back a period at most
 
     def _sent_since(self, since: float) -> int:
-        self._forget(self._clock())
-        return len(self._sends) - bisect.bisect_right(self._sends, since)
-
-    def _forget(self, now: float) -> None:
+        now = self._clock()
         while self._sends and self._sends[0] < now - _RATE_WINDOWS * self.window:
             self._sends.popleft()
-        limits = self.limits
-        longest = max(limit.period for limit in limits)
-        # No limit holds more than its calls: a day's quota needs no day of answers.
-        most = max(limit.calls for limit in limits)
-        answers = self._answer_times
-        while answers and (answers[0] <= now - longest or len(answers) > most):
-            answers.popleft()
+        return len(self._sends) - bisect.bisect_right(self._sends, since)

@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 import functools
+import ipaddress
 import os
+import socket
 from collections.abc import Callable, Iterable
 from typing import Any, TypeVar
 
 import attrs
 import click
+import httpx
 from click.core import ParameterSource
 
-from leadsq_async import RateLimit, RetryPolicy, Session
+from leadsq_async import REGION_HOSTS, RateLimit, RetryPolicy, Session
 from leadsq_async._hosts import base_url
 from leadsq_async._secrets import scrub as scrub_secrets
 
@@ -187,6 +190,50 @@ class ApiOptions:
             wait_for_quota=wait_for_quota,
         )
 
+    def refuse_unknown_host(self) -> None:
+        """Stop with a usage error (exit code 2) when the host's name does not exist, before
+        the first request of a run: a typo would otherwise read as a network failure, exit
+        code 75, which a script retries for ever. A name that cannot be looked up for now
+        (no network, a DNS server down) passes: the run then stops with 75, as it should.
+        """
+        url = httpx.URL(base_url(self.host))
+        name = url.host
+        if not name or _is_address(name) or _proxied(url):
+            return
+        try:
+            socket.getaddrinfo(name, url.port or 443, type=socket.SOCK_STREAM)
+        except socket.gaierror as error:
+            if error.errno not in _NO_SUCH_NAME:
+                return
+            regions = ", ".join(f"{host} ({region})" for region, host in REGION_HOSTS.items())
+            raise click.UsageError(
+                f"the host {name} does not exist ({error.strerror}): check --host or "
+                f"LSQ_HOST; the regions' hosts are {regions}"
+            ) from None
+
+
+#: The lookup errors that say the name does not exist (not that it could not be looked up).
+_NO_SUCH_NAME = frozenset(
+    code
+    for code in (getattr(socket, "EAI_NONAME", None), getattr(socket, "EAI_NODATA", None))
+    if code is not None
+)
+
+
+def _is_address(name: str) -> bool:
+    try:
+        ipaddress.ip_address(name.strip("[]"))
+    except ValueError:
+        return False
+    return True
+
+
+def _proxied(url: httpx.URL) -> bool:
+    """Whether a proxy looks the host up instead of this machine."""
+    import urllib.request  # only here: it costs more to import than the rest of the check
+
+    return bool(urllib.request.getproxies()) and not urllib.request.proxy_bypass(url.host)
+
 
 _API_OPTIONS = (
     click.option(
@@ -263,8 +310,9 @@ _API_OPTIONS = (
 
 
 def leads_file_option(verb: str) -> Callable[[F], F]:
-    """The required ``--leads-file PATH`` of the commands that go through many leads."""
-    return click.option(
+    """The required ``--leads-file PATH`` of the commands that go through many leads, and
+    ``--allow-empty``, without which a file of no ids is refused (`refuse_empty`)."""
+    leads_file = click.option(
         "--leads-file",
         required=True,
         type=click.Path(exists=True, dir_okay=False, allow_dash=True),
@@ -272,6 +320,21 @@ def leads_file_option(verb: str) -> Callable[[F], F]:
         help=f"The lead ids to {verb}, one per line (- for standard input). Blank lines and "
         "repeated ids are skipped.",
     )
+    allow_empty = click.option(
+        "--allow-empty",
+        is_flag=True,
+        help="Succeed when the leads file holds no id (without it: a warning, exit code 1).",
+    )
+    return lambda function: leads_file(allow_empty(function))
+
+
+def refuse_empty(ids: int | None, path: str, allow_empty: bool) -> None:
+    """Stop with a warning and exit code 1 when the leads file holds no id (``ids`` is 0),
+    unless ``allow_empty``: an empty file is more often a mistake than a wish."""
+    if ids == 0 and not allow_empty:
+        name = "standard input" if path == "-" else path
+        click.echo(f"leadsq-async: warning: {name} holds no lead id", err=True)
+        raise click.exceptions.Exit(1)
 
 
 def api_options(function: F) -> F:

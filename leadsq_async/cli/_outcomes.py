@@ -1,6 +1,6 @@
 """How a command ends: its exit code, which failures a later run can finish, and what it says.
 
-The exit codes, the same for ``opportunities``, ``activities`` and ``crawl``::
+The exit codes, the same for ``opportunities``, ``activities``, ``crawl`` and ``load``::
 
     0    done
     1    done, except ids that failed for good (the API refused them: a lead that does
@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import datetime as dt
 import errno
+from collections.abc import Callable
 from pathlib import Path
 
 import attrs
@@ -36,21 +37,27 @@ from leadsq_async import (
 from leadsq_async._limits import StatedLimit
 from leadsq_async.journal import CrawlError, DirectoryInUse, failed_for_good
 
-from ._progress import format_duration, plural
+from ._counts import format_duration, plural
+from ._options import scrub
 
 __all__ = [
+    "CARRY_ON",
     "DONE",
     "EXIT_CODES_HELP",
     "FAILED_FOR_GOOD",
     "FAILURES_IN_A_ROW",
     "INTERRUPTED",
+    "PROG",
     "TEMPORARY_FAILURE",
     "USAGE",
+    "CommandFailed",
     "FailureStreak",
     "Failures",
     "FailuresInARow",
+    "Interrupted",
     "can_finish_later",
     "crawl_failures",
+    "error_line",
     "exit_code_of",
     "export_failures",
     "failed_for_good",
@@ -60,7 +67,44 @@ __all__ = [
     "resume_time",
     "stop_advice",
     "stop_reason",
+    "stopped",
 ]
+
+
+class CommandFailed(Exception):
+    """A command ends with one line on stderr (the message says why) and ``exit_code``."""
+
+    def __init__(self, message: str, *, exit_code: int = 1) -> None:
+        super().__init__(message)
+        self.exit_code = exit_code
+
+
+class Interrupted(Exception):
+    """The command was stopped by SIGINT or SIGTERM, cleanly.
+
+    Attributes:
+        signal_name: ``SIGINT`` or ``SIGTERM``.
+    """
+
+    def __init__(self, signal_name: str) -> None:
+        super().__init__(f"interrupted by {signal_name}")
+        self.signal_name = signal_name
+
+
+def error_line(error: BaseException, scrub: Callable[[str], str]) -> str:
+    """One line saying what went wrong, for stderr."""
+    if isinstance(error, LeadSquaredError):
+        text = str(error)
+    elif isinstance(error, OSError) and error.strerror:
+        where = f": {error.filename}" if error.filename else ""
+        text = f"{error.strerror}{where}"
+    else:
+        text = str(error) or type(error).__name__
+    return " ".join(scrub(text).split())
+
+
+#: The command's name, as messages start with it.
+PROG = "leadsq-async"
 
 DONE = 0
 FAILED_FOR_GOOD = 1
@@ -72,15 +116,17 @@ INTERRUPTED = 130
 
 #: The epilog of ``leadsq-async --help`` (``\b`` keeps click from rewrapping the lines).
 EXIT_CODES_HELP = """\b
-Exit codes (opportunities, activities and crawl):
+Exit codes (opportunities, activities, crawl and load):
   0    done
   1    done, except ids that failed for good (the API refused them: they are
        listed on stderr, or in crawl's failed.jsonl); or an error to fix first
-       (bad keys, the wrong host)
-  2    a usage error; crawl on a directory another crawl is using
+       (bad keys, the wrong host, a leads file with no id)
+  2    a usage error (a host name that does not exist, an unknown --destination);
+       crawl on a directory another crawl is using, load of a pipeline another
+       load holds
   75   stopped with work the same command can finish later (crawl: with --resume):
        a spent quota, ids that failed for now (timeouts, dropped connections,
-       5xx), an unavailable shared rate limiter, a full disk
+       5xx, ten in a row), an unavailable shared rate limiter, a full disk
   130  interrupted (Ctrl-C or SIGTERM)
 """
 
@@ -212,16 +258,56 @@ def stop_reason(error: LeadSquaredError) -> str:
     return "it concerns every lead, not one"
 
 
-def stop_advice(error: LeadSquaredError) -> str:
-    """What to do about a failure of the whole account before resuming the crawl."""
+def stop_advice(error: LeadSquaredError, again: str = "run the same command with --resume") -> str:
+    """What to do about a failure of the whole account before carrying on (``again``: how
+    to carry on)."""
     if isinstance(error, AuthenticationError):
-        return (
-            "check the keys and the host (--host, LSQ_HOST), then run the same command "
-            "with --resume to carry on"
-        )
+        return f"fix the keys (or the host: --host, LSQ_HOST), then {again} to carry on"
     if isinstance(error, RateLimiterUnavailableError):
-        return "run the same command with --resume once it is back"
-    return "run the same command with --resume to carry on"
+        return f"{again} once it is back"
+    return f"{again} to carry on"
+
+
+#: How each command that goes through many leads is carried on after it stopped.
+CARRY_ON = {"crawl": "run the same command with --resume", "load": "run the same command"}
+
+
+def stopped(error: BaseException, command: str, saved: str) -> CommandFailed:
+    """Why ``command`` (``crawl`` or ``load``) stopped, as its last line, with its exit code:
+    the one set of stop rules of both. ``saved`` says what is kept."""
+    again = CARRY_ON[command]
+    if isinstance(error, Interrupted):
+        return CommandFailed(f"interrupted: {saved}; {again} to carry on", exit_code=INTERRUPTED)
+    if isinstance(error, QuotaExhaustedError):
+        when = resume_time(error.retry_at)
+        advice = (
+            f"resume after {when} with --resume, or pass --wait-for-quota to wait"
+            if command == "crawl"
+            else f"{again} after {when}"
+        )
+        return CommandFailed(
+            f"{quota_name(error.limit)} is spent; the {command} stopped ({saved}): {advice}",
+            exit_code=TEMPORARY_FAILURE,
+        )
+    if isinstance(error, FailuresInARow):
+        return CommandFailed(
+            f"{scrub(str(error))}; the {command} stopped ({saved}): {again} to carry on",
+            exit_code=TEMPORARY_FAILURE,
+        )
+    if isinstance(error, LeadSquaredError):
+        return CommandFailed(
+            f"{error_line(error, scrub)}; {stop_reason(error)}, so the {command} stopped "
+            f"({saved}): {stop_advice(error, again)}",
+            exit_code=exit_code_of(error),
+        )
+    # A file could not be written (or the leads file read): the lead being written is
+    # not journaled, so carrying on drops its rows and fetches it again.
+    fix = "free some space there" if is_disk_full(error) else "fix that"
+    return CommandFailed(
+        f"{error_line(error, scrub)}; the {command} stopped ({saved}): {fix}, then {again} "
+        "to carry on",
+        exit_code=exit_code_of(error),
+    )
 
 
 def crawl_failures(failures: Failures, path: Path) -> str:

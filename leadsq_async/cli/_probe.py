@@ -35,8 +35,6 @@ from leadsq_async import (
     Session,
     parse_date,
 )
-from leadsq_async._feeds import search_condition
-from leadsq_async._windows import Window
 
 from ._options import ApiOptions, api_options, scrub
 
@@ -53,6 +51,41 @@ ACTIVITIES = "ProspectActivity.svc/RetrieveRecentlyModified"
 BY_EVENT = "ProspectActivity.svc/CustomActivity/RetrieveByActivityEvent"
 SEARCH = "OpportunityManagement.svc/Retrieve/BySearchParameter"
 BY_ID = "OpportunityManagement.svc/GetOpportunitiesById"
+
+
+@attrs.frozen
+class _Span:
+    """The rows modified in [since, until), as the probe asks the feeds for them."""
+
+    since: datetime
+    until: datetime
+
+    @property
+    def from_date(self) -> str:
+        return f"{self.since:%Y-%m-%d %H:%M:%S}"
+
+    @property
+    def to_date(self) -> str:
+        return f"{self.until - timedelta(seconds=1):%Y-%m-%d %H:%M:%S}"  # inclusive
+
+    def __str__(self) -> str:
+        return f"[{self.since:%Y-%m-%d %H:%M:%S}, {self.until:%Y-%m-%d %H:%M:%S}) UTC"
+
+
+def _event_condition(code: int) -> str:
+    """The ``AdvancedSearch`` of the API's documented sample, which the probe checks: its one
+    condition restates the event code."""
+    row = {"SubConOp": "And", "LSO": "ActivityEvent", "LSO_Type": "PAEvent", "Operator": "eq"}
+    return json.dumps(
+        {
+            "GrpConOp": "And",
+            "Conditions": [
+                {"Type": "Activity", "ConOp": "and", "RowCondition": [{**row, "RSO": str(code)}]}
+            ],
+            "QueryTimeZone": "UTC",
+        },
+        separators=(",", ":"),
+    )
 
 
 @attrs.define
@@ -139,8 +172,8 @@ async def run_probe(
     report = ProbeReport()
     session.events.subscribe(report.listen)
     start = datetime.combine(day, time(), tzinfo=timezone.utc)
-    window = Window(start, start + timedelta(days=1))
-    year = Window(start - timedelta(days=365), window.until)
+    window = _Span(start, start + timedelta(days=1))
+    year = _Span(start - timedelta(days=365), window.until)
 
     async def first_page(
         path: str, body: dict[str, Any], key: str, size: int
@@ -164,7 +197,7 @@ async def run_probe(
                 raise
             report.findings[name] = {"error": f"{type(error).__name__}: {error}"}
 
-    def dates(span: Window) -> dict[str, Any]:
+    def dates(span: _Span) -> dict[str, Any]:
         return {"FromDate": span.from_date, "ToDate": span.to_date}
 
     async def leads_page() -> Any:
@@ -205,7 +238,7 @@ async def run_probe(
     def search(direction: int, condition: str | None = None) -> dict[str, Any]:
         return {
             "OpportunityEventCode": code,
-            "AdvancedSearch": search_condition(code) if condition is None else condition,
+            "AdvancedSearch": _event_condition(code) if condition is None else condition,
             "Sorting": {"ColumnName": "ModifiedOn", "Direction": direction},
         }
 

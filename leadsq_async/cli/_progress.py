@@ -19,14 +19,11 @@ import time
 from collections.abc import AsyncIterator, Callable, Iterable
 from typing import Protocol
 
-import attrs
 from rich.console import Console, RenderableType
 from rich.progress import BarColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
 from rich.text import Text
 
-from leadsq_async import LeadResult
-from leadsq_async._aio import cancel_and_wait
-
+from ._counts import CrawlCounts, format_duration, plural
 from ._meter import Meter
 
 __all__ = [
@@ -48,71 +45,6 @@ TICK_SECONDS = 0.25
 #: What the ids are, singular and plural.
 Noun = tuple[str, str]
 LEADS: Noun = ("lead", "leads")
-
-
-@attrs.define
-class CrawlCounts:
-    """What a crawl has done so far.
-
-    Attributes:
-        total: the ids to handle, when known (not for standard input).
-        handled: ids done, failed or skipped.
-        crawled: ids fetched by this run (done or failed).
-        failed: ids that failed in this run.
-        skipped: ids done by an earlier run, or repeated in the input.
-        opportunities: opportunity rows written by this run.
-        activities: activity rows written by this run.
-    """
-
-    total: int | None = None
-    handled: int = 0
-    crawled: int = 0
-    failed: int = 0
-    skipped: int = 0
-    opportunities: int = 0
-    activities: int = 0
-
-    @property
-    def records(self) -> int:
-        """Rows written by this run, opportunities and activities."""
-        return self.opportunities + self.activities
-
-    def skip(self) -> None:
-        """Count an id that needs no work."""
-        self.handled += 1
-        self.skipped += 1
-
-    def add(self, result: LeadResult) -> None:
-        """Count one lead's result."""
-        self.handled += 1
-        self.crawled += 1
-        if result.error is not None:
-            self.failed += 1
-            return
-        self.opportunities += len(result.records)
-        self.activities += sum(len(rows) for rows in result.activities.values())
-
-
-def plural(count: int, singular: str, many: str | None = None) -> str:
-    """``1 lead``, ``2 leads``, ``1,234 opportunities``."""
-    return f"{count:,} {singular if count == 1 else many or singular + 's'}"
-
-
-def format_duration(seconds: float | None) -> str:
-    """``42s``, ``3m05s``, ``2h07m`` or ``3d04h``; ``-`` for an unknown duration."""
-    if seconds is None:
-        return "-"
-    whole = round(seconds)
-    if whole < 60:
-        return f"{whole}s"
-    minutes, secs = divmod(whole, 60)
-    if minutes < 60:
-        return f"{minutes}m{secs:02d}s"
-    hours, minutes = divmod(minutes, 60)
-    if hours < 24:
-        return f"{hours}h{minutes:02d}m"
-    days, hours = divmod(hours, 24)
-    return f"{days}d{hours:02d}h"
 
 
 def slowdown(meter: Meter) -> str:
@@ -150,7 +82,8 @@ def describe(counts: CrawlCounts, meter: Meter, noun: Noun = LEADS) -> dict[str,
         "requests": requests,
         "requests_short": short,
         "ids": f"{ids} {noun[0] if named == 1 else noun[1]}",
-        "records": plural(counts.records, "record"),
+        # As pages arrive: a lead of many pages shows its records before it ends.
+        "records": plural(max(meter.records, counts.records), "record"),
         "rate": f"{meter.requests_per_second:.1f} of {limit.calls / limit.period:.3g} req/s",
         "eta": format_duration(meter.eta(counts)),
         "slowdown": slowdown(meter),
@@ -197,7 +130,7 @@ class _Progress(Progress):
 class RichDisplay:
     """A rich progress bar of requests on stderr, and the pace and what slows it under it.
 
-    The bar's line fits 80 columns: requests, ids, ETA, time elapsed.
+    The bar's line fits 80 columns: requests, ids, ETA, and the time elapsed, labelled.
     """
 
     def __init__(self, console: Console, noun: Noun = LEADS) -> None:
@@ -205,6 +138,7 @@ class RichDisplay:
         self._progress = _Progress(
             BarColumn(bar_width=20, complete_style="green", finished_style="green"),
             TextColumn("{task.fields[figures]}"),
+            TextColumn("elapsed"),
             TimeElapsedColumn(),
             console=console,
             refresh_per_second=4,
@@ -303,7 +237,8 @@ async def track(
     try:
         yield
     finally:
-        await cancel_and_wait([ticker])
+        ticker.cancel()
+        await asyncio.gather(ticker, return_exceptions=True)
         unsubscribe()
         meter.sample()
         display.update(counts, meter)

@@ -13,7 +13,6 @@ from leadsq_async import (
     Crawl,
     Event,
     LeadResult,
-    LeadSquaredError,
     OpportunityResult,
     QuotaWait,
     Session,
@@ -22,15 +21,26 @@ from leadsq_async import (
 )
 from leadsq_async.journal import CrawlDirectory
 
+from ._counts import CrawlCounts
 from ._export import RowWriter
 from ._meter import ACTIVITIES
-from ._outcomes import INTERRUPTED, Failures, FailureStreak, quota_name, quota_resumes_at
-from ._progress import CrawlCounts, Display, Meter, track
+from ._outcomes import (
+    INTERRUPTED,
+    CommandFailed,
+    Failures,
+    FailureStreak,
+    Interrupted,
+    error_line,
+    quota_name,
+    quota_resumes_at,
+)
+from ._progress import Display, Meter, track
 
 __all__ = [
     "CommandFailed",
     "Interrupted",
     "crawl_into",
+    "error_line",
     "fetch_activities",
     "fetch_opportunities",
     "run_interruptibly",
@@ -42,26 +52,6 @@ Ids = Iterable[str] | AsyncIterable[str]
 
 #: The exit code of a command stopped by SIGINT (128 + 2, as shells report it).
 INTERRUPTED_EXIT_CODE = INTERRUPTED
-
-
-class CommandFailed(Exception):
-    """A command ends with one line on stderr (the message says why) and ``exit_code``."""
-
-    def __init__(self, message: str, *, exit_code: int = 1) -> None:
-        super().__init__(message)
-        self.exit_code = exit_code
-
-
-class Interrupted(Exception):
-    """The command was stopped by SIGINT or SIGTERM, cleanly.
-
-    Attributes:
-        signal_name: ``SIGINT`` or ``SIGTERM``.
-    """
-
-    def __init__(self, signal_name: str) -> None:
-        super().__init__(f"interrupted by {signal_name}")
-        self.signal_name = signal_name
 
 
 def run_interruptibly(
@@ -278,18 +268,6 @@ class _QuotaWatch:
                 f"quota spent, resumes at {at}: waiting for {quota_name(event.limit)} "
                 "(--wait-for-quota)"
             )
-
-
-def error_line(error: BaseException, scrub: Callable[[str], str]) -> str:
-    """One line saying what went wrong, for stderr."""
-    if isinstance(error, LeadSquaredError):
-        text = str(error)
-    elif isinstance(error, OSError) and error.strerror:
-        where = f": {error.filename}" if error.filename else ""
-        text = f"{error.strerror}{where}"
-    else:
-        text = str(error) or type(error).__name__
-    return " ".join(scrub(text).split())
 
 
 def stderr_is_terminal() -> bool:

@@ -248,11 +248,10 @@ def emulator(
     if lead_ids_file is not None:
         Path(lead_ids_file).write_text("".join(f"{lead}\n" for lead in data.opportunities))
     server = EmulatorServer(EmulatorApp(data, config), host=host, port=port)
-    listening = False
+    served: list[RunningEmulator] = []
 
     def ready(running: RunningEmulator) -> None:
-        nonlocal listening
-        listening = True
+        served.append(running)
         click.echo(_banner(running, host, data, config, lead_ids_file))
 
     # uvicorn stops on Ctrl-C, and raises it again once it is done.
@@ -260,10 +259,12 @@ def emulator(
         with contextlib.suppress(KeyboardInterrupt):
             asyncio.run(server.serve(on_ready=ready))
     except OSError as error:
-        if listening:
+        if served:
             raise
         raise _cannot_listen(host, port, error) from None
-    click.echo("emulator stopped", err=True)
+    # What it served, so that a reader can check a run against it.
+    lines = served[0].stats.summary().splitlines() if served else []
+    click.echo("\n  ".join(["emulator stopped; it served:", *lines]), err=True)
     return 0
 
 

@@ -19,7 +19,8 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import click
 
 from ._ids import lines_to_ids, open_ids, source_of
-from ._options import ApiOptions, api_options, leads_file_option
+from ._install import install_hint
+from ._options import ApiOptions, api_options, leads_file_option, refuse_empty
 from ._run import CommandFailed
 
 if TYPE_CHECKING:
@@ -29,7 +30,7 @@ __all__ = ["enqueue", "worker"]
 
 F = TypeVar("F", bound=Callable[..., Any])
 
-_NEEDS_ARQ = 'this command needs arq and psycopg: pip install "leadsq-async[arq]"'
+_NEEDS_ARQ = f"this command needs arq and psycopg: {install_hint('arq')}"
 
 
 def _queue_options(function: F) -> F:
@@ -227,7 +228,14 @@ def _config(
 )
 @_batch_option("Leads per job.")
 @_queue_options
-def enqueue(leads_file: str, with_activities: bool, batch: int, redis_url: str, queue: str) -> int:
+def enqueue(
+    leads_file: str,
+    allow_empty: bool,
+    with_activities: bool,
+    batch: int,
+    redis_url: str,
+    queue: str,
+) -> int:
     """Enqueue crawl jobs of --batch leads each, for ``leadsq-async worker`` to run.
 
     Each job's id comes from its leads: enqueuing the same file again adds no job
@@ -245,6 +253,7 @@ def enqueue(leads_file: str, with_activities: bool, batch: int, redis_url: str, 
     finally:
         if file is not sys.stdin:
             file.close()
+    refuse_empty(len(ids), leads_file, allow_empty)
 
     async def work() -> list[str]:
         redis = await create_pool(RedisSettings.from_dsn(redis_url), default_queue_name=queue)

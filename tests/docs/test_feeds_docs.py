@@ -12,7 +12,7 @@ import attrs
 import leadsq_async as lsq
 from leadsq_async._records import _API_KEY
 
-GUIDE = Path(__file__).resolve().parent.parent / "docs" / "feeds.md"
+GUIDE = Path(__file__).resolve().parents[2] / "docs" / "feeds.md"
 _ROW = re.compile(r"\|\s*`(\w+)`\s*\|\s*`(\w+)`\s*\|\s*`([^`]+)`\s*\|")
 _TYPE_NAMES = {
     str: "str",

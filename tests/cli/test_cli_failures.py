@@ -279,5 +279,5 @@ def test_bad_keys_stop_the_crawl_at_once_with_exit_1(
     assert result.returncode == 1
     line = assert_one_error_line(result, "wrong-secret-b1e4")
     assert "it concerns every lead, not one, so the crawl stopped" in line
-    assert "check the keys and the host" in line
+    assert "fix the keys (or the host: --host, LSQ_HOST)" in line
     assert not failed_entries(tmp_path / "crawl")

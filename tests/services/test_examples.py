@@ -28,7 +28,7 @@ from prometheus_client.parser import text_string_to_metric_families
 import leadsq_async as lsq
 from leadsq_async.testing import RunningEmulator
 
-EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
+EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 
 
 def load_example(name: str) -> ModuleType:

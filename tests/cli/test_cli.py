@@ -31,7 +31,7 @@ from leadsq_async.testing import RunningEmulator
 
 UNKNOWN_LEAD = "00000000-0000-4000-8000-000000000000"
 COMMAND = [sys.executable, "-m", "leadsq_async.cli"]
-STUCK_CLEANUP = Path(__file__).with_name("stuck_cleanup.py")
+STUCK_CLEANUP = Path(__file__).resolve().parents[1] / "stuck_cleanup.py"
 
 
 def run(

@@ -23,7 +23,7 @@ How a block is run depends on what it is:
 - any other block is run as ``python block.py``.
 
 A block that includes a file (``--8<-- "examples/worker.py"``) shows code that
-``tests/test_examples.py`` runs, and is skipped here.
+``tests/services/test_examples.py`` runs, and is skipped here.
 """
 
 from __future__ import annotations
@@ -46,7 +46,7 @@ import leadsq_async.testing
 from leadsq_async._records import _API_KEY
 from leadsq_async.testing import Dataset, RunningEmulator
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 DOCS = ROOT / "docs"
 # Fast enough that the blocks take a second or two, slow enough to be a real limit.
 RATE_LIMIT = "50/0.5"

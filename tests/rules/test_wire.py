@@ -155,6 +155,45 @@ def test_429_is_a_rate_limit_error() -> None:
     assert info.value.limit == lsq.RateLimit(25, 5.0)
 
 
+@pytest.mark.parametrize(
+    ("wording", "limit"),
+    [
+        ("the limit of 10 in 1 minute(s)", lsq.RateLimit(10, 60.0)),
+        ("the limit of 100 in 2 hour(s)", lsq.RateLimit(100, 7200.0)),
+        ("the limit of 10000 in 1 day(s)", lsq.RateLimit(10_000, 86_400.0)),
+        ("the limit of 5 in 30 seconds", lsq.RateLimit(5, 30.0)),
+    ],
+)
+def test_refusals_in_minutes_hours_and_days_name_their_limit(
+    wording: str, limit: lsq.RateLimit
+) -> None:
+    """A refusal worded in minutes, hours or days is read as the limit it names, so it is
+    learned like one worded in seconds."""
+    body = envelope("MXAPIRateLimitExceededException", f"API calls exceeded {wording}")
+    with pytest.raises(lsq.RateLimitError) as info:
+        decode_page(429, body, endpoint=ENDPOINT)
+    assert info.value.limit == limit
+
+
+@pytest.mark.parametrize(
+    "wording",
+    [
+        "the limit of 1 in " + "9" * 400 + " second(s)",
+        "the limit of " + "9" * 400 + " in 5 second(s)",
+        "the limit of 2000000000 in 5 second(s)",
+        "the limit of 0 in 5 second(s)",
+        "the limit of 5 in 0 second(s)",
+    ],
+)
+def test_a_refusal_naming_numbers_no_plan_has_names_no_limit(wording: str) -> None:
+    """Absurd numbers in a refusal (a 400-digit period, a billion calls, zero) are a refusal
+    with no usable message: a RateLimitError whose limit is None, never a bare ValueError."""
+    body = envelope("MXAPIRateLimitExceededException", f"API calls exceeded {wording}")
+    with pytest.raises(lsq.RateLimitError) as info:
+        decode_page(429, body, endpoint=ENDPOINT)
+    assert info.value.limit is None
+
+
 def test_500_with_envelope_is_an_api_error_that_is_not_transient() -> None:
     """A business error (500 with the envelope) is an APIError, never retried."""
     body = envelope("MXDuplicateEntryException", "Lead does not exist in the system")

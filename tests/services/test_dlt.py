@@ -670,7 +670,8 @@ def test_load_command_without_dlt_says_which_extra_to_install(tmp_path: Path) ->
     )
     assert result.returncode == 1
     assert result.stderr == (
-        'leadsq-async: error: the load command needs dlt: pip install "leadsq-async[dlt]"\n'
+        "leadsq-async: error: the load command needs dlt: "
+        'pip install -e ".[dlt]" in your clone of leadsq-async\n'
     )
     helped = subprocess.run(
         [sys.executable, "-c", code, "--help"], capture_output=True, text=True, timeout=60

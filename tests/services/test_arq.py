@@ -62,7 +62,7 @@ pytestmark = [pytest.mark.redis, pytest.mark.postgres]
 POSTGRES_URL = os.environ.get(
     "LEADSQ_TEST_POSTGRES_URL", "postgresql://postgres:@127.0.0.1:5432/test"
 )
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(scope="session")

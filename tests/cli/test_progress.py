@@ -1,6 +1,6 @@
 """The progress a crawl shows tells the truth: requests, ETA, pace and what slows it.
 
-Everything runs in virtual time (tests/virtual_time.py): the crawls go through a
+Everything runs in virtual time (looptime: the loop's clock): the crawls go through a
 real `Session` and `crawl_into` against an `httpx.MockTransport` server, and the
 display is a recorder, so every figure the user would see can be checked against
 what the crawl then actually did.
@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import datetime as dt
+import io
 import itertools
 import json
 import re
@@ -22,24 +23,32 @@ import attrs
 import httpx
 import pytest
 from fakes import session_for
-from virtual_time import now, run_virtual, virtual
+from rich.console import Console
 
 import leadsq_async as lsq
 from leadsq_async.cli import _display
+from leadsq_async.cli._counts import CrawlCounts
 from leadsq_async.cli._display import ExportProgress, progress_display
+from leadsq_async.cli._ids import lines_to_ids
 from leadsq_async.cli._meter import ACTIVITIES, OPPORTUNITIES, Meter, Workload
 from leadsq_async.cli._outcomes import Failures
 from leadsq_async.cli._progress import (
-    CrawlCounts,
     NoDisplay,
     PlainDisplay,
     RichDisplay,
+    describe,
     format_duration,
     slowdown,
     track,
 )
 from leadsq_async.cli._run import crawl_into, fetch_opportunities
 from leadsq_async.journal import CrawlDirectory, CrawlSettings
+
+
+def now() -> float:
+    """The running loop's clock: virtual under looptime."""
+    return asyncio.get_running_loop().time()
+
 
 CLAMP = 10  # rows a page of the fake server holds, whatever was asked
 LATENCY = 0.05
@@ -110,7 +119,7 @@ class Recorder:
         """Nothing to clean up."""
 
 
-def crawl(
+async def crawl(
     tmp_path: Path,
     server: Server,
     leads: list[str],
@@ -119,32 +128,31 @@ def crawl(
     rate_limit: lsq.RateLimit,
     with_activities: bool = False,
 ) -> tuple[CrawlCounts, Meter]:
-    """Crawl ``leads`` from ``server`` into tmp_path with crawl_into, in virtual time."""
+    """Crawl ``leads`` from ``server`` into tmp_path with crawl_into (virtual time: the
+    tests run under looptime)."""
     settings = CrawlSettings(with_activities=with_activities, opportunity_type=None)
     output = CrawlDirectory.start(tmp_path / "crawl", settings, overwrite=False)
     counts = CrawlCounts(total=len(leads))
 
-    async def main() -> Meter:
+    try:
         async with session_for(server, rate_limit=rate_limit) as session:
-            return await crawl_into(
+            meter = await crawl_into(
                 session, output, leads, counts, display, concurrency=None, scrub=str
             )
-
-    try:
-        meter = run_virtual(main)
     finally:
         output.close()
     return counts, meter
 
 
-def test_a_lead_holding_most_of_the_work_keeps_the_eta_true(tmp_path: Path) -> None:
+@pytest.mark.looptime
+async def test_a_lead_holding_most_of_the_work_keeps_the_eta_true(tmp_path: Path) -> None:
     """One lead of 75 pages and 25 of one: the requests and the ETA stay true to the end."""
     leads = ["big", *(f"small-{n}" for n in range(25))]
     server = Server({"big": 75 * CLAMP, **dict.fromkeys(leads[1:], 5)})
     recorder = Recorder()
     rate = lsq.RateLimit(5, 1.0)
 
-    counts, meter = crawl(tmp_path, server, leads, recorder, rate_limit=rate)
+    counts, meter = await crawl(tmp_path, server, leads, recorder, rate_limit=rate)
 
     assert counts.crawled == 26
     assert meter.pages == server.requests == 100
@@ -164,13 +172,14 @@ def test_a_lead_holding_most_of_the_work_keeps_the_eta_true(tmp_path: Path) -> N
     assert nearly.eta > 8
 
 
-def test_leads_not_started_are_estimated_from_the_mean_so_far(tmp_path: Path) -> None:
+@pytest.mark.looptime
+async def test_leads_not_started_are_estimated_from_the_mean_so_far(tmp_path: Path) -> None:
     """With one lead in four started, the total is four times what the first needs."""
     leads = [f"lead-{n}" for n in range(40)]
     server = Server(dict.fromkeys(leads, 3 * CLAMP))  # three pages each
     recorder = Recorder()
 
-    crawl(tmp_path, server, leads, recorder, rate_limit=lsq.RateLimit(10, 1.0))
+    await crawl(tmp_path, server, leads, recorder, rate_limit=lsq.RateLimit(10, 1.0))
 
     assert server.requests == 120
     estimates = [shown.total for shown in recorder.shown if shown.total is not None]
@@ -178,13 +187,16 @@ def test_leads_not_started_are_estimated_from_the_mean_so_far(tmp_path: Path) ->
     assert all(total == 120 for total in estimates)
 
 
-def test_with_activities_each_opportunity_is_a_walk_of_the_mean_length(tmp_path: Path) -> None:
+@pytest.mark.looptime
+async def test_with_activities_each_opportunity_is_a_walk_of_the_mean_length(
+    tmp_path: Path,
+) -> None:
     """Every opportunity's activities count: the total is exact once each lead has started."""
     leads = [f"lead-{n}" for n in range(6)]
     server = Server(dict.fromkeys(leads, 12), activities_each=15)  # 2 + 12 x 2 pages a lead
     recorder = Recorder()
 
-    counts, meter = crawl(
+    counts, meter = await crawl(
         tmp_path, server, leads, recorder, rate_limit=lsq.RateLimit(20, 1.0), with_activities=True
     )
 
@@ -196,7 +208,7 @@ def test_with_activities_each_opportunity_is_a_walk_of_the_mean_length(tmp_path:
     assert all(abs(total - server.requests) <= 0.1 * server.requests for total in known)
 
 
-@virtual
+@pytest.mark.looptime
 async def test_when_the_network_sets_the_pace_the_eta_follows_it() -> None:
     """Two leads at a time and half a second a page, far below the limit: the ETA is the
     time the crawl then took, not the limit's optimistic one."""
@@ -220,14 +232,15 @@ async def test_when_the_network_sets_the_pace_the_eta_follows_it() -> None:
         assert abs(shown.eta - (end - shown.at)) <= 1.0, shown
 
 
-def test_the_rate_is_measured_over_a_whole_period() -> None:
+@pytest.mark.looptime
+async def test_the_rate_is_measured_over_a_whole_period() -> None:
     """25 requests in the first tenth of a second show 5 req/s against 25 per 5 s, not 250."""
     meter, hub = stub_meter([lsq.RateLimit(25, 5.0)])
-    run_virtual(lambda: send(hub, 25, spacing=0.004))
+    await send(hub, 25, spacing=0.004)
     assert meter.requests_per_second == pytest.approx(25 / 5.0)
 
 
-@virtual
+@pytest.mark.looptime
 async def test_a_crawl_at_the_limit_says_it_waits_for_the_rate_limit(tmp_path: Path) -> None:
     """A crawl the limit holds back spends nearly all its time waiting for it, in words."""
     server = Server({f"lead-{n}": 5 for n in range(60)})
@@ -241,7 +254,7 @@ async def test_a_crawl_at_the_limit_says_it_waits_for_the_rate_limit(tmp_path: P
     assert re.fullmatch(r"waiting for the rate limit (9\d|100)% of the time", slowdown(meter))
 
 
-@virtual
+@pytest.mark.looptime
 async def test_a_crawl_far_below_the_limit_hardly_waits_for_it() -> None:
     """With slots to spare, the share of time waiting for the rate limit is about none."""
     server = Server({f"lead-{n}": 5 for n in range(20)})
@@ -257,7 +270,7 @@ async def test_a_crawl_far_below_the_limit_hardly_waits_for_it() -> None:
     assert slowdown(meter) == "waiting for the rate limit 0% of the time"
 
 
-@virtual
+@pytest.mark.looptime
 async def test_retries_and_refusals_are_said_in_words() -> None:
     """A busy answer and a refusal read as one retry and one refusal with its pause."""
     refusal = {
@@ -283,37 +296,71 @@ async def test_retries_and_refusals_are_said_in_words() -> None:
     ]
 
 
-def test_a_quota_being_waited_for_shows_in_the_eta_and_in_words() -> None:
+@pytest.mark.looptime
+async def test_the_time_waited_is_what_the_limiter_granted_after_waiting() -> None:
+    """SlotGranted events: overlapping waits count once, and a grant without a wait adds
+    nothing; the share is of the time elapsed."""
+    meter, hub = stub_meter([lsq.RateLimit(5, 1.0)])
+    await asyncio.sleep(2.0)
+    hub.emit(lsq.SlotGranted(OPPORTUNITIES, 1.0, lsq.RateLimit(5, 1.0)))  # 1 s to 2 s
+    hub.emit(lsq.SlotGranted(OPPORTUNITIES, 0.5, lsq.RateLimit(5, 1.0)))  # inside it
+    hub.emit(lsq.SlotGranted(OPPORTUNITIES, 0.0, None))
+    await asyncio.sleep(2.0)
+    hub.emit(lsq.SlotGranted(OPPORTUNITIES, 1.5, lsq.RateLimit(5, 1.0)))  # 2.5 s to 4 s
+    meter.sample()
+    assert meter.waiting_seconds == pytest.approx(2.5)
+    assert meter.waiting_share == pytest.approx(2.5 / 4.0)
+    assert slowdown(meter) == "waiting for the rate limit 62% of the time"
+
+
+@pytest.mark.looptime
+async def test_the_eta_is_the_least_time_of_the_limits_for_the_requests_left() -> None:
+    """The ETA is `least_time` over the session's limits, not a simulation of the slots."""
+    limits = [lsq.RateLimit(10, 5.0), lsq.RateLimit(20, 20.0)]
+    meter, hub = stub_meter(limits)
+    hub.emit(page(OPPORTUNITIES, "lead-1", 1, rows=10, count=410, size=10))  # 40 left
+    eta = meter.eta(CrawlCounts(total=1))
+    assert eta == pytest.approx(lsq.least_time(limits, 40)) == pytest.approx(25.0)
+
+
+@pytest.mark.looptime
+async def test_records_count_as_pages_arrive() -> None:
+    """A lead of many pages shows its records before it ends."""
+    meter, hub = stub_meter([lsq.RateLimit(25, 5.0)])
+    counts = CrawlCounts(total=1)
+    hub.emit(page(OPPORTUNITIES, "lead-1", 1, rows=10, count=30, size=10))
+    hub.emit(page(OPPORTUNITIES, "lead-1", 2, rows=10, count=30, size=10))
+    assert counts.records == 0
+    assert describe(counts, meter)["records"] == "20 records"
+
+
+@pytest.mark.looptime
+async def test_a_quota_being_waited_for_shows_in_the_eta_and_in_words() -> None:
     """QuotaWait: the ETA includes the hour to wait, and the words say until when."""
     wall = dt.datetime(2026, 1, 5, 9, 30, tzinfo=dt.timezone.utc)
     meter, hub = stub_meter([lsq.RateLimit(25, 5.0)], wall=lambda: wall)
     counts = CrawlCounts(total=1)
 
-    async def main() -> None:
-        hub.emit(page(OPPORTUNITIES, "lead-1", 1, rows=10, count=100, size=10))
-        retry_at = wall + dt.timedelta(hours=1)
-        hub.emit(lsq.QuotaWait(OPPORTUNITIES, retry_at, lsq.RateLimit(100, 86400)))
-        assert meter.eta(counts) == pytest.approx(3600.0)
-
-    run_virtual(main)
+    hub.emit(page(OPPORTUNITIES, "lead-1", 1, rows=10, count=100, size=10))
+    retry_at = wall + dt.timedelta(hours=1)
+    hub.emit(lsq.QuotaWait(OPPORTUNITIES, retry_at, lsq.RateLimit(100, 86400)))
+    assert meter.eta(counts) == pytest.approx(3600.0)
     assert "the quota is spent until 10:30 UTC" in slowdown(meter)
 
 
-def test_the_limit_that_binds_sets_the_eta() -> None:
+@pytest.mark.looptime
+async def test_the_limit_that_binds_sets_the_eta() -> None:
     """With 25 per 5 s and 100 an hour, 300 requests left take hours, not a minute."""
     counts = CrawlCounts(total=1)
 
     def eta(limits: list[lsq.RateLimit]) -> float | None:
         meter, hub = stub_meter(limits)
-
-        async def main() -> float | None:
-            hub.emit(page(OPPORTUNITIES, "lead-1", 1, rows=10, count=3010, size=10))
-            return meter.eta(counts)
-
-        return run_virtual(main)
+        hub.emit(page(OPPORTUNITIES, "lead-1", 1, rows=10, count=3010, size=10))
+        return meter.eta(counts)
 
     assert eta([lsq.RateLimit(25, 5.0)]) == pytest.approx(55.0)  # 12 waves: 0 s, 5 s, ... 55 s
-    assert eta([lsq.RateLimit(25, 5.0), lsq.RateLimit(100, 3600.0)]) == pytest.approx(7200.0)
+    # The hour's limit grants 100 at 0, 3600 and 7200 s; within each, 25 per 5 s: 15 s more.
+    assert eta([lsq.RateLimit(25, 5.0), lsq.RateLimit(100, 3600.0)]) == pytest.approx(7215.0)
 
 
 def test_a_clamped_first_page_counts_the_walk_at_the_size_served() -> None:
@@ -344,14 +391,15 @@ def test_a_lead_that_failed_before_its_first_page_is_not_estimated_again() -> No
     assert workload.left(total=3) == 3.0
 
 
-def test_plain_lines_come_every_five_seconds(tmp_path: Path) -> None:
+@pytest.mark.looptime
+async def test_plain_lines_come_every_five_seconds(tmp_path: Path) -> None:
     """Off a terminal, a crawl of a minute writes a line at least every 5 s, in words."""
     leads = [f"lead-{n}" for n in range(60)]
     server = Server(dict.fromkeys(leads, 5))
     lines: list[tuple[float, str]] = []
     display = PlainDisplay(lambda line: lines.append((now(), line)), clock=now)
 
-    crawl(tmp_path, server, leads, display, rate_limit=lsq.RateLimit(1, 1.0))
+    await crawl(tmp_path, server, leads, display, rate_limit=lsq.RateLimit(1, 1.0))
 
     times = [0.0] + [at for at, _ in lines]
     assert server.finished_at > 55
@@ -392,7 +440,7 @@ def test_one_factory_decides_the_display(
     assert type(display) is shown
 
 
-@virtual
+@pytest.mark.looptime
 async def test_an_export_counts_ids_rows_and_failures() -> None:
     """opportunities' progress: each lead ended or failed is handled, each row a record."""
     server = Server({"lead-1": 25, "lead-2": 3})
@@ -489,3 +537,23 @@ async def send(hub: lsq.EventHub, requests: int, *, spacing: float) -> None:
 def page(endpoint: str, id_value: str, index: int, *, rows: int, count: int, size: int) -> Any:
     """A PageFetched event."""
     return lsq.PageFetched(endpoint, id_value, index, rows, count, size)
+
+
+@pytest.mark.looptime
+async def test_the_bar_labels_its_elapsed_clock() -> None:
+    """The bar's clock says what it counts: "elapsed 0:00:03", not a bare "0:00:03"."""
+    stream = io.StringIO()
+    console = Console(file=stream, force_terminal=True, width=100, color_system=None)
+    meter, hub = stub_meter([lsq.RateLimit(25, 5.0)])
+    display = RichDisplay(console)
+    counts = CrawlCounts(total=2)
+    display.start(counts)
+    hub.emit(page(OPPORTUNITIES, "lead-1", 1, rows=10, count=30, size=10))
+    display.update(counts, meter)
+    display.stop()
+    assert re.search(r"ETA \S+ elapsed \d+:\d\d:\d\d", stream.getvalue()), stream.getvalue()
+
+
+def test_ids_from_standard_input_drop_a_byte_order_mark() -> None:
+    """Standard input is read as a file path is: a UTF-8 BOM is not part of the first id."""
+    assert list(lines_to_ids(io.StringIO("\ufefflead-1\nlead-2\n"))) == ["lead-1", "lead-2"]
