@@ -59,9 +59,8 @@ def main(argv: list[str] | None = None) -> None:
     results: dict[str, Any] = {}
     if "startup" in chosen:
         results["startup"] = startup.run()
-        print("Start-up, as a multiple of import httpx")
-        for name, value in results["startup"].items():
-            print(f"  {name}: {value:.2f}x")
+        print("Start-up, as a multiple of the floor (import asyncio, attrs, httpx)")
+        print("\n".join(f"  {line}" for line in startup.describe(results["startup"])))
     if "structuring" in chosen:
         results["structuring"] = structuring.run()
         print("Structuring a page into records, as a multiple of json.loads of the page")
@@ -160,9 +159,7 @@ def write_page(results: dict[str, Any]) -> None:
     lines += ["", "## CPU per request", ""]
     lines += [f"- {name}: {value:.2f}" for name, value in results["cpu"].items()]
     lines += ["", "## Start-up", ""]
-    lines += [
-        f"- `{name}`: {value:.2f}x `import httpx`" for name, value in results["startup"].items()
-    ]
+    lines += [f"- {line}" for line in startup.describe(results["startup"])]
     lines += [
         "",
         "Run `nox -s bench` to measure on your machine; `python -m benchmarks crawl` runs "

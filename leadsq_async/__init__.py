@@ -32,19 +32,8 @@ from ._errors import (
     TransportError,
     WindowError,
 )
-from ._events import (
-    Event,
-    EventHub,
-    PageFetched,
-    QuotaWait,
-    RateLimited,
-    RequestSent,
-    ResponseReceived,
-    RetryScheduled,
-    SlotGranted,
-)
+from ._event_hub import EventHub
 from ._hosts import REGION_HOSTS
-from ._leads import Lead
 from ._limits import Grant, RateLimit, least_time
 from ._paging import Page, Paginator
 from ._ratelimit import RateLimiter, SlidingWindowLimiter
@@ -54,6 +43,17 @@ from ._session import Session
 from ._transport import SessionStats
 
 if _TYPE_CHECKING:
+    from ._events import (
+        Event,
+        PageFetched,
+        QuotaWait,
+        RateLimited,
+        RequestSent,
+        ResponseReceived,
+        RetryScheduled,
+        SlotGranted,
+    )
+    from ._leads import Lead
     from ._redis import RedisLimiter
 
 __version__ = "0.1.0"
@@ -116,6 +116,20 @@ def __getattr__(name: str) -> _Any:
         RedisLimiter.__module__ = __name__
         globals()[name] = RedisLimiter
         return RedisLimiter
+    # Lead comes with the account-wide feeds (`Session.leads_modified`), which load on
+    # first use too. Its __module__ stays its own: its annotations resolve there.
+    if name == "Lead":
+        from ._leads import Lead
+
+        globals()[name] = Lead
+        return Lead
+    # The other names not bound yet are the events (`Event` and its classes): built only
+    # while something listens, and their module imported then.
+    if name in __all__:
+        from . import _events
+
+        value = globals()[name] = getattr(_events, name)
+        return value
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import re
 from datetime import datetime, timedelta, timezone, tzinfo
 
@@ -18,13 +19,24 @@ _fromisoformat = datetime.fromisoformat
 # What "YYYY-MM-DD HH:MM:SS" holds at offsets 4, 7, 10 and 13 (one slice tests all four).
 _ISO_SEPARATORS = ("-- :", "--T:")
 
-_ISO = re.compile(
-    r"(\d{4})-(\d{2})-(\d{2})"
-    r"(?:[Tt ](\d{2}):(\d{2})(?::(\d{2})(?:[.,](\d+))?)?)?"
-    r" ?(?:([Zz])|([+-])(\d{2})(?::?(\d{2}))?)?",
-    re.ASCII,
-)
-_DOTNET = re.compile(r"/Date\((-?\d{1,16})(?:[+-]\d{4})?\)/", re.ASCII)
+
+# The patterns of the other shapes are compiled when a date of that shape first comes:
+# the documented shape, most of what the API sends, needs none of them.
+
+
+@functools.cache
+def _iso() -> re.Pattern[str]:
+    return re.compile(
+        r"(\d{4})-(\d{2})-(\d{2})"
+        r"(?:[Tt ](\d{2}):(\d{2})(?::(\d{2})(?:[.,](\d+))?)?)?"
+        r" ?(?:([Zz])|([+-])(\d{2})(?::?(\d{2}))?)?",
+        re.ASCII,
+    )
+
+
+@functools.cache
+def _dotnet() -> re.Pattern[str]:
+    return re.compile(r"/Date\((-?\d{1,16})(?:[+-]\d{4})?\)/", re.ASCII)
 
 
 def parse_date(value: object) -> datetime | None:
@@ -71,7 +83,7 @@ def parse_date(value: object) -> datetime | None:
 
 
 def _parse_iso(text: str) -> datetime | None:
-    match = _ISO.fullmatch(text)
+    match = _iso().fullmatch(text)
     if match is None:
         return None
     year, month, day, hour, minute, second, fraction, _, sign, off_hours, off_minutes = (
@@ -86,10 +98,14 @@ def _parse_iso(text: str) -> datetime | None:
 
 # A US date as the API writes it, "7/31/2026 5:33:50 AM", with a 24-hour clock or none;
 # _parse_us_words reads the rest (other spacing, fields of more digits).
-_US = re.compile(
-    r"([0-9]{1,2})/([0-9]{1,2})/([0-9]{4})"
-    r"(?: ([0-9]{1,2}):([0-9]{2}:[0-9]{2})(?: ([AaPp][Mm]))?)?"
-)
+@functools.cache
+def _us() -> re.Pattern[str]:
+    return re.compile(
+        r"([0-9]{1,2})/([0-9]{1,2})/([0-9]{4})"
+        r"(?: ([0-9]{1,2}):([0-9]{2}:[0-9]{2})(?: ([AaPp][Mm]))?)?"
+    )
+
+
 # A month, day or hour of one or two digits as ISO 8601's two.
 _TWO_DIGITS = {str(n): f"{n:02}" for n in range(100)} | {f"{n:02}": f"{n:02}" for n in range(10)}
 
@@ -113,7 +129,7 @@ _ISO_HOUR = _iso_hours()
 
 
 def _parse_us(text: str) -> datetime | None:
-    match = _US.fullmatch(text)
+    match = _us().fullmatch(text)
     if match is None:
         return _parse_us_words(text)
     month, day, year, hour, minutes_seconds, meridiem = match.groups()
@@ -162,7 +178,7 @@ def _parse_us_words(text: str) -> datetime | None:
 
 
 def _parse_dotnet(text: str) -> datetime | None:
-    match = _DOTNET.fullmatch(text)
+    match = _dotnet().fullmatch(text)
     if match is None:
         return None
     try:

@@ -10,9 +10,7 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Mapping, Sequence
-from typing import Any
-
-import attrs
+from typing import Any, NamedTuple
 
 from ._errors import (
     APIError,
@@ -38,8 +36,7 @@ __all__ = [
 RATE_LIMIT_EXCEPTION = "MXAPIRateLimitExceededException"
 
 
-@attrs.frozen
-class RawPage:
+class RawPage(NamedTuple):
     """One page as the API sent it.
 
     Attributes:

@@ -8,13 +8,15 @@ no endpoint-specific code.
 from __future__ import annotations
 
 import urllib.parse
-from typing import Any, Generic, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 import attrs
 
 from ._checks import check_text
-from ._leads import Lead
 from ._records import Activity, Opportunity
+
+if TYPE_CHECKING:
+    from ._leads import Lead
 
 __all__ = [
     "ACTIVITIES_BY_EVENT",
@@ -92,19 +94,7 @@ ACTIVITIES_OF_OPPORTUNITY: Endpoint[Activity] = Endpoint(
 
 # The account-wide feeds: no id in the query string; what they select goes in the body.
 # Their rows are told apart by id across time windows too (see _feeds).
-
-LEADS_MODIFIED: Endpoint[Lead] = Endpoint(
-    name="leads_modified",
-    path="LeadManagement.svc/Leads.RecentlyModified",
-    id_parameter="",
-    filter_parameter="",
-    id_key="",  # the id is inside LeadPropertyList: the whole row tells rows apart
-    record_class=Lead,
-    default_page_size=100,
-    required_columns=("ProspectID", "ModifiedOn"),
-    max_page_size=5000,  # documented: "the maximum number of leads returned ... is 5000"
-    list_key="Leads",
-)
+# LEADS_MODIFIED, the leads feed's row, is made on first import (`_leads_modified`).
 
 ACTIVITIES_MODIFIED: Endpoint[Activity] = Endpoint(
     name="activities_modified",
@@ -153,16 +143,6 @@ OPPORTUNITIES_BY_ID: Endpoint[Opportunity] = Endpoint(
     list_key="[*].Opportunities",
 )
 
-ENDPOINTS: tuple[Endpoint[Any], ...] = (
-    OPPORTUNITIES_OF_LEAD,
-    ACTIVITIES_OF_OPPORTUNITY,
-    LEADS_MODIFIED,
-    ACTIVITIES_MODIFIED,
-    ACTIVITIES_BY_EVENT,
-    OPPORTUNITIES_BY_SEARCH,
-    OPPORTUNITIES_BY_ID,
-)
-
 
 def raw_endpoint(path: object, list_key: object = "List") -> Endpoint[dict[str, Any]]:
     """The row for any list endpoint that pages with ``PageIndex``/``PageSize``.
@@ -190,6 +170,36 @@ def raw_endpoint(path: object, list_key: object = "List") -> Endpoint[dict[str, 
         required_columns=(),
         list_key=list_key,
     )
+
+
+def _leads_modified() -> Endpoint[Lead]:
+    # The leads feed's row, made when the feeds first import it (see `__getattr__`): its
+    # record class, `Lead`, is imported with the feeds, not with the session.
+    from ._leads import Lead
+
+    return Endpoint(
+        name="leads_modified",
+        path="LeadManagement.svc/Leads.RecentlyModified",
+        id_parameter="",
+        filter_parameter="",
+        id_key="",  # the id is inside LeadPropertyList: the whole row tells rows apart
+        record_class=Lead,
+        default_page_size=100,
+        required_columns=("ProspectID", "ModifiedOn"),
+        max_page_size=5000,  # documented: "the maximum number of leads returned ... is 5000"
+        list_key="Leads",
+    )
+
+
+if TYPE_CHECKING:
+    LEADS_MODIFIED: Endpoint[Lead]
+else:
+
+    def __getattr__(name: str) -> Any:
+        if name == "LEADS_MODIFIED":
+            globals()[name] = endpoint = _leads_modified()
+            return endpoint
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def _stays_under_the_base(path: str) -> bool:

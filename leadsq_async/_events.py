@@ -1,10 +1,11 @@
 """Events: what a session does, as typed records, for progress, metrics and tracing.
 
-Subscribe a listener with ``session.events.subscribe(listener)``; it is called
-synchronously, in the task that does the work, with each event as it happens.
-When nothing listens, no event is even built. A listener must be quick and
-must not raise: an exception from it is logged and otherwise ignored, so a
-broken metrics exporter never fails a crawl.
+Subscribe a listener with ``session.events.subscribe(listener)`` (an `EventHub`, in
+`_event_hub`); it is called synchronously, in the task that does the work, with each
+event as it happens. When nothing listens, no event is even built, and this module is
+not even imported: the transport imports it when it first builds an event. A listener
+must be quick and must not raise: an exception from it is logged and otherwise ignored,
+so a broken metrics exporter never fails a crawl.
 
 The events, per request and per page::
 
@@ -20,8 +21,6 @@ The events, per request and per page::
 from __future__ import annotations
 
 import datetime as _dt
-import logging
-from collections.abc import Callable
 from typing import TYPE_CHECKING, TypeAlias
 
 import attrs
@@ -31,7 +30,6 @@ if TYPE_CHECKING:
 
 __all__ = [
     "Event",
-    "EventHub",
     "PageFetched",
     "QuotaWait",
     "RateLimited",
@@ -40,8 +38,6 @@ __all__ = [
     "RetryScheduled",
     "SlotGranted",
 ]
-
-logger = logging.getLogger("leadsq_async")
 
 
 @attrs.frozen
@@ -174,40 +170,3 @@ Event: TypeAlias = (
     | PageFetched
 )
 """Any of the events a session emits."""
-
-Listener = Callable[[Event], object]
-
-
-class EventHub:
-    """Where a session's events go: ``session.events``."""
-
-    def __init__(self) -> None:
-        self._listeners: tuple[Listener, ...] = ()
-
-    def subscribe(self, listener: Listener) -> Callable[[], None]:
-        """Call ``listener(event)`` for every event from now on.
-
-        Returns:
-            A function that unsubscribes it.
-        """
-        if not callable(listener):
-            raise TypeError(f"listener must be callable, not {type(listener).__name__}")
-        self._listeners = (*self._listeners, listener)
-
-        def unsubscribe() -> None:
-            self._listeners = tuple(each for each in self._listeners if each is not listener)
-
-        return unsubscribe
-
-    @property
-    def listening(self) -> bool:
-        """Whether anything listens: emitters check it before building an event."""
-        return bool(self._listeners)
-
-    def emit(self, event: Event) -> None:
-        """Hand ``event`` to every listener; a listener that raises is logged and skipped."""
-        for listener in self._listeners:
-            try:
-                listener(event)
-            except Exception:
-                logger.exception("an event listener failed on %s", type(event).__name__)

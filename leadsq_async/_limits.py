@@ -7,6 +7,7 @@ loop, nothing from the rest of the package but the argument checks and the leaf 
 from __future__ import annotations
 
 import bisect
+import functools
 import math
 import re
 from collections.abc import Iterable, Sequence
@@ -62,10 +63,17 @@ _UNIT_SECONDS = {
     **dict.fromkeys(("h", "hour", "hours"), 3600.0),
     **dict.fromkeys(("d", "day", "days"), 86400.0),
 }
-_RATE_LIMIT_TEXT = re.compile(
-    r"\s*(?P<calls>[+-]?\d+)\s*/\s*(?P<number>[+-]?(?:\d+(?:\.\d*)?|\.\d+))?\s*(?P<unit>[a-z]*)\s*",
-    re.IGNORECASE,
-)
+
+
+@functools.cache
+def _rate_limit_text() -> re.Pattern[str]:
+    # Compiled on first use: only a limit read from text (the CLI's, the dlt source's) needs it.
+    return re.compile(
+        r"\s*(?P<calls>[+-]?\d+)\s*/\s*(?P<number>[+-]?(?:\d+(?:\.\d*)?|\.\d+))?\s*(?P<unit>[a-z]*)\s*",
+        re.IGNORECASE,
+    )
+
+
 _RATE_LIMIT_FORMS = "CALLS/PERIOD such as '10/5', '10/5s', '5/30m', '100/1h' or '10000/1d'"
 
 _NAMED_PERIODS = ((86400, "day", "days"), (3600, "hour", "h"), (60, "minute", "min"))
@@ -105,7 +113,7 @@ class RateLimit:
         """
         if not isinstance(text, str):
             raise TypeError(f"a rate limit to parse must be a str, got {type(text).__name__}")
-        match = _RATE_LIMIT_TEXT.fullmatch(text)
+        match = _rate_limit_text().fullmatch(text)
         if match is None or (match["number"] is None and not match["unit"]):
             raise ValueError(f"invalid rate limit {text!r}: expected {_RATE_LIMIT_FORMS}")
         unit = match["unit"].lower()

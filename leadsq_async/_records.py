@@ -59,7 +59,9 @@ def _own_fields_first(cls: type, fields: list[attrs.Attribute[Any]]) -> list[att
     )
 
 
-@attrs.frozen(kw_only=True, field_transformer=_own_fields_first)
+# The bases are never compared or shown: each record class makes its own __eq__, __hash__
+# and __repr__, so the bases' are not made (half of what attrs spends on each).
+@attrs.frozen(kw_only=True, field_transformer=_own_fields_first, repr=False, eq=False)
 class _RowRecord:
     """What every record class shares: ``extra`` and the row itself."""
 
@@ -102,7 +104,7 @@ class _RowRecord:
         return (structure, (self._row, type(self)))
 
 
-@attrs.frozen(kw_only=True, field_transformer=_own_fields_first)
+@attrs.frozen(kw_only=True, field_transformer=_own_fields_first, repr=False, eq=False)
 class _Record(_RowRecord):
     """What both record classes share: the fields every row carries, extra, the row.
 

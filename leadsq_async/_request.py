@@ -9,9 +9,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable, Mapping
-from typing import Any
-
-import attrs
+from typing import Any, NamedTuple
 
 from ._checks import check_text
 from ._endpoints import Endpoint
@@ -19,8 +17,7 @@ from ._endpoints import Endpoint
 __all__ = ["MAX_ID_LENGTH", "PageQuery", "WireRequest", "build_request", "check_id"]
 
 
-@attrs.frozen
-class WireRequest:
+class WireRequest(NamedTuple):
     """One POST to send: the path under the base URL, its query and JSON body."""
 
     path: str
@@ -28,8 +25,7 @@ class WireRequest:
     json: dict[str, Any]
 
 
-@attrs.frozen
-class PageQuery:
+class PageQuery(NamedTuple):
     """Everything about a paged call except the page's position.
 
     Built by the session from the caller's arguments, after checking them, so a

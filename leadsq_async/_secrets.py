@@ -82,8 +82,13 @@ _ESCAPES = (
     r"|(\s+)"
     r"|([^\x00-\x7f])"  # fullwidth forms and the like: compared in NFKC form
 )
-_SPELLING = re.compile(_ESCAPES, re.IGNORECASE)
-_SPELLING_WITH_PLUS = re.compile(_ESCAPES + r"|(\+)", re.IGNORECASE)
+
+
+@functools.cache
+def _spelling(plus_is_space: bool) -> re.Pattern[str]:
+    # Compiled on first use: a program whose errors and logs carry no secret never
+    # scrubs, and these are the package's costliest patterns to compile.
+    return re.compile(_ESCAPES + r"|(\+)" if plus_is_space else _ESCAPES, re.IGNORECASE)
 
 
 class _Decoded:
@@ -101,8 +106,7 @@ class _Decoded:
         self.offsets: list[int] = []
         self.spans: list[tuple[int, int]] = []
         length = done = 0
-        pattern = _SPELLING_WITH_PLUS if plus_is_space else _SPELLING
-        for match in pattern.finditer(text):
+        for match in _spelling(plus_is_space).finditer(text):
             start, end = match.span()
             if start > done:
                 pieces.append(text[done:start].lower())

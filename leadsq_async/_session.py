@@ -1,29 +1,33 @@
 """`Session`: the facade. It checks arguments, builds the transport, hands out walks.
 
 Everything that sends lives below it: `_transport` (limiter, HTTP, retries),
-`_paging` (walking pages) and `_crawl` (fan-out over many ids).
+`_paging` (walking pages) and `_crawl` (fan-out over many ids). The account-wide feeds
+(`_feeds`, with `Lead`) are imported by the four feed methods when first called: most
+programs never read them, and they need not pay for importing them.
 """
 
 from __future__ import annotations
 
 from collections.abc import AsyncIterable, Iterable, Mapping, Sequence
 from datetime import datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import httpx
 
-from . import _crawl, _feeds
+from . import _crawl
 from ._closing import AsyncClosing
 from ._crawl import Crawl, LeadResult, OpportunityResult
 from ._endpoints import ACTIVITIES_OF_OPPORTUNITY, OPPORTUNITIES_OF_LEAD
-from ._events import EventHub
-from ._leads import Lead
+from ._event_hub import EventHub
 from ._limits import RateLimit, as_rate_limits
 from ._paging import Paginator
 from ._ratelimit import RateLimiter, SlidingWindowLimiter
 from ._records import Activity, Opportunity
 from ._retry import RetryPolicy
 from ._transport import DEFAULT_TIMEOUT, SessionStats, Transport
+
+if TYPE_CHECKING:
+    from ._leads import Lead
 
 __all__ = ["Session"]
 
@@ -278,6 +282,8 @@ class Session(AsyncClosing):
             LeadSquaredError: while iterating, for a call that failed for good.
         """
         options = (columns, page_size, limit, window)
+        from . import _feeds  # the account-wide feeds load on first use
+
         return _feeds.leads_modified(self._transport, since, until, *options)
 
     def activities_modified(
@@ -298,6 +304,8 @@ class Session(AsyncClosing):
         without ``event_code``, one day with it.
         """
         options = (event_code, page_size, limit, window)
+        from . import _feeds
+
         return _feeds.activities_modified(self._transport, since, until, *options)
 
     def opportunities_of_type(
@@ -327,6 +335,8 @@ class Session(AsyncClosing):
                 search: only administrators may call it).
         """
         options = (modified_since, columns, page_size, limit)
+        from . import _feeds
+
         return _feeds.opportunities_of_type(self._transport, opportunity_type, *options)
 
     def opportunities_by_id(
@@ -351,6 +361,8 @@ class Session(AsyncClosing):
             TypeError, ValueError: for a bad argument, before anything is sent.
             LeadSquaredError: while iterating, for a call that failed for good.
         """
+        from . import _feeds
+
         return _feeds.opportunities_by_id(self._transport, opportunity_type, ids, columns, limit)
 
 

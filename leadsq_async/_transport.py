@@ -32,16 +32,7 @@ from ._errors import (
     RequestTimeoutError,
     TransportError,
 )
-from ._events import (
-    EventHub,
-    PageFetched,
-    QuotaWait,
-    RateLimited,
-    RequestSent,
-    ResponseReceived,
-    RetryScheduled,
-    SlotGranted,
-)
+from ._event_hub import EventHub
 from ._hosts import base_url
 from ._limits import RateLimit, as_rate_limit, plausible
 from ._ratelimit import RateLimiter
@@ -215,6 +206,8 @@ class Transport:
                 raise failure
             self.stats.retries += 1
             if self.events.listening:
+                from ._events import RetryScheduled  # the events load once listened to
+
                 why, kind = str(failure), type(failure).__name__
                 self.events.emit(RetryScheduled(request.path, attempt, backoff, why, kind))
             logger.info(
@@ -256,6 +249,8 @@ class Transport:
             self.stats.requests += 1
             sent = clock()
             if events.listening:
+                from ._events import RequestSent
+
                 events.emit(RequestSent(endpoint, page_index, attempt))
             try:
                 status, body = await within(self._deadline, self._post(url, request))
@@ -270,6 +265,8 @@ class Transport:
             finally:
                 # Cancelled too: a listener counting requests in flight must hear the end.
                 if events.listening:
+                    from ._events import ResponseReceived
+
                     events.emit(ResponseReceived(endpoint, status, clock() - sent))
         if failure is not None:
             # Raised outside the `except`: the httpx exception, whose request holds the
@@ -283,6 +280,8 @@ class Transport:
             status, body, endpoint=endpoint, secrets=self._secrets, list_key=list_key
         )
         if events.listening:
+            from ._events import PageFetched
+
             size = request.json["Paging"]["PageSize"]
             rows, count = len(page.rows), page.record_count
             events.emit(PageFetched(endpoint, query.id_value, page_index, rows, count, size))
@@ -347,6 +346,8 @@ class Transport:
             max_wait = deadline.remaining(clock())
             grant = await slot.enter_async_context(self.limiter.slot(max_wait=max_wait))
             if self.events.listening:
+                from ._events import SlotGranted
+
                 self.events.emit(SlotGranted(endpoint, grant.waited, grant.limit))
             return
         except QuotaExhaustedError as spent:
@@ -355,6 +356,8 @@ class Transport:
                 raise
             retry_at, limit = spent.retry_at, as_rate_limit(spent.limit)
         if self.events.listening:
+            from ._events import QuotaWait
+
             self.events.emit(QuotaWait(endpoint, retry_at, limit))
         # Once per wait, not once per task that waits: they wait for slots a moment apart.
         announced = self._quota_announced
@@ -368,6 +371,8 @@ class Transport:
         waiting = clock()
         grant = await slot.enter_async_context(self.limiter.slot())
         if self.events.listening:
+            from ._events import SlotGranted
+
             self.events.emit(SlotGranted(endpoint, grant.waited, grant.limit))
         # The wait for a quota is not the request's: its deadline starts again.
         deadline.started += clock() - waiting
@@ -396,6 +401,8 @@ class Transport:
             )
         pause = self.limiter.rate_limit.period if stated is None else stated.period
         if self.events.listening:
+            from ._events import RateLimited
+
             self.events.emit(RateLimited(endpoint, stated, pause))
         await self.limiter.pause(pause, limit=stated)
 

@@ -11,9 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from typing import Any
-
-import attrs
+from typing import Any, NamedTuple
 
 from ._decode import RawPage
 from ._errors import MalformedResponseError, PagingError
@@ -74,7 +72,6 @@ def row_key(row: dict[str, Any], id_key: str, endpoint: str) -> tuple[str, objec
     )
 
 
-@attrs.define
 class PageSizes:
     """The page size each endpoint of one session is known to serve, by endpoint path.
 
@@ -82,8 +79,14 @@ class PageSizes:
     never lowered below the most rows the endpoint was seen to serve on one page.
     """
 
-    _learned: dict[str, int] = attrs.field(factory=dict)
-    _largest_served: dict[str, int] = attrs.field(factory=dict)
+    __slots__ = ("_largest_served", "_learned")
+
+    def __init__(self) -> None:
+        self._learned: dict[str, int] = {}
+        self._largest_served: dict[str, int] = {}
+
+    def __repr__(self) -> str:
+        return f"PageSizes(learned={self._learned!r}, largest_served={self._largest_served!r})"
 
     def size_for(self, endpoint: str, asked: int) -> int:
         """The page size to ask ``endpoint`` for: ``asked``, but never more than learned."""
@@ -102,8 +105,7 @@ class PageSizes:
         return self._learned[endpoint]
 
 
-@attrs.frozen
-class PageStep:
+class PageStep(NamedTuple):
     """What a walk does with one page it received.
 
     Attributes:

@@ -7,6 +7,9 @@ Read from the source (every ``import`` statement, inside functions and under
 from __future__ import annotations
 
 import ast
+import json
+import subprocess
+import sys
 from pathlib import Path
 
 import leadsq_async
@@ -117,3 +120,33 @@ def test_errors_is_a_leaf() -> None:
 def test_limits_imports_only_leaves() -> None:
     assert import_graph()[f"{NAME}._limits"] <= {f"{NAME}._checks", f"{NAME}._errors"}
     assert import_graph()[f"{NAME}._checks"] == set()
+
+
+# What `import leadsq_async` leaves for first use (issue 17 item 10): the account-wide feeds
+# with `Lead`, and the event classes, built only while something listens.
+DEFERRED = [
+    f"{NAME}._events",
+    f"{NAME}._feed_walk",
+    f"{NAME}._feeds",
+    f"{NAME}._leads",
+    f"{NAME}._windows",
+]
+LOADED_AFTER_IMPORT = """
+import json, sys
+import leadsq_async as lsq
+before = sorted(name for name in sys.modules if name.startswith("leadsq_async."))
+lsq.Lead, lsq.PageFetched
+from leadsq_async import _feeds
+after = sorted(name for name in sys.modules if name.startswith("leadsq_async."))
+print(json.dumps([before, after, lsq.PageFetched.__module__, lsq.Lead.__module__]))
+"""
+
+
+def test_the_feeds_and_the_events_are_imported_at_first_use() -> None:
+    printed = subprocess.run(
+        [sys.executable, "-c", LOADED_AFTER_IMPORT], capture_output=True, text=True, check=True
+    ).stdout
+    before, after, event_module, lead_module = json.loads(printed)
+    assert set(DEFERRED).isdisjoint(before)
+    assert set(DEFERRED) <= set(after)
+    assert (event_module, lead_module) == (f"{NAME}._events", f"{NAME}._leads")

@@ -12,7 +12,7 @@ import pytest
 from fakes import opportunity, session_for
 
 import leadsq_async as lsq
-from leadsq_async import _transport
+from leadsq_async import _events
 
 
 def rate_limited() -> httpx.Response:
@@ -95,8 +95,9 @@ async def test_no_event_is_built_when_nothing_listens(monkeypatch: pytest.Monkey
     def refuse(*args: Any, **kwargs: Any) -> None:
         raise AssertionError("an event was built")
 
+    # The transport takes each event's class from _events when it builds one.
     for name in ("SlotGranted", "RequestSent", "ResponseReceived", "PageFetched", "RetryScheduled"):
-        monkeypatch.setattr(_transport, name, refuse)
+        monkeypatch.setattr(_events, name, refuse)
 
     async def handler(request: httpx.Request) -> httpx.Response:
         return httpx.Response(200, json={"RecordCount": 1, "List": [opportunity(1)]})
