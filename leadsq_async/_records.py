@@ -14,8 +14,6 @@ import functools
 import inspect
 import json
 import linecache
-import math
-import re
 from collections.abc import Callable, Iterable, Mapping
 from datetime import datetime
 from itertools import repeat
@@ -30,6 +28,7 @@ if TYPE_CHECKING:
     from ._leads import Lead
 
 from ._dates import parse_date
+from ._readers import FLAGS, float_memo, int_memo, read_flag, read_float, read_int
 
 __all__ = [
     "Activity",
@@ -241,72 +240,6 @@ class Activity(_Record):
     opportunity_owner_id: str | None = attrs.field(metadata={_API_KEY: "O_Owner"})
 
 
-# --- reading one value ---------------------------------------------------------------
-# The generated hooks inline the common case of each type and call these for the rest.
-# Number texts are memoised: scores, codes, counts and coordinates repeat. Only exact
-# strings are looked up in the memos and stored there: a value of another type that
-# compares equal to one (Decimal(5) == 5, UserString("5") == "5") would otherwise read
-# as whatever was read before it.
-
-_FLAGS: dict[str, bool] = {
-    "0": False,
-    "1": True,
-    "false": False,
-    "true": True,
-    "False": False,
-    "True": True,
-}
-_INTEGER = re.compile(r"[+-]?[0-9]{1,18}")
-_DECIMAL = re.compile(r"[+-]?(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][+-]?[0-9]{1,3})?")
-_MEMO_SIZE = 4096
-_int_memo: dict[str, int | None] = {}
-_float_memo: dict[str, float | None] = {}
-
-
-def _remember(memo: dict[str, T], text: str, number: T) -> T:
-    if len(memo) >= _MEMO_SIZE:  # a crude bound: the values that repeat come back at once
-        memo.clear()
-    memo[text] = number
-    return number
-
-
-def _read_flag(value: object) -> bool | None:
-    if type(value) is str:
-        return _FLAGS.get(value)
-    if type(value) in (bool, int, float) and value in (0, 1):
-        return bool(value)
-    return None
-
-
-def _read_int(value: object) -> int | None:
-    # JSON gives str, int, float or bool; anything else holds no number.
-    if type(value) is str:
-        return _remember(_int_memo, value, int(value) if _INTEGER.fullmatch(value) else None)
-    if type(value) is float:
-        return int(value) if value.is_integer() else None
-    if type(value) is int or type(value) is bool:
-        return int(value)
-    return None
-
-
-def _read_float(value: object) -> float | None:
-    if type(value) is str:
-        number = _finite(float(value)) if _DECIMAL.fullmatch(value) else None
-        return _remember(_float_memo, value, number)
-    if type(value) is float:
-        return _finite(value)
-    if type(value) is int or type(value) is bool:
-        try:
-            return float(value)
-        except OverflowError:  # an integer beyond 1e308
-            return None
-    return None
-
-
-def _finite(number: float) -> float | None:
-    return number if math.isfinite(number) else None
-
-
 # --- the generated structure hooks -----------------------------------------------------
 # One function per record class, written out field by field the way attrs writes its
 # __init__: no per-field call for text, flags and memoised numbers, the row copied once for
@@ -396,12 +329,12 @@ def _make_structure_hook(cls: type[Any]) -> Callable[[Any, Any], Any]:
         "Twin": twin,
         "Record": cls,
         "MappingProxyType": MappingProxyType,
-        "flags_get": _FLAGS.get,
-        "read_flag": _read_flag,
-        "int_memo": _int_memo,
-        "read_int": _read_int,
-        "float_memo": _float_memo,
-        "read_float": _read_float,
+        "flags_get": FLAGS.get,
+        "read_flag": read_flag,
+        "int_memo": int_memo,
+        "read_int": read_int,
+        "float_memo": float_memo,
+        "read_float": read_float,
         "parse_date": parse_date,
     }
     exec(compile(source, filename, "exec"), namespace)

@@ -20,7 +20,7 @@ import attrs
 import cattrs
 import pytest
 
-from leadsq_async import _dates, _records
+from leadsq_async import _dates, _readers, _records
 from leadsq_async._dates import parse_date
 from leadsq_async._records import Activity, Opportunity, structure, structure_rows, unstructure
 
@@ -384,7 +384,7 @@ def test_unreadable_number_texts_stay_none_after_the_memo_is_reset(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """Numbers read the same before and after their memo fills up and starts over."""
-    monkeypatch.setattr(_records, "_MEMO_SIZE", 8)
+    monkeypatch.setattr(_readers, "_MEMO_SIZE", 8)
     values = [str(n) for n in range(20)] + ["x", None, "", 3, 3.0, True]
     expected = [*range(20), None, None, None, 3, 3, 1]
     for _ in range(3):
