@@ -37,9 +37,10 @@ from ._hosts import REGION_HOSTS
 from ._limits import Grant, RateLimit, least_time
 from ._paging import Page, Paginator
 from ._ratelimit import RateLimiter, SlidingWindowLimiter
-from ._records import Activity, Opportunity, structure, unstructure
+from ._records import Activity, Opportunity
 from ._retry import RetryPolicy
 from ._session import Session
+from ._structure import structure, unstructure
 from ._transport import SessionStats
 
 if _TYPE_CHECKING:

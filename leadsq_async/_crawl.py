@@ -26,8 +26,9 @@ from ._closing import AsyncClosing
 from ._endpoints import ACTIVITIES_OF_OPPORTUNITY, OPPORTUNITIES_OF_LEAD, Endpoint, raw_endpoint
 from ._errors import LeadSquaredError
 from ._paging import Paginator
-from ._records import Activity, Opportunity, structure_rows
+from ._records import Activity, Opportunity
 from ._request import PageQuery
+from ._structure import structure_rows
 from ._transport import Transport
 
 __all__ = [

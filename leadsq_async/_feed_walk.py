@@ -30,8 +30,8 @@ from ._endpoints import Endpoint
 from ._errors import PagingError, ServerError, WindowError
 from ._leads import flatten_lead
 from ._paging import Page, PageIterator, Paginator
-from ._records import structure_rows, unstructure
 from ._request import PageQuery
+from ._structure import structure_rows, unstructure
 from ._transport import Transport
 from ._windows import Window
 

@@ -10,33 +10,20 @@ read and how records are built: docs/records.md.
 
 from __future__ import annotations
 
-import functools
 import inspect
 import json
 import linecache
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Mapping
 from datetime import datetime
-from itertools import repeat
 from types import MappingProxyType
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import Any, TypeVar
 
 import attrs
-
-if TYPE_CHECKING:
-    import cattrs
-
-    from ._leads import Lead
 
 from ._dates import parse_date
 from ._readers import FLAGS, float_memo, int_memo, read_flag, read_float, read_int
 
-__all__ = [
-    "Activity",
-    "Opportunity",
-    "structure",
-    "structure_rows",
-    "unstructure",
-]
+__all__ = ["Activity", "Opportunity", "is_record_class", "make_structure_hook", "row_of"]
 
 T = TypeVar("T")
 
@@ -100,7 +87,7 @@ class _RowRecord:
     def __reduce__(self) -> tuple[Any, ...]:
         # Pickle and copy the row alone, and rebuild the typed view from it: ``extra``
         # is a read-only proxy, which cannot be pickled.
-        return (structure, (self._row, type(self)))
+        return (_rebuild, (self._row, type(self)))
 
 
 @attrs.frozen(kw_only=True, field_transformer=_own_fields_first, repr=False, eq=False)
@@ -279,7 +266,7 @@ _READERS: dict[object, tuple[str, ...]] = {
 }
 
 
-def _make_structure_hook(cls: type[Any]) -> Callable[[Any, Any], Any]:
+def make_structure_hook(cls: type[Any]) -> Callable[[Any, Any], Any]:
     attrs.resolve_types(cls)
     twin = type(
         f"_{cls.__name__}Twin",
@@ -351,74 +338,26 @@ def _as_dict(row: object) -> dict[str, Any]:
     return dict(row)
 
 
-def _unstructure_record(record: _RowRecord) -> dict[str, Any]:
+_BASES = (_RowRecord, _Record)
+
+
+_REBUILDERS: dict[type[Any], Callable[[Any, Any], Any]] = {}
+
+
+def _rebuild(row: Mapping[str, Any], cls: type[Any]) -> Any:
+    """A record of ``cls`` from its row again: what unpickling and copying call."""
+    hook = _REBUILDERS.get(cls)
+    if hook is None:
+        hook = _REBUILDERS[cls] = make_structure_hook(cls)
+    return hook(row, cls)
+
+
+def is_record_class(cls: object) -> bool:
+    """Whether ``cls`` is a record class: `Opportunity`, `Activity`, `Lead` (any class
+    built on the row records' base that is not a base itself)."""
+    return isinstance(cls, type) and issubclass(cls, _RowRecord) and cls not in _BASES
+
+
+def row_of(record: _RowRecord) -> dict[str, Any]:
+    """A copy of the row ``record`` was built from."""
     return record._row.copy()
-
-
-@functools.cache
-def _converter() -> cattrs.Converter:
-    """The library's converter, built on first use: importing cattrs and generating the
-    hooks is a good part of what importing the package would otherwise cost."""
-    import cattrs
-
-    converter = cattrs.Converter()
-    for cls in _record_classes():
-        converter.register_structure_hook(cls, _make_structure_hook(cls))
-        converter.register_unstructure_hook(cls, _unstructure_record)
-    return converter
-
-
-@functools.cache
-def _record_classes() -> tuple[type[Any], ...]:
-    from ._leads import Lead  # imports this module: read at first use
-
-    return (Opportunity, Activity, Lead)
-
-
-def _check_record_class(cls: object) -> None:
-    if cls not in _record_classes():
-        raise TypeError(f"{cls!r} is not a record class (Opportunity, Activity or Lead)")
-
-
-def structure(row: Mapping[str, Any], cls: type[T]) -> T:
-    """Build a record of class ``cls`` from one row, as the API sends it.
-
-    The record keeps a copy of the row (a shallow one: rows are flat JSON), so
-    changing ``row`` afterwards does not change the record. Values the typed
-    view cannot read become ``None`` there and never raise.
-
-    Raises:
-        TypeError: ``row`` is not a mapping, or ``cls`` is not `Opportunity`,
-            `Activity` or `Lead`.
-    """
-    _check_record_class(cls)
-    return _converter().structure(row, cls)
-
-
-def structure_rows(rows: Iterable[Mapping[str, Any]], cls: type[T]) -> list[T]:
-    """Build a record of class ``cls`` from each row of a page, in order.
-
-    The same as ``[structure(row, cls) for row in rows]``, faster: the
-    paginator's path for every page.
-
-    Raises:
-        TypeError: a row is not a mapping, or ``cls`` is not `Opportunity`,
-            `Activity` or `Lead`.
-    """
-    _check_record_class(cls)
-    return list(map(_converter().get_structure_hook(cls), rows, repeat(cls)))
-
-
-def unstructure(record: Opportunity | Activity | Lead) -> dict[str, Any]:
-    """The row a record was built from: exactly the dict the API sent.
-
-    Same keys, same order, same values (including those the typed view could
-    not read). Returns a new dict on every call; changing it does not change
-    the record.
-
-    Raises:
-        TypeError: ``record`` is not an `Opportunity`, `Activity` or `Lead`.
-    """
-    _check_record_class(type(record))
-    result: dict[str, Any] = _converter().unstructure(record)
-    return result

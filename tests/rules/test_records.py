@@ -20,9 +20,10 @@ import attrs
 import cattrs
 import pytest
 
-from leadsq_async import _dates, _readers, _records
+from leadsq_async import _dates, _readers, _structure
 from leadsq_async._dates import parse_date
-from leadsq_async._records import Activity, Opportunity, structure, structure_rows, unstructure
+from leadsq_async._records import Activity, Opportunity
+from leadsq_async._structure import structure, structure_rows, unstructure
 
 UTC = timezone.utc
 
@@ -573,16 +574,16 @@ def test_records_survive_pickle_and_copy(row: dict[str, Any], cls: type[Any]) ->
 
 def test_the_global_cattrs_converter_is_left_alone() -> None:
     """The library's converter is its own: the global one knows nothing of API rows."""
-    assert _records._converter() is not cattrs.global_converter
+    assert _structure._converter() is not cattrs.global_converter
     with pytest.raises(cattrs.ClassValidationError):
         cattrs.structure(SEED_OPPORTUNITY, Opportunity)
 
 
 def test_structure_goes_through_the_library_converter() -> None:
     """The record hooks are registered on the library's converter."""
-    hook = _records._converter().get_structure_hook(Opportunity)
+    hook = _structure._converter().get_structure_hook(Opportunity)
     assert hook(SEED_OPPORTUNITY, Opportunity) == opportunity()
-    assert _records._converter().unstructure(opportunity()) == SEED_OPPORTUNITY
+    assert _structure._converter().unstructure(opportunity()) == SEED_OPPORTUNITY
 
 
 @pytest.mark.parametrize("row", [None, "OpportunityId", [("OpportunityId", "o-1")], 42])
