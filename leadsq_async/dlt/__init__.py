@@ -32,8 +32,10 @@ __all__ = [
     "CHECKPOINT_DIRECTORY",
     "LeadSquaredConfiguration",
     "LoadProgress",
+    "SyncProgress",
     "failed_leads",
     "leadsquared",
+    "leadsquared_account",
 ]
 
 RateLimitSetting = str | RateLimit | Sequence[RateLimit] | Callable[[], RateLimiter]
@@ -184,6 +186,9 @@ def leadsquared(
             )
         )
     return resources
+
+
+from .account import SyncProgress, leadsquared_account  # noqa: E402 - it uses the above
 
 
 def failed_leads(pipeline: dlt.Pipeline) -> dict[str, str]:
