@@ -92,7 +92,8 @@ class _SharedSession:
             session = self._session
             if session is None:
                 stack = contextlib.AsyncExitStack()
-                session = self._session = await stack.enter_async_context(self._open())
+                opened: Session = await stack.enter_async_context(self._open())
+                session = self._session = opened
                 self._stack = stack
                 if self._progress is not None:
                     self._progress.sync_started(session)
@@ -225,13 +226,13 @@ def leadsquared_account(
         value = incremental.last_value
         return min(_aware("the cursor", value), until - timedelta(seconds=1))
 
-    def leads(modified: Any = cursor()) -> Iterator[AsyncIterator[list[dict[str, Any]]]]:
+    def leads(modified: Any = cursor()) -> Iterator[AsyncIterator[list[dict[str, Any]]]]:  # noqa: B008
         yield _leads(shared, since_of(modified), until)
 
-    def opportunities(modified: Any = cursor()) -> Iterator[AsyncIterator[Any]]:
+    def opportunities(modified: Any = cursor()) -> Iterator[AsyncIterator[Any]]:  # noqa: B008
         yield _opportunities(shared, codes, since_of(modified), until, with_opportunity_activities)
 
-    def activities(modified: Any = cursor()) -> Iterator[AsyncIterator[list[dict[str, Any]]]]:
+    def activities(modified: Any = cursor()) -> Iterator[AsyncIterator[list[dict[str, Any]]]]:  # noqa: B008
         yield _activities(shared, codes, since_of(modified), until)
 
     resources: list[DltResource] = []
