@@ -51,6 +51,7 @@ from ._run import (
     stderr_is_terminal,
 )
 from ._serve import emulator
+from ._sync import sync
 from ._worker import enqueue, worker
 
 __all__ = ["cli", "main"]
@@ -601,6 +602,7 @@ cli.add_command(emulator)
 cli.add_command(demo)
 cli.add_command(load)
 cli.add_command(probe)
+cli.add_command(sync)
 cli.add_command(worker)
 cli.add_command(enqueue)
 
