@@ -216,6 +216,8 @@ def sync(
 
     if not api.access_key or not api.secret_key:
         api.session()  # the usage error that names the missing key
+    assert api.access_key is not None
+    assert api.secret_key is not None
     target: Any = destination
     if destination == "duckdb":
         target = dlt.destinations.duckdb(DEFAULT_DUCKDB_FILE)
@@ -257,7 +259,7 @@ def _run(pipeline: Pipeline, source: Any, full_refresh: bool, failed: type[Excep
             pipeline.normalize()
             pipeline.load()
         refresh: Any = "drop_sources" if full_refresh else None
-        file_format = "jsonl" if pipeline.destination.destination_type.endswith("duckdb") else None
+        file_format: Any = "jsonl" if pipeline.destination.destination_type.endswith("duckdb") else None
         pipeline.run(source, refresh=refresh, loader_file_format=file_format)
     except failed as error:
         quota = _cause(error, QuotaExhaustedError)
