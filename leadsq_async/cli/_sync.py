@@ -259,7 +259,9 @@ def _run(pipeline: Pipeline, source: Any, full_refresh: bool, failed: type[Excep
             pipeline.normalize()
             pipeline.load()
         refresh: Any = "drop_sources" if full_refresh else None
-        file_format: Any = "jsonl" if pipeline.destination.destination_type.endswith("duckdb") else None
+        file_format: Any = (
+            "jsonl" if pipeline.destination.destination_type.endswith("duckdb") else None
+        )
         pipeline.run(source, refresh=refresh, loader_file_format=file_format)
     except failed as error:
         quota = _cause(error, QuotaExhaustedError)
