@@ -30,6 +30,7 @@ from .settings import CHECKPOINT_DIRECTORY, LEAD_RESULTS, SOURCE_NAME, LeadSquar
 
 __all__ = [
     "CHECKPOINT_DIRECTORY",
+    "LeadSquaredAccountConfiguration",
     "LeadSquaredConfiguration",
     "LoadProgress",
     "SyncProgress",
@@ -188,7 +189,7 @@ def leadsquared(
     return resources
 
 
-from .account import SyncProgress, leadsquared_account  # noqa: E402 - it uses the above
+from .account import LeadSquaredAccountConfiguration, SyncProgress, leadsquared_account  # noqa: E402 - it uses the above
 
 
 def failed_leads(pipeline: dlt.Pipeline) -> dict[str, str]:

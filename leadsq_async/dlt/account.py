@@ -221,19 +221,23 @@ def leadsquared_account(
             on_cursor_value_missing="include",
         )
 
-    def since_of(incremental: Any) -> datetime:
-        # dlt's lag takes ``lag`` off the cursor, never before start_date.
-        value = incremental.last_value
-        return min(_aware("the cursor", value), until - timedelta(seconds=1))
+    def range_of(incremental: Any) -> tuple[datetime, datetime]:
+        """[cursor minus lag (dlt's lag, never before start_date), the run's end); a cursor
+        given an ``end_value`` (a backfill's slice) ends there instead."""
+        end = until
+        if incremental.end_value is not None:
+            end = min(end, _aware("end_value", incremental.end_value))
+        since = _aware("the cursor", incremental.last_value)
+        return min(since, end - timedelta(seconds=1)), end
 
     def leads(modified: Any = cursor()) -> Iterator[AsyncIterator[list[dict[str, Any]]]]:  # noqa: B008
-        yield _leads(shared, since_of(modified), until)
+        yield _leads(shared, *range_of(modified))
 
     def opportunities(modified: Any = cursor()) -> Iterator[AsyncIterator[Any]]:  # noqa: B008
-        yield _opportunities(shared, codes, since_of(modified), until, with_opportunity_activities)
+        yield _opportunities(shared, codes, *range_of(modified), with_opportunity_activities)
 
     def activities(modified: Any = cursor()) -> Iterator[AsyncIterator[list[dict[str, Any]]]]:  # noqa: B008
-        yield _activities(shared, codes, since_of(modified), until)
+        yield _activities(shared, codes, *range_of(modified))
 
     resources: list[DltResource] = []
     if with_leads:
