@@ -196,17 +196,17 @@ def assert_exact(query: Query, dataset: str, emulator: RunningEmulator) -> set[s
 
 
 def sync_source(emulator: RunningEmulator, start: dt.datetime, **options: Any) -> Any:
-    return leadsquared_account(
-        access_key=emulator.access_key,
-        secret_key=emulator.secret_key,
-        host=emulator.url,
-        rate_limit="2000/1",
-        opportunity_types=TYPES,
-        start_date=start,
-        lag=dt.timedelta(seconds=0),
-        index_lag=dt.timedelta(seconds=0),
-        **options,
-    )
+    arguments: dict[str, Any] = {
+        "access_key": emulator.access_key,
+        "secret_key": emulator.secret_key,
+        "host": emulator.url,
+        "rate_limit": "2000/1",
+        "opportunity_types": TYPES,
+        "start_date": start,
+        "lag": dt.timedelta(seconds=0),
+        "index_lag": dt.timedelta(seconds=0),
+    }
+    return leadsquared_account(**{**arguments, **options})
 
 
 def next_second() -> None:
@@ -286,6 +286,14 @@ def test_sync_modify_reconcile_kill_and_rerun_stays_exact(
     next_second()
     pipeline.run(sync_source(emulator, start))
     assert not assert_exact(query, dataset, emulator)
+    columns = {t: pipeline.default_schema.get_table_columns(t) for t in KEYS}
+    for table in KEYS:
+        assert columns[table]["modified_on"]["data_type"] == "timestamp", table
+        assert columns[table]["_lsq_deleted_at"]["data_type"] == "timestamp", table
+    assert columns["leads"]["score"]["data_type"] == "bigint"
+    custom = [name for name in columns["leads"] if name.startswith("mx_")]
+    assert custom
+    assert all(columns["leads"][name]["data_type"] == "text" for name in custom)
 
     deleted = scripted_changes(emulator, seed=1)
     pipeline.run(sync_source(emulator, start, reconcile=True))
@@ -320,3 +328,73 @@ def test_sync_modify_reconcile_kill_and_rerun_stays_exact(
     pipeline.run(sync_source(emulator, start, reconcile=True))
     marked = assert_exact(query, dataset, emulator)
     assert marked == set().union(*deleted.values(), *more.values())
+
+
+def test_opportunity_activities_come_through_their_opportunities(
+    emulator: RunningEmulator, tmp_path: Path
+) -> None:
+    """With with_opportunity_activities, the activities of the opportunities a run read are
+    merged into activities with their OpportunityId, and only those."""
+    start = oldest_change(emulator)
+    pipeline = dlt.pipeline(
+        pipeline_name="opportunity_activities",
+        destination=dlt.destinations.duckdb(str(tmp_path / "o.duckdb")),
+        dataset_name="account",
+        pipelines_dir=str(tmp_path / "pipelines"),
+    )
+    source = sync_source(
+        emulator,
+        start,
+        opportunity_types=["12001"],
+        with_leads=False,
+        with_activities=False,
+        with_opportunity_activities=True,
+    )
+    next_second()
+    pipeline.run(source)
+
+    opportunities = {row["ProspectActivityId"] for row in emulator.account.opportunities(12001)}
+    expected = {
+        (activity["ProspectActivityId"], opportunity)
+        for rows in emulator.data.opportunities.values()
+        for row in rows
+        if (opportunity := row["OpportunityId"]) in opportunities
+        for activity in emulator.data.activities.get(opportunity, [])
+    }
+    assert expected
+    with pipeline.sql_client() as client:
+        table = client.make_qualified_table_name("activities")
+        held = client.execute_sql(f"SELECT prospect_activity_id, opportunity_id FROM {table}")
+    assert sorted(map(tuple, held)) == sorted(expected)
+
+
+def test_spent_quota_exits_75_saying_when_to_run_again(
+    emulator: RunningEmulator, tmp_path: Path
+) -> None:
+    """A daily quota spent midway: exit code 75, the time to run again, nothing committed."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("LSQ_")}
+    env.update(
+        LSQ_HOST=emulator.url,
+        LSQ_ACCESS_KEY=emulator.access_key,
+        LSQ_SECRET_KEY=emulator.secret_key,
+        DLT_DATA_DIR=str(tmp_path / "dlt"),
+        RUNTIME__DLTHUB_TELEMETRY="false",
+    )
+    result = subprocess.run(
+        [*COMMAND, "sync", "--opportunity-type", "12000", "--rate-limit", "3/1d", "-q"],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert result.returncode == 75, result.stderr
+    assert "the daily quota of 3 calls is spent" in result.stderr
+    assert "run it again after" in result.stderr
+    assert emulator.stats.total == 3
+    database = tmp_path / "leadsquared.duckdb"
+    if database.exists():
+        with duckdb.connect(str(database), read_only=True) as connection:
+            tables = connection.execute("SELECT table_name FROM information_schema.tables")
+            assert not {"leads", "opportunities", "activities"} & {t for (t,) in tables.fetchall()}
