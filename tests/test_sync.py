@@ -365,6 +365,7 @@ def test_opportunity_activities_come_through_their_opportunities(
     with pipeline.sql_client() as client:
         table = client.make_qualified_table_name("activities")
         held = client.execute_sql(f"SELECT prospect_activity_id, opportunity_id FROM {table}")
+    assert held is not None
     assert sorted(map(tuple, held)) == sorted(expected)
 
 
