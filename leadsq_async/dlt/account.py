@@ -275,8 +275,15 @@ def leadsquared_account(
         tables = [r.name for r in resources]
         live_since = start - lag
 
+        def live_until() -> datetime:
+            # Every id up to when they are listed, not the run's end: a row modified since
+            # is live all the same.
+            return _aware("now()", clock()) + timedelta(minutes=1)
+
         def deletes() -> Iterator[AsyncIterator[Any]]:
-            yield deleted_rows(shared, dlt.current.pipeline(), tables, codes, live_since, until)
+            yield deleted_rows(
+                shared, dlt.current.pipeline(), tables, codes, live_since, live_until
+            )
 
         resources.append(dlt.resource(deletes, name="deleted_rows", write_disposition="merge"))
     return resources

@@ -8,7 +8,7 @@ with the mark set, so the row stays whole. What reconcile costs: docs/warehouse.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator, Callable, Iterable
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
 
@@ -114,10 +114,11 @@ async def deleted_rows(
     tables: list[str],
     codes: tuple[str, ...],
     since: datetime,
-    until: datetime,
+    until: Callable[[], datetime],
 ) -> AsyncIterator[Any]:
     """The rows of ``tables`` the account no longer serves, whole, with ``_lsq_deleted_at``
-    set to now, each batch marked with its table."""
+    set to now, each batch marked with its table. Ids are listed from ``since`` to what
+    ``until()`` says when each listing starts."""
     warehouse = _Warehouse(pipeline)
     held = {table: warehouse.live(table) for table in tables}
     if not any(held.values()):
@@ -126,7 +127,7 @@ async def deleted_rows(
     async with shared.use() as session:
         for table in tables:
             if held[table]:
-                live = await _live_ids(session, table, codes, since, until)
+                live = await _live_ids(session, table, codes, since, until())
                 gone[table] = set(held[table]) - live
     deleted_leads = gone.get("leads", set())
     if deleted_leads:
