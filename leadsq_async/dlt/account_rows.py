@@ -8,7 +8,9 @@ import typing
 from datetime import datetime
 from typing import Any
 
-from leadsq_async import Activity, Lead, Opportunity, unstructure
+from leadsq_async import Activity, Lead, Opportunity
+
+from .rows import typed_row
 
 __all__ = [
     "DELETED_AT",
@@ -78,17 +80,9 @@ FEED_ACTIVITY_COLUMNS = _columns(_ACTIVITY_TYPED, "ProspectActivityId")
 def _typed_row(
     record: Record, typed: list[tuple[tuple[str, ...], str, str]], primary_key: str, key_value: str
 ) -> dict[str, Any]:
-    """The row as sent, each typed field's value as the record reads it (an empty string is
-    no value; a value the record cannot read stays as sent), the primary key set."""
-    row = unstructure(record)
-    for keys, attribute, _ in typed:
-        for key in keys:
-            if key in row:
-                value = getattr(record, attribute)
-                if value is not None:
-                    row[key] = value
-                elif row[key] == "":
-                    row[key] = None
+    """The row as the per-lead source types it (under each key the feed may use), its primary
+    key set, and not marked deleted."""
+    row = typed_row(record, [(key, attribute) for keys, attribute, _ in typed for key in keys])
     row[primary_key] = key_value
     row[DELETED_AT] = None
     return row
