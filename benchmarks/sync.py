@@ -33,7 +33,7 @@ import leadsq_async as lsq
 from leadsq_async.dlt import leadsquared_account
 from leadsq_async.testing import Dataset, EmulatorApp, EmulatorConfig, serve_in_thread
 
-CALLS, PERIOD = 50, 1.0
+CALLS, PERIOD = 25, 5.0
 FAST = "5000/1"
 TYPES = ["12000", "12001", "12002"]
 ROUND_TRIP = 0.005
