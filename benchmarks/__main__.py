@@ -27,6 +27,7 @@ from benchmarks import (
     scrub,
     startup,
     structuring,
+    sync,
 )
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -44,6 +45,7 @@ NAMES = (
     "quota",
     "load",
     "journal",
+    "sync",
 )
 
 
@@ -97,6 +99,10 @@ def main(argv: list[str] | None = None) -> None:
     if "journal" in chosen:
         results["journal"] = journal.run()
         print(f"The journal: {journal.describe(results['journal'])}")
+    if "sync" in chosen:
+        results["sync"] = sync.run()
+        print("The account-wide sync against the per-lead load, in calls and time")
+        print(sync.describe(results["sync"]))
     if not args.no_page and set(chosen) == set(NAMES):
         write_page(results)
         print(f"wrote {PAGE.relative_to(ROOT)} and {CHART.relative_to(ROOT)}")

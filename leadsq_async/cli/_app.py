@@ -12,6 +12,7 @@ from ._load import load
 from ._outcomes import EXIT_CODES_HELP, PROG
 from ._probe import probe
 from ._serve import emulator
+from ._sync import sync
 from ._worker import enqueue, worker
 
 __all__ = ["cli", "main"]
@@ -40,7 +41,18 @@ def cli() -> None:
     """
 
 
-for _command in (opportunities, activities, crawl, load, emulator, demo, probe, worker, enqueue):
+for _command in (
+    opportunities,
+    activities,
+    crawl,
+    load,
+    sync,
+    emulator,
+    demo,
+    probe,
+    worker,
+    enqueue,
+):
     cli.add_command(_command)
 
 

@@ -30,10 +30,13 @@ from .settings import CHECKPOINT_DIRECTORY, LEAD_RESULTS, SOURCE_NAME, LeadSquar
 
 __all__ = [
     "CHECKPOINT_DIRECTORY",
+    "LeadSquaredAccountConfiguration",
     "LeadSquaredConfiguration",
     "LoadProgress",
+    "SyncProgress",
     "failed_leads",
     "leadsquared",
+    "leadsquared_account",
 ]
 
 RateLimitSetting = str | RateLimit | Sequence[RateLimit] | Callable[[], RateLimiter]
@@ -184,6 +187,9 @@ def leadsquared(
             )
         )
     return resources
+
+
+from .account import LeadSquaredAccountConfiguration, SyncProgress, leadsquared_account  # noqa: E402 - it uses the above
 
 
 def failed_leads(pipeline: dlt.Pipeline) -> dict[str, str]:

@@ -43,7 +43,7 @@ from .rows import (
 )
 from .settings import CHECKPOINT_DIRECTORY, CRAWL_ID_FILE, LEAD_RESULTS, RESUMED_BATCH
 
-__all__ = ["LoadProgress", "Plan", "lead_results", "transformers"]
+__all__ = ["LoadProgress", "Plan", "SessionPlan", "lead_results", "session_for", "transformers"]
 
 logger = logging.getLogger("leadsq_async")
 
@@ -181,7 +181,7 @@ async def _crawl(plan: Plan, directory: Path, completed: str | None) -> AsyncIte
     try:
         for resumed in _read_back(checkpoint):
             yield resumed
-        async with _session(plan) as session:
+        async with session_for(plan) as session:
             progress = plan.progress
             if progress is not None:
                 progress.crawl_started(session)
@@ -210,9 +210,26 @@ async def _crawl(plan: Plan, directory: Path, completed: str | None) -> AsyncIte
         checkpoint.close()
 
 
+class SessionPlan(Protocol):
+    """What opening a source's session takes (a `Plan` has it)."""
+
+    @property
+    def access_key(self) -> str: ...
+    @property
+    def secret_key(self) -> str: ...
+    @property
+    def host(self) -> str: ...
+    @property
+    def rate_limit(self) -> tuple[RateLimit, ...] | Callable[[], RateLimiter]: ...
+    @property
+    def timeout(self) -> float: ...
+    @property
+    def retry(self) -> RetryPolicy: ...
+
+
 @contextlib.asynccontextmanager
-async def _session(plan: Plan) -> AsyncIterator[Session]:
-    """The crawl's session; a limiter made by the caller's factory is closed after it."""
+async def session_for(plan: SessionPlan) -> AsyncIterator[Session]:
+    """A source's session; a limiter made by the caller's factory is closed after it."""
     limiter: RateLimiter | None = None
     rate_limit: tuple[RateLimit, ...] | None = None
     if isinstance(plan.rate_limit, tuple):

@@ -12,7 +12,7 @@ from typing import Any
 from dlt.common.normalizers.json.relational import DataItemNormalizer
 from dlt.common.normalizers.naming import NamingConvention
 
-from leadsq_async import Activity, LeadResult, Opportunity, unstructure
+from leadsq_async import Activity, Lead, LeadResult, Opportunity, unstructure
 
 __all__ = [
     "ACTIVITY_COLUMNS",
@@ -21,6 +21,7 @@ __all__ = [
     "activity_row",
     "missing_primary_key",
     "opportunity_row",
+    "typed_row",
 ]
 
 logger = logging.getLogger("leadsq_async")
@@ -65,7 +66,9 @@ ACTIVITY_COLUMNS = {
 }
 
 
-def _typed_row(record: Opportunity | Activity, typed: list[tuple[str, str]]) -> dict[str, Any]:
+def typed_row(
+    record: Opportunity | Activity | Lead, typed: Iterable[tuple[str, str]]
+) -> dict[str, Any]:
     """The row the API sent, with each standard field's value as the record reads it.
 
     A value the record cannot read stays as sent (dlt then keeps it in a variant
@@ -84,7 +87,7 @@ def _typed_row(record: Opportunity | Activity, typed: list[tuple[str, str]]) -> 
 
 def opportunity_row(record: Opportunity) -> dict[str, Any]:
     """The ``opportunities`` row of an opportunity: every key as sent, standard ones typed."""
-    return _typed_row(record, _OPPORTUNITY_TYPED)
+    return typed_row(record, _OPPORTUNITY_TYPED)
 
 
 def activity_row(opportunity_id: str, record: Activity) -> dict[str, Any]:
@@ -94,7 +97,7 @@ def activity_row(opportunity_id: str, record: Activity) -> dict[str, Any]:
     (``O_ProspectActivityId`` is often empty), so the crawl's own knowledge is added.
     """
     row = {"OpportunityId": opportunity_id}
-    row.update(_typed_row(record, _ACTIVITY_TYPED))
+    row.update(typed_row(record, _ACTIVITY_TYPED))
     row["OpportunityId"] = opportunity_id
     return row
 

@@ -1,0 +1,167 @@
+"""The account-wide sync against the per-lead load, in calls, and each sync's time at a rate
+limit against the safe optimum for its calls.
+
+One emulated account of some 2,000 leads, 12,000 opportunities in 3 types and 28,000
+activities, served from a thread. In turn:
+
+- the calls of the per-lead crawl with activities (what ``load --with-activities`` asks):
+  the crawl itself, run at a fast limit, its requests counted by the emulator;
+- a first ``leadsquared_account`` sync into DuckDB, then scripted changes (1% of rows
+  modified, 0.5% added, 0.1% deleted), then a second sync, both at ``CALLS`` per
+  ``PERIOD`` seconds and without reconcile: their calls, and their time against the safe
+  optimum, ``floor((R - 1) / CALLS) * (PERIOD + round trip) + round trip``;
+- a sync with reconcile right after: its calls less those of a sync without it, reconcile's
+  calls on their own.
+
+Run it with ``python -m benchmarks.sync`` from the repository root.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import os
+import random
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import dlt
+
+import leadsq_async as lsq
+from leadsq_async.dlt import leadsquared_account
+from leadsq_async.testing import Dataset, EmulatorApp, EmulatorConfig, serve_in_thread
+
+CALLS, PERIOD = 25, 5.0
+FAST = "5000/1"
+TYPES = ["12000", "12001", "12002"]
+ROUND_TRIP = 0.005
+
+
+def safe_optimum(requests: int) -> float:
+    """The earliest a client that counts each slot from the answer ends ``requests`` calls."""
+    return ((requests - 1) // CALLS) * (PERIOD + ROUND_TRIP) + ROUND_TRIP
+
+
+def _changes(app: EmulatorApp) -> None:
+    account = app.account
+    chance = random.Random(19)
+    leads = [row["ProspectID"] for row in account.leads()]
+    opportunities = [row["ProspectActivityId"] for row in account.opportunities()]
+    activities = [row["ProspectActivityId"] for row in account.activities()]
+    rows = len(leads) + len(opportunities) + len(activities)
+    owners = sorted({row["RelatedProspectId"] for row in account.opportunities()})
+    doomed = set(chance.sample(owners, 2))
+    for lead in doomed:
+        account.delete_lead(lead)
+    alive = [lead for lead in leads if lead not in doomed]
+    live_opportunities = {row["ProspectActivityId"] for row in account.opportunities()}
+    live_activities = {row["ProspectActivityId"] for row in account.activities()}
+    opportunities = [o for o in opportunities if o in live_opportunities]
+    activities = [a for a in activities if a in live_activities]
+    for number in range(rows // 100):
+        if number % 3 == 0:
+            account.modify_lead(chance.choice(alive), FirstName=f"Changed {number}")
+        elif number % 3 == 1:
+            account.modify_opportunity(chance.choice(opportunities), Status=f"Won {number}")
+        else:
+            account.modify_activity(chance.choice(activities), ActivityEvent_Note=f"{number}")
+    for number in range(rows // 200):
+        if number % 3 == 0:
+            account.add_lead()
+        elif number % 3 == 1:
+            account.add_opportunity(chance.choice(owners[:50]), TYPES[number % 3])
+        else:
+            account.add_activity(chance.choice(alive))
+    time.sleep(1.05 - time.time() % 1)
+
+
+async def _per_lead_calls(url: str, app: EmulatorApp) -> int:
+    before = app.stats.total
+    async with lsq.Session(
+        app.config.access_key, app.config.secret_key, host=url, rate_limit=lsq.RateLimit(5000, 1)
+    ) as session:
+        leads = [row["ProspectID"] for row in app.account.leads()]
+        async with session.crawl_opportunities(leads, with_activities=True) as results:
+            async for _ in results:
+                pass
+    return app.stats.total - before
+
+
+def run() -> dict[str, Any]:
+    data = Dataset.generate(
+        seed=18, thousands=100, hundreds=100, other_leads=1990, opportunity_types=3
+    )
+    app = EmulatorApp(data, EmulatorConfig(rate_limits=[FAST]))
+    oldest = min(
+        dt.datetime.strptime(row["ModifiedOn"], "%Y-%m-%d %H:%M:%S")
+        for row in app.account.leads() + app.account.activities() + app.account.opportunities()
+    ).replace(tzinfo=dt.timezone.utc) - dt.timedelta(days=1)
+    figures: dict[str, Any] = {}
+    with serve_in_thread(app) as emulator, tempfile.TemporaryDirectory() as directory:
+        os.environ["RUNTIME__DLTHUB_TELEMETRY"] = "false"
+        pipeline = dlt.pipeline(
+            "bench_sync",
+            destination=dlt.destinations.duckdb(str(Path(directory) / "sync.duckdb")),
+            dataset_name="account",
+            pipelines_dir=str(Path(directory) / "pipelines"),
+        )
+
+        def sync(rate: str, **options: Any) -> tuple[int, float]:
+            source = leadsquared_account(
+                access_key=emulator.access_key,
+                secret_key=emulator.secret_key,
+                host=emulator.url,
+                rate_limit=rate,
+                opportunity_types=TYPES,
+                start_date=oldest,
+                lag=dt.timedelta(0),
+                index_lag=dt.timedelta(0),
+                **options,
+            )
+            before, started = app.stats.total, time.monotonic()
+            pipeline.extract(source)
+            seconds = time.monotonic() - started
+            pipeline.normalize()
+            pipeline.load()
+            return app.stats.total - before, seconds
+
+        figures["per-lead load calls"] = asyncio.run(_per_lead_calls(emulator.url, app))
+        time.sleep(1.05 - time.time() % 1)
+        app.config.rate_limits = (lsq.RateLimit(CALLS, PERIOD),)
+        rate = f"{CALLS}/{PERIOD}"
+        first, first_seconds = sync(rate)
+        _changes(app)
+        second, second_seconds = sync(rate)
+        app.config.rate_limits = (lsq.RateLimit(5000, 1),)
+        time.sleep(1.05 - time.time() % 1)
+        plain, _ = sync(FAST)
+        time.sleep(1.05 - time.time() % 1)
+        with_reconcile, _ = sync(FAST, reconcile=True)
+    per_lead = figures["per-lead load calls"]
+    figures.update(
+        {
+            "first sync calls": first,
+            "second sync calls": second,
+            "first: times fewer than per-lead": per_lead / first,
+            "second: times fewer than per-lead": per_lead / second,
+            "reconcile calls": with_reconcile - plain,
+            f"first sync time / safe optimum at {CALLS}/{PERIOD:g} s": first_seconds
+            / safe_optimum(first),
+            f"second sync time / safe optimum at {CALLS}/{PERIOD:g} s": second_seconds
+            / safe_optimum(second),
+        }
+    )
+    return figures
+
+
+def describe(figures: dict[str, Any]) -> str:
+    return "\n".join(
+        f"  {name}: {value:.2f}" if isinstance(value, float) else f"  {name}: {value:,}"
+        for name, value in figures.items()
+    )
+
+
+if __name__ == "__main__":
+    print(describe(run()))

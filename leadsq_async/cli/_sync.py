@@ -1,0 +1,280 @@
+"""``leadsq-async sync``: keep the whole account in a warehouse through dlt, run after run, at
+the cost of what changed (needs the ``dlt`` extra).
+
+dlt runs in the command's main thread; a thread of ours prints the requests made. A sync
+commits its cursors with its data only: a stopped sync (Ctrl-C, kill -9, a spent quota) loses
+nothing, and the next one repeats what the stopped one had not committed. So the first signal
+ends the process at once, with exit code 130.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import os
+import re
+import signal
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from types import FrameType
+from typing import TYPE_CHECKING, Any
+
+import click
+
+from leadsq_async import LeadSquaredError, QuotaExhaustedError, Session
+
+from ._options import ApiOptions, api_options, scrub
+from ._outcomes import TEMPORARY_FAILURE, quota_name, resume_time
+from ._progress import format_duration, plural
+from ._run import INTERRUPTED_EXIT_CODE, CommandFailed, error_line
+
+if TYPE_CHECKING:
+    from dlt import Pipeline
+
+__all__ = ["parse_duration", "sync"]
+
+DEFAULT_PIPELINE = "leadsquared_account"
+DEFAULT_DATASET = "leadsquared_account"
+#: The DuckDB file the tables go to by default, in the working directory.
+DEFAULT_DUCKDB_FILE = "leadsquared.duckdb"
+_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+_DURATION = re.compile(r"\s*([0-9]+(?:\.[0-9]+)?)\s*([smhd]?)\s*")
+_PRINT_EVERY = 5.0
+
+
+def parse_duration(text: str) -> dt.timedelta:
+    """``10m``, ``0s``, ``2h``, ``1d`` or plain seconds, as a timedelta.
+
+    Raises:
+        ValueError: not a duration.
+    """
+    match = _DURATION.fullmatch(text)
+    if match is None:
+        raise ValueError(f"{text!r} is not a duration such as 10m, 90s, 2h or 0s")
+    return dt.timedelta(seconds=float(match[1]) * _UNITS[match[2] or "s"])
+
+
+def _duration(ctx: click.Context, param: click.Parameter, value: str) -> dt.timedelta:
+    try:
+        return parse_duration(value)
+    except ValueError as error:
+        raise click.BadParameter(str(error), ctx=ctx, param=param) from None
+
+
+def _since(ctx: click.Context, param: click.Parameter, value: str | None) -> dt.datetime | None:
+    if value is None:
+        return None
+    try:
+        when = dt.datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        raise click.BadParameter(
+            f"{value!r} is not a date such as 2024-01-01 or 2024-01-01T09:00:00+05:30",
+            ctx=ctx,
+            param=param,
+        ) from None
+    return when if when.tzinfo is not None else when.replace(tzinfo=dt.timezone.utc)
+
+
+class _Requests:
+    """The session's requests, counted from its events, for the progress lines."""
+
+    def __init__(self) -> None:
+        self.session: Session | None = None
+        self.started = time.monotonic()
+
+    def sync_started(self, session: Session) -> None:
+        self.session = session
+
+    @property
+    def count(self) -> int:
+        return 0 if self.session is None else self.session.stats.requests
+
+
+@contextlib.contextmanager
+def _printing(requests: _Requests, quiet: bool) -> Iterator[None]:
+    """A line on stderr every few seconds: the requests made, the time taken."""
+    stop = threading.Event()
+
+    def tick() -> None:
+        while not stop.wait(_PRINT_EVERY):
+            elapsed = format_duration(time.monotonic() - requests.started)
+            click.echo(f"sync: {plural(requests.count, 'request')} in {elapsed}", err=True)
+
+    ticker = threading.Thread(target=tick, name="leadsq-async sync progress", daemon=True)
+    if not quiet:
+        ticker.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        if ticker.is_alive():
+            ticker.join()
+
+
+@contextlib.contextmanager
+def _ending_on_signals() -> Iterator[None]:
+    """SIGINT or SIGTERM end the process at once: nothing uncommitted is lost by it."""
+
+    def on_signal(number: int, _frame: FrameType | None) -> None:
+        with contextlib.suppress(OSError, ValueError):
+            os.write(
+                sys.stderr.fileno(),
+                b"leadsq-async: interrupted: what earlier syncs committed is kept; run the "
+                b"same command to carry on\n",
+            )
+        os._exit(INTERRUPTED_EXIT_CODE)
+
+    numbers = (signal.SIGINT, signal.SIGTERM)
+    previous = {number: signal.signal(number, on_signal) for number in numbers}
+    try:
+        yield
+    finally:
+        for number, handler in previous.items():
+            signal.signal(number, handler)
+
+
+def _cause(error: BaseException, kind: type[BaseException]) -> BaseException | None:
+    seen: BaseException | None = error
+    while seen is not None:
+        if isinstance(seen, kind):
+            return seen
+        seen = seen.__cause__ or seen.__context__
+    return None
+
+
+@click.command()
+@click.option(
+    "--destination",
+    default="duckdb",
+    show_default=True,
+    metavar="NAME",
+    help="Where the tables go: a dlt destination (duckdb, postgres, bigquery, snowflake...). "
+    f"DuckDB writes ./{DEFAULT_DUCKDB_FILE}; others take their credentials from dlt's "
+    "configuration (DESTINATION__POSTGRES__CREDENTIALS, .dlt/secrets.toml).",
+)
+@click.option(
+    "--dataset", default=DEFAULT_DATASET, show_default=True, metavar="NAME", help="The schema."
+)
+@click.option(
+    "--pipeline-name",
+    default=DEFAULT_PIPELINE,
+    show_default=True,
+    metavar="NAME",
+    help="The dlt pipeline: its state holds the cursors.",
+)
+@click.option(
+    "--opportunity-type",
+    "opportunity_types",
+    multiple=True,
+    required=True,
+    metavar="CODE",
+    help="An opportunity type's code, such as 12002; repeat it for each type.",
+)
+@click.option("--since", callback=_since, metavar="DATE", help="Where the first sync starts.")
+@click.option("--lag", default="10m", show_default=True, callback=_duration, metavar="DURATION",
+              help="Each sync starts this far before its cursor.")  # fmt: skip
+@click.option("--index-lag", default="2m", show_default=True, callback=_duration,
+              metavar="DURATION", help="Each sync stops this far behind now.")  # fmt: skip
+@click.option("--reconcile", is_flag=True, help="Also mark the rows deleted in the account.")
+@click.option(
+    "--full-refresh", is_flag=True, help="Drop the tables and cursors, and sync from --since."
+)
+@click.option("--quiet", "-q", is_flag=True, help="No progress lines and no summary.")
+@api_options
+def sync(
+    destination: str,
+    dataset: str,
+    pipeline_name: str,
+    opportunity_types: tuple[str, ...],
+    since: dt.datetime | None,
+    lag: dt.timedelta,
+    index_lag: dt.timedelta,
+    reconcile: bool,
+    full_refresh: bool,
+    quiet: bool,
+    api: ApiOptions,
+) -> int:
+    """Sync the whole account into a database, incrementally, with dlt.
+
+    Tables leads, opportunities and activities, merged on their ids; each sync reads only
+    what changed since the last (its cursors are committed with its data). With
+    --reconcile, rows deleted in the account get _lsq_deleted_at. Exit codes: 0 done,
+    1 failed, 2 usage, 75 a spent quota (run again at the time given), 130 interrupted.
+    Needs the dlt extra: pip install "leadsq-async[dlt]".
+    """
+    try:
+        import dlt
+        from dlt.pipeline.exceptions import PipelineStepFailed
+
+        from leadsq_async.dlt import leadsquared_account
+    except ModuleNotFoundError as error:
+        if error.name is None or not error.name.startswith("dlt"):
+            raise
+        raise click.ClickException('sync needs dlt: pip install "leadsq-async[dlt]"') from None
+
+    if not api.access_key or not api.secret_key:
+        api.session()  # the usage error that names the missing key
+    assert api.access_key is not None
+    assert api.secret_key is not None
+    target: Any = destination
+    if destination == "duckdb":
+        target = dlt.destinations.duckdb(DEFAULT_DUCKDB_FILE)
+    pipeline = dlt.pipeline(pipeline_name=pipeline_name, destination=target, dataset_name=dataset)
+    requests = _Requests()
+    options: dict[str, Any] = {} if since is None else {"start_date": since}
+    try:
+        source = leadsquared_account(
+            access_key=api.access_key,
+            secret_key=api.secret_key,
+            host=api.host,
+            rate_limit=api.rate_limits,
+            opportunity_types=list(opportunity_types),
+            lag=lag,
+            index_lag=index_lag,
+            reconcile=reconcile,
+            timeout=api.timeout,
+            max_attempts=api.max_attempts,
+            progress=requests,
+            **options,
+        )
+    except (TypeError, ValueError) as error:
+        raise click.UsageError(str(error)) from None
+    with _ending_on_signals(), _printing(requests, quiet):
+        _run(pipeline, source, full_refresh, PipelineStepFailed)
+    if not quiet:
+        elapsed = format_duration(time.monotonic() - requests.started)
+        where = f"{pipeline.destination.destination_name} dataset {pipeline.dataset_name}"
+        click.echo(
+            f"synced into {where}: {plural(requests.count, 'request')} in {elapsed}", err=True
+        )
+    return 0
+
+
+def _run(pipeline: Pipeline, source: Any, full_refresh: bool, failed: type[Exception]) -> None:
+    try:
+        if pipeline.has_pending_data:
+            # A sync stopped while loading: its rows and cursors go first.
+            pipeline.normalize()
+            pipeline.load()
+        refresh: Any = "drop_sources" if full_refresh else None
+        file_format: Any = (
+            "jsonl" if pipeline.destination.destination_type.endswith("duckdb") else None
+        )
+        pipeline.run(source, refresh=refresh, loader_file_format=file_format)
+    except failed as error:
+        quota = _cause(error, QuotaExhaustedError)
+        if isinstance(quota, QuotaExhaustedError):
+            raise CommandFailed(
+                f"{quota_name(quota.limit)} is spent; the sync stopped (what earlier syncs "
+                f"committed is kept): run it again after {resume_time(quota.retry_at)}",
+                exit_code=TEMPORARY_FAILURE,
+            ) from None
+        ours = _cause(error, LeadSquaredError)
+        if ours is not None:
+            raise CommandFailed(
+                f"{error_line(ours, scrub)}; the sync stopped (what earlier syncs committed "
+                "is kept): run the same command to carry on"
+            ) from None
+        raise CommandFailed(f"the sync failed: {error_line(error, scrub)}") from None

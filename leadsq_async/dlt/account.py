@@ -1,0 +1,364 @@
+"""The whole account into a warehouse, incrementally: the `leadsquared_account` dlt source.
+
+Its tables (``leads``, ``opportunities``, ``activities``) are read through the account-wide
+feeds, each from a `dlt.sources.incremental` cursor on ``ModifiedOn``, and merged on their
+ids; with ``reconcile`` a run also marks the rows the account no longer serves. How the
+cursors stay safe, and what a run costs: docs/warehouse.md.
+"""
+
+# No ``from __future__ import annotations``: dlt reads the source's annotations itself.
+import contextlib
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
+from datetime import datetime, timedelta, timezone
+from typing import Any, Optional, Protocol
+
+import dlt
+from dlt.common.configuration import configspec
+from dlt.common.configuration.specs import BaseConfiguration
+from dlt.common.typing import TSecretStrValue
+from dlt.extract import DltResource
+
+from leadsq_async import Opportunity, RateLimit, RateLimiter, RetryPolicy, Session
+from leadsq_async._hosts import base_url
+from leadsq_async._secrets import auth_headers
+
+from .account_rows import (
+    FEED_ACTIVITY_COLUMNS,
+    FEED_OPPORTUNITY_COLUMNS,
+    LEAD_COLUMNS,
+    feed_activity_row,
+    feed_opportunity_row,
+    lead_row,
+)
+from .helpers import session_for
+
+__all__ = [
+    "DEFAULT_START",
+    "LeadSquaredAccountConfiguration",
+    "SyncProgress",
+    "leadsquared_account",
+]
+
+#: Where a first run starts without ``start_date``: before LeadSquared's first accounts.
+DEFAULT_START = datetime(2010, 1, 1, tzinfo=timezone.utc)
+ACCOUNT_SOURCE = "leadsquared_account"
+# The activities of the run's opportunities, yielded by the opportunities resource.
+_OPPORTUNITY_ACTIVITIES = dlt.mark.make_hints(
+    table_name="activities",
+    primary_key="ProspectActivityId",
+    write_disposition="merge",
+    columns=FEED_ACTIVITY_COLUMNS,
+)
+CURSOR = "ModifiedOn"
+
+
+@configspec
+class LeadSquaredAccountConfiguration(BaseConfiguration):
+    """What `leadsquared_account` reads from dlt's configuration when it is not passed
+    (section ``[sources.leadsquared]``, shared with `leadsquared`)."""
+
+    access_key: TSecretStrValue = None  # type: ignore[assignment]
+    secret_key: TSecretStrValue = None  # type: ignore[assignment]
+    host: str = "api.leadsquared.com"
+    rate_limit: str = "25/5"
+    opportunity_types: Optional[list[str]] = None  # noqa: UP045
+    timeout: float = 30.0
+    max_attempts: int = 5
+
+
+class SyncProgress(Protocol):
+    """What a sync reports as it goes, for a display (the command line's). Called from dlt's
+    extraction thread; an exception it raises stops the sync (nothing of it is committed)."""
+
+    def sync_started(self, session: Session) -> None:
+        """The sync's session is open; its ``stats`` and ``limiter`` can be watched."""
+
+
+class _SharedSession:
+    """One session for every resource of a run, so that they share one limiter: opened by
+    the first resource that needs it (in dlt's event loop), closed when the last is done."""
+
+    def __init__(self, open_session: Callable[[], Any], progress: SyncProgress | None) -> None:
+        self._open = open_session
+        self._progress = progress
+        self._users = 0
+        self._stack: contextlib.AsyncExitStack | None = None
+        self._session: Session | None = None
+
+    @contextlib.asynccontextmanager
+    async def use(self) -> AsyncIterator[Session]:
+        self._users += 1
+        try:
+            session = self._session
+            if session is None:
+                stack = contextlib.AsyncExitStack()
+                opened: Session = await stack.enter_async_context(self._open())
+                session = self._session = opened
+                self._stack = stack
+                if self._progress is not None:
+                    self._progress.sync_started(session)
+            yield session
+        finally:
+            self._users -= 1
+            if self._users == 0 and self._stack is not None:
+                stack, self._stack, self._session = self._stack, None, None
+                await stack.aclose()
+
+
+def _aware(name: str, value: object) -> datetime:
+    if not isinstance(value, datetime) or value.tzinfo is None or value.utcoffset() is None:
+        raise ValueError(f"{name} must be an aware datetime (its zone cannot be guessed)")
+    return value.astimezone(timezone.utc)
+
+
+def _duration(name: str, value: object) -> timedelta:
+    if not isinstance(value, timedelta) or value < timedelta(0):
+        raise ValueError(f"{name} must be a timedelta of zero or more, not {value!r}")
+    return value
+
+
+def _codes(value: object) -> tuple[str, ...]:
+    if value is None or isinstance(value, (str, bytes)) or not isinstance(value, Sequence):
+        raise TypeError(
+            "opportunity_types must be a list of event codes such as ['12002']: no documented "
+            "endpoint lists an account's opportunity types"
+        )
+    codes = tuple(str(code).strip() for code in value)
+    for code in codes:
+        if not code.isdigit() or not code.isascii():
+            raise ValueError(f"an opportunity type is an event code such as 12002, not {code!r}")
+    return codes
+
+
+@dlt.source(
+    name=ACCOUNT_SOURCE,
+    section="leadsquared",
+    max_table_nesting=0,
+    spec=LeadSquaredAccountConfiguration,
+)
+def leadsquared_account(
+    *,
+    access_key: str = dlt.secrets.value,
+    secret_key: str = dlt.secrets.value,
+    host: str = "api.leadsquared.com",
+    rate_limit: Any = "25/5",
+    opportunity_types: Sequence[str] = dlt.config.value,
+    start_date: datetime = DEFAULT_START,
+    lag: timedelta = timedelta(minutes=10),
+    index_lag: timedelta = timedelta(minutes=2),
+    with_leads: bool = True,
+    with_activities: bool = True,
+    with_opportunity_activities: bool = False,
+    reconcile: bool = False,
+    timeout: float = 30.0,
+    max_attempts: int = 5,
+    progress: Optional[SyncProgress] = None,  # noqa: UP045
+    now: Optional[Callable[[], datetime]] = None,  # noqa: UP045
+) -> list[DltResource]:
+    """The whole account, kept fresh run after run, as a dlt source.
+
+    Resources, each merged on its primary key, each with a `dlt.sources.incremental`
+    cursor on ``ModifiedOn`` starting at ``start_date``:
+
+    - ``leads`` (``ProspectID``), through the leads feed, in time windows;
+    - ``opportunities`` (``OpportunityId``), through the search of each type, newest first;
+    - ``activities`` (``ProspectActivityId``), through the activities feed, in time windows;
+      with ``with_opportunity_activities``, also the activities of the opportunities this
+      run read (``GetActivitiesOfOpportunity``), with their ``OpportunityId``.
+
+    A run walks from its cursor minus ``lag`` to its start minus ``index_lag``, and commits
+    (with its data) a cursor never later than that. With ``reconcile`` it lists every live
+    id and sets ``_lsq_deleted_at`` on the rows the account no longer serves.
+
+    Args:
+        access_key, secret_key, host, rate_limit: as for `leadsquared`, and from the same
+            configuration (``[sources.leadsquared]``).
+        opportunity_types: the account's opportunity type codes (required: no documented
+            endpoint lists them); may come from the configuration.
+        start_date: an aware datetime, where a first run starts.
+        lag: each run starts this far before its cursor (rows seen twice are merged).
+        index_lag: each run stops this far behind now: the feeds show a change late.
+        with_leads, with_activities, with_opportunity_activities: which rows to read.
+        reconcile: also mark deleted rows (costs a walk of every id; see the docs).
+        timeout, max_attempts: each request's wait for an answer, and its tries.
+        progress: told when the session opens, for a display.
+        now: the clock a run's end is taken from (default: the system's UTC time).
+
+    Raises:
+        TypeError, ValueError: for a bad argument, when the source is made.
+    """
+    from . import _checked_rate_limit
+
+    auth_headers(access_key, secret_key)
+    base_url(host)
+    codes = _codes(opportunity_types)
+    start = _aware("start_date", start_date)
+    lag = _duration("lag", lag)
+    index_lag = _duration("index_lag", index_lag)
+    for name, flag in (
+        ("with_leads", with_leads),
+        ("with_activities", with_activities),
+        ("with_opportunity_activities", with_opportunity_activities),
+        ("reconcile", reconcile),
+    ):
+        if not isinstance(flag, bool):
+            raise TypeError(f"{name} must be a bool, not {type(flag).__name__}")
+    schema = dlt.current.source_schema()
+    schema.remove_type_detection("iso_timestamp")
+    limits: tuple[RateLimit, ...] | Callable[[], RateLimiter] = _checked_rate_limit(rate_limit)
+    plan = _SessionPlan(access_key, secret_key, host, limits, timeout, RetryPolicy(max_attempts))
+    shared = _SharedSession(lambda: session_for(plan), progress)
+    clock = now or (lambda: datetime.now(timezone.utc))
+    until = (_aware("now()", clock()) - index_lag).replace(microsecond=0)
+
+    def cursor() -> Any:
+        return dlt.sources.incremental(
+            CURSOR,
+            initial_value=start,
+            lag=lag.total_seconds() or None,
+            # Rows at the cursor come again (merged on their id), never left out as seen.
+            primary_key=(),
+            on_cursor_value_missing="include",
+        )
+
+    def range_of(incremental: Any) -> tuple[datetime, datetime]:
+        """[cursor minus lag (dlt's lag, never before start_date), the run's end); a cursor
+        given an ``end_value`` (a backfill's slice) ends there instead."""
+        end = until
+        if incremental.end_value is not None:
+            end = min(end, _aware("end_value", incremental.end_value))
+        since = _aware("the cursor", incremental.last_value)
+        return min(since, end - timedelta(seconds=1)), end
+
+    def leads(modified: Any = cursor()) -> Iterator[AsyncIterator[list[dict[str, Any]]]]:  # noqa: B008
+        yield _leads(shared, *range_of(modified))
+
+    def opportunities(modified: Any = cursor()) -> Iterator[AsyncIterator[Any]]:  # noqa: B008
+        yield _opportunities(shared, codes, *range_of(modified), with_opportunity_activities)
+
+    def activities(modified: Any = cursor()) -> Iterator[AsyncIterator[list[dict[str, Any]]]]:  # noqa: B008
+        yield _activities(shared, codes, *range_of(modified))
+
+    resources: list[DltResource] = []
+    if with_leads:
+        resources.append(
+            dlt.resource(
+                leads,
+                name="leads",
+                primary_key="ProspectID",
+                columns=LEAD_COLUMNS,
+                write_disposition="merge",
+            )
+        )
+    resources.append(
+        dlt.resource(
+            opportunities,
+            name="opportunities",
+            primary_key="OpportunityId",
+            columns=FEED_OPPORTUNITY_COLUMNS,
+            write_disposition="merge",
+        )
+    )
+    if with_activities:
+        resources.append(
+            dlt.resource(
+                activities,
+                name="activities",
+                primary_key="ProspectActivityId",
+                columns=FEED_ACTIVITY_COLUMNS,
+                write_disposition="merge",
+            )
+        )
+    if reconcile:
+        from .reconcile import deleted_rows
+
+        tables = [r.name for r in resources]
+        live_since = start - lag
+
+        def live_until() -> datetime:
+            # Every id up to when they are listed, not the run's end: a row modified since
+            # is live all the same.
+            return _aware("now()", clock()) + timedelta(minutes=1)
+
+        def deletes() -> Iterator[AsyncIterator[Any]]:
+            yield deleted_rows(
+                shared, dlt.current.pipeline(), tables, codes, live_since, live_until
+            )
+
+        resources.append(dlt.resource(deletes, name="deleted_rows", write_disposition="merge"))
+    return resources
+
+
+class _SessionPlan:
+    """What `helpers.session_for` needs to open the session."""
+
+    def __init__(
+        self,
+        access_key: str,
+        secret_key: str,
+        host: str,
+        rate_limit: tuple[RateLimit, ...] | Callable[[], RateLimiter],
+        timeout: float,
+        retry: RetryPolicy,
+    ) -> None:
+        self.access_key = access_key
+        self.secret_key = secret_key
+        self.host = host
+        self.rate_limit = rate_limit
+        self.timeout = timeout
+        self.retry = retry
+
+    def __repr__(self) -> str:
+        return f"_SessionPlan(host={self.host!r})"
+
+
+async def _leads(
+    shared: _SharedSession, since: datetime, until: datetime
+) -> AsyncIterator[list[dict[str, Any]]]:
+    async with shared.use() as session:
+        async for page in session.leads_modified(since, until).pages():
+            yield [lead_row(lead) for lead in page.items]
+
+
+async def _activities(
+    shared: _SharedSession, codes: tuple[str, ...], since: datetime, until: datetime
+) -> AsyncIterator[list[dict[str, Any]]]:
+    async with shared.use() as session:
+        async for page in session.activities_modified(since, until).pages():
+            # An opportunity is an activity record too: it belongs in opportunities.
+            rows = [
+                feed_activity_row(activity)
+                for activity in page.items
+                if str(activity.activity_event) not in codes
+            ]
+            if rows:
+                yield rows
+
+
+async def _opportunities(
+    shared: _SharedSession,
+    codes: tuple[str, ...],
+    since: datetime,
+    until: datetime,
+    with_activities: bool,
+) -> AsyncIterator[Any]:
+    async with shared.use() as session:
+        for code in codes:
+            changed: list[Opportunity] = []
+            async for page in session.opportunities_of_type(code, modified_since=since).pages():
+                # A row modified after the run's end is read by the next run: the cursor
+                # must not pass the end.
+                kept = [o for o in page.items if o.modified_on is None or o.modified_on < until]
+                changed.extend(kept)
+                if kept:
+                    yield [feed_opportunity_row(o) for o in kept]
+            if with_activities:
+                for opportunity in changed:
+                    rows = [
+                        feed_activity_row(activity, opportunity.opportunity_id)
+                        async for activity in session.activities_of_opportunity(
+                            opportunity.opportunity_id
+                        )
+                    ]
+                    if rows:
+                        yield dlt.mark.with_hints(rows, _OPPORTUNITY_ACTIVITIES, True)
