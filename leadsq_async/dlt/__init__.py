@@ -20,13 +20,18 @@ from dlt.extract import DltResource
 
 from leadsq_async import RateLimit, RateLimiter, RetryPolicy
 from leadsq_async._hosts import base_url
-from leadsq_async._limits import parse_rate_limits
 from leadsq_async._secrets import auth_headers
 from leadsq_async.journal import CrawlSettings
 
 from .helpers import LoadProgress, Plan, lead_results, transformers
 from .rows import ACTIVITY_COLUMNS, OPPORTUNITY_COLUMNS
-from .settings import CHECKPOINT_DIRECTORY, LEAD_RESULTS, SOURCE_NAME, LeadSquaredConfiguration
+from .settings import (
+    CHECKPOINT_DIRECTORY,
+    LEAD_RESULTS,
+    SOURCE_NAME,
+    LeadSquaredConfiguration,
+    checked_rate_limit,
+)
 
 __all__ = [
     "CHECKPOINT_DIRECTORY",
@@ -60,24 +65,6 @@ def _checked_concurrency(concurrency: object) -> int | None:
     if concurrency < 1:
         raise ValueError(f"concurrency must be at least 1, not {concurrency}")
     return concurrency
-
-
-def _checked_rate_limit(rate_limit: object) -> tuple[RateLimit, ...] | Callable[[], RateLimiter]:
-    if isinstance(rate_limit, (str, RateLimit, Sequence)):
-        # Several limits as dlt's configuration can hold them: "10/5, 10000/1d".
-        return parse_rate_limits(rate_limit)
-    if isinstance(rate_limit, RateLimiter):
-        raise TypeError(
-            "rate_limit takes a function that makes the limiter, such as "
-            "lambda: lsq.RedisLimiter(url), not the limiter itself: the crawl runs in "
-            "dlt's own event loop, and makes and closes the limiter there"
-        )
-    if callable(rate_limit):
-        return rate_limit
-    raise TypeError(
-        "rate_limit must be 'CALLS/SECONDS', a RateLimit, several, or a function that makes "
-        f"a limiter, not {type(rate_limit).__name__}"
-    )
 
 
 @dlt.source(
@@ -155,7 +142,7 @@ def leadsquared(
         access_key=access_key,
         secret_key=secret_key,
         host=host,
-        rate_limit=_checked_rate_limit(rate_limit),
+        rate_limit=checked_rate_limit(rate_limit),
         settings=CrawlSettings(with_activities=with_activities, opportunity_type=opportunity_type),
         concurrency=_checked_concurrency(concurrency),
         timeout=timeout,

@@ -31,6 +31,7 @@ from .account_rows import (
     lead_row,
 )
 from .helpers import session_for
+from .settings import checked_rate_limit
 
 __all__ = [
     "DEFAULT_START",
@@ -187,7 +188,6 @@ def leadsquared_account(
     Raises:
         TypeError, ValueError: for a bad argument, when the source is made.
     """
-    from . import _checked_rate_limit
 
     auth_headers(access_key, secret_key)
     base_url(host)
@@ -205,7 +205,7 @@ def leadsquared_account(
             raise TypeError(f"{name} must be a bool, not {type(flag).__name__}")
     schema = dlt.current.source_schema()
     schema.remove_type_detection("iso_timestamp")
-    limits: tuple[RateLimit, ...] | Callable[[], RateLimiter] = _checked_rate_limit(rate_limit)
+    limits: tuple[RateLimit, ...] | Callable[[], RateLimiter] = checked_rate_limit(rate_limit)
     plan = _SessionPlan(access_key, secret_key, host, limits, timeout, RetryPolicy(max_attempts))
     shared = _SharedSession(lambda: session_for(plan), progress)
     clock = now or (lambda: datetime.now(timezone.utc))

@@ -9,8 +9,9 @@ with the mark set, so the row stays whole. What reconcile costs: docs/warehouse.
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable, Iterable
+from contextlib import AbstractAsyncContextManager
 from datetime import datetime, timezone
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import dlt
 
@@ -19,9 +20,15 @@ from .account_rows import DELETED_AT
 if TYPE_CHECKING:
     from leadsq_async import Session
 
-    from .account import _SharedSession
 
-__all__ = ["deleted_rows"]
+__all__ = ["Sessions", "deleted_rows"]
+
+
+class Sessions(Protocol):
+    """Where the listings get their session: the run's one shared session."""
+
+    def use(self) -> AbstractAsyncContextManager[Session]: ...
+
 
 # Per table: its primary key, and the key naming the lead of its rows.
 _KEYS = {
@@ -109,7 +116,7 @@ def _marked(rows: Iterable[dict[str, Any]], column: str, when: datetime) -> list
 
 
 async def deleted_rows(
-    shared: _SharedSession,
+    shared: Sessions,
     pipeline: dlt.Pipeline,
     tables: list[str],
     codes: tuple[str, ...],

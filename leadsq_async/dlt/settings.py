@@ -3,11 +3,15 @@
 
 # No ``from __future__ import annotations``: dlt evaluates the configuration spec's
 # annotations itself, and dlt 1.5 (for one) in its own namespace, not this module's.
+from collections.abc import Callable, Sequence
 from typing import Optional
 
 from dlt.common.configuration import configspec
 from dlt.common.configuration.specs import BaseConfiguration
 from dlt.common.typing import TSecretStrValue
+
+from leadsq_async import RateLimit, RateLimiter
+from leadsq_async._limits import parse_rate_limits
 
 __all__ = [
     "CHECKPOINT_DIRECTORY",
@@ -16,6 +20,7 @@ __all__ = [
     "RESUMED_BATCH",
     "SOURCE_NAME",
     "LeadSquaredConfiguration",
+    "checked_rate_limit",
 ]
 
 SOURCE_NAME = "leadsquared"
@@ -47,3 +52,23 @@ class LeadSquaredConfiguration(BaseConfiguration):
     concurrency: Optional[int] = None  # noqa: UP045
     timeout: float = 30.0
     max_attempts: int = 5
+
+
+def checked_rate_limit(rate_limit: object) -> tuple[RateLimit, ...] | Callable[[], RateLimiter]:
+    """The ``rate_limit`` setting of a source: limits read by the package's one parser, or a
+    function that makes a limiter (in dlt's own event loop)."""
+    if isinstance(rate_limit, (str, RateLimit, Sequence)):
+        # Several limits as dlt's configuration can hold them: "10/5, 10000/1d".
+        return parse_rate_limits(rate_limit)
+    if isinstance(rate_limit, RateLimiter):
+        raise TypeError(
+            "rate_limit takes a function that makes the limiter, such as "
+            "lambda: lsq.RedisLimiter(url), not the limiter itself: the crawl runs in "
+            "dlt's own event loop, and makes and closes the limiter there"
+        )
+    if callable(rate_limit):
+        return rate_limit
+    raise TypeError(
+        "rate_limit must be 'CALLS/SECONDS', a RateLimit, several, or a function that makes "
+        f"a limiter, not {type(rate_limit).__name__}"
+    )
