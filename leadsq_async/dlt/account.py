@@ -172,16 +172,24 @@ def leadsquared_account(
     id and sets ``_lsq_deleted_at`` on the rows the account no longer serves.
 
     Args:
-        access_key, secret_key, host, rate_limit: as for `leadsquared`, and from the same
+        access_key: the account's access key, as for `leadsquared`, and from the same
             configuration (``[sources.leadsquared]``).
+        secret_key: the account's secret key, likewise.
+        host: the region host or base URL, likewise.
+        rate_limit: the account's limits, or a function that makes a shared limiter,
+            likewise.
         opportunity_types: the account's opportunity type codes (required: no documented
             endpoint lists them); may come from the configuration.
         start_date: an aware datetime, where a first run starts.
         lag: each run starts this far before its cursor (rows seen twice are merged).
         index_lag: each run stops this far behind now: the feeds show a change late.
-        with_leads, with_activities, with_opportunity_activities: which rows to read.
+        with_leads: read the leads.
+        with_activities: read the activities.
+        with_opportunity_activities: also read the activities of the opportunities
+            this run read.
         reconcile: also mark deleted rows (costs a walk of every id; see the docs).
-        timeout, max_attempts: each request's wait for an answer, and its tries.
+        timeout: each request's wait for an answer, in seconds.
+        max_attempts: each request's tries.
         progress: told when the session opens, for a display.
         now: the clock a run's end is taken from (default: the system's UTC time).
 
