@@ -20,6 +20,7 @@ from dlt.extract import DltResource
 
 from leadsq_async import Opportunity, RateLimit, RateLimiter, RetryPolicy, Session
 from leadsq_async._hosts import base_url
+from leadsq_async._limits import utc_now
 from leadsq_async._secrets import auth_headers
 
 from .account_rows import (
@@ -154,7 +155,6 @@ def leadsquared_account(
     timeout: float = 30.0,
     max_attempts: int = 5,
     progress: Optional[SyncProgress] = None,  # noqa: UP045
-    now: Optional[Callable[[], datetime]] = None,  # noqa: UP045
 ) -> list[DltResource]:
     """The whole account, kept fresh run after run, as a dlt source.
 
@@ -191,7 +191,6 @@ def leadsquared_account(
         timeout: each request's wait for an answer, in seconds.
         max_attempts: each request's tries.
         progress: told when the session opens, for a display.
-        now: the clock a run's end is taken from (default: the system's UTC time).
 
     Raises:
         TypeError, ValueError: for a bad argument, when the source is made.
@@ -216,7 +215,7 @@ def leadsquared_account(
     limits: tuple[RateLimit, ...] | Callable[[], RateLimiter] = checked_rate_limit(rate_limit)
     plan = _SessionPlan(access_key, secret_key, host, limits, timeout, RetryPolicy(max_attempts))
     shared = _SharedSession(lambda: session_for(plan), progress)
-    clock = now or (lambda: datetime.now(timezone.utc))
+    clock = utc_now
     until = (_aware("now()", clock()) - index_lag).replace(microsecond=0)
 
     def cursor() -> Any:
