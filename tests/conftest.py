@@ -8,6 +8,7 @@ from collections.abc import AsyncIterator, Iterator
 from urllib.parse import urlsplit
 
 import httpx
+import psycopg2
 import pytest
 import redis
 from tcp_proxy import TcpProxy
@@ -26,6 +27,24 @@ def pytest_configure(config: pytest.Config) -> None:
 pytest_plugins = ["cli_fixtures"]
 
 REDIS_URL = os.environ.get("LEADSQ_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
+
+
+POSTGRES_URL = os.environ.get(
+    "LEADSQ_TEST_POSTGRES_URL", "postgresql://postgres:@127.0.0.1:5432/test"
+)
+
+
+@pytest.fixture(scope="session")
+def postgres_url() -> str:
+    """The test PostgreSQL server's URL: skip when it is down, but fail in CI, where it must run."""
+    try:
+        psycopg2.connect(POSTGRES_URL, connect_timeout=2).close()
+    except psycopg2.Error as exc:
+        reason = f"no PostgreSQL server at {POSTGRES_URL} ({exc}); .ci/run starts one"
+        if os.environ.get("CI"):
+            pytest.fail(reason)
+        pytest.skip(reason)
+    return POSTGRES_URL
 
 
 @pytest.fixture(scope="session")

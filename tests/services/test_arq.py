@@ -59,23 +59,7 @@ from leadsq_async.testing import (
 
 pytestmark = [pytest.mark.redis, pytest.mark.postgres]
 
-POSTGRES_URL = os.environ.get(
-    "LEADSQ_TEST_POSTGRES_URL", "postgresql://postgres:@127.0.0.1:5432/test"
-)
 ROOT = Path(__file__).resolve().parents[2]
-
-
-@pytest.fixture(scope="session")
-def postgres_url() -> str:
-    """The test PostgreSQL server's URL: skip when it is down, but fail in CI, where it must run."""
-    try:
-        psycopg.connect(POSTGRES_URL, connect_timeout=2).close()
-    except psycopg.Error as exc:
-        reason = f"no PostgreSQL server at {POSTGRES_URL} ({exc}); .ci/run starts one"
-        if os.environ.get("CI"):
-            pytest.fail(reason)
-        pytest.skip(reason)
-    return POSTGRES_URL
 
 
 @pytest.fixture

@@ -34,9 +34,6 @@ from leadsq_async.dlt import CHECKPOINT_DIRECTORY, failed_leads, leadsquared
 from leadsq_async.testing import Dataset, RunningEmulator
 
 CALLS, PERIOD = 100, 0.5
-POSTGRES_URL = os.environ.get(
-    "LEADSQ_TEST_POSTGRES_URL", "postgresql://postgres:@127.0.0.1:5432/test"
-)
 UNKNOWN_LEAD = "00000000-0000-4000-8000-000000000000"
 COMMAND = [sys.executable, "-m", "leadsq_async.cli"]
 PIPELINE = "leadsquared"
@@ -104,19 +101,6 @@ class Warehouse:
         """(activity id, opportunity id) of every activity loaded, repeats included."""
         sql = f"SELECT prospect_activity_id, opportunity_id FROM {self.dataset}.activities"
         return [(row[0], row[1]) for row in self.query(sql)]
-
-
-@pytest.fixture(scope="session")
-def postgres_url() -> str:
-    """The test PostgreSQL server's URL: skip when it is down, but fail in CI, where it must run."""
-    try:
-        psycopg2.connect(POSTGRES_URL, connect_timeout=2).close()
-    except psycopg2.Error as exc:
-        reason = f"no PostgreSQL server at {POSTGRES_URL} ({exc}); .ci/run starts one"
-        if os.environ.get("CI"):
-            pytest.fail(reason)
-        pytest.skip(reason)
-    return POSTGRES_URL
 
 
 def duckdb_warehouse(directory: Path) -> Warehouse:

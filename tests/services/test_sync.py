@@ -36,9 +36,6 @@ from leadsq_async.testing import (
     serve_in_thread,
 )
 
-POSTGRES_URL = os.environ.get(
-    "LEADSQ_TEST_POSTGRES_URL", "postgresql://postgres:@127.0.0.1:5432/test"
-)
 TYPES = [str(code) for code in range(12000, 12006)]
 COMMAND = [sys.executable, "-m", "leadsq_async.cli"]
 NAMING = NamingConvention()
@@ -88,17 +85,11 @@ def duckdb_warehouse(directory: Path) -> Iterator[tuple[Any, str, Query, dict[st
 
 
 @contextlib.contextmanager
-def postgres_warehouse() -> Iterator[tuple[Any, str, Query, dict[str, str]]]:
-    try:
-        psycopg2.connect(POSTGRES_URL, connect_timeout=2).close()
-    except psycopg2.Error as exc:
-        if os.environ.get("CI"):
-            pytest.fail(f"no PostgreSQL at {POSTGRES_URL}: {exc}")
-        pytest.skip(f"no PostgreSQL at {POSTGRES_URL}: {exc}")
+def postgres_warehouse(url: str) -> Iterator[tuple[Any, str, Query, dict[str, str]]]:
     dataset = f"lsq_sync_{uuid.uuid4().hex[:12]}"
 
     def query(sql: str) -> list[dict[str, Any]]:
-        with psycopg2.connect(POSTGRES_URL) as connection, connection.cursor() as cursor:
+        with psycopg2.connect(url) as connection, connection.cursor() as cursor:
             cursor.execute(sql)
             names = [column[0] for column in cursor.description]
             rows = [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
@@ -106,10 +97,10 @@ def postgres_warehouse() -> Iterator[tuple[Any, str, Query, dict[str, str]]]:
         return rows
 
     try:
-        environment = {"DESTINATION__POSTGRES__CREDENTIALS": POSTGRES_URL}
-        yield dlt.destinations.postgres(POSTGRES_URL), dataset, query, environment
+        environment = {"DESTINATION__POSTGRES__CREDENTIALS": url}
+        yield dlt.destinations.postgres(url), dataset, query, environment
     finally:
-        connection = psycopg2.connect(POSTGRES_URL)
+        connection = psycopg2.connect(url)
         connection.autocommit = True
         with connection.cursor() as cursor:
             for schema in (dataset, f"{dataset}_staging"):
@@ -121,7 +112,11 @@ def postgres_warehouse() -> Iterator[tuple[Any, str, Query, dict[str, str]]]:
 def warehouse(
     request: pytest.FixtureRequest, tmp_path: Path
 ) -> Iterator[tuple[Any, str, Query, dict[str, str]]]:
-    with duckdb_warehouse(tmp_path) if request.param == "duckdb" else postgres_warehouse() as w:
+    with (
+        duckdb_warehouse(tmp_path)
+        if request.param == "duckdb"
+        else postgres_warehouse(request.getfixturevalue("postgres_url")) as w
+    ):
         yield w
 
 
