@@ -36,6 +36,7 @@ from ._ids import IdReader, count_ids, lines_to_ids, open_ids
 from ._install import install_hint
 from ._options import ApiOptions, api_options, leads_file_option, refuse_empty, scrub
 from ._outcomes import EXIT_CODES_HELP, USAGE, FailuresInARow, FailureStreak, stopped
+from ._pipelines import cause_of, file_format, pipeline_for
 from ._progress import TICK_SECONDS, Display, Meter
 from ._run import INTERRUPTED_EXIT_CODE, CommandFailed, Interrupted, error_line, stderr_is_terminal
 
@@ -143,20 +144,6 @@ def _showing(progress: _Progress, display: Display) -> Iterator[None]:
         display.stop()
 
 
-def _cause(
-    error: BaseException, kind: type[BaseException] | tuple[type[BaseException], ...]
-) -> BaseException | None:
-    """The first exception of ``kind`` in ``error``'s chain of causes (dlt wraps ours)."""
-    seen: set[int] = set()
-    current: BaseException | None = error
-    while current is not None and id(current) not in seen:
-        if isinstance(current, kind):
-            return current
-        seen.add(id(current))
-        current = current.__cause__ or current.__context__
-    return None
-
-
 @click.command(epilog=EXIT_CODES_HELP)
 @leads_file_option("load")
 @click.option(
@@ -236,7 +223,6 @@ def load(
     Needs the dlt extra: pip install -e ".[dlt]" in a clone.
     """
     try:
-        import dlt
         from dlt.pipeline.exceptions import PipelineStepFailed
 
         from leadsq_async.dlt import leadsquared
@@ -254,7 +240,7 @@ def load(
     refuse_empty(counts.total, leads_file, allow_empty)
     api.refuse_unknown_host()
     watcher = _Progress(counts)
-    pipeline = _pipeline(dlt, pipeline_name, destination, dataset)
+    pipeline = pipeline_for(pipeline_name, destination, dataset, named=destination)
     if pipeline.has_pending_data:
         return _finish_pending(pipeline, PipelineStepFailed, quiet=quiet)
     display = progress_display(quiet=quiet, force=progress)
@@ -285,26 +271,6 @@ def load(
     return 0
 
 
-def _pipeline(dlt: Any, name: str, destination: str, dataset: str) -> Pipeline:
-    """The dlt pipeline; a destination dlt does not know is a usage error naming those it does."""
-    from dlt.common.destination.exceptions import UnknownDestinationModule
-
-    try:
-        pipeline: Pipeline = dlt.pipeline(
-            pipeline_name=name, destination=destination, dataset_name=dataset
-        )
-    except UnknownDestinationModule:
-        import dlt.destinations
-
-        known = ", ".join(sorted(set(dlt.destinations.__all__) - {"destination"}))
-        raise click.BadParameter(
-            f"dlt has no destination {destination!r}; it has {known} (or a named destination "
-            "configured with DESTINATION__NAME__DESTINATION_TYPE)",
-            param_hint="'--destination'",
-        ) from None
-    return pipeline
-
-
 def _finish_pending(pipeline: Pipeline, step_failed: type[Exception], *, quiet: bool) -> int:
     """Finish the load an interrupted one left: it had fetched every lead, only loading them
     was left. Not pipeline.run(), which first syncs with the destination, and drops the
@@ -324,32 +290,26 @@ def _run(pipeline: Pipeline, source: Any, step_failed: type[Exception]) -> None:
     its failures as the command's one-line errors."""
     try:
         if source is not None:
-            pipeline.run(source, loader_file_format=_file_format(pipeline))
+            pipeline.run(source, loader_file_format=file_format(pipeline))
         else:
             pipeline.normalize()
             pipeline.load()
     except step_failed as error:
         saved = "the leads fetched so far are kept"
-        signalled = _cause(error, (Interrupted, KeyboardInterrupt, _signal_received()))
+        signalled = cause_of(error, (Interrupted, KeyboardInterrupt, _signal_received()))
         if signalled is not None:
             raise stopped(Interrupted("SIGINT"), "load", saved) from None
-        if _cause(error, DirectoryInUse) is not None:
+        if cause_of(error, DirectoryInUse) is not None:
             raise CommandFailed(
                 f"another load holds the pipeline {pipeline.pipeline_name} (its crawl in "
                 f"{pipeline.working_dir} is in use): wait for that load to end, or stop it, "
                 "then run this command again",
                 exit_code=USAGE,
             ) from None
-        ours = _cause(error, (FailuresInARow, LeadSquaredError, OSError))
+        ours = cause_of(error, (FailuresInARow, LeadSquaredError, OSError))
         if ours is not None:
             raise stopped(ours, "load", saved) from None
         raise CommandFailed(f"the load failed: {error_line(error, scrub)}") from None
-
-
-def _file_format(pipeline: Pipeline) -> Any:
-    """JSON Lines into DuckDB, which loads them some ten times faster than the INSERT
-    statements dlt writes for it by default; the destination's own choice elsewhere."""
-    return "jsonl" if pipeline.destination.destination_type.endswith(".duckdb") else None
 
 
 def _signal_received() -> type[BaseException]:

@@ -27,6 +27,7 @@ from leadsq_async import LeadSquaredError, QuotaExhaustedError, Session
 
 from ._options import ApiOptions, api_options, scrub
 from ._outcomes import TEMPORARY_FAILURE, quota_name, resume_time
+from ._pipelines import cause_of, file_format, pipeline_for
 from ._progress import format_duration, plural
 from ._run import INTERRUPTED_EXIT_CODE, CommandFailed, error_line
 
@@ -135,15 +136,6 @@ def _ending_on_signals() -> Iterator[None]:
             signal.signal(number, handler)
 
 
-def _cause(error: BaseException, kind: type[BaseException]) -> BaseException | None:
-    seen: BaseException | None = error
-    while seen is not None:
-        if isinstance(seen, kind):
-            return seen
-        seen = seen.__cause__ or seen.__context__
-    return None
-
-
 @click.command()
 @click.option(
     "--destination",
@@ -221,7 +213,7 @@ def sync(
     target: Any = destination
     if destination == "duckdb":
         target = dlt.destinations.duckdb(DEFAULT_DUCKDB_FILE)
-    pipeline = dlt.pipeline(pipeline_name=pipeline_name, destination=target, dataset_name=dataset)
+    pipeline = pipeline_for(pipeline_name, target, dataset, named=destination)
     requests = _Requests()
     options: dict[str, Any] = {} if since is None else {"start_date": since}
     try:
@@ -259,19 +251,16 @@ def _run(pipeline: Pipeline, source: Any, full_refresh: bool, failed: type[Excep
             pipeline.normalize()
             pipeline.load()
         refresh: Any = "drop_sources" if full_refresh else None
-        file_format: Any = (
-            "jsonl" if pipeline.destination.destination_type.endswith("duckdb") else None
-        )
-        pipeline.run(source, refresh=refresh, loader_file_format=file_format)
+        pipeline.run(source, refresh=refresh, loader_file_format=file_format(pipeline))
     except failed as error:
-        quota = _cause(error, QuotaExhaustedError)
+        quota = cause_of(error, QuotaExhaustedError)
         if isinstance(quota, QuotaExhaustedError):
             raise CommandFailed(
                 f"{quota_name(quota.limit)} is spent; the sync stopped (what earlier syncs "
                 f"committed is kept): run it again after {resume_time(quota.retry_at)}",
                 exit_code=TEMPORARY_FAILURE,
             ) from None
-        ours = _cause(error, LeadSquaredError)
+        ours = cause_of(error, LeadSquaredError)
         if ours is not None:
             raise CommandFailed(
                 f"{error_line(ours, scrub)}; the sync stopped (what earlier syncs committed "
