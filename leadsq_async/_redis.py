@@ -20,6 +20,7 @@ from ._checks import check_instance, check_int, check_max_wait, check_seconds, c
 from ._closing import AsyncClosing
 from ._errors import RateLimiterUnavailableError
 from ._limits import (
+    MOST_LEARNED_LIMITS,
     NO_WAIT,
     Grant,
     RateLimit,
@@ -294,6 +295,7 @@ class RedisLimiter(AsyncClosing):
                     limit.calls,
                     to_microseconds(limit.period),
                     to_microseconds(learned_lifetime(limit)),
+                    MOST_LEARNED_LIMITS,
                 )
             except RateLimiterUnavailableError as exc:
                 local = await self._fallback.fall_back(exc, self._scripts.limits)
