@@ -14,9 +14,9 @@ from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any, Final
 
 from . import _redis_scripts as scripts
-from ._redis_learn import LEARN
 from ._errors import RateLimiterUnavailableError
 from ._limits import RateLimit
+from ._redis_learn import LEARN
 
 try:
     from redis import asyncio as aioredis

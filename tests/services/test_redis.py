@@ -904,7 +904,7 @@ async def test_learned_daily_limit_lasts_two_days(make_limiter: MakeLimiter) -> 
 
 async def learned_on_the_key(client: aioredis.Redis, key: str) -> list[lsq.RateLimit]:
     """The learned limits the key's state holds, shortest period first."""
-    fields = await client.hgetall(f"{key}:state")
+    fields = cast(dict[bytes, bytes], await client.hgetall(f"{key}:state"))
     return sorted(
         (
             lsq.RateLimit(int(value.split(b":")[0]), int(name[8:]) / 1_000_000)
