@@ -273,7 +273,9 @@ class RedisLimiter(AsyncClosing):
         another limit still counts, moved to its own period, and grants nothing
         until the ones before could no longer matter. A learned limit lasts
         `learned_lifetime` (an hour, or two of its periods if longer) after the
-        server last named it.
+        server last named it. At most `MOST_LEARNED_LIMITS` (8) are kept on the key,
+        by the in-process rule: one the others imply goes first, then the one named
+        longest ago.
 
         Returns:
             True if the limits changed by this call, False if they already
