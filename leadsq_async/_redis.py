@@ -20,6 +20,7 @@ from ._checks import check_instance, check_int, check_max_wait, check_seconds, c
 from ._closing import AsyncClosing
 from ._errors import RateLimiterUnavailableError
 from ._limits import (
+    MOST_LEARNED_LIMITS,
     NO_WAIT,
     Grant,
     RateLimit,
@@ -272,7 +273,9 @@ class RedisLimiter(AsyncClosing):
         another limit still counts, moved to its own period, and grants nothing
         until the ones before could no longer matter. A learned limit lasts
         `learned_lifetime` (an hour, or two of its periods if longer) after the
-        server last named it.
+        server last named it. At most `MOST_LEARNED_LIMITS` (8) are kept on the key,
+        by the in-process rule: one the others imply goes first, then the one named
+        longest ago.
 
         Returns:
             True if the limits changed by this call, False if they already
@@ -294,6 +297,7 @@ class RedisLimiter(AsyncClosing):
                     limit.calls,
                     to_microseconds(limit.period),
                     to_microseconds(learned_lifetime(limit)),
+                    MOST_LEARNED_LIMITS,
                 )
             except RateLimiterUnavailableError as exc:
                 local = await self._fallback.fall_back(exc, self._scripts.limits)

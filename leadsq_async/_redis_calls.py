@@ -16,6 +16,7 @@ from typing import Any, Final
 from . import _redis_scripts as scripts
 from ._errors import RateLimiterUnavailableError
 from ._limits import RateLimit
+from ._redis_learn import LEARN
 
 try:
     from redis import asyncio as aioredis
@@ -55,7 +56,7 @@ class ScriptCalls:
         self.release = client.register_script(scripts.RELEASE)
         self.renew = client.register_script(scripts.RENEW)
         self.pause = client.register_script(scripts.PAUSE)
-        self.learn = client.register_script(scripts.LEARN)
+        self.learn = client.register_script(LEARN)
         #: The limits in force, as the last reply reported them.
         self.limits = configured
         self._configured = configured

@@ -20,8 +20,10 @@ Redis layout, for ``key``:
   only holds a slot longer, by at most 1% of its period.
 - ``key:state``: a hash of ``epoch`` (made when the hash is made),
   ``pause`` (``<until_us>:<calls>:<period_us>``, the pause and the limit it is
-  for) and one ``learned:<period_us>`` (``<calls>:<expires_us>:<blocked_us>``)
-  per limit learned from the server, kept a period past its expiry. It lives
+  for) and one ``learned:<period_us>``
+  (``<calls>:<expires_us>:<blocked_us>:<named_us>``, ``named_us`` when the
+  server last named it) per limit learned from the server, kept a period past
+  its expiry; at most `MOST_LEARNED_LIMITS` in force. It lives
   `RETENTION_SECONDS` past its last use, and past every deadline and pause it
   knows of.
 - ``key:released``: a pub/sub channel; a release publishes on it, waking the
@@ -45,8 +47,8 @@ from typing import Final
 __all__ = [
     "ACQUIRE",
     "BUCKETS",
-    "LEARN",
     "PAUSE",
+    "PRELUDE",
     "RECOVERY_SECONDS",
     "RELEASE",
     "RENEW",
@@ -67,7 +69,7 @@ RECOVERY_SECONDS: Final = 60
 # epoch the caller knows (unused here: the caller compares); ARGV[4]: an epoch
 # for a new state; ARGV[5]: n, the configured limits, then n pairs of calls and
 # period (us); the script's own arguments follow, from ARGV[first].
-_PRELUDE: Final = (
+PRELUDE: Final = (
     """
 local flight, state = KEYS[1], KEYS[2]
 local now = tonumber(ARGV[1])
@@ -92,13 +94,17 @@ local function tighten(period, calls)
     calls_of[period] = calls
   end
 end
+local configured_of = {}
 for i = 0, configured - 1 do
-  tighten(tonumber(ARGV[7 + 2 * i]), tonumber(ARGV[6 + 2 * i]))
+  local period, calls = tonumber(ARGV[7 + 2 * i]), tonumber(ARGV[6 + 2 * i])
+  tighten(period, calls)
+  configured_of[period] = calls_of[period]
 end
 
--- Learned limits, by period: {calls, expires, blocked until}. One that expired
--- less than a period ago is still counted (its releases kept), not enforced,
--- so that the server naming it again soon finds its count whole.
+-- Learned limits, by period: {calls, expires, blocked until, named}. One that
+-- expired less than a period ago is still counted (its releases kept), not
+-- enforced, so that the server naming it again soon finds its count whole. A
+-- value of an earlier version has no `named`: it counts as named longest ago.
 local epoch, pause_until, pause_calls, pause_period = nil, 0, 0, 0
 local learned, counting = {}, {}
 local fields = redis.call('HGETALL', state)
@@ -111,13 +117,14 @@ for i = 1, #fields, 2 do
     pause_until, pause_calls, pause_period = tonumber(until_), tonumber(calls), tonumber(period)
   elseif string.sub(name, 1, 8) == 'learned:' then
     local period = tonumber(string.sub(name, 9))
-    local calls, expires, blocked = string.match(value, '^(%d+):(%d+):(%d+)$')
+    local calls, expires, blocked, named = string.match(value, '^(%d+):(%d+):(%d+):?(%d*)$')
     calls, expires, blocked = tonumber(calls), tonumber(expires), tonumber(blocked)
+    named = tonumber(named) or 0
     if expires > now then
-      learned[period] = {calls, expires, blocked}
+      learned[period] = {calls, expires, blocked, named}
       tighten(period, calls)
     elseif expires + period > now then
-      learned[period] = {calls, expires, blocked}
+      learned[period] = {calls, expires, blocked, named}
       counting[period] = calls
     else
       redis.call('HDEL', state, name)
@@ -144,9 +151,9 @@ end
 sort_periods()
 
 local function learn(period, calls, expires, blocked)
-  learned[period] = {calls, expires, blocked}
+  learned[period] = {calls, expires, blocked, now}
   redis.call('HSET', state, 'learned:' .. fmt(period),
-    fmt(calls) .. ':' .. fmt(expires) .. ':' .. fmt(blocked))
+    fmt(calls) .. ':' .. fmt(expires) .. ':' .. fmt(blocked) .. ':' .. fmt(now))
 end
 
 -- A pause is extended, never shortened.
@@ -242,7 +249,7 @@ end
 )
 
 ACQUIRE: Final = (
-    _PRELUDE
+    PRELUDE
     + """
 -- ARGV[first]: the token; ARGV[first + 1]: '1' to only look (grant nothing).
 -- Answers {granted, ready_us, again_us, calls, period_us}: when not granted, a
@@ -307,7 +314,7 @@ return reply({0, ready - now, math.max(again, ready) - now, bound_calls, bound_p
 )
 
 RELEASE: Final = (
-    _PRELUDE
+    PRELUDE
     + """
 -- ARGV[first]: the token; ARGV[first + 1]: '1' if its request may have been
 -- sent; ARGV[first + 2]: the channel. A used slot is held a period by every
@@ -328,7 +335,7 @@ return reply({})
 )
 
 RENEW: Final = (
-    _PRELUDE
+    PRELUDE
     + """
 -- ARGV[first]: '1' to add the slots again (the state was lost), else '0', so
 -- that a slot released meanwhile is not brought back; ARGV[first + 1...]: the
@@ -346,75 +353,11 @@ return reply({})
 )
 
 PAUSE: Final = (
-    _PRELUDE
+    PRELUDE
     + """
 -- ARGV[first]: how long (us); ARGV[first + 1], ARGV[first + 2]: the limit the
 -- pause is for (calls, period us), or 0, 0.
 pause(now + tonumber(ARGV[first]), tonumber(ARGV[first + 1]), tonumber(ARGV[first + 2]))
 return reply({})
-"""
-)
-
-LEARN: Final = (
-    _PRELUDE
-    + """
--- ARGV[first], ARGV[first + 1]: the limit the server named (calls, period
--- us); ARGV[first + 2]: how long a learned limit lasts (us). As the in-process
--- limiter's learn(): it tightens the limit of its period, or joins the others
--- unless one of them implies it. Answers {1} if the limits enforced changed.
-local calls, period = tonumber(ARGV[first]), tonumber(ARGV[first + 1])
-local expires = now + tonumber(ARGV[first + 2])
-local current, entry = calls_of[period], learned[period]
-local blocked = entry and entry[3] or 0
-if current then
-  if calls >= current then
-    if entry and entry[2] > now and calls == current then
-      learn(period, calls, expires, blocked) -- named again: it lives on
-    end
-    return reply({0})
-  end
-  calls_of[period] = calls
-  learn(period, calls, expires, blocked)
-  return reply({1})
-end
-for _, kept in ipairs(periods) do
-  -- a window of `period` is covered by ceil(period / kept) windows of `kept`
-  if calls_of[kept] * math.ceil(period / kept) <= calls then
-    return reply({0})
-  end
-end
-calls_of[period] = calls
-if counting[period] then
-  -- expired less than a period ago: its count is whole
-  counting[period] = nil
-else
-  -- Count the releases a limit already counts, moved to the new period (a
-  -- rounded-up deadline only holds them longer). Those it no longer counts,
-  -- released before its own blocking end less its period, matter until that
-  -- end plus the new period: nothing is granted before. The source is the
-  -- counted limit that blocks least, and of those the shortest.
-  local source, source_blocked = nil, nil
-  for _, kept in ipairs(counted) do
-    if kept ~= period then
-      local until_ = now
-      if learned[kept] then
-        until_ = math.max(now, learned[kept][3])
-      end
-      until_ = until_ + period - kept
-      if not source or until_ < source_blocked then
-        source, source_blocked = kept, until_
-      end
-    end
-  end
-  blocked = source_blocked
-  local entries = cooling(source)
-  redis.call('DEL', cooling_key(period))
-  for _, held in ipairs(entries) do
-    cool(period, held[1] - source, held[2])
-  end
-end
-learn(period, calls, expires, blocked)
-sort_periods()
-return reply({1})
 """
 )

@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import inspect
 import logging
+import random
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
@@ -35,6 +36,7 @@ from redis_worker import all_events, give_the_go, next_event, start_worker
 from tcp_proxy import TcpProxy
 
 import leadsq_async as lsq
+from leadsq_async._limits import MOST_LEARNED_LIMITS
 from leadsq_async._redis_scripts import BUCKETS
 from leadsq_async.testing import RunningEmulator
 
@@ -898,6 +900,100 @@ async def test_learned_daily_limit_lasts_two_days(make_limiter: MakeLimiter) -> 
     after = limiter.rate_limits
     assert before == (lsq.RateLimit(5, 0.3), lsq.RateLimit(1000, 86_400.0))
     assert after == (lsq.RateLimit(5, 0.3),)
+
+
+async def learned_on_the_key(client: aioredis.Redis, key: str) -> list[lsq.RateLimit]:
+    """The learned limits the key's state holds, shortest period first."""
+    fields = cast(dict[bytes, bytes], await client.hgetall(f"{key}:state"))
+    return sorted(
+        (
+            lsq.RateLimit(int(value.split(b":")[0]), int(name[8:]) / 1_000_000)
+            for name, value in fields.items()
+            if name.startswith(b"learned:")
+        ),
+        key=lambda limit: limit.period,
+    )
+
+
+async def test_at_most_eight_learned_limits_are_kept_on_the_key_the_latest_named(
+    make_limiter: MakeLimiter, client: aioredis.Redis, key: str
+) -> None:
+    """200 refusals each naming a new period leave 8 learned limits in Redis, the 8 named
+    last (none implies another: 1,000 to 1,199 calls in 10 to 11.99 s)."""
+    limiter = make_limiter(1000, 5.0)
+    named = [lsq.RateLimit(1000 + n, (1000 + n) / 100) for n in range(200)]
+    for limit in named:
+        assert await limiter.learn(limit) is True
+    assert MOST_LEARNED_LIMITS == 8
+    assert await learned_on_the_key(client, key) == named[-8:]
+    assert limiter.rate_limits == (lsq.RateLimit(1000, 5.0), *named[-8:])
+
+
+async def test_a_learned_limit_the_others_imply_is_forgotten_first_on_the_key(
+    make_limiter: MakeLimiter, client: aioredis.Redis, key: str
+) -> None:
+    """Beyond 8, a learned limit that a later one implies goes before an older one."""
+    clock = JumpingClock()
+    limiter = make_limiter(10, 5.0, kind=ClockedLimiter, clock=clock)
+    oldest, implied = lsq.RateLimit(3, 7.0), lsq.RateLimit(4, 9.5)
+    others = [lsq.RateLimit(5, 10 + n / 10) for n in range(6)]
+    for limit in [oldest, implied, *others]:
+        assert await limiter.learn(limit) is True
+        clock.skip(1.0)
+    assert await limiter.learn(lsq.RateLimit(2, 5.5))  # 2 per 5.5 s allow at most 4 in 9.5 s
+    kept = await learned_on_the_key(client, key)
+    assert implied not in kept
+    assert oldest in kept
+    assert len(kept) == 8
+    assert limiter.rate_limits == (lsq.RateLimit(10, 5.0), *kept)
+
+
+async def test_a_limit_learned_by_an_earlier_version_counts_as_named_longest_ago(
+    make_limiter: MakeLimiter, client: aioredis.Redis, key: str
+) -> None:
+    """A learned limit stored without the time it was named is the first forgotten."""
+    limiter = make_limiter(10, 5.0)
+    far = round((await redis_now(client) + 3600) * 1_000_000)
+    await client.hset(f"{key}:state", "learned:30000000", f"25:{far}:0")  # 25 per 30 s
+    named = [lsq.RateLimit(10 + n, 10 + n) for n in range(8)]  # none implies another
+    for limit in named:
+        assert await limiter.learn(limit) is True
+    assert await learned_on_the_key(client, key) == named
+
+
+async def test_redis_keeps_the_learned_limits_the_in_process_limiter_keeps(
+    make_limiter: MakeLimiter,
+) -> None:
+    """Refusals naming limits tighter, looser, implied and new, some again: Redis keeps, after
+    each, the limits `SlidingWindowLimiter` keeps (one rule for both). Beyond 8, 11 are
+    forgotten, some as implied by the others, some as named longest ago."""
+    configured = lsq.RateLimit(1000, 5.0)
+    shared, local = make_limiter(limits=[configured]), lsq.SlidingWindowLimiter(configured)
+    rng = random.Random(9)
+    for _ in range(80):
+        # Mostly 100 + period calls (give or take 3) in 10 to 40 s: few imply one another.
+        period = rng.randint(10, 40)
+        calls = (period // 2 if rng.random() < 0.05 else 100 + period) + rng.randint(-3, 3)
+        limit = lsq.RateLimit(calls, period)
+        assert await shared.learn(limit) is await local.learn(limit)
+        assert shared.rate_limits == local.rate_limits
+
+
+async def test_a_slot_after_many_learned_limits_counts_only_the_limits_kept(
+    make_limiter: MakeLimiter, client: aioredis.Redis, key: str
+) -> None:
+    """After 200 limits were learned, a slot reads and writes the counts of 9 limits (the
+    configured one and 8 learned), not 201."""
+    clock = JumpingClock()
+    limiter = make_limiter(10, 5.0, kind=ClockedLimiter, clock=clock)
+    await take(limiter)  # a release for every new limit to count
+    for n in range(200):
+        assert await limiter.learn(lsq.RateLimit(1, 5 + n / 100)) is True
+    clock.skip(10.0)  # past the wait each new period imposed
+    await take(limiter)
+    assert len(await learned_on_the_key(client, key)) == MOST_LEARNED_LIMITS
+    assert len(limiter.rate_limits) == 1 + MOST_LEARNED_LIMITS
+    assert len(await client.keys(f"{key}:cooling:*")) == 1 + MOST_LEARNED_LIMITS
 
 
 async def test_idle_keys_expire(
