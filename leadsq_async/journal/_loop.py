@@ -7,7 +7,7 @@ from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterable
 
 from leadsq_async import Crawl, LeadResult, Session
 from leadsq_async._closing import AsyncClosing
-from leadsq_async._crawl import PendingIds
+from leadsq_async._fanout import PendingIds
 
 from ._directory import CrawlDirectory
 
