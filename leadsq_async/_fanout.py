@@ -14,6 +14,7 @@ import attrs
 
 from ._aio import AnyIterator, cancel_and_wait
 from ._closing import AsyncClosing
+from ._errors import QuotaExhaustedError
 
 __all__ = ["Crawl", "Ids", "PendingIds", "WorkCancelledError", "checked_ids"]
 
@@ -40,7 +41,10 @@ class Crawl(AsyncClosing, Generic[T]):
     ``failed(id, error=WorkCancelledError(...))``.
 
     Raises (while iterating):
-        LeadSquaredError: an account-wide failure, which ends the crawl.
+        QuotaExhaustedError: a spent quota: no id starts after it, the work already
+            started goes on as far as it gets slots, and its results come first; an id
+            whose work could not get a slot has no result.
+        LeadSquaredError: another account-wide failure, which ends the crawl at once.
         Exception: whatever reading the ids raised: the ids still in progress are
             cancelled, and the results already finished come first.
     """
@@ -65,6 +69,10 @@ class Crawl(AsyncClosing, Generic[T]):
         self._spawn = spawn
         self._results: asyncio.Queue[T | _End] | None = None
         self._feeder: asyncio.Task[None] | None = None
+        #: The feeder's task that reads the ids and starts the work on each.
+        self._starter: asyncio.Task[None] | None = None
+        #: A spent quota, raised once the work still going on has delivered its results.
+        self._spent: QuotaExhaustedError | None = None
         self._tasks: set[asyncio.Task[None]] = set()
         self._failure: BaseException | None = None
         self._stopping = False
@@ -91,6 +99,8 @@ class Crawl(AsyncClosing, Generic[T]):
             self._finished = True
             if self._source_error is not None:
                 raise self._source_error
+            if self._spent is not None:
+                raise self._spent
             raise StopAsyncIteration
         return result
 
@@ -111,18 +121,32 @@ class Crawl(AsyncClosing, Generic[T]):
             task.cancel()
 
     def _running(self) -> list[asyncio.Task[None]]:
-        """The crawl's tasks: one per id in progress, and the feeder that starts them."""
-        return [*self._tasks, *([self._feeder] if self._feeder else [])]
+        """The crawl's tasks: one per id in progress, and the feeder and its starter."""
+        feeding = [task for task in (self._feeder, self._starter) if task is not None]
+        return [*self._tasks, *feeding]
 
     async def _feed(self, results: asyncio.Queue[T | _End]) -> None:
+        """Start the work on each id, wait for all of it to end, then end the results."""
+        # Its own task, so that a spent quota can stop it, even while it waits for a slow
+        # source of ids, and leave the work already started going (see _spend).
+        self._starter = self._spawn(self._start(results))
+        await asyncio.wait([self._starter])
+        while self._tasks:
+            await asyncio.wait(list(self._tasks))
+        if not self._stopping:
+            await results.put(_End())
+
+    async def _start(self, results: asyncio.Queue[T | _End]) -> None:
         places = asyncio.Semaphore(self._concurrency)
         try:
-            while not self._stopping:
+            while not self._stopping and self._spent is None:
                 await places.acquire()
                 try:
                     item = await self._ids.__anext__()
                 except StopAsyncIteration:
                     break
+                if self._spent is not None:
+                    break  # spent while the id was read: it stays pending
                 task = self._spawn(self._one(item, places, results))
                 self._tasks.add(task)
                 self._working.add(task)
@@ -131,10 +155,6 @@ class Crawl(AsyncClosing, Generic[T]):
             self._source_error = exc
             for task in self._working:
                 task.cancel()
-        while self._tasks:
-            await asyncio.wait(list(self._tasks))
-        if not self._stopping:
-            await results.put(_End())
 
     async def _one(
         self, item: str, places: asyncio.Semaphore, results: asyncio.Queue[T | _End]
@@ -157,6 +177,8 @@ class Crawl(AsyncClosing, Generic[T]):
                 # which lacks Task.uncancel): nobody will take this result.
                 return
             await results.put(result)
+        except QuotaExhaustedError as spent:  # no slot for this id's work: it stays pending
+            self._spend(spent)
         except Exception as exc:  # account-wide: the work turns the others into results
             self._fail(exc)
         finally:
@@ -168,6 +190,16 @@ class Crawl(AsyncClosing, Generic[T]):
         if self._stopping or self._failure is not None or self._source_error is not None:
             return True
         return sys.version_info >= (3, 11) and task.cancelling() > 0
+
+    def _spend(self, spent: QuotaExhaustedError) -> None:
+        """A spent quota: start no more ids, but let the work already started go on as far
+        as it gets slots (a request granted one is paid for); its results are delivered
+        before ``spent`` is raised."""
+        if self._failure is not None or self._stopping or self._spent is not None:
+            return
+        self._spent = spent
+        if self._starter is not None:
+            self._starter.cancel()
 
     def _fail(self, failure: BaseException) -> None:
         if self._failure is not None or self._stopping:

@@ -66,6 +66,34 @@ async def test_a_spent_daily_quota_fails_fast_naming_the_limit_and_when() -> Non
 
 
 @pytest.mark.looptime
+async def test_a_spent_quota_delivers_every_lead_granted_its_requests_then_raises() -> None:
+    """A quota of 25 calls under 50 leads at once: the 25 leads granted a request come back
+    finished, then QuotaExhaustedError; the leads refused a slot get no result at all."""
+    quota = lsq.RateLimit(25, 86_400)
+    leads = SMALL_LEADS[:80]
+    app = virtual_app(DATA, EmulatorConfig(rate_limits=["100/5"], latency=0.2))
+    delivered: list[lsq.LeadResult] = []
+
+    async def crawl(session: lsq.Session) -> None:
+        async with session.crawl_opportunities(leads, concurrency=50) as results:
+            async for result in results:
+                delivered.append(result)
+
+    async with (
+        client_of(app) as client,
+        session_on(client, rate_limit=[lsq.RateLimit(100, 5), quota]) as session,
+    ):
+        with pytest.raises(lsq.QuotaExhaustedError) as info:
+            await crawl(session)
+    assert app.stats.total == 25
+    assert info.value.limit == quota
+    assert [result.error for result in delivered] == [None] * 25
+    for result in delivered:
+        rows = DATA.opportunities[result.lead_id]
+        assert len(result.records) == len(rows)
+
+
+@pytest.mark.looptime
 async def test_wait_for_quota_waits_for_the_next_slot_and_says_so(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
