@@ -235,7 +235,10 @@ class Session(AsyncClosing):
 
         Raises:
             TypeError, ValueError: for bad arguments, at the call.
-            LeadSquaredError: an `account_wide` failure, which ends the crawl.
+            QuotaExhaustedError: a spent quota, raised once the leads already started
+                have gone as far as their requests got slots and their results are
+                delivered; a lead that got no slot has no result.
+            LeadSquaredError: another `account_wide` failure, which ends the crawl at once.
         """
         options = (concurrency, page_size, opportunity_type, with_activities)
         return _crawl.crawl_opportunities(self._transport, lead_ids, *options)

@@ -54,7 +54,8 @@ def crawl_into(
 
     Raises (while iterating):
         LeadSquaredError: a failure of the whole account (bad keys, a spent quota);
-            what was journaled before it stays.
+            what was journaled before it stays. A spent quota is raised once the leads
+            already granted their requests are journaled; the others stay pending.
         OSError: a file could not be written (the error names it); the lead being
             written is not journaled.
         Exception: whatever reading ``lead_ids`` raised.
