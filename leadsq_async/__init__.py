@@ -13,7 +13,7 @@ endpoint, and typed, frozen records that keep every field the API sent::
 from typing import TYPE_CHECKING as _TYPE_CHECKING
 from typing import Any as _Any
 
-from ._crawl import Crawl, LeadResult, OpportunityResult
+from ._crawl import LeadResult, OpportunityResult
 from ._dates import parse_date
 from ._errors import (
     APIError,
@@ -33,6 +33,7 @@ from ._errors import (
     WindowError,
 )
 from ._event_hub import EventHub
+from ._fanout import Crawl
 from ._hosts import REGION_HOSTS
 from ._limits import Grant, RateLimit, least_time
 from ._paging import Page, Paginator

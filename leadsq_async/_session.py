@@ -1,7 +1,7 @@
 """`Session`: the facade. It checks arguments, builds the transport, hands out walks.
 
 Everything that sends lives below it: `_transport` (limiter, HTTP, retries),
-`_paging` (walking pages) and `_crawl` (fan-out over many ids). The account-wide feeds
+`_paging` (walking pages), `_crawl` and `_fanout` (fan-out over many ids). The account-wide feeds
 (`_feeds`, with `Lead`) are imported by the four feed methods when first called: most
 programs never read them, and they need not pay for importing them.
 """
@@ -16,9 +16,10 @@ import httpx
 
 from . import _crawl
 from ._closing import AsyncClosing
-from ._crawl import Crawl, LeadResult, OpportunityResult
+from ._crawl import LeadResult, OpportunityResult
 from ._endpoints import ACTIVITIES_OF_OPPORTUNITY, OPPORTUNITIES_OF_LEAD
 from ._event_hub import EventHub
+from ._fanout import Crawl
 from ._limits import RateLimit, as_rate_limits
 from ._paging import Paginator
 from ._ratelimit import RateLimiter, SlidingWindowLimiter
@@ -234,7 +235,10 @@ class Session(AsyncClosing):
 
         Raises:
             TypeError, ValueError: for bad arguments, at the call.
-            LeadSquaredError: an `account_wide` failure, which ends the crawl.
+            QuotaExhaustedError: a spent quota, raised once the leads already started
+                have gone as far as their requests got slots and their results are
+                delivered; a lead that got no slot has no result.
+            LeadSquaredError: another `account_wide` failure, which ends the crawl at once.
         """
         options = (concurrency, page_size, opportunity_type, with_activities)
         return _crawl.crawl_opportunities(self._transport, lead_ids, *options)

@@ -147,9 +147,10 @@ def crawl(
     reason in failed.jsonl: for good (the API refused them; exit code 1) or
     for now (retries spent on timeouts, dropped connections, 5xx; exit code
     75), which --resume requests again. A failure of the whole account stops
-    the crawl at once: bad keys or host (exit code 1), a spent quota (75: it
-    says when to resume; or --wait-for-quota). Only one crawl at a time may
-    use DIR: a second is refused with exit code 2.
+    the crawl at once: bad keys or host (exit code 1). A spent quota stops it
+    once the leads already granted their requests are saved (75: it says when
+    to resume; or --wait-for-quota). Only one crawl at a time may use DIR: a
+    second is refused with exit code 2.
     """
     _check_flags(resume=resume, overwrite=overwrite, repair=repair, retry_failed=retry_failed)
     settings = CrawlSettings(with_activities=with_activities, opportunity_type=opportunity_type)

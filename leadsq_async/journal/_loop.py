@@ -7,7 +7,7 @@ from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterable
 
 from leadsq_async import Crawl, LeadResult, Session
 from leadsq_async._closing import AsyncClosing
-from leadsq_async._crawl import PendingIds
+from leadsq_async._fanout import PendingIds
 
 from ._directory import CrawlDirectory
 
@@ -54,7 +54,8 @@ def crawl_into(
 
     Raises (while iterating):
         LeadSquaredError: a failure of the whole account (bad keys, a spent quota);
-            what was journaled before it stays.
+            what was journaled before it stays. A spent quota is raised once the leads
+            already granted their requests are journaled; the others stay pending.
         OSError: a file could not be written (the error names it); the lead being
             written is not journaled.
         Exception: whatever reading ``lead_ids`` raised.

@@ -31,6 +31,7 @@ from test_cli import (
 )
 
 from leadsq_async import RateLimit
+from leadsq_async.cli._app import main
 from leadsq_async.testing import RunningEmulator
 
 pytestmark = pytest.mark.slow
@@ -104,6 +105,35 @@ def test_a_spent_quota_stops_the_crawl_and_resume_waits_for_it(
     assert "waiting until" not in resumed.stderr  # the session's own warning is left out
     assert file_rows(out / "opportunities.jsonl") == expected_opportunities(emulator, leads)
     assert emulator.stats.rate_limited == 0
+
+
+def test_a_spent_daily_quota_saves_every_granted_lead_and_resume_fetches_the_rest(
+    emulator: RunningEmulator,
+    env: dict[str, str],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """A daily quota of 6 calls under 8 leads at once: the 6 leads granted a call are
+    journaled, exit 75; the next day, --resume fetches exactly the others (in process)."""
+    leads = small_leads(emulator)[:11]
+    daily = (RateLimit(100, 1), RateLimit(QUOTA_CALLS, 86_400))
+    emulator.config.rate_limits = daily
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    file, out = leads_file(tmp_path, leads), tmp_path / "crawl"
+    limits = ["--rate-limit", "100/1", "--rate-limit", f"{QUOTA_CALLS}/1d"]
+    crawl = ["crawl", "--leads-file", str(file), "--out", str(out), *limits, "--quiet"]
+    assert main([*crawl, "--concurrency", "8"]) == 75
+    stderr = capsys.readouterr().err
+    assert f"is spent; the crawl stopped ({QUOTA_CALLS} leads are saved in {out})" in stderr
+    assert journal_lines(out) == 1 + QUOTA_CALLS
+    assert emulator.stats.total == QUOTA_CALLS
+    emulator.app.reset()  # the next day: the emulator's quota is back, its counts at 0
+    emulator.config.rate_limits = daily
+    assert main([*crawl, "--resume"]) == 0, capsys.readouterr().err
+    assert emulator.stats.total == len(leads) - QUOTA_CALLS
+    assert file_rows(out / "opportunities.jsonl") == expected_opportunities(emulator, leads)
 
 
 def test_wait_for_quota_shows_the_wait_in_the_progress_bar(

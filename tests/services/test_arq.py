@@ -272,7 +272,8 @@ async def test_a_lead_failing_for_now_reruns_the_job_then_is_recorded(
 async def test_a_spent_quota_defers_the_job_until_it_allows_more(
     lsq_emulator: RunningEmulator, postgres_url: str, schema: str
 ) -> None:
-    """No slot before the request deadline: the job is deferred to the quota's retry_at."""
+    """No slot before the request deadline: the job is deferred to the quota's retry_at,
+    with the leads the quota allowed written (the rerun skips them)."""
     leads = small_leads(lsq_emulator.data)[:4]
     quota = [lsq.RateLimit(25, 5.0), lsq.RateLimit(2, 3600.0)]
     async with job_context(lsq_emulator, postgres_url, schema, rate_limit=quota) as ctx:
@@ -280,7 +281,10 @@ async def test_a_spent_quota_defers_the_job_until_it_allows_more(
             await crawl_leads(ctx, leads)
     assert caught.value.defer_score is not None
     assert 3500_000 < caught.value.defer_score <= 3600_000
-    assert lsq_emulator.stats.total <= 2
+    assert lsq_emulator.stats.total == 2
+    written = rows(postgres_url, f"SELECT lead_id FROM {schema}.leads")
+    assert len(written) == 2
+    assert {row[0] for row in written} <= set(leads)
 
 
 async def test_an_unreachable_limiter_defers_the_job(

@@ -12,7 +12,7 @@ import pytest
 from fakes import opportunity, session_for
 
 import leadsq_async as lsq
-from leadsq_async._crawl import Crawl
+from leadsq_async._fanout import Crawl
 
 
 @pytest.mark.looptime

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import logging
+from collections.abc import AsyncIterator
 
 import httpx
 import pytest
@@ -63,6 +64,64 @@ async def test_a_spent_daily_quota_fails_fast_naming_the_limit_and_when() -> Non
     assert not error.transient
     assert error.retry_at.tzinfo is not None
     assert error.retry_at - before > dt.timedelta(hours=23)
+
+
+@pytest.mark.looptime
+async def test_a_spent_quota_delivers_every_lead_granted_its_requests_then_raises() -> None:
+    """A quota of 25 calls under 50 leads at once: the 25 leads granted a request come back
+    finished, then QuotaExhaustedError; the leads refused a slot get no result at all."""
+    quota = lsq.RateLimit(25, 86_400)
+    leads = SMALL_LEADS[:80]
+    app = virtual_app(DATA, EmulatorConfig(rate_limits=["100/5"], latency=0.2))
+    delivered: list[lsq.LeadResult] = []
+
+    async def crawl(session: lsq.Session) -> None:
+        async with session.crawl_opportunities(leads, concurrency=50) as results:
+            async for result in results:
+                delivered.append(result)
+
+    async with (
+        client_of(app) as client,
+        session_on(client, rate_limit=[lsq.RateLimit(100, 5), quota]) as session,
+    ):
+        with pytest.raises(lsq.QuotaExhaustedError) as info:
+            await crawl(session)
+    assert app.stats.total == 25
+    assert info.value.limit == quota
+    assert [result.error for result in delivered] == [None] * 25
+    for result in delivered:
+        rows = DATA.opportunities[result.lead_id]
+        assert len(result.records) == len(rows)
+
+
+@pytest.mark.looptime
+async def test_a_spent_quota_ends_the_crawl_without_waiting_for_more_ids() -> None:
+    """Ids that come slowly (an hour after the first 30): once the quota is spent and the
+    leads granted their calls are delivered, the crawl raises, not waiting for the source."""
+    quota = lsq.RateLimit(25, 86_400)
+    app = virtual_app(DATA, EmulatorConfig(rate_limits=["100/5"], latency=0.2))
+    delivered: list[lsq.LeadResult] = []
+
+    async def slow_ids() -> AsyncIterator[str]:
+        for lead in SMALL_LEADS[:30]:
+            yield lead
+        await asyncio.sleep(3600)
+        yield SMALL_LEADS[30]
+
+    async def crawl(session: lsq.Session) -> None:
+        async with session.crawl_opportunities(slow_ids(), concurrency=50) as results:
+            async for result in results:
+                delivered.append(result)
+
+    async with (
+        client_of(app) as client,
+        session_on(client, rate_limit=[lsq.RateLimit(100, 5), quota]) as session,
+    ):
+        started = now()
+        with pytest.raises(lsq.QuotaExhaustedError):
+            await crawl(session)
+        assert now() - started < 1
+    assert len(delivered) == app.stats.total == 25
 
 
 @pytest.mark.looptime
