@@ -198,7 +198,7 @@ def quickstart(tmp_path_factory: pytest.TempPathFactory) -> QuickstartFiles:
     try:
         for line in process.stdout:
             banner.append(line)
-            if line.startswith("Point the command"):
+            if line.startswith("Press Ctrl-C"):
                 break
     finally:
         process.terminate()
@@ -410,3 +410,16 @@ def test_the_pages_figures_of_the_quickstarts_data_are_the_emulators(
                 if value is not None:
                     assert value.replace(",", "") == figures[name], f"{page.name}: {match[0]}"
     assert found >= 3
+
+
+def test_cli_md_shows_the_lines_the_emulator_prints_to_paste(quickstart: QuickstartFiles) -> None:
+    """The export and crawl lines cli.md says the emulator prints are the ones it prints for
+    ``--lead-ids leads.txt`` (its URL aside)."""
+    text = (DOCS / "cli.md").read_text(encoding="utf-8")
+    section = text.split("## Serving the emulator: `emulator`", 1)[1]
+    shown = section.split("ready to paste:\n\n```console\n", 1)[1].split("```", 1)[0]
+    url = re.search(r"listening on (\S+)", quickstart.banner)
+    assert url is not None
+    printed = [line.strip() for line in quickstart.banner.replace(url[1], "URL").splitlines()]
+    for line in shown.replace("http://127.0.0.1:8000", "URL").splitlines():
+        assert line in printed, quickstart.banner
