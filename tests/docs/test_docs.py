@@ -27,8 +27,9 @@ How a block is run depends on what it is:
 
 A block runs within a minute at the quickstart's 25 calls per 5 seconds (it sends
 at most `MINUTE_OF_REQUESTS` requests), or its page offers the smaller file. A comment
-saying what the block prints with the page's file (``this prints: 7 page spans``) is
-checked against the lines it prints.
+saying what the block prints with the page's file (``this prints: 7 page spans``), or
+after a print at the top of the block (``print(plan)  # 10 calls per 5 s``), is checked
+against the lines it prints.
 
 A block that includes a file (``--8<-- "examples/worker.py"``) shows code that
 ``tests/services/test_examples.py`` runs, and is skipped here.
@@ -76,6 +77,8 @@ _SMALL_FILE_COMMAND = re.compile(r"`(?P<command>[^`]*> *(?P<file>[\w.-]+))`")
 _SMALL_FILE_EXPORT = re.compile(r"`export LSQ_LEADS_FILE=(?P<file>[\w.-]+)`")
 #: What a block says it prints: ``this prints: TEXT`` in a comment, to the line's end.
 _PRINTS = re.compile(r"this prints: (?P<text>.+?)\s*$", re.MULTILINE)
+#: What a print at the top of a block prints, said after it: ``print(plan)  # 10 calls per 5 s``.
+_PRINT_COMMENT = re.compile(r"^print\([^#]*\)  # (?P<text>.+?)\s*$", re.MULTILINE)
 
 
 @attrs.frozen
@@ -304,7 +307,7 @@ def test_block_runs(
         assert sign not in output, f"{block.id} left something behind:\n{output}"
     assert lsq_emulator.secret_key not in output, f"{block.id} shows the secret key"
     printed = completed.stdout.splitlines()
-    for said in _PRINTS.finditer(block.code):
+    for said in [*_PRINTS.finditer(block.code), *_PRINT_COMMENT.finditer(block.code)]:
         assert said["text"] in printed, f"{block.id} says it prints {said['text']!r}:\n{output}"
     requests = lsq_emulator.stats.accepted
     assert requests <= MINUTE_OF_REQUESTS, (
