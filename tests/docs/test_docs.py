@@ -426,3 +426,16 @@ def test_cli_md_shows_the_lines_the_emulator_prints_to_paste(quickstart: Quickst
     printed = [line.strip() for line in quickstart.banner.replace(url[1], "URL").splitlines()]
     for line in shown.replace("http://127.0.0.1:8000", "URL").splitlines():
         assert line in printed, quickstart.banner
+
+
+def test_every_python_block_keeps_to_the_projects_line_length() -> None:
+    """No line of a page's Python over 100 characters (ruff's line-length for the code):
+    the theme then shows it with at most a short scroll."""
+    long_lines = [
+        f"{block.id}: {line}"
+        for page in all_pages()
+        for block in read_blocks(page)
+        for line in block.code.splitlines()
+        if len(line) > 100
+    ]
+    assert long_lines == []
