@@ -43,6 +43,7 @@ import shlex
 import shutil
 import subprocess
 import sys
+import threading
 import typing
 from datetime import datetime
 from pathlib import Path
@@ -198,12 +199,16 @@ def quickstart(tmp_path_factory: pytest.TempPathFactory) -> QuickstartFiles:
     )
     assert process.stdout is not None
     banner = []
+    # A command that never prints its banner is killed, rather than hang the session.
+    watchdog = threading.Timer(RUN_TIMEOUT, process.kill)
+    watchdog.start()
     try:
         for line in process.stdout:
             banner.append(line)
             if line.startswith("Press Ctrl-C"):
                 break
     finally:
+        watchdog.cancel()
         process.terminate()
         process.wait(timeout=10)
         process.stdout.close()
