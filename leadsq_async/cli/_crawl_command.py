@@ -16,7 +16,7 @@ from leadsq_async.journal import CrawlDirectory, CrawlSettings
 
 from ._counts import CrawlCounts, format_duration, plural
 from ._display import progress_display
-from ._ids import IdReader, count_ids, ids_file, lines_to_ids, source_of
+from ._ids import IdReader, read_ids
 from ._options import ApiOptions, api_options, leads_file_option, refuse_empty, scrub
 from ._outcomes import (
     EXIT_CODES_HELP,
@@ -154,7 +154,8 @@ def crawl(
     """
     _check_flags(resume=resume, overwrite=overwrite, repair=repair, retry_failed=retry_failed)
     settings = CrawlSettings(with_activities=with_activities, opportunity_type=opportunity_type)
-    total = count_ids(leads_file)
+    # Open until the command ends; standard input's first id is read here, to tell it empty.
+    total, ids = click.get_current_context().with_resource(read_ids(leads_file))
     refuse_empty(total, leads_file, allow_empty)
     # Before touching DIR: bad options leave it alone.
     session = api.session(wait_for_quota=wait_for_quota)
@@ -168,21 +169,19 @@ def crawl(
 
     async def work() -> float:
         async with session:
-            with ids_file(leads_file) as file:
-                assert file is not None
-                ids = IdReader(lines_to_ids(file, source_of(file)))
-                async with contextlib.aclosing(ids):
-                    meter = await crawl_into(
-                        session,
-                        output,
-                        ids,
-                        counts,
-                        display,
-                        concurrency=concurrency,
-                        scrub=scrub,
-                        retry_failed=retry_failed,
-                        announce=announce,
-                    )
+            reader = IdReader(ids)
+            async with contextlib.aclosing(reader):
+                meter = await crawl_into(
+                    session,
+                    output,
+                    reader,
+                    counts,
+                    display,
+                    concurrency=concurrency,
+                    scrub=scrub,
+                    retry_failed=retry_failed,
+                    announce=announce,
+                )
         return meter.elapsed
 
     try:

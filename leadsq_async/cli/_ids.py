@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import os
 import queue
 import stat
@@ -32,6 +33,7 @@ __all__ = [
     "ids_from",
     "lines_to_ids",
     "open_ids",
+    "read_ids",
     "source_of",
 ]
 
@@ -134,6 +136,32 @@ def count_ids(path: str) -> int | None:
         return None
     with open_ids(path) as file:
         return sum(1 for _ in lines_to_ids(file, path))
+
+
+@contextlib.contextmanager
+def read_ids(path: str) -> Iterator[tuple[int | None, Iterator[str]]]:
+    """How many ids the file at ``path`` (``-``: standard input) holds, and its ids, while
+    the body runs.
+
+    The number is None for standard input or a pipe, which can be read only once, unless
+    it holds no id: then it is 0, as for an empty file, so that one check refuses both.
+    Finding that out waits for the first id, or the end of the input.
+
+    Raises:
+        OSError: the file cannot be read.
+        IdsFileError: it is not a text file of ids.
+    """
+    total = count_ids(path)
+    with ids_file(path) as file:
+        assert file is not None
+        ids = lines_to_ids(file, source_of(file))
+        if total is None:
+            first = next(ids, None)
+            if first is None:
+                total = 0
+            else:
+                ids = itertools.chain([first], ids)
+        yield total, ids
 
 
 def ids_from(arguments: Iterable[str], file: IO[str] | None) -> Iterator[str]:

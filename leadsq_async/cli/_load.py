@@ -32,7 +32,7 @@ from leadsq_async import LeadResult, LeadSquaredError, Session
 from leadsq_async.journal import DirectoryInUse
 
 from ._counts import CrawlCounts, format_duration, plural
-from ._ids import IdReader, count_ids, lines_to_ids, open_ids
+from ._ids import IdReader, read_ids
 from ._install import install_hint
 from ._options import ApiOptions, api_options, leads_file_option, refuse_empty, scrub
 from ._outcomes import EXIT_CODES_HELP, USAGE, FailuresInARow, FailureStreak, stopped
@@ -236,30 +236,31 @@ def load(
         api.session()  # the usage error that names the missing key
     assert api.access_key is not None
     assert api.secret_key is not None
-    counts = CrawlCounts(total=count_ids(leads_file))
-    refuse_empty(counts.total, leads_file, allow_empty)
+    # Open until the command ends; standard input's first id is read here, to tell it empty.
+    total, ids = click.get_current_context().with_resource(read_ids(leads_file))
+    counts = CrawlCounts(total=total)
+    refuse_empty(total, leads_file, allow_empty)
     api.refuse_unknown_host()
     watcher = _Progress(counts)
     pipeline = pipeline_for(pipeline_name, destination, dataset, named=destination)
     if pipeline.has_pending_data:
         return _finish_pending(pipeline, PipelineStepFailed, quiet=quiet)
     display = progress_display(quiet=quiet, force=progress)
-    with open_ids(leads_file) as file:
-        source = leadsquared(
-            IdReader(lines_to_ids(file)),
-            access_key=api.access_key,
-            secret_key=api.secret_key,
-            host=api.host,
-            rate_limit=api.rate_limits,
-            with_activities=with_activities,
-            opportunity_type=opportunity_type,
-            concurrency=concurrency,
-            timeout=api.timeout,
-            max_attempts=api.max_attempts,
-            progress=watcher,
-        )
-        with _stopping_on_signals(watcher), _showing(watcher, display):
-            _run(pipeline, source, PipelineStepFailed)
+    source = leadsquared(
+        IdReader(ids),
+        access_key=api.access_key,
+        secret_key=api.secret_key,
+        host=api.host,
+        rate_limit=api.rate_limits,
+        with_activities=with_activities,
+        opportunity_type=opportunity_type,
+        concurrency=concurrency,
+        timeout=api.timeout,
+        max_attempts=api.max_attempts,
+        progress=watcher,
+    )
+    with _stopping_on_signals(watcher), _showing(watcher, display):
+        _run(pipeline, source, PipelineStepFailed)
     if not quiet:
         click.echo(_summary(counts, watcher.meter, pipeline), err=True)
     if counts.failed:

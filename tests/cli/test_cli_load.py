@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import io
 import re
 import socket
 import uuid
@@ -162,6 +163,28 @@ def test_an_empty_leads_file_warns_and_exits_1_unless_allowed(
     args = [command, "--leads-file", "leads.txt", *(["--out", "out"] if command == "crawl" else [])]
     assert main(args) == 1
     assert capsys.readouterr().err == "leadsq-async: warning: leads.txt holds no lead id\n"
+    assert main([*args, "--allow-empty"]) == 0
+    assert "warning" not in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("command", ["crawl", "load"])
+def test_no_lead_id_on_standard_input_warns_and_exits_1_unless_allowed(
+    load_env: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    command: str,
+) -> None:
+    """--leads-file - with no id on standard input (nothing, blank lines, a byte-order mark)
+    is refused as an empty file is, before anything is written."""
+    args = [command, "--leads-file", "-", *(["--out", "out"] if command == "crawl" else [])]
+    for stdin in ("", "\n  \n", "\ufeff\n"):
+        monkeypatch.setattr("sys.stdin", io.StringIO(stdin))
+        assert main(args) == 1, repr(stdin)
+        warning = capsys.readouterr().err
+        assert warning == "leadsq-async: warning: standard input holds no lead id\n", repr(stdin)
+        assert not (load_env / "out").exists()
+        assert not (load_env / "dlt").exists()
+    monkeypatch.setattr("sys.stdin", io.StringIO(""))
     assert main([*args, "--allow-empty"]) == 0
     assert "warning" not in capsys.readouterr().err
 

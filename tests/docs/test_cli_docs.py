@@ -5,6 +5,11 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+import pytest
+
+from leadsq_async.cli._app import main
+from leadsq_async.testing import RunningEmulator
+
 DOCS = Path(__file__).resolve().parents[2] / "docs"
 #: An install of the package by its name, which fails until it is on PyPI.
 _BY_NAME = re.compile(r"pip install\s+['\"]?leadsq-async\b")
@@ -30,3 +35,28 @@ def test_the_index_pages_first_code_block_fits_the_page() -> None:
     text = (DOCS / "index.md").read_text(encoding="utf-8")
     block = text.split("```", 2)[1].split("\n", 1)[1]
     assert max(len(line) for line in block.splitlines()) <= 80
+
+
+def test_a_failed_ids_line_is_the_one_cli_md_describes(
+    lsq_emulator: RunningEmulator,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """A lead that fails prints ``leadsq-async: error: lead ID: ...``, ending with the
+    endpoint and ``leadId=ID`` as the page's example shows them."""
+    page = " ".join((DOCS / "cli.md").read_text(encoding="utf-8").split())
+    start = re.search(r"the command prints `(leadsq-async: error: lead ID: )\.\.\.`", page)
+    end = re.search(r"such as `(\(OpportunityManagement\.svc/\w+, leadId=ID\))`", page)
+    assert start is not None
+    assert end is not None
+    for name, value in [
+        ("LSQ_HOST", lsq_emulator.url),
+        ("LSQ_ACCESS_KEY", lsq_emulator.access_key),
+        ("LSQ_SECRET_KEY", lsq_emulator.secret_key),
+    ]:
+        monkeypatch.setenv(name, value)
+    monkeypatch.delenv("LSQ_RATE_LIMIT", raising=False)
+    assert main(["opportunities", "no-such-lead"]) == 1
+    line = capsys.readouterr().err.splitlines()[0]
+    assert line.startswith(start[1].replace("ID", "no-such-lead")), line
+    assert line.endswith(end[1].replace("ID", "no-such-lead")), line

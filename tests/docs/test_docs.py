@@ -6,8 +6,11 @@ server, with the variables the guides use:
 
 - ``LSQ_HOST``, ``LSQ_ACCESS_KEY``, ``LSQ_SECRET_KEY`` and ``LSQ_RATE_LIMIT``:
   the emulator (its rate limit made short, so that the blocks run fast);
-- ``LSQ_LEAD_ID``: the lead with thousands of opportunities; ``LSQ_LEADS_FILE``:
-  a file of the ids of twenty small leads;
+- ``LSQ_LEAD_ID`` and ``LSQ_LEADS_FILE``: as the quickstart's ``export`` line sets
+  them, with the ``leads.txt`` that ``leadsq-async emulator --lead-ids leads.txt`` writes
+  (the command is run once for the session); a page that offers a smaller file for its
+  long examples (``tail -n 10 leads.txt > few-leads.txt`` and ``export
+  LSQ_LEADS_FILE=few-leads.txt``) has its blocks run with that file, made by that command;
 - ``REDIS_URL``: the test Redis server, for the blocks that name Redis (they
   are skipped when it is down, and fail instead when ``CI`` is set).
 
@@ -22,6 +25,12 @@ How a block is run depends on what it is:
   ``lsq_emulator`` fixture is available;
 - any other block is run as ``python block.py``.
 
+A block runs within a minute at the quickstart's 25 calls per 5 seconds (it sends
+at most `MINUTE_OF_REQUESTS` requests), or its page offers the smaller file. A comment
+saying what the block prints with the page's file (``this prints: 7 page spans``), or
+after a print at the top of the block (``print(plan)  # 10 calls per 5 s``), is checked
+against the lines it prints.
+
 A block that includes a file (``--8<-- "examples/worker.py"``) shows code that
 ``tests/services/test_examples.py`` runs, and is skipped here.
 """
@@ -30,8 +39,11 @@ from __future__ import annotations
 
 import os
 import re
+import shlex
+import shutil
 import subprocess
 import sys
+import threading
 import typing
 from datetime import datetime
 from pathlib import Path
@@ -51,10 +63,23 @@ DOCS = ROOT / "docs"
 # Fast enough that the blocks take a second or two, slow enough to be a real limit.
 RATE_LIMIT = "50/0.5"
 RUN_TIMEOUT = 120
+#: The requests the quickstart's rate limit (25 calls per 5 s) lets through in a minute.
+MINUTE_OF_REQUESTS = 300
 
 _FENCE = re.compile(r"^(?P<indent>[ \t]*)(?P<fence>```+|~~~+)\s*(?P<info>[^\n`]*)$")
 _FILE_NAME = re.compile(r"#\s*(?P<name>[\w.-]+\.py)\s*$")
 _TEST_FUNCTION = re.compile(r"^(async )?def test_\w+\(", re.MULTILINE)
+#: The quickstart's export of the lead and the leads file the guides use.
+_QUICKSTART_EXPORT = re.compile(
+    r"^export LSQ_LEAD_ID=(?P<lead>\S+) LSQ_LEADS_FILE=(?P<file>\S+)$", re.MULTILINE
+)
+#: A page's smaller leads file: the command that makes it, and its export.
+_SMALL_FILE_COMMAND = re.compile(r"`(?P<command>[^`]*> *(?P<file>[\w.-]+))`")
+_SMALL_FILE_EXPORT = re.compile(r"`export LSQ_LEADS_FILE=(?P<file>[\w.-]+)`")
+#: What a block says it prints: ``this prints: TEXT`` in a comment, to the line's end.
+_PRINTS = re.compile(r"this prints: (?P<text>.+?)\s*$", re.MULTILINE)
+#: What a print at the top of a block prints, said after it: ``print(plan)  # 10 calls per 5 s``.
+_PRINT_COMMENT = re.compile(r"^print\([^#]*\)  # (?P<text>.+?)\s*$", re.MULTILINE)
 
 
 @attrs.frozen
@@ -144,23 +169,85 @@ def needs_redis(block: Block, files: dict[str, str]) -> bool:
     return any(name in block.code and "Redis" in code for name, code in files.items())
 
 
+@attrs.frozen
+class QuickstartFiles:
+    """What the quickstart tells a reader to make: the emulator's ``leads.txt`` and banner,
+    and the lead and leads file its ``export`` line names."""
+
+    directory: Path
+    banner: str
+    lead_id: str
+    leads_file: str
+
+
+@pytest.fixture(scope="session")
+def quickstart(tmp_path_factory: pytest.TempPathFactory) -> QuickstartFiles:
+    """``leadsq-async emulator --lead-ids leads.txt`` run as the quickstart says (on a free
+    port), stopped once it has written the file and printed its banner."""
+    text = (DOCS / "quickstart.md").read_text(encoding="utf-8")
+    export = _QUICKSTART_EXPORT.search(text)
+    command = re.search(r"^\$ leadsq-async (emulator .*)$", text, re.MULTILINE)
+    assert export is not None
+    assert command is not None
+    directory = tmp_path_factory.mktemp("quickstart")
+    process = subprocess.Popen(
+        [sys.executable, "-m", "leadsq_async.cli", *shlex.split(command[1]), "--port", "0"],
+        cwd=directory,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    assert process.stdout is not None
+    banner = []
+    # A command that never prints its banner is killed, rather than hang the session.
+    watchdog = threading.Timer(RUN_TIMEOUT, process.kill)
+    watchdog.start()
+    try:
+        for line in process.stdout:
+            banner.append(line)
+            if line.startswith("Press Ctrl-C"):
+                break
+    finally:
+        watchdog.cancel()
+        process.terminate()
+        process.wait(timeout=10)
+        process.stdout.close()
+    return QuickstartFiles(directory, "".join(banner), export["lead"], export["file"])
+
+
+def page_leads_file(page: str, directory: Path, quickstart: QuickstartFiles) -> str:
+    """The leads file the page's blocks run with, made in ``directory``: the page's smaller
+    file by the page's command if it offers one, else the quickstart's."""
+    shutil.copy(quickstart.directory / quickstart.leads_file, directory / quickstart.leads_file)
+    text = (DOCS / page).read_text(encoding="utf-8")
+    export = _SMALL_FILE_EXPORT.search(text)
+    if export is None:
+        return quickstart.leads_file
+    [command] = [
+        match["command"]
+        for match in _SMALL_FILE_COMMAND.finditer(text)
+        if match["file"] == export["file"]
+    ]
+    subprocess.run(command, shell=True, cwd=directory, check=True)
+    return export["file"]
+
+
 def guide_environment(
-    emulator: RunningEmulator, directory: Path, redis_url: str | None
+    emulator: RunningEmulator,
+    directory: Path,
+    redis_url: str | None,
+    quickstart: QuickstartFiles,
+    leads_file: str,
 ) -> dict[str, str]:
     """The variables the guides read, pointing at ``emulator``."""
-    data = emulator.data
-    shaped = set(data.leads_by_shape.values())
-    small_leads = [lead for lead in data.opportunities if lead not in shaped][:20]
-    leads_file = directory / "leads.txt"
-    leads_file.write_text("".join(f"{lead}\n" for lead in small_leads), encoding="utf-8")
     return {
         **os.environ,
         "LSQ_HOST": emulator.url,
         "LSQ_ACCESS_KEY": emulator.access_key,
         "LSQ_SECRET_KEY": emulator.secret_key,
         "LSQ_RATE_LIMIT": RATE_LIMIT,
-        "LSQ_LEAD_ID": data.leads_by_shape["thousands"],
-        "LSQ_LEADS_FILE": str(leads_file),
+        "LSQ_LEAD_ID": quickstart.lead_id,
+        "LSQ_LEADS_FILE": leads_file,
         **({"REDIS_URL": redis_url} if redis_url else {}),
         # dlt keeps its pipelines in the block's directory, and sends no telemetry.
         "DLT_DATA_DIR": str(directory / "dlt"),
@@ -171,9 +258,15 @@ def guide_environment(
 
 @pytest.mark.parametrize("block", runnable_blocks())
 def test_block_runs(
-    block: Block, lsq_emulator: RunningEmulator, tmp_path: Path, request: pytest.FixtureRequest
+    block: Block,
+    lsq_emulator: RunningEmulator,
+    quickstart: QuickstartFiles,
+    tmp_path: Path,
+    request: pytest.FixtureRequest,
 ) -> None:
-    """The block runs to the end against the emulator, and shows no secret key."""
+    """The block runs to the end against the emulator with its page's leads file, within a
+    minute of the quickstart's rate limit, prints what it says it prints, and shows no
+    secret key."""
     calls, period = RATE_LIMIT.split("/")
     lsq_emulator.config.rate_limit_calls = int(calls)
     lsq_emulator.config.rate_limit_period = float(period)
@@ -195,11 +288,12 @@ def test_block_runs(
         ]
     else:
         command = [sys.executable, "-W", "error", script.name]
+    leads_file = page_leads_file(block.page, tmp_path, quickstart)
 
     completed = subprocess.run(
         command,
         cwd=tmp_path,
-        env=guide_environment(lsq_emulator, tmp_path, redis_url),
+        env=guide_environment(lsq_emulator, tmp_path, redis_url, quickstart, leads_file),
         capture_output=True,
         text=True,
         timeout=RUN_TIMEOUT,
@@ -217,6 +311,14 @@ def test_block_runs(
     for sign in left_behind:
         assert sign not in output, f"{block.id} left something behind:\n{output}"
     assert lsq_emulator.secret_key not in output, f"{block.id} shows the secret key"
+    printed = completed.stdout.splitlines()
+    for said in [*_PRINTS.finditer(block.code), *_PRINT_COMMENT.finditer(block.code)]:
+        assert said["text"] in printed, f"{block.id} says it prints {said['text']!r}:\n{output}"
+    requests = lsq_emulator.stats.accepted
+    assert requests <= MINUTE_OF_REQUESTS, (
+        f"{block.id} sends {requests} requests with {leads_file}, more than a minute's at 25/5:"
+        " its page should say how long it takes and offer a smaller leads file"
+    )
 
 
 def _reference_targets() -> set[str]:
@@ -279,3 +381,66 @@ def test_quickstart_names_the_emulators_big_lead() -> None:
     """The lead id the quickstart exports is the seed-0 emulator's lead with thousands."""
     lead = Dataset.generate(seed=0).leads_by_shape["thousands"]
     assert f"LSQ_LEAD_ID={lead}" in (DOCS / "quickstart.md").read_text(encoding="utf-8")
+
+
+def test_the_quickstarts_leads_file_names_the_emulators_leads(
+    quickstart: QuickstartFiles, lsq_emulator: RunningEmulator
+) -> None:
+    """The leads.txt the quickstart's command writes holds every lead of the emulator the
+    blocks run against, in its order: the blocks see what a reader sees."""
+    written = (quickstart.directory / quickstart.leads_file).read_text(encoding="utf-8")
+    assert written.splitlines() == list(lsq_emulator.data.opportunities)
+
+
+#: The figures of a leads.txt: "`leads.txt` (26 leads, 2,853 opportunities and 5,980 activities".
+_DATA_FIGURES = re.compile(
+    r"(?P<leads>\d[\d,]*) leads, (?P<opportunities>\d[\d,]*) opportunities"
+    r"(?:,? and |, )?(?:(?P<activities>\d[\d,]*) activities)?"
+)
+
+
+def test_the_pages_figures_of_the_quickstarts_data_are_the_emulators(
+    quickstart: QuickstartFiles,
+) -> None:
+    """The banner the quickstart shows is the one its command prints, and every page that
+    counts the leads, opportunities and activities of its leads.txt gives the same figures."""
+    [served] = [line for line in quickstart.banner.splitlines() if " leads, " in line]
+    assert served in (DOCS / "quickstart.md").read_text(encoding="utf-8").splitlines()
+    expected = _DATA_FIGURES.search(served)
+    assert expected is not None
+    figures = {name: value.replace(",", "") for name, value in expected.groupdict().items()}
+    found = 0
+    for page in all_pages():
+        text = " ".join(page.read_text(encoding="utf-8").split())
+        for match in re.finditer(r"`leads\.txt` \(" + _DATA_FIGURES.pattern, text):
+            found += 1
+            for name, value in match.groupdict().items():
+                if value is not None:
+                    assert value.replace(",", "") == figures[name], f"{page.name}: {match[0]}"
+    assert found >= 3
+
+
+def test_cli_md_shows_the_lines_the_emulator_prints_to_paste(quickstart: QuickstartFiles) -> None:
+    """The export and crawl lines cli.md says the emulator prints are the ones it prints for
+    ``--lead-ids leads.txt`` (its URL aside)."""
+    text = (DOCS / "cli.md").read_text(encoding="utf-8")
+    section = text.split("## Serving the emulator: `emulator`", 1)[1]
+    shown = section.split("ready to paste:\n\n```console\n", 1)[1].split("```", 1)[0]
+    url = re.search(r"listening on (\S+)", quickstart.banner)
+    assert url is not None
+    printed = [line.strip() for line in quickstart.banner.replace(url[1], "URL").splitlines()]
+    for line in shown.replace("http://127.0.0.1:8000", "URL").splitlines():
+        assert line in printed, quickstart.banner
+
+
+def test_every_python_block_keeps_to_the_projects_line_length() -> None:
+    """No line of a page's Python over 100 characters (ruff's line-length for the code):
+    the theme then shows it with at most a short scroll."""
+    long_lines = [
+        f"{block.id}: {line}"
+        for page in all_pages()
+        for block in read_blocks(page)
+        for line in block.code.splitlines()
+        if len(line) > 100
+    ]
+    assert long_lines == []
