@@ -29,6 +29,7 @@ __all__ = [
     "as_rate_limit",
     "as_rate_limits",
     "implies",
+    "learned_in_words",
     "learned_lifetime",
     "least_time",
     "parse_rate_limits",
@@ -308,3 +309,16 @@ def quota_exhausted(delay: float, limit: RateLimit | None, max_wait: float) -> Q
         retry_at=retry_at,
         limit=limit,
     )
+
+
+def learned_in_words(
+    learned: RateLimit, before: Sequence[RateLimit], after: Sequence[RateLimit]
+) -> str:
+    """What a learned limit replaced and what it is kept beside, for the warning's end:
+    "in place of 25 calls per 5 s", ", beside 10,000 calls per day", both, or nothing."""
+    replaced = [limit for limit in before if limit.period == learned.period]
+    others = [limit for limit in after if limit.period != learned.period]
+    words = f" in place of {replaced[0]}" if replaced else ""
+    if others:
+        words += ", beside " + ", ".join(str(limit) for limit in others)
+    return words

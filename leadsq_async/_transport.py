@@ -34,7 +34,7 @@ from ._errors import (
 )
 from ._event_hub import EventHub
 from ._hosts import base_url
-from ._limits import RateLimit, as_rate_limit, plausible
+from ._limits import RateLimit, as_rate_limit, learned_in_words, plausible
 from ._ratelimit import RateLimiter
 from ._request import PageQuery, WireRequest, build_request
 from ._retry import RetryPolicy
@@ -391,13 +391,13 @@ class Transport:
                     stated,
                 )
             stated = None
+        before = self.limiter.rate_limits
         if stated is not None and await self.limiter.learn(stated):
             logger.warning(
                 "LeadSquared enforces %s, which the rate limiter did not keep to: "
-                "it keeps to it from now on, beside %s",
+                "it keeps to it from now on%s",
                 stated,
-                ", ".join(str(limit) for limit in self.limiter.rate_limits if limit != stated)
-                or "nothing else",
+                learned_in_words(stated, before, self.limiter.rate_limits),
             )
         pause = self.limiter.rate_limit.period if stated is None else stated.period
         if self.events.listening:

@@ -29,7 +29,7 @@ from leadsq_async import (
     SlidingWindowLimiter,
     least_time,
 )
-from leadsq_async._limits import utc_now
+from leadsq_async._limits import learned_in_words, utc_now
 
 T = TypeVar("T")
 
@@ -1138,3 +1138,30 @@ async def test_a_learned_limit_the_others_imply_is_forgotten_first() -> None:
     assert implied not in limits
     assert oldest in limits
     assert len(limits) == 1 + 8
+
+
+@pytest.mark.parametrize(
+    ("before", "after", "words"),
+    [
+        ([RateLimit(25, 5)], [RateLimit(10, 5)], " in place of 25 calls per 5 s"),
+        (
+            [RateLimit(25, 5)],
+            [RateLimit(25, 5), RateLimit(30, 60)],
+            ", beside 25 calls per 5 s",
+        ),
+        (
+            [RateLimit(25, 5), RateLimit(9000, 86_400)],
+            [RateLimit(10, 5), RateLimit(9000, 86_400)],
+            " in place of 25 calls per 5 s, beside 9000 calls per day",
+        ),
+        ([], [RateLimit(10, 5)], ""),
+    ],
+)
+def test_the_learned_limit_warning_says_what_it_replaced_and_what_it_keeps(
+    before: list[RateLimit], after: list[RateLimit], words: str
+) -> None:
+    """The warning's end names the limit of the learned one's period that it replaced, and
+    the others kept beside it (it read "beside nothing else" in the commonest case: a plan
+    of 10 per 5 s met by the default 25 per 5 s)."""
+    learned = next(limit for limit in after if limit not in before)
+    assert learned_in_words(learned, before, after) == words
