@@ -60,6 +60,16 @@ def small_leads(emulator: RunningEmulator, count: int) -> list[str]:
     return [lead for lead in emulator.data.opportunities if lead not in shaped][:count]
 
 
+def quickstart_leads(emulator: RunningEmulator, directory: Path) -> tuple[list[str], Path]:
+    """The ``leads.txt`` that ``leadsq-async emulator --lead-ids leads.txt`` writes (every
+    lead of the emulator, in its order: tests/docs checks the two are the same), which
+    examples.md runs its examples on."""
+    leads = list(emulator.data.opportunities)
+    leads_file = directory / "leads.txt"
+    leads_file.write_text("".join(f"{lead}\n" for lead in leads), encoding="utf-8")
+    return leads, leads_file
+
+
 def opportunity_ids(emulator: RunningEmulator, leads: list[str]) -> list[str]:
     """Every opportunity id of ``leads``, as the emulator holds them."""
     return [row["OpportunityId"] for lead in leads for row in emulator.data.opportunities[lead]]
@@ -142,11 +152,10 @@ async def test_web_backend_requests_share_one_rate_limit(
 def test_worker_writes_every_opportunity_once(
     emulator_env: RunningEmulator, tmp_path: Path
 ) -> None:
-    """Every opportunity of every lead in the file is written exactly once; exit code 0."""
+    """Every opportunity of every lead in the file is written exactly once; exit code 0.
+    The file is the one examples.md runs it on, the quickstart's ``leads.txt``."""
     worker = load_example("worker")
-    leads = [*small_leads(emulator_env, 15), emulator_env.data.leads_by_shape["page_plus_one"]]
-    leads_file = tmp_path / "leads.txt"
-    leads_file.write_text("\n".join(leads) + "\n", encoding="utf-8")
+    leads, leads_file = quickstart_leads(emulator_env, tmp_path)
     out = tmp_path / "opportunities.jsonl"
 
     status = worker.main(["--leads-file", str(leads_file), "--out", str(out), "--workers", "4"])
@@ -246,11 +255,10 @@ def test_multiprocess_crawl_keeps_to_one_limit_across_processes(
     capsys: pytest.CaptureFixture[str],
     redis_url: str,
 ) -> None:
-    """Three processes crawl every lead once, and together never exceed the emulator's limit."""
+    """Three processes crawl every lead once, and together never exceed the emulator's limit.
+    The file is the one examples.md runs it on, the quickstart's ``leads.txt``."""
     multiprocess_crawl = load_example("multiprocess_crawl")
-    leads = [*small_leads(emulator_env, 20), emulator_env.data.leads_by_shape["thousands"]]
-    leads_file = tmp_path / "leads.txt"
-    leads_file.write_text("\n".join(leads) + "\n", encoding="utf-8")
+    leads, leads_file = quickstart_leads(emulator_env, tmp_path)
     out = tmp_path / "crawl"
 
     status = multiprocess_crawl.main(
