@@ -306,9 +306,11 @@ class RedisLimiter(AsyncClosing):
                 if changed and kept is not None:
                     await kept.learn(self._fallback.share(limit))
                 return bool(changed)
-        self._scripts.limits, changed = learned_into(self._scripts.limits, limit)
-        if changed:
+        limits, changed = learned_into(self._scripts.limits, limit)
+        if changed:  # the local limiter keeps few learned limits; so does what is reported
             await local.learn(self._fallback.share(limit))
+            limits = tuple(k for k in limits if k.period in {w.period for w in local.rate_limits})
+        self._scripts.limits = limits
         return changed
 
     async def aclose(self) -> None:

@@ -1140,6 +1140,24 @@ async def test_fallback_first_holds_one_period_of_the_shortest_limit(key: str) -
     assert grant == lsq.Grant(5.0, None)  # a pause, which names no limit
 
 
+@pytest.mark.looptime
+async def test_falling_back_keeps_and_reports_at_most_eight_learned_limits(key: str) -> None:
+    """Refusals naming 50 new periods while Redis is down leave the 8 named last in force,
+    and ``rate_limits`` reports those, not all 50, beside the configured limit (none implies
+    another: 1,000 to 1,049 calls in 10 to 10.49 s)."""
+    named = [lsq.RateLimit(1000 + n, (1000 + n) / 100) for n in range(50)]
+    async with lsq.RedisLimiter(
+        UNREACHABLE_URL, lsq.RateLimit(1000, 5.0), key=key, fallback=True, fallback_processes=1
+    ) as limiter:
+        for limit in named:
+            assert await limiter.learn(limit) is True
+        reported = limiter.rate_limits
+        kept = limiter._fallback.kept
+        assert kept is not None
+    assert reported == (lsq.RateLimit(1000, 5.0), *named[-8:])
+    assert [limit.period for limit in kept.rate_limits] == [limit.period for limit in reported]
+
+
 async def test_a_grant_says_how_long_it_waited_in_redis(make_limiter: MakeLimiter) -> None:
     """The Grant of a slot waited for names the limit Redis said binds."""
     limiter = make_limiter(calls=1, period=0.2)
