@@ -234,6 +234,50 @@ async def test_a_rerun_drops_the_rows_the_api_no_longer_lists(
     assert len(stored) == len(lsq_emulator.data.opportunities[lead])
 
 
+async def test_a_lead_is_one_statement_and_keeps_the_last_row_of_an_id(
+    lsq_emulator: RunningEmulator, postgres_url: str, schema: str
+) -> None:
+    """`PostgresSink.write_lead` sends one statement a lead (one round trip, one
+    transaction); an id listed twice keeps its last row, and rows gone are dropped."""
+    data = lsq_emulator.data
+    lead = next(lead for lead, found in data.opportunities.items() if len(found) > 1)
+    first, second = (lsq.structure(row, lsq.Opportunity) for row in data.opportunities[lead][:2])
+    again = lsq.structure({**data.opportunities[lead][0], "Status": "Won again"}, lsq.Opportunity)
+    activities = {
+        record.opportunity_id: [
+            lsq.structure(row, lsq.Activity) for row in data.activities[record.opportunity_id]
+        ]
+        for record in (first, second)
+    }
+    assert sum(map(len, activities.values())) > 1
+    async with await PostgresSink.connect(postgres_url, schema) as sink:
+        sent: list[object] = []
+        execute = sink._connection.execute
+
+        async def counted(query: Any, params: Any = None, **kwargs: Any) -> Any:
+            sent.append(query)
+            return await execute(query, params, **kwargs)
+
+        sink._connection.execute = counted  # type: ignore[method-assign]
+        result = lsq.LeadResult(lead, [first, second, again], activities)
+        await sink.write_lead(result, with_activities=True, job_id="j", job_try=1)
+        assert len(sent) == 1
+        statuses = f"SELECT opportunity_id, record->>'Status' FROM {schema}.opportunities"
+        assert sorted(rows(postgres_url, statuses)) == sorted(
+            [(first.opportunity_id, "Won again"), (second.opportunity_id, second.status)]
+        )
+        # Written again with one opportunity and one activity fewer.
+        kept = {first.opportunity_id: activities[first.opportunity_id][1:]}
+        result = lsq.LeadResult(lead, [first], kept)
+        await sink.write_lead(result, with_activities=True, job_id="j", job_try=2)
+    assert rows(postgres_url, statuses) == [(first.opportunity_id, first.status)]
+    stored_activities = rows(postgres_url, f"SELECT activity_id FROM {schema}.activities")
+    assert sorted(row[0] for row in stored_activities) == sorted(
+        activity.activity_id for activity in kept[first.opportunity_id]
+    )
+    assert rows(postgres_url, f"SELECT opportunities, job_try FROM {schema}.leads") == [(1, 2)]
+
+
 async def test_a_lead_that_fails_for_good_is_recorded_once(
     lsq_emulator: RunningEmulator, postgres_url: str, schema: str
 ) -> None:
