@@ -119,6 +119,14 @@ def _batch_option(help_text: str) -> Callable[[F], F]:
     "10 s) after it started.",
 )
 @click.option(
+    "--poll-delay",
+    type=click.FloatRange(min=0.001),
+    default=0.5,
+    show_default=True,
+    metavar="SECONDS",
+    help="How long a worker with a free job slot waits before looking at the queue again.",
+)
+@click.option(
     "--limit-key",
     envvar="LSQ_LIMIT_KEY",
     show_envvar=True,
@@ -137,6 +145,7 @@ def worker(
     batch: int,
     max_workers: int,
     job_timeout: float | None,
+    poll_delay: float,
     limit_key: str | None,
     burst: bool,
     api: ApiOptions,
@@ -174,6 +183,7 @@ def worker(
         timeout=job_timeout,
         stop=stop,
         burst=burst,
+        poll_delay=poll_delay,
     )
     arq_worker = Worker(**settings)
     arq_worker.run()
