@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import re
 from pathlib import Path
+from typing import Any
 
 import pytest
 from emulator_in_process import client_of, virtual_app
@@ -24,24 +25,8 @@ async def test_the_learned_rate_limit_warning_is_the_one_the_page_shows(
     line the page shows for that case. (The page showed a limit of the configured one's
     period, 10 per 5 s "beside 25 calls per 5 s": a learned limit replaces a limit of its
     period, so that line was never logged.)"""
-    app = virtual_app(DATA, EmulatorConfig(rate_limits=["25/5", "30/60"]))
-    async with (
-        client_of(app) as client,
-        lsq.Session(
-            DEFAULT_ACCESS_KEY,
-            DEFAULT_SECRET_KEY,
-            host="http://127.0.0.1:9",
-            rate_limit=lsq.RateLimit(25, 5),
-            client=client,
-        ) as session,
-        session.crawl_opportunities(list(DATA.opportunities)) as results,
-    ):
-        assert all([result.error is None async for result in results])
-    [warning] = [
-        record.getMessage()
-        for record in caplog.records
-        if record.name.startswith("leadsq_async") and record.levelno == logging.WARNING
-    ]
+    await _crawl(["25/5", "30/60"], list(DATA.opportunities), rate_limit=lsq.RateLimit(25, 5))
+    warning = _the_warning(caplog)
     assert f"| `{warning}` |" in PAGE.read_text(encoding="utf-8")
 
 
@@ -63,24 +48,39 @@ async def test_the_quota_wait_warning_is_the_one_the_page_shows(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     """A wait for a spent quota logs the page's line, but for the quota and the time."""
-    app = virtual_app(DATA, EmulatorConfig(rate_limits=["25/5", "4/600"]))
+    await _crawl(
+        ["25/5", "4/600"],
+        list(DATA.opportunities)[:5],
+        rate_limit=[lsq.RateLimit(25, 5), lsq.RateLimit(4, 600)],
+        wait_for_quota=True,
+    )
+    warning = _the_warning(caplog)
+    shown = re.findall(r"\| `(the rate limit [^`]*)` \|", PAGE.read_text(encoding="utf-8"))
+    assert [_shape(line) for line in shown] == [_shape(warning)]
+
+
+async def _crawl(served: list[str], leads: list[str], **options: Any) -> None:
+    """Crawl ``leads`` from an emulator enforcing the ``served`` limits, every one fetched."""
+    app = virtual_app(DATA, EmulatorConfig(rate_limits=served))
     async with (
         client_of(app) as client,
         lsq.Session(
             DEFAULT_ACCESS_KEY,
             DEFAULT_SECRET_KEY,
             host="http://127.0.0.1:9",
-            rate_limit=[lsq.RateLimit(25, 5), lsq.RateLimit(4, 600)],
-            wait_for_quota=True,
             client=client,
+            **options,
         ) as session,
-        session.crawl_opportunities(list(DATA.opportunities)[:5]) as results,
+        session.crawl_opportunities(leads) as results,
     ):
         assert all([result.error is None async for result in results])
+
+
+def _the_warning(caplog: pytest.LogCaptureFixture) -> str:
+    """The one warning the library logged."""
     [warning] = [
         record.getMessage()
         for record in caplog.records
         if record.name.startswith("leadsq_async") and record.levelno == logging.WARNING
     ]
-    shown = re.findall(r"\| `(the rate limit [^`]*)` \|", PAGE.read_text(encoding="utf-8"))
-    assert [_shape(line) for line in shown] == [_shape(warning)]
+    return warning
