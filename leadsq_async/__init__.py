@@ -35,7 +35,7 @@ from ._errors import (
 from ._event_hub import EventHub
 from ._hosts import REGION_HOSTS
 from ._limits import Grant, RateLimit, least_time
-from ._paging import Page, Paginator
+from ._paging import Page, PageIterator, Paginator
 from ._ratelimit import RateLimiter, SlidingWindowLimiter
 from ._records import Activity, Opportunity
 from ._retry import RetryPolicy
@@ -78,6 +78,7 @@ __all__ = [
     "OpportunityResult",
     "Page",
     "PageFetched",
+    "PageIterator",
     "Paginator",
     "PagingError",
     "QuotaExhaustedError",

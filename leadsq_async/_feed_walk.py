@@ -20,9 +20,10 @@ import collections
 import itertools
 import json
 import logging
+import math
 from collections.abc import Callable
 from datetime import datetime, timedelta
-from typing import Any, Generic, TypeVar, cast
+from typing import Any, Generic, TypeVar
 
 import attrs
 
@@ -134,6 +135,8 @@ class _FeedWalk(Generic[R]):
         # The search's rows so far came newest first (until one shows otherwise).
         self.newest_first = True
         self.latest: datetime | None = None
+        # Rows a second in the latest window whose RecordCount came: for `pages_left`.
+        self.density: float | None = None
 
     async def next_page(self) -> Page[R] | None:
         """The next page of new records, or None once the walk is over.
@@ -168,6 +171,51 @@ class _FeedWalk(Generic[R]):
                 self.index += 1
                 return Page(items, self.index, page.record_count, page.page_size)
         return None
+
+    def pages_left(self) -> int | None:
+        """The pages still to fetch (`PageIterator.pages_left`): the query being walked,
+        those queued (halves, windows walked again, fixed bodies), and the windows up to
+        the span's end, sized as the walk sizes them, were the rows as dense as in the
+        latest window counted. None until a window or query told its ``RecordCount``."""
+        if self.finished:
+            return 0
+        left = len(self.pending)
+        if self.inner is not None:
+            current = self.inner.pages_left
+            if current is None and self.density is None:
+                return None
+            left += 1 if current is None else current
+        span = self.plan.span
+        if span is None or self.cursor is None or self.cursor >= span.until:
+            return left
+        if self.density is None:
+            return None
+        return left + self.windows_left(self.cursor, span.until, self.density)
+
+    def windows_left(self, cursor: datetime, until: datetime, density: float) -> int:
+        """The pages of the windows from ``cursor`` to ``until``, at ``density`` rows a
+        second: each grows as `end_segment` lets it, from the size in use."""
+        per_page = max(self.asked_size, 1)
+        size, ceiling, pages = self.size, self.ceiling, 0
+
+        def rows(length: timedelta) -> float:
+            return density * length.total_seconds()
+
+        window = self.segment.window
+        walking = self.inner is not None and window is not None and self.segment.root
+        if walking and window is not None and rows(window.duration) * 4 < per_page:
+            # The window being walked doubles the next one's size as it ends.
+            size = min(size * 2, ceiling)
+        while cursor < until:
+            if size >= ceiling or rows(size) * 4 >= per_page:
+                # The size no longer grows: the rest at this size.
+                windows = math.ceil((until - cursor) / size)
+                return pages + windows * max(math.ceil(rows(size) / per_page), 1)
+            length = min(size, until - cursor)
+            pages += max(math.ceil(rows(length) / per_page), 1)
+            cursor += length
+            size = min(size * 2, ceiling)
+        return pages
 
     def stop(self) -> None:
         """End the walk; the pages fetched ahead by the query being walked are cancelled."""
@@ -211,7 +259,7 @@ class _FeedWalk(Generic[R]):
             limit=self.inner_limit,
             look_ahead=self.plan.look_ahead,
         )
-        self.inner = cast(PageIterator[dict[str, Any]], paginator.pages())
+        self.inner = paginator.pages()
         return True
 
     def end_segment(self) -> None:
@@ -265,6 +313,11 @@ class _FeedWalk(Generic[R]):
         self.inner_rows += len(page.items)
         self.asked_size = page.page_size
         if page.record_count is not None:
+            window = self.segment.window
+            if self.first_count is None and window is not None:
+                self.density = page.record_count / window.duration.total_seconds()
+            elif self.first_count is None and self.density is None:
+                self.density = 0.0  # a fixed query: no windows to size
             self.first_count = page.record_count if self.first_count is None else self.first_count
             self.last_count = page.record_count
         path = self.endpoint.path
