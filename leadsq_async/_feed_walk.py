@@ -155,10 +155,10 @@ class _FeedWalk(Generic[R]):
         # Rows a second in the latest window whose RecordCount came: for `pages_left`.
         self.density: float | None = None
         # Windows fetched ahead, in order, once their sizes are settled; the first page of
-        # the window being walked when it was one of them; those dropped, to wait for.
+        # the window being walked when it was one of them; the first pages dropped.
         self.ahead: collections.deque[_Ahead] = collections.deque()
         self.first: asyncio.Task[Page[dict[str, Any]] | None] | None = None
-        self.dropped: list[_Ahead] = []
+        self.dropped: list[asyncio.Task[Page[dict[str, Any]] | None]] = []
 
     async def next_page(self) -> Page[R] | None:
         """The next page of new records, or None once the walk is over.
@@ -247,9 +247,7 @@ class _FeedWalk(Generic[R]):
         await self.close_inner()
         self.drop_ahead()
         dropped, self.dropped = self.dropped, []
-        await cancel_and_wait(ahead.first for ahead in dropped)
-        for ahead in dropped:
-            await ahead.pages.aclose()
+        await cancel_and_wait(dropped)
 
     async def close_inner(self) -> None:
         inner, self.inner = self.inner, None
@@ -291,7 +289,8 @@ class _FeedWalk(Generic[R]):
         self.cursor = window.since
         for ahead in self.ahead:
             ahead.first.cancel()
-        self.dropped.extend(self.ahead)
+            self.dropped.append(ahead.first)
+        # Dropped, each window's page iterator stops its walk and what it fetched ahead.
         self.ahead.clear()
 
     def start_next(self) -> bool:

@@ -5,7 +5,7 @@ adds up, with the pages fetched, to the pages it fetches."""
 from __future__ import annotations
 
 import asyncio
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 import httpx
 import pytest
@@ -80,3 +80,35 @@ async def test_windows_of_a_settled_size_are_fetched_ahead() -> None:
     assert most == 4  # four windows ahead (as many as pages are), never more
     # One after another, they would take 12 s.
     assert elapsed <= 24 / 4 * 0.5 + 1.0, elapsed
+
+
+@pytest.mark.looptime
+async def test_a_window_ahead_that_fails_is_split_and_those_after_it_asked_again() -> None:
+    """Hour windows fetched ahead; the one of 10:00 fails while over half an hour: it is
+    walked in halves, the windows ahead of it are dropped and asked again at half an hour
+    (never again at the size that failed), and every lead comes once, in order."""
+    moments = [DAY + timedelta(minutes=10 * n) for n in range(144)]
+    ten = DAY + timedelta(hours=10)
+
+    def fails(since: datetime, until: datetime) -> bool:
+        return until - since > timedelta(minutes=30) and since <= ten < until
+
+    rows = [(m, lead_row(n, m)) for n, m in enumerate(moments)]
+    server = FeedServer(rows, list_key="Leads", fails=fails)
+    async with session_for(server) as session:
+        walk = session.leads_modified(
+            DAY, DAY + timedelta(days=1), page_size=20, window=timedelta(hours=1)
+        )
+        leads = [lead.lead_id async for lead in walk]
+    assert leads == [f"lead-{n}" for n in range(144)]
+    asked = [
+        (datetime.fromisoformat(since), datetime.fromisoformat(to) + timedelta(seconds=1))
+        for since, to in server.windows_asked()
+    ]
+    half = asked.index(
+        (ten.replace(tzinfo=None), (ten + timedelta(minutes=30)).replace(tzinfo=None))
+    )
+    assert all(until - since <= timedelta(minutes=30) for since, until in asked[half:]), asked
+    eleven = (ten + timedelta(hours=1)).replace(tzinfo=None)
+    assert (eleven, eleven + timedelta(minutes=30)) in asked[half:]  # asked again
+    assert any(since > ten.replace(tzinfo=None) for since, _ in asked[:half])  # fetched ahead
