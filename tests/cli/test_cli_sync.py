@@ -59,7 +59,7 @@ def test_sync_reports_requests_and_an_eta_as_it_goes(
     args = ["sync", "--since", since.isoformat(), "--lag", "0s", "--index-lag", "0s"]
     for code in ("12000", "12001", "12002"):
         args += ["--opportunity-type", code]
-    exit_code = main([*args, "--rate-limit", "12/0.4"])
+    exit_code = main([*args, "--rate-limit", "10/0.5"])
     stderr = capsys.readouterr().err
     assert exit_code == 0, stderr
     made = int(re.search(r": ([\d,]+) requests in ", stderr.splitlines()[-1])[1])  # type: ignore[index]
