@@ -36,7 +36,7 @@ from ._event_hub import EventHub
 from ._fanout import Crawl
 from ._hosts import REGION_HOSTS
 from ._limits import Grant, RateLimit, least_time
-from ._paging import Page, Paginator
+from ._paging import Page, PageIterator, Paginator
 from ._ratelimit import RateLimiter, SlidingWindowLimiter
 from ._records import Activity, Opportunity
 from ._retry import RetryPolicy
@@ -79,6 +79,7 @@ __all__ = [
     "OpportunityResult",
     "Page",
     "PageFetched",
+    "PageIterator",
     "Paginator",
     "PagingError",
     "QuotaExhaustedError",

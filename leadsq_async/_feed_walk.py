@@ -1,31 +1,33 @@
 """The walk of an account-wide feed: a `Paginator` whose pages come from a sequence of
 queries (time windows, or fixed bodies), each walked by an ordinary paginator.
 
-So the limiter, retries, stop rules, clamp detection, scrubbing and events all
-hold for every query. Windows are walked one after another, in order, and grow
-while they hold under a quarter of a page, never again to the size of one that
-failed. A window the server cannot serve (a
-`ServerError` once its retries are spent, a `PagingError`, or fewer rows reached
-than its ``RecordCount`` counts) is walked again as two halves, down to
-`MIN_WINDOW`; one that still fails raises `WindowError`. A window whose
-``RecordCount`` fell while it was walked is walked once more. A row already
-yielded by the same window or the one before it is dropped. With a cursor
-(``modified_since``), the walk stops at the first older row only while the rows
+So the limiter, retries, stop rules, clamp detection, scrubbing and events all hold for
+every query. Windows are walked in order and grow while they hold under a quarter of a
+page, never again to the size of one that failed; once their size is settled, the first
+pages of the next few are fetched ahead (as many as pages are), and dropped if a window
+must be walked again. A window the server cannot serve (a `ServerError` once its retries
+are spent, a `PagingError`, or fewer rows reached than its ``RecordCount`` counts) is
+walked again as two halves, down to `MIN_WINDOW`; one that still fails raises
+`WindowError`. A window whose ``RecordCount`` fell while it was walked is walked once
+more. A row already yielded by the same window or the one before it is dropped. With a
+cursor (``modified_since``), the walk stops at the first older row only while the rows
 came newest first, and reads to the end otherwise. See docs/feeds.md.
 """
 
 from __future__ import annotations
 
+import asyncio
 import collections
 import itertools
 import json
 import logging
 from collections.abc import Callable
 from datetime import datetime, timedelta
-from typing import Any, Generic, TypeVar, cast
+from typing import Any, Generic, TypeVar
 
 import attrs
 
+from ._aio import cancel_and_wait
 from ._endpoints import Endpoint
 from ._errors import PagingError, ServerError, WindowError
 from ._leads import flatten_lead
@@ -33,7 +35,7 @@ from ._paging import Page, PageIterator, Paginator
 from ._request import PageQuery
 from ._structure import structure_rows, unstructure
 from ._transport import Transport
-from ._windows import Window
+from ._windows import Window, pages_ahead
 
 __all__ = ["FeedPaginator", "Plan"]
 
@@ -68,6 +70,22 @@ class _Segment:
     root: bool = True
     again: bool = False
     served: int = 0
+
+
+@attrs.define
+class _Ahead:
+    """A window fetched ahead: its segment, its walk, and the task fetching its first page."""
+
+    segment: _Segment
+    pages: PageIterator[dict[str, Any]]
+    first: asyncio.Task[Page[dict[str, Any]] | None]
+
+
+async def _first_page(pages: PageIterator[dict[str, Any]]) -> Page[dict[str, Any]] | None:
+    try:
+        return await pages.__anext__()
+    except StopAsyncIteration:
+        return None
 
 
 class FeedPaginator(Paginator[R]):
@@ -134,6 +152,13 @@ class _FeedWalk(Generic[R]):
         # The search's rows so far came newest first (until one shows otherwise).
         self.newest_first = True
         self.latest: datetime | None = None
+        # Rows a second in the latest window whose RecordCount came: for `pages_left`.
+        self.density: float | None = None
+        # Windows fetched ahead, in order, once their sizes are settled; the first page of
+        # the window being walked when it was one of them; the first pages dropped.
+        self.ahead: collections.deque[_Ahead] = collections.deque()
+        self.first: asyncio.Task[Page[dict[str, Any]] | None] | None = None
+        self.dropped: list[asyncio.Task[Page[dict[str, Any]] | None]] = []
 
     async def next_page(self) -> Page[R] | None:
         """The next page of new records, or None once the walk is over.
@@ -151,7 +176,13 @@ class _FeedWalk(Generic[R]):
                 break
             assert self.inner is not None
             try:
-                page = await self.inner.__anext__()
+                first, self.first = self.first, None
+                if first is None:
+                    page = await self.inner.__anext__()
+                elif (fetched := await first) is not None:
+                    page = fetched
+                else:
+                    raise StopAsyncIteration
             except StopAsyncIteration:
                 self.inner = None
                 self.end_segment()
@@ -164,31 +195,114 @@ class _FeedWalk(Generic[R]):
             if self.cut:
                 await self.close_inner()
                 self.finished = True
+            else:
+                self.fetch_ahead()
             if items:
                 self.index += 1
                 return Page(items, self.index, page.record_count, page.page_size)
         return None
 
+    def pages_left(self) -> int | None:
+        """The pages still to fetch (`PageIterator.pages_left`): the query being walked,
+        those queued (halves, windows walked again, fixed bodies), and the windows up to
+        the span's end, sized as the walk sizes them, were the rows as dense as in the
+        latest window counted. None until a window or query told its ``RecordCount``."""
+        if self.finished:
+            return 0
+        left = len(self.pending)
+        for pages, window in [
+            (self.inner, None),
+            *((ahead.pages, ahead.segment.window) for ahead in self.ahead),
+        ]:
+            current = None if pages is None else pages.pages_left
+            if pages is not None and current is None:
+                if self.density is None:
+                    return None
+                held = 0.0 if window is None else self.density * window.duration.total_seconds()
+                current = max(-int(-held // max(self.asked_size, 1)), 1)
+            left += current or 0
+        span = self.plan.span
+        if span is None or self.cursor is None or self.cursor >= span.until:
+            return left
+        if self.density is None:
+            return None
+        size, per_page, window = self.size, max(self.asked_size, 1), self.segment.window
+        walking = self.inner is not None and window is not None and self.segment.root
+        if walking and self.density * window.duration.total_seconds() * 4 < per_page:  # type: ignore[union-attr]
+            size = min(size * 2, self.ceiling)  # as `end_segment` will, as it ends
+        rows = self.density * (span.until - self.cursor).total_seconds()
+        return left + pages_ahead(span.until - self.cursor, size, self.ceiling, rows, per_page)
+
     def stop(self) -> None:
-        """End the walk; the pages fetched ahead by the query being walked are cancelled."""
+        """End the walk; the pages and windows fetched ahead are cancelled."""
         self.finished = True
         # Dropped, the query's page iterator stops its walk and cancels what it fetched ahead.
         self.inner = None
+        if self.first is not None:
+            self.first.cancel()
+        self.drop_ahead()
 
     async def cancel_ahead(self) -> None:
-        """Cancel the pages fetched ahead, and wait for them to end."""
+        """Cancel the pages and windows fetched ahead, and wait for them to end."""
         await self.close_inner()
+        self.drop_ahead()
+        dropped, self.dropped = self.dropped, []
+        await cancel_and_wait(dropped)
 
     async def close_inner(self) -> None:
         inner, self.inner = self.inner, None
+        first, self.first = self.first, None
+        if first is not None:
+            await cancel_and_wait([first])
         if inner is not None:
             await inner.aclose()
+
+    def fetch_ahead(self) -> None:
+        """Fetch the first pages of the next windows (as many as pages are fetched ahead),
+        once their sizes are settled: the window being walked is a first walk of its own,
+        nothing is queued before them, and it is at the most a window grows to or holds a
+        quarter page or more (so the next window does not grow)."""
+        span, cursor = self.plan.span, self.cursor
+        depth = self.transport.look_ahead if self.plan.look_ahead is None else self.plan.look_ahead
+        if span is None or cursor is None or self.limit is not None or self.pending:
+            return
+        if not self.segment.root or self.first_count is None:
+            return
+        if self.size < self.ceiling and self.first_count * 4 < self.asked_size:
+            return
+        while len(self.ahead) < depth and cursor < span.until:
+            segment = _Segment(Window(cursor, min(cursor + self.size, span.until)))
+            cursor = self.cursor = segment.window.until  # type: ignore[union-attr]
+            pages = self.paginator(segment, None).pages()
+            first = self.transport.spawn(_first_page(pages))
+            # A failure is seen, whether or not the window is dropped before it is read.
+            first.add_done_callback(lambda task: task.cancelled() or task.exception())
+            self.ahead.append(_Ahead(segment, pages, first))
+
+    def drop_ahead(self) -> None:
+        """Cancel the windows fetched ahead; the walk asks for their span again after what
+        is queued (halves, a window walked again), at the sizes then in use."""
+        if not self.ahead:
+            return
+        window = self.ahead[0].segment.window
+        assert window is not None
+        self.cursor = window.since
+        for ahead in self.ahead:
+            ahead.first.cancel()
+            self.dropped.append(ahead.first)
+        # Dropped, each window's page iterator stops its walk and what it fetched ahead.
+        self.ahead.clear()
 
     def start_next(self) -> bool:
         """Start walking the next query: a half or a window again, else the next window."""
         span = self.plan.span
+        ahead: _Ahead | None = None
         if self.pending:
+            self.drop_ahead()
             segment = self.pending.popleft()
+        elif self.ahead:
+            ahead = self.ahead.popleft()
+            segment = ahead.segment
         elif span is not None and self.cursor is not None and self.cursor < span.until:
             window = Window(self.cursor, min(self.cursor + self.size, span.until))
             self.cursor = window.until
@@ -198,21 +312,27 @@ class _FeedWalk(Generic[R]):
         if segment.root and segment.window is not None:
             self.previous, self.current = self.current, set()
         self.segment = segment
-        body = segment.body or json.dumps(self.plan.body(segment.window))
-        query = PageQuery.raw(self.endpoint, body=json.loads(body))
         remaining = None if self.limit is None else self.limit - self.yielded
         self.inner_limit = None if remaining is None else segment.served + remaining
         self.inner_rows, self.first_count, self.last_count = 0, None, None
-        paginator = Paginator(
+        if ahead is not None:
+            self.inner, self.first = ahead.pages, ahead.first
+        else:
+            self.inner = self.paginator(segment, self.inner_limit).pages()
+        return True
+
+    def paginator(self, segment: _Segment, limit: int | None) -> Paginator[dict[str, Any]]:
+        """The walk of one query: a window's, or a fixed body's."""
+        body = segment.body or json.dumps(self.plan.body(segment.window))
+        query = PageQuery.raw(self.endpoint, body=json.loads(body))
+        return Paginator(
             self.transport,
             query,
             list,
             page_size=self.page_size,
-            limit=self.inner_limit,
+            limit=limit,
             look_ahead=self.plan.look_ahead,
         )
-        self.inner = cast(PageIterator[dict[str, Any]], paginator.pages())
-        return True
 
     def end_segment(self) -> None:
         """The query's walk ended: check that it reached every row its RecordCount counts."""
@@ -265,6 +385,11 @@ class _FeedWalk(Generic[R]):
         self.inner_rows += len(page.items)
         self.asked_size = page.page_size
         if page.record_count is not None:
+            window = self.segment.window
+            if self.first_count is None and window is not None:
+                self.density = page.record_count / window.duration.total_seconds()
+            elif self.first_count is None and self.density is None:
+                self.density = 0.0  # a fixed query: no windows to size
             self.first_count = page.record_count if self.first_count is None else self.first_count
             self.last_count = page.record_count
         path = self.endpoint.path

@@ -118,7 +118,7 @@ class Paginator(Generic[R]):
     async def __aexit__(self, *exc_info: object) -> None:
         await self._open.pop().aclose()
 
-    def pages(self) -> AsyncIterator[Page[R]]:
+    def pages(self) -> PageIterator[R]:
         """Iterate over whole pages instead of records."""
         return self._walk()
 
@@ -142,6 +142,8 @@ class Walk(Protocol[T]):
 
     async def cancel_ahead(self) -> None: ...
 
+    def pages_left(self) -> int | None: ...
+
 
 class PageIterator(AsyncIterator[Page[R]]):
     """One walk over the pages: what `Paginator.pages` returns.
@@ -159,6 +161,14 @@ class PageIterator(AsyncIterator[Page[R]]):
 
     def __aiter__(self) -> PageIterator[R]:
         return self
+
+    @property
+    def pages_left(self) -> int | None:
+        """The requests the walk still makes, retries aside, as far as it can tell: None
+        until its first page came; then from ``RecordCount`` over the page size, and for
+        a feed also the windows left at the size in use (see the feeds guide); 0 once
+        it is over. An estimate for a display, never a promise."""
+        return self._walk.pages_left()
 
     async def __anext__(self) -> Page[R]:
         try:
@@ -284,6 +294,18 @@ class _Walk(Generic[R]):
         elif rules.index == 1:
             self.fetch_ahead(1)
         return Page(self.structure(step.rows), rules.index, raw.record_count, rules.page_size)
+
+    def pages_left(self) -> int | None:
+        """Pages still to fetch (`PageIterator.pages_left`): None before page 1."""
+        if self.finished:
+            return 0
+        if self.rules.index == 0:
+            return None
+        # Pages fetched ahead and not yet yielded are fetched: not left.
+        ahead = sum(1 for task in self.ahead.values() if task.done())
+        left = max(self.rules.last_index() - self.rules.index - ahead, 0)
+        # Without a RecordCount, a walk not over asks for one more page at least.
+        return left if self.rules.record_count is not None else max(left, 1)
 
     def stop(self) -> None:
         """End the walk: no page is yielded after this, and fetches ahead are cancelled."""

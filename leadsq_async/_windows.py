@@ -12,12 +12,13 @@ here sends or waits.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterator
 from datetime import datetime, timedelta, timezone
 
 import attrs
 
-__all__ = ["MIN_WINDOW", "Window", "aware_utc", "utc_text", "windows"]
+__all__ = ["MIN_WINDOW", "Window", "aware_utc", "pages_ahead", "utc_text", "windows"]
 
 MIN_WINDOW = timedelta(minutes=1)
 """A window this long or shorter is never split: if the server cannot serve it, the walk fails."""
@@ -115,3 +116,23 @@ def windows(since: datetime, until: datetime, size: timedelta) -> Iterator[Windo
         end = min(start + size, until)
         yield Window(start, end)
         start = end
+
+
+def pages_ahead(
+    span: timedelta, size: timedelta, ceiling: timedelta, rows: float, page: int
+) -> int:
+    """The pages a feed walk takes over ``span`` holding ``rows`` evenly, its windows
+    starting at ``size`` and doubling, up to ``ceiling``, while one holds under a quarter
+    of a ``page``; a window takes one page at least."""
+    density = rows / span.total_seconds() if span > timedelta(0) else 0.0
+    pages = 0
+    while span > timedelta(0):
+        held = density * size.total_seconds()
+        if size >= ceiling or held * 4 >= page:
+            # The size no longer grows: the rest at this size.
+            return pages + math.ceil(span / size) * max(math.ceil(held / page), 1)
+        length = min(size, span)
+        pages += max(math.ceil(density * length.total_seconds() / page), 1)
+        span -= length
+        size = min(size * 2, ceiling)
+    return pages

@@ -1,14 +1,16 @@
 """``leadsq-async sync``: keep the whole account in a warehouse through dlt, run after run, at
 the cost of what changed (needs the ``dlt`` extra).
 
-dlt runs in the command's main thread; a thread of ours prints the requests made. A sync
-commits its cursors with its data only: a stopped sync (Ctrl-C, kill -9, a spent quota) loses
-nothing, and the next one repeats what the stopped one had not committed. So the first signal
-ends the process at once, with exit code 130.
+dlt runs in the command's main thread; a thread of ours prints its progress as crawl's plain
+lines do, with an ETA once the sync's walks can tell what they have left. A sync commits its
+cursors with its data only: a stopped sync (Ctrl-C, kill -9, a spent quota) loses nothing, and
+the next one repeats what the stopped one had not committed. So the first signal ends the
+process at once, with exit code 130.
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import datetime as dt
 import os
@@ -17,7 +19,7 @@ import signal
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from types import FrameType
 from typing import TYPE_CHECKING, Any
 
@@ -25,14 +27,17 @@ import click
 
 from leadsq_async import LeadSquaredError, QuotaExhaustedError, Session
 
+from . import _display
 from ._options import ApiOptions, api_options, scrub
 from ._outcomes import TEMPORARY_FAILURE, quota_name, resume_time
 from ._pipelines import cause_of, file_format, pipeline_for
-from ._progress import format_duration, plural
+from ._progress import TICK_SECONDS, CrawlCounts, Meter, describe, format_duration, plural
 from ._run import INTERRUPTED_EXIT_CODE, CommandFailed, error_line
 
 if TYPE_CHECKING:
     from dlt import Pipeline
+
+    from leadsq_async.dlt import SyncWork
 
 __all__ = ["parse_duration", "sync"]
 
@@ -42,7 +47,6 @@ DEFAULT_DATASET = "leadsquared_account"
 DEFAULT_DUCKDB_FILE = "leadsquared.duckdb"
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 _DURATION = re.compile(r"\s*([0-9]+(?:\.[0-9]+)?)\s*([smhd]?)\s*")
-_PRINT_EVERY = 5.0
 
 
 def parse_duration(text: str) -> dt.timedelta:
@@ -78,30 +82,76 @@ def _since(ctx: click.Context, param: click.Parameter, value: str | None) -> dt.
     return when if when.tzinfo is not None else when.replace(tzinfo=dt.timezone.utc)
 
 
-class _Requests:
-    """The session's requests, counted from its events, for the progress lines."""
+class _SyncMeter(Meter):
+    """The crawl's meter, for a sync: the requests left are those its walks tell."""
+
+    def __init__(self, session: Session, work: SyncWork, clock: Callable[[], float]) -> None:
+        super().__init__(session, clock=clock)
+        self.work = work
+
+    def requests_left(self, counts: CrawlCounts) -> float | None:
+        return self.work.requests_left()
+
+
+class _Progress:
+    """The sync's progress (`leadsq_async.dlt.SyncProgress`): the crawl's meter on its
+    session's events, read on the sync's loop."""
 
     def __init__(self) -> None:
-        self.session: Session | None = None
+        self.meter: _SyncMeter | None = None
+        self.loop: asyncio.AbstractEventLoop | None = None
         self.started = time.monotonic()
 
-    def sync_started(self, session: Session) -> None:
-        self.session = session
+    def sync_started(self, session: Session, work: SyncWork) -> None:
+        self.loop = asyncio.get_running_loop()
+        meter = _SyncMeter(session, work, clock=self.loop.time)
+        meter.listen()  # for as long as the session lives: it ends with the sync
+        self.meter = meter
 
     @property
     def count(self) -> int:
-        return 0 if self.session is None else self.session.stats.requests
+        return 0 if self.meter is None else self.meter.requests
+
+    def line(self) -> str:
+        """The figures as crawl's plain lines show them: requests done of about how many
+        (once every walk could tell), records, the pace, the ETA, the time elapsed."""
+        meter = self.meter
+        elapsed = format_duration(time.monotonic() - self.started)
+        if meter is None:
+            return f"sync: 0 requests, ETA -, {elapsed} elapsed"
+        figures = describe(CrawlCounts(), meter)
+        return (
+            f"sync: {figures['requests']}, {figures['records']}, {figures['rate']}, "
+            f"ETA {figures['eta']}, {elapsed} elapsed; {figures['slowdown']}"
+        )
 
 
 @contextlib.contextmanager
-def _printing(requests: _Requests, quiet: bool) -> Iterator[None]:
-    """A line on stderr every few seconds: the requests made, the time taken."""
+def _printing(progress: _Progress, quiet: bool) -> Iterator[None]:
+    """A line on stderr every few seconds (crawl's plain lines), the figures read on the
+    sync's loop, where its events are counted."""
     stop = threading.Event()
+    interval = _display.PLAIN_INTERVAL
+
+    def refresh(write: bool) -> None:
+        if progress.meter is not None:
+            progress.meter.sample()
+        if write:
+            click.echo(progress.line(), err=True)
 
     def tick() -> None:
-        while not stop.wait(_PRINT_EVERY):
-            elapsed = format_duration(time.monotonic() - requests.started)
-            click.echo(f"sync: {plural(requests.count, 'request')} in {elapsed}", err=True)
+        next_line = time.monotonic() + interval
+        while not stop.wait(TICK_SECONDS):
+            write = time.monotonic() >= next_line
+            if write:
+                next_line = time.monotonic() + interval
+            loop = progress.loop
+            if loop is None:
+                if write:
+                    refresh(write)
+                continue
+            with contextlib.suppress(RuntimeError):  # the loop is closed: the sync ended
+                loop.call_soon_threadsafe(refresh, write)
 
     ticker = threading.Thread(target=tick, name="leadsq-async sync progress", daemon=True)
     if not quiet:
@@ -214,7 +264,7 @@ def sync(
     if destination == "duckdb":
         target = dlt.destinations.duckdb(DEFAULT_DUCKDB_FILE)
     pipeline = pipeline_for(pipeline_name, target, dataset, named=destination)
-    requests = _Requests()
+    progress = _Progress()
     options: dict[str, Any] = {} if since is None else {"start_date": since}
     try:
         source = leadsquared_account(
@@ -228,18 +278,18 @@ def sync(
             reconcile=reconcile,
             timeout=api.timeout,
             max_attempts=api.max_attempts,
-            progress=requests,
+            progress=progress,
             **options,
         )
     except (TypeError, ValueError) as error:
         raise click.UsageError(str(error)) from None
-    with _ending_on_signals(), _printing(requests, quiet):
+    with _ending_on_signals(), _printing(progress, quiet):
         _run(pipeline, source, full_refresh, PipelineStepFailed)
     if not quiet:
-        elapsed = format_duration(time.monotonic() - requests.started)
+        elapsed = format_duration(time.monotonic() - progress.started)
         where = f"{pipeline.destination.destination_name} dataset {pipeline.dataset_name}"
         click.echo(
-            f"synced into {where}: {plural(requests.count, 'request')} in {elapsed}", err=True
+            f"synced into {where}: {plural(progress.count, 'request')} in {elapsed}", err=True
         )
     return 0
 

@@ -39,6 +39,7 @@ __all__ = [
     "LeadSquaredConfiguration",
     "LoadProgress",
     "SyncProgress",
+    "SyncWork",
     "failed_leads",
     "leadsquared",
     "leadsquared_account",
@@ -176,7 +177,12 @@ def leadsquared(
     return resources
 
 
-from .account import LeadSquaredAccountConfiguration, SyncProgress, leadsquared_account  # noqa: E402 - it uses the above
+from .account import (  # noqa: E402 - it uses the above
+    LeadSquaredAccountConfiguration,
+    SyncProgress,
+    SyncWork,
+    leadsquared_account,
+)
 
 
 def failed_leads(pipeline: dlt.Pipeline) -> dict[str, str]:

@@ -31,6 +31,7 @@ from .account_rows import (
     feed_opportunity_row,
     lead_row,
 )
+from .account_work import SyncWork
 from .helpers import session_for
 from .settings import checked_rate_limit
 
@@ -38,6 +39,7 @@ __all__ = [
     "DEFAULT_START",
     "LeadSquaredAccountConfiguration",
     "SyncProgress",
+    "SyncWork",
     "leadsquared_account",
 ]
 
@@ -52,6 +54,8 @@ _OPPORTUNITY_ACTIVITIES = dlt.mark.make_hints(
     columns=FEED_ACTIVITY_COLUMNS,
 )
 CURSOR = "ModifiedOn"
+# The kind of walk that reads one opportunity's activities, in the run's `SyncWork`.
+_OPPORTUNITY_WALK = "opportunity activities"
 
 
 @configspec
@@ -72,17 +76,20 @@ class SyncProgress(Protocol):
     """What a sync reports as it goes, for a display (the command line's). Called from dlt's
     extraction thread; an exception it raises stops the sync (nothing of it is committed)."""
 
-    def sync_started(self, session: Session) -> None:
-        """The sync's session is open; its ``stats`` and ``limiter`` can be watched."""
+    def sync_started(self, session: Session, work: SyncWork) -> None:
+        """The sync's session is open; its ``stats``, ``limiter`` and ``events`` can be
+        watched, and ``work`` tells the requests it still needs, as far as known."""
 
 
 class _SharedSession:
     """One session for every resource of a run, so that they share one limiter: opened by
-    the first resource that needs it (in dlt's event loop), closed when the last is done."""
+    the first resource that needs it (in dlt's event loop), closed when the last is done.
+    Its walks are counted in ``work``."""
 
     def __init__(self, open_session: Callable[[], Any], progress: SyncProgress | None) -> None:
         self._open = open_session
         self._progress = progress
+        self.work = SyncWork()
         self._users = 0
         self._stack: contextlib.AsyncExitStack | None = None
         self._session: Session | None = None
@@ -98,7 +105,7 @@ class _SharedSession:
                 session = self._session = opened
                 self._stack = stack
                 if self._progress is not None:
-                    self._progress.sync_started(session)
+                    self._progress.sync_started(session, self.work)
             yield session
         finally:
             self._users -= 1
@@ -237,13 +244,19 @@ def leadsquared_account(
         since = _aware("the cursor", incremental.last_value)
         return min(since, end - timedelta(seconds=1)), end
 
+    # Each resource counts its walks in the run's work as dlt starts it (for an ETA).
     def leads(modified: Any = cursor()) -> Iterator[AsyncIterator[list[dict[str, Any]]]]:  # noqa: B008
+        shared.work.expect("leads")
         yield _leads(shared, *range_of(modified))
 
     def opportunities(modified: Any = cursor()) -> Iterator[AsyncIterator[Any]]:  # noqa: B008
+        shared.work.expect("opportunities", len(codes))
+        if with_opportunity_activities:
+            shared.work.expect(_OPPORTUNITY_WALK, None)
         yield _opportunities(shared, codes, *range_of(modified), with_opportunity_activities)
 
     def activities(modified: Any = cursor()) -> Iterator[AsyncIterator[list[dict[str, Any]]]]:  # noqa: B008
+        shared.work.expect("activities")
         yield _activities(shared, codes, *range_of(modified))
 
     resources: list[DltResource] = []
@@ -277,7 +290,7 @@ def leadsquared_account(
             )
         )
     if reconcile:
-        from .reconcile import deleted_rows
+        from .reconcile import RECONCILE, deleted_rows
 
         tables = [r.name for r in resources]
         live_since = start - lag
@@ -288,6 +301,8 @@ def leadsquared_account(
             return _aware("now()", clock()) + timedelta(minutes=1)
 
         def deletes() -> Iterator[AsyncIterator[Any]]:
+            for table in tables:
+                shared.work.expect(f"{RECONCILE} {table}", None)
             yield deleted_rows(
                 shared, dlt.current.pipeline(), tables, codes, live_since, live_until
             )
@@ -323,7 +338,7 @@ async def _leads(
     shared: _SharedSession, since: datetime, until: datetime
 ) -> AsyncIterator[list[dict[str, Any]]]:
     async with shared.use() as session:
-        async for page in session.leads_modified(since, until).pages():
+        async for page in shared.work.walk("leads", session.leads_modified(since, until)):
             yield [lead_row(lead) for lead in page.items]
 
 
@@ -331,7 +346,8 @@ async def _activities(
     shared: _SharedSession, codes: tuple[str, ...], since: datetime, until: datetime
 ) -> AsyncIterator[list[dict[str, Any]]]:
     async with shared.use() as session:
-        async for page in session.activities_modified(since, until).pages():
+        walk = shared.work.walk("activities", session.activities_modified(since, until))
+        async for page in walk:
             # An opportunity is an activity record too: it belongs in opportunities.
             rows = [
                 feed_activity_row(activity)
@@ -349,23 +365,27 @@ async def _opportunities(
     until: datetime,
     with_activities: bool,
 ) -> AsyncIterator[Any]:
+    work = shared.work
     async with shared.use() as session:
+        changed: list[Opportunity] = []
         for code in codes:
-            changed: list[Opportunity] = []
-            async for page in session.opportunities_of_type(code, modified_since=since).pages():
+            search = session.opportunities_of_type(code, modified_since=since)
+            async for page in work.walk("opportunities", search):
                 # A row modified after the run's end is read by the next run: the cursor
                 # must not pass the end.
                 kept = [o for o in page.items if o.modified_on is None or o.modified_on < until]
                 changed.extend(kept)
                 if kept:
                     yield [feed_opportunity_row(o) for o in kept]
-            if with_activities:
-                for opportunity in changed:
-                    rows = [
-                        feed_activity_row(activity, opportunity.opportunity_id)
-                        async for activity in session.activities_of_opportunity(
-                            opportunity.opportunity_id
-                        )
-                    ]
-                    if rows:
-                        yield dlt.mark.with_hints(rows, _OPPORTUNITY_ACTIVITIES, True)
+        if not with_activities:
+            return
+        work.settle(_OPPORTUNITY_WALK, len(changed))
+        for opportunity in changed:
+            walk = session.activities_of_opportunity(opportunity.opportunity_id)
+            rows = [
+                feed_activity_row(activity, opportunity.opportunity_id)
+                async for page in work.walk(_OPPORTUNITY_WALK, walk)
+                for activity in page.items
+            ]
+            if rows:
+                yield dlt.mark.with_hints(rows, _OPPORTUNITY_ACTIVITIES, True)

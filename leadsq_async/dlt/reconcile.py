@@ -8,7 +8,8 @@ with the mark set, so the row stays whole. What reconcile costs: docs/warehouse.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable, Iterable
+import asyncio
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from contextlib import AbstractAsyncContextManager
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any, Protocol
@@ -20,12 +21,17 @@ from .account_rows import DELETED_AT
 if TYPE_CHECKING:
     from leadsq_async import Session
 
+    from .account_work import SyncWork
+
 
 __all__ = ["Sessions", "deleted_rows"]
 
 
 class Sessions(Protocol):
-    """Where the listings get their session: the run's one shared session."""
+    """Where the listings get their session: the run's one shared session, and the run's
+    work, where each listing is counted."""
+
+    work: SyncWork
 
     def use(self) -> AbstractAsyncContextManager[Session]: ...
 
@@ -37,24 +43,47 @@ _KEYS = {
     "activities": ("ProspectActivityId", "RelatedProspectId"),
 }
 _BATCH = 1000
+#: The kind of walk a listing is, in the run's `SyncWork`: ``reconcile`` and its table.
+RECONCILE = "reconcile"
 
 
 async def _live_ids(
-    session: Session, table: str, codes: tuple[str, ...], since: datetime, until: datetime
+    session: Session,
+    work: SyncWork,
+    table: str,
+    codes: tuple[str, ...],
+    since: datetime,
+    until: datetime,
 ) -> set[str]:
     """Every id of ``table`` the account serves, modified in [since, until) or later."""
+    kind = f"{RECONCILE} {table}"
     if table == "leads":
         leads = session.leads_modified(since, until, columns=["ProspectID"])
-        return {lead.lead_id async for lead in leads}
+        return {lead.lead_id async for page in work.walk(kind, leads) for lead in page.items}
     if table == "activities":
+        activities = session.activities_modified(since, until)
         return {
-            activity.activity_id async for activity in session.activities_modified(since, until)
+            activity.activity_id
+            async for page in work.walk(kind, activities)
+            for activity in page.items
         }
-    ids: set[str] = set()
-    for code in codes:
+
+    async def of_type(code: str) -> set[str]:
         walk = session.opportunities_of_type(code, columns=["ProspectActivityId"])
-        ids.update([opportunity.opportunity_id async for opportunity in walk])
-    return ids
+        return {o.opportunity_id async for page in work.walk(kind, walk) for o in page.items}
+
+    return set().union(*await _at_once(of_type(code) for code in codes))
+
+
+async def _at_once(listings: Iterable[Awaitable[set[str]]]) -> list[set[str]]:
+    """The listings walked at once, on the one limiter; the first failure cancels the rest."""
+    tasks = [asyncio.ensure_future(listing) for listing in listings]
+    try:
+        return await asyncio.gather(*tasks)
+    finally:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
 
 
 class _Warehouse:
@@ -125,17 +154,26 @@ async def deleted_rows(
 ) -> AsyncIterator[Any]:
     """The rows of ``tables`` the account no longer serves, whole, with ``_lsq_deleted_at``
     set to now, each batch marked with its table. Ids are listed from ``since`` to what
-    ``until()`` says when each listing starts."""
+    ``until()`` says when the listings start; the listings (each table, each opportunity
+    type) are walked at once, on the run's one limiter."""
     warehouse = _Warehouse(pipeline)
     held = {table: warehouse.live(table) for table in tables}
+    work = shared.work
+    for table in tables:
+        work.settle(
+            f"{RECONCILE} {table}",
+            (len(codes) if table == "opportunities" else 1) if held[table] else 0,
+        )
     if not any(held.values()):
         return
     gone: dict[str, set[str]] = {}
+    listed = [table for table in tables if held[table]]
     async with shared.use() as session:
-        for table in tables:
-            if held[table]:
-                live = await _live_ids(session, table, codes, since, until())
-                gone[table] = set(held[table]) - live
+        lives = await _at_once(
+            _live_ids(session, work, table, codes, since, until()) for table in listed
+        )
+    for table, live in zip(listed, lives, strict=True):
+        gone[table] = set(held[table]) - live
     deleted_leads = gone.get("leads", set())
     if deleted_leads:
         # A deleted lead takes its opportunities and activities with it.
