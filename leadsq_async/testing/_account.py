@@ -5,6 +5,7 @@ stand now or as the index-lagged feeds see them."""
 from __future__ import annotations
 
 import datetime as dt
+import itertools
 import random
 import threading
 from collections.abc import Iterator, Mapping
@@ -55,6 +56,8 @@ class Account:
         self.lock = threading.RLock()
         # The feeds' rows, shaped once per version of a record (see _feeds).
         self.shapes: dict[tuple[str, str], tuple[Row, Row]] = {}
+        # Each kind's records by id, and the tables' fingerprint they were read at.
+        self._read: dict[Kind, tuple[tuple[int, ...], dict[str, Record]]] = {}
         data._use_clock(clock.monotonic)
 
     def now(self) -> dt.datetime:
@@ -324,18 +327,42 @@ class Account:
         """The records of ``kind`` as the index-backed feeds see them: each as it was ``lag``
         seconds ago (a record added since is absent, one deleted since still there)."""
         with self.lock:
-            current = {record.id: record for record in self.records(kind)}
-            if lag:
-                seen: set[str] = set()
-                for change in self.data.changes_since(self.clock.monotonic() - lag):
-                    if change.kind != kind or change.id in seen:
-                        continue
-                    seen.add(change.id)
-                    if change.before is None:
-                        current.pop(change.id, None)
-                    else:
-                        current[change.id] = change.before
+            current = self._current(kind)
+            if not lag:
+                return list(current.values())
+            current = dict(current)
+            seen: set[str] = set()
+            for change in self.data.changes_since(self.clock.monotonic() - lag):
+                if change.kind != kind or change.id in seen:
+                    continue
+                seen.add(change.id)
+                if change.before is None:
+                    current.pop(change.id, None)
+                else:
+                    current[change.id] = change.before
             return list(current.values())
+
+    def _current(self, kind: Kind) -> dict[str, Record]:
+        """``records(kind)`` by id, read again only when the tables changed: building every
+        record anew took most of a feed request's time on a big account (hold ``lock``)."""
+        fingerprint = self._fingerprint()
+        read = self._read.get(kind)
+        if read is None or read[0] != fingerprint:
+            read = (fingerprint, {record.id: record for record in self.records(kind)})
+            self._read[kind] = read
+        return read[1]
+
+    def _fingerprint(self) -> tuple[int, ...]:
+        """What changes with any row of the tables: the change log's length, and the
+        identity of every table, key and row (a stored row is replaced, never edited), so
+        that a test editing the tables directly is seen too."""
+        data = self.data
+        fingerprint = [id(data._changes), len(data._changes), len(data.lead_records)]
+        fingerprint.append(sum(map(id, data.lead_records.values())))
+        for table in (data.opportunities, data.activities, data.lead_activities):
+            rows = itertools.chain.from_iterable(table.values())
+            fingerprint += [id(table), len(table), sum(map(id, table)), sum(map(id, rows))]
+        return tuple(fingerprint)
 
     def _lead_rows(self, lead_id: str) -> list[Row]:
         rows = self.data.opportunities.get(lead_id)

@@ -7,6 +7,7 @@ feeds read the account ``EmulatorConfig.index_lag`` seconds behind, by-id reads 
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 import re
@@ -68,7 +69,13 @@ def _parameter(body: Mapping[str, Any]) -> Mapping[str, Any]:
 
 
 def _when(value: object) -> float:
-    when = parse_date(value) if isinstance(value, str) else None
+    return _when_text(value) if isinstance(value, str) else -math.inf
+
+
+@functools.lru_cache(maxsize=1 << 16)
+def _when_text(value: str) -> float:
+    """A date's epoch seconds, read once: every feed request reads every record's date."""
+    when = parse_date(value)
     return -math.inf if when is None else when
 
 

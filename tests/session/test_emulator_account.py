@@ -373,3 +373,23 @@ def test_the_clock_carries_on_from_loop_to_loop() -> None:
     assert readings == sorted(readings)
     assert readings[-1] - readings[0] >= 0.02
     assert abs(app.account.now() - dt.datetime.now(dt.timezone.utc)) < dt.timedelta(seconds=5)
+
+
+@pytest.mark.looptime
+async def test_the_feeds_see_a_table_edited_directly_after_they_read_it(app: EmulatorApp) -> None:
+    """The feeds keep the records they read until the tables change: an activity and an
+    opportunity removed from the tables directly (not through ``account``) are gone from the
+    next answers, and one put back is there again."""
+    lead = DATA.leads_by_shape["one"]
+    [opportunity] = app.data.opportunities[lead]
+    code = opportunity["OpportunityEvent"]
+    activity_table = next(rows for rows in app.data.activities.values() if rows)
+    async with client_of(app) as client:
+        activities_before = await activity_ids(client)
+        assert opportunity["OpportunityId"] in await searched(client, code)
+        removed = activity_table.pop()
+        assert await activity_ids(client) == activities_before - {removed["ProspectActivityId"]}
+        activity_table.append(removed)
+        assert await activity_ids(client) == activities_before
+        app.data.opportunities[lead].remove(opportunity)
+        assert opportunity["OpportunityId"] not in await searched(client, code)
