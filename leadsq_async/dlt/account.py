@@ -174,8 +174,9 @@ def leadsquared_account(
       with ``with_opportunity_activities``, also the activities of the opportunities this
       run read (``GetActivitiesOfOpportunity``), with their ``OpportunityId``.
 
-    A run walks from its cursor minus ``lag`` to its start minus ``index_lag``, and commits
-    (with its data) a cursor never later than that. With ``reconcile`` it lists every live
+    A run walks from its cursor (or, if later, where the last run's walk ended) minus
+    ``lag`` to its start minus ``index_lag``, and commits (with its data) a cursor never
+    later than that, and that end. With ``reconcile`` it lists every live
     id and sets ``_lsq_deleted_at`` on the rows the account no longer serves.
 
     Args:
@@ -188,7 +189,8 @@ def leadsquared_account(
         opportunity_types: the account's opportunity type codes (required: no documented
             endpoint lists them); may come from the configuration.
         start_date: an aware datetime, where a first run starts.
-        lag: each run starts this far before its cursor (rows seen twice are merged).
+        lag: each run starts this far before its cursor, or the last walk's end if later
+            (rows seen twice are merged).
         index_lag: each run stops this far behind now: the feeds show a change late.
         with_leads: read the leads.
         with_activities: read the activities.
@@ -235,29 +237,39 @@ def leadsquared_account(
             on_cursor_value_missing="include",
         )
 
-    def range_of(incremental: Any) -> tuple[datetime, datetime]:
-        """[cursor minus lag (dlt's lag, never before start_date), the run's end); a cursor
-        given an ``end_value`` (a backfill's slice) ends there instead."""
+    def range_of(incremental: Any) -> tuple[datetime, datetime, dict[str, Any]]:
+        """[the later of the cursor and the end of the last run's walk, minus lag (never
+        before start_date), the run's end); and the resource's state, where a finished walk
+        records its end. A cursor given an ``end_value`` (a backfill's slice) ends there
+        instead, and neither reads nor records a walk's end."""
         end = until
+        state = dlt.current.resource_state()
+        since = _aware("the cursor", incremental.last_value)
         if incremental.end_value is not None:
             end = min(end, _aware("end_value", incremental.end_value))
-        since = _aware("the cursor", incremental.last_value)
-        return min(since, end - timedelta(seconds=1)), end
+            state = {}
+        elif WALKED_TO in state:
+            since = max(since, datetime.fromisoformat(state[WALKED_TO]) - lag)
+        return min(since, end - timedelta(seconds=1)), end, state
 
     # Each resource counts its walks in the run's work as dlt starts it (for an ETA).
     def leads(modified: Any = cursor()) -> Iterator[AsyncIterator[list[dict[str, Any]]]]:  # noqa: B008
         shared.work.expect("leads")
-        yield _leads(shared, *range_of(modified))
+        since, end, state = range_of(modified)
+        yield _walked(_leads(shared, since, end), end, state)
 
     def opportunities(modified: Any = cursor()) -> Iterator[AsyncIterator[Any]]:  # noqa: B008
         shared.work.expect("opportunities", len(codes))
         if with_opportunity_activities:
             shared.work.expect(_OPPORTUNITY_WALK, None)
-        yield _opportunities(shared, codes, *range_of(modified), with_opportunity_activities)
+        since, end, state = range_of(modified)
+        walk = _opportunities(shared, codes, since, end, with_opportunity_activities)
+        yield _walked(walk, end, state)
 
     def activities(modified: Any = cursor()) -> Iterator[AsyncIterator[list[dict[str, Any]]]]:  # noqa: B008
         shared.work.expect("activities")
-        yield _activities(shared, codes, *range_of(modified))
+        since, end, state = range_of(modified)
+        yield _walked(_activities(shared, codes, since, end), end, state)
 
     resources: list[DltResource] = []
     if with_leads:
@@ -332,6 +344,21 @@ class _SessionPlan:
 
     def __repr__(self) -> str:
         return f"_SessionPlan(host={self.host!r})"
+
+
+#: A resource's state key: where its last finished walk ended (an ISO 8601 UTC time).
+WALKED_TO = "walked_to"
+
+
+async def _walked(
+    walk: AsyncIterator[Any], end: datetime, state: dict[str, Any]
+) -> AsyncIterator[Any]:
+    """``walk``'s items; once it has ended, its end recorded in ``state``, which dlt commits
+    with the data: the next run starts there (less ``lag``) even where the cursor, the
+    latest row seen, is far behind, on a quiet feed."""
+    async for item in walk:
+        yield item
+    state[WALKED_TO] = end.isoformat()
 
 
 async def _leads(

@@ -364,6 +364,30 @@ def test_opportunity_activities_come_through_their_opportunities(
     assert sorted(map(tuple, held)) == sorted(expected)
 
 
+def test_a_sync_starts_where_the_last_walk_ended_not_at_an_old_cursor(
+    emulator: RunningEmulator, tmp_path: Path
+) -> None:
+    """On a quiet account, whose latest change is long before the first sync, a second sync
+    walks from where the first one's walk ended, not from the cursor (the latest row): one
+    call per feed, where walking again from the cursor costs a call per time window."""
+    pipeline = dlt.pipeline(
+        pipeline_name="quiet",
+        destination=dlt.destinations.duckdb(str(tmp_path / "q.duckdb")),
+        dataset_name="account",
+        pipelines_dir=str(tmp_path / "pipelines"),
+    )
+    types = ["12001", "12002"]
+    pipeline.run(sync_source(emulator, oldest_change(emulator), opportunity_types=types))
+    newest = max(row["ModifiedOn"] for row in emulator.account.activities())
+    assert dt.datetime.now(dt.timezone.utc) - dt.datetime.strptime(
+        newest, "%Y-%m-%d %H:%M:%S"
+    ).replace(tzinfo=dt.timezone.utc) > dt.timedelta(days=7)
+    emulator.stats.reset()
+    pipeline.run(sync_source(emulator, oldest_change(emulator), opportunity_types=types))
+    # The leads feed, the activities feed, and one search per type.
+    assert emulator.stats.total == 2 + len(types), emulator.stats.by_endpoint
+
+
 def test_spent_quota_exits_75_saying_when_to_run_again(
     emulator: RunningEmulator, tmp_path: Path
 ) -> None:
