@@ -37,7 +37,7 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any, Literal, NamedTuple
 
-from leadsq_async import _records
+from leadsq_async import _records, _structure
 from leadsq_async.testing import sample_rows
 
 Kind = Literal["opportunity", "activity"]
@@ -54,7 +54,8 @@ class Contender(NamedTuple):
 
     @classmethod
     def of(cls, records: ModuleType, class_name: str) -> Contender:
-        """The functions of the module ``records`` for its class ``class_name``."""
+        """The functions of the module ``records`` (as it was at an older revision, when
+        ``_records`` held them) for its class ``class_name``."""
         return cls(records.structure_rows, records.unstructure, getattr(records, class_name))
 
 
@@ -127,7 +128,12 @@ def run(rows: int = 1000, repeats: int = 200, against: str | None = None) -> dic
     old = records_at(against) if against is not None else None
     results: dict[str, float] = {}
     for kind, class_name in KINDS.items():
-        contenders = {"": Contender.of(_records, class_name)}
+        # Today rows become records in _structure; the classes are _records'.
+        contenders = {
+            "": Contender(
+                _structure.structure_rows, _structure.unstructure, getattr(_records, class_name)
+            )
+        }
         if old is not None:
             contenders[f" at {against}"] = Contender.of(old, class_name)
         for name, value in ratios(page_bytes(kind, rows), contenders, repeats).items():
