@@ -180,16 +180,15 @@ class QuickstartFiles:
     leads_file: str
 
 
-@pytest.fixture(scope="session")
-def quickstart(tmp_path_factory: pytest.TempPathFactory) -> QuickstartFiles:
-    """``leadsq-async emulator --lead-ids leads.txt`` run as the quickstart says (on a free
-    port), stopped once it has written the file and printed its banner."""
+def run_quickstart(directory: Path) -> QuickstartFiles:
+    """``leadsq-async emulator --lead-ids leads.txt`` run in ``directory`` as the quickstart
+    says (on a free port), stopped once it has written the file and printed its banner (the
+    ``quickstart`` fixture of conftest.py, for every module here)."""
     text = (DOCS / "quickstart.md").read_text(encoding="utf-8")
     export = _QUICKSTART_EXPORT.search(text)
     command = re.search(r"^\$ leadsq-async (emulator .*)$", text, re.MULTILINE)
     assert export is not None
     assert command is not None
-    directory = tmp_path_factory.mktemp("quickstart")
     process = subprocess.Popen(
         [sys.executable, "-m", "leadsq_async.cli", *shlex.split(command[1]), "--port", "0"],
         cwd=directory,
