@@ -39,12 +39,12 @@ from pathlib import Path
 import attrs
 import pytest
 import redis
+from docs_fixtures import QuickstartFiles
 from test_docs import (
     _FENCE,
     DOCS,
     MINUTE_OF_REQUESTS,
     RATE_LIMIT,
-    QuickstartFiles,
     all_pages,
     page_leads_file,
 )

@@ -39,11 +39,9 @@ from __future__ import annotations
 
 import os
 import re
-import shlex
 import shutil
 import subprocess
 import sys
-import threading
 import typing
 from datetime import datetime
 from pathlib import Path
@@ -51,6 +49,7 @@ from typing import Any
 
 import attrs
 import pytest
+from docs_fixtures import RUN_TIMEOUT, QuickstartFiles
 
 import leadsq_async as lsq
 import leadsq_async.journal
@@ -62,17 +61,12 @@ ROOT = Path(__file__).resolve().parents[2]
 DOCS = ROOT / "docs"
 # Fast enough that the blocks take a second or two, slow enough to be a real limit.
 RATE_LIMIT = "50/0.5"
-RUN_TIMEOUT = 120
 #: The requests the quickstart's rate limit (25 calls per 5 s) lets through in a minute.
 MINUTE_OF_REQUESTS = 300
 
 _FENCE = re.compile(r"^(?P<indent>[ \t]*)(?P<fence>```+|~~~+)\s*(?P<info>[^\n`]*)$")
 _FILE_NAME = re.compile(r"#\s*(?P<name>[\w.-]+\.py)\s*$")
 _TEST_FUNCTION = re.compile(r"^(async )?def test_\w+\(", re.MULTILINE)
-#: The quickstart's export of the lead and the leads file the guides use.
-_QUICKSTART_EXPORT = re.compile(
-    r"^export LSQ_LEAD_ID=(?P<lead>\S+) LSQ_LEADS_FILE=(?P<file>\S+)$", re.MULTILINE
-)
 #: A page's smaller leads file: the command that makes it, and its export.
 _SMALL_FILE_COMMAND = re.compile(r"`(?P<command>[^`]*> *(?P<file>[\w.-]+))`")
 _SMALL_FILE_EXPORT = re.compile(r"`export LSQ_LEADS_FILE=(?P<file>[\w.-]+)`")
@@ -167,51 +161,6 @@ def needs_redis(block: Block, files: dict[str, str]) -> bool:
     if "Redis" in block.code or "REDIS_URL" in block.code:
         return True
     return any(name in block.code and "Redis" in code for name, code in files.items())
-
-
-@attrs.frozen
-class QuickstartFiles:
-    """What the quickstart tells a reader to make: the emulator's ``leads.txt`` and banner,
-    and the lead and leads file its ``export`` line names."""
-
-    directory: Path
-    banner: str
-    lead_id: str
-    leads_file: str
-
-
-def run_quickstart(directory: Path) -> QuickstartFiles:
-    """``leadsq-async emulator --lead-ids leads.txt`` run in ``directory`` as the quickstart
-    says (on a free port), stopped once it has written the file and printed its banner (the
-    ``quickstart`` fixture of conftest.py, for every module here)."""
-    text = (DOCS / "quickstart.md").read_text(encoding="utf-8")
-    export = _QUICKSTART_EXPORT.search(text)
-    command = re.search(r"^\$ leadsq-async (emulator .*)$", text, re.MULTILINE)
-    assert export is not None
-    assert command is not None
-    process = subprocess.Popen(
-        [sys.executable, "-m", "leadsq_async.cli", *shlex.split(command[1]), "--port", "0"],
-        cwd=directory,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
-    assert process.stdout is not None
-    banner = []
-    # A command that never prints its banner is killed, rather than hang the session.
-    watchdog = threading.Timer(RUN_TIMEOUT, process.kill)
-    watchdog.start()
-    try:
-        for line in process.stdout:
-            banner.append(line)
-            if line.startswith("Press Ctrl-C"):
-                break
-    finally:
-        watchdog.cancel()
-        process.terminate()
-        process.wait(timeout=10)
-        process.stdout.close()
-    return QuickstartFiles(directory, "".join(banner), export["lead"], export["file"])
 
 
 def page_leads_file(page: str, directory: Path, quickstart: QuickstartFiles) -> str:
