@@ -47,6 +47,7 @@ from test_docs import (
     RATE_LIMIT,
     all_pages,
     page_leads_file,
+    quickstart_environment,
 )
 
 from leadsq_async.cli._app import cli, main
@@ -264,20 +265,6 @@ def _fast(limits: str) -> str:
     return " ".join(
         RATE_LIMIT if _LIMIT_PER_SECONDS.fullmatch(limit) else limit for limit in limits.split()
     )
-
-
-def quickstart_environment(
-    emulator: RunningEmulator, quickstart: QuickstartFiles
-) -> dict[str, str]:
-    """The quickstart's exports, pointed at ``emulator`` and at the suite's fast limit."""
-    return {
-        "LSQ_HOST": emulator.url,
-        "LSQ_ACCESS_KEY": emulator.access_key,
-        "LSQ_SECRET_KEY": emulator.secret_key,
-        "LSQ_RATE_LIMIT": RATE_LIMIT,
-        "LSQ_LEAD_ID": quickstart.lead_id,
-        "LSQ_LEADS_FILE": quickstart.leads_file,
-    }
 
 
 def test_the_emulators_exports_are_what_the_commands_run_with(

@@ -180,6 +180,20 @@ def page_leads_file(page: str, directory: Path, quickstart: QuickstartFiles) -> 
     return export["file"]
 
 
+def quickstart_environment(
+    emulator: RunningEmulator, quickstart: QuickstartFiles
+) -> dict[str, str]:
+    """The quickstart's exports, pointed at ``emulator`` and at the suite's fast limit."""
+    return {
+        "LSQ_HOST": emulator.url,
+        "LSQ_ACCESS_KEY": emulator.access_key,
+        "LSQ_SECRET_KEY": emulator.secret_key,
+        "LSQ_RATE_LIMIT": RATE_LIMIT,
+        "LSQ_LEAD_ID": quickstart.lead_id,
+        "LSQ_LEADS_FILE": quickstart.leads_file,
+    }
+
+
 def guide_environment(
     emulator: RunningEmulator,
     directory: Path,
@@ -190,11 +204,7 @@ def guide_environment(
     """The variables the guides read, pointing at ``emulator``."""
     return {
         **os.environ,
-        "LSQ_HOST": emulator.url,
-        "LSQ_ACCESS_KEY": emulator.access_key,
-        "LSQ_SECRET_KEY": emulator.secret_key,
-        "LSQ_RATE_LIMIT": RATE_LIMIT,
-        "LSQ_LEAD_ID": quickstart.lead_id,
+        **quickstart_environment(emulator, quickstart),
         "LSQ_LEADS_FILE": leads_file,
         **({"REDIS_URL": redis_url} if redis_url else {}),
         # dlt keeps its pipelines in the block's directory, and sends no telemetry.
