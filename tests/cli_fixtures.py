@@ -3,7 +3,14 @@ that points the command at it (a pytest plugin, loaded by conftest.py)."""
 
 from __future__ import annotations
 
+import contextlib
+import io
+import logging
 import os
+import subprocess
+import sys
+import typing
+from unittest import mock
 
 import pytest
 
@@ -42,3 +49,34 @@ def emulator(lsq_emulator: RunningEmulator) -> RunningEmulator:
 def env(emulator: RunningEmulator) -> dict[str, str]:
     """The environment that points the command at the emulator."""
     return env_for(emulator)
+
+
+def run_in_process(
+    *args: str, env: dict[str, str], stdin: str | None = None
+) -> subprocess.CompletedProcess[str]:
+    """``leadsq-async ARGS`` run by ``main`` in this process, as a test's ``run`` runs it in
+    a child: ``env`` as the whole environment and ``stdin`` as standard input; its exit code,
+    stdout and stderr. For tests of what the command says, where a process of its own adds
+    only its start-up, a third of a second of CPU each."""
+    from leadsq_async.cli._app import main
+
+    def stream(data: bytes = b"") -> io.TextIOWrapper:
+        return io.TextIOWrapper(io.BytesIO(data), encoding="utf-8", write_through=True)
+
+    out, err = stream(), stream()
+    # The command sends the library's warnings to its stderr, and no further: the logger is
+    # given back as it was, so that later tests' caplog still sees them.
+    logger = logging.getLogger("leadsq_async")
+    handlers, propagate = list(logger.handlers), logger.propagate
+    try:
+        with (
+            mock.patch.dict(os.environ, env, clear=True),
+            mock.patch.object(sys, "stdin", stream((stdin or "").encode("utf-8"))),
+            contextlib.redirect_stdout(out),
+            contextlib.redirect_stderr(err),
+        ):
+            code = main(list(args))
+    finally:
+        logger.handlers[:], logger.propagate = handlers, propagate
+    shown = [typing.cast(io.BytesIO, s.buffer).getvalue().decode("utf-8") for s in (out, err)]
+    return subprocess.CompletedProcess(["leadsq-async", *args], code, *shown)

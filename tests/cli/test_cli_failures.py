@@ -1,6 +1,7 @@
 """Ids that fail, for good or for now, and the exit codes that say which.
 
-Driven as test_cli.py drives the command: a subprocess against the emulator over loopback.
+Run by ``main`` in process (``run_in_process``: an environment and streams of its own)
+against the emulator over loopback; the command as a process of its own is test_cli.py's.
 A lead "whose connection keeps failing" is served by an emulator that drops the connection
 of every request naming one id, before answering anything.
 """
@@ -17,6 +18,7 @@ from typing import Any
 
 import pytest
 from cli_fixtures import CALLS, PERIOD, env_for
+from cli_fixtures import run_in_process as run
 from test_cli import (
     UNKNOWN_LEAD,
     assert_crawl_matches,
@@ -24,7 +26,6 @@ from test_cli import (
     crawl_args,
     key,
     rows_of,
-    run,
     small_leads,
 )
 

@@ -1,6 +1,7 @@
 """The command's error messages name what failed: the file, the flag or the variable.
 
-Driven as a subprocess, as a user meets them; none of these needs the API to answer.
+Run by ``main`` in process with an environment and streams of their own (the command as a
+process of its own, its signals and its exit, is the subject of test_cli.py).
 """
 
 from __future__ import annotations
@@ -12,7 +13,8 @@ import urllib.parse
 from pathlib import Path
 
 import pytest
-from test_cli import assert_one_error_line, run
+from cli_fixtures import run_in_process as run
+from test_cli import assert_one_error_line
 
 from leadsq_async.testing import RunningEmulator
 
