@@ -140,6 +140,33 @@ def test_a_name_that_cannot_be_looked_up_for_now_is_not_a_usage_error(
     api.refuse_unknown_host()  # no usage error
 
 
+def test_a_host_that_stops_resolving_during_the_run_is_a_75_not_a_usage_error(
+    load_env: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The host resolved when the run began (the check before the first request passed),
+    then its name stopped resolving: the leads fail for now and the crawl exits 75, to be
+    run again, never 2, which a script would not retry."""
+    _leads_file(load_env, ["lead-1", "lead-2"])
+    real = socket.getaddrinfo
+    looked_up: list[str] = []
+
+    def resolves_once(host: Any, *args: Any, **kwargs: Any) -> Any:
+        looked_up.append(str(host))
+        if len(looked_up) == 1:
+            return real("127.0.0.1", *args, **kwargs)
+        raise socket.gaierror(socket.EAI_NONAME, "Name or service not known")
+
+    monkeypatch.setattr(socket, "getaddrinfo", resolves_once)
+    host = "api-in21.leadsquared.com"
+    args = ["crawl", "--leads-file", "leads.txt", "--out", "out", "--host", host]
+    code = main([*args, "--max-attempts", "1"])
+    stderr = capsys.readouterr().err
+    assert code == 75, stderr
+    assert looked_up[0] == host
+    assert len(looked_up) > 1  # the requests looked the name up again, and failed
+    assert "does not exist" not in stderr
+
+
 def test_a_destination_typo_is_a_usage_error_listing_dlts_destinations(
     load_env: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
