@@ -21,6 +21,7 @@ import collections
 import itertools
 import json
 import logging
+import math
 from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Any, Generic, TypeVar
@@ -219,7 +220,7 @@ class _FeedWalk(Generic[R]):
                 if self.density is None:
                     return None
                 held = 0.0 if window is None else self.density * window.duration.total_seconds()
-                current = max(-int(-held // max(self.asked_size, 1)), 1)
+                current = max(math.ceil(held / max(self.asked_size, 1)), 1)
             left += current or 0
         span = self.plan.span
         if span is None or self.cursor is None or self.cursor >= span.until:
@@ -227,8 +228,9 @@ class _FeedWalk(Generic[R]):
         if self.density is None:
             return None
         size, per_page, window = self.size, max(self.asked_size, 1), self.segment.window
-        walking = self.inner is not None and window is not None and self.segment.root
-        if walking and self.density * window.duration.total_seconds() * 4 < per_page:  # type: ignore[union-attr]
+        held = 0.0 if window is None else self.density * window.duration.total_seconds()
+        sparse = window is not None and held * 4 < per_page
+        if sparse and self.inner is not None and self.segment.root:
             size = min(size * 2, self.ceiling)  # as `end_segment` will, as it ends
         rows = self.density * (span.until - self.cursor).total_seconds()
         return left + pages_ahead(span.until - self.cursor, size, self.ceiling, rows, per_page)
