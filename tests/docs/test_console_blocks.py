@@ -41,11 +41,11 @@ import pytest
 import redis
 from docs_fixtures import QuickstartFiles
 from test_docs import (
-    _FENCE,
     DOCS,
     MINUTE_OF_REQUESTS,
     RATE_LIMIT,
     all_pages,
+    fenced_blocks,
     page_leads_file,
     quickstart_environment,
 )
@@ -171,22 +171,12 @@ class Command:
 def console_commands(page: Path) -> list[Command]:
     """The command lines of ``page``'s console blocks (output and messages left out; a line
     ending in ``\\`` joined to the next)."""
-    lines = page.read_text(encoding="utf-8").splitlines()
     name = page.relative_to(DOCS).as_posix()
     commands: list[Command] = []
-    index = 0
-    while index < len(lines):
-        opening = _FENCE.match(lines[index])
-        index += 1
-        if opening is None:
+    for language, _, lines in fenced_blocks(page):
+        if language not in _CONSOLE:
             continue
-        body: list[tuple[int, str]] = []
-        while index < len(lines) and not lines[index].strip().startswith(opening["fence"]):
-            body.append((index + 1, lines[index].strip()))
-            index += 1
-        index += 1
-        if opening["info"].strip().split(" ", 1)[0].lower() not in _CONSOLE:
-            continue
+        body = [(number, text.strip()) for number, text in lines]
         prompted = any(text.startswith("$ ") for _, text in body)
         pending: tuple[int, str] | None = None
         for number, text in body:

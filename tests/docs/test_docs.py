@@ -43,6 +43,7 @@ import shutil
 import subprocess
 import sys
 import typing
+from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -103,37 +104,35 @@ class Block:
         return f"{self.page}:{self.number}:L{self.line}"
 
 
-def read_blocks(page: Path) -> list[Block]:
-    """Every ```python block of ``page``, in order."""
+def fenced_blocks(page: Path) -> Iterator[tuple[str, int, list[tuple[int, str]]]]:
+    """Each fenced block of ``page``: its language, the line of its opening fence, and its
+    lines with their numbers, less the fence's indent."""
     lines = page.read_text(encoding="utf-8").splitlines()
-    name = page.relative_to(DOCS).as_posix()
-    blocks: list[Block] = []
     index = 0
     while index < len(lines):
         opening = _FENCE.match(lines[index])
-        if opening is None:
-            index += 1
-            continue
-        fence, indent = opening["fence"], opening["indent"]
-        language = opening["info"].strip().split(" ", 1)[0].lower()
-        start = index
         index += 1
-        body: list[str] = []
+        if opening is None:
+            continue
+        fence, indent, start = opening["fence"], opening["indent"], index
+        body: list[tuple[int, str]] = []
         while index < len(lines) and not lines[index].strip().startswith(fence):
             line = lines[index]
-            body.append(line[len(indent) :] if line.startswith(indent) else line.lstrip())
+            text = line[len(indent) :] if line.startswith(indent) else line.lstrip()
+            body.append((index + 1, text))
             index += 1
         index += 1
-        if language not in ("python", "py"):
-            continue
-        blocks.append(
-            Block(
-                page=name,
-                number=len(blocks) + 1,
-                line=start + 1,
-                code="\n".join(body) + "\n",
-            )
-        )
+        yield opening["info"].strip().split(" ", 1)[0].lower(), start, body
+
+
+def read_blocks(page: Path) -> list[Block]:
+    """Every ```python block of ``page``, in order."""
+    name = page.relative_to(DOCS).as_posix()
+    blocks: list[Block] = []
+    for language, line, body in fenced_blocks(page):
+        if language in ("python", "py"):
+            code = "\n".join(text for _, text in body) + "\n"
+            blocks.append(Block(page=name, number=len(blocks) + 1, line=line, code=code))
     return blocks
 
 
