@@ -10,6 +10,7 @@ import os
 import subprocess
 import sys
 import typing
+from pathlib import Path
 from unittest import mock
 
 import pytest
@@ -49,6 +50,21 @@ def emulator(lsq_emulator: RunningEmulator) -> RunningEmulator:
 def env(emulator: RunningEmulator) -> dict[str, str]:
     """The environment that points the command at the emulator."""
     return env_for(emulator)
+
+
+def point_in_process_commands_at(
+    emulator: RunningEmulator, directory: Path, monkeypatch: pytest.MonkeyPatch
+) -> Path:
+    """Commands run by ``main`` in this process pointed at ``emulator`` (its URL and keys,
+    the default rate limit), with dlt's directory and the working one in ``directory``."""
+    monkeypatch.delenv("LSQ_RATE_LIMIT", raising=False)
+    monkeypatch.setenv("LSQ_HOST", emulator.url)
+    monkeypatch.setenv("LSQ_ACCESS_KEY", emulator.access_key)
+    monkeypatch.setenv("LSQ_SECRET_KEY", emulator.secret_key)
+    monkeypatch.setenv("DLT_DATA_DIR", str(directory / "dlt"))
+    monkeypatch.setenv("RUNTIME__DLTHUB_TELEMETRY", "false")
+    monkeypatch.chdir(directory)
+    return directory
 
 
 def run_in_process(

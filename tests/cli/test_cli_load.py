@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from cli_fixtures import point_in_process_commands_at
 
 from leadsq_async.cli import _display
 from leadsq_async.cli._app import main
@@ -27,15 +28,7 @@ def _leads(emulator: RunningEmulator, count: int) -> list[str]:
 @pytest.fixture
 def load_env(emulator: RunningEmulator, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """The command pointed at the emulator, dlt's directory and the working one the test's own."""
-    for name in ("LSQ_RATE_LIMIT", "LSQ_HOST"):
-        monkeypatch.delenv(name, raising=False)
-    monkeypatch.setenv("LSQ_HOST", emulator.url)
-    monkeypatch.setenv("LSQ_ACCESS_KEY", emulator.access_key)
-    monkeypatch.setenv("LSQ_SECRET_KEY", emulator.secret_key)
-    monkeypatch.setenv("DLT_DATA_DIR", str(tmp_path / "dlt"))
-    monkeypatch.setenv("RUNTIME__DLTHUB_TELEMETRY", "false")
-    monkeypatch.chdir(tmp_path)
-    return tmp_path
+    return point_in_process_commands_at(emulator, tmp_path, monkeypatch)
 
 
 def _leads_file(path: Path, leads: list[str]) -> str:

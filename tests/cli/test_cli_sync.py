@@ -9,6 +9,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from cli_fixtures import point_in_process_commands_at
 
 from leadsq_async.cli import _display
 from leadsq_async.cli._app import main
@@ -34,14 +35,7 @@ def account() -> Iterator[RunningEmulator]:
 @pytest.fixture
 def sync_env(account: RunningEmulator, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """The command pointed at the account, dlt's directory and the working one the test's."""
-    monkeypatch.delenv("LSQ_RATE_LIMIT", raising=False)
-    monkeypatch.setenv("LSQ_HOST", account.url)
-    monkeypatch.setenv("LSQ_ACCESS_KEY", account.access_key)
-    monkeypatch.setenv("LSQ_SECRET_KEY", account.secret_key)
-    monkeypatch.setenv("DLT_DATA_DIR", str(tmp_path / "dlt"))
-    monkeypatch.setenv("RUNTIME__DLTHUB_TELEMETRY", "false")
-    monkeypatch.chdir(tmp_path)
-    return tmp_path
+    return point_in_process_commands_at(account, tmp_path, monkeypatch)
 
 
 def test_sync_reports_requests_and_an_eta_as_it_goes(
