@@ -224,8 +224,8 @@ def lines(figures: Figures) -> list[str]:
         f"{f.sample_calls / f.sample_formula:.3f} ({f.sample_calls} / {f.sample_formula})",
         f"- feed walk time / safe optimum for its {f.feed_calls} calls: {f.time_ratio:.3f} "
         f"({f.rejections} rate-limit answers; {f.activity_calls} of the calls are activity "
-        "windows, walked one after another, each a round trip plus the emulator's search of "
-        "every activity)",
+        "windows, in time order, the next ones' first pages fetched ahead once the window "
+        "size is settled)",
     ]
 
 
