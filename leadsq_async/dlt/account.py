@@ -31,7 +31,7 @@ from .account_rows import (
     feed_opportunity_row,
     lead_row,
 )
-from .account_work import SyncWork
+from .account_work import SyncWork, merged
 from .helpers import session_for
 from .settings import checked_rate_limit
 
@@ -395,15 +395,18 @@ async def _opportunities(
     work = shared.work
     async with shared.use() as session:
         changed: list[Opportunity] = []
-        for code in codes:
-            search = session.opportunities_of_type(code, modified_since=since)
-            async for page in work.walk("opportunities", search):
-                # A row modified after the run's end is read by the next run: the cursor
-                # must not pass the end.
-                kept = [o for o in page.items if o.modified_on is None or o.modified_on < until]
-                changed.extend(kept)
-                if kept:
-                    yield [feed_opportunity_row(o) for o in kept]
+        # Each type's search walks one page after another; the types go at once.
+        searches = [
+            work.walk("opportunities", session.opportunities_of_type(code, modified_since=since))
+            for code in codes
+        ]
+        async for page in merged(searches):
+            # A row modified after the run's end is read by the next run: the cursor
+            # must not pass the end.
+            kept = [o for o in page.items if o.modified_on is None or o.modified_on < until]
+            changed.extend(kept)
+            if kept:
+                yield [feed_opportunity_row(o) for o in kept]
         if not with_activities:
             return
         work.settle(_OPPORTUNITY_WALK, len(changed))

@@ -10,14 +10,18 @@ each kind expected has a walk that can tell, nothing is estimated.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import threading
-from collections.abc import AsyncIterator
-from typing import TYPE_CHECKING, Any
+from collections.abc import AsyncGenerator, Awaitable, Iterable, Sequence
+from typing import TYPE_CHECKING, Any, TypeVar
 
 if TYPE_CHECKING:
     from leadsq_async import Page, PageIterator, Paginator
 
-__all__ = ["SyncWork"]
+__all__ = ["SyncWork", "all_at_once", "merged"]
+
+T = TypeVar("T")
 
 
 class _Walk:
@@ -58,7 +62,7 @@ class SyncWork:
         with self._lock:
             self._expected[kind] = count
 
-    async def walk(self, kind: str, paginator: Paginator[Any]) -> AsyncIterator[Page[Any]]:
+    async def walk(self, kind: str, paginator: Paginator[Any]) -> AsyncGenerator[Page[Any], None]:
         """The pages of ``paginator``, counted as one expected walk of ``kind``."""
         walk = _Walk(kind, paginator.pages())
         with self._lock:
@@ -95,3 +99,58 @@ class SyncWork:
                     return None
                 left += count * sum(seen) / len(seen)
         return left
+
+
+async def all_at_once(work: Iterable[Awaitable[T]]) -> list[T]:
+    """Each of ``work``'s results, all awaited at once (on the run's one limiter); the first
+    failure cancels the rest and is raised."""
+    tasks = [asyncio.ensure_future(each) for each in work]
+    try:
+        return await asyncio.gather(*tasks)
+    finally:
+        await _cancel_and_wait(tasks)
+
+
+_OVER = object()
+
+
+async def merged(walks: Sequence[AsyncGenerator[T, None]]) -> AsyncGenerator[T, None]:
+    """The items of ``walks`` as each comes, the walks run at once: each walk's items in its
+    own order, each walk at most one item ahead of what was taken. The first failure
+    cancels the other walks and is raised; closing this cancels them all."""
+    if len(walks) == 1:
+        async with contextlib.aclosing(walks[0]) as only:
+            async for item in only:
+                yield item
+        return
+    queue: asyncio.Queue[tuple[Any, BaseException | None]] = asyncio.Queue(len(walks))
+
+    async def pump(walk: AsyncGenerator[T, None]) -> None:
+        try:
+            async with contextlib.aclosing(walk):
+                async for item in walk:
+                    await queue.put((item, None))
+        except Exception as error:
+            await queue.put((None, error))
+        else:
+            await queue.put((_OVER, None))
+
+    tasks = [asyncio.ensure_future(pump(walk)) for walk in walks]
+    running = len(tasks)
+    try:
+        while running:
+            item, error = await queue.get()
+            if error is not None:
+                raise error
+            if item is _OVER:
+                running -= 1
+                continue
+            yield item
+    finally:
+        await _cancel_and_wait(tasks)
+
+
+async def _cancel_and_wait(tasks: Sequence[asyncio.Future[Any]]) -> None:
+    for task in tasks:
+        task.cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)

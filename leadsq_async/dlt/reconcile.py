@@ -8,8 +8,7 @@ with the mark set, so the row stays whole. What reconcile costs: docs/warehouse.
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
+from collections.abc import AsyncIterator, Callable, Iterable
 from contextlib import AbstractAsyncContextManager
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any, Protocol
@@ -17,6 +16,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 import dlt
 
 from .account_rows import DELETED_AT
+from .account_work import all_at_once
 
 if TYPE_CHECKING:
     from leadsq_async import Session
@@ -72,18 +72,7 @@ async def _live_ids(
         walk = session.opportunities_of_type(code, columns=["ProspectActivityId"])
         return {o.opportunity_id async for page in work.walk(kind, walk) for o in page.items}
 
-    return set().union(*await _at_once(of_type(code) for code in codes))
-
-
-async def _at_once(listings: Iterable[Awaitable[set[str]]]) -> list[set[str]]:
-    """The listings walked at once, on the one limiter; the first failure cancels the rest."""
-    tasks = [asyncio.ensure_future(listing) for listing in listings]
-    try:
-        return await asyncio.gather(*tasks)
-    finally:
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+    return set().union(*await all_at_once(of_type(code) for code in codes))
 
 
 class _Warehouse:
@@ -169,7 +158,7 @@ async def deleted_rows(
     gone: dict[str, set[str]] = {}
     listed = [table for table in tables if held[table]]
     async with shared.use() as session:
-        lives = await _at_once(
+        lives = await all_at_once(
             _live_ids(session, work, table, codes, since, until()) for table in listed
         )
     for table, live in zip(listed, lives, strict=True):

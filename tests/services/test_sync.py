@@ -9,6 +9,7 @@ takes a second or so. Its clock is the real one (dlt runs the sync in a loop of 
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import datetime as dt
 import os
@@ -17,7 +18,7 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncGenerator, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -27,7 +28,9 @@ import psycopg2
 import pytest
 from dlt.common.normalizers.naming.snake_case import NamingConvention
 
+import leadsq_async as lsq
 from leadsq_async.dlt import leadsquared_account
+from leadsq_async.dlt.account_work import merged
 from leadsq_async.testing import (
     Dataset,
     EmulatorApp,
@@ -43,6 +46,7 @@ NAMING = NamingConvention()
 # of the lead shows there without moving their ModifiedOn, so no cursor sees it (docs:
 # warehouse.md); the leads table holds them current.
 LEAD_COPIES = {"FirstName", "LastName", "EmailAddress", "Phone", "LeadName"}
+SEARCH = "OpportunityManagement.svc/Retrieve/BySearchParameter"
 KEYS = {"leads": "ProspectID", "opportunities": "OpportunityId", "activities": "ProspectActivityId"}
 Query = Callable[[str], list[dict[str, Any]]]
 
@@ -386,6 +390,97 @@ def test_a_sync_starts_where_the_last_walk_ended_not_at_an_old_cursor(
     pipeline.run(sync_source(emulator, oldest_change(emulator), opportunity_types=types))
     # The leads feed, the activities feed, and one search per type.
     assert emulator.stats.total == 2 + len(types), emulator.stats.by_endpoint
+
+
+class _Heard:
+    """A sync's progress that keeps the session's requests and answers, in order."""
+
+    def __init__(self) -> None:
+        self.events: list[tuple[str, str]] = []
+
+    def sync_started(self, session: lsq.Session, work: Any) -> None:
+        def hear(event: lsq.Event) -> None:
+            if isinstance(event, lsq.RequestSent):
+                self.events.append(("sent", event.endpoint))
+            elif isinstance(event, lsq.ResponseReceived):
+                self.events.append(("answered", event.endpoint))
+
+        session.events.subscribe(hear)
+
+
+def test_the_opportunity_types_are_searched_at_once(tmp_path: Path) -> None:
+    """Each type's search is its own walk, and the walks go at once: at a 0.2 s round trip,
+    every type's first page is asked before any is answered, not one type after another."""
+    data = Dataset.generate(seed=19, thousands=20, hundreds=10, other_leads=30)
+    app = EmulatorApp(data, EmulatorConfig(rate_limits=["2000/1"], latency=0.2))
+    heard = _Heard()
+    pipeline = dlt.pipeline(
+        pipeline_name="types_at_once",
+        destination=dlt.destinations.duckdb(str(tmp_path / "t.duckdb")),
+        dataset_name="account",
+        pipelines_dir=str(tmp_path / "pipelines"),
+    )
+    with serve_in_thread(app) as running:
+        source = sync_source(running, oldest_change(running), progress=heard)
+        pipeline.run(source.with_resources("opportunities"))
+        assert running.stats.by_endpoint == {SEARCH: len(TYPES)}
+    searches = [what for what, endpoint in heard.events if endpoint == SEARCH]
+    assert searches == ["sent"] * len(TYPES) + ["answered"] * len(TYPES)
+    with pipeline.sql_client() as client:
+        table = client.make_qualified_table_name("opportunities")
+        held = client.execute_sql(f"SELECT count(*) FROM {table}")
+    assert held is not None
+    assert held[0][0] == len(app.account.opportunities())
+
+
+async def _ticks(
+    name: str, count: int, every: float, ended: list[str]
+) -> AsyncGenerator[str, None]:
+    try:
+        for number in range(count):
+            await asyncio.sleep(every)
+            if name == "bad" and number == 1:
+                raise RuntimeError("bad walk")
+            yield f"{name}{number}"
+    finally:
+        ended.append(name)
+
+
+@pytest.mark.looptime
+async def test_merged_walks_go_at_once_each_in_its_order() -> None:
+    ended: list[str] = []
+    loop = asyncio.get_running_loop()
+    start = loop.time()
+    walks = [_ticks("a", 3, 1.0, ended), _ticks("b", 2, 1.4, ended)]
+    items = [item async for item in merged(walks)]
+    assert items == ["a0", "b0", "a1", "b1", "a2"]
+    assert loop.time() - start == pytest.approx(3.0)
+    assert sorted(ended) == ["a", "b"]
+
+
+@pytest.mark.looptime
+async def test_a_merged_walk_that_fails_cancels_the_others_and_raises() -> None:
+    ended: list[str] = []
+    walks = [_ticks("slow", 5, 10.0, ended), _ticks("bad", 3, 1.0, ended)]
+    taken: list[str] = []
+
+    async def take() -> None:
+        async for item in merged(walks):
+            taken.append(item)
+
+    with pytest.raises(RuntimeError, match="bad walk"):
+        await take()
+    assert taken == ["bad0"]
+    assert sorted(ended) == ["bad", "slow"]
+
+
+@pytest.mark.looptime
+async def test_closing_a_merge_early_closes_every_walk() -> None:
+    ended: list[str] = []
+    merge = merged([_ticks("a", 5, 1.0, ended), _ticks("b", 5, 1.0, ended)])
+    assert await merge.__anext__() == "a0"
+    await merge.aclose()
+    assert sorted(ended) == ["a", "b"]
 
 
 def test_spent_quota_exits_75_saying_when_to_run_again(
