@@ -18,7 +18,7 @@ from dlt.common.configuration.specs import BaseConfiguration
 from dlt.common.typing import TSecretStrValue
 from dlt.extract import DltResource
 
-from leadsq_async import Opportunity, RateLimit, RateLimiter, RetryPolicy, Session
+from leadsq_async import RateLimit, RateLimiter, RetryPolicy, Session
 from leadsq_async._hosts import base_url
 from leadsq_async._limits import utc_now
 from leadsq_async._secrets import auth_headers
@@ -394,7 +394,8 @@ async def _opportunities(
 ) -> AsyncIterator[Any]:
     work = shared.work
     async with shared.use() as session:
-        changed: list[Opportunity] = []
+        # The ids of the opportunities read, when their activities are to follow.
+        changed: list[str] = []
         # Each type's search walks one page after another; the types go at once.
         searches = [
             work.walk("opportunities", session.opportunities_of_type(code, modified_since=since))
@@ -404,16 +405,17 @@ async def _opportunities(
             # A row modified after the run's end is read by the next run: the cursor
             # must not pass the end.
             kept = [o for o in page.items if o.modified_on is None or o.modified_on < until]
-            changed.extend(kept)
+            if with_activities:
+                changed.extend(o.opportunity_id for o in kept)
             if kept:
                 yield [feed_opportunity_row(o) for o in kept]
         if not with_activities:
             return
         work.settle(_OPPORTUNITY_WALK, len(changed))
-        for opportunity in changed:
-            walk = session.activities_of_opportunity(opportunity.opportunity_id)
+        for opportunity_id in changed:
+            walk = session.activities_of_opportunity(opportunity_id)
             rows = [
-                feed_activity_row(activity, opportunity.opportunity_id)
+                feed_activity_row(activity, opportunity_id)
                 async for page in work.walk(_OPPORTUNITY_WALK, walk)
                 for activity in page.items
             ]
