@@ -27,9 +27,7 @@ from .account_rows import (
     FEED_ACTIVITY_COLUMNS,
     FEED_OPPORTUNITY_COLUMNS,
     LEAD_COLUMNS,
-    feed_activity_row,
-    feed_opportunity_row,
-    lead_row,
+    AccountRows,
 )
 from .account_work import SyncWork, merged
 from .helpers import session_for
@@ -221,6 +219,7 @@ def leadsquared_account(
             raise TypeError(f"{name} must be a bool, not {type(flag).__name__}")
     schema = dlt.current.source_schema()
     schema.remove_type_detection("iso_timestamp")
+    rows = AccountRows(schema.naming)
     limits: tuple[RateLimit, ...] | Callable[[], RateLimiter] = checked_rate_limit(rate_limit)
     plan = _SessionPlan(access_key, secret_key, host, limits, timeout, RetryPolicy(max_attempts))
     shared = _SharedSession(lambda: session_for(plan), progress)
@@ -256,20 +255,20 @@ def leadsquared_account(
     def leads(modified: Any = cursor()) -> Iterator[AsyncIterator[list[dict[str, Any]]]]:  # noqa: B008
         shared.work.expect("leads")
         since, end, state = range_of(modified)
-        yield _walked(_leads(shared, since, end), end, state)
+        yield _walked(_leads(shared, rows, since, end), end, state)
 
     def opportunities(modified: Any = cursor()) -> Iterator[AsyncIterator[Any]]:  # noqa: B008
         shared.work.expect("opportunities", len(codes))
         if with_opportunity_activities:
             shared.work.expect(_OPPORTUNITY_WALK, None)
         since, end, state = range_of(modified)
-        walk = _opportunities(shared, codes, since, end, with_opportunity_activities)
+        walk = _opportunities(shared, rows, codes, since, end, with_opportunity_activities)
         yield _walked(walk, end, state)
 
     def activities(modified: Any = cursor()) -> Iterator[AsyncIterator[list[dict[str, Any]]]]:  # noqa: B008
         shared.work.expect("activities")
         since, end, state = range_of(modified)
-        yield _walked(_activities(shared, codes, since, end), end, state)
+        yield _walked(_activities(shared, rows, codes, since, end), end, state)
 
     resources: list[DltResource] = []
     if with_leads:
@@ -362,31 +361,36 @@ async def _walked(
 
 
 async def _leads(
-    shared: _SharedSession, since: datetime, until: datetime
+    shared: _SharedSession, rows: AccountRows, since: datetime, until: datetime
 ) -> AsyncIterator[list[dict[str, Any]]]:
     async with shared.use() as session:
         async for page in shared.work.walk("leads", session.leads_modified(since, until)):
-            yield [lead_row(lead) for lead in page.items]
+            yield [rows.lead(lead) for lead in page.items]
 
 
 async def _activities(
-    shared: _SharedSession, codes: tuple[str, ...], since: datetime, until: datetime
+    shared: _SharedSession,
+    rows: AccountRows,
+    codes: tuple[str, ...],
+    since: datetime,
+    until: datetime,
 ) -> AsyncIterator[list[dict[str, Any]]]:
     async with shared.use() as session:
         walk = shared.work.walk("activities", session.activities_modified(since, until))
         async for page in walk:
             # An opportunity is an activity record too: it belongs in opportunities.
-            rows = [
-                feed_activity_row(activity)
+            kept = [
+                rows.activity(activity)
                 for activity in page.items
                 if str(activity.activity_event) not in codes
             ]
-            if rows:
-                yield rows
+            if kept:
+                yield kept
 
 
 async def _opportunities(
     shared: _SharedSession,
+    rows: AccountRows,
     codes: tuple[str, ...],
     since: datetime,
     until: datetime,
@@ -408,16 +412,16 @@ async def _opportunities(
             if with_activities:
                 changed.extend(o.opportunity_id for o in kept)
             if kept:
-                yield [feed_opportunity_row(o) for o in kept]
+                yield [rows.opportunity(o) for o in kept]
         if not with_activities:
             return
         work.settle(_OPPORTUNITY_WALK, len(changed))
         for opportunity_id in changed:
             walk = session.activities_of_opportunity(opportunity_id)
-            rows = [
-                feed_activity_row(activity, opportunity_id)
+            activities = [
+                rows.activity(activity, opportunity_id)
                 async for page in work.walk(_OPPORTUNITY_WALK, walk)
                 for activity in page.items
             ]
-            if rows:
-                yield dlt.mark.with_hints(rows, _OPPORTUNITY_ACTIVITIES, True)
+            if activities:
+                yield dlt.mark.with_hints(activities, _OPPORTUNITY_ACTIVITIES, True)

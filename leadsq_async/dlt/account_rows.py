@@ -8,15 +8,18 @@ import typing
 from datetime import datetime
 from typing import Any
 
+from dlt.common.normalizers.naming import NamingConvention
+
 from leadsq_async import Activity, Lead, Opportunity
 
-from .rows import typed_row
+from .rows import KeyGuard, typed_row
 
 __all__ = [
     "DELETED_AT",
     "FEED_ACTIVITY_COLUMNS",
     "FEED_OPPORTUNITY_COLUMNS",
     "LEAD_COLUMNS",
+    "AccountRows",
     "feed_activity_row",
     "feed_opportunity_row",
     "lead_row",
@@ -107,3 +110,23 @@ def feed_activity_row(activity: Activity, opportunity_id: str | None = None) -> 
     if opportunity_id is not None:
         row["OpportunityId"] = opportunity_id
     return row
+
+
+class AccountRows:
+    """The rows of one run, each key kept apart once dlt makes it a column name: a key that
+    would collide with another is renamed (`KeyGuard`), and the primary key, the typed fields
+    and the columns this source adds are never the one renamed."""
+
+    def __init__(self, naming: NamingConvention) -> None:
+        self._leads = KeyGuard(naming, LEAD_COLUMNS)
+        self._opportunities = KeyGuard(naming, FEED_OPPORTUNITY_COLUMNS)
+        self._activities = KeyGuard(naming, [*FEED_ACTIVITY_COLUMNS, "OpportunityId"])
+
+    def lead(self, lead: Lead) -> dict[str, Any]:
+        return self._leads(lead_row(lead))
+
+    def opportunity(self, opportunity: Opportunity) -> dict[str, Any]:
+        return self._opportunities(feed_opportunity_row(opportunity))
+
+    def activity(self, activity: Activity, opportunity_id: str | None = None) -> dict[str, Any]:
+        return self._activities(feed_activity_row(activity, opportunity_id))
