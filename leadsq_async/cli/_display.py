@@ -17,8 +17,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import sys
-from collections.abc import AsyncIterator, Callable, Mapping
-from typing import Any
+import threading
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping
+from typing import Any, Protocol
 
 import click
 from rich.console import Console
@@ -32,6 +33,7 @@ from ._ids import STDIN, count_ids
 from ._meter import ACTIVITIES, OPPORTUNITIES, Meter
 from ._progress import (
     LEADS,
+    TICK_SECONDS,
     Display,
     NoDisplay,
     Noun,
@@ -41,7 +43,14 @@ from ._progress import (
 )
 from ._run import stderr_is_terminal
 
-__all__ = ["ExportProgress", "export_total", "progress_display", "stdout_is_terminal"]
+__all__ = [
+    "ExportProgress",
+    "Watched",
+    "export_total",
+    "progress_display",
+    "showing",
+    "stdout_is_terminal",
+]
 
 #: Every bar's colours: the finished part green, not rich's default red.
 BAR_THEME = Theme({"bar.complete": "green", "bar.finished": "green", "bar.pulse": "green"})
@@ -86,6 +95,51 @@ def progress_display(
             lambda line: click.echo(f"{prefix}{line}", err=True), PLAIN_INTERVAL, noun=noun
         )
     return NoDisplay()
+
+
+class Watched(Protocol):
+    """What a command that dlt runs watches: the meter on its session's events once the
+    session is open, the event loop it runs on, and its counts."""
+
+    @property
+    def meter(self) -> Meter | None: ...
+
+    @property
+    def loop(self) -> asyncio.AbstractEventLoop | None: ...
+
+    @property
+    def counts(self) -> CrawlCounts: ...
+
+
+@contextlib.contextmanager
+def showing(watched: Watched, display: Display) -> Iterator[None]:
+    """Refresh ``display`` from a thread while the body runs (dlt holds the main thread).
+    The refresh runs on the watched loop, never beside the events it counts."""
+    stop = threading.Event()
+
+    def refresh() -> None:
+        meter = watched.meter
+        if meter is not None:
+            meter.sample()
+            display.update(watched.counts, meter)
+
+    def tick() -> None:
+        while not stop.wait(TICK_SECONDS):
+            loop = watched.loop
+            if loop is not None:
+                with contextlib.suppress(RuntimeError):  # the loop is closed: the run ended
+                    loop.call_soon_threadsafe(refresh)
+
+    display.start(watched.counts)
+    ticker = threading.Thread(target=tick, name="leadsq-async progress", daemon=True)
+    ticker.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        ticker.join()
+        refresh()  # the run's loop is gone: nothing counts any more
+        display.stop()
 
 
 def export_total(ids: tuple[str, ...], ids_file: str | None) -> int | None:

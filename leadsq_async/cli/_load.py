@@ -21,7 +21,6 @@ import contextlib
 import os
 import signal
 import sys
-import threading
 from collections.abc import Iterator
 from types import FrameType
 from typing import TYPE_CHECKING, Any
@@ -37,7 +36,7 @@ from ._install import install_hint
 from ._options import ApiOptions, api_options, leads_file_option, refuse_empty, scrub
 from ._outcomes import EXIT_CODES_HELP, USAGE, FailuresInARow, FailureStreak, stopped
 from ._pipelines import cause_of, file_format, pipeline_for
-from ._progress import TICK_SECONDS, Display, Meter
+from ._progress import Meter
 from ._run import INTERRUPTED_EXIT_CODE, CommandFailed, Interrupted, error_line, stderr_is_terminal
 
 if TYPE_CHECKING:
@@ -113,35 +112,6 @@ def _abort() -> None:
             os.write(sys.stderr.fileno(), b"\x1b[?25h\n")  # the bar hid the cursor
         os.write(sys.stderr.fileno(), b"leadsq-async: aborted: run the same command to carry on\n")
     os._exit(INTERRUPTED_EXIT_CODE)
-
-
-@contextlib.contextmanager
-def _showing(progress: _Progress, display: Display) -> Iterator[None]:
-    """Refresh ``display`` from a thread while the body runs (dlt holds the main thread)."""
-    stop = threading.Event()
-
-    def refresh() -> None:
-        if progress.meter is not None:
-            progress.meter.sample()
-            display.update(progress.counts, progress.meter)
-
-    def tick() -> None:
-        # The refresh runs on the crawl's loop, never beside the events it counts.
-        while not stop.wait(TICK_SECONDS):
-            if progress.loop is not None:
-                with contextlib.suppress(RuntimeError):  # the loop is closed: the crawl ended
-                    progress.loop.call_soon_threadsafe(refresh)
-
-    display.start(progress.counts)
-    ticker = threading.Thread(target=tick, name="leadsq-async progress", daemon=True)
-    ticker.start()
-    try:
-        yield
-    finally:
-        stop.set()
-        ticker.join()
-        refresh()  # the crawl's loop is gone: nothing counts any more
-        display.stop()
 
 
 @click.command(epilog=EXIT_CODES_HELP)
@@ -230,7 +200,7 @@ def load(
         if error.name is None or not error.name.startswith("dlt"):
             raise
         raise click.ClickException(f"the load command needs dlt: {install_hint('dlt')}") from None
-    from ._display import progress_display
+    from ._display import progress_display, showing
 
     if not api.access_key or not api.secret_key:
         api.session()  # the usage error that names the missing key
@@ -259,7 +229,7 @@ def load(
         max_attempts=api.max_attempts,
         progress=watcher,
     )
-    with _stopping_on_signals(watcher), _showing(watcher, display):
+    with _stopping_on_signals(watcher), showing(watcher, display):
         _run(pipeline, source, PipelineStepFailed)
     if not quiet:
         click.echo(_summary(counts, watcher.meter, pipeline), err=True)

@@ -42,8 +42,8 @@ __all__ = [
 
 TICK_SECONDS = 0.25
 
-#: What the ids are, singular and plural.
-Noun = tuple[str, str]
+#: What the ids are, singular and plural (None: a command without ids, such as ``sync``).
+Noun = tuple[str, str] | None
 LEADS: Noun = ("lead", "leads")
 
 
@@ -81,13 +81,18 @@ def describe(counts: CrawlCounts, meter: Meter, noun: Noun = LEADS) -> dict[str,
     return {
         "requests": requests,
         "requests_short": short,
-        "ids": f"{ids} {noun[0] if named == 1 else noun[1]}",
+        "ids": "" if noun is None else f"{ids} {noun[0] if named == 1 else noun[1]}",
         # As pages arrive: a lead of many pages shows its records before it ends.
         "records": plural(max(meter.records, counts.records), "record"),
         "rate": f"{meter.requests_per_second:.1f} of {limit.calls / limit.period:.3g} req/s",
         "eta": format_duration(meter.eta(counts)),
         "slowdown": slowdown(meter),
     }
+
+
+def _shown(*figures: str) -> list[str]:
+    """The figures a display has (no ids for a command without them)."""
+    return [figure for figure in figures if figure]
 
 
 class Display(Protocol):
@@ -162,7 +167,9 @@ class RichDisplay:
             self._task,
             completed=meter.pages,
             total=total,
-            figures=f"{figures['requests_short']}, {figures['ids']}, ETA {figures['eta']}",
+            figures=", ".join(
+                _shown(figures["requests_short"], figures["ids"], f"ETA {figures['eta']}")
+            ),
         )
 
     def stop(self) -> None:
@@ -204,11 +211,15 @@ class PlainDisplay:
     def line(counts: CrawlCounts, meter: Meter, noun: Noun = LEADS) -> str:
         """The figures as one line."""
         figures = describe(counts, meter, noun)
-        return (
-            f"{figures['requests']}, {figures['ids']}, {figures['records']}, "
-            f"{figures['rate']}, ETA {figures['eta']}, "
-            f"{format_duration(meter.elapsed)} elapsed; {figures['slowdown']}"
+        shown = _shown(
+            figures["requests"],
+            figures["ids"],
+            figures["records"],
+            figures["rate"],
+            f"ETA {figures['eta']}",
+            f"{format_duration(meter.elapsed)} elapsed",
         )
+        return f"{', '.join(shown)}; {figures['slowdown']}"
 
     def stop(self) -> None:
         """Nothing to clean up."""

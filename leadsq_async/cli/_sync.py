@@ -1,8 +1,9 @@
 """``leadsq-async sync``: keep the whole account in a warehouse through dlt, run after run, at
 the cost of what changed (needs the ``dlt`` extra).
 
-dlt runs in the command's main thread; a thread of ours prints its progress as crawl's plain
-lines do, with an ETA once the sync's walks can tell what they have left. A sync commits its
+dlt runs in the command's main thread; a thread of ours shows its progress as crawl does (a
+bar on a terminal, else a line every 5 s), in requests, with an ETA once the sync's walks can
+tell what they have left. A sync commits its
 cursors with its data only: a stopped sync (Ctrl-C, kill -9, a spent quota) loses nothing, and
 the next one repeats what the stopped one had not committed. So the first signal ends the
 process at once, with exit code 130.
@@ -17,7 +18,6 @@ import os
 import re
 import signal
 import sys
-import threading
 import time
 from collections.abc import Callable, Iterator
 from types import FrameType
@@ -27,11 +27,11 @@ import click
 
 from leadsq_async import LeadSquaredError, QuotaExhaustedError, Session
 
-from . import _display
+from ._display import progress_display, showing
 from ._options import ApiOptions, api_options, scrub
 from ._outcomes import TEMPORARY_FAILURE, quota_name, resume_time
 from ._pipelines import cause_of, file_format, pipeline_for
-from ._progress import TICK_SECONDS, CrawlCounts, Meter, describe, format_duration, plural
+from ._progress import CrawlCounts, Meter, format_duration, plural
 from ._run import INTERRUPTED_EXIT_CODE, CommandFailed, error_line
 
 if TYPE_CHECKING:
@@ -100,6 +100,7 @@ class _Progress:
     def __init__(self) -> None:
         self.meter: _SyncMeter | None = None
         self.loop: asyncio.AbstractEventLoop | None = None
+        self.counts = CrawlCounts()  # a sync has no ids: only its requests are counted
         self.started = time.monotonic()
 
     def sync_started(self, session: Session, work: SyncWork) -> None:
@@ -111,57 +112,6 @@ class _Progress:
     @property
     def count(self) -> int:
         return 0 if self.meter is None else self.meter.requests
-
-    def line(self) -> str:
-        """The figures as crawl's plain lines show them: requests done of about how many
-        (once every walk could tell), records, the pace, the ETA, the time elapsed."""
-        meter = self.meter
-        elapsed = format_duration(time.monotonic() - self.started)
-        if meter is None:
-            return f"sync: 0 requests, ETA -, {elapsed} elapsed"
-        figures = describe(CrawlCounts(), meter)
-        return (
-            f"sync: {figures['requests']}, {figures['records']}, {figures['rate']}, "
-            f"ETA {figures['eta']}, {elapsed} elapsed; {figures['slowdown']}"
-        )
-
-
-@contextlib.contextmanager
-def _printing(progress: _Progress, quiet: bool) -> Iterator[None]:
-    """A line on stderr every few seconds (crawl's plain lines), the figures read on the
-    sync's loop, where its events are counted."""
-    stop = threading.Event()
-    interval = _display.PLAIN_INTERVAL
-
-    def refresh(write: bool) -> None:
-        if progress.meter is not None:
-            progress.meter.sample()
-        if write:
-            click.echo(progress.line(), err=True)
-
-    def tick() -> None:
-        next_line = time.monotonic() + interval
-        while not stop.wait(TICK_SECONDS):
-            write = time.monotonic() >= next_line
-            if write:
-                next_line = time.monotonic() + interval
-            loop = progress.loop
-            if loop is None:
-                if write:
-                    refresh(write)
-                continue
-            with contextlib.suppress(RuntimeError):  # the loop is closed: the sync ended
-                loop.call_soon_threadsafe(refresh, write)
-
-    ticker = threading.Thread(target=tick, name="leadsq-async sync progress", daemon=True)
-    if not quiet:
-        ticker.start()
-    try:
-        yield
-    finally:
-        stop.set()
-        if ticker.is_alive():
-            ticker.join()
 
 
 @contextlib.contextmanager
@@ -223,7 +173,13 @@ def _ending_on_signals() -> Iterator[None]:
 @click.option(
     "--full-refresh", is_flag=True, help="Drop the tables and cursors, and sync from --since."
 )
-@click.option("--quiet", "-q", is_flag=True, help="No progress lines and no summary.")
+@click.option(
+    "--progress/--no-progress",
+    default=None,
+    help="Show the progress bar on stderr even when it is not a terminal, or never "
+    "[default: a bar when stderr is a terminal, else a line every 5 s].",
+)
+@click.option("--quiet", "-q", is_flag=True, help="No progress and no summary.")
 @api_options
 def sync(
     destination: str,
@@ -235,6 +191,7 @@ def sync(
     index_lag: dt.timedelta,
     reconcile: bool,
     full_refresh: bool,
+    progress: bool | None,
     quiet: bool,
     api: ApiOptions,
 ) -> int:
@@ -264,7 +221,8 @@ def sync(
     if destination == "duckdb":
         target = dlt.destinations.duckdb(DEFAULT_DUCKDB_FILE)
     pipeline = pipeline_for(pipeline_name, target, dataset, named=destination)
-    progress = _Progress()
+    watched = _Progress()
+    display = progress_display(noun=None, quiet=quiet, force=progress, prefix="sync: ")
     options: dict[str, Any] = {} if since is None else {"start_date": since}
     try:
         source = leadsquared_account(
@@ -278,18 +236,18 @@ def sync(
             reconcile=reconcile,
             timeout=api.timeout,
             max_attempts=api.max_attempts,
-            progress=progress,
+            progress=watched,
             **options,
         )
     except (TypeError, ValueError) as error:
         raise click.UsageError(str(error)) from None
-    with _ending_on_signals(), _printing(progress, quiet):
+    with _ending_on_signals(), showing(watched, display):
         _run(pipeline, source, full_refresh, PipelineStepFailed)
     if not quiet:
-        elapsed = format_duration(time.monotonic() - progress.started)
+        elapsed = format_duration(time.monotonic() - watched.started)
         where = f"{pipeline.destination.destination_name} dataset {pipeline.dataset_name}"
         click.echo(
-            f"synced into {where}: {plural(progress.count, 'request')} in {elapsed}", err=True
+            f"synced into {where}: {plural(watched.count, 'request')} in {elapsed}", err=True
         )
     return 0
 

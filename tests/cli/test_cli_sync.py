@@ -68,3 +68,22 @@ def test_sync_reports_requests_and_an_eta_as_it_goes(
     totals = [int(total) for total in re.findall(r" of about (\d+) requests", stderr)]
     assert len(totals) == len(estimated), stderr
     assert all(0.8 * made <= total <= 1.2 * made for total in totals), (made, stderr)
+
+
+def test_sync_shows_crawls_bar_in_requests_with_an_eta(
+    account: RunningEmulator, sync_env: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """--progress shows crawl's bar off a terminal too: the requests done of about how many
+    and an ETA, and, a sync having no ids, no count of leads; no plain lines."""
+    newest = max(row["ModifiedOn"] for row in account.account.activities())
+    since = dt.datetime.strptime(newest, "%Y-%m-%d %H:%M:%S") - dt.timedelta(days=400)
+    args = ["sync", "--since", since.isoformat(), "--lag", "0s", "--index-lag", "0s"]
+    exit_code = main([*args, "--opportunity-type", "12000", "--progress", "--rate-limit", "10/0.5"])
+    stderr = capsys.readouterr().err
+    assert exit_code == 0, stderr
+    made = account.stats.total
+    bars = re.findall(r"(\d+)/~(\d+) requests, ETA (\S+)", stderr)
+    assert bars, stderr
+    assert any(int(done) == made for done, _, _ in bars), (made, bars)
+    assert not re.search(r"\d+(/\d+)? leads?\b", stderr), stderr
+    assert not [line for line in stderr.splitlines() if line.startswith("sync: ")]
