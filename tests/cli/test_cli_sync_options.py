@@ -1,19 +1,55 @@
-"""``leadsq-async sync``'s options and exit codes: usage errors (exit code 2) that name their
-culprit and send nothing, and never show the secret key."""
+"""``leadsq-async sync``'s options and exit codes, run against an account of its own: usage
+errors (exit code 2) that name their culprit and send nothing, a sync the API refuses (1), a
+sync interrupted (130) then run again. No output ever shows the secret key.
+
+The syncs run in this process (`run_in_process`), but for the interrupted one: a signal needs a
+process of its own. Each walks a small account at a fast limit with no lag, in a second or so.
+"""
 
 from __future__ import annotations
 
 import datetime as dt
+import gc
+import signal
 import subprocess
+import sys
+import time
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
+import duckdb
 import pytest
 from cli_fixtures import env_for, run_in_process
 
 from leadsq_async.cli._sync import parse_duration
-from leadsq_async.testing import RunningEmulator
+from leadsq_async.testing import (
+    Dataset,
+    EmulatorApp,
+    EmulatorConfig,
+    RunningEmulator,
+    serve_in_thread,
+)
 
 pytest.importorskip("dlt")
+
+TYPES = [str(code) for code in range(12000, 12006)]
+DATABASE = "leadsquared.duckdb"
+#: The tables of a sync and the column of each one's id.
+KEYS = {
+    "leads": "prospect_id",
+    "opportunities": "opportunity_id",
+    "activities": "prospect_activity_id",
+}
+STOPPED = "the sync stopped (what earlier syncs committed is kept)"
+
+
+@pytest.fixture
+def account() -> Iterator[RunningEmulator]:
+    """A small account of its own (some 35 leads, 300 opportunities, 500 activities)."""
+    data = Dataset.generate(seed=19, thousands=20, hundreds=10, other_leads=30)
+    with serve_in_thread(EmulatorApp(data, EmulatorConfig(rate_limits=["2000/1"]))) as running:
+        yield running
 
 
 def environment(
@@ -26,6 +62,52 @@ def environment(
         **env_for(emulator, rate_limit="2000/1"),
         "DLT_DATA_DIR": str(directory / "dlt"),
         "RUNTIME__DLTHUB_TELEMETRY": "false",
+    }
+
+
+@pytest.fixture
+def env(
+    account: RunningEmulator, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> dict[str, str]:
+    """The environment that points a sync at ``account``, into ``tmp_path``."""
+    return environment(account, tmp_path, monkeypatch)
+
+
+def oldest_change(emulator: RunningEmulator) -> dt.datetime:
+    """A day before the account's oldest change: a first sync from there reads it all."""
+    account = emulator.account
+    dates = [row["ModifiedOn"] for row in account.leads()]
+    dates += [row["ModifiedOn"] for row in account.opportunities()]
+    dates += [row["ModifiedOn"] for row in account.activities()]
+    oldest = min(dt.datetime.strptime(text, "%Y-%m-%d %H:%M:%S") for text in dates)
+    return oldest.replace(tzinfo=dt.timezone.utc) - dt.timedelta(days=1)
+
+
+def sync_args(emulator: RunningEmulator, *more: str) -> list[str]:
+    """``sync`` of every opportunity type from the account's first change, with no lag."""
+    args = ["sync", "--since", oldest_change(emulator).isoformat(), "--lag", "0s"]
+    args += ["--index-lag", "0s", "--quiet", *(f"--opportunity-type={code}" for code in TYPES)]
+    return [*args, *more]
+
+
+def query(sql: str) -> list[tuple[Any, ...]]:
+    """The rows of ``sql`` in the working directory's DuckDB file."""
+    with duckdb.connect(DATABASE, read_only=True) as connection:
+        return connection.execute(sql).fetchall()
+
+
+def ids(table: str, dataset: str = "leadsquared_account") -> list[str]:
+    """The ids of the rows in ``table``, sorted, each as often as a row holds it."""
+    return sorted(row_id for (row_id,) in query(f"SELECT {KEYS[table]} FROM {dataset}.{table}"))
+
+
+def account_ids(emulator: RunningEmulator) -> dict[str, list[str]]:
+    """Per table, the ids of the account's rows, sorted."""
+    account = emulator.account
+    return {
+        "leads": sorted(row["ProspectID"] for row in account.leads()),
+        "opportunities": sorted(row["ProspectActivityId"] for row in account.opportunities()),
+        "activities": sorted(row["ProspectActivityId"] for row in account.activities()),
     }
 
 
@@ -131,3 +213,72 @@ def test_parse_duration_refuses_a_duration_too_long_for_a_timedelta(text: str) -
     not an OverflowError."""
     with pytest.raises(ValueError, match="too long a duration: at most 999999999 days"):
         parse_duration(text)
+
+
+# A sync the API refuses: exit code 1.
+
+
+# A refused sync may leave its session's connections open (its walks are cancelled while dlt
+# closes its event loop, and the session is never closed: a defect of the dlt source, to be
+# fixed there). They are collected at the end of the test, where their warning is expected,
+# rather than in a later test that has nothing to do with them.
+@pytest.mark.filterwarnings("ignore:unclosed:ResourceWarning")
+@pytest.mark.parametrize("refusal", ["wrong keys", "wrong region"])
+def test_a_sync_the_api_refuses_exits_1_saying_it_stopped(
+    account: RunningEmulator, env: dict[str, str], refusal: str
+) -> None:
+    """Keys the account refuses (its own are others, or it lives in another region): exit 1,
+    one error line saying the sync stopped and that what earlier syncs committed is kept,
+    and the secret key nowhere."""
+    secret = env["LSQ_SECRET_KEY"]
+    if refusal == "wrong keys":
+        account.config.secret_key = "another-secret-key"
+    else:
+        account.config.wrong_region_host = "api-us11.leadsquared.com"
+    result = run_in_process(*sync_args(account), env=env)
+    assert result.returncode == 1, result.stderr
+    errors = error_lines(result)
+    assert len(errors) == 1, result.stderr
+    assert STOPPED in errors[0]
+    assert secret not in result.stdout + result.stderr
+    assert account.stats.total > 0
+    gc.collect()  # the connections a refused sync may leave open: see the mark
+
+
+# A sync interrupted: exit code 130, and the same command carries on.
+
+
+def test_an_interrupted_sync_exits_130_and_the_same_command_then_syncs_each_row_once(
+    account: RunningEmulator, env: dict[str, str], tmp_path: Path
+) -> None:
+    """SIGINT while the sync's requests go: exit 130 and the "interrupted" line at once; the
+    same command run again exits 0, and the tables hold every row of the account once."""
+    args = sync_args(account)
+    account.config.latency = 0.05  # a slow account, so that the signal comes midway
+    with subprocess.Popen(
+        [sys.executable, "-m", "leadsq_async.cli", *args],
+        cwd=tmp_path,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    ) as process:
+        try:
+            deadline = time.monotonic() + 30
+            while account.stats.total < 5:
+                assert process.poll() is None, process.communicate()
+                assert time.monotonic() < deadline, "the sync made no request"
+                time.sleep(0.01)
+            process.send_signal(signal.SIGINT)
+            stdout, stderr = process.communicate(timeout=10)
+        finally:
+            if process.poll() is None:
+                process.kill()
+    assert process.returncode == 130, stderr
+    assert "leadsq-async: interrupted: what earlier syncs committed is kept" in stderr
+    assert account.secret_key not in stdout + stderr
+
+    account.config.latency = 0.0
+    result = run_in_process(*args, env=env)
+    assert result.returncode == 0, result.stderr
+    assert {table: ids(table) for table in KEYS} == account_ids(account)
