@@ -1,6 +1,7 @@
 """``leadsq-async sync``'s options and exit codes, run against an account of its own: usage
 errors (exit code 2) that name their culprit and send nothing, a sync the API refuses (1), a
-sync interrupted (130) then run again. No output ever shows the secret key.
+sync interrupted (130) then run again, ``--full-refresh``, ``--dataset`` and
+``--pipeline-name``. No output ever shows the secret key.
 
 The syncs run in this process (`run_in_process`), but for the interrupted one: a signal needs a
 process of its own. Each walks a small account at a fast limit with no lag, in a second or so.
@@ -88,6 +89,21 @@ def sync_args(emulator: RunningEmulator, *more: str) -> list[str]:
     args = ["sync", "--since", oldest_change(emulator).isoformat(), "--lag", "0s"]
     args += ["--index-lag", "0s", "--quiet", *(f"--opportunity-type={code}" for code in TYPES)]
     return [*args, *more]
+
+
+def next_second() -> None:
+    """Wait for the emulator's clock to leave the second of the last change: with no index
+    lag a sync reads up to its whole second, and a change in that second is the next's."""
+    time.sleep(1.02 - time.time() % 1)
+
+
+def synced(emulator: RunningEmulator, env: dict[str, str], *more: str) -> int:
+    """Run a sync of ``emulator`` that must succeed; return the requests it made."""
+    before = emulator.stats.total
+    result = run_in_process(*sync_args(emulator, *more), env=env)
+    assert result.returncode == 0, result.stderr
+    assert emulator.secret_key not in result.stdout + result.stderr
+    return emulator.stats.total - before
 
 
 def query(sql: str) -> list[tuple[Any, ...]]:
@@ -282,3 +298,47 @@ def test_an_interrupted_sync_exits_130_and_the_same_command_then_syncs_each_row_
     result = run_in_process(*args, env=env)
     assert result.returncode == 0, result.stderr
     assert {table: ids(table) for table in KEYS} == account_ids(account)
+
+
+# --full-refresh, --dataset, --pipeline-name.
+
+
+def test_full_refresh_drops_a_deleted_activity_and_reads_everything_again(
+    account: RunningEmulator, env: dict[str, str]
+) -> None:
+    """After an activity is deleted, ``--full-refresh`` rebuilds the tables from --since: the
+    deleted activity's row is gone (not marked), every other row is there once, at the cost
+    of the first sync."""
+    first = synced(account, env)
+    doomed = account.account.activities()[0]["ProspectActivityId"]
+    assert doomed in ids("activities")
+    account.account.delete_activity(doomed)
+    next_second()
+    refresh = synced(account, env, "--full-refresh")
+    assert doomed not in ids("activities")
+    assert {table: ids(table) for table in KEYS} == account_ids(account)
+    assert refresh == first
+
+
+def test_the_tables_land_in_the_dataset_named(
+    account: RunningEmulator, env: dict[str, str]
+) -> None:
+    """``--dataset elsewhere``: the three tables are in that schema, with every row, and
+    there is no schema of the default name."""
+    synced(account, env, "--dataset", "elsewhere")
+    schemas = {schema for (schema,) in query("SELECT schema_name FROM information_schema.schemata")}
+    assert "elsewhere" in schemas
+    assert "leadsquared_account" not in schemas
+    assert {table: ids(table, "elsewhere") for table in KEYS} == account_ids(account)
+
+
+def test_each_pipeline_name_keeps_cursors_of_its_own(
+    account: RunningEmulator, env: dict[str, str]
+) -> None:
+    """A second pipeline's first sync reads everything again, as the first pipeline's first
+    sync did, while the first pipeline's next sync reads only from its cursors."""
+    first = synced(account, env, "--pipeline-name", "first")
+    again = synced(account, env, "--pipeline-name", "first")
+    other = synced(account, env, "--pipeline-name", "second")
+    assert again < first / 4
+    assert other == first
