@@ -53,12 +53,17 @@ def parse_duration(text: str) -> dt.timedelta:
     """``10m``, ``0s``, ``2h``, ``1d`` or plain seconds, as a timedelta.
 
     Raises:
-        ValueError: not a duration.
+        ValueError: not a duration, or one longer than a timedelta holds.
     """
     match = _DURATION.fullmatch(text)
     if match is None:
         raise ValueError(f"{text!r} is not a duration such as 10m, 90s, 2h or 0s")
-    return dt.timedelta(seconds=float(match[1]) * _UNITS[match[2] or "s"])
+    try:
+        return dt.timedelta(seconds=float(match[1]) * _UNITS[match[2] or "s"])
+    except OverflowError:  # past timedelta's range, or past float's (infinity)
+        raise ValueError(
+            f"{text!r} is too long a duration: at most {dt.timedelta.max.days} days"
+        ) from None
 
 
 def _duration(ctx: click.Context, param: click.Parameter, value: str) -> dt.timedelta:
