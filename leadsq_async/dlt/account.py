@@ -7,10 +7,9 @@ cursors stay safe, and what a run costs: docs/warehouse.md.
 """
 
 # No ``from __future__ import annotations``: dlt reads the source's annotations itself.
-import contextlib
-from collections.abc import AsyncIterator, Callable, Iterator, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Iterator, Sequence
 from datetime import datetime, timedelta, timezone
-from typing import Any, Optional, Protocol
+from typing import Any, Optional
 
 import dlt
 from dlt.common.configuration import configspec
@@ -18,7 +17,7 @@ from dlt.common.configuration.specs import BaseConfiguration
 from dlt.common.typing import TSecretStrValue
 from dlt.extract import DltResource
 
-from leadsq_async import RateLimit, RateLimiter, RetryPolicy, Session
+from leadsq_async import RateLimit, RateLimiter, RetryPolicy
 from leadsq_async._hosts import base_url
 from leadsq_async._limits import utc_now
 from leadsq_async._secrets import auth_headers
@@ -29,6 +28,7 @@ from .account_rows import (
     LEAD_COLUMNS,
     AccountRows,
 )
+from .account_session import SharedSession, SyncProgress
 from .account_work import SyncWork, merged
 from .helpers import session_for
 from .settings import checked_rate_limit
@@ -70,57 +70,21 @@ class LeadSquaredAccountConfiguration(BaseConfiguration):
     max_attempts: int = 5
 
 
-class SyncProgress(Protocol):
-    """What a sync reports as it goes, for a display (the command line's). Called from dlt's
-    extraction thread; an exception it raises stops the sync (nothing of it is committed)."""
-
-    def sync_started(self, session: Session, work: SyncWork) -> None:
-        """The sync's session is open; its ``stats``, ``limiter`` and ``events`` can be
-        watched, and ``work`` tells the requests it still needs, as far as known."""
-
-
-class _SharedSession:
-    """One session for every resource of a run, so that they share one limiter: opened by
-    the first resource that needs it (in dlt's event loop), closed when the last is done.
-    Its walks are counted in ``work``."""
-
-    def __init__(self, open_session: Callable[[], Any], progress: SyncProgress | None) -> None:
-        self._open = open_session
-        self._progress = progress
-        self.work = SyncWork()
-        self._users = 0
-        self._stack: contextlib.AsyncExitStack | None = None
-        self._session: Session | None = None
-
-    @contextlib.asynccontextmanager
-    async def use(self) -> AsyncIterator[Session]:
-        self._users += 1
-        try:
-            session = self._session
-            if session is None:
-                stack = contextlib.AsyncExitStack()
-                opened: Session = await stack.enter_async_context(self._open())
-                session = self._session = opened
-                self._stack = stack
-                if self._progress is not None:
-                    self._progress.sync_started(session, self.work)
-            yield session
-        finally:
-            self._users -= 1
-            if self._users == 0 and self._stack is not None:
-                stack, self._stack, self._session = self._stack, None, None
-                await stack.aclose()
-
-
 def _aware(name: str, value: object) -> datetime:
     if not isinstance(value, datetime) or value.tzinfo is None or value.utcoffset() is None:
         raise ValueError(f"{name} must be an aware datetime (its zone cannot be guessed)")
     return value.astimezone(timezone.utc)
 
 
+#: The longest lag or index lag: LeadSquared's accounts are younger than that.
+_LONGEST_LAG = timedelta(days=3650)
+
+
 def _duration(name: str, value: object) -> timedelta:
     if not isinstance(value, timedelta) or value < timedelta(0):
         raise ValueError(f"{name} must be a timedelta of zero or more, not {value!r}")
+    if value > _LONGEST_LAG:
+        raise ValueError(f"{name} must be at most {_LONGEST_LAG.days} days, not {value}")
     return value
 
 
@@ -222,7 +186,7 @@ def leadsquared_account(
     rows = AccountRows(schema.naming)
     limits: tuple[RateLimit, ...] | Callable[[], RateLimiter] = checked_rate_limit(rate_limit)
     plan = _SessionPlan(access_key, secret_key, host, limits, timeout, RetryPolicy(max_attempts))
-    shared = _SharedSession(lambda: session_for(plan), progress)
+    shared = SharedSession(lambda: session_for(plan), progress)
     clock = utc_now
     until = (_aware("now()", clock()) - index_lag).replace(microsecond=0)
 
@@ -255,7 +219,7 @@ def leadsquared_account(
     def leads(modified: Any = cursor()) -> Iterator[AsyncIterator[list[dict[str, Any]]]]:  # noqa: B008
         shared.work.expect("leads")
         since, end, state = range_of(modified)
-        yield _walked(_leads(shared, rows, since, end), end, state)
+        yield shared.walk(_leads(shared, rows, since, end), _walk_end(end, state))
 
     def opportunities(modified: Any = cursor()) -> Iterator[AsyncIterator[Any]]:  # noqa: B008
         shared.work.expect("opportunities", len(codes))
@@ -263,12 +227,12 @@ def leadsquared_account(
             shared.work.expect(_OPPORTUNITY_WALK, None)
         since, end, state = range_of(modified)
         walk = _opportunities(shared, rows, codes, since, end, with_opportunity_activities)
-        yield _walked(walk, end, state)
+        yield shared.walk(walk, _walk_end(end, state))
 
     def activities(modified: Any = cursor()) -> Iterator[AsyncIterator[list[dict[str, Any]]]]:  # noqa: B008
         shared.work.expect("activities")
         since, end, state = range_of(modified)
-        yield _walked(_activities(shared, rows, codes, since, end), end, state)
+        yield shared.walk(_activities(shared, rows, codes, since, end), _walk_end(end, state))
 
     resources: list[DltResource] = []
     if with_leads:
@@ -314,8 +278,8 @@ def leadsquared_account(
         def deletes() -> Iterator[AsyncIterator[Any]]:
             for table in tables:
                 shared.work.expect(f"{RECONCILE} {table}", None)
-            yield deleted_rows(
-                shared, dlt.current.pipeline(), tables, codes, live_since, live_until
+            yield shared.walk(
+                deleted_rows(shared, dlt.current.pipeline(), tables, codes, live_since, live_until)
             )
 
         resources.append(dlt.resource(deletes, name="deleted_rows", write_disposition="merge"))
@@ -349,32 +313,32 @@ class _SessionPlan:
 WALKED_TO = "walked_to"
 
 
-async def _walked(
-    walk: AsyncIterator[Any], end: datetime, state: dict[str, Any]
-) -> AsyncIterator[Any]:
-    """``walk``'s items; once it has ended, its end recorded in ``state``, which dlt commits
-    with the data: the next run starts there (less ``lag``) even where the cursor, the
-    latest row seen, is far behind, on a quiet feed."""
-    async for item in walk:
-        yield item
-    state[WALKED_TO] = end.isoformat()
+def _walk_end(end: datetime, state: dict[str, Any]) -> Callable[[], None]:
+    """What records, once a walk has ended, its end in ``state``, which dlt commits with the
+    data: the next run starts there (less ``lag``) even where the cursor, the latest row
+    seen, is far behind, on a quiet feed."""
+
+    def ended() -> None:
+        state[WALKED_TO] = end.isoformat()
+
+    return ended
 
 
 async def _leads(
-    shared: _SharedSession, rows: AccountRows, since: datetime, until: datetime
-) -> AsyncIterator[list[dict[str, Any]]]:
+    shared: SharedSession, rows: AccountRows, since: datetime, until: datetime
+) -> AsyncGenerator[list[dict[str, Any]], None]:
     async with shared.use() as session:
         async for page in shared.work.walk("leads", session.leads_modified(since, until)):
             yield [rows.lead(lead) for lead in page.items]
 
 
 async def _activities(
-    shared: _SharedSession,
+    shared: SharedSession,
     rows: AccountRows,
     codes: tuple[str, ...],
     since: datetime,
     until: datetime,
-) -> AsyncIterator[list[dict[str, Any]]]:
+) -> AsyncGenerator[list[dict[str, Any]], None]:
     async with shared.use() as session:
         walk = shared.work.walk("activities", session.activities_modified(since, until))
         async for page in walk:
@@ -389,13 +353,13 @@ async def _activities(
 
 
 async def _opportunities(
-    shared: _SharedSession,
+    shared: SharedSession,
     rows: AccountRows,
     codes: tuple[str, ...],
     since: datetime,
     until: datetime,
     with_activities: bool,
-) -> AsyncIterator[Any]:
+) -> AsyncGenerator[Any, None]:
     work = shared.work
     async with shared.use() as session:
         # The ids of the opportunities read, when their activities are to follow.

@@ -8,7 +8,7 @@ with the mark set, so the row stays whole. What reconcile costs: docs/warehouse.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable, Iterable
+from collections.abc import AsyncGenerator, Callable, Iterable
 from contextlib import AbstractAsyncContextManager
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any, Protocol
@@ -140,7 +140,7 @@ async def deleted_rows(
     codes: tuple[str, ...],
     since: datetime,
     until: Callable[[], datetime],
-) -> AsyncIterator[Any]:
+) -> AsyncGenerator[Any, None]:
     """The rows of ``tables`` the account no longer serves, whole, with ``_lsq_deleted_at``
     set to now, each batch marked with its table. Ids are listed from ``since`` to what
     ``until()`` says when the listings start; the listings (each table, each opportunity
