@@ -29,7 +29,7 @@ from leadsq_async import LeadSquaredError, QuotaExhaustedError, Session
 
 from ._display import progress_display, showing
 from ._options import ApiOptions, api_options, scrub
-from ._outcomes import TEMPORARY_FAILURE, quota_name, resume_time
+from ._outcomes import TEMPORARY_FAILURE, exit_code_of, quota_name, resume_time, stop_advice
 from ._pipelines import cause_of, file_format, pipeline_for
 from ._progress import CrawlCounts, Meter, format_duration, plural
 from ._run import INTERRUPTED_EXIT_CODE, CommandFailed, error_line
@@ -205,7 +205,8 @@ def sync(
     Tables leads, opportunities and activities, merged on their ids; each sync reads only
     what changed since the last (its cursors are committed with its data). With
     --reconcile, rows deleted in the account get _lsq_deleted_at. Exit codes: 0 done,
-    1 failed, 2 usage, 75 a spent quota (run again at the time given), 130 interrupted.
+    1 failed, 2 usage, 75 a spent quota (run again at the time given) or a server failing
+    for now, 130 interrupted.
     Needs the dlt extra: pip install "leadsq-async[dlt]".
     """
     try:
@@ -225,7 +226,6 @@ def sync(
     target: Any = destination
     if destination == "duckdb":
         target = dlt.destinations.duckdb(DEFAULT_DUCKDB_FILE)
-    pipeline = pipeline_for(pipeline_name, target, dataset, named=destination)
     watched = _Progress()
     display = progress_display(noun=None, quiet=quiet, force=progress, prefix="sync: ")
     options: dict[str, Any] = {} if since is None else {"start_date": since}
@@ -246,6 +246,8 @@ def sync(
         )
     except (TypeError, ValueError) as error:
         raise click.UsageError(str(error)) from None
+    # Only once the arguments hold: a usage error leaves no pipeline behind.
+    pipeline = pipeline_for(pipeline_name, target, dataset, named=destination)
     with _ending_on_signals(), showing(watched, display):
         _run(pipeline, source, full_refresh, PipelineStepFailed)
     if not quiet:
@@ -274,9 +276,11 @@ def _run(pipeline: Pipeline, source: Any, full_refresh: bool, failed: type[Excep
                 exit_code=TEMPORARY_FAILURE,
             ) from None
         ours = cause_of(error, LeadSquaredError)
-        if ours is not None:
+        if isinstance(ours, LeadSquaredError):
+            # Bad keys need fixing first; a server that failed for now, only time (exit 75).
             raise CommandFailed(
                 f"{error_line(ours, scrub)}; the sync stopped (what earlier syncs committed "
-                "is kept): run the same command to carry on"
+                f"is kept): {stop_advice(ours, 'run the same command')}",
+                exit_code=exit_code_of(ours),
             ) from None
         raise CommandFailed(f"the sync failed: {error_line(error, scrub)}") from None
