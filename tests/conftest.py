@@ -24,7 +24,7 @@ def pytest_configure(config: pytest.Config) -> None:
     asyncio.set_event_loop(None)
 
 
-pytest_plugins = ["cli_fixtures", "docs_fixtures"]
+pytest_plugins = ["cli_fixtures", "docs_fixtures", "sync_fixtures"]
 
 REDIS_URL = os.environ.get("LEADSQ_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 

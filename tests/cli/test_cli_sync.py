@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import datetime as dt
 import re
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -14,22 +13,15 @@ from cli_fixtures import point_in_process_commands_at
 from leadsq_async.cli import _display
 from leadsq_async.cli._app import main
 from leadsq_async.testing import (
-    Dataset,
-    EmulatorApp,
-    EmulatorConfig,
     RunningEmulator,
-    serve_in_thread,
 )
 
 pytest.importorskip("dlt")
 
 
 @pytest.fixture
-def account() -> Iterator[RunningEmulator]:
-    """A small account of its own (some 35 leads, 300 opportunities, 500 activities)."""
-    data = Dataset.generate(seed=19, thousands=20, hundreds=10, other_leads=30)
-    with serve_in_thread(EmulatorApp(data, EmulatorConfig(rate_limits=["2000/1"]))) as running:
-        yield running
+def account(small_account: RunningEmulator) -> RunningEmulator:
+    return small_account
 
 
 @pytest.fixture

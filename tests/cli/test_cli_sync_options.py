@@ -16,26 +16,22 @@ import subprocess
 import sys
 import time
 import warnings
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import duckdb
 import pytest
 from cli_fixtures import env_for, run_in_process
+from sync_fixtures import ACCOUNT_TYPES, next_second, oldest_change
 
 from leadsq_async.cli._sync import parse_duration
 from leadsq_async.testing import (
-    Dataset,
-    EmulatorApp,
-    EmulatorConfig,
     RunningEmulator,
-    serve_in_thread,
 )
 
 pytest.importorskip("dlt")
 
-TYPES = [str(code) for code in range(12000, 12006)]
+TYPES = ACCOUNT_TYPES
 DATABASE = "leadsquared.duckdb"
 #: The tables of a sync and the column of each one's id.
 KEYS = {
@@ -47,11 +43,8 @@ STOPPED = "the sync stopped (what earlier syncs committed is kept)"
 
 
 @pytest.fixture
-def account() -> Iterator[RunningEmulator]:
-    """A small account of its own (some 35 leads, 300 opportunities, 500 activities)."""
-    data = Dataset.generate(seed=19, thousands=20, hundreds=10, other_leads=30)
-    with serve_in_thread(EmulatorApp(data, EmulatorConfig(rate_limits=["2000/1"]))) as running:
-        yield running
+def account(small_account: RunningEmulator) -> RunningEmulator:
+    return small_account
 
 
 def environment(
@@ -75,27 +68,11 @@ def env(
     return environment(account, tmp_path, monkeypatch)
 
 
-def oldest_change(emulator: RunningEmulator) -> dt.datetime:
-    """A day before the account's oldest change: a first sync from there reads it all."""
-    account = emulator.account
-    dates = [row["ModifiedOn"] for row in account.leads()]
-    dates += [row["ModifiedOn"] for row in account.opportunities()]
-    dates += [row["ModifiedOn"] for row in account.activities()]
-    oldest = min(dt.datetime.strptime(text, "%Y-%m-%d %H:%M:%S") for text in dates)
-    return oldest.replace(tzinfo=dt.timezone.utc) - dt.timedelta(days=1)
-
-
 def sync_args(emulator: RunningEmulator, *more: str) -> list[str]:
     """``sync`` of every opportunity type from the account's first change, with no lag."""
     args = ["sync", "--since", oldest_change(emulator).isoformat(), "--lag", "0s"]
     args += ["--index-lag", "0s", "--quiet", *(f"--opportunity-type={code}" for code in TYPES)]
     return [*args, *more]
-
-
-def next_second() -> None:
-    """Wait for the emulator's clock to leave the second of the last change: with no index
-    lag a sync reads up to its whole second, and a change in that second is the next's."""
-    time.sleep(1.02 - time.time() % 1)
 
 
 def synced(emulator: RunningEmulator, env: dict[str, str], *more: str) -> int:
@@ -136,6 +113,18 @@ def error_lines(result: subprocess.CompletedProcess[str]) -> list[str]:
 # Usage errors: exit code 2, a line that names the culprit, and no request.
 
 
+def assert_refused_before_sending(
+    result: subprocess.CompletedProcess[str], culprit: str, emulator: RunningEmulator
+) -> None:
+    """Exit code 2, one error line that names ``culprit``, no secret, and no request."""
+    assert result.returncode == 2, result.stderr
+    errors = error_lines(result)
+    assert len(errors) == 1, result.stderr
+    assert culprit in errors[0]
+    assert emulator.secret_key not in result.stdout + result.stderr
+    assert emulator.stats.total == 0
+
+
 @pytest.mark.parametrize(
     ("args", "culprit"),
     [
@@ -168,12 +157,7 @@ def test_a_bad_option_is_a_usage_error_naming_it_before_any_request(
     account hears nothing, and no pipeline is left behind."""
     env = environment(emulator, tmp_path, monkeypatch)
     result = run_in_process("sync", "--opportunity-type", "12002", *args, env=env)
-    assert result.returncode == 2, result.stderr
-    errors = error_lines(result)
-    assert len(errors) == 1, result.stderr
-    assert culprit in errors[0]
-    assert emulator.secret_key not in result.stdout + result.stderr
-    assert emulator.stats.total == 0
+    assert_refused_before_sending(result, culprit, emulator)
     assert not list(tmp_path.rglob("state.json"))
 
 
@@ -200,12 +184,7 @@ def test_a_missing_option_is_a_usage_error_naming_it_before_any_request(
     if unset is not None:
         del env[unset]
     result = run_in_process("sync", *args, env=env)
-    assert result.returncode == 2, result.stderr
-    errors = error_lines(result)
-    assert len(errors) == 1, result.stderr
-    assert culprit in errors[0]
-    assert emulator.secret_key not in result.stdout + result.stderr
-    assert emulator.stats.total == 0
+    assert_refused_before_sending(result, culprit, emulator)
 
 
 @pytest.mark.parametrize(

@@ -27,19 +27,24 @@ import duckdb
 import psycopg2
 import pytest
 from dlt.common.normalizers.naming.snake_case import NamingConvention
+from sync_fixtures import (
+    ACCOUNT_TYPES,
+    next_second,
+    oldest_change,
+    small_dataset,
+    sync_source,
+)
 
 import leadsq_async as lsq
-from leadsq_async.dlt import leadsquared_account
 from leadsq_async.dlt.account_work import merged
 from leadsq_async.testing import (
-    Dataset,
     EmulatorApp,
     EmulatorConfig,
     RunningEmulator,
     serve_in_thread,
 )
 
-TYPES = [str(code) for code in range(12000, 12006)]
+TYPES = ACCOUNT_TYPES
 COMMAND = [sys.executable, "-m", "leadsq_async.cli"]
 NAMING = NamingConvention()
 # A lead's name, email and phone, copied into its opportunities' and activities' rows: a change
@@ -58,21 +63,8 @@ def _dlt_in_tmp_path(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
 
 
 @pytest.fixture
-def emulator() -> Iterator[RunningEmulator]:
-    """A small account of its own (some 35 leads, 300 opportunities, 500 activities)."""
-    data = Dataset.generate(seed=19, thousands=20, hundreds=10, other_leads=30)
-    app = EmulatorApp(data, EmulatorConfig(rate_limits=["2000/1"]))
-    with serve_in_thread(app) as running:
-        yield running
-
-
-def oldest_change(emulator: RunningEmulator) -> dt.datetime:
-    account = emulator.account
-    dates = [row["ModifiedOn"] for row in account.leads()]
-    dates += [row["ModifiedOn"] for row in account.opportunities()]
-    dates += [row["ModifiedOn"] for row in account.activities()]
-    oldest = min(dt.datetime.strptime(text, "%Y-%m-%d %H:%M:%S") for text in dates)
-    return oldest.replace(tzinfo=dt.timezone.utc) - dt.timedelta(days=1)
+def emulator(small_account: RunningEmulator) -> RunningEmulator:
+    return small_account
 
 
 @contextlib.contextmanager
@@ -192,26 +184,6 @@ def assert_exact(query: Query, dataset: str, emulator: RunningEmulator) -> set[s
                 column = NAMING.normalize_path(field)
                 assert canonical(held[column]) == canonical(value), (table, row_id, field)
     return deleted
-
-
-def sync_source(emulator: RunningEmulator, start: dt.datetime, **options: Any) -> Any:
-    arguments: dict[str, Any] = {
-        "access_key": emulator.access_key,
-        "secret_key": emulator.secret_key,
-        "host": emulator.url,
-        "rate_limit": "2000/1",
-        "opportunity_types": TYPES,
-        "start_date": start,
-        "lag": dt.timedelta(seconds=0),
-        "index_lag": dt.timedelta(seconds=0),
-    }
-    return leadsquared_account(**{**arguments, **options})
-
-
-def next_second() -> None:
-    """Wait for the emulator's clock to leave the second of the last change: with no index
-    lag a sync reads up to its whole second, and a change in that second is the next's."""
-    time.sleep(1.02 - time.time() % 1)
 
 
 def scripted_changes(emulator: RunningEmulator, seed: int) -> dict[str, set[str]]:
@@ -411,8 +383,7 @@ class _Heard:
 def test_the_opportunity_types_are_searched_at_once(tmp_path: Path) -> None:
     """Each type's search is its own walk, and the walks go at once: at a 0.2 s round trip,
     every type's first page is asked before any is answered, not one type after another."""
-    data = Dataset.generate(seed=19, thousands=20, hundreds=10, other_leads=30)
-    app = EmulatorApp(data, EmulatorConfig(rate_limits=["2000/1"], latency=0.2))
+    app = EmulatorApp(small_dataset(), EmulatorConfig(rate_limits=["2000/1"], latency=0.2))
     heard = _Heard()
     pipeline = dlt.pipeline(
         pipeline_name="types_at_once",

@@ -11,23 +11,23 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import dlt
 import pytest
+from sync_fixtures import ACCOUNT_TYPES, next_second, oldest_change, small_dataset
+from sync_fixtures import sync_source as source
 
 from leadsq_async.dlt import leadsquared_account
 from leadsq_async.testing import (
-    Dataset,
     EmulatorApp,
     EmulatorConfig,
     RunningEmulator,
     serve_in_thread,
 )
 
-TYPES = [str(code) for code in range(12000, 12006)]
+TYPES = ACCOUNT_TYPES
 RESOURCES = ("leads", "opportunities", "activities")
 
 
@@ -37,37 +37,8 @@ def _no_telemetry(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 @pytest.fixture
-def emulator() -> Iterator[RunningEmulator]:
-    """A small account of its own (some 35 leads, 300 opportunities, 500 activities)."""
-    data = Dataset.generate(seed=19, thousands=20, hundreds=10, other_leads=30)
-    with serve_in_thread(EmulatorApp(data, EmulatorConfig(rate_limits=["2000/1"]))) as running:
-        yield running
-
-
-def oldest_change(emulator: RunningEmulator) -> dt.datetime:
-    account = emulator.account
-    rows = account.leads() + account.opportunities() + account.activities()
-    oldest = min(dt.datetime.strptime(row["ModifiedOn"], "%Y-%m-%d %H:%M:%S") for row in rows)
-    return oldest.replace(tzinfo=dt.timezone.utc) - dt.timedelta(days=1)
-
-
-def next_second() -> None:
-    """Wait for the clock to leave the current second: a run reads up to its whole second."""
-    time.sleep(1.02 - time.time() % 1)
-
-
-def source(emulator: RunningEmulator, **options: Any) -> Any:
-    arguments: dict[str, Any] = {
-        "access_key": emulator.access_key,
-        "secret_key": emulator.secret_key,
-        "host": emulator.url,
-        "rate_limit": "2000/1",
-        "opportunity_types": TYPES,
-        "start_date": oldest_change(emulator),
-        "lag": dt.timedelta(0),
-        "index_lag": dt.timedelta(0),
-    }
-    return leadsquared_account(**{**arguments, **options})
+def emulator(small_account: RunningEmulator) -> RunningEmulator:
+    return small_account
 
 
 def pipeline_in(directory: Path, name: str) -> dlt.Pipeline:
@@ -184,8 +155,7 @@ def test_lag_reads_again_a_change_the_feeds_showed_only_after_the_run(tmp_path: 
     """The feeds serve a change 3 s late. A run in the second after it does not see it, and
     the next run starts where that walk ended, past the change: with no lag the change is
     never read, and with a lag of 5 s it is."""
-    data = Dataset.generate(seed=19, thousands=20, hundreds=10, other_leads=30)
-    app = EmulatorApp(data, EmulatorConfig(rate_limits=["2000/1"], index_lag=3.0))
+    app = EmulatorApp(small_dataset(), EmulatorConfig(rate_limits=["2000/1"], index_lag=3.0))
     sql = "SELECT first_name FROM {dataset}.leads WHERE prospect_id = '%s'"
     with serve_in_thread(app) as emulator:
         lead = emulator.account.leads()[0]["ProspectID"]
