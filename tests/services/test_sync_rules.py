@@ -67,6 +67,7 @@ def resource_state(pipeline: dlt.Pipeline, resource: str) -> dict[str, Any]:
 @pytest.mark.parametrize(
     ("options", "error", "message"),
     [
+        ({"opportunity_types": None}, TypeError, "no documented endpoint lists"),
         ({"opportunity_types": "12002"}, TypeError, "list of event codes"),
         ({"opportunity_types": ["12002", "Won"]}, ValueError, "event code such as 12002"),
         ({"start_date": dt.datetime(2024, 1, 1)}, ValueError, "start_date must be an aware"),
