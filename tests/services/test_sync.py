@@ -52,6 +52,7 @@ NAMING = NamingConvention()
 # warehouse.md); the leads table holds them current.
 LEAD_COPIES = {"FirstName", "LastName", "EmailAddress", "Phone", "LeadName"}
 SEARCH = "OpportunityManagement.svc/Retrieve/BySearchParameter"
+ACTIVITIES_OF_OPPORTUNITY = "OpportunityManagement.svc/GetActivitiesOfOpportunity"
 KEYS = {"leads": "ProspectID", "opportunities": "OpportunityId", "activities": "ProspectActivityId"}
 Query = Callable[[str], list[dict[str, Any]]]
 
@@ -402,6 +403,48 @@ def test_the_opportunity_types_are_searched_at_once(tmp_path: Path) -> None:
         held = client.execute_sql(f"SELECT count(*) FROM {table}")
     assert held is not None
     assert held[0][0] == len(app.account.opportunities())
+
+
+def test_the_activities_of_the_opportunities_read_are_fetched_many_at_once(
+    tmp_path: Path,
+) -> None:
+    """At a 0.1 s round trip, the activities of the opportunities a run read are asked for
+    many at a time, as crawl's workers ask, not one opportunity after another; each comes
+    once, with its opportunity's id."""
+    app = EmulatorApp(small_dataset(), EmulatorConfig(rate_limits=["2000/1"], latency=0.1))
+    heard = _Heard()
+    pipeline = dlt.pipeline(
+        pipeline_name="activities_at_once",
+        destination=dlt.destinations.duckdb(str(tmp_path / "a.duckdb")),
+        dataset_name="account",
+        pipelines_dir=str(tmp_path / "pipelines"),
+    )
+    with serve_in_thread(app) as running:
+        source = sync_source(
+            running,
+            opportunity_types=["12001"],
+            with_leads=False,
+            with_activities=False,
+            with_opportunity_activities=True,
+            progress=heard,
+        )
+        pipeline.run(source)
+        opportunities = len(running.account.opportunities(12001))
+    in_flight, most = 0, 0
+    for what, endpoint in heard.events:
+        if endpoint == ACTIVITIES_OF_OPPORTUNITY:
+            in_flight += 1 if what == "sent" else -1
+            most = max(most, in_flight)
+    assert opportunities > 10
+    assert most >= 10, most
+    with pipeline.sql_client() as client:
+        table = client.make_qualified_table_name("activities")
+        held = client.execute_sql(f"SELECT prospect_activity_id, opportunity_id FROM {table}")
+    assert held is not None
+    assert len(held) == len({row[0] for row in held})
+    assert {row[1] for row in held} <= {
+        row["ProspectActivityId"] for row in app.account.opportunities(12001)
+    }
 
 
 async def _ticks(
