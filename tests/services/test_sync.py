@@ -18,7 +18,7 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import AsyncGenerator, Callable, Iterator
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -36,6 +36,7 @@ from sync_fixtures import (
 )
 
 import leadsq_async as lsq
+from leadsq_async.dlt.account_session import SharedSession
 from leadsq_async.dlt.account_work import merged
 from leadsq_async.testing import (
     EmulatorApp,
@@ -495,6 +496,48 @@ async def test_closing_a_merge_early_closes_every_walk() -> None:
     assert await merge.__anext__() == "a0"
     await merge.aclose()
     assert sorted(ended) == ["a", "b"]
+
+
+@pytest.mark.looptime
+async def test_a_walk_that_fails_first_stops_the_others_and_closes_the_session() -> None:
+    """Three walks on one shared session: the one asking for an item when another fails is
+    cancelled and waited for, the one between two items is closed, the session is closed
+    with the last of them, and only then does the failure reach the caller (dlt)."""
+    happened: list[str] = []
+
+    @contextlib.asynccontextmanager
+    async def open_session() -> AsyncIterator[str]:
+        happened.append("opened")
+        yield "session"
+        await asyncio.sleep(0.5)  # closing takes a while, as httpx's does
+        happened.append("closed")
+
+    shared = SharedSession(open_session, None)
+
+    async def items(name: str, every: float, fails: bool = False) -> AsyncGenerator[str, None]:
+        async with shared.use():
+            try:
+                for number in range(3):
+                    await asyncio.sleep(every)
+                    if fails:
+                        raise RuntimeError(f"{name} refused")
+                    yield f"{name}{number}"
+            finally:
+                happened.append(f"{name} ended")
+
+    failing = shared.walk(items("failing", 2.0, fails=True))
+    asking = shared.walk(items("asking", 10.0))
+    idle = shared.walk(items("idle", 0.1))
+    assert await idle.__anext__() == "idle0"  # then nobody asks it for more
+    pending = asyncio.ensure_future(asking.__anext__())
+    with pytest.raises(RuntimeError, match="failing refused"):
+        await failing.__anext__()
+    happened.append("raised")
+    assert pending.cancelled()
+    assert happened[0] == "opened"
+    assert happened[-2:] == ["closed", "raised"]
+    assert set(happened[1:-2]) == {"failing ended", "asking ended", "idle ended"}
+    assert [item async for item in idle] == []  # a walk of a failed run yields no more
 
 
 def test_spent_quota_exits_75_saying_when_to_run_again(
