@@ -16,6 +16,8 @@ import threading
 from collections.abc import AsyncGenerator, Awaitable, Iterable, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar
 
+from leadsq_async._aio import cancel_and_wait
+
 if TYPE_CHECKING:
     from leadsq_async import Page, PageIterator, Paginator
 
@@ -108,7 +110,7 @@ async def all_at_once(work: Iterable[Awaitable[T]]) -> list[T]:
     try:
         return await asyncio.gather(*tasks)
     finally:
-        await _cancel_and_wait(tasks)
+        await cancel_and_wait(tasks)
 
 
 _OVER = object()
@@ -147,10 +149,4 @@ async def merged(walks: Sequence[AsyncGenerator[T, None]]) -> AsyncGenerator[T, 
                 continue
             yield item
     finally:
-        await _cancel_and_wait(tasks)
-
-
-async def _cancel_and_wait(tasks: Sequence[asyncio.Future[Any]]) -> None:
-    for task in tasks:
-        task.cancel()
-    await asyncio.gather(*tasks, return_exceptions=True)
+        await cancel_and_wait(tasks)
