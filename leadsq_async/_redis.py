@@ -309,7 +309,8 @@ class RedisLimiter(AsyncClosing):
         limits, changed = learned_into(self._scripts.limits, limit)
         if changed:  # the local limiter keeps few learned limits; so does what is reported
             await local.learn(self._fallback.share(limit))
-            limits = tuple(k for k in limits if k.period in {w.period for w in local.rate_limits})
+            periods = {held.period for held in local.rate_limits}
+            limits = tuple(known for known in limits if known.period in periods)
         self._scripts.limits = limits
         return changed
 
