@@ -2,7 +2,8 @@
 
 `virtual_app` builds an `EmulatorApp`, whose clock is the running loop's, so under
 ``@pytest.mark.looptime`` its rate-limit windows, latency, slow answers and index lag cost no
-real time; `client_of` opens an httpx client that calls it through ``httpx.ASGITransport``.
+real time; `client_of` opens an httpx client that calls it through ``httpx.ASGITransport``,
+and `session_on` a `Session` on that client.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from typing import Any
 
 import httpx
 
+import leadsq_async as lsq
 from leadsq_async.testing import (
     DEFAULT_ACCESS_KEY,
     DEFAULT_SECRET_KEY,
@@ -55,6 +57,17 @@ async def client_of(
         transport=transport, base_url="http://emulator", headers=headers
     ) as client:
         yield client
+
+
+def session_on(client: httpx.AsyncClient, **kwargs: Any) -> lsq.Session:
+    """A session calling the in-process emulator through ``client``, on the loop's clock."""
+    return lsq.Session(
+        DEFAULT_ACCESS_KEY,
+        DEFAULT_SECRET_KEY,
+        host="http://127.0.0.1:9",
+        client=client,
+        **kwargs,
+    )
 
 
 def condition(code: object, lso: str = "ActivityEvent", operator: str = "eq") -> str:

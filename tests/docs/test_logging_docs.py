@@ -8,10 +8,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from emulator_in_process import client_of, virtual_app
+from emulator_in_process import client_of, session_on, virtual_app
 
 import leadsq_async as lsq
-from leadsq_async.testing import DEFAULT_ACCESS_KEY, DEFAULT_SECRET_KEY, Dataset, EmulatorConfig
+from leadsq_async.testing import Dataset, EmulatorConfig
 
 PAGE = Path(__file__).resolve().parents[2] / "docs" / "logging.md"
 DATA = Dataset.generate(seed=7, thousands=0, hundreds=0, other_leads=40)
@@ -64,13 +64,7 @@ async def _crawl(served: list[str], leads: list[str], **options: Any) -> None:
     app = virtual_app(DATA, EmulatorConfig(rate_limits=served))
     async with (
         client_of(app) as client,
-        lsq.Session(
-            DEFAULT_ACCESS_KEY,
-            DEFAULT_SECRET_KEY,
-            host="http://127.0.0.1:9",
-            client=client,
-            **options,
-        ) as session,
+        session_on(client, **options) as session,
         session.crawl_opportunities(leads) as results,
     ):
         assert all([result.error is None async for result in results])

@@ -8,12 +8,10 @@ from typing import Any, Literal
 
 import httpx
 import pytest
-from emulator_in_process import KEYS, client_of, virtual_app
+from emulator_in_process import KEYS, client_of, session_on, virtual_app
 
 import leadsq_async as lsq
 from leadsq_async.testing import (
-    DEFAULT_ACCESS_KEY,
-    DEFAULT_SECRET_KEY,
     Dataset,
     EmulatorApp,
     EmulatorConfig,
@@ -61,17 +59,6 @@ def error_of(response: httpx.Response) -> tuple[int, str, str]:
     body = response.json()
     assert body["Status"] == "Error"
     return response.status_code, body["ExceptionType"], body["ExceptionMessage"]
-
-
-def session_on(client: httpx.AsyncClient, **kwargs: Any) -> lsq.Session:
-    """A session calling the in-process emulator through ``client``, on the virtual clock."""
-    return lsq.Session(
-        DEFAULT_ACCESS_KEY,
-        DEFAULT_SECRET_KEY,
-        host="http://127.0.0.1:9",
-        client=client,
-        **kwargs,
-    )
 
 
 # The leads

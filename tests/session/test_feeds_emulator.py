@@ -16,14 +16,12 @@ from collections.abc import AsyncIterator, Iterable
 from typing import Any
 
 import pytest
-from emulator_in_process import client_of, virtual_app
+from emulator_in_process import client_of, session_on, virtual_app
 
 import leadsq_async as lsq
 from leadsq_async import unstructure
 from leadsq_async._feeds import search_condition
 from leadsq_async.testing import (
-    DEFAULT_ACCESS_KEY,
-    DEFAULT_SECRET_KEY,
     Dataset,
     EmulatorApp,
     EmulatorConfig,
@@ -49,11 +47,8 @@ async def session(app: EmulatorApp) -> AsyncIterator[lsq.Session]:
     """A session calling ``app`` in process, on the loop's clock."""
     async with (
         client_of(app) as client,
-        lsq.Session(
-            DEFAULT_ACCESS_KEY,
-            DEFAULT_SECRET_KEY,
-            host="http://127.0.0.1:9",
-            client=client,
+        session_on(
+            client,
             rate_limit=lsq.RateLimit(1000, 1),
             retry=lsq.RetryPolicy(attempts=2, backoff=0.01, max_backoff=0.01),
         ) as session,

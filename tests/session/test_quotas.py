@@ -14,11 +14,11 @@ from collections.abc import AsyncIterator
 
 import httpx
 import pytest
-from emulator_in_process import client_of, virtual_app
+from emulator_in_process import client_of, session_on, virtual_app
 from fakes import opportunity, session_for
 
 import leadsq_async as lsq
-from leadsq_async.testing import DEFAULT_ACCESS_KEY, DEFAULT_SECRET_KEY, Dataset, EmulatorConfig
+from leadsq_async.testing import Dataset, EmulatorConfig
 
 DATA = Dataset.generate(seed=7, thousands=30, hundreds=30, other_leads=120)
 SMALL_LEADS = sorted(lead for lead, rows in DATA.opportunities.items() if 0 < len(rows) <= 12)
@@ -27,17 +27,6 @@ SMALL_LEADS = sorted(lead for lead, rows in DATA.opportunities.items() if 0 < le
 def now() -> float:
     """The running loop's clock: the session's, virtual under looptime."""
     return asyncio.get_running_loop().time()
-
-
-def session_on(client: object, **kwargs: object) -> lsq.Session:
-    """A session calling the in-process emulator through ``client``, on the virtual clock."""
-    return lsq.Session(
-        DEFAULT_ACCESS_KEY,
-        DEFAULT_SECRET_KEY,
-        host="http://127.0.0.1:9",
-        client=client,  # type: ignore[arg-type]
-        **kwargs,  # type: ignore[arg-type]
-    )
 
 
 async def crawl_all(session: lsq.Session, leads: list[str]) -> list[lsq.LeadResult]:
