@@ -6,7 +6,8 @@ from __future__ import annotations
 import datetime as dt
 import time
 from collections.abc import Iterator
-from typing import Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
@@ -17,6 +18,9 @@ from leadsq_async.testing import (
     RunningEmulator,
     serve_in_thread,
 )
+
+if TYPE_CHECKING:
+    import dlt
 
 #: Every opportunity type of the small account.
 ACCOUNT_TYPES = [str(code) for code in range(12000, 12006)]
@@ -66,3 +70,16 @@ def sync_source(emulator: RunningEmulator, start: dt.datetime | None = None, **o
         "index_lag": dt.timedelta(0),
     }
     return leadsquared_account(**{**arguments, **options})
+
+
+def pipeline_in(directory: Path, name: str) -> dlt.Pipeline:
+    """A pipeline ``name`` into its own DuckDB file in ``directory``, dataset ``account``,
+    its working directory there too."""
+    import dlt
+
+    return dlt.pipeline(
+        pipeline_name=name,
+        destination=dlt.destinations.duckdb(str(directory / f"{name}.duckdb")),
+        dataset_name="account",
+        pipelines_dir=str(directory / "pipelines"),
+    )

@@ -31,6 +31,7 @@ from sync_fixtures import (
     ACCOUNT_TYPES,
     next_second,
     oldest_change,
+    pipeline_in,
     small_dataset,
     sync_source,
 )
@@ -309,12 +310,7 @@ def test_opportunity_activities_come_through_their_opportunities(
     """With with_opportunity_activities, the activities of the opportunities a run read are
     merged into activities with their OpportunityId, and only those."""
     start = oldest_change(emulator)
-    pipeline = dlt.pipeline(
-        pipeline_name="opportunity_activities",
-        destination=dlt.destinations.duckdb(str(tmp_path / "o.duckdb")),
-        dataset_name="account",
-        pipelines_dir=str(tmp_path / "pipelines"),
-    )
+    pipeline = pipeline_in(tmp_path, "opportunity_activities")
     source = sync_source(
         emulator,
         start,
@@ -348,12 +344,7 @@ def test_a_sync_starts_where_the_last_walk_ended_not_at_an_old_cursor(
     """On a quiet account, whose latest change is long before the first sync, a second sync
     walks from where the first one's walk ended, not from the cursor (the latest row): one
     call per feed, where walking again from the cursor costs a call per time window."""
-    pipeline = dlt.pipeline(
-        pipeline_name="quiet",
-        destination=dlt.destinations.duckdb(str(tmp_path / "q.duckdb")),
-        dataset_name="account",
-        pipelines_dir=str(tmp_path / "pipelines"),
-    )
+    pipeline = pipeline_in(tmp_path, "quiet")
     types = ["12001", "12002"]
     pipeline.run(sync_source(emulator, oldest_change(emulator), opportunity_types=types))
     newest = max(row["ModifiedOn"] for row in emulator.account.activities())
@@ -387,12 +378,7 @@ def test_the_opportunity_types_are_searched_at_once(tmp_path: Path) -> None:
     every type's first page is asked before any is answered, not one type after another."""
     app = EmulatorApp(small_dataset(), EmulatorConfig(rate_limits=["2000/1"], latency=0.2))
     heard = _Heard()
-    pipeline = dlt.pipeline(
-        pipeline_name="types_at_once",
-        destination=dlt.destinations.duckdb(str(tmp_path / "t.duckdb")),
-        dataset_name="account",
-        pipelines_dir=str(tmp_path / "pipelines"),
-    )
+    pipeline = pipeline_in(tmp_path, "types_at_once")
     with serve_in_thread(app) as running:
         source = sync_source(running, oldest_change(running), progress=heard)
         pipeline.run(source.with_resources("opportunities"))
@@ -414,12 +400,7 @@ def test_the_activities_of_the_opportunities_read_are_fetched_many_at_once(
     once, with its opportunity's id."""
     app = EmulatorApp(small_dataset(), EmulatorConfig(rate_limits=["2000/1"], latency=0.1))
     heard = _Heard()
-    pipeline = dlt.pipeline(
-        pipeline_name="activities_at_once",
-        destination=dlt.destinations.duckdb(str(tmp_path / "a.duckdb")),
-        dataset_name="account",
-        pipelines_dir=str(tmp_path / "pipelines"),
-    )
+    pipeline = pipeline_in(tmp_path, "activities_at_once")
     with serve_in_thread(app) as running:
         source = sync_source(
             running,

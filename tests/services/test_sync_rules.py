@@ -16,7 +16,7 @@ from typing import Any
 
 import dlt
 import pytest
-from sync_fixtures import ACCOUNT_TYPES, next_second, oldest_change, small_dataset
+from sync_fixtures import ACCOUNT_TYPES, next_second, oldest_change, pipeline_in, small_dataset
 from sync_fixtures import sync_source as source
 
 from leadsq_async.dlt import leadsquared_account
@@ -39,15 +39,6 @@ def _no_telemetry(monkeypatch: pytest.MonkeyPatch) -> None:
 @pytest.fixture
 def emulator(small_account: RunningEmulator) -> RunningEmulator:
     return small_account
-
-
-def pipeline_in(directory: Path, name: str) -> dlt.Pipeline:
-    return dlt.pipeline(
-        pipeline_name=name,
-        destination=dlt.destinations.duckdb(str(directory / f"{name}.duckdb")),
-        dataset_name="account",
-        pipelines_dir=str(directory / "pipelines"),
-    )
 
 
 def column(pipeline: dlt.Pipeline, sql: str) -> list[Any]:
